@@ -1,0 +1,240 @@
+//! Request and response bodies of the REST API; field names match the user docs.
+//!
+//! Requests reject unknown fields so a typo is an error, not a silent default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CredentialId, Role, RuleId, TokenId};
+
+/// `application/problem+json` body (RFC 9457).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short, human-readable summary.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, specifically.
+    pub detail: String,
+    /// Machine-readable code, e.g. `invalid_body`.
+    pub code: String,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A label for the token.
+    pub name: String,
+    /// `admin` or `operator`.
+    pub role: Role,
+}
+
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: TokenId,
+    /// Label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// First characters of the token.
+    pub prefix: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 revocation time, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Response of `POST /api/tokens`: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The stored record.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The bearer token; shown once.
+    pub token: String,
+}
+
+/// `POST /api/placeholders`: an atomic upsert by placeholder name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertPlaceholder {
+    /// The placeholder the workload sends, e.g. `XCALIBUR_GITHUB_TOKEN`.
+    pub placeholder: String,
+    /// The real value; sealed at rest, never returned.
+    pub real_value: String,
+    /// The provider whose hosts may receive the value.
+    pub provider_id: String,
+    /// Route family (defaults to the provider id).
+    #[serde(default)]
+    pub route_family: Option<String>,
+}
+
+/// A placeholder as listed: fingerprint only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceholderInfo {
+    /// Placeholder name.
+    pub placeholder: String,
+    /// Provider id.
+    pub provider_id: String,
+    /// Route family.
+    pub route_family: String,
+    /// `sha256:<hex>` of the real value.
+    pub fingerprint: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time the value last changed.
+    pub last_rotated_at: String,
+    /// RFC 3339 time of the last upsert.
+    pub updated_at: String,
+}
+
+/// Response of `POST /api/placeholders`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpsertedPlaceholder {
+    /// The record after the upsert.
+    #[serde(flatten)]
+    pub info: PlaceholderInfo,
+    /// True when the placeholder did not exist before.
+    pub created: bool,
+    /// True when the real value changed.
+    pub rotated: bool,
+}
+
+/// `POST /api/providers` (upsert) and the listed form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// Provider id, e.g. `github`.
+    pub id: String,
+    /// The only hosts this provider's secrets may ever be sent to (exact or `*.suffix`).
+    pub hosts: Vec<String>,
+    /// Hosts tunnelled without TLS interception (no substitution possible).
+    #[serde(default)]
+    pub passthrough: bool,
+}
+
+/// `POST /api/service-credentials` (seed 000 §1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServiceCredential {
+    /// Label.
+    pub name: String,
+    /// The user the workload acts for.
+    pub user: String,
+    /// The CIDR the credential may be used from.
+    pub source_network: String,
+    /// Destinations this principal may reach (exact or `*.suffix`).
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+}
+
+/// A service credential as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceCredentialInfo {
+    /// Id.
+    pub id: CredentialId,
+    /// Label.
+    pub name: String,
+    /// User.
+    pub user: String,
+    /// Source CIDR.
+    pub source_network: String,
+    /// Allowed destinations.
+    pub allowed_domains: Vec<String>,
+    /// Token prefix.
+    pub prefix: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 revocation time.
+    pub revoked_at: Option<String>,
+    /// Why it was revoked (`admin`, `source_network_mismatch`).
+    pub revoked_reason: Option<String>,
+}
+
+/// Response of `POST /api/service-credentials`: the token is shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedServiceCredential {
+    /// The stored record.
+    #[serde(flatten)]
+    pub info: ServiceCredentialInfo,
+    /// The proxy bearer.
+    pub token: String,
+}
+
+/// `POST /api/translation-rules`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTranslationRule {
+    /// Principal selector: `*`, an exact principal id (`service:ci-runner`) or a glob.
+    #[serde(default = "star")]
+    pub principal: String,
+    /// Placeholder name or glob.
+    pub placeholder: String,
+    /// Hosts the rule applies to (exact or `*.suffix`); must lie within the provider's hosts.
+    pub hosts: Vec<String>,
+    /// Path prefix (default `/`).
+    #[serde(default = "slash")]
+    pub path_prefix: String,
+    /// Methods (empty = any).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Also substitute in request bodies (streaming, bounded).
+    #[serde(default)]
+    pub substitute_body: bool,
+}
+
+fn star() -> String {
+    "*".to_owned()
+}
+
+fn slash() -> String {
+    "/".to_owned()
+}
+
+/// A stored translation rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TranslationRule {
+    /// Id.
+    pub id: RuleId,
+    /// The rule as created.
+    #[serde(flatten)]
+    pub rule: CreateTranslationRule,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// One proxied request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flow {
+    /// Flow id.
+    pub id: String,
+    /// RFC 3339 start time.
+    pub ts: String,
+    /// Principal id, or empty when unidentified.
+    pub principal: String,
+    /// Method.
+    pub method: String,
+    /// Destination host.
+    pub host: String,
+    /// Request path (no query).
+    pub path: String,
+    /// Status returned to the workload.
+    pub status: u16,
+    /// Request body bytes sent upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the workload.
+    pub bytes_down: u64,
+    /// Latency in milliseconds.
+    pub latency_ms: u64,
+    /// Placeholders substituted.
+    pub placeholders: Vec<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Reason code for a deny or failure.
+    pub reason: Option<String>,
+}

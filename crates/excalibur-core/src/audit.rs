@@ -1,0 +1,344 @@
+//! Audit events and the hash chain that makes the log tamper-evident.
+//!
+//! `hash = SHA-256(prev_hash || canonical_json({seq, ts, type, principal, details, prev_hash}))`,
+//! hex-encoded. Binding `seq` and `prev_hash` into every record makes edits, deletions
+//! and reordering visible; tail truncation is caught by the store's authenticated head.
+
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::canonical;
+use crate::ids::AuditSeq;
+use crate::secret::hex;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+macro_rules! event_types {
+    ($($(#[$doc:meta])* $variant:ident => $wire:literal,)*) => {
+        /// Every audit event type Excalibur writes; wire names match the user docs.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventType { $($(#[$doc])* $variant,)* }
+
+        impl EventType {
+            /// All types, for docs and the OpenAPI enum.
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
+
+            /// The wire name, e.g. `placeholder_rotated`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(EventType::$variant => $wire,)* }
+            }
+        }
+    };
+}
+
+event_types! {
+    /// An API token was minted.
+    TokenCreated => "token_created",
+    /// An API token was revoked.
+    TokenRevoked => "token_revoked",
+    /// A placeholder was created or updated (every upsert).
+    PlaceholderUpdated => "placeholder_updated",
+    /// A placeholder's real value changed.
+    PlaceholderRotated => "placeholder_rotated",
+    /// A placeholder was deleted.
+    PlaceholderDeleted => "placeholder_deleted",
+    /// A placeholder was headed somewhere no rule allows; it was not substituted.
+    PlaceholderDenied => "placeholder_denied",
+    /// A provider and its hosts were created or changed.
+    ProviderUpdated => "provider_updated",
+    /// A provider was deleted.
+    ProviderDeleted => "provider_deleted",
+    /// A service credential was minted.
+    ServiceCredentialCreated => "service_credential_created",
+    /// A service credential was revoked (by an admin or automatically).
+    ServiceCredentialRevoked => "service_credential_revoked",
+    /// A translation rule was created.
+    TranslationRuleCreated => "translation_rule_created",
+    /// A translation rule was deleted.
+    TranslationRuleDeleted => "translation_rule_deleted",
+    /// A proxy caller was identified.
+    ProxyAuthOk => "proxy_auth_ok",
+    /// A proxy caller was refused identification.
+    ProxyAuthDenied => "proxy_auth_denied",
+    /// Egress to a destination was denied.
+    EgressDenied => "egress_denied",
+    /// One proxied request finished.
+    FlowRecorded => "flow_recorded",
+    /// The gateway started.
+    ServerStarted => "server_started",
+}
+
+impl EventType {
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An event about to be appended; the store assigns `seq`, `ts` and hashes.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// Who did it or whom it concerns (`admin:<token id>`, `service:<name>`, `system`).
+    pub principal: String,
+    /// Structured facts; never a secret value (fingerprints and prefixes only).
+    pub details: Value,
+}
+
+impl NewEvent {
+    /// Builds an event.
+    pub fn new(event_type: EventType, principal: impl Into<String>, details: Value) -> Self {
+        Self { event_type, principal: principal.into(), details }
+    }
+}
+
+/// A stored audit event as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: AuditSeq,
+    /// RFC 3339 UTC time of the append.
+    pub ts: String,
+    /// Event type wire name.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Principal the event is about.
+    pub principal: String,
+    /// Structured details.
+    pub details: Value,
+    /// Hash of the previous event ([`GENESIS_HASH`] for the first).
+    pub prev_hash: String,
+    /// Hash of this event.
+    pub hash: String,
+}
+
+/// Computes the chain hash of one event.
+pub fn chain_hash(
+    seq: AuditSeq,
+    ts: &str,
+    event_type: &str,
+    principal: &str,
+    details: &Value,
+    prev_hash: &str,
+) -> String {
+    let body = json!({
+        "seq": seq.0,
+        "ts": ts,
+        "type": event_type,
+        "principal": principal,
+        "details": details,
+        "prev_hash": prev_hash,
+    });
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev_hash.as_bytes());
+    ctx.update(&canonical::to_vec(&body));
+    hex(ctx.finish().as_ref())
+}
+
+impl AuditEvent {
+    /// Recomputes this event's hash from its fields.
+    pub fn recompute_hash(&self) -> String {
+        chain_hash(
+            self.seq,
+            &self.ts,
+            &self.event_type,
+            &self.principal,
+            &self.details,
+            &self.prev_hash,
+        )
+    }
+}
+
+/// The outcome of verifying the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// True when every event links and the head matches the authenticated head.
+    pub ok: bool,
+    /// Events checked.
+    pub checked: i64,
+    /// Seq of the last event in the log.
+    pub head_seq: Option<i64>,
+    /// Hash of the last event.
+    pub head_hash: Option<String>,
+    /// First seq at which the chain is broken.
+    pub first_broken_seq: Option<i64>,
+    /// Why it is broken.
+    pub reason: Option<String>,
+}
+
+/// Incremental chain verifier: feed events in seq order, then [`ChainVerifier::finish`].
+#[derive(Debug)]
+pub struct ChainVerifier {
+    expected_seq: i64,
+    prev_hash: String,
+    broken: Option<(i64, String)>,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self { expected_seq: 1, prev_hash: GENESIS_HASH.to_owned(), broken: None }
+    }
+}
+
+impl ChainVerifier {
+    /// Checks the next event; stops recording after the first break.
+    pub fn push(&mut self, event: &AuditEvent) {
+        if self.broken.is_some() {
+            return;
+        }
+        let reason = if event.seq.0 != self.expected_seq {
+            Some(format!("expected seq {} but found {}", self.expected_seq, event.seq.0))
+        } else if event.prev_hash != self.prev_hash {
+            Some("prev_hash does not match the previous event".to_owned())
+        } else if event.recompute_hash() != event.hash {
+            Some("hash does not match the event's contents".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.broken = Some((self.expected_seq, reason));
+            return;
+        }
+        self.expected_seq += 1;
+        self.prev_hash.clone_from(&event.hash);
+    }
+
+    /// Finishes against the authenticated head `(seq, hash)` the store keeps apart from
+    /// the rows (`None` for an empty log). A missing tail shows up here.
+    pub fn finish(self, head: Option<(i64, &str)>) -> VerifyReport {
+        let checked = self.expected_seq - 1;
+        let last = (checked > 0).then(|| (checked, self.prev_hash.clone()));
+        let mut broken = self.broken;
+        if broken.is_none() {
+            match (head, &last) {
+                (None, None) => {}
+                (Some((hs, hh)), Some((ls, lh))) if hs == *ls && hh == lh => {}
+                (Some((hs, _)), Some((ls, _))) if hs > *ls => {
+                    broken = Some((ls + 1, format!("events {}..={hs} are missing (tail truncated)", ls + 1)));
+                }
+                (Some((hs, _)), None) => {
+                    broken = Some((1, format!("events 1..={hs} are missing")));
+                }
+                (_, Some((ls, _))) => {
+                    broken = Some((*ls, "the last event does not match the authenticated head".to_owned()));
+                }
+            }
+        }
+        VerifyReport {
+            ok: broken.is_none(),
+            checked,
+            head_seq: last.as_ref().map(|l| l.0),
+            head_hash: last.map(|l| l.1),
+            first_broken_seq: broken.as_ref().map(|b| b.0),
+            reason: broken.map(|b| b.1),
+        }
+    }
+}
+
+/// True when `event_type` matches a glob with `*` wildcards (e.g. `placeholder_*`).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<AuditEvent> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|i| {
+                let mut e = AuditEvent {
+                    seq: AuditSeq(i),
+                    ts: format!("2026-11-23T10:00:{i:02}.000Z"),
+                    event_type: "placeholder_updated".into(),
+                    principal: "admin:tok_1".into(),
+                    details: json!({"n": i}),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = e.recompute_hash();
+                prev.clone_from(&e.hash);
+                e
+            })
+            .collect()
+    }
+
+    fn verify(events: &[AuditEvent], head: Option<(i64, &str)>) -> VerifyReport {
+        let mut v = ChainVerifier::default();
+        events.iter().for_each(|e| v.push(e));
+        v.finish(head)
+    }
+
+    #[test]
+    fn detects_edit_delete_reorder_truncate() {
+        let events = chain(5);
+        let head = (5, events[4].hash.as_str());
+        assert!(verify(&events, Some(head)).ok);
+
+        let mut edited = events.clone();
+        edited[2].details = json!({"n": 99});
+        assert_eq!(verify(&edited, Some(head)).first_broken_seq, Some(3));
+
+        let mut deleted = events.clone();
+        deleted.remove(1);
+        assert_eq!(verify(&deleted, Some(head)).first_broken_seq, Some(2));
+
+        let mut reordered = events.clone();
+        reordered.swap(3, 4);
+        assert_eq!(verify(&reordered, Some(head)).first_broken_seq, Some(4));
+
+        let truncated = &events[..3];
+        let r = verify(truncated, Some(head));
+        assert!(!r.ok);
+        assert_eq!(r.first_broken_seq, Some(4));
+        assert!(verify(&[], None).ok);
+    }
+
+    #[test]
+    fn globs() {
+        for (p, t, want) in [
+            ("placeholder_*", "placeholder_rotated", true),
+            ("placeholder_*", "proxy_auth_ok", false),
+            ("*_denied", "proxy_auth_denied", true),
+            ("proxy_auth_ok", "proxy_auth_ok", true),
+            ("*", "x", true),
+            ("p*_*d", "placeholder_rotated", true),
+            ("p*_*x", "placeholder_rotated", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Excalibur's persistence: the [`Store`] trait, its SQLite backend, sealing of secret
+//! material, and the tamper-evident audit chain.
+//!
+//! **Owns:** schema and versioned migrations, AES-256-GCM envelope sealing under the
+//! master key, the audit hash chain and its authenticated head, data-dir file helpers.
+//!
+//! **Never:** stores a secret or an issued token in the clear (values are sealed,
+//! tokens hashed); writes an API change without its audit event in the same
+//! transaction; is called from the proxy's request path.
+//!
+//! **Start at:** [`Store`], [`sqlite::SqliteStore::open`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use excalibur_core::Secret;
+use excalibur_core::api::{
+    CreateTranslationRule, Flow, PlaceholderInfo, Provider, ServiceCredentialInfo, TokenInfo, TranslationRule,
+    UpsertPlaceholder, UpsertedPlaceholder,
+};
+use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
+use excalibur_core::ids::{CredentialId, RuleId, TokenId};
+
+pub mod fs;
+pub mod seal;
+pub mod sqlite;
+
+/// A boxed future returned by [`Store`] methods, so the trait stays object-safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named object does not exist.
+    #[error("{kind} `{id}` does not exist")]
+    NotFound {
+        /// Object kind, e.g. `provider`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The write conflicts with existing data.
+    #[error("{0}")]
+    Conflict(String),
+    /// The write was rejected as invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Sealing or opening failed.
+    #[error("sealing failed")]
+    Seal(#[source] seal::SealError),
+    /// The database failed.
+    #[error("database error")]
+    Db(#[source] rusqlite::Error),
+    /// A stored JSON column did not parse.
+    #[error("stored data is corrupt")]
+    Corrupt(#[source] serde_json::Error),
+    /// The blocking task running the query failed.
+    #[error("store task failed")]
+    Task,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<seal::SealError> for StoreError {
+    fn from(e: seal::SealError) -> Self {
+        StoreError::Seal(e)
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e)
+    }
+}
+
+/// Filters for `GET /api/audit`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Glob on the event type, e.g. `placeholder_*`.
+    pub event_type: Option<String>,
+    /// Exact principal.
+    pub principal: Option<String>,
+    /// Only events at or after this time (ms since epoch).
+    pub since_ms: Option<i64>,
+    /// Only events with seq greater than this.
+    pub after_seq: Option<i64>,
+    /// Maximum number of events (newest first).
+    pub limit: usize,
+}
+
+/// Filters for `GET /api/flows`.
+#[derive(Debug, Clone, Default)]
+pub struct FlowQuery {
+    /// Exact principal.
+    pub principal: Option<String>,
+    /// Exact host.
+    pub host: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    /// Only flows at or after this time (ms since epoch).
+    pub since_ms: Option<i64>,
+    /// Maximum number of flows (newest first).
+    pub limit: usize,
+}
+
+/// A placeholder with its opened value, for building the proxy's snapshot.
+#[derive(Debug, Clone)]
+pub struct PlaceholderSecret {
+    /// Placeholder name.
+    pub name: String,
+    /// Provider id.
+    pub provider_id: String,
+    /// Route family.
+    pub route_family: String,
+    /// The real value.
+    pub value: Secret,
+}
+
+/// A service credential with its token hash, for building the proxy's snapshot.
+#[derive(Debug, Clone)]
+pub struct ServiceCredentialRecord {
+    /// The listed form.
+    pub info: ServiceCredentialInfo,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+}
+
+/// Everything the proxy's snapshot is built from, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotData {
+    /// Placeholders with values opened.
+    pub placeholders: Vec<PlaceholderSecret>,
+    /// Providers.
+    pub providers: Vec<Provider>,
+    /// Live (unrevoked) service credentials.
+    pub credentials: Vec<ServiceCredentialRecord>,
+    /// Translation rules.
+    pub rules: Vec<TranslationRule>,
+}
+
+/// The persistence seam: SQLite now, PostgreSQL later. Every write that changes
+/// configuration takes the acting principal and appends its audit events in the same
+/// transaction, so nothing is half-written and nothing goes unrecorded.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores a new API token (hash only).
+    fn token_create(&self, info: TokenInfo, hash: String, actor: String) -> StoreFuture<'_, ()>;
+    /// Finds a live token by the hash of the presented value.
+    fn token_by_hash(&self, hash: String) -> StoreFuture<'_, Option<TokenInfo>>;
+    /// Lists all tokens, revoked ones included.
+    fn token_list(&self) -> StoreFuture<'_, Vec<TokenInfo>>;
+    /// Revokes a token.
+    fn token_revoke(&self, id: TokenId, actor: String) -> StoreFuture<'_, TokenInfo>;
+
+    /// Creates or replaces a provider.
+    fn provider_upsert(&self, provider: Provider, actor: String) -> StoreFuture<'_, Provider>;
+    /// Lists providers.
+    fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>>;
+    /// Deletes a provider that no placeholder references.
+    fn provider_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
+
+    /// Upserts a placeholder atomically; emits `placeholder_updated`, and
+    /// `placeholder_rotated` when the value changed.
+    fn placeholder_upsert(&self, req: UpsertPlaceholder, actor: String) -> StoreFuture<'_, UpsertedPlaceholder>;
+    /// Lists placeholders (fingerprints only).
+    fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>>;
+    /// Deletes a placeholder.
+    fn placeholder_delete(&self, name: String, actor: String) -> StoreFuture<'_, ()>;
+
+    /// Stores a new service credential (hash only).
+    fn credential_create(&self, info: ServiceCredentialInfo, hash: String, actor: String) -> StoreFuture<'_, ()>;
+    /// Lists service credentials, revoked ones included.
+    fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>>;
+    /// Revokes a credential with a reason; revoking twice keeps the first reason.
+    fn credential_revoke(&self, id: CredentialId, reason: String, actor: String)
+    -> StoreFuture<'_, ServiceCredentialInfo>;
+
+    /// Stores a translation rule.
+    fn rule_create(&self, rule: CreateTranslationRule, actor: String) -> StoreFuture<'_, TranslationRule>;
+    /// Lists translation rules.
+    fn rule_list(&self) -> StoreFuture<'_, Vec<TranslationRule>>;
+    /// Deletes a translation rule.
+    fn rule_delete(&self, id: RuleId, actor: String) -> StoreFuture<'_, ()>;
+
+    /// Writes a batch of flows and audit events in one transaction.
+    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()>;
+    /// Lists flows, newest first.
+    fn flow_list(&self, query: FlowQuery) -> StoreFuture<'_, Vec<Flow>>;
+
+    /// Lists audit events, newest first.
+    fn audit_list(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditEvent>>;
+    /// Verifies the whole chain against the authenticated head.
+    fn audit_verify(&self) -> StoreFuture<'_, VerifyReport>;
+
+    /// Reads a sealed setting (e.g. the CA private key).
+    fn setting_get(&self, name: String) -> StoreFuture<'_, Option<Secret>>;
+    /// Writes a sealed setting.
+    fn setting_put(&self, name: String, value: Secret) -> StoreFuture<'_, ()>;
+
+    /// Reads everything the proxy snapshot needs, values opened, in one transaction.
+    fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
+}

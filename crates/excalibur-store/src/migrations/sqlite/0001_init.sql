@@ -1,0 +1,81 @@
+CREATE TABLE data_keys (
+    id TEXT PRIMARY KEY,
+    wrapped BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE sealed_settings (
+    name TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES data_keys(id),
+    sealed BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'operator')),
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE providers (
+    id TEXT PRIMARY KEY,
+    hosts TEXT NOT NULL,
+    passthrough INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE placeholders (
+    name TEXT PRIMARY KEY,
+    provider_id TEXT NOT NULL REFERENCES providers(id),
+    route_family TEXT NOT NULL,
+    key_id TEXT NOT NULL REFERENCES data_keys(id),
+    sealed BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    rotated_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE service_credentials (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    user TEXT NOT NULL,
+    source_network TEXT NOT NULL,
+    allowed_domains TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    revoked_reason TEXT
+);
+CREATE TABLE translation_rules (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE flows (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    host TEXT NOT NULL,
+    decision TEXT NOT NULL
+);
+CREATE INDEX flows_ts ON flows(ts_ms);
+CREATE TABLE audit_events (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_ts ON audit_events(ts_ms);
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    mac TEXT NOT NULL
+);

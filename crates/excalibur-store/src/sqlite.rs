@@ -1,0 +1,659 @@
+//! The SQLite backend: one connection in WAL mode behind a mutex, used only from
+//! blocking threads (`spawn_blocking`), so the async runtime never waits on disk.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::hmac;
+use excalibur_core::Secret;
+use excalibur_core::api::{
+    CreateTranslationRule, Flow, PlaceholderInfo, Provider, ServiceCredentialInfo, TokenInfo, TranslationRule,
+    UpsertPlaceholder, UpsertedPlaceholder,
+};
+use excalibur_core::audit::{AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash};
+use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
+use excalibur_core::secret::hex;
+use excalibur_core::time::Timestamp;
+use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, TransactionBehavior, params};
+use serde_json::json;
+
+use crate::seal::{MasterKey, Sealer, WrappedKey};
+use crate::{
+    AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store, StoreError,
+    StoreFuture,
+};
+
+/// Versioned migrations, applied in order at open.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Mutex<Connection>,
+    sealer: Sealer,
+    head_key: HeadKey,
+}
+
+struct HeadKey(hmac::Key);
+
+impl std::fmt::Debug for HeadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies migrations and loads
+    /// the data keys with `master`. Blocking: call it from a blocking context.
+    ///
+    /// Errors when the master key does not open this database's data keys.
+    pub fn open(path: &Path, master: &MasterKey) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        let stored = {
+            let mut stmt = conn.prepare("SELECT id, wrapped FROM data_keys ORDER BY created_ms, id")?;
+            stmt.query_map([], |r| Ok(WrappedKey { id: r.get(0)?, wrapped: r.get(1)? }))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let (sealer, new_key) = Sealer::load(master, &stored)?;
+        if let Some(k) = new_key {
+            conn.execute(
+                "INSERT INTO data_keys (id, wrapped, created_ms) VALUES (?1, ?2, ?3)",
+                params![k.id, k.wrapped, Timestamp::now().millis()],
+            )?;
+        }
+        Ok(Self { inner: Arc::new(Inner { conn: Mutex::new(conn), sealer, head_key: HeadKey(master.audit_head_key()) }) })
+    }
+
+    fn run<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = inner.conn.lock().map_err(|_| StoreError::Task)?;
+                f(&inner, &mut conn)
+            })
+            .await
+            .map_err(|_| StoreError::Task)?
+        })
+    }
+
+    /// Runs `f` in an immediate transaction, appends the events it returns to the audit
+    /// chain, and commits both together.
+    fn write<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Transaction<'_>) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+    {
+        self.run(move |inner, conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (value, events) = f(inner, &tx)?;
+            append_events(&tx, &inner.head_key, &events)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: Option<i64> =
+            tx.query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0)).optional()?;
+        if done.is_none() {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                params![version, Timestamp::now().millis()],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
+    hex(hmac::sign(&key.0, format!("{seq}:{hash}").as_bytes()).as_ref())
+}
+
+fn append_events(tx: &Transaction<'_>, key: &HeadKey, events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let head: Option<(i64, String)> =
+        tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let (mut seq, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO audit_events (seq, ts, ts_ms, type, principal, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in events {
+        seq += 1;
+        let now = Timestamp::now();
+        let ts = now.to_rfc3339();
+        let hash = chain_hash(AuditSeq(seq), &ts, e.event_type.as_str(), &e.principal, &e.details, &prev);
+        insert.execute(params![
+            seq,
+            ts,
+            now.millis(),
+            e.event_type.as_str(),
+            e.principal,
+            excalibur_core::canonical::to_string(&e.details),
+            prev,
+            hash
+        ])?;
+        prev = hash;
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+        params![seq, prev, head_mac(key, seq, &prev)],
+    )?;
+    Ok(())
+}
+
+fn ts(ms: i64) -> String {
+    Timestamp::from_millis(ms).to_rfc3339()
+}
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+    let role: String = r.get(2)?;
+    Ok(TokenInfo {
+        id: TokenId::new(r.get::<_, String>(0)?),
+        name: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Operator),
+        prefix: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(ts),
+    })
+}
+
+const TOKEN_COLS: &str = "id, name, role, prefix, created_ms, revoked_ms";
+
+fn placeholder_row(r: &Row<'_>) -> rusqlite::Result<PlaceholderInfo> {
+    Ok(PlaceholderInfo {
+        placeholder: r.get(0)?,
+        provider_id: r.get(1)?,
+        route_family: r.get(2)?,
+        fingerprint: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        last_rotated_at: ts(r.get(5)?),
+        updated_at: ts(r.get(6)?),
+    })
+}
+
+const PLACEHOLDER_COLS: &str = "name, provider_id, route_family, fingerprint, created_ms, rotated_ms, updated_ms";
+
+fn credential_row(r: &Row<'_>) -> rusqlite::Result<(ServiceCredentialInfo, String)> {
+    let domains: String = r.get(4)?;
+    Ok((
+        ServiceCredentialInfo {
+            id: CredentialId::new(r.get::<_, String>(0)?),
+            name: r.get(1)?,
+            user: r.get(2)?,
+            source_network: r.get(3)?,
+            allowed_domains: serde_json::from_str(&domains).unwrap_or_default(),
+            prefix: r.get(5)?,
+            created_at: ts(r.get(6)?),
+            revoked_at: r.get::<_, Option<i64>>(7)?.map(ts),
+            revoked_reason: r.get(8)?,
+        },
+        r.get(9)?,
+    ))
+}
+
+const CREDENTIAL_COLS: &str =
+    "id, name, user, source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash";
+
+fn provider_row(r: &Row<'_>) -> rusqlite::Result<Provider> {
+    let hosts: String = r.get(1)?;
+    Ok(Provider { id: r.get(0)?, hosts: serde_json::from_str(&hosts).unwrap_or_default(), passthrough: r.get(2)? })
+}
+
+fn rule_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn parse_rule((id, body, created): (String, String, i64)) -> Result<TranslationRule, StoreError> {
+    Ok(TranslationRule { id: RuleId::new(id), rule: serde_json::from_str(&body)?, created_at: ts(created) })
+}
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    let details: String = r.get(4)?;
+    Ok(AuditEvent {
+        seq: AuditSeq(r.get(0)?),
+        ts: r.get(1)?,
+        event_type: r.get(2)?,
+        principal: r.get(3)?,
+        // A row whose details no longer parse is kept as a string so verify reports it.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
+const AUDIT_COLS: &str = "seq, ts, type, principal, details, prev_hash, hash";
+
+impl Store for SqliteStore {
+    fn token_create(&self, info: TokenInfo, hash: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, role, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![info.id.as_str(), info.name, info.role.as_str(), info.prefix, hash, Timestamp::now().millis()],
+            )?;
+            let event = NewEvent::new(
+                EventType::TokenCreated,
+                actor,
+                json!({"id": info.id, "name": info.name, "role": info.role, "prefix": info.prefix}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn token_by_hash(&self, hash: String) -> StoreFuture<'_, Option<TokenInfo>> {
+        self.run(move |_, conn| {
+            let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = ?1 AND revoked_ms IS NULL");
+            Ok(conn.query_row(&sql, [hash], token_row).optional()?)
+        })
+    }
+
+    fn token_list(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id"))?;
+            Ok(stmt.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn token_revoke(&self, id: TokenId, actor: String) -> StoreFuture<'_, TokenInfo> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id.as_str(), Timestamp::now().millis()],
+            )?;
+            let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1");
+            let info = tx
+                .query_row(&sql, [id.as_str()], token_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { kind: "token", id: id.to_string() })?;
+            let events = if n == 1 {
+                vec![NewEvent::new(EventType::TokenRevoked, actor, json!({"id": info.id, "prefix": info.prefix}))]
+            } else {
+                Vec::new()
+            };
+            Ok((info, events))
+        })
+    }
+
+    fn provider_upsert(&self, provider: Provider, actor: String) -> StoreFuture<'_, Provider> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO providers (id, hosts, passthrough, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough, updated_ms = excluded.updated_ms",
+                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now],
+            )?;
+            let event = NewEvent::new(
+                EventType::ProviderUpdated,
+                actor,
+                json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough}),
+            );
+            Ok((provider, vec![event]))
+        })
+    }
+
+    fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare("SELECT id, hosts, passthrough FROM providers ORDER BY id")?;
+            Ok(stmt.query_map([], provider_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn provider_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let used: i64 = tx.query_row("SELECT count(*) FROM placeholders WHERE provider_id = ?1", [&id], |r| r.get(0))?;
+            if used > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "provider `{id}` is used by {used} placeholder(s); delete them first"
+                )));
+            }
+            if tx.execute("DELETE FROM providers WHERE id = ?1", [&id])? == 0 {
+                return Err(StoreError::NotFound { kind: "provider", id });
+            }
+            Ok(((), vec![NewEvent::new(EventType::ProviderDeleted, actor, json!({"id": id}))]))
+        })
+    }
+
+    fn placeholder_upsert(&self, req: UpsertPlaceholder, actor: String) -> StoreFuture<'_, UpsertedPlaceholder> {
+        self.write(move |inner, tx| {
+            let provider_exists: Option<String> =
+                tx.query_row("SELECT id FROM providers WHERE id = ?1", [&req.provider_id], |r| r.get(0)).optional()?;
+            if provider_exists.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "provider `{}` does not exist; create it first with POST /api/providers",
+                    req.provider_id
+                )));
+            }
+            let value = Secret::new(req.real_value.into_bytes());
+            let fp = value.fingerprint();
+            let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
+            let (key_id, sealed) = inner.sealer.seal(&value, &format!("placeholder:{}", req.placeholder))?;
+            let previous: Option<String> = tx
+                .query_row("SELECT fingerprint FROM placeholders WHERE name = ?1", [&req.placeholder], |r| r.get(0))
+                .optional()?;
+            let now = Timestamp::now().millis();
+            let created = previous.is_none();
+            let rotated = previous.as_ref().is_some_and(|p| *p != fp);
+            tx.execute(
+                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
+                 ON CONFLICT (name) DO UPDATE SET provider_id = excluded.provider_id, route_family = excluded.route_family,
+                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   rotated_ms = CASE WHEN placeholders.fingerprint = excluded.fingerprint THEN placeholders.rotated_ms ELSE excluded.rotated_ms END,
+                   updated_ms = excluded.updated_ms",
+                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now],
+            )?;
+            let sql = format!("SELECT {PLACEHOLDER_COLS} FROM placeholders WHERE name = ?1");
+            let info = tx.query_row(&sql, [&req.placeholder], placeholder_row)?;
+            let details = json!({
+                "placeholder": info.placeholder,
+                "provider_id": info.provider_id,
+                "route_family": info.route_family,
+                "fingerprint": info.fingerprint,
+                "created": created,
+            });
+            let mut events = vec![NewEvent::new(EventType::PlaceholderUpdated, actor.clone(), details)];
+            if rotated {
+                events.push(NewEvent::new(
+                    EventType::PlaceholderRotated,
+                    actor,
+                    json!({
+                        "placeholder": info.placeholder,
+                        "provider_id": info.provider_id,
+                        "previous_fingerprint": previous,
+                        "fingerprint": info.fingerprint,
+                    }),
+                ));
+            }
+            Ok((UpsertedPlaceholder { info, created, rotated }, events))
+        })
+    }
+
+    fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {PLACEHOLDER_COLS} FROM placeholders ORDER BY name"))?;
+            Ok(stmt.query_map([], placeholder_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn placeholder_delete(&self, name: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM placeholders WHERE name = ?1", [&name])? == 0 {
+                return Err(StoreError::NotFound { kind: "placeholder", id: name });
+            }
+            Ok(((), vec![NewEvent::new(EventType::PlaceholderDeleted, actor, json!({"placeholder": name}))]))
+        })
+    }
+
+    fn credential_create(&self, info: ServiceCredentialInfo, hash: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            tx.execute(
+                "INSERT INTO service_credentials (id, name, user, source_network, allowed_domains, prefix, hash, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    info.id.as_str(),
+                    info.name,
+                    info.user,
+                    info.source_network,
+                    serde_json::to_string(&info.allowed_domains)?,
+                    info.prefix,
+                    hash,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            let event = NewEvent::new(
+                EventType::ServiceCredentialCreated,
+                actor,
+                json!({
+                    "id": info.id, "name": info.name, "user": info.user,
+                    "source_network": info.source_network, "allowed_domains": info.allowed_domains,
+                    "prefix": info.prefix,
+                }),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>> {
+        self.run(|_, conn| {
+            let mut stmt =
+                conn.prepare(&format!("SELECT {CREDENTIAL_COLS} FROM service_credentials ORDER BY created_ms, id"))?;
+            Ok(stmt.query_map([], credential_row)?.map(|r| r.map(|(i, _)| i)).collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn credential_revoke(
+        &self,
+        id: CredentialId,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, ServiceCredentialInfo> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id.as_str(), Timestamp::now().millis(), reason],
+            )?;
+            let sql = format!("SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE id = ?1");
+            let (info, _) = tx
+                .query_row(&sql, [id.as_str()], credential_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { kind: "service credential", id: id.to_string() })?;
+            let events = if n == 1 {
+                vec![NewEvent::new(
+                    EventType::ServiceCredentialRevoked,
+                    actor,
+                    json!({"id": info.id, "name": info.name, "prefix": info.prefix, "reason": reason}),
+                )]
+            } else {
+                Vec::new()
+            };
+            Ok((info, events))
+        })
+    }
+
+    fn rule_create(&self, rule: CreateTranslationRule, actor: String) -> StoreFuture<'_, TranslationRule> {
+        self.write(move |_, tx| {
+            let id = RuleId::generate();
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO translation_rules (id, body, created_ms) VALUES (?1, ?2, ?3)",
+                params![id.as_str(), serde_json::to_string(&rule)?, now],
+            )?;
+            let stored = TranslationRule { id, rule, created_at: ts(now) };
+            let event = NewEvent::new(EventType::TranslationRuleCreated, actor, serde_json::to_value(&stored)?);
+            Ok((stored, vec![event]))
+        })
+    }
+
+    fn rule_list(&self) -> StoreFuture<'_, Vec<TranslationRule>> {
+        self.run(|_, conn| list_rules(conn))
+    }
+
+    fn rule_delete(&self, id: RuleId, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM translation_rules WHERE id = ?1", [id.as_str()])? == 0 {
+                return Err(StoreError::NotFound { kind: "translation rule", id: id.to_string() });
+            }
+            Ok(((), vec![NewEvent::new(EventType::TranslationRuleDeleted, actor, json!({"id": id}))]))
+        })
+    }
+
+    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO flows (id, ts_ms, body, principal, host, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for f in &flows {
+                let ms = Timestamp::parse(&f.ts).map(Timestamp::millis).unwrap_or_default();
+                insert.execute(params![f.id, ms, serde_json::to_string(f)?, f.principal, f.host, f.decision])?;
+            }
+            Ok(((), events))
+        })
+    }
+
+    fn flow_list(&self, q: FlowQuery) -> StoreFuture<'_, Vec<Flow>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare(
+                "SELECT body FROM flows WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR host = ?2)
+                 AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR ts_ms >= ?4)
+                 ORDER BY ts_ms DESC, rowid DESC LIMIT ?5",
+            )?;
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![q.principal, q.host, q.decision, q.since_ms, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter().map(|b| serde_json::from_str(b).map_err(StoreError::from)).collect()
+        })
+    }
+
+    fn audit_list(&self, q: AuditQuery) -> StoreFuture<'_, Vec<AuditEvent>> {
+        self.run(move |_, conn| {
+            // The type glob is applied in SQL via GLOB (its `*` matches like ours; other
+            // GLOB metacharacters are escaped by bracketing).
+            let glob = q.event_type.as_deref().map(sqlite_glob);
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {AUDIT_COLS} FROM audit_events WHERE (?1 IS NULL OR type GLOB ?1) AND (?2 IS NULL OR principal = ?2)
+                 AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR seq > ?4) ORDER BY seq DESC LIMIT ?5"
+            ))?;
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            Ok(stmt
+                .query_map(params![glob, q.principal, q.since_ms, q.after_seq, limit], audit_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn audit_verify(&self) -> StoreFuture<'_, VerifyReport> {
+        self.run(|inner, conn| {
+            let tx = conn.transaction()?;
+            let head: Option<(i64, String, String)> = tx
+                .query_row("SELECT seq, hash, mac FROM audit_head WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let mut verifier = ChainVerifier::default();
+            {
+                let mut stmt = tx.prepare(&format!("SELECT {AUDIT_COLS} FROM audit_events ORDER BY seq"))?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    verifier.push(&audit_row(row)?);
+                }
+            }
+            let head_ok = head.as_ref().is_none_or(|(s, h, m)| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    head_mac(&inner.head_key, *s, h).as_bytes(),
+                    m.as_bytes(),
+                )
+                .is_ok()
+            });
+            let mut report = verifier.finish(head.as_ref().map(|(s, h, _)| (*s, h.as_str())));
+            if !head_ok && report.ok {
+                report.ok = false;
+                report.first_broken_seq = head.as_ref().map(|h| h.0);
+                report.reason = Some("the authenticated head has been altered".to_owned());
+            }
+            Ok(report)
+        })
+    }
+
+    fn setting_get(&self, name: String) -> StoreFuture<'_, Option<Secret>> {
+        self.run(move |inner, conn| {
+            let row: Option<(String, Vec<u8>)> = conn
+                .query_row("SELECT key_id, sealed FROM sealed_settings WHERE name = ?1", [&name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            row.map(|(kid, blob)| inner.sealer.open(&kid, &blob, &format!("setting:{name}")).map_err(StoreError::from))
+                .transpose()
+        })
+    }
+
+    fn setting_put(&self, name: String, value: Secret) -> StoreFuture<'_, ()> {
+        self.run(move |inner, conn| {
+            let (kid, blob) = inner.sealer.seal(&value, &format!("setting:{name}"))?;
+            conn.execute(
+                "INSERT INTO sealed_settings (name, key_id, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, sealed = excluded.sealed, updated_ms = excluded.updated_ms",
+                params![name, kid, blob, Timestamp::now().millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
+        self.run(|inner, conn| {
+            let tx = conn.transaction()?;
+            let placeholders = {
+                let mut stmt =
+                    tx.prepare("SELECT name, provider_id, route_family, key_id, sealed FROM placeholders ORDER BY name")?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(name, provider_id, route_family, kid, blob)| {
+                        let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
+                        Ok(PlaceholderSecret { name, provider_id, route_family, value })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            let providers = {
+                let mut stmt = tx.prepare("SELECT id, hosts, passthrough FROM providers ORDER BY id")?;
+                stmt.query_map([], provider_row)?.collect::<Result<Vec<_>, _>>()?
+            };
+            let credentials = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE revoked_ms IS NULL ORDER BY id"
+                ))?;
+                stmt.query_map([], credential_row)?
+                    .map(|r| r.map(|(info, hash)| ServiceCredentialRecord { info, hash }))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let rules = list_rules(&tx)?;
+            Ok(SnapshotData { placeholders, providers, credentials, rules })
+        })
+    }
+}
+
+fn list_rules(conn: &Connection) -> Result<Vec<TranslationRule>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, body, created_ms FROM translation_rules ORDER BY created_ms, id")?;
+    let rows = stmt.query_map([], rule_row)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(parse_rule).collect()
+}
+
+/// Translates our `*`-only glob to SQLite GLOB syntax (escaping `?`, `[` and `]`).
+fn sqlite_glob(pattern: &str) -> String {
+    pattern
+        .chars()
+        .map(|c| match c {
+            '?' => "[?]".to_owned(),
+            '[' => "[[]".to_owned(),
+            ']' => "[]]".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
