@@ -1,1 +1,126 @@
-//! placeholder
+//! Excalibur's control plane: the REST API under `/api`, health endpoints, and the
+//! OpenAPI document.
+//!
+//! **Owns:** routing, bearer-token authentication and roles, input validation,
+//! `application/problem+json` errors, the OpenAPI document kept in this crate.
+//!
+//! **Never:** returns or logs a secret value or an issued token after creation;
+//! writes without an audit event (the store appends it in the same transaction);
+//! answers a write before the proxy's snapshot reflects it.
+//!
+//! **Start at:** [`router`], [`ApiState`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get};
+use excalibur_store::Store;
+
+mod auth;
+mod error;
+mod extract;
+mod handlers;
+mod validate;
+
+pub use error::ApiError;
+
+/// The OpenAPI document served at `/api/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route the API serves, as `(method, path)`; the OpenAPI document must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/api/ca.pem"),
+    ("get", "/api/openapi.json"),
+    ("get", "/api/tokens"),
+    ("post", "/api/tokens"),
+    ("delete", "/api/tokens/{id}"),
+    ("get", "/api/providers"),
+    ("post", "/api/providers"),
+    ("delete", "/api/providers/{id}"),
+    ("get", "/api/placeholders"),
+    ("post", "/api/placeholders"),
+    ("delete", "/api/placeholders/{name}"),
+    ("get", "/api/service-credentials"),
+    ("post", "/api/service-credentials"),
+    ("delete", "/api/service-credentials/{id}"),
+    ("get", "/api/translation-rules"),
+    ("post", "/api/translation-rules"),
+    ("delete", "/api/translation-rules/{id}"),
+    ("get", "/api/flows"),
+    ("get", "/api/audit"),
+    ("get", "/api/audit/verify"),
+];
+
+/// Rebuilds the proxy's snapshot after a committed write; the API awaits it before
+/// answering, so a write is in effect for every request that starts after the response.
+pub type Reloader = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The Excalibur CA certificate, PEM.
+    pub ca_pem: Arc<str>,
+    /// Called after every write that changes what the proxy serves.
+    pub reload: Reloader,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// Builds the API router.
+pub fn router(state: ApiState) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/ca.pem", get(ca_pem))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/tokens", get(token_list).post(token_create))
+        .route("/api/tokens/{id}", delete(token_revoke))
+        .route("/api/providers", get(provider_list).post(provider_upsert))
+        .route("/api/providers/{id}", delete(provider_delete))
+        .route("/api/placeholders", get(placeholder_list).post(placeholder_upsert))
+        .route("/api/placeholders/{name}", delete(placeholder_delete))
+        .route("/api/service-credentials", get(credential_list).post(credential_create))
+        .route("/api/service-credentials/{id}", delete(credential_revoke))
+        .route("/api/translation-rules", get(rule_list).post(rule_create))
+        .route("/api/translation-rules/{id}", delete(rule_delete))
+        .route("/api/flows", get(flow_list))
+        .route("/api/audit", get(audit_list))
+        .route("/api/audit/verify", get(audit_verify))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn openapi_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served: BTreeSet<_> = super::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(documented, served);
+    }
+}

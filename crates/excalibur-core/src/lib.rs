@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 pub mod canonical;
 pub mod error;
+pub mod hosts;
 pub mod ids;
 pub mod secret;
 pub mod time;

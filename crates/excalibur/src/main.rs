@@ -1,1 +1,34 @@
-fn main() {}
+//! `excalibur`: the gateway server. Config, wiring, snapshot rebuilds, background
+//! tasks and shutdown; nothing else.
+
+mod config;
+mod init;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Excalibur: a credential-mediating egress gateway with workload identity.
+#[derive(Debug, Parser)]
+#[command(name = "excalibur", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: API and UI on 8443, proxy on 3128.
+    Serve(Box<config::ServeArgs>),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::Config::resolve(*args)?;
+            init::logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve::run(config))
+        }
+    }
+}

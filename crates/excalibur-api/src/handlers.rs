@@ -1,0 +1,231 @@
+//! Route handlers: validate, call the store, reload the snapshot, answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use excalibur_core::api::{
+    CreateServiceCredential, CreateToken, CreateTranslationRule, CreatedServiceCredential, CreatedToken, Provider,
+    ServiceCredentialInfo, TokenInfo, UpsertPlaceholder,
+};
+use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, TokenId};
+use excalibur_core::time::Timestamp;
+use excalibur_store::{AuditQuery, FlowQuery};
+use serde::Deserialize;
+
+use crate::auth::{Admin, Reader};
+use crate::extract::{JsonBody, Query};
+use crate::{ApiError, ApiState, OPENAPI, validate};
+
+type ApiResult = Result<Response, ApiError>;
+
+fn exposed(token: &IssuedToken) -> String {
+    // Shown once, in the creation response only.
+    String::from_utf8_lossy(token.token.expose()).into_owned()
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(s): State<ApiState>) -> ApiResult {
+    s.store.provider_list().await?;
+    Ok("ready".into_response())
+}
+
+pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-pem-file")], s.ca_pem.to_string()).into_response()
+}
+
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/openapi.json")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+}
+
+pub(crate) async fn token_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.token_list().await?).into_response())
+}
+
+pub(crate) async fn token_create(Admin(c): Admin, State(s): State<ApiState>, JsonBody(req): JsonBody<CreateToken>) -> ApiResult {
+    validate::token_name(&req.name)?;
+    let issued = IssuedToken::generate("xca");
+    let info = TokenInfo {
+        id: TokenId::generate(),
+        name: req.name,
+        role: req.role,
+        prefix: issued.prefix.clone(),
+        created_at: Timestamp::now().to_rfc3339(),
+        revoked_at: None,
+    };
+    s.store.token_create(info.clone(), issued.hash.clone(), c.actor()).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token: exposed(&issued) })).into_response())
+}
+
+pub(crate) async fn token_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    if id == c.id.as_str() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "a token cannot revoke itself; use another admin token"));
+    }
+    Ok(Json(s.store.token_revoke(TokenId::new(id), c.actor()).await?).into_response())
+}
+
+pub(crate) async fn provider_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.provider_list().await?).into_response())
+}
+
+pub(crate) async fn provider_upsert(Admin(c): Admin, State(s): State<ApiState>, JsonBody(mut p): JsonBody<Provider>) -> ApiResult {
+    validate::provider(&p)?;
+    p.hosts = p.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
+    let p = s.store.provider_upsert(p, c.actor()).await?;
+    (s.reload)().await;
+    Ok(Json(p).into_response())
+}
+
+pub(crate) async fn provider_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    s.store.provider_delete(id, c.actor()).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn placeholder_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.placeholder_list().await?).into_response())
+}
+
+pub(crate) async fn placeholder_upsert(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<UpsertPlaceholder>,
+) -> ApiResult {
+    validate::placeholder(&req)?;
+    let out = s.store.placeholder_upsert(req, c.actor()).await?;
+    (s.reload)().await;
+    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(out)).into_response())
+}
+
+pub(crate) async fn placeholder_delete(Admin(c): Admin, State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
+    s.store.placeholder_delete(name, c.actor()).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn credential_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.credential_list().await?).into_response())
+}
+
+pub(crate) async fn credential_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateServiceCredential>,
+) -> ApiResult {
+    let source_network = validate::credential(&req)?;
+    let issued = IssuedToken::generate("xcs");
+    let info = ServiceCredentialInfo {
+        id: CredentialId::generate(),
+        name: req.name,
+        user: req.user,
+        source_network,
+        allowed_domains: req.allowed_domains.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect(),
+        prefix: issued.prefix.clone(),
+        created_at: Timestamp::now().to_rfc3339(),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    s.store.credential_create(info.clone(), issued.hash.clone(), c.actor()).await?;
+    (s.reload)().await;
+    Ok((StatusCode::CREATED, Json(CreatedServiceCredential { info, token: exposed(&issued) })).into_response())
+}
+
+pub(crate) async fn credential_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let info = s.store.credential_revoke(CredentialId::new(id), "admin".to_owned(), c.actor()).await?;
+    (s.reload)().await;
+    Ok(Json(info).into_response())
+}
+
+pub(crate) async fn rule_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.rule_list().await?).into_response())
+}
+
+pub(crate) async fn rule_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(mut req): JsonBody<CreateTranslationRule>,
+) -> ApiResult {
+    validate::rule(&req)?;
+    req.hosts = req.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
+    let rule = s.store.rule_create(req, c.actor()).await?;
+    (s.reload)().await;
+    Ok((StatusCode::CREATED, Json(rule)).into_response())
+}
+
+pub(crate) async fn rule_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    s.store.rule_delete(RuleId::new(id), c.actor()).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowParams {
+    principal: Option<String>,
+    host: Option<String>,
+    decision: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+fn since(s: Option<&str>) -> Result<Option<i64>, ApiError> {
+    s.map(|s| Timestamp::parse(s).map(Timestamp::millis).map_err(|e| ApiError::invalid(format!("`since`: {e}"))))
+        .transpose()
+}
+
+fn limit(l: Option<usize>) -> Result<usize, ApiError> {
+    match l {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(_) => Err(ApiError::invalid("`limit` must be between 1 and 1000")),
+    }
+}
+
+pub(crate) async fn flow_list(_: Reader, State(s): State<ApiState>, Query(p): Query<FlowParams>) -> ApiResult {
+    let q = FlowQuery {
+        since_ms: since(p.since.as_deref())?,
+        limit: limit(p.limit)?,
+        principal: p.principal,
+        host: p.host,
+        decision: p.decision,
+    };
+    Ok(Json(s.store.flow_list(q).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    principal: Option<String>,
+    since: Option<String>,
+    after_seq: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn audit_list(_: Reader, State(s): State<ApiState>, Query(p): Query<AuditParams>) -> ApiResult {
+    let q = AuditQuery {
+        since_ms: since(p.since.as_deref())?,
+        limit: limit(p.limit)?,
+        event_type: p.event_type,
+        principal: p.principal,
+        after_seq: p.after_seq,
+    };
+    Ok(Json(s.store.audit_list(q).await?).into_response())
+}
+
+pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.audit_verify().await?).into_response())
+}

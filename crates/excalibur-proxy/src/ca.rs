@@ -1,0 +1,173 @@
+//! The Excalibur CA: an ECDSA P-256 root that signs the API listener's certificate and
+//! the leaves used to terminate intercepted TLS. Leaves are minted off the async
+//! threads and cached as ready `ServerConfig`s.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use excalibur_core::Secret;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::ServerConfig;
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Most leaves kept in the cache before it is cleared.
+const LEAF_CACHE_CAPACITY: usize = 4096;
+
+/// Errors creating or using the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// Certificate generation or signing failed.
+    #[error("certificate generation failed")]
+    Generate(#[source] rcgen::Error),
+    /// The stored CA material did not parse.
+    #[error("the stored CA certificate or key is invalid")]
+    Load,
+    /// rustls rejected the generated material.
+    #[error("TLS configuration failed")]
+    Tls(#[source] rustls::Error),
+    /// The minting task failed.
+    #[error("leaf minting task failed")]
+    Task,
+}
+
+/// The CA and its leaf cache.
+pub struct CertAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for CertAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertAuthority").finish_non_exhaustive()
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Excalibur CA");
+    dn.push(DnType::OrganizationName, "Excalibur");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = false;
+    params
+}
+
+impl CertAuthority {
+    /// Generates a new CA (10-year validity). Returns the CA and its private key PEM,
+    /// which the caller seals into the store.
+    pub fn generate() -> Result<(Self, Secret), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
+        let mut params = ca_params();
+        let now = time_now();
+        params.not_before = now - std::time::Duration::from_secs(3600);
+        params.not_after = now + std::time::Duration::from_secs(10 * 365 * 86400);
+        let cert = params.self_signed(&key).map_err(CaError::Generate)?;
+        let key_pem = Secret::new(key.serialize_pem().into_bytes());
+        let ca = Self::from_parts(cert.pem(), key)?;
+        Ok((ca, key_pem))
+    }
+
+    /// Loads a CA from its certificate PEM and private key PEM.
+    pub fn load(cert_pem: &str, key_pem: &Secret) -> Result<Self, CaError> {
+        let key_str = std::str::from_utf8(key_pem.expose()).map_err(|_| CaError::Load)?;
+        let key = KeyPair::from_pem(key_str).map_err(|_| CaError::Load)?;
+        Self::from_parts(cert_pem.to_owned(), key)
+    }
+
+    fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
+        Ok(Self { issuer: Issuer::new(ca_params(), key), cert_pem, cert_der, leaves: Mutex::new(HashMap::new()) })
+    }
+
+    /// The CA certificate, PEM: what workloads add to their trust store.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// Mints a leaf for `names` (DNS names or IP literals) and returns the certified key
+    /// with the chain `[leaf, CA]`. CPU-bound: call off the async threads.
+    pub fn mint(&self, names: &[String]) -> Result<CertifiedKey, CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("excalibur"));
+        params.distinguished_name = dn;
+        params.subject_alt_names = names
+            .iter()
+            .filter_map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Some(SanType::IpAddress(ip)),
+                Err(_) => n.clone().try_into().ok().map(SanType::DnsName),
+            })
+            .collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = time_now();
+        params.not_before = now - std::time::Duration::from_secs(3600);
+        params.not_after = now + std::time::Duration::from_secs(30 * 86400);
+        let cert = params.signed_by(&key, &self.issuer).map_err(CaError::Generate)?;
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|_| CaError::Load)?;
+        let signer = provider::sign::any_supported_type(&key_der).map_err(CaError::Tls)?;
+        Ok(CertifiedKey::new(vec![cert.der().clone(), self.cert_der.clone()], signer))
+    }
+
+    /// A TLS server config presenting a leaf for `name`, minted on first use (on a
+    /// blocking thread) and cached. ALPN offers `h2` and `http/1.1`.
+    pub async fn server_config(self: &Arc<Self>, name: &str) -> Result<Arc<ServerConfig>, CaError> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(cfg) = self.leaves.lock().ok().and_then(|m| m.get(&name).cloned()) {
+            return Ok(cfg);
+        }
+        let ca = Arc::clone(self);
+        let n = name.clone();
+        let key = tokio::task::spawn_blocking(move || ca.mint(&[n])).await.map_err(|_| CaError::Task)??;
+        let cfg = server_config_for(key)?;
+        if let Ok(mut m) = self.leaves.lock() {
+            if m.len() >= LEAF_CACHE_CAPACITY {
+                m.clear();
+            }
+            m.insert(name, Arc::clone(&cfg));
+        }
+        Ok(cfg)
+    }
+}
+
+/// A server config presenting `key`, with ALPN `h2` and `http/1.1`.
+pub fn server_config_for(key: CertifiedKey) -> Result<Arc<ServerConfig>, CaError> {
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(CaError::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(FixedCert(Arc::new(key))));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Always presents one certified key.
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}

@@ -1,0 +1,164 @@
+//! Configuration in two steps: `Raw` (TOML file, `EXCALIBUR_*` env and flags) is
+//! resolved into [`Config`], reporting every error at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags and environment of `excalibur serve`; each overrides the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "EXCALIBUR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, master key, CA, admin token).
+    #[arg(long, env = "EXCALIBUR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// API, UI and TLS proxy listener [default: 127.0.0.1:8443].
+    #[arg(long, env = "EXCALIBUR_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+    /// Plain forward-proxy listener [default: 127.0.0.1:3128].
+    #[arg(long, env = "EXCALIBUR_PROXY_LISTEN")]
+    proxy_listen: Option<SocketAddr>,
+    /// SSH gateway listener [default: 127.0.0.1:2222].
+    #[arg(long, env = "EXCALIBUR_SSH_LISTEN")]
+    ssh_listen: Option<SocketAddr>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "EXCALIBUR_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// The TOML file's shape; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    data_dir: Option<PathBuf>,
+    api_listen: Option<SocketAddr>,
+    proxy_listen: Option<SocketAddr>,
+    ssh_listen: Option<SocketAddr>,
+    log_format: Option<String>,
+    /// Extra names for the 8443 listener's certificate.
+    #[serde(default)]
+    tls_names: Vec<String>,
+    #[serde(default)]
+    upstream: RawUpstream,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    #[serde(default)]
+    resolve: Vec<String>,
+    ca_file: Option<PathBuf>,
+    connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    dangerous_allow_private_destinations: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Resolved configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) api_listen: SocketAddr,
+    pub(crate) proxy_listen: SocketAddr,
+    #[expect(dead_code, reason = "the SSH gateway is not built yet; the flag is reserved")]
+    pub(crate) ssh_listen: SocketAddr,
+    pub(crate) log_format: LogFormat,
+    pub(crate) tls_names: Vec<String>,
+    pub(crate) upstream: Upstream,
+}
+
+/// Upstream connection settings.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    /// `host:port=ip:port` overrides, like curl `--resolve`; targets are trusted.
+    pub(crate) resolve: Vec<(String, u16, SocketAddr)>,
+    /// Extra trusted roots, PEM.
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) connect_timeout_ms: u64,
+    pub(crate) dangerous_allow_private_destinations: bool,
+}
+
+impl Config {
+    /// Merges file, env and flags; reports every problem at once.
+    pub(crate) fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let raw: Raw = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+            }
+            None => Raw::default(),
+        };
+        let mut errors = Vec::new();
+        let log_format = match args.log_format.or(raw.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                errors.push(format!("log_format: `{other}` is not `text` or `json`"));
+                LogFormat::Text
+            }
+        };
+        let mut resolve = Vec::new();
+        for entry in &raw.upstream.resolve {
+            match parse_resolve(entry) {
+                Some(r) => resolve.push(r),
+                None => errors.push(format!("upstream.resolve: `{entry}` is not `host:port=ip:port`")),
+            }
+        }
+        if let Some(ca) = &raw.upstream.ca_file
+            && !ca.exists()
+        {
+            errors.push(format!("upstream.ca_file: {} does not exist", ca.display()));
+        }
+        if !errors.is_empty() {
+            bail!("invalid configuration:\n  {}", errors.join("\n  "));
+        }
+        let mut tls_names = vec!["localhost".to_owned(), "excalibur".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        tls_names.extend(raw.tls_names);
+        Ok(Self {
+            data_dir: args.data_dir.or(raw.data_dir).unwrap_or_else(|| PathBuf::from("excalibur-data")),
+            api_listen: args.api_listen.or(raw.api_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443))),
+            proxy_listen: args.proxy_listen.or(raw.proxy_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3128))),
+            ssh_listen: args.ssh_listen.or(raw.ssh_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
+            log_format,
+            tls_names,
+            upstream: Upstream {
+                resolve,
+                ca_file: raw.upstream.ca_file,
+                connect_timeout_ms: raw.upstream.connect_timeout_ms.unwrap_or(5000),
+                dangerous_allow_private_destinations: raw.upstream.dangerous_allow_private_destinations,
+            },
+        })
+    }
+}
+
+fn parse_resolve(entry: &str) -> Option<(String, u16, SocketAddr)> {
+    let (from, to) = entry.split_once('=')?;
+    let (host, port) = from.rsplit_once(':')?;
+    Some((host.to_ascii_lowercase(), port.parse().ok()?, to.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_entries() {
+        assert_eq!(
+            parse_resolve("api.github.com:443=127.0.0.1:19443"),
+            Some(("api.github.com".into(), 443, "127.0.0.1:19443".parse().unwrap()))
+        );
+        assert_eq!(parse_resolve("api.github.com=127.0.0.1:1"), None);
+    }
+}

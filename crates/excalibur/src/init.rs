@@ -1,0 +1,131 @@
+//! First start and every start: logging, the data directory, the master key, the store,
+//! the CA and the bootstrap admin token.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use excalibur_core::Secret;
+use excalibur_core::api::TokenInfo;
+use excalibur_core::ids::{IssuedToken, Role, TokenId};
+use excalibur_core::secret::{hex, unhex};
+use excalibur_core::time::Timestamp;
+use excalibur_proxy::ca::CertAuthority;
+use excalibur_store::Store;
+use excalibur_store::fs::{create_dir_private, write_private, write_public};
+use excalibur_store::seal::MasterKey;
+use excalibur_store::sqlite::SqliteStore;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+const CA_KEY_SETTING: &str = "ca_key_pem";
+const CA_CERT_SETTING: &str = "ca_cert_pem";
+
+pub(crate) fn logging(config: &Config) {
+    let filter = EnvFilter::try_from_env("EXCALIBUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Opens or creates everything in the data dir. Blocking; run it before serving.
+pub(crate) fn store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    create_dir_private(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let master = master_key(data_dir)?;
+    let db = data_dir.join("excalibur.db");
+    // SQLite gives its -wal and -shm files the database file's mode: create it 0600.
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&db)
+            .with_context(|| format!("cannot create {}", db.display()))?;
+    }
+    SqliteStore::open(&db, &master)
+        .map_err(|e| anyhow::anyhow!("cannot open the store: {}", excalibur_core::ErrorChain(&e)))
+}
+
+fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Ok(v) = std::env::var("EXCALIBUR_MASTER_KEY") {
+        let bytes = unhex(v.trim()).filter(|b| b.len() == 32);
+        let Some(bytes) = bytes else { bail!("EXCALIBUR_MASTER_KEY must be 64 hex characters (32 bytes)") };
+        return Ok(MasterKey::new(Secret::new(bytes))?);
+    }
+    let path = data_dir.join("master.key");
+    if path.exists() {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);
+        let Some(bytes) = unhex(text.trim()).filter(|b| b.len() == 32) else {
+            bail!("{} must hold 64 hex characters", path.display())
+        };
+        return Ok(MasterKey::new(Secret::new(bytes))?);
+    }
+    let key = MasterKey::generate();
+    let text = zeroize::Zeroizing::new(format!("{}\n", hex(key.bytes().expose())));
+    write_private(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated master key");
+    Ok(key)
+}
+
+/// Loads the CA from the store, or generates and stores it; writes `ca.pem`.
+pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc<CertAuthority>> {
+    let key = store.setting_get(CA_KEY_SETTING.to_owned()).await?;
+    let cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
+    let ca = match (key, cert) {
+        (Some(key), Some(cert)) => {
+            let pem = String::from_utf8(cert.expose().to_vec()).context("stored CA certificate is not UTF-8")?;
+            CertAuthority::load(&pem, &key)?
+        }
+        _ => {
+            let (ca, key) = tokio::task::spawn_blocking(CertAuthority::generate).await??;
+            store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
+            store.setting_put(CA_CERT_SETTING.to_owned(), Secret::new(ca.cert_pem().as_bytes().to_vec())).await?;
+            tracing::info!("generated the Excalibur CA");
+            ca
+        }
+    };
+    write_public(&data_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+    Ok(Arc::new(ca))
+}
+
+/// Ensures an admin token exists: `EXCALIBUR_ADMIN_TOKEN` if set (idempotent), else a
+/// generated one on first start, printed once and written to `DATA_DIR/admin-token`.
+pub(crate) async fn admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    let existing = store.token_list().await?;
+    if let Ok(value) = std::env::var("EXCALIBUR_ADMIN_TOKEN") {
+        if value.len() < 16 {
+            bail!("EXCALIBUR_ADMIN_TOKEN must be at least 16 characters");
+        }
+        let issued = IssuedToken::from_value(&value);
+        if store.token_by_hash(issued.hash.clone()).await?.is_none() {
+            create(store, &issued).await?;
+        }
+        return Ok(());
+    }
+    if existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()) {
+        return Ok(());
+    }
+    let issued = IssuedToken::generate("xca");
+    create(store, &issued).await?;
+    let path = data_dir.join("admin-token");
+    let mut text = issued.token.expose().to_vec();
+    text.push(b'\n');
+    write_private(&path, &text)?;
+    // Printed once, on stdout, never through the logger.
+    let token = String::from_utf8_lossy(issued.token.expose()).into_owned();
+    println!("Bootstrap admin token (shown once, also in {}): {token}", path.display());
+    Ok(())
+}
+
+async fn create(store: &dyn Store, issued: &IssuedToken) -> anyhow::Result<()> {
+    let info = TokenInfo {
+        id: TokenId::generate(),
+        name: "bootstrap".to_owned(),
+        role: Role::Admin,
+        prefix: issued.prefix.clone(),
+        created_at: Timestamp::now().to_rfc3339(),
+        revoked_at: None,
+    };
+    store.token_create(info, issued.hash.clone(), "system".to_owned()).await?;
+    Ok(())
+}
