@@ -32,7 +32,11 @@ pub(crate) struct Reader(#[expect(dead_code, reason = "reads are not attributed 
 
 async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "missing `Authorization: Bearer <token>`"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing `Authorization: Bearer <token>`",
+        ));
     };
     let token = value
         .to_str()
@@ -40,13 +44,24 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiErro
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer <token>`"))?;
-    let info = state
-        .store
-        .token_by_hash(token_hash(token))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the token is unknown or revoked"))?;
-    Ok(Caller { id: info.id, role: info.role })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
+    let info = state.store.token_by_hash(token_hash(token)).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the token is unknown or revoked",
+        )
+    })?;
+    Ok(Caller {
+        id: info.id,
+        role: info.role,
+    })
 }
 
 impl FromRequestParts<ApiState> for Admin {

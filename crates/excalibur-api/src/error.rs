@@ -18,7 +18,12 @@ pub struct ApiError {
 impl ApiError {
     /// A failure with a status, a machine code and a caller-facing detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, external: detail.into(), internal: None }
+        Self {
+            status,
+            code,
+            external: detail.into(),
+            internal: None,
+        }
     }
 
     /// 400 `invalid_request`.
@@ -69,9 +74,15 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (self.status, body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"excalibur\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"excalibur\""),
+            );
         }
         resp
     }

@@ -42,18 +42,30 @@ pub(crate) async fn openapi() -> Response {
 }
 
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see /api/openapi.json",
+    )
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
 }
 
 pub(crate) async fn token_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.token_list().await?).into_response())
 }
 
-pub(crate) async fn token_create(Admin(c): Admin, State(s): State<ApiState>, JsonBody(req): JsonBody<CreateToken>) -> ApiResult {
+pub(crate) async fn token_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateToken>,
+) -> ApiResult {
     validate::token_name(&req.name)?;
     let issued = IssuedToken::generate("xca");
     let info = TokenInfo {
@@ -64,13 +76,26 @@ pub(crate) async fn token_create(Admin(c): Admin, State(s): State<ApiState>, Jso
         created_at: Timestamp::now().to_rfc3339(),
         revoked_at: None,
     };
-    s.store.token_create(info.clone(), issued.hash.clone(), c.actor()).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { info, token: exposed(&issued) })).into_response())
+    s.store
+        .token_create(info.clone(), issued.hash.clone(), c.actor())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            info,
+            token: exposed(&issued),
+        }),
+    )
+        .into_response())
 }
 
 pub(crate) async fn token_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     if id == c.id.as_str() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "a token cannot revoke itself; use another admin token"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a token cannot revoke itself; use another admin token",
+        ));
     }
     Ok(Json(s.store.token_revoke(TokenId::new(id), c.actor()).await?).into_response())
 }
@@ -79,9 +104,17 @@ pub(crate) async fn provider_list(_: Reader, State(s): State<ApiState>) -> ApiRe
     Ok(Json(s.store.provider_list().await?).into_response())
 }
 
-pub(crate) async fn provider_upsert(Admin(c): Admin, State(s): State<ApiState>, JsonBody(mut p): JsonBody<Provider>) -> ApiResult {
+pub(crate) async fn provider_upsert(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(mut p): JsonBody<Provider>,
+) -> ApiResult {
     validate::provider(&p)?;
-    p.hosts = p.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
+    p.hosts = p
+        .hosts
+        .iter()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
     let p = s.store.provider_upsert(p, c.actor()).await?;
     (s.reload)().await;
     Ok(Json(p).into_response())
@@ -105,11 +138,19 @@ pub(crate) async fn placeholder_upsert(
     validate::placeholder(&req)?;
     let out = s.store.placeholder_upsert(req, c.actor()).await?;
     (s.reload)().await;
-    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out)).into_response())
 }
 
-pub(crate) async fn placeholder_delete(Admin(c): Admin, State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult {
+pub(crate) async fn placeholder_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult {
     s.store.placeholder_delete(name, c.actor()).await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -131,19 +172,35 @@ pub(crate) async fn credential_create(
         name: req.name,
         user: req.user,
         source_network,
-        allowed_domains: req.allowed_domains.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect(),
+        allowed_domains: req
+            .allowed_domains
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
         prefix: issued.prefix.clone(),
         created_at: Timestamp::now().to_rfc3339(),
         revoked_at: None,
         revoked_reason: None,
     };
-    s.store.credential_create(info.clone(), issued.hash.clone(), c.actor()).await?;
+    s.store
+        .credential_create(info.clone(), issued.hash.clone(), c.actor())
+        .await?;
     (s.reload)().await;
-    Ok((StatusCode::CREATED, Json(CreatedServiceCredential { info, token: exposed(&issued) })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedServiceCredential {
+            info,
+            token: exposed(&issued),
+        }),
+    )
+        .into_response())
 }
 
 pub(crate) async fn credential_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let info = s.store.credential_revoke(CredentialId::new(id), "admin".to_owned(), c.actor()).await?;
+    let info = s
+        .store
+        .credential_revoke(CredentialId::new(id), "admin".to_owned(), c.actor())
+        .await?;
     (s.reload)().await;
     Ok(Json(info).into_response())
 }
@@ -158,7 +215,11 @@ pub(crate) async fn rule_create(
     JsonBody(mut req): JsonBody<CreateTranslationRule>,
 ) -> ApiResult {
     validate::rule(&req)?;
-    req.hosts = req.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
+    req.hosts = req
+        .hosts
+        .iter()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
     let rule = s.store.rule_create(req, c.actor()).await?;
     (s.reload)().await;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
@@ -181,8 +242,12 @@ pub(crate) struct FlowParams {
 }
 
 fn since(s: Option<&str>) -> Result<Option<i64>, ApiError> {
-    s.map(|s| Timestamp::parse(s).map(Timestamp::millis).map_err(|e| ApiError::invalid(format!("`since`: {e}"))))
-        .transpose()
+    s.map(|s| {
+        Timestamp::parse(s)
+            .map(Timestamp::millis)
+            .map_err(|e| ApiError::invalid(format!("`since`: {e}")))
+    })
+    .transpose()
 }
 
 fn limit(l: Option<usize>) -> Result<usize, ApiError> {

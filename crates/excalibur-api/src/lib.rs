@@ -76,7 +76,9 @@ pub struct ApiState {
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,7 +122,10 @@ mod tests {
                 documented.insert((method.clone(), path.clone()));
             }
         }
-        let served: BTreeSet<_> = super::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let served: BTreeSet<_> = super::ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
         assert_eq!(documented, served);
     }
 }

@@ -9,12 +9,15 @@ use crate::ApiError;
 const MAX_SECRET_BYTES: usize = 16 * 1024;
 
 fn ident(field: &str, v: &str, min: usize, max: usize, extra: &[u8]) -> Result<(), ApiError> {
-    let ok = (min..=max).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    let ok = (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
     if ok {
         return Ok(());
     }
-    let allowed: String = extra.iter().map(|b| format!("`{}`", char::from(*b))).collect::<Vec<_>>().join(", ");
+    let allowed: String = extra
+        .iter()
+        .map(|b| format!("`{}`", char::from(*b)))
+        .collect::<Vec<_>>()
+        .join(", ");
     Err(ApiError::unprocessable(format!(
         "`{field}` must be {min} to {max} characters of letters, digits and {allowed}"
     )))
@@ -22,7 +25,9 @@ fn ident(field: &str, v: &str, min: usize, max: usize, extra: &[u8]) -> Result<(
 
 fn hosts(field: &str, list: &[String], allow_empty: bool) -> Result<(), ApiError> {
     if list.is_empty() && !allow_empty {
-        return Err(ApiError::unprocessable(format!("`{field}` must list at least one host")));
+        return Err(ApiError::unprocessable(format!(
+            "`{field}` must list at least one host"
+        )));
     }
     for h in list {
         HostPattern::parse(h).map_err(|e| ApiError::unprocessable(format!("`{field}`: {e}")))?;
@@ -38,11 +43,15 @@ pub(crate) fn placeholder(req: &UpsertPlaceholder) -> Result<(), ApiError> {
         ident("route_family", rf, 1, 64, b"_-")?;
     }
     if req.real_value.is_empty() || req.real_value.len() > MAX_SECRET_BYTES {
-        return Err(ApiError::unprocessable(format!("`real_value` must be 1 to {MAX_SECRET_BYTES} bytes")));
+        return Err(ApiError::unprocessable(format!(
+            "`real_value` must be 1 to {MAX_SECRET_BYTES} bytes"
+        )));
     }
     // The value is written into HTTP headers: control characters would split them.
     if req.real_value.bytes().any(|b| b.is_ascii_control()) {
-        return Err(ApiError::unprocessable("`real_value` must not contain control characters (CR, LF, NUL, ...)"));
+        return Err(ApiError::unprocessable(
+            "`real_value` must not contain control characters (CR, LF, NUL, ...)",
+        ));
     }
     Ok(())
 }
@@ -69,18 +78,25 @@ pub(crate) fn credential(c: &CreateServiceCredential) -> Result<String, ApiError
         .parse::<ipnet::IpNet>()
         .or_else(|_| c.source_network.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| {
-            ApiError::unprocessable(format!("`source_network`: `{}` is not a CIDR such as 10.0.0.0/8", c.source_network))
+            ApiError::unprocessable(format!(
+                "`source_network`: `{}` is not a CIDR such as 10.0.0.0/8",
+                c.source_network
+            ))
         })?;
     Ok(net.trunc().to_string())
 }
 
 pub(crate) fn rule(r: &CreateTranslationRule) -> Result<(), ApiError> {
     if r.principal.is_empty() || r.principal.len() > 256 {
-        return Err(ApiError::unprocessable("`principal` must be `*`, a principal id or a glob"));
+        return Err(ApiError::unprocessable(
+            "`principal` must be `*`, a principal id or a glob",
+        ));
     }
     ident("placeholder", &r.placeholder.replace('*', ""), 0, 128, b"_-.")?;
     if r.placeholder.is_empty() {
-        return Err(ApiError::unprocessable("`placeholder` must name a placeholder or a glob"));
+        return Err(ApiError::unprocessable(
+            "`placeholder` must name a placeholder or a glob",
+        ));
     }
     hosts("hosts", &r.hosts, false)?;
     if !r.path_prefix.starts_with('/') {
@@ -88,7 +104,9 @@ pub(crate) fn rule(r: &CreateTranslationRule) -> Result<(), ApiError> {
     }
     for m in &r.methods {
         if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::unprocessable(format!("`methods`: `{m}` is not an uppercase HTTP method")));
+            return Err(ApiError::unprocessable(format!(
+                "`methods`: `{m}` is not an uppercase HTTP method"
+            )));
         }
     }
     Ok(())

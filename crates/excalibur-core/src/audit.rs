@@ -97,7 +97,11 @@ pub struct NewEvent {
 impl NewEvent {
     /// Builds an event.
     pub fn new(event_type: EventType, principal: impl Into<String>, details: Value) -> Self {
-        Self { event_type, principal: principal.into(), details }
+        Self {
+            event_type,
+            principal: principal.into(),
+            details,
+        }
     }
 }
 
@@ -185,7 +189,11 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self { expected_seq: 1, prev_hash: GENESIS_HASH.to_owned(), broken: None }
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_owned(),
+            broken: None,
+        }
     }
 }
 

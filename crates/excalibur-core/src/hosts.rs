@@ -93,7 +93,11 @@ mod tests {
     use super::*;
 
     fn check(pattern: &str, host: &str, want: bool) {
-        assert_eq!(HostPattern::parse(pattern).unwrap().matches(host), want, "{pattern} vs {host}");
+        assert_eq!(
+            HostPattern::parse(pattern).unwrap().matches(host),
+            want,
+            "{pattern} vs {host}"
+        );
     }
 
     #[test]

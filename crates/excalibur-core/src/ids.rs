@@ -144,7 +144,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     // INVARIANT: the system RNG only fails if the OS has no entropy source at all,
     // in which case nothing secure can be done; zero bytes would be worse than aborting.
     #[expect(clippy::expect_used, reason = "no entropy source means no security")]
-    SystemRandom::new().fill(&mut buf).expect("system random source unavailable");
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system random source unavailable");
     buf
 }
 

@@ -68,7 +68,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Decodes lowercase or uppercase hex; `None` on odd length or a non-hex digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()

@@ -58,7 +58,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "Excalibur");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.use_authority_key_identifier_extension = false;
     params
 }
@@ -87,7 +91,12 @@ impl CertAuthority {
 
     fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
-        Ok(Self { issuer: Issuer::new(ca_params(), key), cert_pem, cert_der, leaves: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            issuer: Issuer::new(ca_params(), key),
+            cert_pem,
+            cert_der,
+            leaves: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The CA certificate, PEM: what workloads add to their trust store.
@@ -106,7 +115,10 @@ impl CertAuthority {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("excalibur"));
+        dn.push(
+            DnType::CommonName,
+            names.first().map(String::as_str).unwrap_or("excalibur"),
+        );
         params.distinguished_name = dn;
         params.subject_alt_names = names
             .iter()
@@ -123,7 +135,10 @@ impl CertAuthority {
         let cert = params.signed_by(&key, &self.issuer).map_err(CaError::Generate)?;
         let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|_| CaError::Load)?;
         let signer = provider::sign::any_supported_type(&key_der).map_err(CaError::Tls)?;
-        Ok(CertifiedKey::new(vec![cert.der().clone(), self.cert_der.clone()], signer))
+        Ok(CertifiedKey::new(
+            vec![cert.der().clone(), self.cert_der.clone()],
+            signer,
+        ))
     }
 
     /// A TLS server config presenting a leaf for `name`, minted on first use (on a
@@ -135,7 +150,9 @@ impl CertAuthority {
         }
         let ca = Arc::clone(self);
         let n = name.clone();
-        let key = tokio::task::spawn_blocking(move || ca.mint(&[n])).await.map_err(|_| CaError::Task)??;
+        let key = tokio::task::spawn_blocking(move || ca.mint(&[n]))
+            .await
+            .map_err(|_| CaError::Task)??;
         let cfg = server_config_for(key)?;
         if let Ok(mut m) = self.leaves.lock() {
             if m.len() >= LEAF_CACHE_CAPACITY {

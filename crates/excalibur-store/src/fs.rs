@@ -16,7 +16,12 @@ pub fn create_dir_private(dir: &Path) -> io::Result<()> {
 pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
     }
@@ -27,7 +32,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 pub fn write_public(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
     }

@@ -175,8 +175,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Lists service credentials, revoked ones included.
     fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>>;
     /// Revokes a credential with a reason; revoking twice keeps the first reason.
-    fn credential_revoke(&self, id: CredentialId, reason: String, actor: String)
-    -> StoreFuture<'_, ServiceCredentialInfo>;
+    fn credential_revoke(
+        &self,
+        id: CredentialId,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, ServiceCredentialInfo>;
 
     /// Stores a translation rule.
     fn rule_create(&self, rule: CreateTranslationRule, actor: String) -> StoreFuture<'_, TranslationRule>;

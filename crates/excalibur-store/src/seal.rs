@@ -61,7 +61,9 @@ impl MasterKey {
 }
 
 fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, SealError> {
-    UnboundKey::new(&AES_256_GCM, bytes).map(LessSafeKey::new).map_err(|_| SealError::KeyLength)
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| SealError::KeyLength)
 }
 
 /// Seals with the active data key; opens with any loaded one.
@@ -96,7 +98,8 @@ impl Sealer {
         let mut keys = HashMap::new();
         let mut active = None;
         for k in stored {
-            let raw = open_with(&mk, &k.wrapped, &data_key_aad(&k.id)).map_err(|_| SealError::Open(format!("data key {}", k.id)))?;
+            let raw = open_with(&mk, &k.wrapped, &data_key_aad(&k.id))
+                .map_err(|_| SealError::Open(format!("data key {}", k.id)))?;
             keys.insert(k.id.clone(), LessSafeKeyDebug(aead_key(&raw)?));
             active = Some(k.id.clone());
         }
@@ -107,18 +110,33 @@ impl Sealer {
         let raw = Zeroizing::new(random_bytes::<32>().to_vec());
         let wrapped = seal_with(&mk, &raw, &data_key_aad(&id));
         keys.insert(id.clone(), LessSafeKeyDebug(aead_key(&raw)?));
-        Ok((Self { active: id.clone(), keys }, Some(WrappedKey { id, wrapped })))
+        Ok((
+            Self {
+                active: id.clone(),
+                keys,
+            },
+            Some(WrappedKey { id, wrapped }),
+        ))
     }
 
     /// Seals `plain` for the row named by `context`; returns `(key_id, blob)`.
     pub fn seal(&self, plain: &Secret, context: &str) -> Result<(String, Vec<u8>), SealError> {
-        let key = self.keys.get(&self.active).ok_or_else(|| SealError::UnknownKey(self.active.clone()))?;
-        Ok((self.active.clone(), seal_with(&key.0, plain.expose(), context.as_bytes())))
+        let key = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| SealError::UnknownKey(self.active.clone()))?;
+        Ok((
+            self.active.clone(),
+            seal_with(&key.0, plain.expose(), context.as_bytes()),
+        ))
     }
 
     /// Opens a blob sealed for `context` under `key_id`.
     pub fn open(&self, key_id: &str, blob: &[u8], context: &str) -> Result<Secret, SealError> {
-        let key = self.keys.get(key_id).ok_or_else(|| SealError::UnknownKey(key_id.to_owned()))?;
+        let key = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| SealError::UnknownKey(key_id.to_owned()))?;
         open_with(&key.0, blob, context.as_bytes())
             .map(|v| Secret::new(v.to_vec()))
             .map_err(|_| SealError::Open(context.to_owned()))
@@ -147,7 +165,10 @@ fn open_with(key: &LessSafeKey, blob: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec
     let (nonce, body) = blob.split_at_checked(NONCE_LEN).ok_or(())?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| ())?;
     let mut buf = Zeroizing::new(body.to_vec());
-    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| ())?.len();
+    let plain_len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| ())?
+        .len();
     buf.truncate(plain_len);
     Ok(buf)
 }

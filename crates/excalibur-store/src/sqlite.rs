@@ -19,8 +19,7 @@ use serde_json::json;
 
 use crate::seal::{MasterKey, Sealer, WrappedKey};
 use crate::{
-    AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store, StoreError,
-    StoreFuture,
+    AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store, StoreError, StoreFuture,
 };
 
 /// Versioned migrations, applied in order at open.
@@ -61,8 +60,13 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let stored = {
             let mut stmt = conn.prepare("SELECT id, wrapped FROM data_keys ORDER BY created_ms, id")?;
-            stmt.query_map([], |r| Ok(WrappedKey { id: r.get(0)?, wrapped: r.get(1)? }))?
-                .collect::<Result<Vec<_>, _>>()?
+            stmt.query_map([], |r| {
+                Ok(WrappedKey {
+                    id: r.get(0)?,
+                    wrapped: r.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
         };
         let (sealer, new_key) = Sealer::load(master, &stored)?;
         if let Some(k) = new_key {
@@ -71,7 +75,13 @@ impl SqliteStore {
                 params![k.id, k.wrapped, Timestamp::now().millis()],
             )?;
         }
-        Ok(Self { inner: Arc::new(Inner { conn: Mutex::new(conn), sealer, head_key: HeadKey(master.audit_head_key()) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                sealer,
+                head_key: HeadKey(master.audit_head_key()),
+            }),
+        })
     }
 
     fn run<T, F>(&self, f: F) -> StoreFuture<'_, T>
@@ -108,11 +118,18 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+    )?;
     for (version, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done: Option<i64> =
-            tx.query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0)).optional()?;
+        let done: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
         if done.is_none() {
             tx.execute_batch(sql)?;
             tx.execute(
@@ -133,8 +150,11 @@ fn append_events(tx: &Transaction<'_>, key: &HeadKey, events: &[NewEvent]) -> Re
     if events.is_empty() {
         return Ok(());
     }
-    let head: Option<(i64, String)> =
-        tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let head: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
     let (mut seq, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut insert = tx.prepare_cached(
         "INSERT INTO audit_events (seq, ts, ts_ms, type, principal, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -143,7 +163,14 @@ fn append_events(tx: &Transaction<'_>, key: &HeadKey, events: &[NewEvent]) -> Re
         seq += 1;
         let now = Timestamp::now();
         let ts = now.to_rfc3339();
-        let hash = chain_hash(AuditSeq(seq), &ts, e.event_type.as_str(), &e.principal, &e.details, &prev);
+        let hash = chain_hash(
+            AuditSeq(seq),
+            &ts,
+            e.event_type.as_str(),
+            &e.principal,
+            &e.details,
+            &prev,
+        );
         insert.execute(params![
             seq,
             ts,
@@ -219,7 +246,11 @@ const CREDENTIAL_COLS: &str =
 
 fn provider_row(r: &Row<'_>) -> rusqlite::Result<Provider> {
     let hosts: String = r.get(1)?;
-    Ok(Provider { id: r.get(0)?, hosts: serde_json::from_str(&hosts).unwrap_or_default(), passthrough: r.get(2)? })
+    Ok(Provider {
+        id: r.get(0)?,
+        hosts: serde_json::from_str(&hosts).unwrap_or_default(),
+        passthrough: r.get(2)?,
+    })
 }
 
 fn rule_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64)> {
@@ -227,7 +258,11 @@ fn rule_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64)> {
 }
 
 fn parse_rule((id, body, created): (String, String, i64)) -> Result<TranslationRule, StoreError> {
-    Ok(TranslationRule { id: RuleId::new(id), rule: serde_json::from_str(&body)?, created_at: ts(created) })
+    Ok(TranslationRule {
+        id: RuleId::new(id),
+        rule: serde_json::from_str(&body)?,
+        created_at: ts(created),
+    })
 }
 
 fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
@@ -251,7 +286,14 @@ impl Store for SqliteStore {
         self.write(move |_, tx| {
             tx.execute(
                 "INSERT INTO api_tokens (id, name, role, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![info.id.as_str(), info.name, info.role.as_str(), info.prefix, hash, Timestamp::now().millis()],
+                params![
+                    info.id.as_str(),
+                    info.name,
+                    info.role.as_str(),
+                    info.prefix,
+                    hash,
+                    Timestamp::now().millis()
+                ],
             )?;
             let event = NewEvent::new(
                 EventType::TokenCreated,
@@ -286,9 +328,16 @@ impl Store for SqliteStore {
             let info = tx
                 .query_row(&sql, [id.as_str()], token_row)
                 .optional()?
-                .ok_or_else(|| StoreError::NotFound { kind: "token", id: id.to_string() })?;
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "token",
+                    id: id.to_string(),
+                })?;
             let events = if n == 1 {
-                vec![NewEvent::new(EventType::TokenRevoked, actor, json!({"id": info.id, "prefix": info.prefix}))]
+                vec![NewEvent::new(
+                    EventType::TokenRevoked,
+                    actor,
+                    json!({"id": info.id, "prefix": info.prefix}),
+                )]
             } else {
                 Vec::new()
             };
@@ -322,7 +371,9 @@ impl Store for SqliteStore {
 
     fn provider_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
-            let used: i64 = tx.query_row("SELECT count(*) FROM placeholders WHERE provider_id = ?1", [&id], |r| r.get(0))?;
+            let used: i64 = tx.query_row("SELECT count(*) FROM placeholders WHERE provider_id = ?1", [&id], |r| {
+                r.get(0)
+            })?;
             if used > 0 {
                 return Err(StoreError::Conflict(format!(
                     "provider `{id}` is used by {used} placeholder(s); delete them first"
@@ -331,7 +382,10 @@ impl Store for SqliteStore {
             if tx.execute("DELETE FROM providers WHERE id = ?1", [&id])? == 0 {
                 return Err(StoreError::NotFound { kind: "provider", id });
             }
-            Ok(((), vec![NewEvent::new(EventType::ProviderDeleted, actor, json!({"id": id}))]))
+            Ok((
+                (),
+                vec![NewEvent::new(EventType::ProviderDeleted, actor, json!({"id": id}))],
+            ))
         })
     }
 
@@ -400,9 +454,19 @@ impl Store for SqliteStore {
     fn placeholder_delete(&self, name: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             if tx.execute("DELETE FROM placeholders WHERE name = ?1", [&name])? == 0 {
-                return Err(StoreError::NotFound { kind: "placeholder", id: name });
+                return Err(StoreError::NotFound {
+                    kind: "placeholder",
+                    id: name,
+                });
             }
-            Ok(((), vec![NewEvent::new(EventType::PlaceholderDeleted, actor, json!({"placeholder": name}))]))
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::PlaceholderDeleted,
+                    actor,
+                    json!({"placeholder": name}),
+                )],
+            ))
         })
     }
 
@@ -437,9 +501,13 @@ impl Store for SqliteStore {
 
     fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>> {
         self.run(|_, conn| {
-            let mut stmt =
-                conn.prepare(&format!("SELECT {CREDENTIAL_COLS} FROM service_credentials ORDER BY created_ms, id"))?;
-            Ok(stmt.query_map([], credential_row)?.map(|r| r.map(|(i, _)| i)).collect::<Result<Vec<_>, _>>()?)
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CREDENTIAL_COLS} FROM service_credentials ORDER BY created_ms, id"
+            ))?;
+            Ok(stmt
+                .query_map([], credential_row)?
+                .map(|r| r.map(|(i, _)| i))
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -480,7 +548,11 @@ impl Store for SqliteStore {
                 "INSERT INTO translation_rules (id, body, created_ms) VALUES (?1, ?2, ?3)",
                 params![id.as_str(), serde_json::to_string(&rule)?, now],
             )?;
-            let stored = TranslationRule { id, rule, created_at: ts(now) };
+            let stored = TranslationRule {
+                id,
+                rule,
+                created_at: ts(now),
+            };
             let event = NewEvent::new(EventType::TranslationRuleCreated, actor, serde_json::to_value(&stored)?);
             Ok((stored, vec![event]))
         })
@@ -493,9 +565,19 @@ impl Store for SqliteStore {
     fn rule_delete(&self, id: RuleId, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             if tx.execute("DELETE FROM translation_rules WHERE id = ?1", [id.as_str()])? == 0 {
-                return Err(StoreError::NotFound { kind: "translation rule", id: id.to_string() });
+                return Err(StoreError::NotFound {
+                    kind: "translation rule",
+                    id: id.to_string(),
+                });
             }
-            Ok(((), vec![NewEvent::new(EventType::TranslationRuleDeleted, actor, json!({"id": id}))]))
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::TranslationRuleDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
         })
     }
 
@@ -506,7 +588,14 @@ impl Store for SqliteStore {
             )?;
             for f in &flows {
                 let ms = Timestamp::parse(&f.ts).map(Timestamp::millis).unwrap_or_default();
-                insert.execute(params![f.id, ms, serde_json::to_string(f)?, f.principal, f.host, f.decision])?;
+                insert.execute(params![
+                    f.id,
+                    ms,
+                    serde_json::to_string(f)?,
+                    f.principal,
+                    f.host,
+                    f.decision
+                ])?;
             }
             Ok(((), events))
         })
@@ -521,9 +610,13 @@ impl Store for SqliteStore {
             )?;
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             let rows = stmt
-                .query_map(params![q.principal, q.host, q.decision, q.since_ms, limit], |r| r.get::<_, String>(0))?
+                .query_map(params![q.principal, q.host, q.decision, q.since_ms, limit], |r| {
+                    r.get::<_, String>(0)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.iter().map(|b| serde_json::from_str(b).map_err(StoreError::from)).collect()
+            rows.iter()
+                .map(|b| serde_json::from_str(b).map_err(StoreError::from))
+                .collect()
         })
     }
 
@@ -579,12 +672,19 @@ impl Store for SqliteStore {
     fn setting_get(&self, name: String) -> StoreFuture<'_, Option<Secret>> {
         self.run(move |inner, conn| {
             let row: Option<(String, Vec<u8>)> = conn
-                .query_row("SELECT key_id, sealed FROM sealed_settings WHERE name = ?1", [&name], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT key_id, sealed FROM sealed_settings WHERE name = ?1",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            row.map(|(kid, blob)| inner.sealer.open(&kid, &blob, &format!("setting:{name}")).map_err(StoreError::from))
-                .transpose()
+            row.map(|(kid, blob)| {
+                inner
+                    .sealer
+                    .open(&kid, &blob, &format!("setting:{name}"))
+                    .map_err(StoreError::from)
+            })
+            .transpose()
         })
     }
 
@@ -604,17 +704,29 @@ impl Store for SqliteStore {
         self.run(|inner, conn| {
             let tx = conn.transaction()?;
             let placeholders = {
-                let mut stmt =
-                    tx.prepare("SELECT name, provider_id, route_family, key_id, sealed FROM placeholders ORDER BY name")?;
+                let mut stmt = tx.prepare(
+                    "SELECT name, provider_id, route_family, key_id, sealed FROM placeholders ORDER BY name",
+                )?;
                 let rows = stmt
                     .query_map([], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?))
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Vec<u8>>(4)?,
+                        ))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 rows.into_iter()
                     .map(|(name, provider_id, route_family, kid, blob)| {
                         let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
-                        Ok(PlaceholderSecret { name, provider_id, route_family, value })
+                        Ok(PlaceholderSecret {
+                            name,
+                            provider_id,
+                            route_family,
+                            value,
+                        })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?
             };
@@ -631,7 +743,12 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?
             };
             let rules = list_rules(&tx)?;
-            Ok(SnapshotData { placeholders, providers, credentials, rules })
+            Ok(SnapshotData {
+                placeholders,
+                providers,
+                credentials,
+                rules,
+            })
         })
     }
 }

@@ -124,13 +124,30 @@ impl Config {
         if !errors.is_empty() {
             bail!("invalid configuration:\n  {}", errors.join("\n  "));
         }
-        let mut tls_names = vec!["localhost".to_owned(), "excalibur".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut tls_names = vec![
+            "localhost".to_owned(),
+            "excalibur".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         tls_names.extend(raw.tls_names);
         Ok(Self {
-            data_dir: args.data_dir.or(raw.data_dir).unwrap_or_else(|| PathBuf::from("excalibur-data")),
-            api_listen: args.api_listen.or(raw.api_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443))),
-            proxy_listen: args.proxy_listen.or(raw.proxy_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3128))),
-            ssh_listen: args.ssh_listen.or(raw.ssh_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
+            data_dir: args
+                .data_dir
+                .or(raw.data_dir)
+                .unwrap_or_else(|| PathBuf::from("excalibur-data")),
+            api_listen: args
+                .api_listen
+                .or(raw.api_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443))),
+            proxy_listen: args
+                .proxy_listen
+                .or(raw.proxy_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3128))),
+            ssh_listen: args
+                .ssh_listen
+                .or(raw.ssh_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
             log_format,
             tls_names,
             upstream: Upstream {

@@ -24,7 +24,9 @@ const CA_CERT_SETTING: &str = "ca_cert_pem";
 
 pub(crate) fn logging(config: &Config) {
     let filter = EnvFilter::try_from_env("EXCALIBUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -39,7 +41,11 @@ pub(crate) fn store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     // SQLite gives its -wal and -shm files the database file's mode: create it 0600.
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&db)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)
             .with_context(|| format!("cannot create {}", db.display()))?;
     }
     SqliteStore::open(&db, &master)
@@ -49,12 +55,16 @@ pub(crate) fn store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
 fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
     if let Ok(v) = std::env::var("EXCALIBUR_MASTER_KEY") {
         let bytes = unhex(v.trim()).filter(|b| b.len() == 32);
-        let Some(bytes) = bytes else { bail!("EXCALIBUR_MASTER_KEY must be 64 hex characters (32 bytes)") };
+        let Some(bytes) = bytes else {
+            bail!("EXCALIBUR_MASTER_KEY must be 64 hex characters (32 bytes)")
+        };
         return Ok(MasterKey::new(Secret::new(bytes))?);
     }
     let path = data_dir.join("master.key");
     if path.exists() {
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        );
         let Some(bytes) = unhex(text.trim()).filter(|b| b.len() == 32) else {
             bail!("{} must hold 64 hex characters", path.display())
         };
@@ -79,7 +89,12 @@ pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc
         _ => {
             let (ca, key) = tokio::task::spawn_blocking(CertAuthority::generate).await??;
             store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
-            store.setting_put(CA_CERT_SETTING.to_owned(), Secret::new(ca.cert_pem().as_bytes().to_vec())).await?;
+            store
+                .setting_put(
+                    CA_CERT_SETTING.to_owned(),
+                    Secret::new(ca.cert_pem().as_bytes().to_vec()),
+                )
+                .await?;
             tracing::info!("generated the Excalibur CA");
             ca
         }
@@ -113,7 +128,10 @@ pub(crate) async fn admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::R
     write_private(&path, &text)?;
     // Printed once, on stdout, never through the logger.
     let token = String::from_utf8_lossy(issued.token.expose()).into_owned();
-    println!("Bootstrap admin token (shown once, also in {}): {token}", path.display());
+    println!(
+        "Bootstrap admin token (shown once, also in {}): {token}",
+        path.display()
+    );
     Ok(())
 }
 
@@ -126,6 +144,8 @@ async fn create(store: &dyn Store, issued: &IssuedToken) -> anyhow::Result<()> {
         created_at: Timestamp::now().to_rfc3339(),
         revoked_at: None,
     };
-    store.token_create(info, issued.hash.clone(), "system".to_owned()).await?;
+    store
+        .token_create(info, issued.hash.clone(), "system".to_owned())
+        .await?;
     Ok(())
 }

@@ -53,12 +53,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let reload: Reloader = Arc::new(|| Box::pin(async {}));
-    let api = excalibur_api::router(ApiState { store: Arc::clone(&store), ca_pem: ca.cert_pem().into(), reload });
+    let api = excalibur_api::router(ApiState {
+        store: Arc::clone(&store),
+        ca_pem: ca.cert_pem().into(),
+        reload,
+    });
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let api_listener =
-        TcpListener::bind(config.api_listen).await.with_context(|| format!("cannot listen on {}", config.api_listen))?;
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api_listen))?;
     tracing::info!(addr = %api_listener.local_addr()?, "api listening");
 
     store
@@ -77,6 +82,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(accept_api(api_listener, api, api_tls, cancel, tracker))
     };
 
+    tracing::info!("ready");
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
@@ -92,12 +98,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = ctrl_c.await;
+            return;
         };
         tokio::select! {
             _ = ctrl_c => {},

@@ -8,7 +8,14 @@ fn open(dir: &tempfile::TempDir, mk: &MasterKey) -> SqliteStore {
 
 async fn seed(store: &SqliteStore) {
     store
-        .provider_upsert(Provider { id: "github".into(), hosts: vec!["api.github.com".into()], passthrough: false }, "admin".into())
+        .provider_upsert(
+            Provider {
+                id: "github".into(),
+                hosts: vec!["api.github.com".into()],
+                passthrough: false,
+            },
+            "admin".into(),
+        )
         .await
         .unwrap();
 }
@@ -28,18 +35,37 @@ async fn upsert_reports_rotation_and_chains_events() {
     let mk = MasterKey::generate();
     let store = open(&dir, &mk);
     seed(&store).await;
-    let a = store.placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into()).await.unwrap();
+    let a = store
+        .placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into())
+        .await
+        .unwrap();
     assert!(a.created && !a.rotated);
-    let b = store.placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into()).await.unwrap();
+    let b = store
+        .placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into())
+        .await
+        .unwrap();
     assert!(!b.created && !b.rotated);
-    let c = store.placeholder_upsert(upsert("XCALIBUR_GH", "v2"), "admin".into()).await.unwrap();
+    let c = store
+        .placeholder_upsert(upsert("XCALIBUR_GH", "v2"), "admin".into())
+        .await
+        .unwrap();
     assert!(c.rotated);
     let rotated = store
-        .audit_list(AuditQuery { event_type: Some("placeholder_r*".into()), limit: 10, ..Default::default() })
+        .audit_list(AuditQuery {
+            event_type: Some("placeholder_r*".into()),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(rotated.len(), 1);
-    let all = store.audit_list(AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let all = store
+        .audit_list(AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 5); // provider_updated + 3 updated + 1 rotated
     assert!(store.audit_verify().await.unwrap().ok);
     let data = store.snapshot_data().await.unwrap();
@@ -48,7 +74,10 @@ async fn upsert_reports_rotation_and_chains_events() {
     // Reopen with the same master key: values survive; a different key is refused.
     drop(store);
     let again = open(&dir, &mk);
-    assert_eq!(again.snapshot_data().await.unwrap().placeholders[0].value.expose(), b"v2");
+    assert_eq!(
+        again.snapshot_data().await.unwrap().placeholders[0].value.expose(),
+        b"v2"
+    );
     assert!(SqliteStore::open(&dir.path().join("x.db"), &MasterKey::generate()).is_err());
 }
 
@@ -56,10 +85,22 @@ async fn upsert_reports_rotation_and_chains_events() {
 async fn unknown_provider_is_rejected_and_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, &MasterKey::generate());
-    let err = store.placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into()).await.unwrap_err();
+    let err = store
+        .placeholder_upsert(upsert("XCALIBUR_GH", "v1"), "admin".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)));
     assert!(store.placeholder_list().await.unwrap().is_empty());
-    assert!(store.audit_list(AuditQuery { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        store
+            .audit_list(AuditQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -69,19 +110,30 @@ async fn verify_catches_truncation_and_rewritten_chain() {
     let store = open(&dir, &mk);
     seed(&store).await;
     for i in 0..4 {
-        store.placeholder_upsert(upsert("XCALIBUR_GH", &format!("v{i}")), "admin".into()).await.unwrap();
+        store
+            .placeholder_upsert(upsert("XCALIBUR_GH", &format!("v{i}")), "admin".into())
+            .await
+            .unwrap();
     }
     let raw = Connection::open(dir.path().join("x.db")).unwrap();
-    let max: i64 = raw.query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0)).unwrap();
+    let max: i64 = raw
+        .query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
     raw.execute("DELETE FROM audit_events WHERE seq = ?1", [max]).unwrap();
     let report = store.audit_verify().await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.first_broken_seq, Some(max));
 
     // Rewriting the head to the new tail without the master key is caught too.
-    let (s, h): (i64, String) =
-        raw.query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    raw.execute("UPDATE audit_head SET seq = ?1, hash = ?2", params![s, h]).unwrap();
+    let (s, h): (i64, String) = raw
+        .query_row(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    raw.execute("UPDATE audit_head SET seq = ?1, hash = ?2", params![s, h])
+        .unwrap();
     let report = store.audit_verify().await.unwrap();
     assert!(!report.ok);
     assert!(report.reason.unwrap().contains("authenticated head"));
@@ -95,7 +147,10 @@ async fn concurrent_upserts_keep_one_consistent_record() {
     let mut tasks = Vec::new();
     for i in 0..16 {
         let s = store.clone();
-        tasks.push(tokio::spawn(async move { s.placeholder_upsert(upsert("XCALIBUR_GH", &format!("v{i}")), "admin".into()).await }));
+        tasks.push(tokio::spawn(async move {
+            s.placeholder_upsert(upsert("XCALIBUR_GH", &format!("v{i}")), "admin".into())
+                .await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
