@@ -14,6 +14,8 @@ pub mod canonical;
 pub mod error;
 pub mod hosts;
 pub mod ids;
+pub mod principal;
+pub mod record;
 pub mod secret;
 pub mod time;
 

@@ -1,11 +1,126 @@
-//! Excalibur's data plane: the forward-proxy listeners, CONNECT handling, TLS
-//! interception with leaves minted from the Excalibur CA, and the request pipeline.
+//! Excalibur's data plane: the forward-proxy request path. CONNECT and absolute-form
+//! requests are identified, decided, mediated, forwarded, scrubbed and recorded.
 //!
-//! **Owns:** the CA and its leaf cache, TLS server configs, the proxy request path.
+//! **Owns:** the CA and its leaf cache, TLS interception, [`Snapshot`], the upstream
+//! connector and destination guard, the request pipeline ([`Proxy::handle`]).
 //!
-//! **Never:** touches the store on the request path; substitutes a secret without a
-//! permit; forwards `Proxy-Authorization` upstream.
+//! **Never:** touches the store on the request path (it reads one [`Snapshot`] per
+//! request); substitutes a secret without a [`Permit`](excalibur_policy::Permit);
+//! forwards `Proxy-Authorization`; checks a destination by `Host` alone (the CONNECT
+//! authority, SNI and `Host` must agree, and the resolved address is guarded).
 //!
-//! **Start at:** [`ca::CertAuthority`].
+//! **Start at:** [`Proxy::handle`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use excalibur_core::ids::CredentialId;
+use excalibur_core::record::Recorder;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod body;
 pub mod ca;
+pub mod guard;
+mod pipeline;
+pub mod snapshot;
+pub mod upstream;
+
+pub use body::ProxyBody;
+pub use snapshot::{Snapshot, SnapshotInput};
+
+/// Actions the proxy needs from the control plane (implemented by the binary).
+pub trait Control: Send + Sync + std::fmt::Debug {
+    /// Revokes a credential (e.g. presented from outside its source network) and
+    /// returns once the new snapshot is in place.
+    fn revoke_credential(&self, id: CredentialId, reason: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Upstream connection settings.
+    pub upstream: upstream::UpstreamConfig,
+    /// Largest request body rewritten for substitution (bytes).
+    pub max_substitute_body: u64,
+    /// This instance's pseudonym in `Via`, used to detect loops.
+    pub via_name: String,
+}
+
+/// The proxy: cheap to clone, shared by every listener.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    ca: Arc<ca::CertAuthority>,
+    client: Client<upstream::Connector, ProxyBody>,
+    upstream: Arc<upstream::UpstreamConfig>,
+    recorder: Arc<dyn Recorder>,
+    control: Arc<dyn Control>,
+    max_substitute_body: u64,
+    via: http::HeaderValue,
+    via_name: String,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("via", &self.via_name).finish_non_exhaustive()
+    }
+}
+
+/// The proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyBuildError {
+    /// The upstream TLS configuration was rejected.
+    #[error("invalid upstream TLS configuration")]
+    Tls(#[source] rustls::Error),
+    /// The `Via` name is not a valid header value.
+    #[error("invalid via name")]
+    Via,
+}
+
+impl Proxy {
+    /// Builds the proxy. Tunnels run as tasks on `tasks` and end when `cancel` fires.
+    pub fn new(
+        config: ProxyConfig,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        ca: Arc<ca::CertAuthority>,
+        recorder: Arc<dyn Recorder>,
+        control: Arc<dyn Control>,
+        tasks: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Result<Self, ProxyBuildError> {
+        let tls = upstream::client_tls(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?;
+        let upstream = Arc::new(config.upstream);
+        let connector = upstream::Connector::new(Arc::clone(&upstream), tls);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let via = http::HeaderValue::from_str(&format!("1.1 {}", config.via_name)).map_err(|_| ProxyBuildError::Via)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                snapshot,
+                ca,
+                client,
+                upstream,
+                recorder,
+                control,
+                max_substitute_body: config.max_substitute_body,
+                via,
+                via_name: config.via_name,
+                tasks,
+                cancel,
+            }),
+        })
+    }
+}

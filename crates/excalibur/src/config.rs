@@ -45,6 +45,15 @@ struct Raw {
     tls_names: Vec<String>,
     #[serde(default)]
     upstream: RawUpstream,
+    #[serde(default)]
+    proxy: RawProxy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    allowed_ports: Option<Vec<u16>>,
+    max_substitute_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +85,10 @@ pub(crate) struct Config {
     pub(crate) log_format: LogFormat,
     pub(crate) tls_names: Vec<String>,
     pub(crate) upstream: Upstream,
+    /// Ports a principal may reach (CONNECT and absolute-form).
+    pub(crate) allowed_ports: Vec<u16>,
+    /// Largest request body rewritten for substitution.
+    pub(crate) max_substitute_body: u64,
 }
 
 /// Upstream connection settings.
@@ -150,6 +163,8 @@ impl Config {
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
             log_format,
             tls_names,
+            allowed_ports: raw.proxy.allowed_ports.unwrap_or_else(|| vec![80, 443]),
+            max_substitute_body: raw.proxy.max_substitute_body_bytes.unwrap_or(10 * 1024 * 1024),
             upstream: Upstream {
                 resolve,
                 ca_file: raw.upstream.ca_file,

@@ -3,7 +3,9 @@
 
 mod config;
 mod init;
+mod record;
 mod serve;
+mod snapshot;
 
 use clap::{Parser, Subcommand};
 

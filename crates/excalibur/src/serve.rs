@@ -1,23 +1,31 @@
-//! Wiring and listeners: 8443 sniffs TLS vs plain HTTP (plain only from loopback) and
-//! routes origin-form requests to the API; shutdown drains connections.
+//! Wiring and listeners. 8443 sniffs TLS vs plain HTTP (plain only from loopback) and
+//! sends CONNECT and absolute-form requests to the proxy, everything else to the API;
+//! 3128 is the plain proxy. Shutdown stops accepting, drains connections and flushes
+//! the audit queue.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use bytes::Bytes;
 use excalibur_api::{ApiState, Reloader};
 use excalibur_core::audit::{EventType, NewEvent};
+use excalibur_core::ids::CredentialId;
+use excalibur_proxy::body::BoxError;
+use excalibur_proxy::upstream::UpstreamConfig;
+use excalibur_proxy::{Control, Proxy, ProxyBody, ProxyConfig};
 use excalibur_store::Store;
 use http_body_util::BodyExt as _;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -25,15 +33,22 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::Config;
-use crate::init;
+use crate::snapshot::Snapshots;
+use crate::{init, record};
 
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a new connection may take to send its first byte / finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type RespBody = UnsyncBoxBody<Bytes, BoxError>;
+/// What a listener does with a request.
+#[derive(Clone)]
+struct Dispatch {
+    api: Option<Router>,
+    proxy: Proxy,
+}
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     rustls::crypto::aws_lc_rs::default_provider()
@@ -52,19 +67,49 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         excalibur_proxy::ca::server_config_for(key)?
     };
 
-    let reload: Reloader = Arc::new(|| Box::pin(async {}));
-    let api = excalibur_api::router(ApiState {
-        store: Arc::clone(&store),
-        ca_pem: ca.cert_pem().into(),
-        reload,
-    });
-
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let api_listener = TcpListener::bind(config.api_listen)
+    let writer_cancel = CancellationToken::new();
+    let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone());
+
+    let snapshots = Arc::new(Snapshots::new(Arc::clone(&store), config.allowed_ports.clone()));
+    snapshots.rebuild().await.context("cannot build the first snapshot")?;
+    let reload: Reloader = {
+        let snapshots = Arc::clone(&snapshots);
+        Arc::new(move || {
+            let snapshots = Arc::clone(&snapshots);
+            Box::pin(async move { snapshots.rebuild_logged().await })
+        })
+    };
+
+    let api_listener =
+        TcpListener::bind(config.api_listen).await.with_context(|| format!("cannot listen on {}", config.api_listen))?;
+    let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.api_listen))?;
-    tracing::info!(addr = %api_listener.local_addr()?, "api listening");
+        .with_context(|| format!("cannot listen on {}", config.proxy_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let proxy_addr = proxy_listener.local_addr()?;
+
+    let proxy = Proxy::new(
+        ProxyConfig {
+            upstream: UpstreamConfig {
+                resolve: config.upstream.resolve.clone(),
+                extra_roots: extra_roots(&config)?,
+                connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
+                dangerous_allow_private_destinations: config.upstream.dangerous_allow_private_destinations,
+                own_addrs: vec![api_addr, proxy_addr],
+            },
+            max_substitute_body: config.max_substitute_body,
+            via_name: format!("excalibur-{}", excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<4>())),
+        },
+        Arc::clone(&snapshots.live),
+        Arc::clone(&ca),
+        Arc::new(recorder),
+        Arc::new(BinControl { store: Arc::clone(&store), snapshots: Arc::clone(&snapshots) }),
+        tracker.clone(),
+        cancel.clone(),
+    )?;
+    let api = excalibur_api::router(ApiState { store: Arc::clone(&store), ca_pem: ca.cert_pem().into(), reload });
 
     store
         .record(
@@ -72,53 +117,81 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             vec![NewEvent::new(
                 EventType::ServerStarted,
                 "system",
-                serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "api_listen": config.api_listen.to_string()}),
+                serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "api_listen": api_addr.to_string(),
+                                   "proxy_listen": proxy_addr.to_string()}),
             )],
         )
         .await?;
 
-    let accept = {
-        let (cancel, tracker) = (cancel.clone(), tracker.clone());
-        tokio::spawn(accept_api(api_listener, api, api_tls, cancel, tracker))
-    };
-
+    let api_dispatch = Dispatch { api: Some(api), proxy: proxy.clone() };
+    let proxy_dispatch = Dispatch { api: None, proxy };
+    let accept_api = tokio::spawn(accept(api_listener, api_dispatch, Some(api_tls), cancel.clone(), tracker.clone()));
+    let accept_proxy = tokio::spawn(accept(proxy_listener, proxy_dispatch, None, cancel.clone(), tracker.clone()));
+    tracing::info!(addr = %api_addr, "api listening");
+    tracing::info!(addr = %proxy_addr, "proxy listening");
     tracing::info!("ready");
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    let _ = accept.await;
+    let _ = tokio::join!(accept_api, accept_proxy);
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");
     }
+    writer_cancel.cancel();
+    let _ = writer.await;
     Ok(())
+}
+
+fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let Some(path) = &config.upstream.ca_file else { return Ok(Vec::new()) };
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read upstream.ca_file {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("upstream.ca_file {} is not PEM certificates", path.display()))?;
+    Ok(certs)
+}
+
+/// The proxy's handle on the control plane.
+#[derive(Debug)]
+struct BinControl {
+    store: Arc<dyn Store>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Control for BinControl {
+    fn revoke_credential(&self, id: CredentialId, reason: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (store, snapshots) = (Arc::clone(&self.store), Arc::clone(&self.snapshots));
+        Box::pin(async move {
+            match store.credential_revoke(id.clone(), reason.to_owned(), "system".to_owned()).await {
+                Ok(_) => snapshots.rebuild_logged().await,
+                Err(e) => tracing::error!(error = %excalibur_core::ErrorChain(&e), credential = %id, "automatic revocation failed"),
+            }
+        })
+    }
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
-async fn accept_api(
+async fn accept(
     listener: TcpListener,
-    api: Router,
-    tls: Arc<rustls::ServerConfig>,
+    dispatch: Dispatch,
+    tls: Option<Arc<rustls::ServerConfig>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -132,8 +205,12 @@ async fn accept_api(
             () = cancel.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (api, acceptor, cancel) = (api.clone(), acceptor.clone(), cancel.clone());
+        let (dispatch, acceptor, cancel) = (dispatch.clone(), acceptor.clone(), cancel.clone());
         tracker.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                serve_connection(tcp, peer, dispatch, cancel).await;
+                return;
+            };
             let mut first = [0u8; 1];
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
                 Ok(Ok(1)) => {}
@@ -143,9 +220,9 @@ async fn accept_api(
                 let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                     return;
                 };
-                serve_connection(tls, peer, api, cancel).await;
-            } else if peer.ip().is_loopback() {
-                serve_connection(tcp, peer, api, cancel).await;
+                serve_connection(tls, peer, dispatch, cancel).await;
+            } else if peer.ip().to_canonical().is_loopback() {
+                serve_connection(tcp, peer, dispatch, cancel).await;
             } else {
                 // Plain HTTP is for loopback only; a remote peer must use TLS.
                 reject_plain(tcp).await;
@@ -164,15 +241,16 @@ async fn reject_plain(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.write_all(resp.as_bytes())).await;
 }
 
-async fn serve_connection<I>(io: I, _peer: SocketAddr, api: Router, cancel: CancellationToken)
+async fn serve_connection<I>(io: I, peer: SocketAddr, dispatch: Dispatch, cancel: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let api = api.clone();
-        async move { Ok::<_, Infallible>(dispatch(req, api).await) }
+        let dispatch = dispatch.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, dispatch).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -184,10 +262,20 @@ where
     }
 }
 
-async fn dispatch(req: Request<Incoming>, api: Router) -> Response<RespBody> {
-    let resp = match api.oneshot(req.map(axum::body::Body::new)).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+/// CONNECT and absolute-form requests are proxy requests; origin-form ones go to the API.
+async fn route(req: Request<Incoming>, peer: SocketAddr, dispatch: Dispatch) -> Response<ProxyBody> {
+    // HTTP/2 requests always carry :scheme and :authority, so only HTTP/1 absolute-form
+    // marks a proxy request there.
+    let absolute_form = req.version() < hyper::Version::HTTP_2 && req.uri().scheme().is_some();
+    let is_proxy = req.method() == Method::CONNECT || absolute_form;
+    match dispatch.api {
+        Some(api) if !is_proxy => {
+            let resp = match api.oneshot(req.map(axum::body::Body::new)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+        }
+        _ => dispatch.proxy.handle(req, peer).await,
+    }
 }

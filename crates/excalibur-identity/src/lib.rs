@@ -1,0 +1,184 @@
+//! Excalibur's identification stage: turns what a connection carries into one
+//! [`Principal`].
+//!
+//! **Owns:** the service-credential resolver (`Proxy-Authorization` bearer or Basic,
+//! bound to a source CIDR) and its in-memory index.
+//!
+//! **Never:** trusts `X-Forwarded-For` or any header for the source address (only the
+//! TCP peer); treats loopback as authentication; compares tokens other than by hash.
+//!
+//! **Start at:** [`identify`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use excalibur_core::hosts::HostPattern;
+use excalibur_core::ids::{CredentialId, token_hash};
+use excalibur_core::principal::{Principal, PrincipalKind};
+use ipnet::IpNet;
+
+/// A live service credential as the proxy sees it.
+#[derive(Debug, Clone)]
+pub struct CredentialEntry {
+    /// Credential id.
+    pub id: CredentialId,
+    /// Name (the principal id is `service:<name>`).
+    pub name: String,
+    /// User.
+    pub user: String,
+    /// The network the token may be presented from.
+    pub source_network: IpNet,
+    /// Allowed destinations.
+    pub allowed_domains: Vec<HostPattern>,
+}
+
+/// Live credentials by token hash.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialIndex {
+    by_hash: HashMap<String, Arc<CredentialEntry>>,
+    ids: std::collections::HashSet<CredentialId>,
+}
+
+impl CredentialIndex {
+    /// Adds a credential under the hex SHA-256 of its token.
+    pub fn insert(&mut self, hash: String, entry: CredentialEntry) {
+        self.ids.insert(entry.id.clone());
+        self.by_hash.insert(hash, Arc::new(entry));
+    }
+
+    /// True when the credential with this id is live.
+    pub fn contains_id(&self, id: &CredentialId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Number of live credentials.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// Why a caller was not identified. Each maps to a 407 and a `proxy_auth_denied` reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unidentified {
+    /// No `Proxy-Authorization`.
+    #[error("no proxy credentials")]
+    Missing,
+    /// The header is not `Bearer <token>` or `Basic <user:token>`.
+    #[error("malformed proxy credentials")]
+    Malformed,
+    /// No live credential has this token.
+    #[error("unknown or revoked proxy credential")]
+    Unknown,
+    /// A valid token presented from outside its source network: the credential must be revoked.
+    #[error("credential `{credential}` used from `{source_addr}`, outside its source network")]
+    SourceMismatch {
+        /// The credential to revoke.
+        credential: CredentialId,
+        /// Its name.
+        name: String,
+        /// Where it came from.
+        source_addr: IpAddr,
+    },
+}
+
+impl Unidentified {
+    /// The audit reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unidentified::Missing => "missing_credentials",
+            Unidentified::Malformed => "malformed_credentials",
+            Unidentified::Unknown => "unknown_credential",
+            Unidentified::SourceMismatch { .. } => "source_network_mismatch",
+        }
+    }
+}
+
+/// Identifies a proxy caller from its TCP peer address and `Proxy-Authorization` value.
+pub fn identify(index: &CredentialIndex, peer: IpAddr, proxy_authorization: Option<&[u8]>) -> Result<Principal, Unidentified> {
+    let header = proxy_authorization.ok_or(Unidentified::Missing)?;
+    let token = bearer_token(header)?;
+    let entry = index.by_hash.get(&token_hash(&token)).ok_or(Unidentified::Unknown)?;
+    let source = peer.to_canonical();
+    if !entry.source_network.contains(&source) {
+        return Err(Unidentified::SourceMismatch { credential: entry.id.clone(), name: entry.name.clone(), source_addr: source });
+    }
+    Ok(Principal {
+        id: format!("service:{}", entry.name),
+        kind: PrincipalKind::ServiceCredential,
+        user: entry.user.clone(),
+        credential_id: Some(entry.id.clone()),
+        allowed_domains: entry.allowed_domains.clone(),
+        source,
+    })
+}
+
+/// Extracts the token from `Bearer <token>` or `Basic base64(<user>:<token>)` (the
+/// form clients send from a proxy URL's userinfo).
+fn bearer_token(header: &[u8]) -> Result<String, Unidentified> {
+    let text = std::str::from_utf8(header).map_err(|_| Unidentified::Malformed)?.trim();
+    let (scheme, rest) = text.split_once(' ').ok_or(Unidentified::Malformed)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Ok(rest.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD.decode(rest).map_err(|_| Unidentified::Malformed)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| Unidentified::Malformed)?;
+        let (_, password) = decoded.split_once(':').ok_or(Unidentified::Malformed)?;
+        if !password.is_empty() {
+            return Ok(password.to_owned());
+        }
+    }
+    Err(Unidentified::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> CredentialIndex {
+        let mut idx = CredentialIndex::default();
+        idx.insert(
+            token_hash("xcs_secret"),
+            CredentialEntry {
+                id: CredentialId::new("svc_1"),
+                name: "ci-runner".into(),
+                user: "ci".into(),
+                source_network: "10.0.0.0/8".parse().unwrap(),
+                allowed_domains: vec![HostPattern::parse("api.github.com").unwrap()],
+            },
+        );
+        idx
+    }
+
+    fn check(peer: &str, header: Option<&str>, want: Result<&str, &str>) {
+        let got = identify(&index(), peer.parse().unwrap(), header.map(str::as_bytes));
+        match (got, want) {
+            (Ok(p), Ok(id)) => assert_eq!(p.id, id),
+            (Err(e), Err(reason)) => assert_eq!(e.reason(), reason),
+            (got, want) => panic!("{peer} {header:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn table() {
+        check("10.1.2.3", Some("Bearer xcs_secret"), Ok("service:ci-runner"));
+        check("::ffff:10.1.2.3", Some("bearer xcs_secret"), Ok("service:ci-runner"));
+        let basic = format!("Basic {}", STANDARD.encode("ci-runner:xcs_secret"));
+        check("10.1.2.3", Some(&basic), Ok("service:ci-runner"));
+        check("10.1.2.3", None, Err("missing_credentials"));
+        check("10.1.2.3", Some("Bearer"), Err("malformed_credentials"));
+        check("10.1.2.3", Some("Token xcs_secret"), Err("malformed_credentials"));
+        check("10.1.2.3", Some("Bearer xcs_other"), Err("unknown_credential"));
+        check("192.168.1.1", Some("Bearer xcs_secret"), Err("source_network_mismatch"));
+        check("127.0.0.1", Some("Bearer xcs_secret"), Err("source_network_mismatch"));
+    }
+}

@@ -1,0 +1,244 @@
+//! [`Mediator`]: the automata built once per snapshot, and the rewrites they drive.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use excalibur_core::Secret;
+use excalibur_policy::Permit;
+
+/// Placeholder names and their real values, with the automata that find them.
+#[derive(Debug, Default)]
+pub struct Mediator {
+    names: Vec<String>,
+    values: Vec<Secret>,
+    find: Option<AhoCorasick>,
+    encoded: Option<AhoCorasick>,
+    encoded_owner: Vec<usize>,
+    scrub: Option<AhoCorasick>,
+    max_name: usize,
+    max_value: usize,
+}
+
+impl Mediator {
+    /// Builds the automata for `(placeholder name, real value)` pairs.
+    pub fn new(entries: Vec<(String, Secret)>) -> Self {
+        let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
+        let build = |patterns: &[&[u8]]| {
+            if patterns.is_empty() {
+                return None;
+            }
+            AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(patterns).ok()
+        };
+        let name_bytes: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        let value_bytes: Vec<&[u8]> = values.iter().map(|v| v.expose()).collect();
+        let mut encoded_patterns = Vec::new();
+        let mut encoded_owner = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            for fragment in base64_fragments(name.as_bytes()) {
+                encoded_patterns.push(fragment);
+                encoded_owner.push(i);
+            }
+        }
+        let encoded_refs: Vec<&[u8]> = encoded_patterns.iter().map(|p| p.as_bytes()).collect();
+        Self {
+            find: build(&name_bytes),
+            scrub: build(&value_bytes),
+            encoded: build(&encoded_refs),
+            encoded_owner,
+            max_name: names.iter().map(String::len).max().unwrap_or(0),
+            max_value: values.iter().map(Secret::len).max().unwrap_or(0),
+            names,
+            values,
+        }
+    }
+
+    /// Number of placeholders.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds the names of placeholders appearing literally in `haystack` to `out`.
+    pub fn find(&self, haystack: &[u8], out: &mut BTreeSet<String>) {
+        let Some(ac) = &self.find else { return };
+        for m in ac.find_iter(haystack) {
+            if let Some(n) = self.names.get(m.pattern().as_usize()) {
+                out.insert(n.clone());
+            }
+        }
+    }
+
+    /// Adds the names of placeholders appearing percent-encoded or base64-encoded in
+    /// `haystack` to `out`. Such forms are never substituted; they are reported so the
+    /// caller can refuse to send them toward a host that may not have them.
+    pub fn find_encoded(&self, haystack: &[u8], out: &mut BTreeSet<String>) {
+        if haystack.contains(&b'%') {
+            self.find(&percent_decode(haystack), out);
+        }
+        let Some(ac) = &self.encoded else { return };
+        for m in ac.find_iter(haystack) {
+            if let Some(n) = self.encoded_owner.get(m.pattern().as_usize()).and_then(|i| self.names.get(*i)) {
+                out.insert(n.clone());
+            }
+        }
+    }
+
+    /// Replaces every placeholder the permit allows with its real value. Returns `None`
+    /// when nothing was replaced.
+    pub fn substitute(&self, permit: &Permit, input: &[u8]) -> Option<Vec<u8>> {
+        let ac = self.find.as_ref()?;
+        let mut out = Vec::new();
+        let mut last = 0;
+        for m in ac.find_iter(input) {
+            let i = m.pattern().as_usize();
+            let (Some(name), Some(value)) = (self.names.get(i), self.values.get(i)) else { continue };
+            if !permit.allows(name) {
+                continue;
+            }
+            out.extend_from_slice(input.get(last..m.start())?);
+            out.extend_from_slice(value.expose());
+            last = m.end();
+        }
+        if last == 0 && out.is_empty() {
+            return None;
+        }
+        out.extend_from_slice(input.get(last..)?);
+        Some(out)
+    }
+
+    /// Replaces every real value in `input` with its placeholder name. `None` when none found.
+    pub fn scrub(&self, input: &[u8]) -> Option<Vec<u8>> {
+        let ac = self.scrub.as_ref()?;
+        if !ac.is_match(input) {
+            return None;
+        }
+        let names: Vec<&[u8]> = self.names.iter().map(|n| n.as_bytes()).collect();
+        Some(ac.replace_all_bytes(input, &names))
+    }
+
+    /// A streaming substituter for a request body.
+    pub fn body_substituter(self: &Arc<Self>, permit: Permit) -> StreamRewriter {
+        StreamRewriter { mediator: Arc::clone(self), mode: Mode::Substitute(Box::new(permit)), carry: Vec::new() }
+    }
+
+    /// A streaming scrubber for a response body.
+    pub fn body_scrubber(self: &Arc<Self>) -> StreamRewriter {
+        StreamRewriter { mediator: Arc::clone(self), mode: Mode::Scrub, carry: Vec::new() }
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Substitute(Box<Permit>),
+    Scrub,
+}
+
+/// Rewrites a byte stream chunk by chunk with the same result as rewriting it whole:
+/// it holds back at most one pattern length minus one byte between chunks.
+#[derive(Debug)]
+pub struct StreamRewriter {
+    mediator: Arc<Mediator>,
+    mode: Mode,
+    carry: Vec<u8>,
+}
+
+impl StreamRewriter {
+    /// Feeds one chunk; returns the bytes that are final.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let (ac, longest) = match &self.mode {
+            Mode::Substitute(_) => (self.mediator.find.as_ref(), self.mediator.max_name),
+            Mode::Scrub => (self.mediator.scrub.as_ref(), self.mediator.max_value),
+        };
+        let Some(ac) = ac else { return buf };
+        let hold = longest.saturating_sub(1);
+        let mut cutoff = buf.len().saturating_sub(hold);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut last = 0;
+        for m in ac.find_iter(&buf) {
+            // INVARIANT: a match starting before the cutoff lies wholly in `buf` and no
+            // longer match at the same start can exist beyond it (every pattern fits).
+            if m.start() >= cutoff {
+                break;
+            }
+            let Some(replacement) = self.replacement(m.pattern().as_usize()) else { continue };
+            out.extend_from_slice(buf.get(last..m.start()).unwrap_or_default());
+            out.extend_from_slice(replacement);
+            last = m.end();
+            cutoff = cutoff.max(last);
+        }
+        out.extend_from_slice(buf.get(last..cutoff).unwrap_or_default());
+        self.carry = buf.get(cutoff..).unwrap_or_default().to_vec();
+        out
+    }
+
+    /// Flushes what is held back at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.carry);
+        let whole = match &self.mode {
+            Mode::Substitute(permit) => self.mediator.substitute(permit, &rest),
+            Mode::Scrub => self.mediator.scrub(&rest),
+        };
+        whole.unwrap_or(rest)
+    }
+
+    fn replacement(&self, i: usize) -> Option<&[u8]> {
+        let name = self.mediator.names.get(i)?;
+        match &self.mode {
+            Mode::Substitute(permit) => permit.allows(name).then(|| self.mediator.values.get(i).map(Secret::expose))?,
+            Mode::Scrub => Some(name.as_bytes()),
+        }
+    }
+}
+
+/// Base64 substrings that appear whenever `name` is base64-encoded at any alignment,
+/// in the standard and URL-safe alphabets.
+fn base64_fragments(name: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for offset in 0..3usize {
+        let mut input = vec![0u8; offset];
+        input.extend_from_slice(name);
+        let start = (offset * 4).div_ceil(3);
+        let end = (offset + name.len()) * 4 / 3;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let enc = engine.encode(&input);
+            if let Some(fragment) = enc.get(start..end)
+                && fragment.len() >= 6
+                && !out.iter().any(|f| f == fragment)
+            {
+                out.push(fragment.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        if b == b'%'
+            && let (Some(h), Some(l)) = (input.get(i + 1), input.get(i + 2))
+            && let (Some(h), Some(l)) = (char::from(*h).to_digit(16), char::from(*l).to_digit(16))
+            && let Ok(byte) = u8::try_from(h * 16 + l)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+use excalibur_core::api::{CreateTranslationRule, Provider, TranslationRule};
+use excalibur_core::hosts::HostPattern;
+use excalibur_core::ids::RuleId;
+use excalibur_core::principal::{Principal, PrincipalKind};
+use excalibur_policy::{Policy, RedeemTarget};
+
+use super::*;
+
+fn mediator() -> Arc<Mediator> {
+    Arc::new(Mediator::new(vec![
+        ("XCALIBUR_GITHUB_TOKEN".into(), Secret::new(b"ghp_realvalue_1234567890".to_vec())),
+        ("XCALIBUR_STRIPE_KEY".into(), Secret::new(b"sk_live_abc".to_vec())),
+    ]))
+}
+
+fn permit(names: &[&str]) -> Permit {
+    let providers = vec![Provider { id: "p".into(), hosts: vec!["api.example.com".into()], passthrough: false }];
+    let rules = vec![TranslationRule {
+        id: RuleId::new("r"),
+        rule: CreateTranslationRule {
+            principal: "*".into(),
+            placeholder: "*".into(),
+            hosts: vec!["api.example.com".into()],
+            path_prefix: "/".into(),
+            methods: vec![],
+            substitute_body: true,
+        },
+        created_at: String::new(),
+    }];
+    let bindings = names.iter().map(|n| (n.to_string(), "p".to_owned()));
+    let policy = Policy::compile(&rules, &providers, bindings, vec![443]);
+    let principal = Principal {
+        id: "service:x".into(),
+        kind: PrincipalKind::ServiceCredential,
+        user: "x".into(),
+        credential_id: None,
+        allowed_domains: vec![HostPattern::parse("api.example.com").unwrap()],
+        source: "127.0.0.1".parse().unwrap(),
+    };
+    let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    policy.decide_redeem(&principal, RedeemTarget { host: "api.example.com", path: "/", method: "GET" }, &found).unwrap()
+}
+
+#[test]
+fn finds_literal_and_encoded() {
+    let m = mediator();
+    let check = |input: &str, literal: &[&str], encoded: &[&str]| {
+        let mut a = BTreeSet::new();
+        m.find(input.as_bytes(), &mut a);
+        let mut b = BTreeSet::new();
+        m.find_encoded(input.as_bytes(), &mut b);
+        assert_eq!(a.iter().map(String::as_str).collect::<Vec<_>>(), literal, "literal in {input}");
+        assert_eq!(b.iter().map(String::as_str).collect::<Vec<_>>(), encoded, "encoded in {input}");
+    };
+    check("Bearer XCALIBUR_GITHUB_TOKEN", &["XCALIBUR_GITHUB_TOKEN"], &[]);
+    check("nothing here", &[], &[]);
+    check("q=%58CALIBUR_STRIPE_KEY", &[], &["XCALIBUR_STRIPE_KEY"]);
+    for prefix in ["", "u:", "us:"] {
+        let b64 = STANDARD_NO_PAD.encode(format!("{prefix}XCALIBUR_GITHUB_TOKEN"));
+        check(&format!("Basic {b64}"), &[], &["XCALIBUR_GITHUB_TOKEN"]);
+        let b64 = URL_SAFE_NO_PAD.encode(format!("{prefix}XCALIBUR_STRIPE_KEY?>"));
+        check(&b64, &[], &["XCALIBUR_STRIPE_KEY"]);
+    }
+}
+
+#[test]
+fn substitutes_only_permitted_and_scrubs_back() {
+    let m = mediator();
+    let input = b"a XCALIBUR_GITHUB_TOKEN b XCALIBUR_STRIPE_KEY c";
+    let out = m.substitute(&permit(&["XCALIBUR_GITHUB_TOKEN"]), input).unwrap();
+    assert_eq!(out, b"a ghp_realvalue_1234567890 b XCALIBUR_STRIPE_KEY c");
+    assert_eq!(m.scrub(&out).unwrap(), input);
+    assert!(m.substitute(&permit(&[]), input).is_none());
+    assert!(m.scrub(b"clean").is_none());
+}
+
+#[test]
+fn streaming_equals_whole_for_every_chunking() {
+    let m = mediator();
+    let p = permit(&["XCALIBUR_GITHUB_TOKEN", "XCALIBUR_STRIPE_KEY"]);
+    let inputs: &[&[u8]] = &[
+        b"XCALIBUR_GITHUB_TOKENXCALIBUR_STRIPE_KEY",
+        b"{\"k\":\"XCALIBUR_STRIPE_KEY\",\"t\":\"XCALIBUR_GITHUB_TOKEN\"} tail XCALIBUR_GITHUB_TOKE",
+        b"XXCALIBUR_STRIPE_KEYY",
+        b"",
+    ];
+    for input in inputs {
+        let whole = m.substitute(&p, input).unwrap_or_else(|| input.to_vec());
+        let whole_scrubbed = m.scrub(&whole).unwrap_or_else(|| whole.clone());
+        assert_eq!(&whole_scrubbed, input, "scrub(substitute(x)) == x");
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                let mut s = m.body_substituter(p.clone());
+                let mut got = Vec::new();
+                for chunk in [&input[..a], &input[a..b], &input[b..]] {
+                    got.extend(s.push(chunk));
+                }
+                got.extend(s.finish());
+                assert_eq!(got, whole, "substitute split at {a},{b}");
+
+                let mut sc = m.body_scrubber();
+                let mut back = Vec::new();
+                let (x, y) = (a.min(whole.len()), b.min(whole.len()));
+                for chunk in [&whole[..x], &whole[x..y], &whole[y..]] {
+                    back.extend(sc.push(chunk));
+                }
+                back.extend(sc.finish());
+                assert_eq!(&back, input, "scrub split at {x},{y}");
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Body plumbing: the boxed body type, a body wrapper that rewrites (substitute or
+//! scrub) as bytes stream, counts them for the flow record, and enforces a size cap.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use excalibur_core::api::Flow;
+use excalibur_core::record::Recorder;
+use excalibur_mediation::StreamRewriter;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Empty, Full};
+
+/// Boxed error type of bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type every proxy and API response uses.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The body exceeded the configured cap for a rewritten body.
+#[derive(Debug, thiserror::Error)]
+#[error("body exceeds the {0}-byte limit for substitution")]
+pub struct BodyTooLarge(pub u64);
+
+/// A flow being recorded: emitted exactly once, when the last body referencing it is
+/// dropped (finished, failed or cancelled).
+#[derive(Debug)]
+pub struct FlowState {
+    flow: Mutex<Option<Flow>>,
+    up: AtomicU64,
+    down: AtomicU64,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl FlowState {
+    /// Starts recording `flow`.
+    pub fn new(flow: Flow, recorder: Arc<dyn Recorder>) -> Arc<Self> {
+        Arc::new(Self { flow: Mutex::new(Some(flow)), up: AtomicU64::new(0), down: AtomicU64::new(0), recorder })
+    }
+
+    /// Updates the flow in place (status, latency, placeholders).
+    pub fn update(&self, f: impl FnOnce(&mut Flow)) {
+        if let Ok(mut guard) = self.flow.lock()
+            && let Some(flow) = guard.as_mut()
+        {
+            f(flow);
+        }
+    }
+}
+
+impl Drop for FlowState {
+    fn drop(&mut self) {
+        let flow = self.flow.get_mut().ok().and_then(Option::take);
+        if let Some(mut flow) = flow {
+            flow.bytes_up = self.up.load(Ordering::Relaxed);
+            flow.bytes_down = self.down.load(Ordering::Relaxed);
+            if self.recorder.flow(flow).is_err() {
+                tracing::error!("flow dropped: the audit queue is full");
+            }
+        }
+    }
+}
+
+/// Which way bytes flow, for counting.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Workload to upstream.
+    Up,
+    /// Upstream to workload.
+    Down,
+}
+
+/// Wraps a body: optional streaming rewrite, byte counting, optional size cap.
+#[derive(Debug)]
+pub struct Mediated<B> {
+    inner: B,
+    rewriter: Option<StreamRewriter>,
+    flow: Option<Arc<FlowState>>,
+    direction: Direction,
+    limit: Option<u64>,
+    seen: u64,
+    pending_trailers: Option<http::HeaderMap>,
+    finished: bool,
+}
+
+impl<B> Mediated<B> {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: B,
+        rewriter: Option<StreamRewriter>,
+        flow: Option<Arc<FlowState>>,
+        direction: Direction,
+        limit: Option<u64>,
+    ) -> Self {
+        Self { inner, rewriter, flow, direction, limit, seen: 0, pending_trailers: None, finished: false }
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(flow) = &self.flow {
+            let counter = match self.direction {
+                Direction::Up => &flow.up,
+                Direction::Down => &flow.down,
+            };
+            counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<B> Body for Mediated<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(trailers) = this.pending_trailers.take() {
+                this.finished = true;
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.seen += u64::try_from(data.len()).unwrap_or(u64::MAX);
+                        if let Some(limit) = this.limit
+                            && this.seen > limit
+                        {
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
+                        }
+                        let out = match &mut this.rewriter {
+                            Some(r) => Bytes::from(r.push(&data)),
+                            None => data,
+                        };
+                        if out.is_empty() {
+                            continue;
+                        }
+                        this.count(out.len());
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                    Err(frame) => {
+                        let Ok(trailers) = frame.into_trailers() else { continue };
+                        let rest = this.rewriter.as_mut().map(StreamRewriter::finish).unwrap_or_default();
+                        if rest.is_empty() {
+                            this.finished = true;
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        this.pending_trailers = Some(trailers);
+                        this.count(rest.len());
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                    }
+                },
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    let rest = this.rewriter.as_mut().map(StreamRewriter::finish).unwrap_or_default();
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    this.count(rest.len());
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished && self.pending_trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.rewriter.is_some() { SizeHint::default() } else { self.inner.size_hint() }
+    }
+}

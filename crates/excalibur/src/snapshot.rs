@@ -1,0 +1,57 @@
+//! Snapshot rebuilds: after every store commit, read the store once, build a new
+//! [`Snapshot`] off the async threads and swap it in. Rebuilds are serialized so an
+//! older read never replaces a newer one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use excalibur_proxy::{Snapshot, SnapshotInput};
+use excalibur_store::Store;
+
+/// Owns the live snapshot and rebuilds it.
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    pub(crate) live: Arc<ArcSwap<Snapshot>>,
+    store: Arc<dyn Store>,
+    lock: tokio::sync::Mutex<()>,
+    version: AtomicU64,
+    allowed_ports: Vec<u16>,
+}
+
+impl Snapshots {
+    pub(crate) fn new(store: Arc<dyn Store>, allowed_ports: Vec<u16>) -> Self {
+        Self {
+            live: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            store,
+            lock: tokio::sync::Mutex::new(()),
+            version: AtomicU64::new(0),
+            allowed_ports,
+        }
+    }
+
+    /// Reads the store and swaps in a new snapshot.
+    pub(crate) async fn rebuild(&self) -> anyhow::Result<()> {
+        let _serial = self.lock.lock().await;
+        let data = self.store.snapshot_data().await?;
+        let input = SnapshotInput {
+            placeholders: data.placeholders.into_iter().map(|p| (p.name, p.provider_id, p.value)).collect(),
+            providers: data.providers,
+            credentials: data.credentials.into_iter().map(|c| (c.info, c.hash)).collect(),
+            rules: data.rules,
+        };
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let ports = self.allowed_ports.clone();
+        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(version, input, ports)).await?;
+        self.live.store(Arc::new(snapshot));
+        tracing::debug!(version, "snapshot swapped");
+        Ok(())
+    }
+
+    /// Rebuilds, logging (not propagating) a failure: the old snapshot stays in force.
+    pub(crate) async fn rebuild_logged(&self) {
+        if let Err(e) = self.rebuild().await {
+            tracing::error!(error = %format!("{e:#}"), "snapshot rebuild failed; the previous snapshot stays in force");
+        }
+    }
+}
