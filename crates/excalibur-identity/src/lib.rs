@@ -102,13 +102,21 @@ impl Unidentified {
 }
 
 /// Identifies a proxy caller from its TCP peer address and `Proxy-Authorization` value.
-pub fn identify(index: &CredentialIndex, peer: IpAddr, proxy_authorization: Option<&[u8]>) -> Result<Principal, Unidentified> {
+pub fn identify(
+    index: &CredentialIndex,
+    peer: IpAddr,
+    proxy_authorization: Option<&[u8]>,
+) -> Result<Principal, Unidentified> {
     let header = proxy_authorization.ok_or(Unidentified::Missing)?;
     let token = bearer_token(header)?;
     let entry = index.by_hash.get(&token_hash(&token)).ok_or(Unidentified::Unknown)?;
     let source = peer.to_canonical();
     if !entry.source_network.contains(&source) {
-        return Err(Unidentified::SourceMismatch { credential: entry.id.clone(), name: entry.name.clone(), source_addr: source });
+        return Err(Unidentified::SourceMismatch {
+            credential: entry.id.clone(),
+            name: entry.name.clone(),
+            source_addr: source,
+        });
     }
     Ok(Principal {
         id: format!("service:{}", entry.name),

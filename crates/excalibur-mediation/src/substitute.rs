@@ -30,7 +30,10 @@ impl Mediator {
             if patterns.is_empty() {
                 return None;
             }
-            AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(patterns).ok()
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(patterns)
+                .ok()
         };
         let name_bytes: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
         let value_bytes: Vec<&[u8]> = values.iter().map(|v| v.expose()).collect();
@@ -84,7 +87,11 @@ impl Mediator {
         }
         let Some(ac) = &self.encoded else { return };
         for m in ac.find_iter(haystack) {
-            if let Some(n) = self.encoded_owner.get(m.pattern().as_usize()).and_then(|i| self.names.get(*i)) {
+            if let Some(n) = self
+                .encoded_owner
+                .get(m.pattern().as_usize())
+                .and_then(|i| self.names.get(*i))
+            {
                 out.insert(n.clone());
             }
         }
@@ -98,7 +105,9 @@ impl Mediator {
         let mut last = 0;
         for m in ac.find_iter(input) {
             let i = m.pattern().as_usize();
-            let (Some(name), Some(value)) = (self.names.get(i), self.values.get(i)) else { continue };
+            let (Some(name), Some(value)) = (self.names.get(i), self.values.get(i)) else {
+                continue;
+            };
             if !permit.allows(name) {
                 continue;
             }
@@ -125,12 +134,20 @@ impl Mediator {
 
     /// A streaming substituter for a request body.
     pub fn body_substituter(self: &Arc<Self>, permit: Permit) -> StreamRewriter {
-        StreamRewriter { mediator: Arc::clone(self), mode: Mode::Substitute(Box::new(permit)), carry: Vec::new() }
+        StreamRewriter {
+            mediator: Arc::clone(self),
+            mode: Mode::Substitute(Box::new(permit)),
+            carry: Vec::new(),
+        }
     }
 
     /// A streaming scrubber for a response body.
     pub fn body_scrubber(self: &Arc<Self>) -> StreamRewriter {
-        StreamRewriter { mediator: Arc::clone(self), mode: Mode::Scrub, carry: Vec::new() }
+        StreamRewriter {
+            mediator: Arc::clone(self),
+            mode: Mode::Scrub,
+            carry: Vec::new(),
+        }
     }
 }
 
@@ -169,7 +186,9 @@ impl StreamRewriter {
             if m.start() >= cutoff {
                 break;
             }
-            let Some(replacement) = self.replacement(m.pattern().as_usize()) else { continue };
+            let Some(replacement) = self.replacement(m.pattern().as_usize()) else {
+                continue;
+            };
             out.extend_from_slice(buf.get(last..m.start()).unwrap_or_default());
             out.extend_from_slice(replacement);
             last = m.end();
@@ -193,7 +212,9 @@ impl StreamRewriter {
     fn replacement(&self, i: usize) -> Option<&[u8]> {
         let name = self.mediator.names.get(i)?;
         match &self.mode {
-            Mode::Substitute(permit) => permit.allows(name).then(|| self.mediator.values.get(i).map(Secret::expose))?,
+            Mode::Substitute(permit) => permit
+                .allows(name)
+                .then(|| self.mediator.values.get(i).map(Secret::expose))?,
             Mode::Scrub => Some(name.as_bytes()),
         }
     }

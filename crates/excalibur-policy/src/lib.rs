@@ -106,7 +106,12 @@ impl Policy {
         placeholder_provider: impl IntoIterator<Item = (String, String)>,
         allowed_ports: Vec<u16>,
     ) -> Self {
-        let parse = |hosts: &[String]| hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect::<Vec<_>>();
+        let parse = |hosts: &[String]| {
+            hosts
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect::<Vec<_>>()
+        };
         Self {
             rules: rules
                 .iter()
@@ -122,7 +127,11 @@ impl Policy {
                 .collect(),
             provider_hosts: providers.iter().map(|p| (p.id.clone(), parse(&p.hosts))).collect(),
             placeholder_provider: placeholder_provider.into_iter().collect(),
-            passthrough: providers.iter().filter(|p| p.passthrough).flat_map(|p| parse(&p.hosts)).collect(),
+            passthrough: providers
+                .iter()
+                .filter(|p| p.passthrough)
+                .flat_map(|p| parse(&p.hosts))
+                .collect(),
             allowed_ports,
         }
     }
@@ -153,9 +162,18 @@ impl Policy {
 
     /// May `principal` redeem every placeholder in `found` toward `target`? All or
     /// nothing: one denied placeholder denies the request.
-    pub fn decide_redeem(&self, principal: &Principal, target: RedeemTarget<'_>, found: &[String]) -> Result<Permit, Deny> {
-        let mut permit =
-            Permit { host: target.host.to_owned(), placeholders: Vec::new(), body: false, rules: Vec::new() };
+    pub fn decide_redeem(
+        &self,
+        principal: &Principal,
+        target: RedeemTarget<'_>,
+        found: &[String],
+    ) -> Result<Permit, Deny> {
+        let mut permit = Permit {
+            host: target.host.to_owned(),
+            placeholders: Vec::new(),
+            body: false,
+            rules: Vec::new(),
+        };
         for name in found {
             let bound = self
                 .placeholder_provider

@@ -48,7 +48,12 @@ pub struct FlowState {
 impl FlowState {
     /// Starts recording `flow`.
     pub fn new(flow: Flow, recorder: Arc<dyn Recorder>) -> Arc<Self> {
-        Arc::new(Self { flow: Mutex::new(Some(flow)), up: AtomicU64::new(0), down: AtomicU64::new(0), recorder })
+        Arc::new(Self {
+            flow: Mutex::new(Some(flow)),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            recorder,
+        })
     }
 
     /// Updates the flow in place (status, latency, placeholders).
@@ -105,7 +110,16 @@ impl<B> Mediated<B> {
         direction: Direction,
         limit: Option<u64>,
     ) -> Self {
-        Self { inner, rewriter, flow, direction, limit, seen: 0, pending_trailers: None, finished: false }
+        Self {
+            inner,
+            rewriter,
+            flow,
+            direction,
+            limit,
+            seen: 0,
+            pending_trailers: None,
+            finished: false,
+        }
     }
 
     fn count(&self, n: usize) {
@@ -188,6 +202,10 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.rewriter.is_some() { SizeHint::default() } else { self.inner.size_hint() }
+        if self.rewriter.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }

@@ -73,7 +73,9 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("via", &self.via_name).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("via", &self.via_name)
+            .finish_non_exhaustive()
     }
 }
 

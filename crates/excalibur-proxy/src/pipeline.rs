@@ -45,9 +45,17 @@ struct Target {
 
 impl Target {
     fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         let default = if self.https { 443 } else { 80 };
-        if self.port == default { host } else { format!("{host}:{}", self.port) }
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
     }
 }
 
@@ -56,8 +64,16 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         let inner = &self.inner;
         if via_loops(req.headers(), &inner.via_name) {
-            inner.event(EventType::EgressDenied, "unidentified", json!({"reason": "proxy_loop", "uri": req.uri().to_string()}));
-            return refuse(StatusCode::LOOP_DETECTED, "proxy_loop", "the request already passed through this gateway");
+            inner.event(
+                EventType::EgressDenied,
+                "unidentified",
+                json!({"reason": "proxy_loop", "uri": req.uri().to_string()}),
+            );
+            return refuse(
+                StatusCode::LOOP_DETECTED,
+                "proxy_loop",
+                "the request already passed through this gateway",
+            );
         }
         if req.method() == Method::CONNECT {
             return self.connect(req, peer).await;
@@ -65,16 +81,28 @@ impl Proxy {
         if req.uri().scheme().is_some() && req.uri().authority().is_some() {
             return self.absolute_form(req, peer).await;
         }
-        refuse(StatusCode::BAD_REQUEST, "not_a_proxy_request", "send CONNECT or an absolute-form request")
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "not_a_proxy_request",
+            "send CONNECT or an absolute-form request",
+        )
     }
 
     async fn connect(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
-        let Some((host, port)) = req.uri().authority().and_then(|a| Some((normalize_host(a.host()), a.port_u16()?))) else {
+        let Some((host, port)) = req
+            .uri()
+            .authority()
+            .and_then(|a| Some((normalize_host(a.host()), a.port_u16()?)))
+        else {
             return refuse(StatusCode::BAD_REQUEST, "bad_connect_target", "CONNECT needs host:port");
         };
-        let target = Target { https: true, host, port };
+        let target = Target {
+            https: true,
+            host,
+            port,
+        };
         let principal = match self.identify(&snap, req.headers(), peer, "CONNECT", &target).await {
             Ok(p) => p,
             Err(resp) => return resp,
@@ -115,7 +143,9 @@ impl Proxy {
     async fn intercept(&self, upgraded: hyper::upgrade::Upgraded, principal: Principal, target: Target) {
         let inner = &self.inner;
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
-        let Ok(Ok(start)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor).await else { return };
+        let Ok(Ok(start)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor).await else {
+            return;
+        };
         // The SNI, when sent, must name the CONNECT host: no fronting one name behind another.
         if let Some(sni) = start.client_hello().server_name()
             && normalize_host(sni) != target.host
@@ -135,7 +165,9 @@ impl Proxy {
                 return;
             }
         };
-        let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, start.into_stream(config)).await else { return };
+        let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, start.into_stream(config)).await else {
+            return;
+        };
         let proxy = self.clone();
         let principal = Arc::new(principal);
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -170,11 +202,12 @@ impl Proxy {
             return proxy_auth_required("credential_revoked");
         }
         // The request's authority must be the tunnel's: Host / :authority agree with CONNECT and SNI.
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        let authority = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
         let agrees = authority.as_deref().is_some_and(|a| {
             let (h, p) = split_authority(a);
             normalize_host(h) == target.host && p.is_none_or(|p| p == target.port)
@@ -182,7 +215,11 @@ impl Proxy {
         if !agrees {
             let deny = Deny {
                 reason: "host_mismatch",
-                detail: format!("request authority `{}` does not match the tunnel's `{}`", authority.unwrap_or_default(), target.host),
+                detail: format!(
+                    "request authority `{}` does not match the tunnel's `{}`",
+                    authority.unwrap_or_default(),
+                    target.host
+                ),
                 policies: vec!["builtin:host_matches_connect".to_owned()],
             };
             let mut resp = inner.egress_denied(principal, &target, req.method().as_str(), &deny);
@@ -197,13 +234,25 @@ impl Proxy {
         let snap = inner.snapshot.load_full();
         let https = req.uri().scheme_str() == Some("https");
         if !https && req.uri().scheme_str() != Some("http") {
-            return refuse(StatusCode::BAD_REQUEST, "unsupported_scheme", "only http:// and https:// targets are proxied");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "unsupported_scheme",
+                "only http:// and https:// targets are proxied",
+            );
         }
         let Some(authority) = req.uri().authority() else {
-            return refuse(StatusCode::BAD_REQUEST, "bad_request_target", "absolute-form request without authority");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request_target",
+                "absolute-form request without authority",
+            );
         };
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let target = Target { https, host: normalize_host(authority.host()), port };
+        let target = Target {
+            https,
+            host: normalize_host(authority.host()),
+            port,
+        };
         let method = req.method().as_str().to_owned();
         let principal = match self.identify(&snap, req.headers(), peer, &method, &target).await {
             Ok(p) => p,
@@ -237,20 +286,22 @@ impl Proxy {
                 Ok(principal)
             }
             Err(why) => {
-                let mut details = json!({
-                    "reason": why.reason(), "method": method, "host": target.host, "port": target.port,
-                    "source": peer.ip().to_canonical().to_string(),
-                });
-                let principal = match &why {
+                let (principal, credential_id) = match &why {
                     Unidentified::SourceMismatch { credential, name, .. } => {
-                        details["credential_id"] = json!(credential);
-                        format!("service:{name}")
+                        (format!("service:{name}"), Some(credential))
                     }
-                    _ => "unidentified".to_owned(),
+                    _ => ("unidentified".to_owned(), None),
                 };
+                let details = json!({
+                    "reason": why.reason(), "method": method, "host": target.host, "port": target.port,
+                    "source": peer.ip().to_canonical().to_string(), "credential_id": credential_id,
+                });
                 inner.event(EventType::ProxyAuthDenied, &principal, details);
                 if let Unidentified::SourceMismatch { credential, .. } = why.clone() {
-                    inner.control.revoke_credential(credential, "source_network_mismatch").await;
+                    inner
+                        .control
+                        .revoke_credential(credential, "source_network_mismatch")
+                        .await;
                 }
                 let flow = inner.flow_state_for(&principal, method, target, "", "deny", Some(why.reason()));
                 flow.update(|f| f.status = 407);
@@ -262,16 +313,39 @@ impl Proxy {
 
 impl Inner {
     fn event(&self, event_type: EventType, principal: &str, details: serde_json::Value) {
-        if self.recorder.event(NewEvent::new(event_type, principal, details)).is_err() {
-            tracing::error!(event = event_type.as_str(), "audit event dropped: the audit queue is full");
+        if self
+            .recorder
+            .event(NewEvent::new(event_type, principal, details))
+            .is_err()
+        {
+            tracing::error!(
+                event = event_type.as_str(),
+                "audit event dropped: the audit queue is full"
+            );
         }
     }
 
-    fn flow_state(&self, p: &Principal, method: &str, t: &Target, path: &str, decision: &str, reason: Option<&str>) -> Arc<FlowState> {
+    fn flow_state(
+        &self,
+        p: &Principal,
+        method: &str,
+        t: &Target,
+        path: &str,
+        decision: &str,
+        reason: Option<&str>,
+    ) -> Arc<FlowState> {
         self.flow_state_for(&p.id, method, t, path, decision, reason)
     }
 
-    fn flow_state_for(&self, principal: &str, method: &str, t: &Target, path: &str, decision: &str, reason: Option<&str>) -> Arc<FlowState> {
+    fn flow_state_for(
+        &self,
+        principal: &str,
+        method: &str,
+        t: &Target,
+        path: &str,
+        decision: &str,
+        reason: Option<&str>,
+    ) -> Arc<FlowState> {
         FlowState::new(
             Flow {
                 id: FlowId::generate().to_string(),
@@ -319,21 +393,46 @@ impl Inner {
         } else {
             tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %t.host, "upstream failed");
         }
-        let flow = self.flow_state(p, method, t, "", if status == StatusCode::FORBIDDEN { "deny" } else { "allow" }, Some(e.reason()));
+        let flow = self.flow_state(
+            p,
+            method,
+            t,
+            "",
+            if status == StatusCode::FORBIDDEN {
+                "deny"
+            } else {
+                "allow"
+            },
+            Some(e.reason()),
+        );
         flow.update(|f| f.status = status.as_u16());
         refuse(status, e.reason(), &e.to_string())
     }
 
     /// Mediates one request and sends it upstream.
-    async fn forward(&self, snap: &Snapshot, principal: &Principal, target: &Target, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward(
+        &self,
+        snap: &Snapshot,
+        principal: &Principal,
+        target: &Target,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         if !self.recorder.has_capacity() {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "audit_backpressure", "the audit queue is full; retry shortly");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_backpressure",
+                "the audit queue is full; retry shortly",
+            );
         }
         let (mut parts, incoming) = req.into_parts();
         let method = parts.method.as_str().to_owned();
         let path = parts.uri.path().to_owned();
-        let path_and_query = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
 
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::PROXY_AUTHORIZATION);
@@ -350,7 +449,11 @@ impl Inner {
             mediator.find(value.as_bytes(), &mut found);
             mediator.find_encoded(value.as_bytes(), &mut encoded);
         }
-        let redeem_target = RedeemTarget { host: &target.host, path: &path, method: &method };
+        let redeem_target = RedeemTarget {
+            host: &target.host,
+            path: &path,
+            method: &method,
+        };
         let mut asked: Vec<String> = found.iter().cloned().collect();
         asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
         let permit = if asked.is_empty() {
@@ -372,14 +475,21 @@ impl Inner {
             for value in parts.headers.values_mut() {
                 if let Some(new) = mediator.substitute(permit, value.as_bytes()) {
                     let Ok(mut v) = HeaderValue::from_bytes(&new) else {
-                        return refuse(StatusCode::BAD_GATEWAY, "substitution_failed", "substituted header value is invalid");
+                        return refuse(
+                            StatusCode::BAD_GATEWAY,
+                            "substitution_failed",
+                            "substituted header value is invalid",
+                        );
                     };
                     v.set_sensitive(true);
                     *value = v;
                 }
             }
         }
-        let identity_body = parts.headers.get(header::CONTENT_ENCODING).is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let identity_body = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
         let body_rewriter = permit
             .as_ref()
             .filter(|p| p.substitute_body() && identity_body)
@@ -394,7 +504,11 @@ impl Inner {
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>() else {
-            return refuse(StatusCode::BAD_REQUEST, "bad_request_target", "the request target is invalid");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request_target",
+                "the request target is invalid",
+            );
         };
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -410,15 +524,27 @@ impl Inner {
                         let too_large = find_source::<body::BodyTooLarge>(&e).is_some();
                         tracing::warn!(error = %excalibur_core::ErrorChain(&e), host = %target.host, "upstream request failed");
                         if too_large {
-                            refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large to substitute")
+                            refuse(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "body_too_large",
+                                "the body is too large to substitute",
+                            )
                         } else {
-                            refuse(StatusCode::BAD_GATEWAY, "upstream_failed", "the upstream request failed")
+                            refuse(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream_failed",
+                                "the upstream request failed",
+                            )
                         }
                     }
                 };
                 flow.update(|f| {
                     f.status = resp.status().as_u16();
-                    f.reason = resp.headers().get(REASON_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    f.reason = resp
+                        .headers()
+                        .get(REASON_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                 });
                 return resp;
             }
@@ -426,13 +552,20 @@ impl Inner {
         let (mut rparts, rbody) = resp.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
         // A compressed echo cannot be scrubbed: refuse it when a secret was sent.
-        let compressed = rparts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let compressed = rparts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         if compressed && permit.is_some() {
             flow.update(|f| {
                 f.status = 502;
                 f.reason = Some("unscrubbable_response".to_owned());
             });
-            return refuse(StatusCode::BAD_GATEWAY, "unscrubbable_response", "the upstream sent a compressed response that cannot be scrubbed");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                "unscrubbable_response",
+                "the upstream sent a compressed response that cannot be scrubbed",
+            );
         }
         for value in rparts.headers.values_mut() {
             if let Some(clean) = mediator.scrub(value.as_bytes())
@@ -490,7 +623,10 @@ fn find_source<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error
 }
 
 fn normalize_host(h: &str) -> String {
-    h.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase()
+    h.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 fn split_authority(a: &str) -> (&str, Option<u16>) {
@@ -505,7 +641,10 @@ fn split_authority(a: &str) -> (&str, Option<u16>) {
 }
 
 fn via_loops(headers: &HeaderMap, name: &str) -> bool {
-    headers.get_all(header::VIA).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(name))))
+    headers.get_all(header::VIA).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(name)))
+    })
 }
 
 /// RFC 9110 §7.6.1: drop the headers named by `Connection`, then the hop-by-hop set.
@@ -520,10 +659,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in ["connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-authenticate", "trailer"] {
+    for n in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "trailer",
+    ] {
         headers.remove(n);
     }
-    if headers.get(header::TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+    if headers
+        .get(header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(header::TE);
     }
 }
@@ -532,7 +682,8 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody>
     let body = json!({"error": reason, "detail": detail}).to_string();
     let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(reason) {
         resp.headers_mut().insert(REASON_HEADER, v);
     }
@@ -540,7 +691,11 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody>
 }
 
 fn proxy_auth_required(reason: &str) -> Response<ProxyBody> {
-    let mut resp = refuse(StatusCode::PROXY_AUTHENTICATION_REQUIRED, reason, "present `Proxy-Authorization: Bearer <service credential>`");
+    let mut resp = refuse(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        reason,
+        "present `Proxy-Authorization: Bearer <service credential>`",
+    );
     resp.headers_mut().insert(
         header::PROXY_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"excalibur\", Basic realm=\"excalibur\", charset=\"UTF-8\""),

@@ -46,7 +46,9 @@ impl Snapshot {
     pub fn build(version: u64, input: SnapshotInput, allowed_ports: Vec<u16>) -> Self {
         let mut credentials = CredentialIndex::default();
         for (info, hash) in input.credentials {
-            let Ok(source_network) = info.source_network.parse() else { continue };
+            let Ok(source_network) = info.source_network.parse() else {
+                continue;
+            };
             credentials.insert(
                 hash,
                 CredentialEntry {
@@ -54,13 +56,28 @@ impl Snapshot {
                     name: info.name,
                     user: info.user,
                     source_network,
-                    allowed_domains: info.allowed_domains.iter().filter_map(|d| HostPattern::parse(d).ok()).collect(),
+                    allowed_domains: info
+                        .allowed_domains
+                        .iter()
+                        .filter_map(|d| HostPattern::parse(d).ok())
+                        .collect(),
                 },
             );
         }
-        let bindings: Vec<(String, String)> = input.placeholders.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect();
+        let bindings: Vec<(String, String)> = input
+            .placeholders
+            .iter()
+            .map(|(n, p, _)| (n.clone(), p.clone()))
+            .collect();
         let policy = Policy::compile(&input.rules, &input.providers, bindings, allowed_ports);
-        let mediator = Arc::new(Mediator::new(input.placeholders.into_iter().map(|(n, _, v)| (n, v)).collect()));
-        Self { version, credentials, policy, mediator }
+        let mediator = Arc::new(Mediator::new(
+            input.placeholders.into_iter().map(|(n, _, v)| (n, v)).collect(),
+        ));
+        Self {
+            version,
+            credentials,
+            policy,
+            mediator,
+        }
     }
 }

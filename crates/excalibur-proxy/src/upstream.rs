@@ -86,7 +86,11 @@ impl ConnectError {
 /// Resolves and guards `host:port`, then opens a TCP connection to a checked address.
 pub async fn connect_tcp(cfg: &UpstreamConfig, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
     let host_lc = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let overridden = cfg.resolve.iter().find(|(h, p, _)| *h == host_lc && *p == port).map(|(_, _, a)| *a);
+    let overridden = cfg
+        .resolve
+        .iter()
+        .find(|(h, p, _)| *h == host_lc && *p == port)
+        .map(|(_, _, a)| *a);
     let candidates: Vec<SocketAddr> = match overridden {
         Some(addr) => vec![addr],
         None => {
@@ -105,7 +109,10 @@ pub async fn connect_tcp(cfg: &UpstreamConfig, host: &str, port: u16) -> Result<
                 }
             }
             if allowed.is_empty() {
-                return Err(ConnectError::Forbidden { host: host_lc, reason: last_reason });
+                return Err(ConnectError::Forbidden {
+                    host: host_lc,
+                    reason: last_reason,
+                });
             }
             allowed
         }
@@ -160,14 +167,19 @@ pub struct Connector {
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Connector")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
 impl Connector {
     /// A connector with these settings and TLS config.
     pub fn new(cfg: Arc<UpstreamConfig>, tls: Arc<ClientConfig>) -> Self {
-        Self { cfg, tls: TlsConnector::from(tls) }
+        Self {
+            cfg,
+            tls: TlsConnector::from(tls),
+        }
     }
 }
 
@@ -217,7 +229,11 @@ impl Connection for UpstreamIo {
             UpstreamIo::Plain(_) => Connected::new(),
             UpstreamIo::Tls(t) => {
                 let h2 = t.inner().get_ref().1.alpn_protocol() == Some(b"h2");
-                if h2 { Connected::new().negotiated_h2() } else { Connected::new() }
+                if h2 {
+                    Connected::new().negotiated_h2()
+                } else {
+                    Connected::new()
+                }
             }
         }
     }

@@ -22,6 +22,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod upstream;
+
 /// The admin token every test gateway starts with.
 pub const ADMIN_TOKEN: &str = "xca_test_admin_token_0123456789abcdef";
 
@@ -168,6 +170,11 @@ impl Gateway {
             output,
             admin_token,
         })
+    }
+
+    /// Address of the plain proxy listener.
+    pub fn proxy(&self) -> std::net::SocketAddr {
+        self.proxy_addr.unwrap_or(self.api_addr)
     }
 
     /// `http://127.0.0.1:<port>` of the API (plain HTTP, loopback).

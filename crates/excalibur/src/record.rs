@@ -45,7 +45,10 @@ impl Recorder for ChannelRecorder {
 }
 
 /// Creates the queue and its writer; the writer drains everything left on shutdown.
-pub(crate) fn start(store: Arc<dyn Store>, cancel: CancellationToken) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let writer = tokio::spawn(write_loop(store, rx, cancel));
     (ChannelRecorder { tx }, writer)

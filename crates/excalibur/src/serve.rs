@@ -82,8 +82,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
 
-    let api_listener =
-        TcpListener::bind(config.api_listen).await.with_context(|| format!("cannot listen on {}", config.api_listen))?;
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api_listen))?;
     let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.proxy_listen))?;
@@ -100,16 +101,26 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 own_addrs: vec![api_addr, proxy_addr],
             },
             max_substitute_body: config.max_substitute_body,
-            via_name: format!("excalibur-{}", excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<4>())),
+            via_name: format!(
+                "excalibur-{}",
+                excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<4>())
+            ),
         },
         Arc::clone(&snapshots.live),
         Arc::clone(&ca),
         Arc::new(recorder),
-        Arc::new(BinControl { store: Arc::clone(&store), snapshots: Arc::clone(&snapshots) }),
+        Arc::new(BinControl {
+            store: Arc::clone(&store),
+            snapshots: Arc::clone(&snapshots),
+        }),
         tracker.clone(),
         cancel.clone(),
     )?;
-    let api = excalibur_api::router(ApiState { store: Arc::clone(&store), ca_pem: ca.cert_pem().into(), reload });
+    let api = excalibur_api::router(ApiState {
+        store: Arc::clone(&store),
+        ca_pem: ca.cert_pem().into(),
+        reload,
+    });
 
     store
         .record(
@@ -123,10 +134,25 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await?;
 
-    let api_dispatch = Dispatch { api: Some(api), proxy: proxy.clone() };
+    let api_dispatch = Dispatch {
+        api: Some(api),
+        proxy: proxy.clone(),
+    };
     let proxy_dispatch = Dispatch { api: None, proxy };
-    let accept_api = tokio::spawn(accept(api_listener, api_dispatch, Some(api_tls), cancel.clone(), tracker.clone()));
-    let accept_proxy = tokio::spawn(accept(proxy_listener, proxy_dispatch, None, cancel.clone(), tracker.clone()));
+    let accept_api = tokio::spawn(accept(
+        api_listener,
+        api_dispatch,
+        Some(api_tls),
+        cancel.clone(),
+        tracker.clone(),
+    ));
+    let accept_proxy = tokio::spawn(accept(
+        proxy_listener,
+        proxy_dispatch,
+        None,
+        cancel.clone(),
+        tracker.clone(),
+    ));
     tracing::info!(addr = %api_addr, "api listening");
     tracing::info!(addr = %proxy_addr, "proxy listening");
     tracing::info!("ready");
@@ -145,7 +171,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let Some(path) = &config.upstream.ca_file else { return Ok(Vec::new()) };
+    let Some(path) = &config.upstream.ca_file else {
+        return Ok(Vec::new());
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("cannot read upstream.ca_file {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
@@ -164,9 +192,14 @@ impl Control for BinControl {
     fn revoke_credential(&self, id: CredentialId, reason: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let (store, snapshots) = (Arc::clone(&self.store), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            match store.credential_revoke(id.clone(), reason.to_owned(), "system".to_owned()).await {
+            match store
+                .credential_revoke(id.clone(), reason.to_owned(), "system".to_owned())
+                .await
+            {
                 Ok(_) => snapshots.rebuild_logged().await,
-                Err(e) => tracing::error!(error = %excalibur_core::ErrorChain(&e), credential = %id, "automatic revocation failed"),
+                Err(e) => {
+                    tracing::error!(error = %excalibur_core::ErrorChain(&e), credential = %id, "automatic revocation failed")
+                }
             }
         })
     }
@@ -250,7 +283,10 @@ where
         async move { Ok::<_, Infallible>(route(req, peer, dispatch).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

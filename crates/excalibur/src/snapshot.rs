@@ -35,7 +35,11 @@ impl Snapshots {
         let _serial = self.lock.lock().await;
         let data = self.store.snapshot_data().await?;
         let input = SnapshotInput {
-            placeholders: data.placeholders.into_iter().map(|p| (p.name, p.provider_id, p.value)).collect(),
+            placeholders: data
+                .placeholders
+                .into_iter()
+                .map(|p| (p.name, p.provider_id, p.value))
+                .collect(),
             providers: data.providers,
             credentials: data.credentials.into_iter().map(|c| (c.info, c.hash)).collect(),
             rules: data.rules,

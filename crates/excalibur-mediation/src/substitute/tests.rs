@@ -8,13 +8,20 @@ use super::*;
 
 fn mediator() -> Arc<Mediator> {
     Arc::new(Mediator::new(vec![
-        ("XCALIBUR_GITHUB_TOKEN".into(), Secret::new(b"ghp_realvalue_1234567890".to_vec())),
+        (
+            "XCALIBUR_GITHUB_TOKEN".into(),
+            Secret::new(b"ghp_realvalue_1234567890".to_vec()),
+        ),
         ("XCALIBUR_STRIPE_KEY".into(), Secret::new(b"sk_live_abc".to_vec())),
     ]))
 }
 
 fn permit(names: &[&str]) -> Permit {
-    let providers = vec![Provider { id: "p".into(), hosts: vec!["api.example.com".into()], passthrough: false }];
+    let providers = vec![Provider {
+        id: "p".into(),
+        hosts: vec!["api.example.com".into()],
+        passthrough: false,
+    }];
     let rules = vec![TranslationRule {
         id: RuleId::new("r"),
         rule: CreateTranslationRule {
@@ -38,7 +45,17 @@ fn permit(names: &[&str]) -> Permit {
         source: "127.0.0.1".parse().unwrap(),
     };
     let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    policy.decide_redeem(&principal, RedeemTarget { host: "api.example.com", path: "/", method: "GET" }, &found).unwrap()
+    policy
+        .decide_redeem(
+            &principal,
+            RedeemTarget {
+                host: "api.example.com",
+                path: "/",
+                method: "GET",
+            },
+            &found,
+        )
+        .unwrap()
 }
 
 #[test]
@@ -49,8 +66,16 @@ fn finds_literal_and_encoded() {
         m.find(input.as_bytes(), &mut a);
         let mut b = BTreeSet::new();
         m.find_encoded(input.as_bytes(), &mut b);
-        assert_eq!(a.iter().map(String::as_str).collect::<Vec<_>>(), literal, "literal in {input}");
-        assert_eq!(b.iter().map(String::as_str).collect::<Vec<_>>(), encoded, "encoded in {input}");
+        assert_eq!(
+            a.iter().map(String::as_str).collect::<Vec<_>>(),
+            literal,
+            "literal in {input}"
+        );
+        assert_eq!(
+            b.iter().map(String::as_str).collect::<Vec<_>>(),
+            encoded,
+            "encoded in {input}"
+        );
     };
     check("Bearer XCALIBUR_GITHUB_TOKEN", &["XCALIBUR_GITHUB_TOKEN"], &[]);
     check("nothing here", &[], &[]);

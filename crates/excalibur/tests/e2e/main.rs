@@ -5,9 +5,11 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
+    clippy::disallowed_methods,
     reason = "test code: a failed step should fail the test loudly"
 )]
 
+mod data_plane;
 mod foundation;
 
 use std::path::{Path, PathBuf};

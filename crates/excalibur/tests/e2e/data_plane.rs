@@ -1,0 +1,675 @@
+//! Issue: data plane. Real clients (curl, Python requests, reqwest) through the running
+//! binary to a real HTTPS upstream on 127.0.0.1 that asserts what it received.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use excalibur_test_support::upstream::Echo;
+use excalibur_test_support::{Gateway, Options};
+use serde_json::{Value, json};
+
+use crate::server_bin;
+
+const GITHUB_REAL: &str = "ghp_REALVALUE_a1b2c3d4e5f6";
+const STRIPE_REAL: &str = "sk_live_REALVALUE_0099887766";
+
+struct Setup {
+    gw: Gateway,
+    echo: Echo,
+    ca: PathBuf,
+}
+
+/// A gateway whose upstream names resolve to the echo server, with github and stripe
+/// providers, their placeholders, and a rule for each.
+async fn setup() -> Setup {
+    let echo = Echo::start(&["api.github.com", "api.stripe.com", "other.example"])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &echo.ca_pem).unwrap();
+    let t = echo.tls_addr;
+    let p = echo.plain_addr;
+    let config = format!(
+        "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={t}\", \"api.stripe.com:443={t}\", \"other.example:443={t}\", \"plain.example:80={p}\"]\n"
+    );
+    let dir = Arc::new(dir);
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com", "plain.example"]}),
+    )
+    .await
+    .unwrap();
+    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
+        .await
+        .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": GITHUB_REAL, "provider_id": "github"}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_STRIPE_SECRET_KEY", "real_value": STRIPE_REAL, "provider_id": "stripe"}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com", "plain.example"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_STRIPE_SECRET_KEY", "hosts": ["api.stripe.com"], "path_prefix": "/v1/", "substitute_body": true}),
+    )
+    .await
+    .unwrap();
+    let ca = gw.data_dir.join("ca.pem");
+    Setup { gw, echo, ca }
+}
+
+async fn credential(gw: &Gateway, name: &str, source: &str, domains: &[&str]) -> (String, String) {
+    let v = gw
+        .api()
+        .post(
+            "/api/service-credentials",
+            json!({"name": name, "user": "ci", "source_network": source, "allowed_domains": domains}),
+        )
+        .await
+        .unwrap();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Runs curl with the machine's CA variables cleared; returns (exit code, stdout, stderr).
+async fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .env_remove("CURL_CA_BUNDLE")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn proxy_url(gw: &Gateway) -> String {
+    format!("http://{}", gw.proxy())
+}
+
+fn ca_arg(s: &Setup) -> String {
+    s.ca.to_string_lossy().into_owned()
+}
+
+async fn events(gw: &Gateway, ty: &str) -> Vec<Value> {
+    gw.api()
+        .get(&format!("/api/audit?type={ty}&limit=1000"))
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits (bounded) until the batching writer has stored at least `n` events of `ty`.
+async fn wait_events(gw: &Gateway, ty: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let e = events(gw, ty).await;
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    events(gw, ty).await
+}
+
+#[tokio::test]
+async fn seed_000_service_credential_flow_with_curl() {
+    let s = setup().await;
+    let gw = &s.gw;
+    // Operator: mint the credential (seed 000 §1, plus the admin token our API requires).
+    let (code, out, err) = curl(&[
+        "-X", "POST", &format!("{}/api/service-credentials", gw.url()),
+        "-H", "Content-Type: application/json",
+        "-H", &format!("Authorization: Bearer {}", gw.admin_token),
+        "-d", r#"{"name": "ci-runner", "user": "ci", "source_network": "127.0.0.0/8", "allowed_domains": ["api.github.com","registry.npmjs.org"]}"#,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let token = created["token"].as_str().unwrap();
+    assert!(token.starts_with(created["prefix"].as_str().unwrap()));
+
+    // Workload: present the credential.
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--cacert",
+        &ca_arg(&s),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "-D",
+        "-",
+        "https://api.github.com/user",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // The upstream received the real value...
+    let seen = s.echo.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {GITHUB_REAL}").as_str())
+    );
+    assert_eq!(last.path, "/user");
+    assert!(
+        last.header("proxy-authorization").is_none(),
+        "proxy credentials are never forwarded"
+    );
+    // ...and echoed it back in a header and the body, which were scrubbed.
+    assert!(!out.contains(GITHUB_REAL), "echo leaked the real value: {out}");
+    assert!(
+        out.to_lowercase()
+            .contains("x-echo-authorization: bearer xcalibur_github_token"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"authorization\":\"Bearer XCALIBUR_GITHUB_TOKEN\""),
+        "{out}"
+    );
+
+    // Verify: listed with a prefix, and the flow carries the principal.
+    let creds = gw.api().get("/api/service-credentials").await.unwrap();
+    assert_eq!(creds[0]["name"], "ci-runner");
+    assert!(!creds.to_string().contains(token));
+    wait_events(gw, "flow_recorded", 1).await;
+    let flows = gw.api().get("/api/flows?principal=service:ci-runner").await.unwrap();
+    let flow = &flows[0];
+    assert_eq!(flow["host"], "api.github.com");
+    assert_eq!(flow["status"], 200);
+    assert_eq!(flow["placeholders"], json!(["XCALIBUR_GITHUB_TOKEN"]));
+    assert!(flow["bytes_down"].as_u64().unwrap() > 0);
+    for ty in ["service_credential_created", "proxy_auth_ok", "flow_recorded"] {
+        assert!(!wait_events(gw, ty, 1).await.is_empty(), "no {ty}");
+    }
+    assert_eq!(gw.api().get("/api/audit/verify").await.unwrap()["ok"], true);
+}
+
+#[tokio::test]
+async fn missing_credential_gets_407_and_cidr_mismatch_revokes() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (code, out, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--cacert",
+        &ca_arg(&s),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_ne!(code, 0);
+    assert_eq!(out, "407");
+
+    let (id, token) = credential(gw, "far-away", "10.0.0.0/8", &["api.github.com"]).await;
+    // X-Forwarded-For is never believed.
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--proxy-header",
+        "X-Forwarded-For: 10.1.2.3",
+        "--cacert",
+        &ca_arg(&s),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_eq!(out, "407");
+    let denied = wait_events(gw, "proxy_auth_denied", 2).await;
+    let mismatch = denied
+        .iter()
+        .find(|e| e["details"]["reason"] == "source_network_mismatch")
+        .expect("mismatch event");
+    assert_eq!(mismatch["details"]["credential_id"], id);
+    assert_eq!(mismatch["principal"], "service:far-away");
+    let creds = gw.api().get("/api/service-credentials").await.unwrap();
+    let cred = creds.as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+    assert_eq!(cred["revoked_reason"], "source_network_mismatch");
+    assert!(!events(gw, "service_credential_revoked").await.is_empty());
+    assert!(s.echo.seen().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn placeholder_toward_a_disallowed_host_is_refused_and_never_substituted() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (_, token) = credential(
+        gw,
+        "ci",
+        "127.0.0.0/8",
+        &["api.github.com", "api.stripe.com", "other.example"],
+    )
+    .await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64_encode("x-access-token:XCALIBUR_GITHUB_TOKEN")
+    );
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        // The GitHub secret toward Stripe: bound to another provider's hosts.
+        (
+            vec![
+                "-H",
+                "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+                "https://api.stripe.com/v1/charges",
+            ],
+            "403",
+            "placeholder_denied",
+        ),
+        // Toward a host no provider binds, in the query string.
+        (
+            vec!["https://other.example/?token=XCALIBUR_GITHUB_TOKEN"],
+            "403",
+            "placeholder_denied",
+        ),
+        // Percent-encoded and base64-encoded forms are caught too.
+        (
+            vec!["https://other.example/?token=%58CALIBUR_GITHUB_TOKEN"],
+            "403",
+            "placeholder_denied",
+        ),
+        (
+            vec!["-H", basic.as_str(), "https://other.example/"],
+            "403",
+            "placeholder_denied",
+        ),
+        // Stripe's rule covers /v1/ only.
+        (
+            vec![
+                "-H",
+                "Authorization: Bearer XCALIBUR_STRIPE_SECRET_KEY",
+                "https://api.stripe.com/v2/x",
+            ],
+            "403",
+            "placeholder_denied",
+        ),
+        // Egress outside allowed_domains, and raw-IP CONNECT.
+        (vec!["https://api.example.org/"], "403", "egress_not_allowed"),
+        (vec!["https://127.0.0.1/"], "403", "egress_not_allowed"),
+    ];
+    for (args, status, reason) in cases {
+        let mut full = vec![
+            "-x",
+            proxy_url(gw).leak(),
+            "--proxy-header",
+            auth.as_str(),
+            "--cacert",
+            ca_arg(&s).leak(),
+        ];
+        // The status of the inner request, or of the CONNECT when the tunnel is refused.
+        full.extend(["-o", "/dev/null", "-D", "-", "-w", "%{http_code}/%{http_connect}"]);
+        full.extend(args.iter().copied());
+        let (_, out, _) = curl(&full).await;
+        let (inner_status, connect_status) = out
+            .rsplit_once('\n')
+            .map(|(_, l)| l)
+            .unwrap_or(&out)
+            .split_once('/')
+            .unwrap();
+        assert!(inner_status == status || connect_status == status, "{args:?}: {out}");
+        assert!(
+            out.to_lowercase().contains(&format!("x-excalibur-reason: {reason}")),
+            "{args:?}: {out}"
+        );
+    }
+    for seen in s.echo.seen() {
+        assert!(
+            !seen.text().contains(GITHUB_REAL) && !seen.text().contains(STRIPE_REAL),
+            "leaked: {}",
+            seen.text()
+        );
+    }
+    let denied = wait_events(gw, "placeholder_denied", 5).await;
+    assert_eq!(denied.len(), 5);
+    assert!(
+        denied
+            .iter()
+            .all(|e| e["details"]["reason"].is_string() && e["principal"] == "service:ci")
+    );
+    assert!(wait_events(gw, "egress_denied", 2).await.len() >= 2);
+
+    // The allowed path works for the same credential, body substitution included.
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "-H",
+        "Authorization: Bearer XCALIBUR_STRIPE_SECRET_KEY",
+        "-d",
+        "key=XCALIBUR_STRIPE_SECRET_KEY&amount=5",
+        "https://api.stripe.com/v1/charges",
+    ])
+    .await;
+    let last = s.echo.seen().last().cloned().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {STRIPE_REAL}").as_str())
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&last.body),
+        format!("key={STRIPE_REAL}&amount=5")
+    );
+    assert!(
+        !out.contains(STRIPE_REAL) && out.contains("key=XCALIBUR_STRIPE_SECRET_KEY"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn domain_fronting_and_host_mismatch_are_refused() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (_, token) = credential(gw, "ci", "127.0.0.0/8", &["api.github.com"]).await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    // CONNECT api.github.com, but TLS SNI and Host say api.stripe.com.
+    let (code, _, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "--connect-to",
+        "api.stripe.com:443:api.github.com:443",
+        "-H",
+        "Authorization: Bearer XCALIBUR_STRIPE_SECRET_KEY",
+        "https://api.stripe.com/v1/charges",
+    ])
+    .await;
+    assert_ne!(code, 0, "the handshake must fail");
+    let denied = wait_events(gw, "egress_denied", 1).await;
+    assert!(
+        denied.iter().any(|e| e["details"]["reason"] == "sni_mismatch"),
+        "{denied:?}"
+    );
+    // SNI right, Host header wrong.
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "-H",
+        "Host: api.stripe.com",
+        "-H",
+        "Authorization: Bearer XCALIBUR_STRIPE_SECRET_KEY",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "https://api.github.com/v1/charges",
+    ])
+    .await;
+    assert_eq!(out, "421");
+    assert!(s.echo.seen().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn http2_http1_python_requests_https_proxy_and_plain_http() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (_, token) = credential(gw, "ci", "127.0.0.0/8", &["api.github.com", "plain.example"]).await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let (code, out, err) = curl(&[
+            "-x",
+            &proxy_url(gw),
+            "--proxy-header",
+            &auth,
+            "--cacert",
+            &ca_arg(&s),
+            flag,
+            "-H",
+            "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "https://api.github.com/h",
+        ])
+        .await;
+        assert_eq!(out, format!("200 {want}"), "{err}");
+        assert_eq!(code, 0);
+    }
+    let via_h2 = s.echo.seen();
+    assert!(
+        via_h2
+            .iter()
+            .all(|r| r.header("authorization") == Some(format!("Bearer {GITHUB_REAL}").as_str()))
+    );
+    assert!(via_h2.iter().any(|r| r.version == "HTTP/2.0"), "upstream spoke h2");
+
+    // HTTPS_PROXY=https://...:8443: TLS to the proxy, CONNECT inside it.
+    let (code, out, err) = curl(&[
+        "--proxy",
+        &format!("https://localhost:{}", gw.api_addr.port()),
+        "--proxy-cacert",
+        &ca_arg(&s),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "https://api.github.com/over-tls-proxy",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/over-tls-proxy") && !out.contains(GITHUB_REAL));
+
+    // Absolute-form plain HTTP.
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "http://plain.example/p?x=1",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let last = s.echo.seen().last().cloned().unwrap();
+    assert!(!last.tls);
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {GITHUB_REAL}").as_str())
+    );
+    assert!(last.header("via").unwrap().contains("excalibur"));
+    assert!(!out.contains(GITHUB_REAL));
+
+    // Python requests with the credential in the proxy URL (Basic), as most clients send it.
+    let script = r#"
+import json, os, sys, requests
+proxy = "http://ci:%s@%s" % (os.environ["TOKEN"], os.environ["PROXY"])
+r = requests.get("https://api.github.com/py", headers={"Authorization": "Bearer XCALIBUR_GITHUB_TOKEN"},
+                 proxies={"https": proxy}, verify=os.environ["CA"], timeout=10)
+print(json.dumps({"status": r.status_code, "body": r.text, "echo": r.headers.get("x-echo-authorization")}))
+"#;
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .env("TOKEN", &token)
+        .env("PROXY", gw.proxy().to_string())
+        .env("CA", &s.ca)
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["echo"], "Bearer XCALIBUR_GITHUB_TOKEN");
+    assert!(!v.to_string().contains(GITHUB_REAL));
+    let last = s.echo.seen().last().cloned().unwrap();
+    assert_eq!(last.path, "/py");
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {GITHUB_REAL}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn rotation_under_load_has_no_failures_and_switches_values() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (_, token) = credential(gw, "ci", "127.0.0.0/8", &["api.stripe.com"]).await;
+    let pem = std::fs::read(&s.ca).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rotated = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let proxy = reqwest::Proxy::https(format!("http://{}", gw.proxy()))
+            .unwrap()
+            .custom_http_auth(format!("Bearer {token}").parse().unwrap());
+        let client = reqwest::Client::builder()
+            .proxy(proxy)
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .unwrap();
+        let (stop, rotated, ok) = (Arc::clone(&stop), Arc::clone(&rotated), Arc::clone(&ok));
+        workers.push(tokio::spawn(async move {
+            let mut after = Vec::new();
+            for i in 0..3000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let started_after = rotated.load(Ordering::SeqCst);
+                let id = format!("{w}-{i}");
+                let resp = client
+                    .post("https://api.stripe.com/v1/charges")
+                    .header("authorization", "Bearer XCALIBUR_STRIPE_SECRET_KEY")
+                    .header("x-req", &id)
+                    .body("amount=1")
+                    .send()
+                    .await
+                    .expect("request through the proxy");
+                assert_eq!(resp.status(), 200, "request {id} failed during rotation");
+                ok.fetch_add(1, Ordering::SeqCst);
+                if started_after {
+                    after.push(id);
+                }
+            }
+            after
+        }));
+    }
+    // Let load build, rotate, let it run on, stop.
+    while ok.load(Ordering::SeqCst) < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    gw.api()
+        .post(
+            "/api/placeholders",
+            json!({"placeholder": "XCALIBUR_STRIPE_SECRET_KEY", "real_value": "sk_live_NEW_VALUE_FROM_VAULT", "provider_id": "stripe", "route_family": "stripe"}),
+        )
+        .await
+        .unwrap();
+    rotated.store(true, Ordering::SeqCst);
+    let before = ok.load(Ordering::SeqCst);
+    while ok.load(Ordering::SeqCst) < before + 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut after_ids = Vec::new();
+    for w in workers {
+        after_ids.extend(w.await.unwrap());
+    }
+    let seen = s.echo.seen();
+    let old = seen
+        .iter()
+        .filter(|r| r.header("authorization") == Some(format!("Bearer {STRIPE_REAL}").as_str()))
+        .count();
+    let new = seen
+        .iter()
+        .filter(|r| r.header("authorization") == Some("Bearer sk_live_NEW_VALUE_FROM_VAULT"))
+        .count();
+    assert_eq!(
+        old + new,
+        ok.load(Ordering::SeqCst),
+        "every request succeeded with one of the two values"
+    );
+    assert!(old >= 100 && new >= 100, "old {old}, new {new}");
+    for id in &after_ids {
+        let r = seen.iter().find(|r| r.header("x-req") == Some(id.as_str())).unwrap();
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer sk_live_NEW_VALUE_FROM_VAULT"),
+            "request {id} started after the rotation"
+        );
+    }
+    assert!(!wait_events(gw, "placeholder_rotated", 1).await.is_empty());
+}
+
+fn base64_encode(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
