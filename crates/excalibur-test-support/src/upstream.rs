@@ -100,6 +100,7 @@ impl Echo {
         let seen_tls = Arc::clone(&seen);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = tls_listener.accept().await {
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen_tls));
                 tokio::spawn(async move {
                     if let Ok(stream) = acceptor.accept(tcp).await {
@@ -110,6 +111,7 @@ impl Echo {
         });
         tokio::spawn(async move {
             while let Ok((tcp, _)) = plain_listener.accept().await {
+                let _ = tcp.set_nodelay(true);
                 let seen = Arc::clone(&seen);
                 tokio::spawn(async move { serve(TokioIo::new(tcp), seen, false).await });
             }
