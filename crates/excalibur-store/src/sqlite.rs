@@ -472,6 +472,18 @@ impl Store for SqliteStore {
 
     fn credential_create(&self, info: ServiceCredentialInfo, hash: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
+            // The name is the principal id (`service:<name>`): one live credential per name.
+            let live: i64 = tx.query_row(
+                "SELECT count(*) FROM service_credentials WHERE name = ?1 AND revoked_ms IS NULL",
+                [&info.name],
+                |r| r.get(0),
+            )?;
+            if live > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "a live service credential named `{}` exists; revoke it first",
+                    info.name
+                )));
+            }
             tx.execute(
                 "INSERT INTO service_credentials (id, name, user, source_network, allowed_domains, prefix, hash, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
