@@ -5,7 +5,17 @@
 //! Usage: `excalibur-bench --gateway target/release/excalibur [--requests N] [--concurrency C]`
 //! (see `bench/run.sh`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "benchmark driver, not library code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_methods,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "benchmark driver, not library code"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +35,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { gateway: PathBuf::from("target/release/excalibur"), requests: 4000, concurrency: 16 };
+    let mut a = Args {
+        gateway: PathBuf::from("target/release/excalibur"),
+        requests: 4000,
+        concurrency: 16,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
@@ -47,13 +61,32 @@ async fn main() -> anyhow::Result<()> {
     let dir = Arc::new(tempfile::tempdir()?);
     let upstream_ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&upstream_ca, &echo.ca_pem)?;
-    let config = format!("[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\"]\n", echo.tls_addr);
-    let gw = Gateway::start_in(&args.gateway, dir, Options { config_toml: config, ..Default::default() }).await?;
+    let config = format!(
+        "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        &args.gateway,
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await?;
     let api = gw.api();
-    api.post("/api/providers", json!({"id": "github", "hosts": ["api.github.com"]})).await?;
-    api.post("/api/placeholders", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": SECRET, "provider_id": "github"}))
+    api.post("/api/providers", json!({"id": "github", "hosts": ["api.github.com"]}))
         .await?;
-    api.post("/api/translation-rules", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]})).await?;
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": SECRET, "provider_id": "github"}),
+    )
+    .await?;
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
+    )
+    .await?;
     let cred = api
         .post(
             "/api/service-credentials",
@@ -67,11 +100,19 @@ async fn main() -> anyhow::Result<()> {
         "excalibur-bench: {} requests per case, concurrency {}, HTTP/1.1 GET with a placeholder header, echo upstream on 127.0.0.1",
         args.requests, args.concurrency
     );
-    println!("{:<28} {:>10} {:>10} {:>10} {:>8}", "case", "req/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>8}",
+        "case", "req/s", "p50 ms", "p99 ms", "errors"
+    );
     for keep_alive in [true, false] {
         let mode = if keep_alive { "keep-alive" } else { "new connection" };
         let direct = client(None, &echo.ca_pem, keep_alive, Some(echo.tls_addr))?;
-        let proxied = client(Some((gw.proxy(), token.as_str())), std::str::from_utf8(&gw_ca)?, keep_alive, None)?;
+        let proxied = client(
+            Some((gw.proxy(), token.as_str())),
+            std::str::from_utf8(&gw_ca)?,
+            keep_alive,
+            None,
+        )?;
         for (name, c) in [("direct", direct), ("via excalibur", proxied)] {
             let r = run(c, args.requests, args.concurrency).await;
             println!(
@@ -85,8 +126,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let seen = echo.seen();
-    let substituted = seen.iter().filter(|s| s.header("authorization") == Some(format!("Bearer {SECRET}").as_str())).count();
-    println!("upstream saw {} requests; {substituted} carried the substituted real value", seen.len());
+    let substituted = seen
+        .iter()
+        .filter(|s| s.header("authorization") == Some(format!("Bearer {SECRET}").as_str()))
+        .count();
+    println!(
+        "upstream saw {} requests; {substituted} carried the substituted real value",
+        seen.len()
+    );
     gw.stop().await?;
     Ok(())
 }
@@ -103,7 +150,9 @@ fn client(
         .timeout(Duration::from_secs(10))
         .no_proxy();
     if let Some((addr, token)) = proxy {
-        b = b.proxy(reqwest::Proxy::https(format!("http://{addr}"))?.custom_http_auth(format!("Bearer {token}").parse()?));
+        b = b.proxy(
+            reqwest::Proxy::https(format!("http://{addr}"))?.custom_http_auth(format!("Bearer {token}").parse()?),
+        );
     }
     if let Some(addr) = resolve {
         b = b.resolve("api.github.com", addr);
@@ -153,12 +202,25 @@ async fn run(client: reqwest::Client, total: usize, concurrency: usize) -> Repor
     }
     let elapsed = started.elapsed();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    Report { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: pct(0.50), p99: pct(0.99), errors }
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Report {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    }
 }
 
 async fn send(client: &reqwest::Client) -> anyhow::Result<()> {
-    let resp = client.get("https://api.github.com/user").header("authorization", "Bearer XCALIBUR_GITHUB_TOKEN").send().await?;
+    let resp = client
+        .get("https://api.github.com/user")
+        .header("authorization", "Bearer XCALIBUR_GITHUB_TOKEN")
+        .send()
+        .await?;
     anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
     resp.bytes().await?;
     Ok(())

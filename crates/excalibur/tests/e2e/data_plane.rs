@@ -680,38 +680,81 @@ async fn passthrough_private_destinations_and_duplicate_names() {
     let gw = &s.gw;
     // A passthrough provider: tunnelled without interception, so the workload sees the
     // upstream's own certificate and no substitution can happen.
-    gw.api().post("/api/providers", json!({"id": "bank", "hosts": ["other.example"], "passthrough": true})).await.unwrap();
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "bank", "hosts": ["other.example"], "passthrough": true}),
+        )
+        .await
+        .unwrap();
     let (_, token) = credential(gw, "ci", "127.0.0.0/8", &["other.example", "localhost"]).await;
     let auth = format!("Proxy-Authorization: Bearer {token}");
     let upstream_ca = s.gw.dir.path().join("upstream-ca.pem");
     let (code, out, err) = curl(&[
-        "-x", &proxy_url(gw), "--proxy-header", &auth, "--cacert", upstream_ca.to_str().unwrap(),
-        "-H", "Authorization: Bearer XCALIBUR_GITHUB_TOKEN", "https://other.example/tunnel",
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        upstream_ca.to_str().unwrap(),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "https://other.example/tunnel",
     ])
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/tunnel"));
     let last = s.echo.seen().last().cloned().unwrap();
-    assert_eq!(last.header("authorization"), Some("Bearer XCALIBUR_GITHUB_TOKEN"), "never substituted in a passthrough tunnel");
+    assert_eq!(
+        last.header("authorization"),
+        Some("Bearer XCALIBUR_GITHUB_TOKEN"),
+        "never substituted in a passthrough tunnel"
+    );
     // The Excalibur CA is not what the passthrough host presents.
-    let (code, _, _) =
-        curl(&["-x", &proxy_url(gw), "--proxy-header", &auth, "--cacert", &ca_arg(&s), "https://other.example/"]).await;
+    let (code, _, _) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "https://other.example/",
+    ])
+    .await;
     assert_ne!(code, 0);
 
     // A name that resolves to loopback is refused after resolution.
     let (_, out, _) = curl(&[
-        "-x", &proxy_url(gw), "--proxy-header", &auth, "--cacert", &ca_arg(&s),
-        "-o", "/dev/null", "-D", "-", "-w", "%{http_code}", "https://localhost/",
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca_arg(&s),
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-w",
+        "%{http_code}",
+        "https://localhost/",
     ])
     .await;
-    assert!(out.to_lowercase().contains("x-excalibur-reason: destination_forbidden"), "{out}");
+    assert!(
+        out.to_lowercase().contains("x-excalibur-reason: destination_forbidden"),
+        "{out}"
+    );
     let denied = wait_events(gw, "egress_denied", 1).await;
     assert!(denied.iter().any(|e| e["details"]["reason"] == "destination_forbidden"));
 
     // One live credential per name (the name is the principal id).
     let (status, _, body) = gw
         .api()
-        .send("POST", "/api/service-credentials", Some(json!({"name": "ci", "user": "ci", "source_network": "127.0.0.1"})))
+        .send(
+            "POST",
+            "/api/service-credentials",
+            Some(json!({"name": "ci", "user": "ci", "source_network": "127.0.0.1"})),
+        )
         .await
         .unwrap();
     assert_eq!(status, 409, "{body}");
