@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use excalibur_store::Store;
 
 mod auth;
@@ -54,6 +54,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/translation-rules"),
     ("post", "/api/translation-rules"),
     ("delete", "/api/translation-rules/{id}"),
+    ("get", "/api/policies"),
+    ("post", "/api/policies"),
+    ("delete", "/api/policies/{id}"),
+    ("post", "/api/policies/evaluate"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -72,6 +76,8 @@ pub struct ApiState {
     pub ca_pem: Arc<str>,
     /// Called after every write that changes what the proxy serves.
     pub reload: Reloader,
+    /// The policy currently in force (for dry runs).
+    pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -100,6 +106,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/service-credentials/{id}", delete(credential_revoke))
         .route("/api/translation-rules", get(rule_list).post(rule_create))
         .route("/api/translation-rules/{id}", delete(rule_delete))
+        .route("/api/policies", get(policy_list).post(policy_create))
+        .route("/api/policies/{id}", delete(policy_delete))
+        .route("/api/policies/evaluate", post(policy_evaluate))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))

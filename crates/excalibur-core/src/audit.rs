@@ -58,6 +58,10 @@ event_types! {
     TranslationRuleCreated => "translation_rule_created",
     /// A translation rule was deleted.
     TranslationRuleDeleted => "translation_rule_deleted",
+    /// An operator Cedar policy was added.
+    PolicyCreated => "policy_created",
+    /// An operator Cedar policy was deleted.
+    PolicyDeleted => "policy_deleted",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

@@ -1,15 +1,17 @@
-//! [`Principal`]: who is calling, whatever the credential kind.
+//! [`Principal`]: who is calling, whatever the credential kind. Humans and workloads
+//! are one type; policy tells them apart by [`PrincipalKind`].
 
 use std::net::IpAddr;
 
-use crate::hosts::HostPattern;
 use crate::ids::CredentialId;
 
 /// The kind of credential that identified a principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrincipalKind {
-    /// An operator-minted service credential bound to a source network.
+    /// An operator-minted service credential bound to a source network (a workload).
     ServiceCredential,
+    /// A person (e.g. an SSH-gateway session user).
+    Human,
 }
 
 impl PrincipalKind {
@@ -17,7 +19,13 @@ impl PrincipalKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PrincipalKind::ServiceCredential => "service_credential",
+            PrincipalKind::Human => "human",
         }
+    }
+
+    /// True for people, false for workloads.
+    pub fn is_human(self) -> bool {
+        matches!(self, PrincipalKind::Human)
     }
 }
 
@@ -28,12 +36,18 @@ pub struct Principal {
     pub id: String,
     /// Credential kind.
     pub kind: PrincipalKind,
-    /// The user the workload acts for.
+    /// The user the caller acts for.
     pub user: String,
+    /// Namespace or tenant (empty when none).
+    pub namespace: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// How the identity was established, e.g. `service_credential`, `kubernetes`.
+    pub attestation: String,
+    /// Authentication factors a human completed (e.g. `Fido2`); empty for workloads.
+    pub factors: Vec<String>,
     /// The credential that identified it.
     pub credential_id: Option<CredentialId>,
-    /// Destinations this principal may reach.
-    pub allowed_domains: Vec<HostPattern>,
     /// The address the connection came from.
     pub source: IpAddr,
 }

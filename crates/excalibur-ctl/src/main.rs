@@ -47,6 +47,9 @@ enum Command {
     /// Translation rules: who may redeem which placeholder toward which host.
     #[command(subcommand, name = "translation-rule")]
     TranslationRule(RuleCmd),
+    /// Operator Cedar policies and dry-run decisions.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Recorded flows.
     #[command(subcommand)]
     Flows(FlowsCmd),
@@ -189,6 +192,70 @@ struct RuleArgs {
     /// Also substitute in request bodies.
     #[arg(long)]
     substitute_body: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Add a Cedar policy (validated against the schema by the server).
+    Add {
+        /// Policy id.
+        #[arg(long)]
+        id: String,
+        /// File holding one Cedar policy, or `-` for stdin.
+        #[arg(long, conflicts_with = "policy", required_unless_present = "policy")]
+        file: Option<PathBuf>,
+        /// The policy text.
+        #[arg(long)]
+        policy: Option<String>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List operator policies.
+    List,
+    /// Delete an operator policy.
+    Delete {
+        /// Policy id.
+        id: String,
+    },
+    /// Dry-run a decision against the policy in force.
+    Test {
+        /// Principal as `Type::"id"`, e.g. `Workload::"service:ci"` or `Human::"alice"`.
+        #[arg(long)]
+        principal: String,
+        /// `connect` or `redeem`.
+        #[arg(long)]
+        action: String,
+        /// Resource as `Host::"api.github.com"` or `Placeholder::"XCALIBUR_GITHUB_TOKEN"`.
+        #[arg(long)]
+        resource: String,
+        /// Destination host (redeem).
+        #[arg(long)]
+        host: Option<String>,
+        /// Path (redeem).
+        #[arg(long)]
+        path: Option<String>,
+        /// Method (redeem).
+        #[arg(long)]
+        method: Option<String>,
+        /// Port (connect).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Namespace / tenant of the principal.
+        #[arg(long, default_value = "")]
+        namespace: String,
+        /// A completed authentication factor (humans); repeat for more.
+        #[arg(long = "factor")]
+        factors: Vec<String>,
+    },
+}
+
+/// Splits `Type::"id"` (quotes optional).
+fn entity(s: &str) -> anyhow::Result<(String, String)> {
+    let Some((ty, id)) = s.split_once("::") else {
+        bail!("`{s}` is not `Type::\"id\"`")
+    };
+    Ok((ty.to_owned(), id.trim_matches('"').to_owned()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -524,6 +591,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::TranslationRule(RuleCmd::Delete { id }) => {
             client.delete(&format!("/api/translation-rules/{}", enc(&id))).await?;
             println!("deleted {id}");
+        }
+        Command::Policy(PolicyCmd::Add {
+            id,
+            file,
+            policy,
+            description,
+        }) => {
+            let text = read_value(policy, file)?;
+            let v = client
+                .post(
+                    "/api/policies",
+                    json!({"id": id, "description": description, "policy": text}),
+                )
+                .await?;
+            show(
+                &v,
+                &[("ID", "id"), ("DESCRIPTION", "description"), ("CREATED", "created_at")],
+            );
+        }
+        Command::Policy(PolicyCmd::List) => {
+            show(
+                &client.get("/api/policies").await?,
+                &[("ID", "id"), ("DESCRIPTION", "description"), ("CREATED", "created_at")],
+            );
+        }
+        Command::Policy(PolicyCmd::Delete { id }) => {
+            client.delete(&format!("/api/policies/{}", enc(&id))).await?;
+            println!("deleted {id}");
+        }
+        Command::Policy(PolicyCmd::Test {
+            principal,
+            action,
+            resource,
+            host,
+            path,
+            method,
+            port,
+            namespace,
+            factors,
+        }) => {
+            let (ptype, pid) = entity(&principal)?;
+            let (rtype, rid) = entity(&resource)?;
+            let body = json!({
+                "principal": {"type": ptype, "id": pid, "namespace": namespace, "factors_completed": factors},
+                "action": action,
+                "resource": {"type": rtype, "id": rid},
+                "context": {"host": host, "path": path, "method": method, "port": port},
+            });
+            let v = client.post("/api/policies/evaluate", body).await?;
+            show(
+                &v,
+                &[("DECISION", "decision"), ("REASON", "reason"), ("POLICIES", "policies")],
+            );
+            if v.get("decision").and_then(Value::as_str) != Some("allow") {
+                return Ok(ExitCode::from(3));
+            }
         }
         Command::Flows(FlowsCmd::List { principal, host, limit }) => {
             let mut q = format!("/api/flows?limit={limit}");

@@ -122,8 +122,11 @@ pub fn identify(
         id: format!("service:{}", entry.name),
         kind: PrincipalKind::ServiceCredential,
         user: entry.user.clone(),
+        namespace: String::new(),
+        groups: Vec::new(),
+        attestation: PrincipalKind::ServiceCredential.as_str().to_owned(),
+        factors: Vec::new(),
         credential_id: Some(entry.id.clone()),
-        allowed_domains: entry.allowed_domains.clone(),
         source,
     })
 }

@@ -1,20 +1,35 @@
-//! Excalibur's decision stage: may this principal reach this authority, and may it
-//! redeem these placeholders toward this host, path and method?
+//! Excalibur's decision stage, in Cedar: may this principal `connect` to this host, and
+//! may it `redeem` this placeholder toward this host, path and method?
 //!
-//! **Owns:** the compiled rule set ([`Policy`]), [`Permit`] (the only capability that
-//! lets a real value onto the wire), deny reasons.
+//! **Owns:** the Cedar schema, compiling operator objects (translation rules,
+//! service-credential egress lists, provider host bindings, allowed ports) to Cedar,
+//! validating operator policies, [`Policy`] with its per-principal and per-placeholder
+//! policy slices, [`Permit`] (the only capability that lets a real value onto the wire).
 //!
 //! **Never:** allows by default; lets anything but this crate build a [`Permit`];
-//! permits a placeholder toward a host outside its provider's hosts, whatever a rule says.
+//! permits a placeholder toward a host outside its provider's hosts (a compiled
+//! `forbid` wins over any permit); parses policy text on the request path.
 //!
 //! **Start at:** [`Policy::compile`], [`Policy::decide_egress`], [`Policy::decide_redeem`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr as _;
 
-use excalibur_core::api::{Provider, TranslationRule};
-use excalibur_core::audit::glob_match;
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use excalibur_core::api::{PolicyRecord, Provider, TranslationRule};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::principal::Principal;
+
+mod compile;
+
+/// The Cedar schema (Cedar schema syntax).
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// Policy-id prefixes reserved for compiled policies.
+pub const RESERVED_PREFIXES: &[&str] = &["egress:", "provider:", "builtin:", "rule_"];
 
 /// A denial: a value, not an error. `reason` is the machine code in the audit event and
 /// the proxy's reason header; `policies` names what decided it.
@@ -59,9 +74,34 @@ impl Permit {
         self.body
     }
 
-    /// Ids of the rules that allowed it.
+    /// Ids of the policies that allowed it.
     pub fn rules(&self) -> &[String] {
         &self.rules
+    }
+}
+
+/// A principal as Cedar sees it, built once per connection (or request) and reused for
+/// every decision about it, so decisions do not rebuild its entity.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    id: String,
+    uid: EntityUid,
+    entity: Entity,
+}
+
+impl Subject {
+    /// Builds the Cedar entity (`Workload` or `Human`) for `principal`.
+    pub fn new(principal: &Principal) -> Self {
+        Self {
+            id: principal.id.clone(),
+            uid: principal_uid(principal),
+            entity: principal_entity(principal),
+        }
+    }
+
+    /// The principal id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -76,83 +116,125 @@ pub struct RedeemTarget<'a> {
     pub method: &'a str,
 }
 
-#[derive(Debug, Clone)]
-struct CompiledRule {
-    id: String,
-    principal: String,
-    placeholder: String,
-    hosts: Vec<HostPattern>,
-    path_prefix: String,
-    methods: Vec<String>,
-    body: bool,
+/// Everything compiled into a [`Policy`].
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInput<'a> {
+    /// Translation rules.
+    pub rules: &'a [TranslationRule],
+    /// Providers and their hosts.
+    pub providers: &'a [Provider],
+    /// `(placeholder name, provider id)`.
+    pub placeholders: &'a [(String, String)],
+    /// `(principal id, allowed domains)` of service credentials.
+    pub egress: &'a [(String, Vec<HostPattern>)],
+    /// Operator policies.
+    pub operator: &'a [PolicyRecord],
+    /// Ports any principal may reach.
+    pub allowed_ports: &'a [u16],
+}
+
+/// An operator policy was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not one Cedar policy.
+    #[error("the policy does not parse: {0}")]
+    Parse(String),
+    /// The policy does not type-check against the schema.
+    #[error("the policy fails schema validation: {0}")]
+    Invalid(String),
+    /// The id is reserved or malformed.
+    #[error("policy id `{0}` is invalid or uses a reserved prefix (egress:, provider:, builtin:, rule_)")]
+    Id(String),
 }
 
 /// The compiled decision set, built once per snapshot; decisions do no parsing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Policy {
-    rules: Vec<CompiledRule>,
-    provider_hosts: HashMap<String, Vec<HostPattern>>,
+    authorizer: Authorizer,
+    connect: EntityUid,
+    redeem: EntityUid,
+    connect_global: PolicySet,
+    connect_by_principal: HashMap<String, PolicySet>,
+    redeem_global: PolicySet,
+    redeem_by_placeholder: HashMap<String, PolicySet>,
+    providers: Vec<(String, Vec<HostPattern>)>,
     placeholder_provider: HashMap<String, String>,
+    placeholder_entities: HashMap<String, Entity>,
     passthrough: Vec<HostPattern>,
-    allowed_ports: Vec<u16>,
+    body_rules: HashSet<String>,
+    cedar_text: String,
+    problems: Vec<String>,
+}
+
+/// The schema, parsed. Errors only if the embedded schema is broken (a test guards it).
+pub fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _)| s)
+        .map_err(|e| PolicyError::Invalid(e.to_string()))
+}
+
+/// Checks an operator policy: a valid id, exactly one Cedar policy, and no type error
+/// against the schema (strict mode). A policy with a type error is rejected with the
+/// validator's message, never silently skipped.
+pub fn validate_operator_policy(id: &str, text: &str) -> Result<(), PolicyError> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && !RESERVED_PREFIXES.iter().any(|p| id.starts_with(p));
+    if !id_ok {
+        return Err(PolicyError::Id(id.to_owned()));
+    }
+    let policy =
+        cedar_policy::Policy::parse(Some(PolicyId::new(id)), text).map_err(|e| PolicyError::Parse(render(&e)))?;
+    let mut set = PolicySet::new();
+    set.add(policy).map_err(|e| PolicyError::Parse(e.to_string()))?;
+    let result = Validator::new(schema()?).validate(&set, ValidationMode::Strict);
+    if !result.validation_passed() {
+        let messages: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+        return Err(PolicyError::Invalid(messages.join("; ")));
+    }
+    Ok(())
+}
+
+fn render(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 impl Policy {
-    /// Compiles rules, providers and the placeholder → provider binding. Entries that do
-    /// not parse are skipped (the API validated them on write).
-    pub fn compile(
-        rules: &[TranslationRule],
-        providers: &[Provider],
-        placeholder_provider: impl IntoIterator<Item = (String, String)>,
-        allowed_ports: Vec<u16>,
-    ) -> Self {
-        let parse = |hosts: &[String]| {
-            hosts
-                .iter()
-                .filter_map(|h| HostPattern::parse(h).ok())
-                .collect::<Vec<_>>()
-        };
-        Self {
-            rules: rules
-                .iter()
-                .map(|r| CompiledRule {
-                    id: r.id.to_string(),
-                    principal: r.rule.principal.clone(),
-                    placeholder: r.rule.placeholder.clone(),
-                    hosts: parse(&r.rule.hosts),
-                    path_prefix: r.rule.path_prefix.clone(),
-                    methods: r.rule.methods.clone(),
-                    body: r.rule.substitute_body,
-                })
-                .collect(),
-            provider_hosts: providers.iter().map(|p| (p.id.clone(), parse(&p.hosts))).collect(),
-            placeholder_provider: placeholder_provider.into_iter().collect(),
-            passthrough: providers
-                .iter()
-                .filter(|p| p.passthrough)
-                .flat_map(|p| parse(&p.hosts))
-                .collect(),
-            allowed_ports,
-        }
+    /// Compiles operator objects and operator policies into per-principal and
+    /// per-placeholder Cedar policy sets. An operator policy that no longer validates
+    /// is left out and reported by [`Policy::problems`].
+    pub fn compile(input: PolicyInput<'_>) -> Result<Self, PolicyError> {
+        compile::compile(input)
     }
 
-    /// May `principal` open a connection to `host:port`? Default deny.
-    pub fn decide_egress(&self, principal: &Principal, host: &str, port: u16) -> Result<(), Deny> {
-        if !self.allowed_ports.contains(&port) {
-            return Err(Deny {
-                reason: "port_not_allowed",
-                detail: format!("port {port} is not an allowed egress port"),
-                policies: vec!["builtin:allowed_ports".to_owned()],
-            });
-        }
-        if principal.allowed_domains.iter().any(|d| d.matches(host)) {
-            return Ok(());
-        }
-        Err(Deny {
-            reason: "egress_not_allowed",
-            detail: format!("`{}` may not reach `{host}`", principal.id),
-            policies: Vec::new(),
+    /// An empty policy: everything is denied.
+    pub fn deny_all() -> Result<Self, PolicyError> {
+        Self::compile(PolicyInput {
+            rules: &[],
+            providers: &[],
+            placeholders: &[],
+            egress: &[],
+            operator: &[],
+            allowed_ports: &[443],
         })
+    }
+
+    /// The compiled Cedar text of every policy, in a stable order (for review and snapshots).
+    pub fn cedar_text(&self) -> &str {
+        &self.cedar_text
+    }
+
+    /// Operator policies left out of this compilation, with why.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// True when `host` belongs to a passthrough provider (tunnelled, never intercepted).
@@ -160,11 +242,41 @@ impl Policy {
         self.passthrough.iter().any(|p| p.matches(host))
     }
 
+    /// May `principal` open a connection to `host:port`? Default deny. On allow,
+    /// returns the ids of the determining policies.
+    pub fn decide_egress(&self, principal: &Subject, host: &str, port: u16) -> Result<Vec<String>, Deny> {
+        let set = self
+            .connect_by_principal
+            .get(&principal.id)
+            .unwrap_or(&self.connect_global);
+        let parents: Vec<&str> = self
+            .providers
+            .iter()
+            .filter(|(_, hosts)| hosts.iter().any(|h| h.matches(host)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let resource = uid("Host", host);
+        let entities = self.entities(principal, resource_entity(&resource, &[("name", host)], &parents));
+        let context = [
+            ("port", RestrictedExpression::new_long(i64::from(port))),
+            ("sni", RestrictedExpression::new_string(host.to_owned())),
+            ("time", RestrictedExpression::new_long(now())),
+        ];
+        match self.authorize(principal, &self.connect, resource, context, set, &entities) {
+            (Decision::Allow, policies) => Ok(policies),
+            (Decision::Deny, policies) => Err(Deny {
+                reason: deny_reason(&policies, "egress_not_allowed"),
+                detail: format!("`{}` may not reach `{host}:{port}`", principal.id),
+                policies,
+            }),
+        }
+    }
+
     /// May `principal` redeem every placeholder in `found` toward `target`? All or
     /// nothing: one denied placeholder denies the request.
     pub fn decide_redeem(
         &self,
-        principal: &Principal,
+        principal: &Subject,
         target: RedeemTarget<'_>,
         found: &[String],
     ) -> Result<Permit, Deny> {
@@ -175,43 +287,157 @@ impl Policy {
             rules: Vec::new(),
         };
         for name in found {
-            let bound = self
+            let set = self.redeem_by_placeholder.get(name).unwrap_or(&self.redeem_global);
+            let provider = self
                 .placeholder_provider
                 .get(name)
-                .and_then(|provider| self.provider_hosts.get(provider))
-                .is_some_and(|hosts| hosts.iter().any(|h| h.matches(target.host)));
-            if !bound {
-                return Err(Deny {
-                    reason: "placeholder_host_not_bound",
-                    detail: format!("`{name}` is not bound to `{}` by its provider", target.host),
-                    policies: vec!["builtin:provider_hosts".to_owned()],
-                });
-            }
-            let rule = self.rules.iter().find(|r| {
-                glob_match(&r.principal, &principal.id)
-                    && glob_match(&r.placeholder, name)
-                    && r.hosts.iter().any(|h| h.matches(target.host))
-                    && target.path.starts_with(&r.path_prefix)
-                    && (r.methods.is_empty() || r.methods.iter().any(|m| m == target.method))
-            });
-            let Some(rule) = rule else {
-                return Err(Deny {
-                    reason: "no_translation_rule",
-                    detail: format!(
-                        "no translation rule lets `{}` redeem `{name}` for {} {}{}",
-                        principal.id, target.method, target.host, target.path
-                    ),
-                    policies: Vec::new(),
-                });
+                .map(String::as_str)
+                .unwrap_or_default();
+            let resource = uid("Placeholder", name);
+            let entity = match self.placeholder_entities.get(name) {
+                Some(e) => e.clone(),
+                None => resource_entity(&resource, &[("name", name), ("provider", "")], &[]),
             };
-            permit.placeholders.push(name.clone());
-            permit.body |= rule.body;
-            if !permit.rules.contains(&rule.id) {
-                permit.rules.push(rule.id.clone());
+            let entities = self.entities(principal, entity);
+            let context = [
+                ("host", RestrictedExpression::new_string(target.host.to_owned())),
+                ("path", RestrictedExpression::new_string(target.path.to_owned())),
+                ("method", RestrictedExpression::new_string(target.method.to_owned())),
+                ("port", RestrictedExpression::new_long(443)),
+                ("time", RestrictedExpression::new_long(now())),
+            ];
+            match self.authorize(principal, &self.redeem, resource, context, set, &entities) {
+                (Decision::Allow, policies) => {
+                    permit.body |= policies.iter().any(|p| self.body_rules.contains(p));
+                    for p in policies {
+                        if !permit.rules.contains(&p) {
+                            permit.rules.push(p);
+                        }
+                    }
+                    permit.placeholders.push(name.clone());
+                }
+                (Decision::Deny, policies) => {
+                    let reason = if provider.is_empty() {
+                        "placeholder_host_not_bound"
+                    } else {
+                        deny_reason(&policies, "no_translation_rule")
+                    };
+                    let detail = match reason {
+                        "placeholder_host_not_bound" => {
+                            format!("`{name}` is not bound to `{}` by its provider", target.host)
+                        }
+                        "no_translation_rule" => format!(
+                            "no translation rule lets `{}` redeem `{name}` for {} {}{}",
+                            principal.id, target.method, target.host, target.path
+                        ),
+                        _ => format!(
+                            "a policy forbids `{}` to redeem `{name}` toward `{}`",
+                            principal.id, target.host
+                        ),
+                    };
+                    return Err(Deny {
+                        reason,
+                        detail,
+                        policies,
+                    });
+                }
             }
         }
         Ok(permit)
     }
+
+    fn entities(&self, principal: &Subject, resource: Entity) -> Entities {
+        Entities::from_entities([principal.entity.clone(), resource], None).unwrap_or_else(|_| Entities::empty())
+    }
+
+    fn authorize<const N: usize>(
+        &self,
+        principal: &Subject,
+        action: &EntityUid,
+        resource: EntityUid,
+        context: [(&str, RestrictedExpression); N],
+        set: &PolicySet,
+        entities: &Entities,
+    ) -> (Decision, Vec<String>) {
+        let Ok(context) = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v))) else {
+            return (Decision::Deny, vec!["builtin:invalid_context".to_owned()]);
+        };
+        let Ok(request) = Request::new(principal.uid.clone(), action.clone(), resource, context, None) else {
+            return (Decision::Deny, vec!["builtin:invalid_request".to_owned()]);
+        };
+        let response = self.authorizer.is_authorized(&request, set, entities);
+        let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        policies.sort();
+        (response.decision(), policies)
+    }
+}
+
+fn deny_reason(policies: &[String], default: &'static str) -> &'static str {
+    if policies.iter().any(|p| p == "builtin:allowed_ports") {
+        "port_not_allowed"
+    } else if policies.iter().any(|p| p.starts_with("provider:")) {
+        "placeholder_host_not_bound"
+    } else if policies.is_empty() {
+        default
+    } else {
+        "forbidden_by_policy"
+    }
+}
+
+fn now() -> i64 {
+    excalibur_core::time::Timestamp::now().millis() / 1000
+}
+
+fn uid(kind: &str, id: &str) -> EntityUid {
+    // INVARIANT: the type names used here are fixed identifiers from our schema.
+    #[expect(clippy::expect_used, reason = "constant entity type names always parse")]
+    let ty = EntityTypeName::from_str(kind).expect("valid entity type name");
+    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+}
+
+fn principal_uid(p: &Principal) -> EntityUid {
+    uid(if p.kind.is_human() { "Human" } else { "Workload" }, &p.id)
+}
+
+fn principal_entity(p: &Principal) -> Entity {
+    let strings =
+        |v: &[String]| RestrictedExpression::new_set(v.iter().map(|s| RestrictedExpression::new_string(s.clone())));
+    let mut attrs = HashMap::from([
+        ("id".to_owned(), RestrictedExpression::new_string(p.id.clone())),
+        (
+            "kind".to_owned(),
+            RestrictedExpression::new_string(p.kind.as_str().to_owned()),
+        ),
+        ("user".to_owned(), RestrictedExpression::new_string(p.user.clone())),
+        (
+            "namespace".to_owned(),
+            RestrictedExpression::new_string(p.namespace.clone()),
+        ),
+        ("groups".to_owned(), strings(&p.groups)),
+        (
+            "attestation".to_owned(),
+            RestrictedExpression::new_string(p.attestation.clone()),
+        ),
+        ("source".to_owned(), RestrictedExpression::new_ip(p.source.to_string())),
+    ]);
+    if p.kind.is_human() {
+        attrs.insert("factors_completed".to_owned(), strings(&p.factors));
+    }
+    let uid = principal_uid(p);
+    Entity::new(uid.clone(), attrs, HashSet::new()).unwrap_or_else(|_| Entity::new_no_attrs(uid, HashSet::new()))
+}
+
+pub(crate) fn resource_entity(uid: &EntityUid, attrs: &[(&str, &str)], parents: &[&str]) -> Entity {
+    let attrs: HashMap<String, RestrictedExpression> = attrs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), RestrictedExpression::new_string((*v).to_owned())))
+        .collect();
+    let parents: HashSet<EntityUid> = parents.iter().map(|p| uid_provider(p)).collect();
+    Entity::new(uid.clone(), attrs, parents.clone()).unwrap_or_else(|_| Entity::new_no_attrs(uid.clone(), parents))
+}
+
+fn uid_provider(id: &str) -> EntityUid {
+    uid("Provider", id)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use excalibur_core::ids::FlowId;
 use excalibur_core::principal::Principal;
 use excalibur_core::time::Timestamp;
 use excalibur_identity::Unidentified;
-use excalibur_policy::{Deny, RedeemTarget};
+use excalibur_policy::{Deny, RedeemTarget, Subject};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
@@ -107,7 +107,8 @@ impl Proxy {
             Ok(p) => p,
             Err(resp) => return resp,
         };
-        if let Err(deny) = snap.policy.decide_egress(&principal, &target.host, target.port) {
+        let subject = Subject::new(&principal);
+        if let Err(deny) = snap.policy.decide_egress(&subject, &target.host, target.port) {
             return inner.egress_denied(&principal, &target, "CONNECT", &deny);
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -131,7 +132,7 @@ impl Proxy {
         let proxy = self.clone();
         inner.tasks.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => proxy.intercept(upgraded, principal, target).await,
+                Ok(upgraded) => proxy.intercept(upgraded, principal, subject, target).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -140,7 +141,13 @@ impl Proxy {
 
     /// Terminates the workload's TLS with a leaf for the CONNECT host and serves the
     /// requests inside.
-    async fn intercept(&self, upgraded: hyper::upgrade::Upgraded, principal: Principal, target: Target) {
+    async fn intercept(
+        &self,
+        upgraded: hyper::upgrade::Upgraded,
+        principal: Principal,
+        subject: Subject,
+        target: Target,
+    ) {
         let inner = &self.inner;
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
         let Ok(Ok(start)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor).await else {
@@ -169,10 +176,10 @@ impl Proxy {
             return;
         };
         let proxy = self.clone();
-        let principal = Arc::new(principal);
+        let who = Arc::new((principal, subject));
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (proxy, principal, target) = (proxy.clone(), Arc::clone(&principal), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(proxy.tunnelled(req, &principal, target).await) }
+            let (proxy, who, target) = (proxy.clone(), Arc::clone(&who), target.clone());
+            async move { Ok::<_, std::convert::Infallible>(proxy.tunnelled(req, &who.0, &who.1, target).await) }
         });
         let builder = auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -187,7 +194,13 @@ impl Proxy {
     }
 
     /// A request inside an intercepted tunnel.
-    async fn tunnelled(&self, req: Request<Incoming>, principal: &Principal, target: Target) -> Response<ProxyBody> {
+    async fn tunnelled(
+        &self,
+        req: Request<Incoming>,
+        principal: &Principal,
+        subject: &Subject,
+        target: Target,
+    ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
         // A credential revoked while the tunnel is open stops working at once.
@@ -226,7 +239,7 @@ impl Proxy {
             *resp.status_mut() = StatusCode::MISDIRECTED_REQUEST;
             return resp;
         }
-        inner.forward(&snap, principal, &target, req).await
+        inner.forward(&snap, principal, subject, &target, req).await
     }
 
     async fn absolute_form(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
@@ -258,10 +271,11 @@ impl Proxy {
             Ok(p) => p,
             Err(resp) => return resp,
         };
-        if let Err(deny) = snap.policy.decide_egress(&principal, &target.host, target.port) {
+        let subject = Subject::new(&principal);
+        if let Err(deny) = snap.policy.decide_egress(&subject, &target.host, target.port) {
             return inner.egress_denied(&principal, &target, &method, &deny);
         }
-        inner.forward(&snap, &principal, &target, req).await
+        inner.forward(&snap, &principal, &subject, &target, req).await
     }
 
     /// Identifies the caller; on failure writes `proxy_auth_denied`, revokes a credential
@@ -414,6 +428,7 @@ impl Inner {
         &self,
         snap: &Snapshot,
         principal: &Principal,
+        subject: &Subject,
         target: &Target,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
@@ -459,7 +474,7 @@ impl Inner {
         let permit = if asked.is_empty() {
             None
         } else {
-            match snap.policy.decide_redeem(principal, redeem_target, &asked) {
+            match snap.policy.decide_redeem(subject, redeem_target, &asked) {
                 Ok(p) => Some(p),
                 Err(deny) => return self.placeholder_denied(principal, target, &method, &path, &asked, &deny),
             }

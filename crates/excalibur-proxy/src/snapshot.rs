@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use excalibur_core::Secret;
-use excalibur_core::api::{Provider, ServiceCredentialInfo, TranslationRule};
+use excalibur_core::api::{PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule};
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex};
 use excalibur_mediation::Mediator;
-use excalibur_policy::Policy;
+use excalibur_policy::{Policy, PolicyError, PolicyInput};
 
 /// The inputs a snapshot is built from (read from the store in one transaction).
 #[derive(Debug, Default)]
@@ -21,6 +21,8 @@ pub struct SnapshotInput {
     pub credentials: Vec<(ServiceCredentialInfo, String)>,
     /// Translation rules.
     pub rules: Vec<TranslationRule>,
+    /// Operator Cedar policies.
+    pub policies: Vec<PolicyRecord>,
 }
 
 /// The request path's view of configuration.
@@ -30,25 +32,32 @@ pub struct Snapshot {
     pub version: u64,
     /// Service credentials by token hash.
     pub credentials: CredentialIndex,
-    /// Compiled decisions.
-    pub policy: Policy,
+    /// Compiled decisions (shared with the API's dry-run endpoint).
+    pub policy: Arc<Policy>,
     /// Placeholder automata and values.
     pub mediator: Arc<Mediator>,
 }
 
 impl Snapshot {
     /// An empty snapshot: nobody is identified, nothing is allowed.
-    pub fn empty() -> Self {
-        Self::build(0, SnapshotInput::default(), vec![443])
+    pub fn empty() -> Result<Self, PolicyError> {
+        Self::build(0, SnapshotInput::default(), &[443])
     }
 
-    /// Builds a snapshot. CPU-bound (automaton construction): call off the async threads.
-    pub fn build(version: u64, input: SnapshotInput, allowed_ports: Vec<u16>) -> Self {
+    /// Builds a snapshot. CPU-bound (policy compilation, automata): call off the async threads.
+    pub fn build(version: u64, input: SnapshotInput, allowed_ports: &[u16]) -> Result<Self, PolicyError> {
         let mut credentials = CredentialIndex::default();
+        let mut egress = Vec::new();
         for (info, hash) in input.credentials {
             let Ok(source_network) = info.source_network.parse() else {
                 continue;
             };
+            let allowed_domains: Vec<HostPattern> = info
+                .allowed_domains
+                .iter()
+                .filter_map(|d| HostPattern::parse(d).ok())
+                .collect();
+            egress.push((format!("service:{}", info.name), allowed_domains.clone()));
             credentials.insert(
                 hash,
                 CredentialEntry {
@@ -56,11 +65,7 @@ impl Snapshot {
                     name: info.name,
                     user: info.user,
                     source_network,
-                    allowed_domains: info
-                        .allowed_domains
-                        .iter()
-                        .filter_map(|d| HostPattern::parse(d).ok())
-                        .collect(),
+                    allowed_domains,
                 },
             );
         }
@@ -69,15 +74,22 @@ impl Snapshot {
             .iter()
             .map(|(n, p, _)| (n.clone(), p.clone()))
             .collect();
-        let policy = Policy::compile(&input.rules, &input.providers, bindings, allowed_ports);
+        let policy = Policy::compile(PolicyInput {
+            rules: &input.rules,
+            providers: &input.providers,
+            placeholders: &bindings,
+            egress: &egress,
+            operator: &input.policies,
+            allowed_ports,
+        })?;
         let mediator = Arc::new(Mediator::new(
             input.placeholders.into_iter().map(|(n, _, v)| (n, v)).collect(),
         ));
-        Self {
+        Ok(Self {
             version,
             credentials,
-            policy,
+            policy: Arc::new(policy),
             mediator,
-        }
+        })
     }
 }

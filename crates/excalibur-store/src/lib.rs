@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreateTranslationRule, Flow, PlaceholderInfo, Provider, ServiceCredentialInfo, TokenInfo, TranslationRule,
-    UpsertPlaceholder, UpsertedPlaceholder,
+    CreatePolicy, CreateTranslationRule, Flow, PlaceholderInfo, PolicyRecord, Provider, ServiceCredentialInfo,
+    TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
 };
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
@@ -140,6 +140,8 @@ pub struct SnapshotData {
     pub credentials: Vec<ServiceCredentialRecord>,
     /// Translation rules.
     pub rules: Vec<TranslationRule>,
+    /// Operator Cedar policies.
+    pub policies: Vec<PolicyRecord>,
 }
 
 /// The persistence seam: SQLite now, PostgreSQL later. Every write that changes
@@ -188,6 +190,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn rule_list(&self) -> StoreFuture<'_, Vec<TranslationRule>>;
     /// Deletes a translation rule.
     fn rule_delete(&self, id: RuleId, actor: String) -> StoreFuture<'_, ()>;
+
+    /// Stores an operator policy (validated by the caller); ids are unique.
+    fn policy_create(&self, policy: CreatePolicy, actor: String) -> StoreFuture<'_, PolicyRecord>;
+    /// Lists operator policies.
+    fn policy_list(&self) -> StoreFuture<'_, Vec<PolicyRecord>>;
+    /// Deletes an operator policy.
+    fn policy_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
 
     /// Writes a batch of flows and audit events in one transaction.
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()>;

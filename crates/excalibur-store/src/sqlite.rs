@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::hmac;
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreateTranslationRule, Flow, PlaceholderInfo, Provider, ServiceCredentialInfo, TokenInfo, TranslationRule,
-    UpsertPlaceholder, UpsertedPlaceholder,
+    CreatePolicy, CreateTranslationRule, Flow, PlaceholderInfo, PolicyRecord, Provider, ServiceCredentialInfo,
+    TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
 };
 use excalibur_core::audit::{AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash};
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
@@ -23,7 +23,10 @@ use crate::{
 };
 
 /// Versioned migrations, applied in order at open.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_policies.sql")),
+];
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -593,6 +596,47 @@ impl Store for SqliteStore {
         })
     }
 
+    fn policy_create(&self, policy: CreatePolicy, actor: String) -> StoreFuture<'_, PolicyRecord> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            let exists: Option<String> = tx
+                .query_row("SELECT id FROM policies WHERE id = ?1", [&policy.id], |r| r.get(0))
+                .optional()?;
+            if exists.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "policy `{}` exists; delete it first",
+                    policy.id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO policies (id, description, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![policy.id, policy.description, policy.policy, now],
+            )?;
+            let record = PolicyRecord {
+                policy,
+                created_at: ts(now),
+            };
+            let event = NewEvent::new(EventType::PolicyCreated, actor, serde_json::to_value(&record)?);
+            Ok((record, vec![event]))
+        })
+    }
+
+    fn policy_list(&self) -> StoreFuture<'_, Vec<PolicyRecord>> {
+        self.run(|_, conn| list_policies(conn))
+    }
+
+    fn policy_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM policies WHERE id = ?1", [&id])? == 0 {
+                return Err(StoreError::NotFound { kind: "policy", id });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(EventType::PolicyDeleted, actor, json!({"id": id}))],
+            ))
+        })
+    }
+
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             let mut insert = tx.prepare_cached(
@@ -755,14 +799,31 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?
             };
             let rules = list_rules(&tx)?;
+            let policies = list_policies(&tx)?;
             Ok(SnapshotData {
                 placeholders,
                 providers,
                 credentials,
                 rules,
+                policies,
             })
         })
     }
+}
+
+fn list_policies(conn: &Connection) -> Result<Vec<PolicyRecord>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, description, body, created_ms FROM policies ORDER BY created_ms, id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PolicyRecord {
+            policy: CreatePolicy {
+                id: r.get(0)?,
+                description: r.get(1)?,
+                policy: r.get(2)?,
+            },
+            created_at: ts(r.get(3)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn list_rules(conn: &Connection) -> Result<Vec<TranslationRule>, StoreError> {

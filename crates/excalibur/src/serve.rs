@@ -72,7 +72,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let writer_cancel = CancellationToken::new();
     let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone());
 
-    let snapshots = Arc::new(Snapshots::new(Arc::clone(&store), config.allowed_ports.clone()));
+    let snapshots = Arc::new(Snapshots::new(Arc::clone(&store), config.allowed_ports.clone())?);
     snapshots.rebuild().await.context("cannot build the first snapshot")?;
     let reload: Reloader = {
         let snapshots = Arc::clone(&snapshots);
@@ -116,10 +116,16 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracker.clone(),
         cancel.clone(),
     )?;
+    let policy = {
+        let live = Arc::clone(&snapshots.live);
+        Arc::new(move || Arc::clone(&live.load().policy))
+            as Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>
+    };
     let api = excalibur_api::router(ApiState {
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,
+        policy,
     });
 
     store

@@ -20,14 +20,14 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
-    pub(crate) fn new(store: Arc<dyn Store>, allowed_ports: Vec<u16>) -> Self {
-        Self {
-            live: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+    pub(crate) fn new(store: Arc<dyn Store>, allowed_ports: Vec<u16>) -> anyhow::Result<Self> {
+        Ok(Self {
+            live: Arc::new(ArcSwap::from_pointee(Snapshot::empty()?)),
             store,
             lock: tokio::sync::Mutex::new(()),
             version: AtomicU64::new(0),
             allowed_ports,
-        }
+        })
     }
 
     /// Reads the store and swaps in a new snapshot.
@@ -43,10 +43,14 @@ impl Snapshots {
             providers: data.providers,
             credentials: data.credentials.into_iter().map(|c| (c.info, c.hash)).collect(),
             rules: data.rules,
+            policies: data.policies,
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();
-        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(version, input, ports)).await?;
+        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(version, input, &ports)).await??;
+        for problem in snapshot.policy.problems() {
+            tracing::warn!(problem = %problem, "policy compilation");
+        }
         self.live.store(Arc::new(snapshot));
         tracing::debug!(version, "snapshot swapped");
         Ok(())

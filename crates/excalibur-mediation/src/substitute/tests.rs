@@ -2,7 +2,7 @@ use excalibur_core::api::{CreateTranslationRule, Provider, TranslationRule};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::RuleId;
 use excalibur_core::principal::{Principal, PrincipalKind};
-use excalibur_policy::{Policy, RedeemTarget};
+use excalibur_policy::{Policy, PolicyInput, RedeemTarget, Subject};
 
 use super::*;
 
@@ -34,20 +34,35 @@ fn permit(names: &[&str]) -> Permit {
         },
         created_at: String::new(),
     }];
-    let bindings = names.iter().map(|n| (n.to_string(), "p".to_owned()));
-    let policy = Policy::compile(&rules, &providers, bindings, vec![443]);
+    let bindings: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), "p".to_owned())).collect();
+    let egress = [(
+        "service:x".to_owned(),
+        vec![HostPattern::parse("api.example.com").unwrap()],
+    )];
+    let policy = Policy::compile(PolicyInput {
+        rules: &rules,
+        providers: &providers,
+        placeholders: &bindings,
+        egress: &egress,
+        operator: &[],
+        allowed_ports: &[443],
+    })
+    .unwrap();
     let principal = Principal {
         id: "service:x".into(),
         kind: PrincipalKind::ServiceCredential,
         user: "x".into(),
+        namespace: String::new(),
+        groups: Vec::new(),
+        attestation: "service_credential".into(),
+        factors: Vec::new(),
         credential_id: None,
-        allowed_domains: vec![HostPattern::parse("api.example.com").unwrap()],
         source: "127.0.0.1".parse().unwrap(),
     };
     let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     policy
         .decide_redeem(
-            &principal,
+            &Subject::new(&principal),
             RedeemTarget {
                 host: "api.example.com",
                 path: "/",

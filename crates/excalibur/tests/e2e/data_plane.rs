@@ -14,15 +14,15 @@ use crate::server_bin;
 const GITHUB_REAL: &str = "ghp_REALVALUE_a1b2c3d4e5f6";
 const STRIPE_REAL: &str = "sk_live_REALVALUE_0099887766";
 
-struct Setup {
-    gw: Gateway,
-    echo: Echo,
-    ca: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) gw: Gateway,
+    pub(crate) echo: Echo,
+    pub(crate) ca: PathBuf,
 }
 
 /// A gateway whose upstream names resolve to the echo server, with github and stripe
 /// providers, their placeholders, and a rule for each.
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     let echo = Echo::start(&["api.github.com", "api.stripe.com", "other.example"])
         .await
         .unwrap();
@@ -83,7 +83,7 @@ async fn setup() -> Setup {
     Setup { gw, echo, ca }
 }
 
-async fn credential(gw: &Gateway, name: &str, source: &str, domains: &[&str]) -> (String, String) {
+pub(crate) async fn credential(gw: &Gateway, name: &str, source: &str, domains: &[&str]) -> (String, String) {
     let v = gw
         .api()
         .post(
@@ -99,7 +99,7 @@ async fn credential(gw: &Gateway, name: &str, source: &str, domains: &[&str]) ->
 }
 
 /// Runs curl with the machine's CA variables cleared; returns (exit code, stdout, stderr).
-async fn curl(args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn curl(args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--max-time", "10"])
         .args(args)
@@ -121,7 +121,7 @@ async fn curl(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn proxy_url(gw: &Gateway) -> String {
+pub(crate) fn proxy_url(gw: &Gateway) -> String {
     format!("http://{}", gw.proxy())
 }
 
@@ -140,7 +140,7 @@ async fn events(gw: &Gateway, ty: &str) -> Vec<Value> {
 }
 
 /// Waits (bounded) until the batching writer has stored at least `n` events of `ty`.
-async fn wait_events(gw: &Gateway, ty: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_events(gw: &Gateway, ty: &str, n: usize) -> Vec<Value> {
     for _ in 0..100 {
         let e = events(gw, ty).await;
         if e.len() >= n {

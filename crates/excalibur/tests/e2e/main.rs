@@ -11,6 +11,7 @@
 
 mod data_plane;
 mod foundation;
+mod policy;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,219 @@
+//! Compiling operator objects to Cedar, and slicing the policy set so a decision only
+//! evaluates policies that can apply to it.
+//!
+//! Slices are sound: a rule left out of a placeholder's slice has a placeholder glob
+//! that does not match that name, so its `when` clause could never hold; a credential's
+//! egress permit is scoped to `principal ==` that credential. Builtin and operator
+//! policies are in every slice.
+
+use std::collections::{HashMap, HashSet};
+
+use cedar_policy::{Authorizer, PolicyId, PolicySet};
+use excalibur_core::audit::glob_match;
+use excalibur_core::hosts::HostPattern;
+
+use crate::{Policy, PolicyError, PolicyInput, resource_entity, uid, validate_operator_policy};
+
+pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
+    let mut text = String::new();
+    let mut problems = Vec::new();
+
+    let ports: Vec<String> = input.allowed_ports.iter().map(ToString::to_string).collect();
+    let ports_policy = parse(
+        "builtin:allowed_ports",
+        &format!(
+            "forbid (principal, action == Action::\"connect\", resource)\nunless {{ [{}].contains(context.port) }};",
+            ports.join(", ")
+        ),
+        &mut text,
+    )?;
+
+    let mut operator = Vec::new();
+    for rec in input.operator {
+        let (id, src) = (&rec.policy.id, &rec.policy.policy);
+        match validate_operator_policy(id, src) {
+            Ok(()) => operator.push(parse(id, src, &mut text)?),
+            Err(e) => problems.push(format!("operator policy `{id}` left out: {e}")),
+        }
+    }
+
+    let mut connect_global = PolicySet::new();
+    add(&mut connect_global, &ports_policy)?;
+    let mut redeem_global = PolicySet::new();
+    for p in &operator {
+        add(&mut connect_global, p)?;
+        add(&mut redeem_global, p)?;
+    }
+
+    let mut connect_by_principal = HashMap::new();
+    for (principal, domains) in input.egress {
+        if domains.is_empty() {
+            continue;
+        }
+        let src = format!(
+            "permit (principal == Workload::{principal:?}, action == Action::\"connect\", resource)\nwhen {{ {} }};",
+            hosts_condition("resource.name", domains)
+        );
+        let policy = parse(&format!("egress:{principal}"), &src, &mut text)?;
+        let mut set = connect_global.clone();
+        add(&mut set, &policy)?;
+        connect_by_principal.insert(principal.clone(), set);
+    }
+
+    let mut providers = Vec::new();
+    let mut provider_forbid = HashMap::new();
+    for p in input.providers {
+        let hosts: Vec<HostPattern> = p.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect();
+        let condition = if hosts.is_empty() {
+            "false".to_owned()
+        } else {
+            hosts_condition("context.host", &hosts)
+        };
+        let src = format!(
+            "forbid (principal, action == Action::\"redeem\", resource in Provider::{:?})\nunless {{ {condition} }};",
+            p.id
+        );
+        provider_forbid.insert(
+            p.id.clone(),
+            parse(&format!("provider:{}:hosts", p.id), &src, &mut text)?,
+        );
+        providers.push((p.id.clone(), hosts));
+    }
+
+    let mut rules = Vec::new();
+    let mut body_rules = HashSet::new();
+    for r in input.rules {
+        let rule = &r.rule;
+        let hosts: Vec<HostPattern> = rule.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect();
+        let mut conds = Vec::new();
+        if rule.principal != "*" {
+            conds.push(format!("principal.id like {}", like_glob(&rule.principal)));
+        }
+        if rule.placeholder.contains('*') {
+            conds.push(format!("resource.name like {}", like_glob(&rule.placeholder)));
+        } else {
+            conds.push(format!("resource.name == {:?}", rule.placeholder));
+        }
+        conds.push(if hosts.is_empty() {
+            "false".to_owned()
+        } else {
+            format!("({})", hosts_condition("context.host", &hosts))
+        });
+        if rule.path_prefix != "/" {
+            conds.push(format!("context.path like {}", like_prefix(&rule.path_prefix)));
+        }
+        if !rule.methods.is_empty() {
+            let methods: Vec<String> = rule.methods.iter().map(|m| format!("{m:?}")).collect();
+            conds.push(format!("[{}].contains(context.method)", methods.join(", ")));
+        }
+        let src = format!(
+            "permit (principal, action == Action::\"redeem\", resource)\nwhen {{ {} }};",
+            conds.join("\n  && ")
+        );
+        let id = r.id.to_string();
+        if rule.substitute_body {
+            body_rules.insert(id.clone());
+        }
+        rules.push((rule.placeholder.clone(), parse(&id, &src, &mut text)?));
+    }
+
+    let mut redeem_by_placeholder = HashMap::new();
+    let mut placeholder_provider = HashMap::new();
+    let mut placeholder_entities = HashMap::new();
+    for (name, provider) in input.placeholders {
+        let entity_uid = uid("Placeholder", name);
+        placeholder_entities.insert(
+            name.clone(),
+            resource_entity(
+                &entity_uid,
+                &[("name", name), ("provider", provider)],
+                &[provider.as_str()],
+            ),
+        );
+        let mut set = redeem_global.clone();
+        if let Some(forbid) = provider_forbid.get(provider) {
+            add(&mut set, forbid)?;
+        }
+        for (glob, policy) in &rules {
+            if glob_match(glob, name) {
+                add(&mut set, policy)?;
+            }
+        }
+        redeem_by_placeholder.insert(name.clone(), set);
+        placeholder_provider.insert(name.clone(), provider.clone());
+    }
+
+    let passthrough = input
+        .providers
+        .iter()
+        .filter(|p| p.passthrough)
+        .flat_map(|p| p.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()))
+        .collect();
+
+    Ok(Policy {
+        authorizer: Authorizer::new(),
+        connect: uid("Action", "connect"),
+        redeem: uid("Action", "redeem"),
+        connect_global,
+        connect_by_principal,
+        redeem_global,
+        redeem_by_placeholder,
+        providers,
+        placeholder_provider,
+        placeholder_entities,
+        passthrough,
+        body_rules,
+        cedar_text: text,
+        problems,
+    })
+}
+
+fn parse(id: &str, src: &str, text: &mut String) -> Result<cedar_policy::Policy, PolicyError> {
+    text.push_str(&format!("// {id}\n{src}\n\n"));
+    cedar_policy::Policy::parse(Some(PolicyId::new(id)), src).map_err(|e| PolicyError::Parse(format!("{id}: {e}")))
+}
+
+fn add(set: &mut PolicySet, policy: &cedar_policy::Policy) -> Result<(), PolicyError> {
+    set.add(policy.clone()).map_err(|e| PolicyError::Parse(e.to_string()))
+}
+
+/// `X == "h" || X like "*.suffix"` for a list of host patterns.
+fn hosts_condition(expr: &str, hosts: &[HostPattern]) -> String {
+    hosts
+        .iter()
+        .map(|h| match h.as_str().strip_prefix("*.") {
+            Some(suffix) => format!("{expr} like {}", like_prefix_wild(suffix)),
+            None => format!("{expr} == {:?}", h.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+/// A Cedar `like` literal for our `*` glob: `*` stays a wildcard, the rest is literal.
+fn like_glob(glob: &str) -> String {
+    format!("{glob:?}")
+}
+
+/// A Cedar `like` literal matching any string that starts with `prefix`.
+fn like_prefix(prefix: &str) -> String {
+    let quoted = format!("{prefix:?}").replace('*', "\\*");
+    format!("{}*\"", quoted.trim_end_matches('"'))
+}
+
+/// A Cedar `like` literal matching `*.suffix` (one or more labels before the suffix).
+fn like_prefix_wild(suffix: &str) -> String {
+    let quoted = format!("{suffix:?}").replace('*', "\\*");
+    format!("\"*.{}", quoted.trim_start_matches('"'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_literals() {
+        assert_eq!(super::like_prefix("/v1/"), r#""/v1/*""#);
+        assert_eq!(super::like_prefix("/a*b"), r#""/a\*b*""#);
+        assert_eq!(super::like_prefix_wild("npmjs.org"), r#""*.npmjs.org""#);
+        assert_eq!(super::like_glob("service:*"), r#""service:*""#);
+        assert_eq!(super::like_glob("a\"b"), r#""a\"b""#);
+    }
+}
