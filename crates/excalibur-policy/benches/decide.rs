@@ -6,6 +6,8 @@
     clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
     missing_docs,
     reason = "benchmark"
 )]
