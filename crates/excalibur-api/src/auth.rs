@@ -82,6 +82,17 @@ impl FromRequestParts<ApiState> for Admin {
 impl FromRequestParts<ApiState> for Reader {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        // Reads (GET only) also accept a UI session cookie, so live panels can stream.
+        if parts.headers.get(header::AUTHORIZATION).is_none()
+            && parts.method == axum::http::Method::GET
+            && let Some(session) = state.sessions.lookup(&parts.headers)
+            && state.store.token_by_hash(session.token_hash.clone()).await?.is_some()
+        {
+            return Ok(Reader(Caller {
+                id: session.token_id,
+                role: session.role,
+            }));
+        }
         authenticate(parts, state).await.map(Reader)
     }
 }

@@ -36,6 +36,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", detail)
     }
 
+    /// The caller-facing detail.
+    pub fn detail(&self) -> &str {
+        &self.external
+    }
+
     /// 500 with the cause logged, not shown.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
         Self {

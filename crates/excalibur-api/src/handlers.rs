@@ -4,9 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreatedServiceCredential, CreatedToken,
-    EvaluateRequest, EvaluateResponse, Provider, ServiceCredentialInfo, TokenInfo, UpsertPlaceholder,
+    CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook, CreatedServiceCredential,
+    CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse, Provider, ServiceCredentialInfo, TokenInfo,
+    UpsertPlaceholder, WebhookInfo,
 };
 use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, TokenId};
 use excalibur_core::principal::{Principal, PrincipalKind};
@@ -167,6 +169,17 @@ pub(crate) async fn credential_create(
     State(s): State<ApiState>,
     JsonBody(req): JsonBody<CreateServiceCredential>,
 ) -> ApiResult {
+    let created = create_credential(&s, req, c.actor()).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Shared by the API and the UI form: validates, stores the hash, reloads, returns the
+/// token once.
+pub(crate) async fn create_credential(
+    s: &ApiState,
+    req: CreateServiceCredential,
+    actor: String,
+) -> Result<CreatedServiceCredential, ApiError> {
     let source_network = validate::credential(&req)?;
     let issued = IssuedToken::generate("xcs");
     let info = ServiceCredentialInfo {
@@ -183,19 +196,16 @@ pub(crate) async fn credential_create(
         created_at: Timestamp::now().to_rfc3339(),
         revoked_at: None,
         revoked_reason: None,
+        expires_at: req.expires_at,
     };
     s.store
-        .credential_create(info.clone(), issued.hash.clone(), c.actor())
+        .credential_create(info.clone(), issued.hash.clone(), actor)
         .await?;
     (s.reload)().await;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedServiceCredential {
-            info,
-            token: exposed(&issued),
-        }),
-    )
-        .into_response())
+    Ok(CreatedServiceCredential {
+        info,
+        token: exposed(&issued),
+    })
 }
 
 pub(crate) async fn credential_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -326,6 +336,57 @@ pub(crate) async fn policy_evaluate(
     Ok(Json(response).into_response())
 }
 
+pub(crate) async fn webhook_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.webhook_list().await?).into_response())
+}
+
+pub(crate) async fn webhook_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateWebhook>,
+) -> ApiResult {
+    let created = create_webhook(&s, req, c.actor()).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Shared by the API and the UI form.
+pub(crate) async fn create_webhook(
+    s: &ApiState,
+    req: CreateWebhook,
+    actor: String,
+) -> Result<CreatedWebhook, ApiError> {
+    validate::webhook(&req)?;
+    let (secret, shown) = match req.secret {
+        Some(secret) => (Secret::new(secret.into_bytes()), None),
+        None => {
+            let generated = IssuedToken::generate("whsec");
+            let text = exposed(&generated);
+            (generated.token, Some(text))
+        }
+    };
+    let info = WebhookInfo {
+        id: format!(
+            "wh_{}",
+            excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
+        ),
+        url: req.url,
+        event_types: req.event_types,
+        secret_fingerprint: secret.fingerprint(),
+        created_at: Timestamp::now().to_rfc3339(),
+    };
+    s.store.webhook_create(info.clone(), secret, actor).await?;
+    Ok(CreatedWebhook { info, secret: shown })
+}
+
+pub(crate) async fn webhook_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    s.store.webhook_delete(id, c.actor()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn webhook_deliveries(_: Reader, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(s.store.delivery_list(id, 200).await?).into_response())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlowParams {
@@ -382,6 +443,7 @@ pub(crate) async fn audit_list(_: Reader, State(s): State<ApiState>, Query(p): Q
         event_type: p.event_type,
         principal: p.principal,
         after_seq: p.after_seq,
+        oldest_first: false,
     };
     Ok(Json(s.store.audit_list(q).await?).into_response())
 }

@@ -21,8 +21,10 @@ use excalibur_store::Store;
 
 mod auth;
 mod error;
+mod events;
 mod extract;
 mod handlers;
+pub mod ui;
 mod validate;
 
 pub use error::ApiError;
@@ -58,6 +60,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/policies"),
     ("delete", "/api/policies/{id}"),
     ("post", "/api/policies/evaluate"),
+    ("get", "/api/webhooks"),
+    ("post", "/api/webhooks"),
+    ("delete", "/api/webhooks/{id}"),
+    ("get", "/api/webhooks/{id}/deliveries"),
+    ("get", "/api/events/stream"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -78,6 +85,8 @@ pub struct ApiState {
     pub reload: Reloader,
     /// The policy currently in force (for dry runs).
     pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
+    /// Web UI sessions.
+    pub sessions: Arc<ui::Sessions>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -109,9 +118,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/policies", get(policy_list).post(policy_create))
         .route("/api/policies/{id}", delete(policy_delete))
         .route("/api/policies/evaluate", post(policy_evaluate))
+        .route("/api/webhooks", get(webhook_list).post(webhook_create))
+        .route("/api/webhooks/{id}", delete(webhook_delete))
+        .route("/api/webhooks/{id}/deliveries", get(webhook_deliveries))
+        .route("/api/events/stream", get(events::stream))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

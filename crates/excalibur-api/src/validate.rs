@@ -53,6 +53,35 @@ pub(crate) fn placeholder(req: &UpsertPlaceholder) -> Result<(), ApiError> {
             "`real_value` must not contain control characters (CR, LF, NUL, ...)",
         ));
     }
+    expires("expires_at", req.expires_at.as_deref())
+}
+
+fn expires(field: &str, v: Option<&str>) -> Result<(), ApiError> {
+    if let Some(v) = v {
+        excalibur_core::time::Timestamp::parse(v).map_err(|e| ApiError::unprocessable(format!("`{field}`: {e}")))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn webhook(w: &excalibur_core::api::CreateWebhook) -> Result<(), ApiError> {
+    let url = w.url.to_ascii_lowercase();
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || w.url.len() > 2048
+        || w.url.contains(char::is_whitespace)
+    {
+        return Err(ApiError::unprocessable("`url` must be an http:// or https:// URL"));
+    }
+    let bad_type = |t: &String| {
+        t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'*')
+    };
+    if w.event_types.is_empty() || w.event_types.iter().any(bad_type) {
+        return Err(ApiError::unprocessable(
+            "`event_types` must list event types or globs such as `credential_rotated` or `placeholder_*`",
+        ));
+    }
+    if w.secret.as_ref().is_some_and(|s| s.len() < 16 || s.len() > 256) {
+        return Err(ApiError::unprocessable("`secret` must be 16 to 256 characters"));
+    }
     Ok(())
 }
 
@@ -73,6 +102,7 @@ pub(crate) fn credential(c: &CreateServiceCredential) -> Result<String, ApiError
     token_name(&c.name)?;
     ident("user", &c.user, 1, 64, b"_-.@")?;
     hosts("allowed_domains", &c.allowed_domains, true)?;
+    expires("expires_at", c.expires_at.as_deref())?;
     let net = c
         .source_network
         .parse::<ipnet::IpNet>()

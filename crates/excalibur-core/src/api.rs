@@ -72,6 +72,9 @@ pub struct UpsertPlaceholder {
     /// Route family (defaults to the provider id).
     #[serde(default)]
     pub route_family: Option<String>,
+    /// When the value stops being substituted (RFC 3339); `credential_expired` fires then.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// A placeholder as listed: fingerprint only.
@@ -91,6 +94,8 @@ pub struct PlaceholderInfo {
     pub last_rotated_at: String,
     /// RFC 3339 time of the last upsert.
     pub updated_at: String,
+    /// RFC 3339 expiry, if any.
+    pub expires_at: Option<String>,
 }
 
 /// Response of `POST /api/placeholders`.
@@ -131,6 +136,9 @@ pub struct CreateServiceCredential {
     /// Destinations this principal may reach (exact or `*.suffix`).
     #[serde(default)]
     pub allowed_domains: Vec<String>,
+    /// When the credential is revoked automatically (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// A service credential as listed.
@@ -152,8 +160,10 @@ pub struct ServiceCredentialInfo {
     pub created_at: String,
     /// RFC 3339 revocation time.
     pub revoked_at: Option<String>,
-    /// Why it was revoked (`admin`, `source_network_mismatch`).
+    /// Why it was revoked (`admin`, `source_network_mismatch`, `expired`).
     pub revoked_reason: Option<String>,
+    /// RFC 3339 expiry, if any.
+    pub expires_at: Option<String>,
 }
 
 /// Response of `POST /api/service-credentials`: the token is shown once.
@@ -345,4 +355,67 @@ pub struct EvaluateResponse {
     pub policies: Vec<String>,
     /// Reason code for a deny.
     pub reason: Option<String>,
+}
+
+/// `POST /api/webhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// `https://` (or `http://`) receiver URL.
+    pub url: String,
+    /// Event types or globs, e.g. `credential_rotated`, `credential_expired`, `placeholder_*`.
+    pub event_types: Vec<String>,
+    /// Signing secret (at least 16 characters); generated and shown once when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// A webhook as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    /// Id.
+    pub id: String,
+    /// Receiver URL.
+    pub url: String,
+    /// Subscribed event types or globs.
+    pub event_types: Vec<String>,
+    /// `sha256:` fingerprint of the signing secret.
+    pub secret_fingerprint: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// Response of `POST /api/webhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedWebhook {
+    /// The stored record.
+    #[serde(flatten)]
+    pub info: WebhookInfo,
+    /// The generated signing secret, shown once (absent when the caller chose it).
+    pub secret: Option<String>,
+}
+
+/// One delivery attempt series of one event to one webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Delivery id (also sent as `X-Excalibur-Delivery`).
+    pub id: String,
+    /// Webhook id.
+    pub webhook_id: String,
+    /// Audit seq of the event.
+    pub event_seq: i64,
+    /// Event type as delivered (aliases resolved, e.g. `credential_rotated`).
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// HTTP status of the last attempt.
+    pub last_status: Option<u16>,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
 }

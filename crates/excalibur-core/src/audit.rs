@@ -62,6 +62,12 @@ event_types! {
     PolicyCreated => "policy_created",
     /// An operator Cedar policy was deleted.
     PolicyDeleted => "policy_deleted",
+    /// A placeholder or service credential passed its `expires_at`.
+    CredentialExpired => "credential_expired",
+    /// A webhook was added.
+    WebhookCreated => "webhook_created",
+    /// A webhook was deleted.
+    WebhookDeleted => "webhook_deleted",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

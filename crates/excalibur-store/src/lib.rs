@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateTranslationRule, Flow, PlaceholderInfo, PolicyRecord, Provider, ServiceCredentialInfo,
-    TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
+    CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
+    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder, WebhookInfo,
 };
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
@@ -88,8 +88,10 @@ pub struct AuditQuery {
     pub since_ms: Option<i64>,
     /// Only events with seq greater than this.
     pub after_seq: Option<i64>,
-    /// Maximum number of events (newest first).
+    /// Maximum number of events.
     pub limit: usize,
+    /// Oldest first (for consumers following the log) instead of newest first.
+    pub oldest_first: bool,
 }
 
 /// Filters for `GET /api/flows`.
@@ -197,6 +199,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn policy_list(&self) -> StoreFuture<'_, Vec<PolicyRecord>>;
     /// Deletes an operator policy.
     fn policy_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
+
+    /// Stores a webhook with its sealed signing secret.
+    fn webhook_create(&self, info: WebhookInfo, secret: Secret, actor: String) -> StoreFuture<'_, ()>;
+    /// Lists webhooks (fingerprints only).
+    fn webhook_list(&self) -> StoreFuture<'_, Vec<WebhookInfo>>;
+    /// Webhooks with their opened secrets, for the dispatcher.
+    fn webhook_secrets(&self) -> StoreFuture<'_, Vec<(WebhookInfo, Secret)>>;
+    /// Deletes a webhook and its pending deliveries.
+    fn webhook_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
+    /// Enqueues deliveries and advances the named cursor, atomically.
+    fn delivery_enqueue(&self, deliveries: Vec<Delivery>, cursor: (String, i64)) -> StoreFuture<'_, ()>;
+    /// Pending deliveries whose next attempt is due.
+    fn deliveries_due(&self, limit: usize) -> StoreFuture<'_, Vec<Delivery>>;
+    /// Records an attempt's outcome.
+    fn delivery_update(
+        &self,
+        id: String,
+        status: String,
+        last_status: Option<u16>,
+        last_error: Option<String>,
+        next_attempt_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+    /// A webhook's delivery log, newest first.
+    fn delivery_list(&self, webhook_id: String, limit: usize) -> StoreFuture<'_, Vec<Delivery>>;
+    /// A follower's position in the audit log.
+    fn cursor_get(&self, name: String) -> StoreFuture<'_, Option<i64>>;
+    /// Marks placeholders and credentials past `expires_at` as expired (credentials are
+    /// revoked) and emits `credential_expired`; returns how many.
+    fn expire_due(&self) -> StoreFuture<'_, usize>;
 
     /// Writes a batch of flows and audit events in one transaction.
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()>;

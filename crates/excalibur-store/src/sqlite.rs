@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::hmac;
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateTranslationRule, Flow, PlaceholderInfo, PolicyRecord, Provider, ServiceCredentialInfo,
-    TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
+    CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
+    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder, WebhookInfo,
 };
 use excalibur_core::audit::{AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash};
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
@@ -26,6 +26,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_policies.sql")),
+    (3, include_str!("migrations/sqlite/0003_webhooks_expiry.sql")),
 ];
 
 /// The SQLite store.
@@ -221,10 +222,12 @@ fn placeholder_row(r: &Row<'_>) -> rusqlite::Result<PlaceholderInfo> {
         created_at: ts(r.get(4)?),
         last_rotated_at: ts(r.get(5)?),
         updated_at: ts(r.get(6)?),
+        expires_at: r.get::<_, Option<i64>>(7)?.map(ts),
     })
 }
 
-const PLACEHOLDER_COLS: &str = "name, provider_id, route_family, fingerprint, created_ms, rotated_ms, updated_ms";
+const PLACEHOLDER_COLS: &str =
+    "name, provider_id, route_family, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms";
 
 fn credential_row(r: &Row<'_>) -> rusqlite::Result<(ServiceCredentialInfo, String)> {
     let domains: String = r.get(4)?;
@@ -239,13 +242,14 @@ fn credential_row(r: &Row<'_>) -> rusqlite::Result<(ServiceCredentialInfo, Strin
             created_at: ts(r.get(6)?),
             revoked_at: r.get::<_, Option<i64>>(7)?.map(ts),
             revoked_reason: r.get(8)?,
+            expires_at: r.get::<_, Option<i64>>(10)?.map(ts),
         },
         r.get(9)?,
     ))
 }
 
 const CREDENTIAL_COLS: &str =
-    "id, name, user, source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash";
+    "id, name, user, source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash, expires_ms";
 
 fn provider_row(r: &Row<'_>) -> rusqlite::Result<Provider> {
     let hosts: String = r.get(1)?;
@@ -406,6 +410,7 @@ impl Store for SqliteStore {
             let fp = value.fingerprint();
             let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
             let (key_id, sealed) = inner.sealer.seal(&value, &format!("placeholder:{}", req.placeholder))?;
+            let expires_ms = parse_time("expires_at", req.expires_at.as_deref())?;
             let previous: Option<String> = tx
                 .query_row("SELECT fingerprint FROM placeholders WHERE name = ?1", [&req.placeholder], |r| r.get(0))
                 .optional()?;
@@ -413,13 +418,14 @@ impl Store for SqliteStore {
             let created = previous.is_none();
             let rotated = previous.as_ref().is_some_and(|p| *p != fp);
             tx.execute(
-                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
+                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8)
                  ON CONFLICT (name) DO UPDATE SET provider_id = excluded.provider_id, route_family = excluded.route_family,
                    key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   expires_ms = excluded.expires_ms, expired_ms = NULL,
                    rotated_ms = CASE WHEN placeholders.fingerprint = excluded.fingerprint THEN placeholders.rotated_ms ELSE excluded.rotated_ms END,
                    updated_ms = excluded.updated_ms",
-                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now],
+                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now, expires_ms],
             )?;
             let sql = format!("SELECT {PLACEHOLDER_COLS} FROM placeholders WHERE name = ?1");
             let info = tx.query_row(&sql, [&req.placeholder], placeholder_row)?;
@@ -488,8 +494,8 @@ impl Store for SqliteStore {
                 )));
             }
             tx.execute(
-                "INSERT INTO service_credentials (id, name, user, source_network, allowed_domains, prefix, hash, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO service_credentials (id, name, user, source_network, allowed_domains, prefix, hash, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     info.id.as_str(),
                     info.name,
@@ -498,7 +504,8 @@ impl Store for SqliteStore {
                     serde_json::to_string(&info.allowed_domains)?,
                     info.prefix,
                     hash,
-                    Timestamp::now().millis()
+                    Timestamp::now().millis(),
+                    parse_time("expires_at", info.expires_at.as_deref())?
                 ],
             )?;
             let event = NewEvent::new(
@@ -637,6 +644,188 @@ impl Store for SqliteStore {
         })
     }
 
+    fn webhook_create(&self, info: WebhookInfo, secret: Secret, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |inner, tx| {
+            let (kid, sealed) = inner.sealer.seal(&secret, &format!("webhook:{}", info.id))?;
+            tx.execute(
+                "INSERT INTO webhooks (id, url, event_types, key_id, sealed_secret, secret_fingerprint, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    info.id,
+                    info.url,
+                    serde_json::to_string(&info.event_types)?,
+                    kid,
+                    sealed,
+                    info.secret_fingerprint,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            let event = NewEvent::new(
+                EventType::WebhookCreated,
+                actor,
+                json!({"id": info.id, "url": info.url, "event_types": info.event_types, "secret_fingerprint": info.secret_fingerprint}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn webhook_list(&self) -> StoreFuture<'_, Vec<WebhookInfo>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_ms, id"))?;
+            Ok(stmt.query_map([], webhook_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn webhook_secrets(&self) -> StoreFuture<'_, Vec<(WebhookInfo, Secret)>> {
+        self.run(|inner, conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {WEBHOOK_COLS}, key_id, sealed_secret FROM webhooks ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((webhook_row(r)?, r.get::<_, String>(5)?, r.get::<_, Vec<u8>>(6)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(info, kid, blob)| {
+                    let secret = inner.sealer.open(&kid, &blob, &format!("webhook:{}", info.id))?;
+                    Ok((info, secret))
+                })
+                .collect()
+        })
+    }
+
+    fn webhook_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])? == 0 {
+                return Err(StoreError::NotFound { kind: "webhook", id });
+            }
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending'",
+                [&id],
+            )?;
+            Ok((
+                (),
+                vec![NewEvent::new(EventType::WebhookDeleted, actor, json!({"id": id}))],
+            ))
+        })
+    }
+
+    fn delivery_enqueue(&self, deliveries: Vec<Delivery>, cursor: (String, i64)) -> StoreFuture<'_, ()> {
+        self.run(move |_, conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = Timestamp::now().millis();
+            for d in &deliveries {
+                tx.execute(
+                    "INSERT OR IGNORE INTO webhook_deliveries (id, webhook_id, event_seq, event_type, status, attempts, next_attempt_ms, created_ms, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+                    params![d.id, d.webhook_id, d.event_seq, d.event_type, now],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                params![cursor.0, cursor.1],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn deliveries_due(&self, limit: usize) -> StoreFuture<'_, Vec<Delivery>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1
+                 ORDER BY next_attempt_ms, event_seq LIMIT ?2"
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            Ok(stmt
+                .query_map(params![Timestamp::now().millis(), limit], delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn delivery_update(
+        &self,
+        id: String,
+        status: String,
+        last_status: Option<u16>,
+        last_error: Option<String>,
+        next_attempt_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |_, conn| {
+            conn.execute(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4,
+                 next_attempt_ms = ?5, updated_ms = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    status,
+                    last_status,
+                    last_error,
+                    next_attempt_ms,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delivery_list(&self, webhook_id: String, limit: usize) -> StoreFuture<'_, Vec<Delivery>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY created_ms DESC, event_seq DESC LIMIT ?2"
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            Ok(stmt.query_map(params![webhook_id, limit], delivery_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn cursor_get(&self, name: String) -> StoreFuture<'_, Option<i64>> {
+        self.run(move |_, conn| {
+            Ok(conn
+                .query_row("SELECT seq FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn expire_due(&self) -> StoreFuture<'_, usize> {
+        self.write(|_, tx| {
+            let now = Timestamp::now().millis();
+            let mut events = Vec::new();
+            let expired: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT name, provider_id FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL",
+                )?;
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?
+            };
+            for (name, provider) in &expired {
+                tx.execute("UPDATE placeholders SET expired_ms = ?2 WHERE name = ?1", params![name, now])?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "placeholder", "placeholder": name, "provider_id": provider}),
+                ));
+            }
+            let creds: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, name FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL",
+                )?;
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?
+            };
+            for (id, name) in &creds {
+                tx.execute(
+                    "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = 'expired' WHERE id = ?1",
+                    params![id, now],
+                )?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "service_credential", "id": id, "name": name}),
+                ));
+            }
+            Ok((expired.len() + creds.len(), events))
+        })
+    }
+
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             let mut insert = tx.prepare_cached(
@@ -683,7 +872,8 @@ impl Store for SqliteStore {
             let glob = q.event_type.as_deref().map(sqlite_glob);
             let mut stmt = conn.prepare(&format!(
                 "SELECT {AUDIT_COLS} FROM audit_events WHERE (?1 IS NULL OR type GLOB ?1) AND (?2 IS NULL OR principal = ?2)
-                 AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR seq > ?4) ORDER BY seq DESC LIMIT ?5"
+                 AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR seq > ?4) ORDER BY seq {} LIMIT ?5",
+                if q.oldest_first { "ASC" } else { "DESC" }
             ))?;
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             Ok(stmt
@@ -810,6 +1000,47 @@ impl Store for SqliteStore {
         })
     }
 }
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, StoreError> {
+    value
+        .map(|v| {
+            Timestamp::parse(v)
+                .map(Timestamp::millis)
+                .map_err(|e| StoreError::Invalid(format!("`{field}`: {e}")))
+        })
+        .transpose()
+}
+
+fn webhook_row(r: &Row<'_>) -> rusqlite::Result<WebhookInfo> {
+    let types: String = r.get(2)?;
+    Ok(WebhookInfo {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        secret_fingerprint: r.get(3)?,
+        created_at: ts(r.get(4)?),
+    })
+}
+
+const WEBHOOK_COLS: &str = "id, url, event_types, secret_fingerprint, created_ms";
+
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        webhook_id: r.get(1)?,
+        event_seq: r.get(2)?,
+        event_type: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get(5)?,
+        last_status: r.get(6)?,
+        last_error: r.get(7)?,
+        created_at: ts(r.get(8)?),
+        updated_at: ts(r.get(9)?),
+    })
+}
+
+const DELIVERY_COLS: &str =
+    "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
 
 fn list_policies(conn: &Connection) -> Result<Vec<PolicyRecord>, StoreError> {
     let mut stmt = conn.prepare("SELECT id, description, body, created_ms FROM policies ORDER BY created_ms, id")?;

@@ -140,6 +140,7 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-mediation/src/substitute.rs",
     "excalibur-api/src/handlers.rs",
     "excalibur/src/init.rs",
+    "excalibur/src/webhooks.rs",
 ];
 
 #[test]

@@ -47,6 +47,28 @@ struct Raw {
     upstream: RawUpstream,
     #[serde(default)]
     proxy: RawProxy,
+    #[serde(default)]
+    webhooks: RawWebhooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    retry_base_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    dangerous_allow_private_destinations: bool,
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhooks {
+    /// First retry delay; doubles per attempt.
+    pub(crate) retry_base_ms: u64,
+    /// Attempts before a delivery is marked failed.
+    pub(crate) max_attempts: u32,
+    /// Allow receivers on private or loopback addresses.
+    pub(crate) dangerous_allow_private_destinations: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +111,8 @@ pub(crate) struct Config {
     pub(crate) allowed_ports: Vec<u16>,
     /// Largest request body rewritten for substitution.
     pub(crate) max_substitute_body: u64,
+    /// Webhook delivery.
+    pub(crate) webhooks: Webhooks,
 }
 
 /// Upstream connection settings.
@@ -165,6 +189,11 @@ impl Config {
             tls_names,
             allowed_ports: raw.proxy.allowed_ports.unwrap_or_else(|| vec![80, 443]),
             max_substitute_body: raw.proxy.max_substitute_body_bytes.unwrap_or(10 * 1024 * 1024),
+            webhooks: Webhooks {
+                retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1000),
+                max_attempts: raw.webhooks.max_attempts.unwrap_or(6).max(1),
+                dangerous_allow_private_destinations: raw.webhooks.dangerous_allow_private_destinations,
+            },
             upstream: Upstream {
                 resolve,
                 ca_file: raw.upstream.ca_file,

@@ -6,6 +6,7 @@ mod init;
 mod record;
 mod serve;
 mod snapshot;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 

@@ -126,6 +126,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         ca_pem: ca.cert_pem().into(),
         reload,
         policy,
+        sessions: Arc::default(),
     });
 
     store
@@ -140,6 +141,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await?;
 
+    crate::webhooks::init_cursor(store.as_ref()).await?;
+    let background = tokio::spawn(crate::webhooks::run(
+        Arc::clone(&store),
+        Arc::clone(&snapshots),
+        config.webhooks.clone(),
+        cancel.clone(),
+    ));
     let api_dispatch = Dispatch {
         api: Some(api),
         proxy: proxy.clone(),
@@ -166,7 +174,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    let _ = tokio::join!(accept_api, accept_proxy);
+    let _ = tokio::join!(accept_api, accept_proxy, background);
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");

@@ -26,6 +26,7 @@ fn upsert(name: &str, value: &str) -> UpsertPlaceholder {
         real_value: value.into(),
         provider_id: "github".into(),
         route_family: None,
+        expires_at: None,
     }
 }
 

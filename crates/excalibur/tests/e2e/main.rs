@@ -12,6 +12,8 @@
 mod data_plane;
 mod foundation;
 mod policy;
+mod ui;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,228 @@
+//! Background work that follows the audit log: the expiry sweeper (`credential_expired`)
+//! and the webhook dispatcher (signed deliveries with exponential backoff and a
+//! delivery log). Neither touches the request path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use excalibur_core::Secret;
+use excalibur_core::api::{Delivery, WebhookInfo};
+use excalibur_core::audit::{AuditEvent, glob_match};
+use excalibur_core::secret::hex;
+use excalibur_core::time::Timestamp;
+use excalibur_store::{AuditQuery, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Webhooks;
+use crate::snapshot::Snapshots;
+
+const CURSOR: &str = "webhooks";
+const TICK: Duration = Duration::from_millis(250);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deliveries attempted per tick.
+const BATCH: usize = 32;
+
+/// Places the delivery cursor at the current head on a data dir's first start (history
+/// is not replayed to webhooks). Call before serving, so no event slips past it.
+pub(crate) async fn init_cursor(store: &dyn Store) -> anyhow::Result<()> {
+    if store.cursor_get(CURSOR.to_owned()).await?.is_none() {
+        let head = store
+            .audit_list(AuditQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .first()
+            .map(|e| e.seq.0)
+            .unwrap_or(0);
+        store.delivery_enqueue(Vec::new(), (CURSOR.to_owned(), head)).await?;
+    }
+    Ok(())
+}
+
+/// Runs until `cancel` fires.
+pub(crate) async fn run(store: Arc<dyn Store>, snapshots: Arc<Snapshots>, cfg: Webhooks, cancel: CancellationToken) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            () = cancel.cancelled() => return,
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(4) {
+            match store.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(expired = n, "credentials expired");
+                    snapshots.rebuild_logged().await;
+                }
+                Err(e) => tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed"),
+            }
+        }
+        if let Err(e) = enqueue(store.as_ref()).await {
+            tracing::warn!(error = %format!("{e:#}"), "webhook enqueue failed");
+        }
+        if let Err(e) = attempt_due(&store, &cfg).await {
+            tracing::warn!(error = %format!("{e:#}"), "webhook delivery round failed");
+        }
+    }
+}
+
+/// The event type a webhook subscribed to that `event` satisfies, if any.
+/// `credential_rotated` is the documented alias of `placeholder_rotated`.
+fn matches(hook: &WebhookInfo, event: &AuditEvent) -> Option<String> {
+    hook.event_types.iter().find_map(|pattern| {
+        if pattern == "credential_rotated" && event.event_type == "placeholder_rotated" {
+            Some("credential_rotated".to_owned())
+        } else if glob_match(pattern, &event.event_type) {
+            Some(event.event_type.clone())
+        } else {
+            None
+        }
+    })
+}
+
+async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
+    let cursor = store.cursor_get(CURSOR.to_owned()).await?.unwrap_or(0);
+    let events = store
+        .audit_list(AuditQuery {
+            after_seq: Some(cursor),
+            limit: 500,
+            oldest_first: true,
+            ..Default::default()
+        })
+        .await?;
+    let Some(last) = events.last().map(|e| e.seq.0) else {
+        return Ok(());
+    };
+    let hooks = store.webhook_list().await?;
+    let mut deliveries = Vec::new();
+    for event in &events {
+        for hook in &hooks {
+            if let Some(event_type) = matches(hook, event) {
+                deliveries.push(Delivery {
+                    id: format!("dlv_{}", hex(&excalibur_core::ids::random_bytes::<8>())),
+                    webhook_id: hook.id.clone(),
+                    event_seq: event.seq.0,
+                    event_type,
+                    status: "pending".into(),
+                    attempts: 0,
+                    last_status: None,
+                    last_error: None,
+                    created_at: String::new(),
+                    updated_at: String::new(),
+                });
+            }
+        }
+    }
+    store.delivery_enqueue(deliveries, (CURSOR.to_owned(), last)).await?;
+    Ok(())
+}
+
+async fn attempt_due(store: &Arc<dyn Store>, cfg: &Webhooks) -> anyhow::Result<()> {
+    let due = store.deliveries_due(BATCH).await?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let hooks: HashMap<String, (WebhookInfo, Secret)> = store
+        .webhook_secrets()
+        .await?
+        .into_iter()
+        .map(|(info, secret)| (info.id.clone(), (info, secret)))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for d in due {
+        let Some((hook, secret)) = hooks.get(&d.webhook_id).cloned() else {
+            continue;
+        };
+        let (store, cfg) = (Arc::clone(store), cfg.clone());
+        set.spawn(async move {
+            let outcome = deliver(store.as_ref(), &hook, &secret, &d, &cfg).await;
+            let attempts = d.attempts + 1;
+            let (status, code, error, next) = match outcome {
+                Ok(code) => ("delivered", Some(code), None, Timestamp::now().millis()),
+                Err((code, error)) => {
+                    let failed = attempts >= cfg.max_attempts;
+                    let backoff = cfg.retry_base_ms.saturating_mul(1u64 << attempts.min(16).saturating_sub(1));
+                    let next = Timestamp::now().millis() + i64::try_from(backoff).unwrap_or(i64::MAX / 2);
+                    (if failed { "failed" } else { "pending" }, code, Some(error), next)
+                }
+            };
+            if let Err(e) = store.delivery_update(d.id.clone(), status.to_owned(), code, error, next).await {
+                tracing::warn!(error = %excalibur_core::ErrorChain(&e), delivery = %d.id, "recording a delivery attempt failed");
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One attempt: sign and POST. `Ok(status)` on 2xx; `Err((status, error))` otherwise.
+async fn deliver(
+    store: &dyn Store,
+    hook: &WebhookInfo,
+    secret: &Secret,
+    d: &Delivery,
+    cfg: &Webhooks,
+) -> Result<u16, (Option<u16>, String)> {
+    let event = store
+        .audit_list(AuditQuery {
+            after_seq: Some(d.event_seq - 1),
+            limit: 1,
+            oldest_first: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| (None, excalibur_core::ErrorChain(&e).to_string()))?
+        .into_iter()
+        .next()
+        .ok_or((None, "event not found".to_owned()))?;
+    let body =
+        json!({"delivery_id": d.id, "webhook_id": hook.id, "event_type": d.event_type, "event": event}).to_string();
+    let t = Timestamp::now().millis() / 1000;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
+    let signature = hex(hmac::sign(&key, format!("{t}.{body}").as_bytes()).as_ref());
+    let client = client_for(&hook.url, cfg).await.map_err(|e| (None, e))?;
+    let resp = client
+        .post(&hook.url)
+        .header("content-type", "application/json")
+        .header("x-excalibur-event", &d.event_type)
+        .header("x-excalibur-delivery", &d.id)
+        .header("x-excalibur-signature", format!("t={t},v1={signature}"))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| (None, format!("request failed: {}", excalibur_core::ErrorChain(&e))))?;
+    let status = resp.status().as_u16();
+    if resp.status().is_success() {
+        Ok(status)
+    } else {
+        Err((Some(status), format!("receiver answered {status}")))
+    }
+}
+
+/// A client pinned to the receiver's checked address (no second lookup).
+async fn client_for(url: &str, cfg: &Webhooks) -> Result<reqwest::Client, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url: {e}"))?;
+    let host = parsed.host_str().ok_or("url has no host")?.to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    let addr = addrs
+        .into_iter()
+        .find(|a| cfg.dangerous_allow_private_destinations || excalibur_proxy::guard::forbidden(a.ip()).is_none())
+        .ok_or_else(|| format!("{host} resolves only to forbidden addresses"))?;
+    reqwest::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve(&host, addr)
+        .build()
+        .map_err(|e| e.to_string())
+}

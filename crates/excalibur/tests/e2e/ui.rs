@@ -1,0 +1,200 @@
+//! Issue: web UI. Headless Chromium (Playwright) logs in, creates a service credential,
+//! watches a rotation arrive live, and an operator sees no write controls. Plus the
+//! security properties checked over plain HTTP: CSP, cookies, CSRF.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::gateway;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[tokio::test]
+async fn chromium_drives_the_ui() {
+    let gw = gateway().await;
+    let api = gw.api();
+    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
+        .await
+        .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_STRIPE_SECRET_KEY", "real_value": "sk_live_BEFORE", "provider_id": "stripe"}),
+    )
+    .await
+    .unwrap();
+    let op = api
+        .post("/api/tokens", json!({"name": "viewer", "role": "operator"}))
+        .await
+        .unwrap();
+    let out = workspace().join("target/ui-screenshots");
+    let ui_dir = workspace().join("tests/ui");
+    let run = tokio::process::Command::new("node")
+        .arg("ui.test.mjs")
+        .current_dir(&ui_dir)
+        .env("BASE", format!("http://localhost:{}", gw.api_addr.port()))
+        .env("ADMIN_TOKEN", &gw.admin_token)
+        .env("OPERATOR_TOKEN", op["token"].as_str().unwrap())
+        .env("OUT", &out)
+        .output()
+        .await
+        .expect("node runs (tests/ui needs `npm ci`; .ci/run does it)");
+    assert!(
+        run.status.success(),
+        "ui test failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let results: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(results["pages"], 11);
+    assert_eq!(results["lifecycle"], "live");
+    assert_eq!(results["operator"], "read-only");
+    let shots = std::fs::read_dir(&out).unwrap().count();
+    assert!(shots >= 14, "{shots} screenshots");
+    // The credential created in the browser is real.
+    let creds = api.get("/api/service-credentials").await.unwrap();
+    assert_eq!(creds[0]["name"], "ci-runner");
+}
+
+#[tokio::test]
+async fn ui_security_headers_cookies_and_csrf() {
+    let gw = gateway().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = gw.url();
+    let resp = client.get(format!("{base}/ui")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/login");
+    let login = client.get(format!("{base}/login")).send().await.unwrap();
+    let csp = login.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline")
+    );
+    assert_eq!(login.headers()["x-frame-options"], "DENY");
+
+    let bad = client
+        .post(format!("{base}/login"))
+        .form(&[("token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let ok = client
+        .post(format!("{base}/login"))
+        .form(&[("token", gw.admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(&gw.admin_token),
+        "the cookie is a session id, not the token"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // A form post without the CSRF token is refused and writes nothing.
+    let forged = client
+        .post(format!("{base}/ui/services/create"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", "guess"),
+            ("name", "evil"),
+            ("user", "x"),
+            ("source_network", "0.0.0.0/0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(
+        gw.api()
+            .get("/api/service-credentials")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // With the page's token it works.
+    let page = client
+        .get(format!("{base}/ui/services"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let created = client
+        .post(format!("{base}/ui/services/create"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "web"),
+            ("user", "ops"),
+            ("source_network", "10.0.0.0/8"),
+            ("allowed_domains", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    assert!(created.text().await.unwrap().contains("shown-once"));
+    // Escaping: a hostile name renders as text.
+    gw.api()
+        .post("/api/providers", json!({"id": "p", "hosts": ["x.example"]}))
+        .await
+        .unwrap();
+    let evil = client
+        .post(format!("{base}/ui/policies/create"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id", "x"),
+            ("description", "<script>alert(1)</script>"),
+            ("policy", "permit (principal, action, resource);"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(evil.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !evil.contains("<script>alert(1)"));
+    // Logging out ends the session.
+    client
+        .post(format!("{base}/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let after = client
+        .get(format!("{base}/ui"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303);
+}

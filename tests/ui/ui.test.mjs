@@ -1,0 +1,96 @@
+// Headless Chromium drives the Excalibur web UI like an operator would.
+// Run by crates/excalibur/tests/e2e/ui.rs with BASE, ADMIN_TOKEN, OPERATOR_TOKEN and OUT set.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const { BASE, ADMIN_TOKEN, OPERATOR_TOKEN, OUT } = process.env;
+mkdirSync(OUT, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const results = {};
+const fail = (msg) => { throw new Error(msg); };
+const cspViolations = [];
+
+async function login(token) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  await page.goto(`${BASE}/ui`);
+  if (!page.url().endsWith("/login")) fail(`unauthenticated /ui did not redirect to /login: ${page.url()}`);
+  await page.fill("input[name=token]", token);
+  await Promise.all([page.waitForURL(`${BASE}/ui`), page.click("button")]);
+  return { context, page };
+}
+
+try {
+  const { page } = await login(ADMIN_TOKEN);
+  // Every page renders, and is saved as a screenshot.
+  const pages = [["ui", "Overview"], ["ui/flows", "Flows"], ["ui/services", "Sessions & Services"],
+    ["ui/fleet", "Fleet & Namespaces"], ["ui/netbird", "NetBird"], ["ui/crypto?tab=sigv4", "Crypto Mediation"],
+    ["ui/escrow", "Escrow & Surrogates"], ["ui/rules", "Translation rules"], ["ui/policies", "Policies"],
+    ["ui/audit", "Audit"], ["ui/webhooks", "Webhooks"]];
+  let n = 0;
+  for (const [path, title] of pages) {
+    await page.goto(`${BASE}/${path}`);
+    const h1 = await page.textContent("h1");
+    if (h1 !== title) fail(`/${path}: heading ${h1} != ${title}`);
+    await page.screenshot({ path: `${OUT}/${String(++n).padStart(2, "0")}-${path.replace(/[/?=]/g, "-")}.png`, fullPage: true });
+  }
+  results.pages = n;
+
+  // Create a service credential in the card at the bottom; the token is shown once.
+  await page.goto(`${BASE}/ui/services`);
+  await page.fill("#create-service-credential input[name=name]", "ci-runner");
+  await page.fill("#create-service-credential input[name=user]", "ci");
+  await page.fill("#create-service-credential input[name=source_network]", "10.0.0.0/8");
+  await page.fill("#create-service-credential input[name=allowed_domains]", "api.github.com, registry.npmjs.org");
+  await page.click("#create-service-credential button");
+  const token = (await page.textContent("#shown-once")).trim();
+  if (!token.startsWith("xcs_")) fail(`no token shown: ${token}`);
+  const row = await page.textContent("#service-credentials tbody");
+  for (const want of ["ci-runner", "10.0.0.0/8", "api.github.com, registry.npmjs.org", token.slice(0, 10)]) {
+    if (!row.includes(want)) fail(`credential row lacks ${want}: ${row}`);
+  }
+  if (row.includes(token)) fail("the full token is listed");
+  await page.screenshot({ path: `${OUT}/12-service-credential-created.png`, fullPage: true });
+  await page.reload();
+  if ((await page.locator("#shown-once").count()) !== 0) fail("token shown again after reload");
+  results.credential = "created";
+
+  // Rotate a placeholder through the API; the lifecycle panel shows it live (SSE).
+  await page.goto(`${BASE}/ui/escrow`);
+  await page.waitForTimeout(300);
+  const r = await fetch(`${BASE}/api/placeholders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_TOKEN}` },
+    body: JSON.stringify({ placeholder: "XCALIBUR_STRIPE_SECRET_KEY", real_value: "sk_live_ROTATED_in_ui_test", provider_id: "stripe" }),
+  });
+  if (r.status !== 200) fail(`rotation answered ${r.status}`);
+  await page.waitForSelector("#lifecycle li.live >> text=placeholder_rotated", { timeout: 10000 });
+  await page.screenshot({ path: `${OUT}/13-lifecycle-live.png`, fullPage: true });
+  if ((await page.content()).includes("sk_live_ROTATED_in_ui_test")) fail("secret on the page");
+  results.lifecycle = "live";
+
+  // An operator reads but sees no write controls.
+  const op = await login(OPERATOR_TOKEN);
+  for (const path of ["ui/services", "ui/escrow", "ui/rules", "ui/policies", "ui/webhooks"]) {
+    await op.page.goto(`${BASE}/${path}`);
+    const forms = await op.page.locator("main form[method=post]").count();
+    if (forms !== 0) fail(`operator sees ${forms} write forms on /${path}`);
+  }
+  if (!(await op.page.content()).includes("ci-runner") && (await op.page.goto(`${BASE}/ui/services`), !(await op.page.content()).includes("ci-runner"))) fail("operator cannot read credentials");
+  await op.page.screenshot({ path: `${OUT}/14-operator-services.png`, fullPage: true });
+  results.operator = "read-only";
+
+  if (cspViolations.length) fail(`CSP violations: ${cspViolations.join("; ")}`);
+  console.log(JSON.stringify(results));
+  await browser.close();
+} catch (e) {
+  console.error(String(e && e.stack || e));
+  await browser.close();
+  process.exit(1);
+}
