@@ -28,7 +28,9 @@ pub(crate) struct Admin(pub(crate) Caller);
 
 /// A caller allowed to read (any role).
 #[derive(Debug)]
-pub(crate) struct Reader(#[expect(dead_code, reason = "reads are not attributed yet")] pub(crate) Caller);
+pub(crate) struct Reader(
+    #[expect(dead_code, reason = "reads are not attributed yet")] pub(crate) Caller,
+);
 
 async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -41,7 +43,10 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiErro
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
@@ -51,13 +56,17 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiErro
                 "the Authorization header must be `Bearer <token>`",
             )
         })?;
-    let info = state.store.token_by_hash(token_hash(token)).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "the token is unknown or revoked",
-        )
-    })?;
+    let info = state
+        .store
+        .token_by_hash(token_hash(token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the token is unknown or revoked",
+            )
+        })?;
     Ok(Caller {
         id: info.id,
         role: info.role,
@@ -72,7 +81,10 @@ impl FromRequestParts<ApiState> for Admin {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("role `{}` may only read; this needs `admin`", caller.role.as_str()),
+                format!(
+                    "role `{}` may only read; this needs `admin`",
+                    caller.role.as_str()
+                ),
             ));
         }
         Ok(Admin(caller))
@@ -86,7 +98,11 @@ impl FromRequestParts<ApiState> for Reader {
         if parts.headers.get(header::AUTHORIZATION).is_none()
             && parts.method == axum::http::Method::GET
             && let Some(session) = state.sessions.lookup(&parts.headers)
-            && state.store.token_by_hash(session.token_hash.clone()).await?.is_some()
+            && state
+                .store
+                .token_by_hash(session.token_hash.clone())
+                .await?
+                .is_some()
         {
             return Ok(Reader(Caller {
                 id: session.token_id,

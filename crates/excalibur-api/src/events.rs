@@ -83,7 +83,9 @@ pub(crate) fn follow(
                         events.reverse();
                         pending = events;
                     }
-                    Err(e) => tracing::warn!(error = %excalibur_core::ErrorChain(&e), "event stream poll failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %excalibur_core::ErrorChain(&e), "event stream poll failed")
+                    }
                 }
             }
         },

@@ -57,7 +57,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 }
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError::invalid("bad query"))?)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::invalid("bad query"))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
 }

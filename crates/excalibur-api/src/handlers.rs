@@ -6,9 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook, CreatedServiceCredential,
-    CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse, Provider, ServiceCredentialInfo, TokenInfo,
-    UpsertPlaceholder, WebhookInfo,
+    CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
+    CreatedServiceCredential, CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse,
+    Provider, ServiceCredentialInfo, TokenInfo, UpsertPlaceholder, WebhookInfo,
 };
 use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, TokenId};
 use excalibur_core::principal::{Principal, PrincipalKind};
@@ -38,7 +38,11 @@ pub(crate) async fn readyz(State(s): State<ApiState>) -> ApiResult {
 }
 
 pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/x-pem-file")], s.ca_pem.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        s.ca_pem.to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn openapi() -> Response {
@@ -93,7 +97,11 @@ pub(crate) async fn token_create(
         .into_response())
 }
 
-pub(crate) async fn token_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn token_revoke(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     if id == c.id.as_str() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -124,7 +132,11 @@ pub(crate) async fn provider_upsert(
     Ok(Json(p).into_response())
 }
 
-pub(crate) async fn provider_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn provider_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     s.store.provider_delete(id, c.actor()).await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -208,7 +220,11 @@ pub(crate) async fn create_credential(
     })
 }
 
-pub(crate) async fn credential_revoke(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn credential_revoke(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let info = s
         .store
         .credential_revoke(CredentialId::new(id), "admin".to_owned(), c.actor())
@@ -237,7 +253,11 @@ pub(crate) async fn rule_create(
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
-pub(crate) async fn rule_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn rule_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     s.store.rule_delete(RuleId::new(id), c.actor()).await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -259,7 +279,11 @@ pub(crate) async fn policy_create(
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
-pub(crate) async fn policy_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn policy_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     s.store.policy_delete(id, c.actor()).await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -281,9 +305,11 @@ pub(crate) async fn policy_evaluate(
         }
     };
     let source = req.principal.source.as_deref().unwrap_or("127.0.0.1");
-    let source = source
-        .parse()
-        .map_err(|_| ApiError::unprocessable(format!("`principal.source`: `{source}` is not an IP address")))?;
+    let source = source.parse().map_err(|_| {
+        ApiError::unprocessable(format!(
+            "`principal.source`: `{source}` is not an IP address"
+        ))
+    })?;
     let principal = Principal {
         id: req.principal.id,
         kind,
@@ -304,7 +330,9 @@ pub(crate) async fn policy_evaluate(
         }
         ("redeem", "Placeholder") => {
             let Some(host) = req.context.host.as_deref() else {
-                return Err(ApiError::unprocessable("`context.host` is required for `redeem`"));
+                return Err(ApiError::unprocessable(
+                    "`context.host` is required for `redeem`",
+                ));
             };
             let target = RedeemTarget {
                 host: &host.to_ascii_lowercase(),
@@ -375,15 +403,26 @@ pub(crate) async fn create_webhook(
         created_at: Timestamp::now().to_rfc3339(),
     };
     s.store.webhook_create(info.clone(), secret, actor).await?;
-    Ok(CreatedWebhook { info, secret: shown })
+    Ok(CreatedWebhook {
+        info,
+        secret: shown,
+    })
 }
 
-pub(crate) async fn webhook_delete(Admin(c): Admin, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn webhook_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     s.store.webhook_delete(id, c.actor()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn webhook_deliveries(_: Reader, State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+pub(crate) async fn webhook_deliveries(
+    _: Reader,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
     Ok(Json(s.store.delivery_list(id, 200).await?).into_response())
 }
 
@@ -414,7 +453,11 @@ fn limit(l: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-pub(crate) async fn flow_list(_: Reader, State(s): State<ApiState>, Query(p): Query<FlowParams>) -> ApiResult {
+pub(crate) async fn flow_list(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(p): Query<FlowParams>,
+) -> ApiResult {
     let q = FlowQuery {
         since_ms: since(p.since.as_deref())?,
         limit: limit(p.limit)?,
@@ -436,7 +479,11 @@ pub(crate) struct AuditParams {
     limit: Option<usize>,
 }
 
-pub(crate) async fn audit_list(_: Reader, State(s): State<ApiState>, Query(p): Query<AuditParams>) -> ApiResult {
+pub(crate) async fn audit_list(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(p): Query<AuditParams>,
+) -> ApiResult {
     let q = AuditQuery {
         since_ms: since(p.since.as_deref())?,
         limit: limit(p.limit)?,

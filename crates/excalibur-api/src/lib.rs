@@ -109,9 +109,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/tokens/{id}", delete(token_revoke))
         .route("/api/providers", get(provider_list).post(provider_upsert))
         .route("/api/providers/{id}", delete(provider_delete))
-        .route("/api/placeholders", get(placeholder_list).post(placeholder_upsert))
+        .route(
+            "/api/placeholders",
+            get(placeholder_list).post(placeholder_upsert),
+        )
         .route("/api/placeholders/{name}", delete(placeholder_delete))
-        .route("/api/service-credentials", get(credential_list).post(credential_create))
+        .route(
+            "/api/service-credentials",
+            get(credential_list).post(credential_create),
+        )
         .route("/api/service-credentials/{id}", delete(credential_revoke))
         .route("/api/translation-rules", get(rule_list).post(rule_create))
         .route("/api/translation-rules/{id}", delete(rule_delete))

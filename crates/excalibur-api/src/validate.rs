@@ -1,6 +1,8 @@
 //! Input validation for API writes; each failure names the field and the rule.
 
-use excalibur_core::api::{CreateServiceCredential, CreateTranslationRule, Provider, UpsertPlaceholder};
+use excalibur_core::api::{
+    CreateServiceCredential, CreateTranslationRule, Provider, UpsertPlaceholder,
+};
 use excalibur_core::hosts::HostPattern;
 
 use crate::ApiError;
@@ -9,7 +11,9 @@ use crate::ApiError;
 const MAX_SECRET_BYTES: usize = 16 * 1024;
 
 fn ident(field: &str, v: &str, min: usize, max: usize, extra: &[u8]) -> Result<(), ApiError> {
-    let ok = (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    let ok = (min..=max).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
     if ok {
         return Ok(());
     }
@@ -58,7 +62,8 @@ pub(crate) fn placeholder(req: &UpsertPlaceholder) -> Result<(), ApiError> {
 
 fn expires(field: &str, v: Option<&str>) -> Result<(), ApiError> {
     if let Some(v) = v {
-        excalibur_core::time::Timestamp::parse(v).map_err(|e| ApiError::unprocessable(format!("`{field}`: {e}")))?;
+        excalibur_core::time::Timestamp::parse(v)
+            .map_err(|e| ApiError::unprocessable(format!("`{field}`: {e}")))?;
     }
     Ok(())
 }
@@ -69,18 +74,29 @@ pub(crate) fn webhook(w: &excalibur_core::api::CreateWebhook) -> Result<(), ApiE
         || w.url.len() > 2048
         || w.url.contains(char::is_whitespace)
     {
-        return Err(ApiError::unprocessable("`url` must be an http:// or https:// URL"));
+        return Err(ApiError::unprocessable(
+            "`url` must be an http:// or https:// URL",
+        ));
     }
     let bad_type = |t: &String| {
-        t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'*')
+        t.is_empty()
+            || t.len() > 64
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'*')
     };
     if w.event_types.is_empty() || w.event_types.iter().any(bad_type) {
         return Err(ApiError::unprocessable(
             "`event_types` must list event types or globs such as `credential_rotated` or `placeholder_*`",
         ));
     }
-    if w.secret.as_ref().is_some_and(|s| s.len() < 16 || s.len() > 256) {
-        return Err(ApiError::unprocessable("`secret` must be 16 to 256 characters"));
+    if w.secret
+        .as_ref()
+        .is_some_and(|s| s.len() < 16 || s.len() > 256)
+    {
+        return Err(ApiError::unprocessable(
+            "`secret` must be 16 to 256 characters",
+        ));
     }
     Ok(())
 }
@@ -92,7 +108,9 @@ pub(crate) fn provider(p: &Provider) -> Result<(), ApiError> {
 
 pub(crate) fn token_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 128 {
-        return Err(ApiError::unprocessable("`name` must be 1 to 128 characters"));
+        return Err(ApiError::unprocessable(
+            "`name` must be 1 to 128 characters",
+        ));
     }
     Ok(())
 }
@@ -106,7 +124,11 @@ pub(crate) fn credential(c: &CreateServiceCredential) -> Result<String, ApiError
     let net = c
         .source_network
         .parse::<ipnet::IpNet>()
-        .or_else(|_| c.source_network.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .or_else(|_| {
+            c.source_network
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+        })
         .map_err(|_| {
             ApiError::unprocessable(format!(
                 "`source_network`: `{}` is not a CIDR such as 10.0.0.0/8",
@@ -122,7 +144,13 @@ pub(crate) fn rule(r: &CreateTranslationRule) -> Result<(), ApiError> {
             "`principal` must be `*`, a principal id or a glob",
         ));
     }
-    ident("placeholder", &r.placeholder.replace('*', ""), 0, 128, b"_-.")?;
+    ident(
+        "placeholder",
+        &r.placeholder.replace('*', ""),
+        0,
+        128,
+        b"_-.",
+    )?;
     if r.placeholder.is_empty() {
         return Err(ApiError::unprocessable(
             "`placeholder` must name a placeholder or a glob",

@@ -214,7 +214,10 @@ impl ChainVerifier {
             return;
         }
         let reason = if event.seq.0 != self.expected_seq {
-            Some(format!("expected seq {} but found {}", self.expected_seq, event.seq.0))
+            Some(format!(
+                "expected seq {} but found {}",
+                self.expected_seq, event.seq.0
+            ))
         } else if event.prev_hash != self.prev_hash {
             Some("prev_hash does not match the previous event".to_owned())
         } else if event.recompute_hash() != event.hash {
@@ -241,13 +244,19 @@ impl ChainVerifier {
                 (None, None) => {}
                 (Some((hs, hh)), Some((ls, lh))) if hs == *ls && hh == lh => {}
                 (Some((hs, _)), Some((ls, _))) if hs > *ls => {
-                    broken = Some((ls + 1, format!("events {}..={hs} are missing (tail truncated)", ls + 1)));
+                    broken = Some((
+                        ls + 1,
+                        format!("events {}..={hs} are missing (tail truncated)", ls + 1),
+                    ));
                 }
                 (Some((hs, _)), None) => {
                     broken = Some((1, format!("events 1..={hs} are missing")));
                 }
                 (_, Some((ls, _))) => {
-                    broken = Some((*ls, "the last event does not match the authenticated head".to_owned()));
+                    broken = Some((
+                        *ls,
+                        "the last event does not match the authenticated head".to_owned(),
+                    ));
                 }
             }
         }
@@ -287,7 +296,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]

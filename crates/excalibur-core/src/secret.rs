@@ -53,7 +53,10 @@ impl fmt::Debug for Secret {
 
 /// `sha256:<hex>` of arbitrary bytes.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(digest::digest(&digest::SHA256, bytes).as_ref()))
+    format!(
+        "sha256:{}",
+        hex(digest::digest(&digest::SHA256, bytes).as_ref())
+    )
 }
 
 /// Lowercase hex encoding.
@@ -95,7 +98,10 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(unhex(&hex(&[0, 1, 254, 255])).unwrap(), vec![0, 1, 254, 255]);
+        assert_eq!(
+            unhex(&hex(&[0, 1, 254, 255])).unwrap(),
+            vec![0, 1, 254, 255]
+        );
         assert!(unhex("abc").is_none());
         assert!(unhex("zz").is_none());
     }

@@ -28,7 +28,9 @@ impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
         let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| TimestampError(s.to_owned()))?;
         let ms = t.unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ms).map(Self).map_err(|_| TimestampError(s.to_owned()))
+        i64::try_from(ms)
+            .map(Self)
+            .map_err(|_| TimestampError(s.to_owned()))
     }
 
     /// Renders as RFC 3339 in UTC with exactly three fractional digits, e.g.

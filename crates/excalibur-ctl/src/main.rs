@@ -15,7 +15,12 @@ mod table;
 #[command(name = "excalibur-ctl", version, about)]
 struct Cli {
     /// Base URL of the API.
-    #[arg(long, env = "EXCALIBUR_URL", default_value = "http://127.0.0.1:8443", global = true)]
+    #[arg(
+        long,
+        env = "EXCALIBUR_URL",
+        default_value = "http://127.0.0.1:8443",
+        global = true
+    )]
     url: String,
     /// API token (admin for writes, operator for reads).
     #[arg(long, env = "EXCALIBUR_TOKEN", hide_env_values = true, global = true)]
@@ -69,7 +74,11 @@ enum PlaceholderCmd {
         #[arg(long)]
         name: String,
         /// The real value (prefer --value-file to keep it out of shell history).
-        #[arg(long, conflicts_with = "value_file", required_unless_present = "value_file")]
+        #[arg(
+            long,
+            conflicts_with = "value_file",
+            required_unless_present = "value_file"
+        )]
         value: Option<String>,
         /// Read the real value from a file, or `-` for stdin (one trailing newline is dropped).
         #[arg(long)]
@@ -307,7 +316,10 @@ enum CaCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -334,8 +346,10 @@ impl Client {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
         if let Some(path) = &cli.cacert {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).context("--cacert is not a PEM certificate")?;
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .context("--cacert is not a PEM certificate")?;
             builder = builder.tls_certs_only([cert]);
         }
         Ok(Self {
@@ -345,7 +359,12 @@ impl Client {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -418,7 +437,8 @@ fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
             .read_to_string(&mut text)
             .context("cannot read the value from stdin")?;
     } else {
-        text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
     }
     if text.ends_with('\n') {
         text.pop();
@@ -506,32 +526,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             show(&v, PLACEHOLDER_COLS);
         }
-        Command::Placeholder(PlaceholderCmd::List) => show(&client.get("/api/placeholders").await?, PLACEHOLDER_COLS),
+        Command::Placeholder(PlaceholderCmd::List) => {
+            show(&client.get("/api/placeholders").await?, PLACEHOLDER_COLS)
+        }
         Command::Placeholder(PlaceholderCmd::Delete { name }) => {
-            client.delete(&format!("/api/placeholders/{}", enc(&name))).await?;
+            client
+                .delete(&format!("/api/placeholders/{}", enc(&name)))
+                .await?;
             println!("deleted {name}");
         }
-        Command::Provider(ProviderCmd::Add { id, hosts, passthrough }) => {
+        Command::Provider(ProviderCmd::Add {
+            id,
+            hosts,
+            passthrough,
+        }) => {
             let v = client
                 .post(
                     "/api/providers",
                     json!({"id": id, "hosts": hosts, "passthrough": passthrough}),
                 )
                 .await?;
-            show(&v, &[("ID", "id"), ("HOSTS", "hosts"), ("PASSTHROUGH", "passthrough")]);
+            show(
+                &v,
+                &[
+                    ("ID", "id"),
+                    ("HOSTS", "hosts"),
+                    ("PASSTHROUGH", "passthrough"),
+                ],
+            );
         }
         Command::Provider(ProviderCmd::List) => {
             show(
                 &client.get("/api/providers").await?,
-                &[("ID", "id"), ("HOSTS", "hosts"), ("PASSTHROUGH", "passthrough")],
+                &[
+                    ("ID", "id"),
+                    ("HOSTS", "hosts"),
+                    ("PASSTHROUGH", "passthrough"),
+                ],
             );
         }
         Command::Provider(ProviderCmd::Delete { id }) => {
-            client.delete(&format!("/api/providers/{}", enc(&id))).await?;
+            client
+                .delete(&format!("/api/providers/{}", enc(&id)))
+                .await?;
             println!("deleted {id}");
         }
         Command::Token(TokenCmd::Create { name, role }) => {
-            let v = client.post("/api/tokens", json!({"name": name, "role": role})).await?;
+            let v = client
+                .post("/api/tokens", json!({"name": name, "role": role}))
+                .await?;
             show(
                 &v,
                 &[
@@ -543,9 +586,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Token(TokenCmd::List) => show(&client.get("/api/tokens").await?, TOKEN_COLS),
-        Command::Token(TokenCmd::Revoke { id }) => {
-            show(&client.delete(&format!("/api/tokens/{}", enc(&id))).await?, TOKEN_COLS)
-        }
+        Command::Token(TokenCmd::Revoke { id }) => show(
+            &client.delete(&format!("/api/tokens/{}", enc(&id))).await?,
+            TOKEN_COLS,
+        ),
         Command::ServiceCredential(CredentialCmd::Create {
             name,
             user,
@@ -573,7 +617,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ServiceCredential(CredentialCmd::Revoke { id }) => {
             show(
-                &client.delete(&format!("/api/service-credentials/{}", enc(&id))).await?,
+                &client
+                    .delete(&format!("/api/service-credentials/{}", enc(&id)))
+                    .await?,
                 CRED_COLS,
             );
         }
@@ -587,9 +633,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             show(&v, RULE_COLS);
         }
-        Command::TranslationRule(RuleCmd::List) => show(&client.get("/api/translation-rules").await?, RULE_COLS),
+        Command::TranslationRule(RuleCmd::List) => {
+            show(&client.get("/api/translation-rules").await?, RULE_COLS)
+        }
         Command::TranslationRule(RuleCmd::Delete { id }) => {
-            client.delete(&format!("/api/translation-rules/{}", enc(&id))).await?;
+            client
+                .delete(&format!("/api/translation-rules/{}", enc(&id)))
+                .await?;
             println!("deleted {id}");
         }
         Command::Policy(PolicyCmd::Add {
@@ -607,17 +657,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             show(
                 &v,
-                &[("ID", "id"), ("DESCRIPTION", "description"), ("CREATED", "created_at")],
+                &[
+                    ("ID", "id"),
+                    ("DESCRIPTION", "description"),
+                    ("CREATED", "created_at"),
+                ],
             );
         }
         Command::Policy(PolicyCmd::List) => {
             show(
                 &client.get("/api/policies").await?,
-                &[("ID", "id"), ("DESCRIPTION", "description"), ("CREATED", "created_at")],
+                &[
+                    ("ID", "id"),
+                    ("DESCRIPTION", "description"),
+                    ("CREATED", "created_at"),
+                ],
             );
         }
         Command::Policy(PolicyCmd::Delete { id }) => {
-            client.delete(&format!("/api/policies/{}", enc(&id))).await?;
+            client
+                .delete(&format!("/api/policies/{}", enc(&id)))
+                .await?;
             println!("deleted {id}");
         }
         Command::Policy(PolicyCmd::Test {
@@ -642,13 +702,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let v = client.post("/api/policies/evaluate", body).await?;
             show(
                 &v,
-                &[("DECISION", "decision"), ("REASON", "reason"), ("POLICIES", "policies")],
+                &[
+                    ("DECISION", "decision"),
+                    ("REASON", "reason"),
+                    ("POLICIES", "policies"),
+                ],
             );
             if v.get("decision").and_then(Value::as_str) != Some("allow") {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Flows(FlowsCmd::List { principal, host, limit }) => {
+        Command::Flows(FlowsCmd::List {
+            principal,
+            host,
+            limit,
+        }) => {
             let mut q = format!("/api/flows?limit={limit}");
             if let Some(p) = principal {
                 q.push_str(&format!("&principal={}", enc(&p)));
@@ -665,7 +733,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         }) => {
             let mut q = format!("/api/audit?limit={limit}");
-            for (k, v) in [("type", event_type), ("principal", principal), ("since", since)] {
+            for (k, v) in [
+                ("type", event_type),
+                ("principal", principal),
+                ("since", since),
+            ] {
                 if let Some(v) = v {
                     q.push_str(&format!("&{k}={}", enc(&v)));
                 }
@@ -687,7 +759,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!(
                     "audit chain BROKEN at seq {}: {}",
                     field(&v, "first_broken_seq"),
-                    v.get("reason").and_then(Value::as_str).unwrap_or("unknown reason")
+                    v.get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown reason")
                 );
             }
             if !ok {

@@ -109,7 +109,10 @@ pub fn identify(
 ) -> Result<Principal, Unidentified> {
     let header = proxy_authorization.ok_or(Unidentified::Missing)?;
     let token = bearer_token(header)?;
-    let entry = index.by_hash.get(&token_hash(&token)).ok_or(Unidentified::Unknown)?;
+    let entry = index
+        .by_hash
+        .get(&token_hash(&token))
+        .ok_or(Unidentified::Unknown)?;
     let source = peer.to_canonical();
     if !entry.source_network.contains(&source) {
         return Err(Unidentified::SourceMismatch {
@@ -134,7 +137,9 @@ pub fn identify(
 /// Extracts the token from `Bearer <token>` or `Basic base64(<user>:<token>)` (the
 /// form clients send from a proxy URL's userinfo).
 fn bearer_token(header: &[u8]) -> Result<String, Unidentified> {
-    let text = std::str::from_utf8(header).map_err(|_| Unidentified::Malformed)?.trim();
+    let text = std::str::from_utf8(header)
+        .map_err(|_| Unidentified::Malformed)?
+        .trim();
     let (scheme, rest) = text.split_once(' ').ok_or(Unidentified::Malformed)?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
@@ -181,15 +186,39 @@ mod tests {
 
     #[test]
     fn table() {
-        check("10.1.2.3", Some("Bearer xcs_secret"), Ok("service:ci-runner"));
-        check("::ffff:10.1.2.3", Some("bearer xcs_secret"), Ok("service:ci-runner"));
+        check(
+            "10.1.2.3",
+            Some("Bearer xcs_secret"),
+            Ok("service:ci-runner"),
+        );
+        check(
+            "::ffff:10.1.2.3",
+            Some("bearer xcs_secret"),
+            Ok("service:ci-runner"),
+        );
         let basic = format!("Basic {}", STANDARD.encode("ci-runner:xcs_secret"));
         check("10.1.2.3", Some(&basic), Ok("service:ci-runner"));
         check("10.1.2.3", None, Err("missing_credentials"));
         check("10.1.2.3", Some("Bearer"), Err("malformed_credentials"));
-        check("10.1.2.3", Some("Token xcs_secret"), Err("malformed_credentials"));
-        check("10.1.2.3", Some("Bearer xcs_other"), Err("unknown_credential"));
-        check("192.168.1.1", Some("Bearer xcs_secret"), Err("source_network_mismatch"));
-        check("127.0.0.1", Some("Bearer xcs_secret"), Err("source_network_mismatch"));
+        check(
+            "10.1.2.3",
+            Some("Token xcs_secret"),
+            Err("malformed_credentials"),
+        );
+        check(
+            "10.1.2.3",
+            Some("Bearer xcs_other"),
+            Err("unknown_credential"),
+        );
+        check(
+            "192.168.1.1",
+            Some("Bearer xcs_secret"),
+            Err("source_network_mismatch"),
+        );
+        check(
+            "127.0.0.1",
+            Some("Bearer xcs_secret"),
+            Err("source_network_mismatch"),
+        );
     }
 }

@@ -14,7 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use excalibur_core::api::{CreatePolicy, CreateTranslationRule, PolicyRecord, Provider, TranslationRule};
+use excalibur_core::api::{
+    CreatePolicy, CreateTranslationRule, PolicyRecord, Provider, TranslationRule,
+};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::RuleId;
 use excalibur_core::principal::{Principal, PrincipalKind};

@@ -18,7 +18,11 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
     let mut text = String::new();
     let mut problems = Vec::new();
 
-    let ports: Vec<String> = input.allowed_ports.iter().map(ToString::to_string).collect();
+    let ports: Vec<String> = input
+        .allowed_ports
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let ports_policy = parse(
         "builtin:allowed_ports",
         &format!(
@@ -63,7 +67,11 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
     let mut providers = Vec::new();
     let mut provider_forbid = HashMap::new();
     for p in input.providers {
-        let hosts: Vec<HostPattern> = p.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect();
+        let hosts: Vec<HostPattern> = p
+            .hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .collect();
         let condition = if hosts.is_empty() {
             "false".to_owned()
         } else {
@@ -84,13 +92,20 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
     let mut body_rules = HashSet::new();
     for r in input.rules {
         let rule = &r.rule;
-        let hosts: Vec<HostPattern> = rule.hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect();
+        let hosts: Vec<HostPattern> = rule
+            .hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .collect();
         let mut conds = Vec::new();
         if rule.principal != "*" {
             conds.push(format!("principal.id like {}", like_glob(&rule.principal)));
         }
         if rule.placeholder.contains('*') {
-            conds.push(format!("resource.name like {}", like_glob(&rule.placeholder)));
+            conds.push(format!(
+                "resource.name like {}",
+                like_glob(&rule.placeholder)
+            ));
         } else {
             conds.push(format!("resource.name == {:?}", rule.placeholder));
         }
@@ -100,7 +115,10 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             format!("({})", hosts_condition("context.host", &hosts))
         });
         if rule.path_prefix != "/" {
-            conds.push(format!("context.path like {}", like_prefix(&rule.path_prefix)));
+            conds.push(format!(
+                "context.path like {}",
+                like_prefix(&rule.path_prefix)
+            ));
         }
         if !rule.methods.is_empty() {
             let methods: Vec<String> = rule.methods.iter().map(|m| format!("{m:?}")).collect();
@@ -170,11 +188,13 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
 
 fn parse(id: &str, src: &str, text: &mut String) -> Result<cedar_policy::Policy, PolicyError> {
     text.push_str(&format!("// {id}\n{src}\n\n"));
-    cedar_policy::Policy::parse(Some(PolicyId::new(id)), src).map_err(|e| PolicyError::Parse(format!("{id}: {e}")))
+    cedar_policy::Policy::parse(Some(PolicyId::new(id)), src)
+        .map_err(|e| PolicyError::Parse(format!("{id}: {e}")))
 }
 
 fn add(set: &mut PolicySet, policy: &cedar_policy::Policy) -> Result<(), PolicyError> {
-    set.add(policy.clone()).map_err(|e| PolicyError::Parse(e.to_string()))
+    set.add(policy.clone())
+        .map_err(|e| PolicyError::Parse(e.to_string()))
 }
 
 /// `X == "h" || X like "*.suffix"` for a list of host patterns.

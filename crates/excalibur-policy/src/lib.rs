@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr as _;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use excalibur_core::api::{PolicyRecord, Provider, TranslationRule};
 use excalibur_core::hosts::HostPattern;
@@ -143,7 +143,9 @@ pub enum PolicyError {
     #[error("the policy fails schema validation: {0}")]
     Invalid(String),
     /// The id is reserved or malformed.
-    #[error("policy id `{0}` is invalid or uses a reserved prefix (egress:, provider:, builtin:, rule_)")]
+    #[error(
+        "policy id `{0}` is invalid or uses a reserved prefix (egress:, provider:, builtin:, rule_)"
+    )]
     Id(String),
 }
 
@@ -179,18 +181,24 @@ pub fn schema() -> Result<Schema, PolicyError> {
 pub fn validate_operator_policy(id: &str, text: &str) -> Result<(), PolicyError> {
     let id_ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         && !RESERVED_PREFIXES.iter().any(|p| id.starts_with(p));
     if !id_ok {
         return Err(PolicyError::Id(id.to_owned()));
     }
-    let policy =
-        cedar_policy::Policy::parse(Some(PolicyId::new(id)), text).map_err(|e| PolicyError::Parse(render(&e)))?;
+    let policy = cedar_policy::Policy::parse(Some(PolicyId::new(id)), text)
+        .map_err(|e| PolicyError::Parse(render(&e)))?;
     let mut set = PolicySet::new();
-    set.add(policy).map_err(|e| PolicyError::Parse(e.to_string()))?;
+    set.add(policy)
+        .map_err(|e| PolicyError::Parse(e.to_string()))?;
     let result = Validator::new(schema()?).validate(&set, ValidationMode::Strict);
     if !result.validation_passed() {
-        let messages: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+        let messages: Vec<String> = result
+            .validation_errors()
+            .map(ToString::to_string)
+            .collect();
         return Err(PolicyError::Invalid(messages.join("; ")));
     }
     Ok(())
@@ -244,7 +252,12 @@ impl Policy {
 
     /// May `principal` open a connection to `host:port`? Default deny. On allow,
     /// returns the ids of the determining policies.
-    pub fn decide_egress(&self, principal: &Subject, host: &str, port: u16) -> Result<Vec<String>, Deny> {
+    pub fn decide_egress(
+        &self,
+        principal: &Subject,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<String>, Deny> {
         let set = self
             .connect_by_principal
             .get(&principal.id)
@@ -256,7 +269,10 @@ impl Policy {
             .map(|(id, _)| id.as_str())
             .collect();
         let resource = uid("Host", host);
-        let entities = self.entities(principal, resource_entity(&resource, &[("name", host)], &parents));
+        let entities = self.entities(
+            principal,
+            resource_entity(&resource, &[("name", host)], &parents),
+        );
         let context = [
             ("port", RestrictedExpression::new_long(i64::from(port))),
             ("sni", RestrictedExpression::new_string(host.to_owned())),
@@ -287,7 +303,10 @@ impl Policy {
             rules: Vec::new(),
         };
         for name in found {
-            let set = self.redeem_by_placeholder.get(name).unwrap_or(&self.redeem_global);
+            let set = self
+                .redeem_by_placeholder
+                .get(name)
+                .unwrap_or(&self.redeem_global);
             let provider = self
                 .placeholder_provider
                 .get(name)
@@ -300,9 +319,18 @@ impl Policy {
             };
             let entities = self.entities(principal, entity);
             let context = [
-                ("host", RestrictedExpression::new_string(target.host.to_owned())),
-                ("path", RestrictedExpression::new_string(target.path.to_owned())),
-                ("method", RestrictedExpression::new_string(target.method.to_owned())),
+                (
+                    "host",
+                    RestrictedExpression::new_string(target.host.to_owned()),
+                ),
+                (
+                    "path",
+                    RestrictedExpression::new_string(target.path.to_owned()),
+                ),
+                (
+                    "method",
+                    RestrictedExpression::new_string(target.method.to_owned()),
+                ),
                 ("port", RestrictedExpression::new_long(443)),
                 ("time", RestrictedExpression::new_long(now())),
             ];
@@ -347,7 +375,8 @@ impl Policy {
     }
 
     fn entities(&self, principal: &Subject, resource: Entity) -> Entities {
-        Entities::from_entities([principal.entity.clone(), resource], None).unwrap_or_else(|_| Entities::empty())
+        Entities::from_entities([principal.entity.clone(), resource], None)
+            .unwrap_or_else(|_| Entities::empty())
     }
 
     fn authorize<const N: usize>(
@@ -359,14 +388,25 @@ impl Policy {
         set: &PolicySet,
         entities: &Entities,
     ) -> (Decision, Vec<String>) {
-        let Ok(context) = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v))) else {
+        let Ok(context) = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        else {
             return (Decision::Deny, vec!["builtin:invalid_context".to_owned()]);
         };
-        let Ok(request) = Request::new(principal.uid.clone(), action.clone(), resource, context, None) else {
+        let Ok(request) = Request::new(
+            principal.uid.clone(),
+            action.clone(),
+            resource,
+            context,
+            None,
+        ) else {
             return (Decision::Deny, vec!["builtin:invalid_request".to_owned()]);
         };
         let response = self.authorizer.is_authorized(&request, set, entities);
-        let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        let mut policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
         policies.sort();
         (response.decision(), policies)
     }
@@ -390,25 +430,45 @@ fn now() -> i64 {
 
 fn uid(kind: &str, id: &str) -> EntityUid {
     // INVARIANT: the type names used here are fixed identifiers from our schema.
-    #[expect(clippy::expect_used, reason = "constant entity type names always parse")]
+    #[expect(
+        clippy::expect_used,
+        reason = "constant entity type names always parse"
+    )]
     let ty = EntityTypeName::from_str(kind).expect("valid entity type name");
     EntityUid::from_type_name_and_id(ty, EntityId::new(id))
 }
 
 fn principal_uid(p: &Principal) -> EntityUid {
-    uid(if p.kind.is_human() { "Human" } else { "Workload" }, &p.id)
+    uid(
+        if p.kind.is_human() {
+            "Human"
+        } else {
+            "Workload"
+        },
+        &p.id,
+    )
 }
 
 fn principal_entity(p: &Principal) -> Entity {
-    let strings =
-        |v: &[String]| RestrictedExpression::new_set(v.iter().map(|s| RestrictedExpression::new_string(s.clone())));
+    let strings = |v: &[String]| {
+        RestrictedExpression::new_set(
+            v.iter()
+                .map(|s| RestrictedExpression::new_string(s.clone())),
+        )
+    };
     let mut attrs = HashMap::from([
-        ("id".to_owned(), RestrictedExpression::new_string(p.id.clone())),
+        (
+            "id".to_owned(),
+            RestrictedExpression::new_string(p.id.clone()),
+        ),
         (
             "kind".to_owned(),
             RestrictedExpression::new_string(p.kind.as_str().to_owned()),
         ),
-        ("user".to_owned(), RestrictedExpression::new_string(p.user.clone())),
+        (
+            "user".to_owned(),
+            RestrictedExpression::new_string(p.user.clone()),
+        ),
         (
             "namespace".to_owned(),
             RestrictedExpression::new_string(p.namespace.clone()),
@@ -418,22 +478,32 @@ fn principal_entity(p: &Principal) -> Entity {
             "attestation".to_owned(),
             RestrictedExpression::new_string(p.attestation.clone()),
         ),
-        ("source".to_owned(), RestrictedExpression::new_ip(p.source.to_string())),
+        (
+            "source".to_owned(),
+            RestrictedExpression::new_ip(p.source.to_string()),
+        ),
     ]);
     if p.kind.is_human() {
         attrs.insert("factors_completed".to_owned(), strings(&p.factors));
     }
     let uid = principal_uid(p);
-    Entity::new(uid.clone(), attrs, HashSet::new()).unwrap_or_else(|_| Entity::new_no_attrs(uid, HashSet::new()))
+    Entity::new(uid.clone(), attrs, HashSet::new())
+        .unwrap_or_else(|_| Entity::new_no_attrs(uid, HashSet::new()))
 }
 
 pub(crate) fn resource_entity(uid: &EntityUid, attrs: &[(&str, &str)], parents: &[&str]) -> Entity {
     let attrs: HashMap<String, RestrictedExpression> = attrs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), RestrictedExpression::new_string((*v).to_owned())))
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                RestrictedExpression::new_string((*v).to_owned()),
+            )
+        })
         .collect();
     let parents: HashSet<EntityUid> = parents.iter().map(|p| uid_provider(p)).collect();
-    Entity::new(uid.clone(), attrs, parents.clone()).unwrap_or_else(|_| Entity::new_no_attrs(uid.clone(), parents))
+    Entity::new(uid.clone(), attrs, parents.clone())
+        .unwrap_or_else(|_| Entity::new_no_attrs(uid.clone(), parents))
 }
 
 fn uid_provider(id: &str) -> EntityUid {

@@ -63,9 +63,23 @@ fn policy_with(extra: &[PolicyRecord]) -> Policy {
         },
     ];
     let rules = vec![
-        rule("r_gh", "service:*", "XCALIBUR_GITHUB_*", &["api.github.com"], "/", &[]),
+        rule(
+            "r_gh",
+            "service:*",
+            "XCALIBUR_GITHUB_*",
+            &["api.github.com"],
+            "/",
+            &[],
+        ),
         // A rule that names a host outside the provider's: the binding still wins.
-        rule("r_bad", "*", "XCALIBUR_GITHUB_TOKEN", &["evil.example"], "/", &[]),
+        rule(
+            "r_bad",
+            "*",
+            "XCALIBUR_GITHUB_TOKEN",
+            &["evil.example"],
+            "/",
+            &[],
+        ),
         rule(
             "r_stripe",
             "service:billing",
@@ -150,7 +164,10 @@ fn snapshot(name: &str, actual: &str) {
         .join("tests/data")
         .join(name);
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        #[allow(clippy::disallowed_methods, reason = "writing a reviewed test snapshot")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "writing a reviewed test snapshot"
+        )]
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
@@ -165,7 +182,10 @@ fn schema_parses_and_compiled_policies_validate_strictly() {
     let p = policy();
     let set: PolicySet = p.cedar_text().parse().unwrap();
     let result = Validator::new(schema().unwrap()).validate(&set, ValidationMode::Strict);
-    let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+    let errors: Vec<String> = result
+        .validation_errors()
+        .map(ToString::to_string)
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     snapshot("compiled.cedar", p.cedar_text());
 }
@@ -199,10 +219,30 @@ fn authorization_matrix() {
         for (host, path, method, name) in [
             ("api.github.com", "/user", "GET", "XCALIBUR_GITHUB_TOKEN"),
             ("evil.example", "/", "GET", "XCALIBUR_GITHUB_TOKEN"),
-            ("api.stripe.com", "/v1/charges", "POST", "XCALIBUR_GITHUB_TOKEN"),
-            ("api.stripe.com", "/v1/charges", "POST", "XCALIBUR_STRIPE_KEY"),
-            ("api.stripe.com", "/v1/charges", "GET", "XCALIBUR_STRIPE_KEY"),
-            ("api.stripe.com", "/v2/charges", "POST", "XCALIBUR_STRIPE_KEY"),
+            (
+                "api.stripe.com",
+                "/v1/charges",
+                "POST",
+                "XCALIBUR_GITHUB_TOKEN",
+            ),
+            (
+                "api.stripe.com",
+                "/v1/charges",
+                "POST",
+                "XCALIBUR_STRIPE_KEY",
+            ),
+            (
+                "api.stripe.com",
+                "/v1/charges",
+                "GET",
+                "XCALIBUR_STRIPE_KEY",
+            ),
+            (
+                "api.stripe.com",
+                "/v2/charges",
+                "POST",
+                "XCALIBUR_STRIPE_KEY",
+            ),
             ("api.github.com", "/user", "GET", "XCALIBUR_UNKNOWN_TOKEN"),
         ] {
             writeln!(
@@ -258,11 +298,25 @@ fn forbid_overrides_a_rule() {
     let p = policy_with(&[operator("no-deletes", forbid)]);
     let ci = workload("service:ci");
     assert_eq!(
-        redeem(&p, &ci, "api.github.com", "/repo", "GET", "XCALIBUR_GITHUB_TOKEN"),
+        redeem(
+            &p,
+            &ci,
+            "api.github.com",
+            "/repo",
+            "GET",
+            "XCALIBUR_GITHUB_TOKEN"
+        ),
         "allow [r_gh]"
     );
     assert_eq!(
-        redeem(&p, &ci, "api.github.com", "/repo", "DELETE", "XCALIBUR_GITHUB_TOKEN"),
+        redeem(
+            &p,
+            &ci,
+            "api.github.com",
+            "/repo",
+            "DELETE",
+            "XCALIBUR_GITHUB_TOKEN"
+        ),
         "deny forbidden_by_policy [no-deletes]"
     );
 }
@@ -270,8 +324,13 @@ fn forbid_overrides_a_rule() {
 #[test]
 fn schema_errors_are_rejected_with_the_validators_message() {
     let typo = r#"permit (principal, action == Action::"redeem", resource) when { principal.tenant_id == "x" };"#;
-    let err = validate_operator_policy("typo", typo).unwrap_err().to_string();
-    assert!(err.contains("schema validation") && err.contains("tenant_id"), "{err}");
+    let err = validate_operator_policy("typo", typo)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("schema validation") && err.contains("tenant_id"),
+        "{err}"
+    );
     let wrong_type = r#"permit (principal, action == Action::"connect", resource) when { context.port == "443" };"#;
     assert!(validate_operator_policy("wrong-type", wrong_type).is_err());
     let bad_action = r#"permit (principal, action == Action::"fly", resource);"#;
@@ -302,7 +361,10 @@ fn one_denied_placeholder_denies_all_and_body_flag_follows_the_rule() {
         .decide_redeem(&billing, target, &["XCALIBUR_STRIPE_KEY".to_owned()])
         .unwrap();
     assert!(permit.substitute_body());
-    let both = vec!["XCALIBUR_STRIPE_KEY".to_owned(), "XCALIBUR_GITHUB_TOKEN".to_owned()];
+    let both = vec![
+        "XCALIBUR_STRIPE_KEY".to_owned(),
+        "XCALIBUR_GITHUB_TOKEN".to_owned(),
+    ];
     assert!(p.decide_redeem(&billing, target, &both).is_err());
     assert!(p.is_passthrough("www.bank.example"));
 }

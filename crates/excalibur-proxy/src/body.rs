@@ -22,7 +22,9 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -141,7 +143,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
             if let Some(trailers) = this.pending_trailers.take() {
@@ -173,8 +178,14 @@ where
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                     Err(frame) => {
-                        let Ok(trailers) = frame.into_trailers() else { continue };
-                        let rest = this.rewriter.as_mut().map(StreamRewriter::finish).unwrap_or_default();
+                        let Ok(trailers) = frame.into_trailers() else {
+                            continue;
+                        };
+                        let rest = this
+                            .rewriter
+                            .as_mut()
+                            .map(StreamRewriter::finish)
+                            .unwrap_or_default();
                         if rest.is_empty() {
                             this.finished = true;
                             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
@@ -186,7 +197,11 @@ where
                 },
                 Poll::Ready(None) => {
                     this.finished = true;
-                    let rest = this.rewriter.as_mut().map(StreamRewriter::finish).unwrap_or_default();
+                    let rest = this
+                        .rewriter
+                        .as_mut()
+                        .map(StreamRewriter::finish)
+                        .unwrap_or_default();
                     if rest.is_empty() {
                         return Poll::Ready(None);
                     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use excalibur_core::Secret;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs as provider;
@@ -71,7 +71,8 @@ impl CertAuthority {
     /// Generates a new CA (10-year validity). Returns the CA and its private key PEM,
     /// which the caller seals into the store.
     pub fn generate() -> Result<(Self, Secret), CaError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
         let mut params = ca_params();
         let now = time_now();
         params.not_before = now - std::time::Duration::from_secs(3600);
@@ -90,7 +91,8 @@ impl CertAuthority {
     }
 
     fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
         Ok(Self {
             issuer: Issuer::new(ca_params(), key),
             cert_pem,
@@ -112,7 +114,8 @@ impl CertAuthority {
     /// Mints a leaf for `names` (DNS names or IP literals) and returns the certified key
     /// with the chain `[leaf, CA]`. CPU-bound: call off the async threads.
     pub fn mint(&self, names: &[String]) -> Result<CertifiedKey, CaError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
+        let key =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(
@@ -132,7 +135,9 @@ impl CertAuthority {
         let now = time_now();
         params.not_before = now - std::time::Duration::from_secs(3600);
         params.not_after = now + std::time::Duration::from_secs(30 * 86400);
-        let cert = params.signed_by(&key, &self.issuer).map_err(CaError::Generate)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::Generate)?;
         let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|_| CaError::Load)?;
         let signer = provider::sign::any_supported_type(&key_der).map_err(CaError::Tls)?;
         Ok(CertifiedKey::new(

@@ -37,7 +37,11 @@ pub use snapshot::{Snapshot, SnapshotInput};
 pub trait Control: Send + Sync + std::fmt::Debug {
     /// Revokes a credential (e.g. presented from outside its source network) and
     /// returns once the new snapshot is in place.
-    fn revoke_credential(&self, id: CredentialId, reason: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn revoke_credential(
+        &self,
+        id: CredentialId,
+        reason: &'static str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Proxy settings.
@@ -101,14 +105,16 @@ impl Proxy {
         tasks: TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, ProxyBuildError> {
-        let tls = upstream::client_tls(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?;
+        let tls =
+            upstream::client_tls(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?;
         let upstream = Arc::new(config.upstream);
         let connector = upstream::Connector::new(Arc::clone(&upstream), tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
-        let via = http::HeaderValue::from_str(&format!("1.1 {}", config.via_name)).map_err(|_| ProxyBuildError::Via)?;
+        let via = http::HeaderValue::from_str(&format!("1.1 {}", config.via_name))
+            .map_err(|_| ProxyBuildError::Via)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 snapshot,

@@ -96,19 +96,29 @@ impl Proxy {
             .authority()
             .and_then(|a| Some((normalize_host(a.host()), a.port_u16()?)))
         else {
-            return refuse(StatusCode::BAD_REQUEST, "bad_connect_target", "CONNECT needs host:port");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_connect_target",
+                "CONNECT needs host:port",
+            );
         };
         let target = Target {
             https: true,
             host,
             port,
         };
-        let principal = match self.identify(&snap, req.headers(), peer, "CONNECT", &target).await {
+        let principal = match self
+            .identify(&snap, req.headers(), peer, "CONNECT", &target)
+            .await
+        {
             Ok(p) => p,
             Err(resp) => return resp,
         };
         let subject = Subject::new(&principal);
-        if let Err(deny) = snap.policy.decide_egress(&subject, &target.host, target.port) {
+        if let Err(deny) = snap
+            .policy
+            .decide_egress(&subject, &target.host, target.port)
+        {
             return inner.egress_denied(&principal, &target, "CONNECT", &deny);
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -149,7 +159,8 @@ impl Proxy {
         target: Target,
     ) {
         let inner = &self.inner;
-        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+        let acceptor =
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
         let Ok(Ok(start)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor).await else {
             return;
         };
@@ -172,14 +183,20 @@ impl Proxy {
                 return;
             }
         };
-        let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, start.into_stream(config)).await else {
+        let Ok(Ok(tls)) =
+            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, start.into_stream(config)).await
+        else {
             return;
         };
         let proxy = self.clone();
         let who = Arc::new((principal, subject));
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let (proxy, who, target) = (proxy.clone(), Arc::clone(&who), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(proxy.tunnelled(req, &who.0, &who.1, target).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    proxy.tunnelled(req, &who.0, &who.1, target).await,
+                )
+            }
         });
         let builder = auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection(TokioIo::new(tls), service);
@@ -215,12 +232,16 @@ impl Proxy {
             return proxy_auth_required("credential_revoked");
         }
         // The request's authority must be the tunnel's: Host / :authority agree with CONNECT and SNI.
-        let authority = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        });
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
         let agrees = authority.as_deref().is_some_and(|a| {
             let (h, p) = split_authority(a);
             normalize_host(h) == target.host && p.is_none_or(|p| p == target.port)
@@ -267,15 +288,23 @@ impl Proxy {
             port,
         };
         let method = req.method().as_str().to_owned();
-        let principal = match self.identify(&snap, req.headers(), peer, &method, &target).await {
+        let principal = match self
+            .identify(&snap, req.headers(), peer, &method, &target)
+            .await
+        {
             Ok(p) => p,
             Err(resp) => return resp,
         };
         let subject = Subject::new(&principal);
-        if let Err(deny) = snap.policy.decide_egress(&subject, &target.host, target.port) {
+        if let Err(deny) = snap
+            .policy
+            .decide_egress(&subject, &target.host, target.port)
+        {
             return inner.egress_denied(&principal, &target, &method, &deny);
         }
-        inner.forward(&snap, &principal, &subject, &target, req).await
+        inner
+            .forward(&snap, &principal, &subject, &target, req)
+            .await
     }
 
     /// Identifies the caller; on failure writes `proxy_auth_denied`, revokes a credential
@@ -289,7 +318,9 @@ impl Proxy {
         target: &Target,
     ) -> Result<Principal, Response<ProxyBody>> {
         let inner = &self.inner;
-        let auth = headers.get(header::PROXY_AUTHORIZATION).map(HeaderValue::as_bytes);
+        let auth = headers
+            .get(header::PROXY_AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
         match excalibur_identity::identify(&snap.credentials, peer.ip(), auth) {
             Ok(principal) => {
                 inner.event(
@@ -301,9 +332,9 @@ impl Proxy {
             }
             Err(why) => {
                 let (principal, credential_id) = match &why {
-                    Unidentified::SourceMismatch { credential, name, .. } => {
-                        (format!("service:{name}"), Some(credential))
-                    }
+                    Unidentified::SourceMismatch {
+                        credential, name, ..
+                    } => (format!("service:{name}"), Some(credential)),
                     _ => ("unidentified".to_owned(), None),
                 };
                 let details = json!({
@@ -317,7 +348,14 @@ impl Proxy {
                         .revoke_credential(credential, "source_network_mismatch")
                         .await;
                 }
-                let flow = inner.flow_state_for(&principal, method, target, "", "deny", Some(why.reason()));
+                let flow = inner.flow_state_for(
+                    &principal,
+                    method,
+                    target,
+                    "",
+                    "deny",
+                    Some(why.reason()),
+                );
                 flow.update(|f| f.status = 407);
                 Err(proxy_auth_required(why.reason()))
             }
@@ -380,7 +418,13 @@ impl Inner {
         )
     }
 
-    fn egress_denied(&self, p: &Principal, t: &Target, method: &str, deny: &Deny) -> Response<ProxyBody> {
+    fn egress_denied(
+        &self,
+        p: &Principal,
+        t: &Target,
+        method: &str,
+        deny: &Deny,
+    ) -> Response<ProxyBody> {
         self.event(
             EventType::EgressDenied,
             &p.id,
@@ -391,12 +435,20 @@ impl Inner {
         refuse(StatusCode::FORBIDDEN, deny.reason, &deny.detail)
     }
 
-    fn connect_failed(&self, p: &Principal, t: &Target, method: &str, e: &ConnectError) -> Response<ProxyBody> {
+    fn connect_failed(
+        &self,
+        p: &Principal,
+        t: &Target,
+        method: &str,
+        e: &ConnectError,
+    ) -> Response<ProxyBody> {
         let status = match e {
             ConnectError::Forbidden { .. } | ConnectError::Loop(_) => StatusCode::FORBIDDEN,
             ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ConnectError::NoHost => StatusCode::BAD_REQUEST,
-            ConnectError::Resolve(..) | ConnectError::Connect(..) | ConnectError::Tls(..) => StatusCode::BAD_GATEWAY,
+            ConnectError::Resolve(..) | ConnectError::Connect(..) | ConnectError::Tls(..) => {
+                StatusCode::BAD_GATEWAY
+            }
         };
         if status == StatusCode::FORBIDDEN {
             self.event(
@@ -476,7 +528,10 @@ impl Inner {
         } else {
             match snap.policy.decide_redeem(subject, redeem_target, &asked) {
                 Ok(p) => Some(p),
-                Err(deny) => return self.placeholder_denied(principal, target, &method, &path, &asked, &deny),
+                Err(deny) => {
+                    return self
+                        .placeholder_denied(principal, target, &method, &path, &asked, &deny);
+                }
             }
         };
 
@@ -515,10 +570,14 @@ impl Inner {
         }
 
         let flow = self.flow_state(principal, &method, target, &path, "allow", None);
-        let redeemed: Vec<String> = permit.as_ref().map(|p| p.placeholders().to_vec()).unwrap_or_default();
+        let redeemed: Vec<String> = permit
+            .as_ref()
+            .map(|p| p.placeholders().to_vec())
+            .unwrap_or_default();
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
-        let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>() else {
+        let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
+        else {
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request_target",
@@ -528,7 +587,14 @@ impl Inner {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.headers.append(header::VIA, self.via.clone());
-        let body = Mediated::new(incoming, body_rewriter, Some(Arc::clone(&flow)), Direction::Up, limit).boxed_unsync();
+        let body = Mediated::new(
+            incoming,
+            body_rewriter,
+            Some(Arc::clone(&flow)),
+            Direction::Up,
+            limit,
+        )
+        .boxed_unsync();
         let resp = match self.client.request(Request::from_parts(parts, body)).await {
             Ok(r) => r,
             Err(e) => {
@@ -626,7 +692,9 @@ impl Inner {
     }
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<T>() {
@@ -657,8 +725,10 @@ fn split_authority(a: &str) -> (&str, Option<u16>) {
 
 fn via_loops(headers: &HeaderMap, name: &str) -> bool {
     headers.get_all(header::VIA).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(name)))
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|hop| hop.split_whitespace().nth(1) == Some(name))
+        })
     })
 }
 
@@ -697,8 +767,10 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody>
     let body = json!({"error": reason, "detail": detail}).to_string();
     let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(reason) {
         resp.headers_mut().insert(REASON_HEADER, v);
     }
@@ -713,7 +785,9 @@ fn proxy_auth_required(reason: &str) -> Response<ProxyBody> {
     );
     resp.headers_mut().insert(
         header::PROXY_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"excalibur\", Basic realm=\"excalibur\", charset=\"UTF-8\""),
+        HeaderValue::from_static(
+            "Bearer realm=\"excalibur\", Basic realm=\"excalibur\", charset=\"UTF-8\"",
+        ),
     );
     resp
 }
@@ -724,18 +798,27 @@ mod tests {
 
     #[test]
     fn authority_and_hop_by_hop() {
-        assert_eq!(split_authority("api.github.com:443"), ("api.github.com", Some(443)));
+        assert_eq!(
+            split_authority("api.github.com:443"),
+            ("api.github.com", Some(443))
+        );
         assert_eq!(split_authority("api.github.com"), ("api.github.com", None));
         assert_eq!(split_authority("[::1]:8443"), ("::1", Some(8443)));
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("x-secret-hop, keep-alive"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("x-secret-hop, keep-alive"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("te", HeaderValue::from_static("gzip"));
         h.insert("authorization", HeaderValue::from_static("Bearer X"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         let mut v = HeaderMap::new();
-        v.insert("via", HeaderValue::from_static("1.1 other, 1.1 excalibur-abc"));
+        v.insert(
+            "via",
+            HeaderValue::from_static("1.1 other, 1.1 excalibur-abc"),
+        );
         assert!(via_loops(&v, "excalibur-abc"));
         assert!(!via_loops(&v, "excalibur-xyz"));
     }

@@ -45,7 +45,11 @@ impl Snapshot {
     }
 
     /// Builds a snapshot. CPU-bound (policy compilation, automata): call off the async threads.
-    pub fn build(version: u64, input: SnapshotInput, allowed_ports: &[u16]) -> Result<Self, PolicyError> {
+    pub fn build(
+        version: u64,
+        input: SnapshotInput,
+        allowed_ports: &[u16],
+    ) -> Result<Self, PolicyError> {
         let mut credentials = CredentialIndex::default();
         let mut egress = Vec::new();
         for (info, hash) in input.credentials {
@@ -83,7 +87,11 @@ impl Snapshot {
             allowed_ports,
         })?;
         let mediator = Arc::new(Mediator::new(
-            input.placeholders.into_iter().map(|(n, _, v)| (n, v)).collect(),
+            input
+                .placeholders
+                .into_iter()
+                .map(|(n, _, v)| (n, v))
+                .collect(),
         ));
         Ok(Self {
             version,

@@ -84,8 +84,15 @@ impl ConnectError {
 }
 
 /// Resolves and guards `host:port`, then opens a TCP connection to a checked address.
-pub async fn connect_tcp(cfg: &UpstreamConfig, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
-    let host_lc = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+pub async fn connect_tcp(
+    cfg: &UpstreamConfig,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, ConnectError> {
+    let host_lc = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     let overridden = cfg
         .resolve
         .iter()
@@ -104,7 +111,9 @@ pub async fn connect_tcp(cfg: &UpstreamConfig, host: &str, port: u16) -> Result<
             let mut last_reason = "no addresses";
             for a in addrs {
                 match guard::forbidden(a.ip()) {
-                    Some(reason) if !cfg.dangerous_allow_private_destinations => last_reason = reason,
+                    Some(reason) if !cfg.dangerous_allow_private_destinations => {
+                        last_reason = reason
+                    }
                     _ => allowed.push(a),
                 }
             }
@@ -138,22 +147,27 @@ fn is_own(cfg: &UpstreamConfig, addr: SocketAddr) -> bool {
     cfg.own_addrs.iter().any(|own| {
         own.port() == addr.port()
             && (own.ip() == addr.ip().to_canonical()
-                || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
+                || (own.ip().is_unspecified()
+                    && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
     })
 }
 
 /// Builds the upstream TLS client config: system roots plus `extra_roots`, ALPN h2 and http/1.1.
-pub fn client_tls(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, rustls::Error> {
+pub fn client_tls(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     for cert in extra_roots {
         roots.add(cert.clone())?;
     }
-    let mut cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -203,8 +217,9 @@ impl tower_service::Service<Uri> for Connector {
                 return Ok(UpstreamIo::Plain(TokioIo::new(tcp)));
             }
             let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let name = ServerName::try_from(bare.to_owned())
-                .map_err(|e| ConnectError::Tls(host.clone(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            let name = ServerName::try_from(bare.to_owned()).map_err(|e| {
+                ConnectError::Tls(host.clone(), io::Error::new(io::ErrorKind::InvalidInput, e))
+            })?;
             let tls = tokio::time::timeout(this.cfg.connect_timeout, this.tls.connect(name, tcp))
                 .await
                 .map_err(|_| ConnectError::Timeout(host.clone()))?
@@ -240,7 +255,11 @@ impl Connection for UpstreamIo {
 }
 
 impl Read for UpstreamIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -249,7 +268,11 @@ impl Read for UpstreamIo {
 }
 
 impl Write for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s).poll_write(cx, buf),

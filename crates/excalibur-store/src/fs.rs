@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Creates `dir` (and parents) with mode 0700, or tightens an existing one to 0700.
 pub fn create_dir_private(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 

@@ -16,7 +16,8 @@ use std::pin::Pin;
 use excalibur_core::Secret;
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
-    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder, WebhookInfo,
+    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
+    WebhookInfo,
 };
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
@@ -168,14 +169,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Upserts a placeholder atomically; emits `placeholder_updated`, and
     /// `placeholder_rotated` when the value changed.
-    fn placeholder_upsert(&self, req: UpsertPlaceholder, actor: String) -> StoreFuture<'_, UpsertedPlaceholder>;
+    fn placeholder_upsert(
+        &self,
+        req: UpsertPlaceholder,
+        actor: String,
+    ) -> StoreFuture<'_, UpsertedPlaceholder>;
     /// Lists placeholders (fingerprints only).
     fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>>;
     /// Deletes a placeholder.
     fn placeholder_delete(&self, name: String, actor: String) -> StoreFuture<'_, ()>;
 
     /// Stores a new service credential (hash only).
-    fn credential_create(&self, info: ServiceCredentialInfo, hash: String, actor: String) -> StoreFuture<'_, ()>;
+    fn credential_create(
+        &self,
+        info: ServiceCredentialInfo,
+        hash: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()>;
     /// Lists service credentials, revoked ones included.
     fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>>;
     /// Revokes a credential with a reason; revoking twice keeps the first reason.
@@ -187,7 +197,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'_, ServiceCredentialInfo>;
 
     /// Stores a translation rule.
-    fn rule_create(&self, rule: CreateTranslationRule, actor: String) -> StoreFuture<'_, TranslationRule>;
+    fn rule_create(
+        &self,
+        rule: CreateTranslationRule,
+        actor: String,
+    ) -> StoreFuture<'_, TranslationRule>;
     /// Lists translation rules.
     fn rule_list(&self) -> StoreFuture<'_, Vec<TranslationRule>>;
     /// Deletes a translation rule.
@@ -201,7 +215,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn policy_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
 
     /// Stores a webhook with its sealed signing secret.
-    fn webhook_create(&self, info: WebhookInfo, secret: Secret, actor: String) -> StoreFuture<'_, ()>;
+    fn webhook_create(
+        &self,
+        info: WebhookInfo,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, ()>;
     /// Lists webhooks (fingerprints only).
     fn webhook_list(&self) -> StoreFuture<'_, Vec<WebhookInfo>>;
     /// Webhooks with their opened secrets, for the dispatcher.
@@ -209,7 +228,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a webhook and its pending deliveries.
     fn webhook_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
     /// Enqueues deliveries and advances the named cursor, atomically.
-    fn delivery_enqueue(&self, deliveries: Vec<Delivery>, cursor: (String, i64)) -> StoreFuture<'_, ()>;
+    fn delivery_enqueue(
+        &self,
+        deliveries: Vec<Delivery>,
+        cursor: (String, i64),
+    ) -> StoreFuture<'_, ()>;
     /// Pending deliveries whose next attempt is due.
     fn deliveries_due(&self, limit: usize) -> StoreFuture<'_, Vec<Delivery>>;
     /// Records an attempt's outcome.

@@ -93,7 +93,10 @@ pub struct WrappedKey {
 impl Sealer {
     /// Unwraps stored data keys; the last one is active. With none, generates one and
     /// returns it for the caller to persist.
-    pub fn load(master: &MasterKey, stored: &[WrappedKey]) -> Result<(Self, Option<WrappedKey>), SealError> {
+    pub fn load(
+        master: &MasterKey,
+        stored: &[WrappedKey],
+    ) -> Result<(Self, Option<WrappedKey>), SealError> {
         let mk = master.aead()?;
         let mut keys = HashMap::new();
         let mut active = None;
@@ -154,8 +157,12 @@ fn seal_with(key: &LessSafeKey, plain: &[u8], aad: &[u8]) -> Vec<u8> {
     let mut body = plain.to_vec();
     // INVARIANT: AES-GCM sealing fails only for inputs over ~64 GiB.
     #[expect(clippy::expect_used, reason = "inputs are far below the AES-GCM limit")]
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut body)
-        .expect("AES-GCM seal");
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(aad),
+        &mut body,
+    )
+    .expect("AES-GCM seal");
     out.extend_from_slice(&body);
     zeroize::Zeroize::zeroize(&mut body);
     out
@@ -185,13 +192,23 @@ mod tests {
         let secret = Secret::new(b"sk_live_123".to_vec());
         let (kid, blob) = sealer.seal(&secret, "placeholder:A").unwrap();
         assert!(!blob.windows(11).any(|w| w == b"sk_live_123"));
-        assert!(sealer.open(&kid, &blob, "placeholder:A").unwrap().ct_eq(&secret));
+        assert!(
+            sealer
+                .open(&kid, &blob, "placeholder:A")
+                .unwrap()
+                .ct_eq(&secret)
+        );
         assert!(sealer.open(&kid, &blob, "placeholder:B").is_err());
 
         // Reload with the stored wrapped key: same data key.
         let (again, none) = Sealer::load(&mk, std::slice::from_ref(&new_key)).unwrap();
         assert!(none.is_none());
-        assert!(again.open(&kid, &blob, "placeholder:A").unwrap().ct_eq(&secret));
+        assert!(
+            again
+                .open(&kid, &blob, "placeholder:A")
+                .unwrap()
+                .ct_eq(&secret)
+        );
         // A different master key cannot unwrap it.
         assert!(Sealer::load(&MasterKey::generate(), &[new_key]).is_err());
     }

@@ -8,9 +8,12 @@ use aws_lc_rs::hmac;
 use excalibur_core::Secret;
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
-    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder, WebhookInfo,
+    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
+    WebhookInfo,
 };
-use excalibur_core::audit::{AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash};
+use excalibur_core::audit::{
+    AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
+};
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
 use excalibur_core::secret::hex;
 use excalibur_core::time::Timestamp;
@@ -19,14 +22,18 @@ use serde_json::json;
 
 use crate::seal::{MasterKey, Sealer, WrappedKey};
 use crate::{
-    AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store, StoreError, StoreFuture,
+    AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store,
+    StoreError, StoreFuture,
 };
 
 /// Versioned migrations, applied in order at open.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_policies.sql")),
-    (3, include_str!("migrations/sqlite/0003_webhooks_expiry.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_webhooks_expiry.sql"),
+    ),
 ];
 
 /// The SQLite store.
@@ -63,7 +70,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         let stored = {
-            let mut stmt = conn.prepare("SELECT id, wrapped FROM data_keys ORDER BY created_ms, id")?;
+            let mut stmt =
+                conn.prepare("SELECT id, wrapped FROM data_keys ORDER BY created_ms, id")?;
             stmt.query_map([], |r| {
                 Ok(WrappedKey {
                     id: r.get(0)?,
@@ -109,7 +117,9 @@ impl SqliteStore {
     fn write<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner, &Transaction<'_>) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+        F: FnOnce(&Inner, &Transaction<'_>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
     {
         self.run(move |inner, conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -150,7 +160,11 @@ fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
     hex(hmac::sign(&key.0, format!("{seq}:{hash}").as_bytes()).as_ref())
 }
 
-fn append_events(tx: &Transaction<'_>, key: &HeadKey, events: &[NewEvent]) -> Result<(), StoreError> {
+fn append_events(
+    tx: &Transaction<'_>,
+    key: &HeadKey,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -248,8 +262,7 @@ fn credential_row(r: &Row<'_>) -> rusqlite::Result<(ServiceCredentialInfo, Strin
     ))
 }
 
-const CREDENTIAL_COLS: &str =
-    "id, name, user, source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash, expires_ms";
+const CREDENTIAL_COLS: &str = "id, name, user, source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash, expires_ms";
 
 fn provider_row(r: &Row<'_>) -> rusqlite::Result<Provider> {
     let hosts: String = r.get(1)?;
@@ -313,15 +326,21 @@ impl Store for SqliteStore {
 
     fn token_by_hash(&self, hash: String) -> StoreFuture<'_, Option<TokenInfo>> {
         self.run(move |_, conn| {
-            let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = ?1 AND revoked_ms IS NULL");
+            let sql = format!(
+                "SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = ?1 AND revoked_ms IS NULL"
+            );
             Ok(conn.query_row(&sql, [hash], token_row).optional()?)
         })
     }
 
     fn token_list(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
         self.run(move |_, conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id"))?;
-            Ok(stmt.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?)
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id"
+            ))?;
+            Ok(stmt
+                .query_map([], token_row)?
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -371,32 +390,48 @@ impl Store for SqliteStore {
 
     fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>> {
         self.run(|_, conn| {
-            let mut stmt = conn.prepare("SELECT id, hosts, passthrough FROM providers ORDER BY id")?;
-            Ok(stmt.query_map([], provider_row)?.collect::<Result<Vec<_>, _>>()?)
+            let mut stmt =
+                conn.prepare("SELECT id, hosts, passthrough FROM providers ORDER BY id")?;
+            Ok(stmt
+                .query_map([], provider_row)?
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 
     fn provider_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
-            let used: i64 = tx.query_row("SELECT count(*) FROM placeholders WHERE provider_id = ?1", [&id], |r| {
-                r.get(0)
-            })?;
+            let used: i64 = tx.query_row(
+                "SELECT count(*) FROM placeholders WHERE provider_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )?;
             if used > 0 {
                 return Err(StoreError::Conflict(format!(
                     "provider `{id}` is used by {used} placeholder(s); delete them first"
                 )));
             }
             if tx.execute("DELETE FROM providers WHERE id = ?1", [&id])? == 0 {
-                return Err(StoreError::NotFound { kind: "provider", id });
+                return Err(StoreError::NotFound {
+                    kind: "provider",
+                    id,
+                });
             }
             Ok((
                 (),
-                vec![NewEvent::new(EventType::ProviderDeleted, actor, json!({"id": id}))],
+                vec![NewEvent::new(
+                    EventType::ProviderDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
             ))
         })
     }
 
-    fn placeholder_upsert(&self, req: UpsertPlaceholder, actor: String) -> StoreFuture<'_, UpsertedPlaceholder> {
+    fn placeholder_upsert(
+        &self,
+        req: UpsertPlaceholder,
+        actor: String,
+    ) -> StoreFuture<'_, UpsertedPlaceholder> {
         self.write(move |inner, tx| {
             let provider_exists: Option<String> =
                 tx.query_row("SELECT id FROM providers WHERE id = ?1", [&req.provider_id], |r| r.get(0)).optional()?;
@@ -455,8 +490,12 @@ impl Store for SqliteStore {
 
     fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>> {
         self.run(|_, conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {PLACEHOLDER_COLS} FROM placeholders ORDER BY name"))?;
-            Ok(stmt.query_map([], placeholder_row)?.collect::<Result<Vec<_>, _>>()?)
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {PLACEHOLDER_COLS} FROM placeholders ORDER BY name"
+            ))?;
+            Ok(stmt
+                .query_map([], placeholder_row)?
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -479,7 +518,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn credential_create(&self, info: ServiceCredentialInfo, hash: String, actor: String) -> StoreFuture<'_, ()> {
+    fn credential_create(
+        &self,
+        info: ServiceCredentialInfo,
+        hash: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             // The name is the principal id (`service:<name>`): one live credential per name.
             let live: i64 = tx.query_row(
@@ -562,7 +606,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn rule_create(&self, rule: CreateTranslationRule, actor: String) -> StoreFuture<'_, TranslationRule> {
+    fn rule_create(
+        &self,
+        rule: CreateTranslationRule,
+        actor: String,
+    ) -> StoreFuture<'_, TranslationRule> {
         self.write(move |_, tx| {
             let id = RuleId::generate();
             let now = Timestamp::now().millis();
@@ -575,7 +623,11 @@ impl Store for SqliteStore {
                 rule,
                 created_at: ts(now),
             };
-            let event = NewEvent::new(EventType::TranslationRuleCreated, actor, serde_json::to_value(&stored)?);
+            let event = NewEvent::new(
+                EventType::TranslationRuleCreated,
+                actor,
+                serde_json::to_value(&stored)?,
+            );
             Ok((stored, vec![event]))
         })
     }
@@ -607,7 +659,9 @@ impl Store for SqliteStore {
         self.write(move |_, tx| {
             let now = Timestamp::now().millis();
             let exists: Option<String> = tx
-                .query_row("SELECT id FROM policies WHERE id = ?1", [&policy.id], |r| r.get(0))
+                .query_row("SELECT id FROM policies WHERE id = ?1", [&policy.id], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if exists.is_some() {
                 return Err(StoreError::Conflict(format!(
@@ -623,7 +677,11 @@ impl Store for SqliteStore {
                 policy,
                 created_at: ts(now),
             };
-            let event = NewEvent::new(EventType::PolicyCreated, actor, serde_json::to_value(&record)?);
+            let event = NewEvent::new(
+                EventType::PolicyCreated,
+                actor,
+                serde_json::to_value(&record)?,
+            );
             Ok((record, vec![event]))
         })
     }
@@ -639,12 +697,21 @@ impl Store for SqliteStore {
             }
             Ok((
                 (),
-                vec![NewEvent::new(EventType::PolicyDeleted, actor, json!({"id": id}))],
+                vec![NewEvent::new(
+                    EventType::PolicyDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
             ))
         })
     }
 
-    fn webhook_create(&self, info: WebhookInfo, secret: Secret, actor: String) -> StoreFuture<'_, ()> {
+    fn webhook_create(
+        &self,
+        info: WebhookInfo,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
         self.write(move |inner, tx| {
             let (kid, sealed) = inner.sealer.seal(&secret, &format!("webhook:{}", info.id))?;
             tx.execute(
@@ -671,8 +738,12 @@ impl Store for SqliteStore {
 
     fn webhook_list(&self) -> StoreFuture<'_, Vec<WebhookInfo>> {
         self.run(|_, conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_ms, id"))?;
-            Ok(stmt.query_map([], webhook_row)?.collect::<Result<Vec<_>, _>>()?)
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_ms, id"
+            ))?;
+            Ok(stmt
+                .query_map([], webhook_row)?
+                .collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -683,12 +754,18 @@ impl Store for SqliteStore {
             ))?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((webhook_row(r)?, r.get::<_, String>(5)?, r.get::<_, Vec<u8>>(6)?))
+                    Ok((
+                        webhook_row(r)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Vec<u8>>(6)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(|(info, kid, blob)| {
-                    let secret = inner.sealer.open(&kid, &blob, &format!("webhook:{}", info.id))?;
+                    let secret = inner
+                        .sealer
+                        .open(&kid, &blob, &format!("webhook:{}", info.id))?;
                     Ok((info, secret))
                 })
                 .collect()
@@ -698,7 +775,10 @@ impl Store for SqliteStore {
     fn webhook_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             if tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])? == 0 {
-                return Err(StoreError::NotFound { kind: "webhook", id });
+                return Err(StoreError::NotFound {
+                    kind: "webhook",
+                    id,
+                });
             }
             tx.execute(
                 "DELETE FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending'",
@@ -706,12 +786,20 @@ impl Store for SqliteStore {
             )?;
             Ok((
                 (),
-                vec![NewEvent::new(EventType::WebhookDeleted, actor, json!({"id": id}))],
+                vec![NewEvent::new(
+                    EventType::WebhookDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
             ))
         })
     }
 
-    fn delivery_enqueue(&self, deliveries: Vec<Delivery>, cursor: (String, i64)) -> StoreFuture<'_, ()> {
+    fn delivery_enqueue(
+        &self,
+        deliveries: Vec<Delivery>,
+        cursor: (String, i64),
+    ) -> StoreFuture<'_, ()> {
         self.run(move |_, conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = Timestamp::now().millis();
@@ -782,7 +870,9 @@ impl Store for SqliteStore {
     fn cursor_get(&self, name: String) -> StoreFuture<'_, Option<i64>> {
         self.run(move |_, conn| {
             Ok(conn
-                .query_row("SELECT seq FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+                .query_row("SELECT seq FROM cursors WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
                 .optional()?)
         })
     }
@@ -886,13 +976,17 @@ impl Store for SqliteStore {
         self.run(|inner, conn| {
             let tx = conn.transaction()?;
             let head: Option<(i64, String, String)> = tx
-                .query_row("SELECT seq, hash, mac FROM audit_head WHERE id = 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+                .query_row(
+                    "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
                 .optional()?;
             let mut verifier = ChainVerifier::default();
             {
-                let mut stmt = tx.prepare(&format!("SELECT {AUDIT_COLS} FROM audit_events ORDER BY seq"))?;
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_events ORDER BY seq"
+                ))?;
                 let mut rows = stmt.query([])?;
                 while let Some(row) = rows.next()? {
                     verifier.push(&audit_row(row)?);
@@ -1039,11 +1133,12 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-const DELIVERY_COLS: &str =
-    "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
+const DELIVERY_COLS: &str = "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
 
 fn list_policies(conn: &Connection) -> Result<Vec<PolicyRecord>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, description, body, created_ms FROM policies ORDER BY created_ms, id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, description, body, created_ms FROM policies ORDER BY created_ms, id",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(PolicyRecord {
             policy: CreatePolicy {
@@ -1058,8 +1153,11 @@ fn list_policies(conn: &Connection) -> Result<Vec<PolicyRecord>, StoreError> {
 }
 
 fn list_rules(conn: &Connection) -> Result<Vec<TranslationRule>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, body, created_ms FROM translation_rules ORDER BY created_ms, id")?;
-    let rows = stmt.query_map([], rule_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut stmt =
+        conn.prepare("SELECT id, body, created_ms FROM translation_rules ORDER BY created_ms, id")?;
+    let rows = stmt
+        .query_map([], rule_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(parse_rule).collect()
 }
 

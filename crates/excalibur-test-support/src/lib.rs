@@ -72,10 +72,20 @@ impl Gateway {
     }
 
     /// Starts the binary using `dir` (shared with an earlier gateway for restarts).
-    pub async fn start_in(bin: &Path, dir: Arc<tempfile::TempDir>, opts: Options) -> anyhow::Result<Self> {
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
+    pub async fn start_in(
+        bin: &Path,
+        dir: Arc<tempfile::TempDir>,
+        opts: Options,
+    ) -> anyhow::Result<Self> {
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         let config = dir.path().join("excalibur.toml");
-        #[allow(clippy::disallowed_methods, reason = "a test config file in a temp dir")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test config file in a temp dir"
+        )]
         std::fs::write(&config, &opts.config_toml)?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
@@ -103,7 +113,9 @@ impl Gateway {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
         let output = Arc::new(Mutex::new(String::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let streams: Vec<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>> = vec![
@@ -212,7 +224,11 @@ impl Gateway {
             return Ok(None);
         };
         if let Some(pid) = child.id() {
-            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await?;
         }
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
             .await
@@ -234,8 +250,15 @@ pub struct Api {
 
 impl Api {
     /// Sends a request and returns `(status, content-type, body as JSON or string)`.
-    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, String, Value)> {
-        let mut req = self.http.request(method.parse()?, format!("{}{path}", self.base));
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, String, Value)> {
+        let mut req = self
+            .http
+            .request(method.parse()?, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

@@ -28,7 +28,10 @@ pub struct Received {
 impl Received {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -83,7 +86,8 @@ impl Receiver {
                                 });
                             }
                             let mut resp = Response::new(Full::new(Bytes::new()));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(answered).unwrap_or(hyper::StatusCode::OK);
+                            *resp.status_mut() = hyper::StatusCode::from_u16(answered)
+                                .unwrap_or(hyper::StatusCode::OK);
                             Ok::<_, Infallible>(resp)
                         }
                     });

@@ -37,7 +37,10 @@ pub struct Seen {
 impl Seen {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Everything the upstream received, as text, for leak checks.
@@ -77,14 +80,15 @@ impl Echo {
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?
             .signed_by(&leaf_key, &issuer)?;
-        let mut tls =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![leaf.der().clone(), ca_cert.der().clone()],
-                    PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(anyhow::Error::msg)?,
-                )?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(anyhow::Error::msg)?,
+        )?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -144,9 +148,17 @@ where
         .await;
 }
 
-async fn echo(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, tls: bool) -> Response<Full<Bytes>> {
+async fn echo(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    tls: bool,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
     let mut headers: Vec<(String, String)> = Vec::new();
     for name in parts.headers.keys() {
         let joined = parts
@@ -176,13 +188,18 @@ async fn echo(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>, tls: bool) ->
         "headers": record.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
         "body": String::from_utf8_lossy(&record.body),
     });
-    let authorization = record.header("authorization").unwrap_or_default().to_owned();
+    let authorization = record
+        .header("authorization")
+        .unwrap_or_default()
+        .to_owned();
     if let Ok(mut s) = seen.lock() {
         s.push(record);
     }
     let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())));
-    resp.headers_mut()
-        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&authorization) {
         // A careless API echoing the credential in a header.
         resp.headers_mut().insert("x-echo-authorization", v);

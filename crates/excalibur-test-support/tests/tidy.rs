@@ -26,11 +26,21 @@ fn workspace_root() -> PathBuf {
 
 fn metadata() -> Value {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -41,7 +51,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("excalibur-store", &["excalibur-core"][..]),
         ("excalibur-identity", &["excalibur-core"][..]),
         ("excalibur-policy", &["excalibur-core"][..]),
-        ("excalibur-mediation", &["excalibur-core", "excalibur-policy"][..]),
+        (
+            "excalibur-mediation",
+            &["excalibur-core", "excalibur-policy"][..],
+        ),
         (
             "excalibur-proxy",
             &[
@@ -93,7 +106,10 @@ fn crate_graph_flows_one_way() {
             let dep_name = dep["name"].as_str().unwrap();
             let normal = dep["kind"].is_null();
             if dep_name.starts_with("excalibur") && normal {
-                assert!(may.contains(&dep_name), "`{name}` must not depend on `{dep_name}`");
+                assert!(
+                    may.contains(&dep_name),
+                    "`{name}` must not depend on `{dep_name}`"
+                );
             }
         }
     }
@@ -121,7 +137,11 @@ fn every_crate_opens_with_a_purpose() {
             dir.join("src/main.rs")
         };
         let text = std::fs::read_to_string(&root).unwrap();
-        assert!(text.starts_with("//!"), "{} must open with a `//!` doc", root.display());
+        assert!(
+            text.starts_with("//!"),
+            "{} must open with a `//!` doc",
+            root.display()
+        );
         if root.ends_with("lib.rs") {
             for section in ["**Owns:**", "**Never:**", "**Start at:**"] {
                 assert!(text.contains(section), "{} lacks {section}", root.display());
@@ -150,8 +170,15 @@ fn secrets_are_exposed_only_where_allowed() {
     rust_files(&crates, &mut files);
     let mut offenders = BTreeSet::new();
     for f in files {
-        let rel = f.strip_prefix(&crates).unwrap().to_string_lossy().into_owned();
-        if rel.contains("/tests/") || rel.ends_with("/tests.rs") || rel.starts_with("excalibur-test-support") {
+        let rel = f
+            .strip_prefix(&crates)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.contains("/tests/")
+            || rel.ends_with("/tests.rs")
+            || rel.starts_with("excalibur-test-support")
+        {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();
@@ -195,7 +222,15 @@ fn ring_is_not_in_the_graph() {
     // no activated dependency edge reaches, on any target.
     for banned in ["ring", "openssl-sys", "native-tls"] {
         let out = Command::new(env!("CARGO"))
-            .args(["tree", "--target", "all", "-e", "normal,build,dev", "-i", banned])
+            .args([
+                "tree",
+                "--target",
+                "all",
+                "-e",
+                "normal,build,dev",
+                "-i",
+                banned,
+            ])
             .current_dir(workspace_root())
             .output()
             .unwrap();

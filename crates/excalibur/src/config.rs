@@ -102,7 +102,10 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) api_listen: SocketAddr,
     pub(crate) proxy_listen: SocketAddr,
-    #[expect(dead_code, reason = "the SSH gateway is not built yet; the flag is reserved")]
+    #[expect(
+        dead_code,
+        reason = "the SSH gateway is not built yet; the flag is reserved"
+    )]
     pub(crate) ssh_listen: SocketAddr,
     pub(crate) log_format: LogFormat,
     pub(crate) tls_names: Vec<String>,
@@ -131,9 +134,11 @@ impl Config {
     pub(crate) fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
         let raw: Raw = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
             }
             None => Raw::default(),
         };
@@ -150,7 +155,9 @@ impl Config {
         for entry in &raw.upstream.resolve {
             match parse_resolve(entry) {
                 Some(r) => resolve.push(r),
-                None => errors.push(format!("upstream.resolve: `{entry}` is not `host:port=ip:port`")),
+                None => errors.push(format!(
+                    "upstream.resolve: `{entry}` is not `host:port=ip:port`"
+                )),
             }
         }
         if let Some(ca) = &raw.upstream.ca_file
@@ -188,17 +195,24 @@ impl Config {
             log_format,
             tls_names,
             allowed_ports: raw.proxy.allowed_ports.unwrap_or_else(|| vec![80, 443]),
-            max_substitute_body: raw.proxy.max_substitute_body_bytes.unwrap_or(10 * 1024 * 1024),
+            max_substitute_body: raw
+                .proxy
+                .max_substitute_body_bytes
+                .unwrap_or(10 * 1024 * 1024),
             webhooks: Webhooks {
                 retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1000),
                 max_attempts: raw.webhooks.max_attempts.unwrap_or(6).max(1),
-                dangerous_allow_private_destinations: raw.webhooks.dangerous_allow_private_destinations,
+                dangerous_allow_private_destinations: raw
+                    .webhooks
+                    .dangerous_allow_private_destinations,
             },
             upstream: Upstream {
                 resolve,
                 ca_file: raw.upstream.ca_file,
                 connect_timeout_ms: raw.upstream.connect_timeout_ms.unwrap_or(5000),
-                dangerous_allow_private_destinations: raw.upstream.dangerous_allow_private_destinations,
+                dangerous_allow_private_destinations: raw
+                    .upstream
+                    .dangerous_allow_private_destinations,
             },
         })
     }
@@ -207,7 +221,11 @@ impl Config {
 fn parse_resolve(entry: &str) -> Option<(String, u16, SocketAddr)> {
     let (from, to) = entry.split_once('=')?;
     let (host, port) = from.rsplit_once(':')?;
-    Some((host.to_ascii_lowercase(), port.parse().ok()?, to.parse().ok()?))
+    Some((
+        host.to_ascii_lowercase(),
+        port.parse().ok()?,
+        to.parse().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -218,7 +236,11 @@ mod tests {
     fn resolve_entries() {
         assert_eq!(
             parse_resolve("api.github.com:443=127.0.0.1:19443"),
-            Some(("api.github.com".into(), 443, "127.0.0.1:19443".parse().unwrap()))
+            Some((
+                "api.github.com".into(),
+                443,
+                "127.0.0.1:19443".parse().unwrap()
+            ))
         );
         assert_eq!(parse_resolve("api.github.com=127.0.0.1:1"), None);
     }

@@ -23,7 +23,8 @@ const CA_KEY_SETTING: &str = "ca_key_pem";
 const CA_CERT_SETTING: &str = "ca_cert_pem";
 
 pub(crate) fn logging(config: &Config) {
-    let filter = EnvFilter::try_from_env("EXCALIBUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("EXCALIBUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -35,7 +36,8 @@ pub(crate) fn logging(config: &Config) {
 
 /// Opens or creates everything in the data dir. Blocking; run it before serving.
 pub(crate) fn store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    create_dir_private(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    create_dir_private(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let master = master_key(data_dir)?;
     let db = data_dir.join("excalibur.db");
     // SQLite gives its -wal and -shm files the database file's mode: create it 0600.
@@ -63,7 +65,8 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
     let path = data_dir.join("master.key");
     if path.exists() {
         let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
         );
         let Some(bytes) = unhex(text.trim()).filter(|b| b.len() == 32) else {
             bail!("{} must hold 64 hex characters", path.display())
@@ -72,7 +75,8 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
     }
     let key = MasterKey::generate();
     let text = zeroize::Zeroizing::new(format!("{}\n", hex(key.bytes().expose())));
-    write_private(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated master key");
     Ok(key)
 }
@@ -83,7 +87,8 @@ pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc
     let cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
     let ca = match (key, cert) {
         (Some(key), Some(cert)) => {
-            let pem = String::from_utf8(cert.expose().to_vec()).context("stored CA certificate is not UTF-8")?;
+            let pem = String::from_utf8(cert.expose().to_vec())
+                .context("stored CA certificate is not UTF-8")?;
             CertAuthority::load(&pem, &key)?
         }
         _ => {
@@ -117,7 +122,10 @@ pub(crate) async fn admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::R
         }
         return Ok(());
     }
-    if existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()) {
+    if existing
+        .iter()
+        .any(|t| t.role == Role::Admin && t.revoked_at.is_none())
+    {
         return Ok(());
     }
     let issued = IssuedToken::generate("xca");

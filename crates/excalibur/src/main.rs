@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = config::Config::resolve(*args)?;
             init::logging(&config);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(serve::run(config))
         }
     }

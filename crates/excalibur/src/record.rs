@@ -54,7 +54,11 @@ pub(crate) fn start(
     (ChannelRecorder { tx }, writer)
 }
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>, cancel: CancellationToken) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Item>,
+    cancel: CancellationToken,
+) {
     let mut buf = Vec::with_capacity(BATCH);
     loop {
         let n = tokio::select! {
@@ -101,5 +105,9 @@ async fn flush(store: &dyn Store, buf: &mut Vec<Item>) {
             }
         }
     }
-    tracing::error!(flows = flows.len(), events = events.len(), "records lost after retries");
+    tracing::error!(
+        flows = flows.len(),
+        events = events.len(),
+        "records lost after retries"
+    );
 }

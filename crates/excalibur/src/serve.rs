@@ -72,8 +72,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let writer_cancel = CancellationToken::new();
     let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone());
 
-    let snapshots = Arc::new(Snapshots::new(Arc::clone(&store), config.allowed_ports.clone())?);
-    snapshots.rebuild().await.context("cannot build the first snapshot")?;
+    let snapshots = Arc::new(Snapshots::new(
+        Arc::clone(&store),
+        config.allowed_ports.clone(),
+    )?);
+    snapshots
+        .rebuild()
+        .await
+        .context("cannot build the first snapshot")?;
     let reload: Reloader = {
         let snapshots = Arc::clone(&snapshots);
         Arc::new(move || {
@@ -97,7 +103,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 resolve: config.upstream.resolve.clone(),
                 extra_roots: extra_roots(&config)?,
                 connect_timeout: Duration::from_millis(config.upstream.connect_timeout_ms),
-                dangerous_allow_private_destinations: config.upstream.dangerous_allow_private_destinations,
+                dangerous_allow_private_destinations: config
+                    .upstream
+                    .dangerous_allow_private_destinations,
                 own_addrs: vec![api_addr, proxy_addr],
             },
             max_substitute_body: config.max_substitute_body,
@@ -176,7 +184,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = tokio::join!(accept_api, accept_proxy, background);
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the grace period; closing them");
     }
     writer_cancel.cancel();
@@ -191,7 +202,12 @@ fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> 
     let certs = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("cannot read upstream.ca_file {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("upstream.ca_file {} is not PEM certificates", path.display()))?;
+        .with_context(|| {
+            format!(
+                "upstream.ca_file {} is not PEM certificates",
+                path.display()
+            )
+        })?;
     Ok(certs)
 }
 
@@ -203,7 +219,11 @@ struct BinControl {
 }
 
 impl Control for BinControl {
-    fn revoke_credential(&self, id: CredentialId, reason: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn revoke_credential(
+        &self,
+        id: CredentialId,
+        reason: &'static str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let (store, snapshots) = (Arc::clone(&self.store), Arc::clone(&self.snapshots));
         Box::pin(async move {
             match store
@@ -221,7 +241,8 @@ impl Control for BinControl {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
         let _ = ctrl_c.await;
         return;
     };
@@ -264,7 +285,9 @@ async fn accept(
                 _ => return,
             }
             if first[0] == 0x16 {
-                let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                else {
                     return;
                 };
                 serve_connection(tls, peer, dispatch, cancel).await;
@@ -313,7 +336,11 @@ where
 }
 
 /// CONNECT and absolute-form requests are proxy requests; origin-form ones go to the API.
-async fn route(req: Request<Incoming>, peer: SocketAddr, dispatch: Dispatch) -> Response<ProxyBody> {
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    dispatch: Dispatch,
+) -> Response<ProxyBody> {
     // HTTP/2 requests always carry :scheme and :authority, so only HTTP/1 absolute-form
     // marks a proxy request there.
     let absolute_form = req.version() < hyper::Version::HTTP_2 && req.uri().scheme().is_some();

@@ -41,13 +41,18 @@ impl Snapshots {
                 .map(|p| (p.name, p.provider_id, p.value))
                 .collect(),
             providers: data.providers,
-            credentials: data.credentials.into_iter().map(|c| (c.info, c.hash)).collect(),
+            credentials: data
+                .credentials
+                .into_iter()
+                .map(|c| (c.info, c.hash))
+                .collect(),
             rules: data.rules,
             policies: data.policies,
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();
-        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(version, input, &ports)).await??;
+        let snapshot =
+            tokio::task::spawn_blocking(move || Snapshot::build(version, input, &ports)).await??;
         for problem in snapshot.policy.problems() {
             tracing::warn!(problem = %problem, "policy compilation");
         }

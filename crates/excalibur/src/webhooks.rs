@@ -39,13 +39,20 @@ pub(crate) async fn init_cursor(store: &dyn Store) -> anyhow::Result<()> {
             .first()
             .map(|e| e.seq.0)
             .unwrap_or(0);
-        store.delivery_enqueue(Vec::new(), (CURSOR.to_owned(), head)).await?;
+        store
+            .delivery_enqueue(Vec::new(), (CURSOR.to_owned(), head))
+            .await?;
     }
     Ok(())
 }
 
 /// Runs until `cancel` fires.
-pub(crate) async fn run(store: Arc<dyn Store>, snapshots: Arc<Snapshots>, cfg: Webhooks, cancel: CancellationToken) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    snapshots: Arc<Snapshots>,
+    cfg: Webhooks,
+    cancel: CancellationToken,
+) {
     let mut ticks: u64 = 0;
     loop {
         tokio::select! {
@@ -60,7 +67,9 @@ pub(crate) async fn run(store: Arc<dyn Store>, snapshots: Arc<Snapshots>, cfg: W
                     tracing::info!(expired = n, "credentials expired");
                     snapshots.rebuild_logged().await;
                 }
-                Err(e) => tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed"),
+                Err(e) => {
+                    tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed")
+                }
             }
         }
         if let Err(e) = enqueue(store.as_ref()).await {
@@ -119,7 +128,9 @@ async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
             }
         }
     }
-    store.delivery_enqueue(deliveries, (CURSOR.to_owned(), last)).await?;
+    store
+        .delivery_enqueue(deliveries, (CURSOR.to_owned(), last))
+        .await?;
     Ok(())
 }
 
@@ -196,7 +207,12 @@ async fn deliver(
         .body(body)
         .send()
         .await
-        .map_err(|e| (None, format!("request failed: {}", excalibur_core::ErrorChain(&e))))?;
+        .map_err(|e| {
+            (
+                None,
+                format!("request failed: {}", excalibur_core::ErrorChain(&e)),
+            )
+        })?;
     let status = resp.status().as_u16();
     if resp.status().is_success() {
         Ok(status)
@@ -216,7 +232,10 @@ async fn client_for(url: &str, cfg: &Webhooks) -> Result<reqwest::Client, String
         .collect();
     let addr = addrs
         .into_iter()
-        .find(|a| cfg.dangerous_allow_private_destinations || excalibur_proxy::guard::forbidden(a.ip()).is_none())
+        .find(|a| {
+            cfg.dangerous_allow_private_destinations
+                || excalibur_proxy::guard::forbidden(a.ip()).is_none()
+        })
         .ok_or_else(|| format!("{host} resolves only to forbidden addresses"))?;
     reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)

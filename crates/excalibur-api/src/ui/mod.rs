@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use excalibur_core::api::{
-    CreatePolicy, CreateServiceCredential, CreateTranslationRule, CreateWebhook, Provider, ServiceCredentialInfo,
-    UpsertPlaceholder,
+    CreatePolicy, CreateServiceCredential, CreateTranslationRule, CreateWebhook, Provider,
+    ServiceCredentialInfo, UpsertPlaceholder,
 };
 use excalibur_core::ids::{CredentialId, RuleId, token_hash};
 use excalibur_core::time::Timestamp;
@@ -52,8 +52,14 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/ui/static/app.css", get(|| async { asset("text/css", CSS) }))
-        .route("/ui/static/app.js", get(|| async { asset("text/javascript", JS) }))
+        .route(
+            "/ui/static/app.css",
+            get(|| async { asset("text/css", CSS) }),
+        )
+        .route(
+            "/ui/static/app.js",
+            get(|| async { asset("text/javascript", JS) }),
+        )
         .route("/ui", get(overview))
         .route("/ui/flows", get(flows))
         .route("/ui/services", get(services))
@@ -95,10 +101,19 @@ fn esc(s: &str) -> String {
 
 fn secure_headers(resp: &mut Response) {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
@@ -109,7 +124,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 fn html(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
     secure_headers(&mut resp);
     resp
 }
@@ -169,7 +189,11 @@ async fn writer(s: &ApiState, headers: &HeaderMap, csrf: &str) -> Result<Ui, Res
     if !ui.admin() {
         return Err(html(
             StatusCode::FORBIDDEN,
-            page_shell("Forbidden", None, "<p class=\"error\">Your role may only read.</p>"),
+            page_shell(
+                "Forbidden",
+                None,
+                "<p class=\"error\">Your role may only read.</p>",
+            ),
         ));
     }
     Ok(ui)
@@ -180,7 +204,11 @@ fn page_shell(title: &str, ui: Option<&Ui>, body: &str) -> String {
         Some(_) => PAGES
             .iter()
             .map(|(href, name)| {
-                let current = if *name == title { " aria-current=\"page\"" } else { "" };
+                let current = if *name == title {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                };
                 format!("<a href=\"{href}\"{current}>{}</a>", esc(name))
             })
             .collect::<Vec<_>>()
@@ -211,7 +239,10 @@ fn page(title: &str, ui: &Ui, body: &str) -> Response {
 
 /// A table with headers and rows of already-escaped cells.
 fn table(id: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
-    let head: String = headers.iter().map(|h| format!("<th>{}</th>", esc(h))).collect();
+    let head: String = headers
+        .iter()
+        .map(|h| format!("<th>{}</th>", esc(h)))
+        .collect();
     let body: String = if rows.is_empty() {
         format!(
             "<tr><td colspan=\"{}\" class=\"empty\">Nothing yet.</td></tr>",
@@ -222,7 +253,9 @@ fn table(id: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
             .map(|r| {
                 format!(
                     "<tr>{}</tr>",
-                    r.iter().map(|c| format!("<td>{c}</td>")).collect::<String>()
+                    r.iter()
+                        .map(|c| format!("<td>{c}</td>"))
+                        .collect::<String>()
                 )
             })
             .collect()
@@ -249,14 +282,19 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-async fn load<T>(f: impl std::future::Future<Output = Result<T, excalibur_store::StoreError>>) -> Result<T, Response> {
+async fn load<T>(
+    f: impl std::future::Future<Output = Result<T, excalibur_store::StoreError>>,
+) -> Result<T, Response> {
     f.await.map_err(|e| ApiError::from(e).into_response())
 }
 
 // ---------------------------------------------------------------- login
 
 async fn login_page() -> Response {
-    html(StatusCode::OK, page_shell("Log in", None, &login_form(None)))
+    html(
+        StatusCode::OK,
+        page_shell("Log in", None, &login_form(None)),
+    )
 }
 
 fn login_form(error: Option<&str>) -> String {
@@ -275,21 +313,30 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<ApiState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
     {
         return html(
             StatusCode::FORBIDDEN,
-            page_shell("Log in", None, &login_form(Some("cross-site login refused"))),
+            page_shell(
+                "Log in",
+                None,
+                &login_form(Some("cross-site login refused")),
+            ),
         );
     }
     let hash = token_hash(f.token.trim());
     match s.store.token_by_hash(hash.clone()).await {
         Ok(Some(info)) => {
             let id = s.sessions.create(info.id, hash, info.role);
-            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=28800");
+            let cookie =
+                format!("{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=28800");
             let mut resp = Redirect::to("/ui").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -298,7 +345,11 @@ async fn login(State(s): State<ApiState>, headers: HeaderMap, Form(f): Form<Logi
         }
         _ => html(
             StatusCode::UNAUTHORIZED,
-            page_shell("Log in", None, &login_form(Some("That token is unknown or revoked."))),
+            page_shell(
+                "Log in",
+                None,
+                &login_form(Some("That token is unknown or revoked.")),
+            ),
         ),
     }
 }
@@ -308,7 +359,9 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("excalibur_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "excalibur_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
     );
     resp
 }
@@ -496,7 +549,11 @@ async fn services_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, 
     };
     let body = format!(
         "{notice}<h2>Sessions</h2>{}<h2>Service credentials</h2>{}{create}",
-        table("sessions", &["Session", "User", "Source", "Started", "State"], &[]),
+        table(
+            "sessions",
+            &["Session", "User", "Source", "Started", "State"],
+            &[]
+        ),
         table(
             "service-credentials",
             &[
@@ -589,7 +646,11 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
             ],
             &[]
         ),
-        table("namespaces", &["Namespace", "Allowed domains", "Created"], &[])
+        table(
+            "namespaces",
+            &["Namespace", "Allowed domains", "Created"],
+            &[]
+        )
     );
     Ok(page("Fleet & Namespaces", &ui, &body))
 }
@@ -601,7 +662,14 @@ async fn netbird(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respon
          (set <code>EXCALIBUR_NETBIRD_SYNC_URL</code> and <code>EXCALIBUR_NETBIRD_SYNC_TOKEN</code>).</p></section><h2>Peers</h2>{}",
         table(
             "netbird-peers",
-            &["Peer", "Name", "Overlay address", "Groups", "Principal", "Last seen"],
+            &[
+                "Peer",
+                "Name",
+                "Overlay address",
+                "Groups",
+                "Principal",
+                "Last seen"
+            ],
             &[]
         )
     );
@@ -633,7 +701,11 @@ async fn crypto(
     let nav: String = tabs
         .iter()
         .map(|(k, name)| {
-            let cur = if *k == active { " aria-current=\"page\"" } else { "" };
+            let cur = if *k == active {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
             format!("<a href=\"/ui/crypto?tab={k}\"{cur}>{name}</a>")
         })
         .collect();
@@ -686,7 +758,11 @@ async fn escrow_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, Re
             vec![
                 esc(&p.id),
                 esc(&p.hosts.join(", ")),
-                if p.passthrough { "yes".into() } else { "no".into() },
+                if p.passthrough {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
@@ -793,7 +869,10 @@ async fn provider_upsert(
     let ui = writer(&s, &headers, &f.csrf).await?;
     let p = Provider {
         id: f.id,
-        hosts: split_list(&f.hosts).iter().map(|h| h.to_ascii_lowercase()).collect(),
+        hosts: split_list(&f.hosts)
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         passthrough: false,
     };
     let notice = match validate::provider(&p) {
@@ -891,13 +970,19 @@ async fn rule_create(
             f.principal
         },
         placeholder: f.placeholder,
-        hosts: split_list(&f.hosts).iter().map(|h| h.to_ascii_lowercase()).collect(),
+        hosts: split_list(&f.hosts)
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         path_prefix: if f.path_prefix.is_empty() {
             "/".into()
         } else {
             f.path_prefix
         },
-        methods: split_list(&f.methods).iter().map(|m| m.to_ascii_uppercase()).collect(),
+        methods: split_list(&f.methods)
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
         substitute_body: false,
     };
     let notice = match validate::rule(&req) {
@@ -951,7 +1036,11 @@ async fn policies_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, 
     let compiled = esc((s.policy)().cedar_text());
     let body = format!(
         "{notice}<h2>Operator policies</h2>{}{form}<details><summary>Compiled policy set in force</summary><pre>{compiled}</pre></details>",
-        table("policies", &["ID", "Description", "Policy", "Created", ""], &rows)
+        table(
+            "policies",
+            &["ID", "Description", "Policy", "Created", ""],
+            &rows
+        )
     );
     Ok(page("Policies", ui, &body))
 }
@@ -1068,7 +1157,11 @@ async fn audit(
          <label>Principal <input name=\"principal\" value=\"{}\"></label><button>Filter</button></form>{}",
         esc(ty.as_deref().unwrap_or("")),
         esc(principal.as_deref().unwrap_or("")),
-        table("audit", &["Seq", "Time", "Type", "Principal", "Details"], &rows)
+        table(
+            "audit",
+            &["Seq", "Time", "Type", "Principal", "Details"],
+            &rows
+        )
     );
     Ok(page("Audit", &ui, &body))
 }
@@ -1079,7 +1172,10 @@ async fn webhooks_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, 
     let mut deliveries: BTreeMap<String, usize> = BTreeMap::new();
     for h in &hooks {
         let log = load(s.store.delivery_list(h.id.clone(), 200)).await?;
-        deliveries.insert(h.id.clone(), log.iter().filter(|d| d.status == "delivered").count());
+        deliveries.insert(
+            h.id.clone(),
+            log.iter().filter(|d| d.status == "delivered").count(),
+        );
         let del = if ui.admin() {
             format!(
                 "<form method=\"post\" action=\"/ui/webhooks/{}/delete\">{}<button class=\"danger\">Delete</button></form>",
@@ -1117,7 +1213,15 @@ async fn webhooks_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, 
         "{notice}{}{form}<p class=\"hint\">Deliveries are signed: <code>X-Excalibur-Signature: t=&lt;unix&gt;,v1=&lt;hex HMAC-SHA256(secret, t + \".\" + body)&gt;</code>.</p>",
         table(
             "webhooks",
-            &["ID", "URL", "Event types", "Secret", "Deliveries", "Created", ""],
+            &[
+                "ID",
+                "URL",
+                "Event types",
+                "Secret",
+                "Deliveries",
+                "Created",
+                ""
+            ],
             &rows
         )
     );
@@ -1148,7 +1252,10 @@ async fn webhook_create(
         secret: None,
     };
     let notice = match crate::handlers::create_webhook(&s, req, ui.actor()).await {
-        Ok(created) => once_box("Signing secret", created.secret.as_deref().unwrap_or_default()),
+        Ok(created) => once_box(
+            "Signing secret",
+            created.secret.as_deref().unwrap_or_default(),
+        ),
         Err(e) => error_box(&e),
     };
     webhooks_page(&s, &ui, &notice).await

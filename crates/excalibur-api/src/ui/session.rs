@@ -55,7 +55,10 @@ impl Sessions {
             let now = Timestamp::now().millis();
             map.retain(|_, s| s.expires_ms > now);
             if map.len() >= MAX_SESSIONS
-                && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires_ms).map(|(k, _)| k.clone())
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, s)| s.expires_ms)
+                    .map(|(k, _)| k.clone())
             {
                 map.remove(&oldest);
             }

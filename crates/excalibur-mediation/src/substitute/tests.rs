@@ -12,7 +12,10 @@ fn mediator() -> Arc<Mediator> {
             "XCALIBUR_GITHUB_TOKEN".into(),
             Secret::new(b"ghp_realvalue_1234567890".to_vec()),
         ),
-        ("XCALIBUR_STRIPE_KEY".into(), Secret::new(b"sk_live_abc".to_vec())),
+        (
+            "XCALIBUR_STRIPE_KEY".into(),
+            Secret::new(b"sk_live_abc".to_vec()),
+        ),
     ]))
 }
 
@@ -34,7 +37,10 @@ fn permit(names: &[&str]) -> Permit {
         },
         created_at: String::new(),
     }];
-    let bindings: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), "p".to_owned())).collect();
+    let bindings: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), "p".to_owned()))
+        .collect();
     let egress = [(
         "service:x".to_owned(),
         vec![HostPattern::parse("api.example.com").unwrap()],
@@ -92,7 +98,11 @@ fn finds_literal_and_encoded() {
             "encoded in {input}"
         );
     };
-    check("Bearer XCALIBUR_GITHUB_TOKEN", &["XCALIBUR_GITHUB_TOKEN"], &[]);
+    check(
+        "Bearer XCALIBUR_GITHUB_TOKEN",
+        &["XCALIBUR_GITHUB_TOKEN"],
+        &[],
+    );
     check("nothing here", &[], &[]);
     check("q=%58CALIBUR_STRIPE_KEY", &[], &["XCALIBUR_STRIPE_KEY"]);
     for prefix in ["", "u:", "us:"] {
@@ -107,7 +117,9 @@ fn finds_literal_and_encoded() {
 fn substitutes_only_permitted_and_scrubs_back() {
     let m = mediator();
     let input = b"a XCALIBUR_GITHUB_TOKEN b XCALIBUR_STRIPE_KEY c";
-    let out = m.substitute(&permit(&["XCALIBUR_GITHUB_TOKEN"]), input).unwrap();
+    let out = m
+        .substitute(&permit(&["XCALIBUR_GITHUB_TOKEN"]), input)
+        .unwrap();
     assert_eq!(out, b"a ghp_realvalue_1234567890 b XCALIBUR_STRIPE_KEY c");
     assert_eq!(m.scrub(&out).unwrap(), input);
     assert!(m.substitute(&permit(&[]), input).is_none());

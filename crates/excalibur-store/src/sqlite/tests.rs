@@ -76,7 +76,9 @@ async fn upsert_reports_rotation_and_chains_events() {
     drop(store);
     let again = open(&dir, &mk);
     assert_eq!(
-        again.snapshot_data().await.unwrap().placeholders[0].value.expose(),
+        again.snapshot_data().await.unwrap().placeholders[0]
+            .value
+            .expose(),
         b"v2"
     );
     assert!(SqliteStore::open(&dir.path().join("x.db"), &MasterKey::generate()).is_err());
@@ -120,7 +122,8 @@ async fn verify_catches_truncation_and_rewritten_chain() {
     let max: i64 = raw
         .query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))
         .unwrap();
-    raw.execute("DELETE FROM audit_events WHERE seq = ?1", [max]).unwrap();
+    raw.execute("DELETE FROM audit_events WHERE seq = ?1", [max])
+        .unwrap();
     let report = store.audit_verify().await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.first_broken_seq, Some(max));
@@ -159,6 +162,9 @@ async fn concurrent_upserts_keep_one_consistent_record() {
     let list = store.placeholder_list().await.unwrap();
     assert_eq!(list.len(), 1);
     let data = store.snapshot_data().await.unwrap();
-    assert_eq!(data.placeholders[0].value.fingerprint(), list[0].fingerprint);
+    assert_eq!(
+        data.placeholders[0].value.fingerprint(),
+        list[0].fingerprint
+    );
     assert!(store.audit_verify().await.unwrap().ok);
 }

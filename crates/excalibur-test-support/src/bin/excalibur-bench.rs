@@ -75,8 +75,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let api = gw.api();
-    api.post("/api/providers", json!({"id": "github", "hosts": ["api.github.com"]}))
-        .await?;
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await?;
     api.post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": SECRET, "provider_id": "github"}),
@@ -105,7 +108,11 @@ async fn main() -> anyhow::Result<()> {
         "case", "req/s", "p50 ms", "p99 ms", "errors"
     );
     for keep_alive in [true, false] {
-        let mode = if keep_alive { "keep-alive" } else { "new connection" };
+        let mode = if keep_alive {
+            "keep-alive"
+        } else {
+            "new connection"
+        };
         let direct = client(None, &echo.ca_pem, keep_alive, Some(echo.tls_addr))?;
         let proxied = client(
             Some((gw.proxy(), token.as_str())),
@@ -151,7 +158,8 @@ fn client(
         .no_proxy();
     if let Some((addr, token)) = proxy {
         b = b.proxy(
-            reqwest::Proxy::https(format!("http://{addr}"))?.custom_http_auth(format!("Bearer {token}").parse()?),
+            reqwest::Proxy::https(format!("http://{addr}"))?
+                .custom_http_auth(format!("Bearer {token}").parse()?),
         );
     }
     if let Some(addr) = resolve {

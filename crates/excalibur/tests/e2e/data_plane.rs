@@ -52,9 +52,12 @@ pub(crate) async fn setup() -> Setup {
     )
     .await
     .unwrap();
-    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
-        .await
-        .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+    )
+    .await
+    .unwrap();
     api.post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": GITHUB_REAL, "provider_id": "github"}),
@@ -83,7 +86,12 @@ pub(crate) async fn setup() -> Setup {
     Setup { gw, echo, ca }
 }
 
-pub(crate) async fn credential(gw: &Gateway, name: &str, source: &str, domains: &[&str]) -> (String, String) {
+pub(crate) async fn credential(
+    gw: &Gateway,
+    name: &str,
+    source: &str,
+    domains: &[&str],
+) -> (String, String) {
     let v = gw
         .api()
         .post(
@@ -197,7 +205,10 @@ async fn seed_000_service_credential_flow_with_curl() {
         "proxy credentials are never forwarded"
     );
     // ...and echoed it back in a header and the body, which were scrubbed.
-    assert!(!out.contains(GITHUB_REAL), "echo leaked the real value: {out}");
+    assert!(
+        !out.contains(GITHUB_REAL),
+        "echo leaked the real value: {out}"
+    );
     assert!(
         out.to_lowercase()
             .contains("x-echo-authorization: bearer xcalibur_github_token"),
@@ -213,13 +224,21 @@ async fn seed_000_service_credential_flow_with_curl() {
     assert_eq!(creds[0]["name"], "ci-runner");
     assert!(!creds.to_string().contains(token));
     wait_events(gw, "flow_recorded", 1).await;
-    let flows = gw.api().get("/api/flows?principal=service:ci-runner").await.unwrap();
+    let flows = gw
+        .api()
+        .get("/api/flows?principal=service:ci-runner")
+        .await
+        .unwrap();
     let flow = &flows[0];
     assert_eq!(flow["host"], "api.github.com");
     assert_eq!(flow["status"], 200);
     assert_eq!(flow["placeholders"], json!(["XCALIBUR_GITHUB_TOKEN"]));
     assert!(flow["bytes_down"].as_u64().unwrap() > 0);
-    for ty in ["service_credential_created", "proxy_auth_ok", "flow_recorded"] {
+    for ty in [
+        "service_credential_created",
+        "proxy_auth_ok",
+        "flow_recorded",
+    ] {
         assert!(!wait_events(gw, ty, 1).await.is_empty(), "no {ty}");
     }
     assert_eq!(gw.api().get("/api/audit/verify").await.unwrap()["ok"], true);
@@ -271,7 +290,12 @@ async fn missing_credential_gets_407_and_cidr_mismatch_revokes() {
     assert_eq!(mismatch["details"]["credential_id"], id);
     assert_eq!(mismatch["principal"], "service:far-away");
     let creds = gw.api().get("/api/service-credentials").await.unwrap();
-    let cred = creds.as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+    let cred = creds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
     assert_eq!(cred["revoked_reason"], "source_network_mismatch");
     assert!(!events(gw, "service_credential_revoked").await.is_empty());
     assert!(s.echo.seen().is_empty(), "nothing reached the upstream");
@@ -332,7 +356,11 @@ async fn placeholder_toward_a_disallowed_host_is_refused_and_never_substituted()
             "placeholder_denied",
         ),
         // Egress outside allowed_domains, and raw-IP CONNECT.
-        (vec!["https://api.example.org/"], "403", "egress_not_allowed"),
+        (
+            vec!["https://api.example.org/"],
+            "403",
+            "egress_not_allowed",
+        ),
         (vec!["https://127.0.0.1/"], "403", "egress_not_allowed"),
     ];
     for (args, status, reason) in cases {
@@ -345,7 +373,14 @@ async fn placeholder_toward_a_disallowed_host_is_refused_and_never_substituted()
             ca_arg(&s).leak(),
         ];
         // The status of the inner request, or of the CONNECT when the tunnel is refused.
-        full.extend(["-o", "/dev/null", "-D", "-", "-w", "%{http_code}/%{http_connect}"]);
+        full.extend([
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-w",
+            "%{http_code}/%{http_connect}",
+        ]);
         full.extend(args.iter().copied());
         let (_, out, _) = curl(&full).await;
         let (inner_status, connect_status) = out
@@ -354,9 +389,13 @@ async fn placeholder_toward_a_disallowed_host_is_refused_and_never_substituted()
             .unwrap_or(&out)
             .split_once('/')
             .unwrap();
-        assert!(inner_status == status || connect_status == status, "{args:?}: {out}");
         assert!(
-            out.to_lowercase().contains(&format!("x-excalibur-reason: {reason}")),
+            inner_status == status || connect_status == status,
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.to_lowercase()
+                .contains(&format!("x-excalibur-reason: {reason}")),
             "{args:?}: {out}"
         );
     }
@@ -430,7 +469,9 @@ async fn domain_fronting_and_host_mismatch_are_refused() {
     assert_ne!(code, 0, "the handshake must fail");
     let denied = wait_events(gw, "egress_denied", 1).await;
     assert!(
-        denied.iter().any(|e| e["details"]["reason"] == "sni_mismatch"),
+        denied
+            .iter()
+            .any(|e| e["details"]["reason"] == "sni_mismatch"),
         "{denied:?}"
     );
     // SNI right, Host header wrong.
@@ -460,7 +501,13 @@ async fn domain_fronting_and_host_mismatch_are_refused() {
 async fn http2_http1_python_requests_https_proxy_and_plain_http() {
     let s = setup().await;
     let gw = &s.gw;
-    let (_, token) = credential(gw, "ci", "127.0.0.0/8", &["api.github.com", "plain.example"]).await;
+    let (_, token) = credential(
+        gw,
+        "ci",
+        "127.0.0.0/8",
+        &["api.github.com", "plain.example"],
+    )
+    .await;
     let auth = format!("Proxy-Authorization: Bearer {token}");
     for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let (code, out, err) = curl(&[
@@ -489,7 +536,10 @@ async fn http2_http1_python_requests_https_proxy_and_plain_http() {
             .iter()
             .all(|r| r.header("authorization") == Some(format!("Bearer {GITHUB_REAL}").as_str()))
     );
-    assert!(via_h2.iter().any(|r| r.version == "HTTP/2.0"), "upstream spoke h2");
+    assert!(
+        via_h2.iter().any(|r| r.version == "HTTP/2.0"),
+        "upstream spoke h2"
+    );
 
     // HTTPS_PROXY=https://...:8443: TLS to the proxy, CONNECT inside it.
     let (code, out, err) = curl(&[
@@ -549,7 +599,11 @@ print(json.dumps({"status": r.status_code, "body": r.text, "echo": r.headers.get
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 200);
     assert_eq!(v["echo"], "Bearer XCALIBUR_GITHUB_TOKEN");
@@ -644,7 +698,10 @@ async fn rotation_under_load_has_no_failures_and_switches_values() {
     );
     assert!(old >= 100 && new >= 100, "old {old}, new {new}");
     for id in &after_ids {
-        let r = seen.iter().find(|r| r.header("x-req") == Some(id.as_str())).unwrap();
+        let r = seen
+            .iter()
+            .find(|r| r.header("x-req") == Some(id.as_str()))
+            .unwrap();
         assert_eq!(
             r.header("authorization"),
             Some("Bearer sk_live_NEW_VALUE_FROM_VAULT"),
@@ -741,11 +798,16 @@ async fn passthrough_private_destinations_and_duplicate_names() {
     ])
     .await;
     assert!(
-        out.to_lowercase().contains("x-excalibur-reason: destination_forbidden"),
+        out.to_lowercase()
+            .contains("x-excalibur-reason: destination_forbidden"),
         "{out}"
     );
     let denied = wait_events(gw, "egress_denied", 1).await;
-    assert!(denied.iter().any(|e| e["details"]["reason"] == "destination_forbidden"));
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"]["reason"] == "destination_forbidden")
+    );
 
     // One live credential per name (the name is the principal id).
     let (status, _, body) = gw

@@ -10,7 +10,10 @@ use crate::{ctl, ctl_as, gateway, server_bin};
 
 async fn provider(gw: &Gateway) {
     gw.api()
-        .post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
+        .post(
+            "/api/providers",
+            json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+        )
         .await
         .unwrap();
 }
@@ -42,9 +45,16 @@ async fn roles_are_enforced() {
     let op_token = created["token"].as_str().unwrap().to_owned();
     assert!(op_token.starts_with(created["prefix"].as_str().unwrap()));
     let op = gw.api_as(Some(&op_token));
-    assert_eq!(op.send("GET", "/api/placeholders", None).await.unwrap().0, 200);
+    assert_eq!(
+        op.send("GET", "/api/placeholders", None).await.unwrap().0,
+        200
+    );
     let (s, _, body) = op
-        .send("POST", "/api/providers", Some(json!({"id": "x", "hosts": ["x.com"]})))
+        .send(
+            "POST",
+            "/api/providers",
+            Some(json!({"id": "x", "hosts": ["x.com"]})),
+        )
         .await
         .unwrap();
     assert_eq!(s, 403, "{body}");
@@ -61,7 +71,10 @@ async fn roles_are_enforced() {
         .await
         .unwrap();
     assert_eq!(s, 200);
-    assert_eq!(op.send("GET", "/api/placeholders", None).await.unwrap().0, 401);
+    assert_eq!(
+        op.send("GET", "/api/placeholders", None).await.unwrap().0,
+        401
+    );
     let events = gw.api().get("/api/audit?type=token_*").await.unwrap();
     let types: Vec<_> = events
         .as_array()
@@ -69,7 +82,9 @@ async fn roles_are_enforced() {
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_owned())
         .collect();
-    assert!(types.contains(&"token_revoked".to_owned()) && types.contains(&"token_created".to_owned()));
+    assert!(
+        types.contains(&"token_revoked".to_owned()) && types.contains(&"token_created".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -145,15 +160,26 @@ async fn concurrent_upserts_are_atomic_and_all_audited() {
     }
     let mut fingerprints = Vec::new();
     for t in tasks {
-        fingerprints.push(t.await.unwrap().unwrap()["fingerprint"].as_str().unwrap().to_owned());
+        fingerprints.push(
+            t.await.unwrap().unwrap()["fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let list = api.get("/api/placeholders").await.unwrap();
     let rows = list.as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert!(fingerprints.contains(&rows[0]["fingerprint"].as_str().unwrap().to_owned()));
-    let updated = api.get("/api/audit?type=placeholder_updated&limit=1000").await.unwrap();
+    let updated = api
+        .get("/api/audit?type=placeholder_updated&limit=1000")
+        .await
+        .unwrap();
     assert_eq!(updated.as_array().unwrap().len(), 20);
-    let rotated = api.get("/api/audit?type=placeholder_rotated&limit=1000").await.unwrap();
+    let rotated = api
+        .get("/api/audit?type=placeholder_rotated&limit=1000")
+        .await
+        .unwrap();
     assert_eq!(rotated.as_array().unwrap().len(), 19);
     assert_eq!(api.get("/api/audit/verify").await.unwrap()["ok"], true);
 }
@@ -228,8 +254,22 @@ async fn restart_keeps_everything_and_secrets_never_leak() {
         .await
         .unwrap();
     let mut seen = resp.to_string();
-    seen.push_str(&first.api().get("/api/placeholders").await.unwrap().to_string());
-    seen.push_str(&first.api().get("/api/audit?limit=1000").await.unwrap().to_string());
+    seen.push_str(
+        &first
+            .api()
+            .get("/api/placeholders")
+            .await
+            .unwrap()
+            .to_string(),
+    );
+    seen.push_str(
+        &first
+            .api()
+            .get("/api/audit?limit=1000")
+            .await
+            .unwrap()
+            .to_string(),
+    );
     let (_, out, err) = ctl(&first, &["placeholder", "list"], None).await;
     seen.push_str(&out);
     seen.push_str(&err);
@@ -239,7 +279,11 @@ async fn restart_keeps_everything_and_secrets_never_leak() {
     let dir = Arc::clone(&first.dir);
     let data_dir = first.data_dir.clone();
     let first_output = first.output();
-    assert_eq!(first.stop().await.unwrap(), Some(0), "clean exit on SIGTERM");
+    assert_eq!(
+        first.stop().await.unwrap(),
+        Some(0),
+        "clean exit on SIGTERM"
+    );
 
     // Data-dir permissions and sealing at rest.
     use std::os::unix::fs::PermissionsExt as _;
@@ -276,7 +320,10 @@ async fn restart_keeps_everything_and_secrets_never_leak() {
     let list = second.api().get("/api/placeholders").await.unwrap();
     assert_eq!(list[0]["placeholder"], "XCALIBUR_STRIPE_SECRET_KEY");
     assert_eq!(second.api().get("/api/ca.pem").await.unwrap(), ca_before);
-    assert_eq!(second.api().get("/api/audit/verify").await.unwrap()["ok"], true);
+    assert_eq!(
+        second.api().get("/api/audit/verify").await.unwrap()["ok"],
+        true
+    );
 
     for text in [seen, first_output, second.output()] {
         assert!(!text.contains(SECRET), "secret leaked: {text}");
@@ -288,7 +335,14 @@ async fn cli_manages_placeholders_tokens_and_ca() {
     let gw = gateway().await;
     let (code, out, err) = ctl(
         &gw,
-        &["provider", "add", "--id", "github", "--host", "api.github.com"],
+        &[
+            "provider",
+            "add",
+            "--id",
+            "github",
+            "--host",
+            "api.github.com",
+        ],
         None,
     )
     .await;
@@ -319,7 +373,9 @@ async fn cli_manages_placeholders_tokens_and_ca() {
 
     let (code, out, _) = ctl(
         &gw,
-        &["--json", "token", "create", "--name", "ops", "--role", "operator"],
+        &[
+            "--json", "token", "create", "--name", "ops", "--role", "operator",
+        ],
         None,
     )
     .await;
@@ -376,13 +432,24 @@ async fn tls_on_8443_with_the_exported_ca() {
         .build()
         .unwrap();
     let url = format!("https://localhost:{}/api/placeholders", gw.api_addr.port());
-    let resp = client.get(&url).bearer_auth(&gw.admin_token).send().await.unwrap();
+    let resp = client
+        .get(&url)
+        .bearer_auth(&gw.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     // curl too, over HTTP/2.
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--http2", "--cacert"])
         .arg(gw.data_dir.join("ca.pem"))
-        .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}", "-H"])
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "-H",
+        ])
         .arg(format!("Authorization: Bearer {}", gw.admin_token))
         .arg(&url)
         .output()
@@ -408,8 +475,18 @@ async fn every_documented_route_is_served() {
                 .send(&method.to_uppercase(), &concrete, body)
                 .await
                 .unwrap();
-            assert!(status != 404 && status != 405, "{method} {path} -> {status}");
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} -> {status}"
+            );
         }
     }
-    assert_eq!(gw.api_as(None).send("GET", "/api/nope", None).await.unwrap().0, 404);
+    assert_eq!(
+        gw.api_as(None)
+            .send("GET", "/api/nope", None)
+            .await
+            .unwrap()
+            .0,
+        404
+    );
 }

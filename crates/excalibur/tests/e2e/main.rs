@@ -38,7 +38,12 @@ pub(crate) async fn ctl(gw: &Gateway, args: &[&str], stdin: Option<&str>) -> (i3
     ctl_as(gw, &gw.admin_token, args, stdin).await
 }
 
-pub(crate) async fn ctl_as(gw: &Gateway, token: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) async fn ctl_as(
+    gw: &Gateway,
+    token: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     use tokio::io::AsyncWriteExt as _;
     let mut cmd = tokio::process::Command::new(ctl_bin());
     cmd.args(args)
@@ -47,7 +52,9 @@ pub(crate) async fn ctl_as(gw: &Gateway, token: &str, args: &[&str], stdin: Opti
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("excalibur-ctl is built next to excalibur");
+    let mut child = cmd
+        .spawn()
+        .expect("excalibur-ctl is built next to excalibur");
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         input.write_all(s.as_bytes()).await.unwrap();

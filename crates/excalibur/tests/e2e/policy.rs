@@ -53,7 +53,10 @@ async fn operator_policies_decide_real_requests() {
         .unwrap();
     assert_eq!(status, 422);
     assert_eq!(ct, "application/problem+json");
-    assert!(body["detail"].as_str().unwrap().contains("tenant_id"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("tenant_id"),
+        "{body}"
+    );
     assert!(
         gw.api()
             .get("/api/policies")
@@ -84,7 +87,10 @@ async fn operator_policies_decide_real_requests() {
     assert_eq!(code, 0, "{err}");
     let out = request("DELETE").await;
     assert!(
-        out.ends_with("403") && out.to_lowercase().contains("x-excalibur-reason: placeholder_denied"),
+        out.ends_with("403")
+            && out
+                .to_lowercase()
+                .contains("x-excalibur-reason: placeholder_denied"),
         "{out}"
     );
     assert!(request("GET").await.ends_with("200"));

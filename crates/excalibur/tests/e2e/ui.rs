@@ -21,9 +21,12 @@ fn workspace() -> PathBuf {
 async fn chromium_drives_the_ui() {
     let gw = gateway().await;
     let api = gw.api();
-    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
-        .await
-        .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+    )
+    .await
+    .unwrap();
     api.post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_STRIPE_SECRET_KEY", "real_value": "sk_live_BEFORE", "provider_id": "stripe"}),
@@ -75,9 +78,14 @@ async fn ui_security_headers_cookies_and_csrf() {
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/login");
     let login = client.get(format!("{base}/login")).send().await.unwrap();
-    let csp = login.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = login.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline")
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
     );
     assert_eq!(login.headers()["x-frame-options"], "DENY");
 
@@ -182,7 +190,10 @@ async fn ui_security_headers_cookies_and_csrf() {
         .text()
         .await
         .unwrap();
-    assert!(evil.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !evil.contains("<script>alert(1)"));
+    assert!(
+        evil.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+            && !evil.contains("<script>alert(1)")
+    );
     // Logging out ends the session.
     client
         .post(format!("{base}/logout"))

@@ -21,7 +21,8 @@ fn verify(secret: &str, header: &str, body: &str) -> bool {
         return false;
     };
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let expected = excalibur_core::secret::hex(hmac::sign(&key, format!("{t}.{body}").as_bytes()).as_ref());
+    let expected =
+        excalibur_core::secret::hex(hmac::sign(&key, format!("{t}.{body}").as_bytes()).as_ref());
     constant_time::verify_slices_are_equal(expected.as_bytes(), v1.as_bytes()).is_ok()
 }
 
@@ -57,7 +58,13 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
         json!({"url": format!("http://{}/hook", receiver.addr), "event_types": []}),
         json!({"url": format!("http://{}/hook", receiver.addr), "event_types": ["credential_rotated"], "secret": "short"}),
     ] {
-        assert_eq!(api.send("POST", "/api/webhooks", Some(body)).await.unwrap().0, 422);
+        assert_eq!(
+            api.send("POST", "/api/webhooks", Some(body))
+                .await
+                .unwrap()
+                .0,
+            422
+        );
     }
     let hook = api
         .post(
@@ -79,9 +86,12 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
         .unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
 
-    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
-        .await
-        .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+    )
+    .await
+    .unwrap();
     for v in ["sk_live_OLD_0001", "sk_live_NEW_0002"] {
         api.post(
             "/api/placeholders",
@@ -128,7 +138,10 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
     let payload: Value = serde_json::from_str(&got[1].body).unwrap();
     assert_eq!(payload["event_type"], "credential_rotated");
     assert_eq!(payload["event"]["type"], "placeholder_rotated");
-    assert_eq!(got[1].header("x-excalibur-event"), Some("credential_rotated"));
+    assert_eq!(
+        got[1].header("x-excalibur-event"),
+        Some("credential_rotated")
+    );
     // A tampered body fails verification.
     assert!(!verify(
         SECRET,
@@ -137,7 +150,10 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
     ));
 
     let log = until("the delivery log", async || {
-        let log = api.get(&format!("/api/webhooks/{id}/deliveries")).await.unwrap();
+        let log = api
+            .get(&format!("/api/webhooks/{id}/deliveries"))
+            .await
+            .unwrap();
         (log[0]["status"] == "delivered").then_some(log)
     })
     .await;
@@ -145,8 +161,10 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
     assert_eq!(log[0]["event_type"], "credential_rotated");
 
     // An expiring placeholder fires credential_expired and stops being served.
-    let soon = excalibur_core::time::Timestamp::from_millis(excalibur_core::time::Timestamp::now().millis() + 500)
-        .to_rfc3339();
+    let soon = excalibur_core::time::Timestamp::from_millis(
+        excalibur_core::time::Timestamp::now().millis() + 500,
+    )
+    .to_rfc3339();
     api.post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_TEMP_KEY", "real_value": "sk_temp_value_1", "provider_id": "stripe", "expires_at": soon}),
@@ -161,7 +179,10 @@ async fn signed_deliveries_retry_and_log_and_expiry_fires() {
     })
     .await;
     let payload: Value = serde_json::from_str(&expired.body).unwrap();
-    assert_eq!(payload["event"]["details"]["placeholder"], "XCALIBUR_TEMP_KEY");
+    assert_eq!(
+        payload["event"]["details"]["placeholder"],
+        "XCALIBUR_TEMP_KEY"
+    );
     assert!(verify(
         SECRET,
         expired.header("x-excalibur-signature").unwrap(),
@@ -195,9 +216,12 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
         "a generated secret is shown once"
     );
     let id = hook["id"].as_str().unwrap().to_owned();
-    api.post("/api/providers", json!({"id": "stripe", "hosts": ["api.stripe.com"]}))
-        .await
-        .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+    )
+    .await
+    .unwrap();
     api.post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_STRIPE_KEY", "real_value": "v1_value", "provider_id": "stripe"}),
@@ -205,10 +229,16 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
     .await
     .unwrap();
     let log = until("a failed delivery", async || {
-        let log = api.get(&format!("/api/webhooks/{id}/deliveries")).await.unwrap();
+        let log = api
+            .get(&format!("/api/webhooks/{id}/deliveries"))
+            .await
+            .unwrap();
         (log[0]["status"] == "failed").then_some(log)
     })
     .await;
-    assert!(log[0]["last_error"].as_str().unwrap().contains("forbidden"), "{log}");
+    assert!(
+        log[0]["last_error"].as_str().unwrap().contains("forbidden"),
+        "{log}"
+    );
     assert!(receiver.received().is_empty());
 }
