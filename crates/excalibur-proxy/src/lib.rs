@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub max_substitute_body: u64,
     /// This instance's pseudonym in `Via`, used to detect loops.
     pub via_name: String,
+    /// Time the upstream has to answer with a response head.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The proxy: cheap to clone, shared by every listener.
@@ -69,6 +71,7 @@ struct Inner {
     recorder: Arc<dyn Recorder>,
     control: Arc<dyn Control>,
     max_substitute_body: u64,
+    request_timeout: std::time::Duration,
     via: http::HeaderValue,
     via_name: String,
     tasks: TaskTracker,
@@ -124,6 +127,7 @@ impl Proxy {
                 recorder,
                 control,
                 max_substitute_body: config.max_substitute_body,
+                request_timeout: config.request_timeout,
                 via,
                 via_name: config.via_name,
                 tasks,

@@ -595,7 +595,23 @@ impl Inner {
             limit,
         )
         .boxed_unsync();
-        let resp = match self.client.request(Request::from_parts(parts, body)).await {
+        let sent = tokio::time::timeout(
+            self.request_timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        let Ok(sent) = sent else {
+            flow.update(|f| {
+                f.status = 504;
+                f.reason = Some("upstream_timeout".to_owned());
+            });
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            );
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 let connect = find_source::<ConnectError>(&e);

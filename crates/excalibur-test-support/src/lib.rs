@@ -39,6 +39,16 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Do not set `EXCALIBUR_ADMIN_TOKEN` (exercise the generated bootstrap token).
     pub no_admin_token: bool,
+    /// Listen here instead of an ephemeral port (tests that must know it in advance).
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Extra command-line arguments for `excalibur serve`.
+    pub args: Vec<String>,
+}
+
+/// A free loopback port, for a listener a test must know before it starts.
+pub fn free_port() -> anyhow::Result<std::net::SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
 }
 
 /// A running `excalibur serve` process. Killed on drop.
@@ -93,14 +103,14 @@ impl Gateway {
             .arg(&config)
             .arg("--data-dir")
             .arg(&data_dir)
-            .args([
-                "--api-listen",
-                "127.0.0.1:0",
-                "--proxy-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
+            .arg("--api-listen")
+            .arg(
+                opts.api_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "127.0.0.1:0".to_owned()),
+            )
+            .args(["--proxy-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(&opts.args)
             .env("EXCALIBUR_LOG", "info")
             .env_remove("EXCALIBUR_ADMIN_TOKEN")
             .env_remove("EXCALIBUR_MASTER_KEY")
@@ -216,6 +226,15 @@ impl Gateway {
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (crash tests) and waits for it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            let _ = child.wait().await?;
+        }
+        Ok(())
     }
 
     /// Sends SIGTERM and waits (at most 20 s) for a clean exit; returns the exit code.

@@ -29,6 +29,9 @@ pub(crate) struct ServeArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "EXCALIBUR_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Start even if the audit hash chain does not verify (after an investigated incident).
+    #[arg(long, env = "EXCALIBUR_DANGEROUS_ALLOW_BROKEN_AUDIT_CHAIN")]
+    dangerous_allow_broken_audit_chain: bool,
 }
 
 /// The TOML file's shape; unknown keys are errors.
@@ -49,6 +52,36 @@ struct Raw {
     proxy: RawProxy,
     #[serde(default)]
     webhooks: RawWebhooks,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_connections: Option<usize>,
+}
+
+/// Resource limits on client connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Time a client has to send a complete request head.
+    pub(crate) header_read_timeout: std::time::Duration,
+    /// A connection with no progress either way for this long is closed.
+    pub(crate) idle_timeout: std::time::Duration,
+    /// Time the upstream has to answer with a response head.
+    pub(crate) request_timeout: std::time::Duration,
+    /// Largest request head (HTTP/1 buffer, HTTP/2 header list).
+    pub(crate) max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request.
+    pub(crate) max_headers: usize,
+    /// Most concurrent client connections across listeners.
+    pub(crate) max_connections: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +149,10 @@ pub(crate) struct Config {
     pub(crate) max_substitute_body: u64,
     /// Webhook delivery.
     pub(crate) webhooks: Webhooks,
+    /// Client connection limits.
+    pub(crate) limits: Limits,
+    /// Start even if the audit chain does not verify.
+    pub(crate) dangerous_allow_broken_audit_chain: bool,
 }
 
 /// Upstream connection settings.
@@ -199,6 +236,15 @@ impl Config {
                 .proxy
                 .max_substitute_body_bytes
                 .unwrap_or(10 * 1024 * 1024),
+            limits: Limits {
+                header_read_timeout: ms(raw.limits.header_read_timeout_ms, 10_000),
+                idle_timeout: ms(raw.limits.idle_timeout_ms, 120_000),
+                request_timeout: ms(raw.limits.request_timeout_ms, 60_000),
+                max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024).max(8192),
+                max_headers: raw.limits.max_headers.unwrap_or(100).max(8),
+                max_connections: raw.limits.max_connections.unwrap_or(4096).max(1),
+            },
+            dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             webhooks: Webhooks {
                 retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1000),
                 max_attempts: raw.webhooks.max_attempts.unwrap_or(6).max(1),
@@ -216,6 +262,10 @@ impl Config {
             },
         })
     }
+}
+
+fn ms(v: Option<u64>, default: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(v.unwrap_or(default).max(1))
 }
 
 fn parse_resolve(entry: &str) -> Option<(String, u16, SocketAddr)> {

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::Config;
+use crate::idle::IdleIo;
 use crate::snapshot::Snapshots;
 use crate::{init, record};
 
@@ -40,14 +41,14 @@ use crate::{init, record};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a new connection may take to send its first byte / finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a listener does with a request.
+/// What a listener does with a request, and the limits it applies.
 #[derive(Clone)]
 struct Dispatch {
     api: Option<Router>,
     proxy: Proxy,
+    limits: crate::config::Limits,
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
@@ -57,6 +58,18 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || init::store(&data_dir)).await??;
     let store: Arc<dyn Store> = Arc::new(store);
+    let chain = store.audit_verify().await?;
+    if !chain.ok {
+        let reason = chain.reason.clone().unwrap_or_default();
+        let seq = chain.first_broken_seq.unwrap_or(0);
+        if !config.dangerous_allow_broken_audit_chain {
+            anyhow::bail!(
+                "the audit chain is broken at seq {seq} ({reason}); investigate, then start with \
+                 --dangerous-allow-broken-audit-chain to serve anyway"
+            );
+        }
+        tracing::error!(seq, reason = %reason, "the audit chain is broken; serving because --dangerous-allow-broken-audit-chain");
+    }
     let ca = init::ca(store.as_ref(), &config.data_dir).await?;
     init::admin_token(store.as_ref(), &config.data_dir).await?;
 
@@ -109,6 +122,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 own_addrs: vec![api_addr, proxy_addr],
             },
             max_substitute_body: config.max_substitute_body,
+            request_timeout: config.limits.request_timeout,
             via_name: format!(
                 "excalibur-{}",
                 excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<4>())
@@ -156,11 +170,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.webhooks.clone(),
         cancel.clone(),
     ));
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
     let api_dispatch = Dispatch {
         api: Some(api),
         proxy: proxy.clone(),
+        limits: config.limits.clone(),
+        connections: Arc::clone(&connections),
     };
-    let proxy_dispatch = Dispatch { api: None, proxy };
+    let proxy_dispatch = Dispatch {
+        api: None,
+        proxy,
+        limits: config.limits.clone(),
+        connections,
+    };
     let accept_api = tokio::spawn(accept(
         api_listener,
         api_dispatch,
@@ -273,14 +295,20 @@ async fn accept(
             () = cancel.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection limit reached; closing");
+            continue;
+        };
+        let tcp = IdleIo::new(tcp, dispatch.limits.idle_timeout);
         let (dispatch, acceptor, cancel) = (dispatch.clone(), acceptor.clone(), cancel.clone());
         tracker.spawn(async move {
+            let _permit = permit;
             let Some(acceptor) = acceptor else {
                 serve_connection(tcp, peer, dispatch, cancel).await;
                 return;
             };
             let mut first = [0u8; 1];
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.get_ref().peek(&mut first)).await {
                 Ok(Ok(1)) => {}
                 _ => return,
             }
@@ -301,7 +329,7 @@ async fn accept(
     }
 }
 
-async fn reject_plain(mut tcp: TcpStream) {
+async fn reject_plain(mut tcp: IdleIo<TcpStream>) {
     use tokio::io::AsyncWriteExt as _;
     let body = r#"{"type":"https://excalibur.dev/problems/tls_required","title":"Bad Request","status":400,"detail":"plain HTTP is accepted from loopback only; use https://","code":"tls_required"}"#;
     let resp = format!(
@@ -315,15 +343,25 @@ async fn serve_connection<I>(io: I, peer: SocketAddr, dispatch: Dispatch, cancel
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let dispatch_limits = dispatch.limits.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let dispatch = dispatch.clone();
         async move { Ok::<_, Infallible>(route(req, peer, dispatch).await) }
     });
+    let limits = dispatch_limits.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

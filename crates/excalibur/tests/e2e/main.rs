@@ -11,6 +11,7 @@
 
 mod data_plane;
 mod foundation;
+mod hardening;
 mod policy;
 mod ui;
 mod webhooks;

@@ -1,0 +1,413 @@
+//! Issue: hardening. Hostile clients and destinations against the running binary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use excalibur_test_support::upstream::Echo;
+use excalibur_test_support::{Gateway, Options, free_port};
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::data_plane::{credential, curl, proxy_url};
+use crate::server_bin;
+
+const LIMITS: &str =
+    "[limits]\nheader_read_timeout_ms = 500\nidle_timeout_ms = 1000\nrequest_timeout_ms = 700\n";
+
+struct Hostile {
+    gw: Gateway,
+    echo: Echo,
+    token: String,
+    ca: String,
+}
+
+async fn hostile() -> Hostile {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    // A listener that accepts and never answers: a stalled upstream.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stall.accept().await {
+            held.push(s);
+        }
+    });
+    let api = free_port().unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "{LIMITS}[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\", \"plain.example:80={}\", \"loop.example:443={api}\", \"stall.example:80={stall_addr}\"]\n",
+        echo.tls_addr, echo.plain_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            api_listen: Some(api),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "github", "hosts": ["api.github.com", "plain.example"]}),
+        )
+        .await
+        .unwrap();
+    let domains = [
+        "api.github.com",
+        "plain.example",
+        "loop.example",
+        "stall.example",
+        "::1",
+        "::ffff:127.0.0.1",
+        "169.254.169.254",
+        "localhost",
+    ];
+    let (_, token) = credential(&gw, "ci", "127.0.0.0/8", &domains).await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    Hostile {
+        gw,
+        echo,
+        token,
+        ca,
+    }
+}
+
+/// Reads until EOF or error; returns how long that took (bounded by `max`).
+async fn time_to_close(stream: &mut TcpStream, max: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(max.saturating_sub(start.elapsed()), stream.read(&mut buf)).await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => return start.elapsed(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    let h = hostile().await;
+    // Slowloris: a request head that never finishes.
+    let mut slow = TcpStream::connect(h.gw.proxy()).await.unwrap();
+    slow.write_all(b"GET http://plain.example/ HTTP/1.1\r\nHost: plain.example\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let took = time_to_close(&mut slow, Duration::from_secs(8)).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "slow head kept open for {took:?}"
+    );
+
+    // An idle keep-alive connection and an idle tunnel are closed too.
+    let mut idle = TcpStream::connect(h.gw.proxy()).await.unwrap();
+    let took = time_to_close(&mut idle, Duration::from_secs(8)).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "idle connection kept open for {took:?}"
+    );
+    let mut tunnel = TcpStream::connect(h.gw.proxy()).await.unwrap();
+    let connect = format!(
+        "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\nProxy-Authorization: Bearer {}\r\n\r\n",
+        h.token
+    );
+    tunnel.write_all(connect.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = tunnel.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    let took = time_to_close(&mut tunnel, Duration::from_secs(8)).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "idle tunnel kept open for {took:?}"
+    );
+
+    // A stalled upstream answers 504 within the request timeout.
+    let auth = format!("Proxy-Authorization: Bearer {}", h.token);
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy_url(&h.gw),
+        "--proxy-header",
+        &auth,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "http://stall.example/",
+    ])
+    .await;
+    assert_eq!(out, "504");
+}
+
+#[tokio::test]
+async fn oversized_heads_and_smuggling_are_refused() {
+    let h = hostile().await;
+    let auth = format!("Proxy-Authorization: Bearer {}", h.token);
+    let proxy = proxy_url(&h.gw);
+    // Too many header fields.
+    let mut args: Vec<String> = vec![
+        "-x".into(),
+        proxy.clone(),
+        "--proxy-header".into(),
+        auth.clone(),
+    ];
+    for i in 0..150 {
+        args.extend(["-H".into(), format!("X-Many-{i}: v")]);
+    }
+    args.extend([
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code}".into(),
+        "http://plain.example/".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out, _) = curl(&refs).await;
+    assert_eq!(out, "431", "too many headers");
+    // One huge header.
+    let big = format!("X-Big: {}", "a".repeat(100 * 1024));
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy,
+        "--proxy-header",
+        &auth,
+        "-H",
+        &big,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "http://plain.example/",
+    ])
+    .await;
+    assert_eq!(out, "431", "oversized head");
+
+    // Conflicting framing (CL + TE): Transfer-Encoding wins (RFC 9112 §6.3), Content-Length
+    // is dropped, and the connection is closed after the response, so bytes smuggled
+    // behind the body are never read as a second request.
+    let mut s = TcpStream::connect(h.gw.proxy()).await.unwrap();
+    let smuggle = format!(
+        "POST http://plain.example/ HTTP/1.1\r\nHost: plain.example\r\nProxy-Authorization: Bearer {}\r\n\
+         Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://plain.example/admin HTTP/1.1\r\nHost: plain.example\r\n\
+         Proxy-Authorization: Bearer {}\r\n\r\n",
+        h.token, h.token
+    );
+    s.write_all(smuggle.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("connection closed");
+    let text = String::from_utf8_lossy(&all).to_lowercase();
+    assert_eq!(
+        text.matches("http/1.1 ").count(),
+        1,
+        "exactly one response: {text}"
+    );
+    assert!(text.contains("connection: close"), "{text}");
+    let posted: Vec<_> = h
+        .echo
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posted.len(), 1);
+    assert!(
+        posted[0].header("content-length").is_none()
+            || posted[0].header("transfer-encoding").is_none(),
+        "one framing upstream"
+    );
+    assert!(
+        h.echo.seen().iter().all(|r| r.path != "/admin"),
+        "smuggled request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn loops_loopback_mapped_and_metadata_destinations_are_refused() {
+    let h = hostile().await;
+    let auth = format!("Proxy-Authorization: Bearer {}", h.token);
+    let proxy = proxy_url(&h.gw);
+    let cases = [
+        // The gateway's own API listener, through itself.
+        ("https://loop.example/api/tokens", "proxy_loop"),
+        // Raw IPv6 loopback, IPv4-mapped loopback, a metadata address, a name that resolves to loopback.
+        ("https://[::1]/", "destination_forbidden"),
+        ("https://[::ffff:127.0.0.1]/", "destination_forbidden"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "destination_forbidden",
+        ),
+        ("https://localhost/", "destination_forbidden"),
+    ];
+    for (url, reason) in cases {
+        let (_, out, _) = curl(&[
+            "-x",
+            &proxy,
+            "--proxy-header",
+            &auth,
+            "--cacert",
+            &h.ca,
+            "-g",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .await;
+        assert!(out.ends_with("403"), "{url}: {out}");
+        assert!(
+            out.to_lowercase()
+                .contains(&format!("x-excalibur-reason: {reason}")),
+            "{url}: {out}"
+        );
+    }
+    // A port outside the allowed list, even for an allowed host.
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy,
+        "--proxy-header",
+        &auth,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com:8443/",
+    ])
+    .await;
+    assert_eq!(out, "403");
+}
+
+#[tokio::test]
+async fn kill_9_during_writes_loses_nothing_committed() {
+    let gw = Gateway::start(server_bin(), Options::default())
+        .await
+        .unwrap();
+    gw.api()
+        .post("/api/providers", json!({"id": "p", "hosts": ["x.example"]}))
+        .await
+        .unwrap();
+    let dir = Arc::clone(&gw.dir);
+    let data_dir = gw.data_dir.clone();
+    let api = gw.api();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..200 {
+                let name = format!("XCALIBUR_CRASH_{w}_{i}");
+                let body = json!({"placeholder": name, "real_value": format!("value-{w}-{i}"), "provider_id": "p"});
+                match api.send("POST", "/api/placeholders", Some(body)).await {
+                    Ok((201, _, _)) => acknowledged.push(name),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gw.kill().await.unwrap();
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "some writes were acknowledged before the kill"
+    );
+
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            data_dir: Some(data_dir),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stored: Vec<String> = gw
+        .api()
+        .get("/api/placeholders")
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["placeholder"].as_str().unwrap().to_owned())
+        .collect();
+    let events = gw
+        .api()
+        .get("/api/audit?type=placeholder_updated&limit=1000")
+        .await
+        .unwrap();
+    for name in &acknowledged {
+        assert!(stored.contains(name), "acknowledged {name} lost");
+        assert!(
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["details"]["placeholder"] == name.as_str()),
+            "event for {name} lost"
+        );
+    }
+    assert_eq!(gw.api().get("/api/audit/verify").await.unwrap()["ok"], true);
+}
+
+#[tokio::test]
+async fn a_broken_chain_stops_the_start_unless_told() {
+    let gw = Gateway::start(server_bin(), Options::default())
+        .await
+        .unwrap();
+    gw.api()
+        .post("/api/providers", json!({"id": "p", "hosts": ["x.example"]}))
+        .await
+        .unwrap();
+    let (dir, data_dir) = (Arc::clone(&gw.dir), gw.data_dir.clone());
+    gw.stop().await.unwrap();
+    let db = rusqlite::Connection::open(data_dir.join("excalibur.db")).unwrap();
+    db.execute(
+        "UPDATE audit_events SET principal = 'mallory' WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            data_dir: Some(data_dir.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("audit chain is broken at seq 2"), "{err}");
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            data_dir: Some(data_dir),
+            args: vec!["--dangerous-allow-broken-audit-chain".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        gw.api().get("/api/audit/verify").await.unwrap()["first_broken_seq"],
+        2
+    );
+}
