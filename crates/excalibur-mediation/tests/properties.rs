@@ -158,7 +158,7 @@ proptest! {
     ) {
         let raw = format!("{prefix}{name}{suffix}");
         let carried = match encoding {
-            0 => raw.clone(),
+            0 => raw,
             1 => raw.bytes().map(|b| format!("%{b:02X}")).collect(),
             2 => STANDARD.encode(&raw),
             _ => URL_SAFE_NO_PAD.encode(&raw),
