@@ -43,6 +43,7 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
             providers: &providers,
             placeholders: &bindings,
             egress: &egress,
+            namespaces: &[],
             operator: &[],
             allowed_ports: &[443],
         })

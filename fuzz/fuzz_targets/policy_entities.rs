@@ -32,6 +32,7 @@ fn policy() -> &'static Policy {
             providers: &providers,
             placeholders: &bindings,
             egress: &[],
+            namespaces: &[],
             operator: &[],
             allowed_ports: &[443],
         })

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let index = CredentialIndex::default();
-    let _ = identify(&index, "10.0.0.1".parse().expect("ip"), Some(data));
+    let _ = identify(&index, "10.0.0.1".parse().expect("ip"), Some(data), 0);
 });

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
+use excalibur_core::api::Namespace;
 use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
     CreatedServiceCredential, CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse,
@@ -424,6 +425,30 @@ pub(crate) async fn webhook_deliveries(
     Path(id): Path<String>,
 ) -> ApiResult {
     Ok(Json(s.store.delivery_list(id, 200).await?).into_response())
+}
+
+pub(crate) async fn namespace_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.namespace_list().await?).into_response())
+}
+
+pub(crate) async fn namespace_upsert(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(mut ns): JsonBody<Namespace>,
+) -> ApiResult {
+    validate::namespace(&ns)?;
+    ns.allowed_domains = ns
+        .allowed_domains
+        .iter()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    let ns = s.store.namespace_upsert(ns, c.actor()).await?;
+    (s.reload)().await;
+    Ok(Json(ns).into_response())
+}
+
+pub(crate) async fn workload_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.workload_list().await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]

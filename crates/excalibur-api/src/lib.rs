@@ -22,6 +22,13 @@ use excalibur_store::Store;
 mod auth;
 mod error;
 mod events;
+mod exchange;
+
+pub use exchange::ExchangeConfig;
+
+/// The TCP peer of a request, inserted by the listener (never from a header).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 mod extract;
 mod handlers;
 pub mod ui;
@@ -65,6 +72,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/webhooks/{id}"),
     ("get", "/api/webhooks/{id}/deliveries"),
     ("get", "/api/events/stream"),
+    ("post", "/api/oauth/token"),
+    ("get", "/api/namespaces"),
+    ("post", "/api/namespaces"),
+    ("get", "/api/workloads"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -87,6 +98,10 @@ pub struct ApiState {
     pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
     /// Web UI sessions.
     pub sessions: Arc<ui::Sessions>,
+    /// The Kubernetes issuer trusted for token exchange, if configured.
+    pub kubernetes: Option<Arc<excalibur_identity::k8s::Kubernetes>>,
+    /// Token exchange settings.
+    pub exchange: ExchangeConfig,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -128,6 +143,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/webhooks/{id}", delete(webhook_delete))
         .route("/api/webhooks/{id}/deliveries", get(webhook_deliveries))
         .route("/api/events/stream", get(events::stream))
+        .route("/api/oauth/token", post(exchange::token))
+        .route(
+            "/api/namespaces",
+            get(namespace_list).post(namespace_upsert),
+        )
+        .route("/api/workloads", get(workload_list))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))

@@ -169,3 +169,8 @@ pub(crate) fn rule(r: &CreateTranslationRule) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+pub(crate) fn namespace(n: &excalibur_core::api::Namespace) -> Result<(), ApiError> {
+    ident("name", &n.name, 1, 63, b"-")?;
+    hosts("allowed_domains", &n.allowed_domains, true)
+}

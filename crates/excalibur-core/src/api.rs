@@ -419,3 +419,37 @@ pub struct Delivery {
     /// RFC 3339 time of the last change.
     pub updated_at: String,
 }
+
+/// `POST /api/namespaces` (upsert) and the listed form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    /// Kubernetes namespace (or tenant) name.
+    pub name: String,
+    /// Destinations workloads of this namespace may reach.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+}
+
+/// A workload that exchanged a platform token for a proxy bearer (Fleet & Namespaces).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// Id.
+    pub id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Principal id, e.g. `k8s:prod-eu-west/payments/api`.
+    pub principal: String,
+    /// How it was attested, e.g. `kubernetes`.
+    pub attestation: String,
+    /// Address the exchange came from (the token is bound to it).
+    pub source: String,
+    /// Proxy bearer prefix.
+    pub token_prefix: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 expiry of the proxy bearer.
+    pub expires_at: String,
+    /// Attestation facts (cluster, service account, pod, scopes, audience).
+    pub details: serde_json::Value,
+}

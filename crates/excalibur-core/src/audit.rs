@@ -68,6 +68,14 @@ event_types! {
     WebhookCreated => "webhook_created",
     /// A webhook was deleted.
     WebhookDeleted => "webhook_deleted",
+    /// A namespace and its allowed domains were created or changed.
+    NamespaceUpdated => "namespace_updated",
+    /// A workload's platform token was verified.
+    WorkloadAttested => "workload_attested",
+    /// A short-lived proxy bearer was issued to a workload.
+    WorkloadTokenIssued => "workload_token_issued",
+    /// A platform token was presented a second time within its lifetime.
+    WorkloadTokenReplayDenied => "workload_token_replay_denied",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

@@ -10,6 +10,8 @@ use crate::ids::CredentialId;
 pub enum PrincipalKind {
     /// An operator-minted service credential bound to a source network (a workload).
     ServiceCredential,
+    /// A workload attested by a platform token (e.g. a Kubernetes service account).
+    AttestedWorkload,
     /// A person (e.g. an SSH-gateway session user).
     Human,
 }
@@ -19,6 +21,7 @@ impl PrincipalKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PrincipalKind::ServiceCredential => "service_credential",
+            PrincipalKind::AttestedWorkload => "attested_workload",
             PrincipalKind::Human => "human",
         }
     }

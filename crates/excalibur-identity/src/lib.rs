@@ -20,6 +20,8 @@ use excalibur_core::ids::{CredentialId, token_hash};
 use excalibur_core::principal::{Principal, PrincipalKind};
 use ipnet::IpNet;
 
+pub mod k8s;
+
 /// A live service credential as the proxy sees it.
 #[derive(Debug, Clone)]
 pub struct CredentialEntry {
@@ -35,11 +37,27 @@ pub struct CredentialEntry {
     pub allowed_domains: Vec<HostPattern>,
 }
 
+/// A live workload bearer (issued by token exchange) as the proxy sees it.
+#[derive(Debug, Clone)]
+pub struct WorkloadEntry {
+    /// Principal id, e.g. `k8s:prod/payments/api`.
+    pub principal: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Attestation kind, e.g. `kubernetes`.
+    pub attestation: String,
+    /// The address the exchange came from; the bearer works only from there.
+    pub source: IpAddr,
+    /// Expiry, ms since the epoch.
+    pub expires_ms: i64,
+}
+
 /// Live credentials by token hash.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialIndex {
     by_hash: HashMap<String, Arc<CredentialEntry>>,
     ids: std::collections::HashSet<CredentialId>,
+    workloads: HashMap<String, Arc<WorkloadEntry>>,
 }
 
 impl CredentialIndex {
@@ -52,6 +70,11 @@ impl CredentialIndex {
     /// True when the credential with this id is live.
     pub fn contains_id(&self, id: &CredentialId) -> bool {
         self.ids.contains(id)
+    }
+
+    /// Adds a workload bearer under the hex SHA-256 of its token.
+    pub fn insert_workload(&mut self, hash: String, entry: WorkloadEntry) {
+        self.workloads.insert(hash, Arc::new(entry));
     }
 
     /// Number of live credentials.
@@ -77,6 +100,12 @@ pub enum Unidentified {
     /// No live credential has this token.
     #[error("unknown or revoked proxy credential")]
     Unknown,
+    /// A workload bearer past its expiry.
+    #[error("the workload token has expired")]
+    Expired,
+    /// A workload bearer presented from another address than the one it was issued to.
+    #[error("the workload token was issued to another address")]
+    WrongSource,
     /// A valid token presented from outside its source network: the credential must be revoked.
     #[error("credential `{credential}` used from `{source_addr}`, outside its source network")]
     SourceMismatch {
@@ -96,24 +125,45 @@ impl Unidentified {
             Unidentified::Missing => "missing_credentials",
             Unidentified::Malformed => "malformed_credentials",
             Unidentified::Unknown => "unknown_credential",
+            Unidentified::Expired => "token_expired",
+            Unidentified::WrongSource => "workload_source_mismatch",
             Unidentified::SourceMismatch { .. } => "source_network_mismatch",
         }
     }
 }
 
-/// Identifies a proxy caller from its TCP peer address and `Proxy-Authorization` value.
+/// Identifies a proxy caller from its TCP peer address and `Proxy-Authorization` value
+/// (`now_ms` bounds workload bearers).
 pub fn identify(
     index: &CredentialIndex,
     peer: IpAddr,
     proxy_authorization: Option<&[u8]>,
+    now_ms: i64,
 ) -> Result<Principal, Unidentified> {
     let header = proxy_authorization.ok_or(Unidentified::Missing)?;
     let token = bearer_token(header)?;
-    let entry = index
-        .by_hash
-        .get(&token_hash(&token))
-        .ok_or(Unidentified::Unknown)?;
+    let hash = token_hash(&token);
     let source = peer.to_canonical();
+    if let Some(w) = index.workloads.get(&hash) {
+        if w.expires_ms <= now_ms {
+            return Err(Unidentified::Expired);
+        }
+        if w.source != source {
+            return Err(Unidentified::WrongSource);
+        }
+        return Ok(Principal {
+            id: w.principal.clone(),
+            kind: PrincipalKind::AttestedWorkload,
+            user: String::new(),
+            namespace: w.namespace.clone(),
+            groups: Vec::new(),
+            attestation: w.attestation.clone(),
+            factors: Vec::new(),
+            credential_id: None,
+            source,
+        });
+    }
+    let entry = index.by_hash.get(&hash).ok_or(Unidentified::Unknown)?;
     if !entry.source_network.contains(&source) {
         return Err(Unidentified::SourceMismatch {
             credential: entry.id.clone(),
@@ -176,7 +226,12 @@ mod tests {
     }
 
     fn check(peer: &str, header: Option<&str>, want: Result<&str, &str>) {
-        let got = identify(&index(), peer.parse().unwrap(), header.map(str::as_bytes));
+        let got = identify(
+            &index(),
+            peer.parse().unwrap(),
+            header.map(str::as_bytes),
+            0,
+        );
         match (got, want) {
             (Ok(p), Ok(id)) => assert_eq!(p.id, id),
             (Err(e), Err(reason)) => assert_eq!(e.reason(), reason),

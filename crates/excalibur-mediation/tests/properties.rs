@@ -68,6 +68,7 @@ fn policy() -> Policy {
         providers: &providers,
         placeholders: &bindings,
         egress: &egress,
+        namespaces: &[],
         operator: &[],
         allowed_ports: &[443],
     })

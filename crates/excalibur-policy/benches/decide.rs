@@ -73,6 +73,7 @@ fn main() {
         providers: &providers,
         placeholders: &placeholders,
         egress: &egress,
+        namespaces: &[],
         operator: &operator,
         allowed_ports: &[80, 443],
     })

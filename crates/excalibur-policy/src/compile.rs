@@ -64,6 +64,21 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         connect_by_principal.insert(principal.clone(), set);
     }
 
+    let mut connect_by_namespace = HashMap::new();
+    for (namespace, domains) in input.namespaces {
+        if domains.is_empty() {
+            continue;
+        }
+        let src = format!(
+            "permit (principal, action == Action::\"connect\", resource)\nwhen {{ principal.namespace == {namespace:?} && ({}) }};",
+            hosts_condition("resource.name", domains)
+        );
+        let policy = parse(&format!("namespace:{namespace}:egress"), &src, &mut text)?;
+        let mut set = connect_global.clone();
+        add(&mut set, &policy)?;
+        connect_by_namespace.insert(namespace.clone(), set);
+    }
+
     let mut providers = Vec::new();
     let mut provider_forbid = HashMap::new();
     for p in input.providers {
@@ -174,6 +189,7 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         redeem: uid("Action", "redeem"),
         connect_global,
         connect_by_principal,
+        connect_by_namespace,
         redeem_global,
         redeem_by_placeholder,
         providers,

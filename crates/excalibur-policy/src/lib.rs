@@ -29,7 +29,7 @@ mod compile;
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
 
 /// Policy-id prefixes reserved for compiled policies.
-pub const RESERVED_PREFIXES: &[&str] = &["egress:", "provider:", "builtin:", "rule_"];
+pub const RESERVED_PREFIXES: &[&str] = &["egress:", "namespace:", "provider:", "builtin:", "rule_"];
 
 /// A denial: a value, not an error. `reason` is the machine code in the audit event and
 /// the proxy's reason header; `policies` names what decided it.
@@ -85,6 +85,7 @@ impl Permit {
 #[derive(Debug, Clone)]
 pub struct Subject {
     id: String,
+    namespace: String,
     uid: EntityUid,
     entity: Entity,
 }
@@ -94,6 +95,7 @@ impl Subject {
     pub fn new(principal: &Principal) -> Self {
         Self {
             id: principal.id.clone(),
+            namespace: principal.namespace.clone(),
             uid: principal_uid(principal),
             entity: principal_entity(principal),
         }
@@ -127,6 +129,8 @@ pub struct PolicyInput<'a> {
     pub placeholders: &'a [(String, String)],
     /// `(principal id, allowed domains)` of service credentials.
     pub egress: &'a [(String, Vec<HostPattern>)],
+    /// `(namespace, allowed domains)`: egress for every workload in the namespace.
+    pub namespaces: &'a [(String, Vec<HostPattern>)],
     /// Operator policies.
     pub operator: &'a [PolicyRecord],
     /// Ports any principal may reach.
@@ -157,6 +161,7 @@ pub struct Policy {
     redeem: EntityUid,
     connect_global: PolicySet,
     connect_by_principal: HashMap<String, PolicySet>,
+    connect_by_namespace: HashMap<String, PolicySet>,
     redeem_global: PolicySet,
     redeem_by_placeholder: HashMap<String, PolicySet>,
     providers: Vec<(String, Vec<HostPattern>)>,
@@ -230,6 +235,7 @@ impl Policy {
             providers: &[],
             placeholders: &[],
             egress: &[],
+            namespaces: &[],
             operator: &[],
             allowed_ports: &[443],
         })
@@ -261,6 +267,11 @@ impl Policy {
         let set = self
             .connect_by_principal
             .get(&principal.id)
+            .or_else(|| {
+                self.connect_by_namespace
+                    .get(&principal.namespace)
+                    .filter(|_| !principal.namespace.is_empty())
+            })
             .unwrap_or(&self.connect_global);
         let parents: Vec<&str> = self
             .providers

@@ -112,6 +112,7 @@ fn policy_with(extra: &[PolicyRecord]) -> Policy {
         providers: &providers,
         placeholders: &placeholders,
         egress: &egress,
+        namespaces: &[],
         operator: extra,
         allowed_ports: &[443],
     })

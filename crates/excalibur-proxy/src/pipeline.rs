@@ -321,7 +321,12 @@ impl Proxy {
         let auth = headers
             .get(header::PROXY_AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        match excalibur_identity::identify(&snap.credentials, peer.ip(), auth) {
+        match excalibur_identity::identify(
+            &snap.credentials,
+            peer.ip(),
+            auth,
+            Timestamp::now().millis(),
+        ) {
             Ok(principal) => {
                 inner.event(
                     EventType::ProxyAuthOk,

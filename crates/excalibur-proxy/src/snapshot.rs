@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use excalibur_core::Secret;
-use excalibur_core::api::{PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule};
+use excalibur_core::api::{
+    Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule, WorkloadInfo,
+};
 use excalibur_core::hosts::HostPattern;
-use excalibur_identity::{CredentialEntry, CredentialIndex};
+use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
 use excalibur_mediation::Mediator;
 use excalibur_policy::{Policy, PolicyError, PolicyInput};
 
@@ -23,6 +25,10 @@ pub struct SnapshotInput {
     pub rules: Vec<TranslationRule>,
     /// Operator Cedar policies.
     pub policies: Vec<PolicyRecord>,
+    /// Namespaces and their egress lists.
+    pub namespaces: Vec<Namespace>,
+    /// Live workload bearers with their token hashes.
+    pub workloads: Vec<(WorkloadInfo, String)>,
 }
 
 /// The request path's view of configuration.
@@ -73,6 +79,35 @@ impl Snapshot {
                 },
             );
         }
+        for (w, hash) in input.workloads {
+            let (Ok(source), Ok(expires)) = (
+                w.source.parse(),
+                excalibur_core::time::Timestamp::parse(&w.expires_at),
+            ) else {
+                continue;
+            };
+            credentials.insert_workload(
+                hash,
+                WorkloadEntry {
+                    principal: w.principal,
+                    namespace: w.namespace,
+                    attestation: w.attestation,
+                    source,
+                    expires_ms: expires.millis(),
+                },
+            );
+        }
+        let namespaces: Vec<(String, Vec<HostPattern>)> = input
+            .namespaces
+            .iter()
+            .map(|n| {
+                let domains = n
+                    .allowed_domains
+                    .iter()
+                    .filter_map(|d| HostPattern::parse(d).ok());
+                (n.name.clone(), domains.collect())
+            })
+            .collect();
         let bindings: Vec<(String, String)> = input
             .placeholders
             .iter()
@@ -83,6 +118,7 @@ impl Snapshot {
             providers: &input.providers,
             placeholders: &bindings,
             egress: &egress,
+            namespaces: &namespaces,
             operator: &input.policies,
             allowed_ports,
         })?;

@@ -15,9 +15,9 @@ use std::pin::Pin;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
-    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
-    WebhookInfo,
+    CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
+    Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
+    UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
@@ -145,6 +145,23 @@ pub struct SnapshotData {
     pub rules: Vec<TranslationRule>,
     /// Operator Cedar policies.
     pub policies: Vec<PolicyRecord>,
+    /// Namespaces and their egress lists.
+    pub namespaces: Vec<Namespace>,
+    /// Live workload bearers with their token hashes.
+    pub workloads: Vec<(WorkloadInfo, String)>,
+}
+
+/// A proxy bearer to issue for an attested workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadIssue {
+    /// The listed form (expires_at set).
+    pub info: WorkloadInfo,
+    /// Hex SHA-256 of the bearer.
+    pub hash: String,
+    /// The subject token's id: presented twice within its life, it is a replay.
+    pub jti: String,
+    /// When the jti may be forgotten (the subject token's expiry).
+    pub jti_expires_ms: i64,
 }
 
 /// The persistence seam: SQLite now, PostgreSQL later. Every write that changes
@@ -251,6 +268,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Marks placeholders and credentials past `expires_at` as expired (credentials are
     /// revoked) and emits `credential_expired`; returns how many.
     fn expire_due(&self) -> StoreFuture<'_, usize>;
+
+    /// Creates or replaces a namespace.
+    fn namespace_upsert(&self, ns: Namespace, actor: String) -> StoreFuture<'_, Namespace>;
+    /// Lists namespaces.
+    fn namespace_list(&self) -> StoreFuture<'_, Vec<Namespace>>;
+    /// Records a jti and issues the bearer with `workload_attested` and
+    /// `workload_token_issued`, atomically; a jti seen before within its life writes
+    /// `workload_token_replay_denied` instead and returns `false`.
+    fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, bool>;
+    /// Lists workloads, newest first.
+    fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>>;
 
     /// Writes a batch of flows and audit events in one transaction.
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()>;

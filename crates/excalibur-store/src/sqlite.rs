@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::hmac;
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreatePolicy, CreateTranslationRule, Delivery, Flow, PlaceholderInfo, PolicyRecord, Provider,
-    ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder, UpsertedPlaceholder,
-    WebhookInfo,
+    CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
+    Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
+    UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
 use excalibur_core::audit::{
     AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::seal::{MasterKey, Sealer, WrappedKey};
 use crate::{
     AuditQuery, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData, Store,
-    StoreError, StoreFuture,
+    StoreError, StoreFuture, WorkloadIssue,
 };
 
 /// Versioned migrations, applied in order at open.
@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/sqlite/0003_webhooks_expiry.sql"),
     ),
+    (4, include_str!("migrations/sqlite/0004_workloads.sql")),
 ];
 
 /// The SQLite store.
@@ -916,6 +917,87 @@ impl Store for SqliteStore {
         })
     }
 
+    fn namespace_upsert(&self, ns: Namespace, actor: String) -> StoreFuture<'_, Namespace> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO namespaces (name, allowed_domains, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (name) DO UPDATE SET allowed_domains = excluded.allowed_domains, updated_ms = excluded.updated_ms",
+                params![ns.name, serde_json::to_string(&ns.allowed_domains)?, now],
+            )?;
+            let event = NewEvent::new(EventType::NamespaceUpdated, actor, json!({"name": ns.name, "allowed_domains": ns.allowed_domains}));
+            Ok((ns, vec![event]))
+        })
+    }
+
+    fn namespace_list(&self) -> StoreFuture<'_, Vec<Namespace>> {
+        self.run(|_, conn| list_namespaces(conn))
+    }
+
+    fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, bool> {
+        self.run(move |inner, conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = Timestamp::now().millis();
+            tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", [now])?;
+            let seen: Option<i64> =
+                tx.query_row("SELECT expires_ms FROM seen_jti WHERE jti = ?1", [&w.jti], |r| r.get(0)).optional()?;
+            if seen.is_some() {
+                let event = NewEvent::new(
+                    EventType::WorkloadTokenReplayDenied,
+                    w.info.principal.clone(),
+                    json!({"jti": w.jti, "attestor": w.info.attestation, "source": w.info.source}),
+                );
+                append_events(&tx, &inner.head_key, &[event])?;
+                tx.commit()?;
+                return Ok(false);
+            }
+            tx.execute("INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)", params![w.jti, w.jti_expires_ms])?;
+            let expires_ms = Timestamp::parse(&w.info.expires_at).map(Timestamp::millis).unwrap_or(now);
+            tx.execute(
+                "INSERT INTO workload_tokens (id, principal, namespace, attestation, source, prefix, hash, details, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    w.info.id,
+                    w.info.principal,
+                    w.info.namespace,
+                    w.info.attestation,
+                    w.info.source,
+                    w.info.token_prefix,
+                    w.hash,
+                    serde_json::to_string(&w.info.details)?,
+                    now,
+                    expires_ms
+                ],
+            )?;
+            let mut attested = w.info.details.clone();
+            if let Some(obj) = attested.as_object_mut() {
+                obj.insert("attestor".to_owned(), json!(w.info.attestation));
+            }
+            let events = [
+                NewEvent::new(EventType::WorkloadAttested, w.info.principal.clone(), attested),
+                NewEvent::new(
+                    EventType::WorkloadTokenIssued,
+                    w.info.principal.clone(),
+                    json!({"token_prefix": w.info.token_prefix, "ttl_seconds": (expires_ms - now) / 1000,
+                           "scopes": w.info.details.get("scopes"), "workload_id": w.info.id}),
+                ),
+            ];
+            append_events(&tx, &inner.head_key, &events)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details
+                 FROM workload_tokens ORDER BY created_ms DESC LIMIT 1000",
+            )?;
+            Ok(stmt.query_map([], workload_row)?.map(|r| r.map(|(w, _)| w)).collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             let mut insert = tx.prepare_cached(
@@ -1084,13 +1166,16 @@ impl Store for SqliteStore {
             };
             let rules = list_rules(&tx)?;
             let policies = list_policies(&tx)?;
-            Ok(SnapshotData {
-                placeholders,
-                providers,
-                credentials,
-                rules,
-                policies,
-            })
+            let namespaces = list_namespaces(&tx)?;
+            let workloads = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details, hash
+                     FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1",
+                )?;
+                stmt.query_map([Timestamp::now().millis()], |r| Ok((workload_row(r)?.0, r.get::<_, String>(9)?)))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            Ok(SnapshotData { placeholders, providers, credentials, rules, policies, namespaces, workloads })
         })
     }
 }
@@ -1134,6 +1219,39 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 }
 
 const DELIVERY_COLS: &str = "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
+
+fn list_namespaces(conn: &Connection) -> Result<Vec<Namespace>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, allowed_domains FROM namespaces ORDER BY name")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(name, domains)| {
+            Ok(Namespace {
+                name,
+                allowed_domains: serde_json::from_str(&domains)?,
+            })
+        })
+        .collect()
+}
+
+fn workload_row(r: &Row<'_>) -> rusqlite::Result<(WorkloadInfo, ())> {
+    let details: String = r.get(8)?;
+    Ok((
+        WorkloadInfo {
+            id: r.get(0)?,
+            namespace: r.get(1)?,
+            principal: r.get(2)?,
+            attestation: r.get(3)?,
+            source: r.get(4)?,
+            token_prefix: r.get(5)?,
+            created_at: ts(r.get(6)?),
+            expires_at: ts(r.get(7)?),
+            details: serde_json::from_str(&details).unwrap_or_default(),
+        },
+        (),
+    ))
+}
 
 fn list_policies(conn: &Connection) -> Result<Vec<PolicyRecord>, StoreError> {
     let mut stmt = conn.prepare(

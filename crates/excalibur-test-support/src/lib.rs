@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod cluster;
 pub mod receiver;
 pub mod upstream;
 

@@ -29,6 +29,24 @@ pub(crate) struct ServeArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "EXCALIBUR_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Kubernetes issuer trusted for token exchange (`iss` of projected SA tokens).
+    #[arg(long, env = "EXCALIBUR_K8S_ISSUER")]
+    k8s_issuer: Option<String>,
+    /// Cluster name recorded on Kubernetes principals.
+    #[arg(long, env = "EXCALIBUR_K8S_CLUSTER", default_value = "default")]
+    k8s_cluster: String,
+    /// URL of the cluster's JWKS.
+    #[arg(long, env = "EXCALIBUR_K8S_JWKS_URL")]
+    k8s_jwks_url: Option<String>,
+    /// A file holding the cluster's JWKS (instead of a URL).
+    #[arg(long, env = "EXCALIBUR_K8S_JWKS_FILE")]
+    k8s_jwks_file: Option<PathBuf>,
+    /// The audience SA tokens must carry to be exchanged [default: excalibur].
+    #[arg(long, env = "EXCALIBUR_K8S_AUDIENCE", default_value = "excalibur")]
+    k8s_audience: String,
+    /// Longest life of a proxy bearer issued by token exchange, in seconds.
+    #[arg(long, env = "EXCALIBUR_MAX_WORKLOAD_TOKEN_TTL", default_value_t = 3600)]
+    max_workload_token_ttl: u64,
     /// Start even if the audit hash chain does not verify (after an investigated incident).
     #[arg(long, env = "EXCALIBUR_DANGEROUS_ALLOW_BROKEN_AUDIT_CHAIN")]
     dangerous_allow_broken_audit_chain: bool,
@@ -153,6 +171,26 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Start even if the audit chain does not verify.
     pub(crate) dangerous_allow_broken_audit_chain: bool,
+    /// Kubernetes token exchange, when an issuer is configured.
+    pub(crate) kubernetes: Option<Kubernetes>,
+    /// Cap on exchanged bearers' life.
+    pub(crate) max_workload_token_ttl: std::time::Duration,
+}
+
+/// Where the cluster's JWKS comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum JwksLocation {
+    Url(String),
+    File(PathBuf),
+}
+
+/// Kubernetes trust settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Kubernetes {
+    pub(crate) issuer: String,
+    pub(crate) cluster: String,
+    pub(crate) audience: String,
+    pub(crate) jwks: JwksLocation,
 }
 
 /// Upstream connection settings.
@@ -202,6 +240,26 @@ impl Config {
         {
             errors.push(format!("upstream.ca_file: {} does not exist", ca.display()));
         }
+        let kubernetes = match (&args.k8s_issuer, &args.k8s_jwks_url, &args.k8s_jwks_file) {
+            (None, _, _) => None,
+            (Some(_), None, None) => {
+                errors.push(
+                    "EXCALIBUR_K8S_ISSUER needs EXCALIBUR_K8S_JWKS_URL or EXCALIBUR_K8S_JWKS_FILE"
+                        .to_owned(),
+                );
+                None
+            }
+            (Some(issuer), url, file) => Some(Kubernetes {
+                issuer: issuer.clone(),
+                cluster: args.k8s_cluster.clone(),
+                audience: args.k8s_audience.clone(),
+                jwks: match (url, file) {
+                    (Some(u), _) => JwksLocation::Url(u.clone()),
+                    (None, Some(f)) => JwksLocation::File(f.clone()),
+                    (None, None) => JwksLocation::File(PathBuf::new()),
+                },
+            }),
+        };
         if !errors.is_empty() {
             bail!("invalid configuration:\n  {}", errors.join("\n  "));
         }
@@ -245,6 +303,10 @@ impl Config {
                 max_connections: raw.limits.max_connections.unwrap_or(4096).max(1),
             },
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
+            kubernetes,
+            max_workload_token_ttl: std::time::Duration::from_secs(
+                args.max_workload_token_ttl.max(60),
+            ),
             webhooks: Webhooks {
                 retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1000),
                 max_attempts: raw.webhooks.max_attempts.unwrap_or(6).max(1),

@@ -149,6 +149,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         reload,
         policy,
         sessions: Arc::default(),
+        kubernetes: kubernetes(&config)?,
+        exchange: excalibur_api::ExchangeConfig {
+            max_workload_token_ttl: config.max_workload_token_ttl,
+        },
     });
 
     store
@@ -215,6 +219,77 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     writer_cancel.cancel();
     let _ = writer.await;
     Ok(())
+}
+
+/// The Kubernetes verifier, when an issuer is configured.
+fn kubernetes(config: &Config) -> anyhow::Result<Option<Arc<excalibur_identity::k8s::Kubernetes>>> {
+    let Some(k) = &config.kubernetes else {
+        return Ok(None);
+    };
+    let source: Box<dyn excalibur_identity::k8s::JwksSource> = match &k.jwks {
+        crate::config::JwksLocation::File(path) => Box::new(FileJwks(path.clone())),
+        crate::config::JwksLocation::Url(url) => {
+            let mut b = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .no_proxy();
+            let roots: Vec<reqwest::Certificate> = extra_roots(config)?
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+                .collect();
+            if !roots.is_empty() {
+                b = b.tls_certs_merge(roots);
+            }
+            Box::new(UrlJwks {
+                url: url.clone(),
+                client: b.build()?,
+            })
+        }
+    };
+    let cfg = excalibur_identity::k8s::KubernetesConfig {
+        issuer: k.issuer.clone(),
+        cluster: k.cluster.clone(),
+        audience: k.audience.clone(),
+    };
+    tracing::info!(issuer = %k.issuer, cluster = %k.cluster, "kubernetes token exchange enabled");
+    Ok(Some(Arc::new(excalibur_identity::k8s::Kubernetes::new(
+        cfg, source,
+    ))))
+}
+
+#[derive(Debug)]
+struct FileJwks(std::path::PathBuf);
+
+impl excalibur_identity::k8s::JwksSource for FileJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::fs::read_to_string(&self.0)
+                .await
+                .map_err(|e| format!("{}: {e}", self.0.display()))
+        })
+    }
+}
+
+#[derive(Debug)]
+struct UrlJwks {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl excalibur_identity::k8s::JwksSource for UrlJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            let resp = self
+                .client
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("{} answered {}", self.url, resp.status()));
+            }
+            resp.text().await.map_err(|e| e.to_string())
+        })
+    }
 }
 
 fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -385,6 +460,8 @@ async fn route(
     let is_proxy = req.method() == Method::CONNECT || absolute_form;
     match dispatch.api {
         Some(api) if !is_proxy => {
+            let mut req = req;
+            req.extensions_mut().insert(excalibur_api::PeerAddr(peer));
             let resp = match api.oneshot(req.map(axum::body::Body::new)).await {
                 Ok(r) => r,
                 Err(never) => match never {},

@@ -48,6 +48,8 @@ impl Snapshots {
                 .collect(),
             rules: data.rules,
             policies: data.policies,
+            namespaces: data.namespaces,
+            workloads: data.workloads,
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();

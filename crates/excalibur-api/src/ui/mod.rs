@@ -630,9 +630,33 @@ async fn service_revoke(
 
 async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, Response> {
     let ui = current(&s, &headers).await?;
+    let workloads = load(s.store.workload_list()).await?;
+    let namespaces = load(s.store.namespace_list()).await?;
+    let rows: Vec<Vec<String>> = workloads
+        .iter()
+        .map(|w| {
+            vec![
+                esc(&w.id),
+                esc(&w.namespace),
+                esc(&w.principal),
+                esc(&w.attestation),
+                esc(&w.source),
+                esc(&w.token_prefix),
+                esc(&w.created_at),
+            ]
+        })
+        .collect();
+    let ns_rows: Vec<Vec<String>> = namespaces
+        .iter()
+        .map(|n| vec![esc(&n.name), esc(&n.allowed_domains.join(", "))])
+        .collect();
+    let hint = if s.kubernetes.is_none() {
+        "<p class=\"hint\">Kubernetes token exchange is off (set <code>EXCALIBUR_K8S_ISSUER</code>).</p>"
+    } else {
+        ""
+    };
     let body = format!(
-        "<h2>Workloads</h2>{}<h2>Namespaces</h2>{}<p class=\"hint\">Kubernetes-attested workloads appear here once \
-         token exchange is configured (<code>EXCALIBUR_K8S_ISSUER</code>).</p>",
+        "<h2>Workloads</h2>{}<h2>Namespaces</h2>{}{hint}",
         table(
             "workloads",
             &[
@@ -644,13 +668,9 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                 "Token prefix",
                 "Created"
             ],
-            &[]
+            &rows
         ),
-        table(
-            "namespaces",
-            &["Namespace", "Allowed domains", "Created"],
-            &[]
-        )
+        table("namespaces", &["Namespace", "Allowed domains"], &ns_rows)
     );
     Ok(page("Fleet & Namespaces", &ui, &body))
 }

@@ -50,6 +50,7 @@ fn permit(names: &[&str]) -> Permit {
         providers: &providers,
         placeholders: &bindings,
         egress: &egress,
+        namespaces: &[],
         operator: &[],
         allowed_ports: &[443],
     })

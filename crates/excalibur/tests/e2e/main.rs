@@ -15,6 +15,7 @@ mod hardening;
 mod policy;
 mod ui;
 mod webhooks;
+mod workload;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,130 @@
+//! A fake Kubernetes cluster for token-exchange tests: ES256 signing keys, a JWKS served
+//! over HTTP on 127.0.0.1 (swappable, for key rotation), and projected SA tokens.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::KeyPair;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// One signing key.
+#[derive(Debug)]
+pub struct ClusterKey {
+    /// Key id.
+    pub kid: String,
+    key: KeyPair,
+}
+
+impl ClusterKey {
+    /// A fresh P-256 key.
+    pub fn generate(kid: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            kid: kid.to_owned(),
+            key: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+        })
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> Value {
+        let raw = self.key.public_key_raw();
+        let (x, y) = (
+            raw.get(1..33).unwrap_or_default(),
+            raw.get(33..65).unwrap_or_default(),
+        );
+        json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+               "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+    }
+
+    /// Signs `claims` as an ES256 JWT with this key's `kid` (or `kid_override`).
+    pub fn sign(&self, claims: &Value, kid_override: Option<&str>) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid_override.unwrap_or(&self.kid).to_owned());
+        let key = EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes())?;
+        Ok(jsonwebtoken::encode(&header, claims, &key)?)
+    }
+}
+
+/// Projected SA token claims, as the kube-apiserver writes them.
+pub fn sa_claims(
+    issuer: &str,
+    audience: &str,
+    namespace: &str,
+    sa: &str,
+    exp_in_secs: i64,
+    jti: &str,
+) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let now = i64::try_from(now).unwrap_or(0);
+    json!({
+        "aud": [audience], "exp": now + exp_in_secs, "iat": now - 5, "nbf": now - 5, "iss": issuer, "jti": jti,
+        "kubernetes.io": {
+            "namespace": namespace,
+            "node": {"name": "node-1", "uid": "n-1"},
+            "pod": {"name": format!("{sa}-7d9f"), "uid": "p-1"},
+            "serviceaccount": {"name": sa, "uid": "s-1"}
+        },
+        "sub": format!("system:serviceaccount:{namespace}:{sa}"),
+    })
+}
+
+/// A JWKS endpoint whose document can be replaced.
+#[derive(Debug, Clone)]
+pub struct JwksServer {
+    /// Its address; the JWKS is at `/openid/v1/jwks`.
+    pub addr: SocketAddr,
+    doc: Arc<Mutex<String>>,
+}
+
+impl JwksServer {
+    /// Serves `keys` as a JWKS.
+    pub async fn start(keys: &[&ClusterKey]) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let server = Self {
+            addr: listener.local_addr()?,
+            doc: Arc::new(Mutex::new(String::new())),
+        };
+        server.publish(keys);
+        let doc = Arc::clone(&server.doc);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let doc = Arc::clone(&doc);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let body = doc.lock().map(|d| d.clone()).unwrap_or_default();
+                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Ok(server)
+    }
+
+    /// Replaces the published keys.
+    pub fn publish(&self, keys: &[&ClusterKey]) {
+        let doc = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string();
+        if let Ok(mut d) = self.doc.lock() {
+            *d = doc;
+        }
+    }
+
+    /// The JWKS URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/openid/v1/jwks", self.addr)
+    }
+}

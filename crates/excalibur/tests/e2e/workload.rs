@@ -1,0 +1,334 @@
+//! Issue: workload identity (Kubernetes). The seed 000 §3 flow end to end with curl:
+//! a projected SA token exchanged (RFC 8693) for a proxy bearer, used through the proxy.
+
+use std::sync::Arc;
+
+use excalibur_test_support::cluster::{ClusterKey, JwksServer, sa_claims};
+use excalibur_test_support::upstream::Echo;
+use excalibur_test_support::{Gateway, Options};
+use serde_json::{Value, json};
+
+use crate::data_plane::{curl, wait_events};
+use crate::server_bin;
+
+const ISSUER: &str = "https://kubernetes.default.svc";
+const AUDIENCE: &str = "excalibur";
+const REAL: &str = "ghp_K8S_REAL_VALUE_1234";
+
+struct Cluster {
+    gw: Gateway,
+    echo: Echo,
+    jwks: JwksServer,
+    key: ClusterKey,
+}
+
+async fn cluster() -> Cluster {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let key = ClusterKey::generate("key-1").unwrap();
+    let jwks = JwksServer::start(&[&key]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        echo.tls_addr
+    );
+    let env = vec![
+        ("EXCALIBUR_K8S_ISSUER".to_owned(), ISSUER.to_owned()),
+        (
+            "EXCALIBUR_K8S_CLUSTER".to_owned(),
+            "prod-eu-west".to_owned(),
+        ),
+        ("EXCALIBUR_K8S_JWKS_URL".to_owned(), jwks.url()),
+        (
+            "EXCALIBUR_MAX_WORKLOAD_TOKEN_TTL".to_owned(),
+            "600".to_owned(),
+        ),
+    ];
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            env,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/namespaces",
+        json!({"name": "payments", "allowed_domains": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post("/api/placeholders", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": REAL, "provider_id": "github"}))
+        .await
+        .unwrap();
+    api.post("/api/translation-rules", json!({"principal": "k8s:*", "placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}))
+        .await
+        .unwrap();
+    Cluster {
+        gw,
+        echo,
+        jwks,
+        key,
+    }
+}
+
+/// The seed's exchange, with curl; returns (HTTP status, JSON body).
+async fn exchange(gw: &Gateway, token: &str, extra: &[&str]) -> (u16, Value) {
+    let mut args = vec![
+        "-X",
+        "POST",
+        "-w",
+        "\n%{http_code}",
+        "--data-urlencode",
+        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange",
+        "--data-urlencode",
+        "subject_token_type=urn:ietf:params:oauth:token-type:jwt",
+        "--data-urlencode",
+        "audience=https://excalibur.corp.example",
+        "--data-urlencode",
+        "scope=provider:github provider:stripe",
+    ];
+    let subject = format!("subject_token={token}");
+    args.extend(["--data-urlencode", subject.as_str()]);
+    args.extend(extra);
+    let url = format!("{}/api/oauth/token", gw.url());
+    args.push(&url);
+    let (_, out, _) = curl(&args).await;
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    (
+        status.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn seed_000_kubernetes_exchange_then_proxy() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let sa = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 120, "jti-1"),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let ttl = body["expires_in"].as_i64().unwrap();
+    assert!(
+        ttl > 100 && ttl <= 120,
+        "TTL {ttl} never exceeds the SA token's remaining life"
+    );
+
+    // The workload uses it through HTTPS_PROXY=https://…:8443.
+    let (code, out, err) = curl(&[
+        "--proxy",
+        &format!("https://localhost:{}", gw.api_addr.port()),
+        "--proxy-cacert",
+        gw.data_dir.join("ca.pem").to_str().unwrap(),
+        "--cacert",
+        gw.data_dir.join("ca.pem").to_str().unwrap(),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "https://api.github.com/user",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(REAL));
+    let seen = c.echo.seen();
+    assert_eq!(
+        seen.last().unwrap().header("authorization"),
+        Some(format!("Bearer {REAL}").as_str())
+    );
+
+    // Fleet & Namespaces lists it; the events carry the attestation.
+    let workloads = gw.api().get("/api/workloads").await.unwrap();
+    let w = &workloads[0];
+    assert_eq!(w["principal"], "k8s:prod-eu-west/payments/api");
+    assert_eq!(w["namespace"], "payments");
+    assert_eq!(w["attestation"], "kubernetes");
+    assert_eq!(w["source"], "127.0.0.1");
+    assert!(token.starts_with(w["token_prefix"].as_str().unwrap()));
+    let attested = wait_events(gw, "workload_attested", 1).await;
+    assert_eq!(attested[0]["details"]["attestor"], "kubernetes");
+    assert_eq!(attested[0]["details"]["subject"], "payments/api");
+    assert_eq!(attested[0]["details"]["cluster"], "prod-eu-west");
+    let issued = wait_events(gw, "workload_token_issued", 1).await;
+    assert_eq!(
+        issued[0]["details"]["scopes"],
+        json!(["provider:github", "provider:stripe"])
+    );
+    let flows = wait_events(gw, "flow_recorded", 1).await;
+    assert_eq!(flows[0]["principal"], "k8s:prod-eu-west/payments/api");
+
+    // The same SA token again: replay.
+    let (status, body) = exchange(gw, &sa, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert!(
+        !wait_events(gw, "workload_token_replay_denied", 1)
+            .await
+            .is_empty()
+    );
+
+    // The bearer is bound to the address that exchanged it.
+    let (_, out, _) = curl(&[
+        "--interface",
+        "127.0.0.2",
+        "-x",
+        &format!("http://{}", gw.proxy()),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_eq!(out, "407");
+    // Egress comes from the namespace's allowed domains: other hosts are refused.
+    let (_, out, _) = curl(&[
+        "-x",
+        &format!("http://{}", gw.proxy()),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.stripe.com/",
+    ])
+    .await;
+    assert_eq!(out, "403");
+}
+
+#[tokio::test]
+async fn bad_subject_tokens_get_rfc_8693_errors() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let other = ClusterKey::generate("key-1").unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            c.key
+                .sign(
+                    &sa_claims(ISSUER, AUDIENCE, "payments", "api", -120, "j-exp"),
+                    None,
+                )
+                .unwrap(),
+        ),
+        (
+            "wrong issuer",
+            c.key
+                .sign(
+                    &sa_claims(
+                        "https://evil.example",
+                        AUDIENCE,
+                        "payments",
+                        "api",
+                        600,
+                        "j-iss",
+                    ),
+                    None,
+                )
+                .unwrap(),
+        ),
+        (
+            "wrong audience",
+            c.key
+                .sign(
+                    &sa_claims(ISSUER, "someone-else", "payments", "api", 600, "j-aud"),
+                    None,
+                )
+                .unwrap(),
+        ),
+        (
+            "bad signature",
+            other
+                .sign(
+                    &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "j-sig"),
+                    None,
+                )
+                .unwrap(),
+        ),
+        (
+            "unknown kid",
+            c.key
+                .sign(
+                    &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "j-kid"),
+                    Some("nope"),
+                )
+                .unwrap(),
+        ),
+        ("not a jwt", "not-a-jwt".to_owned()),
+    ];
+    for (what, token) in &cases {
+        let (status, body) = exchange(gw, token, &[]).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{what}: {body}");
+        assert!(body["error_description"].is_string());
+    }
+    // Wrong grant type and missing parameters.
+    let url = format!("{}/api/oauth/token", gw.url());
+    let (_, out, _) = curl(&["-d", "grant_type=password&username=x", &url]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let (_, out, _) = curl(&[
+        "-d",
+        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange",
+        &url,
+    ])
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["error"],
+        "invalid_request"
+    );
+
+    // Key rotation: a new key published by the cluster is picked up on first sight.
+    let key2 = ClusterKey::generate("key-2").unwrap();
+    c.jwks.publish(&[&c.key, &key2]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let token = key2
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 3600, "j-rot"),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(gw, &token, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 600, "capped by max_workload_token_ttl");
+    assert!(
+        gw.api()
+            .get("/api/workloads")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+}
