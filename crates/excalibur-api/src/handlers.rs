@@ -5,12 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
-use excalibur_core::api::Namespace;
 use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
     CreatedServiceCredential, CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse,
     Provider, ServiceCredentialInfo, TokenInfo, UpsertPlaceholder, WebhookInfo,
 };
+use excalibur_core::api::{Namespace, Revocation};
 use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, TokenId};
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
@@ -445,6 +445,21 @@ pub(crate) async fn namespace_upsert(
     let ns = s.store.namespace_upsert(ns, c.actor()).await?;
     (s.reload)().await;
     Ok(Json(ns).into_response())
+}
+
+pub(crate) async fn revoke(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(r): JsonBody<Revocation>,
+) -> ApiResult {
+    if r.workload_id.is_some() == r.principal.is_some() {
+        return Err(ApiError::unprocessable(
+            "give exactly one of `workload_id` or `principal`",
+        ));
+    }
+    let revoked = s.store.workload_revoke(r, c.actor()).await?;
+    (s.reload)().await;
+    Ok(Json(serde_json::json!({"revoked": revoked})).into_response())
 }
 
 pub(crate) async fn workload_list(_: Reader, State(s): State<ApiState>) -> ApiResult {

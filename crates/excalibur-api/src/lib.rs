@@ -76,6 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/namespaces"),
     ("post", "/api/namespaces"),
     ("get", "/api/workloads"),
+    ("post", "/api/revocations"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -149,6 +150,7 @@ pub fn router(state: ApiState) -> Router {
             get(namespace_list).post(namespace_upsert),
         )
         .route("/api/workloads", get(workload_list))
+        .route("/api/revocations", post(revoke))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))

@@ -453,3 +453,16 @@ pub struct WorkloadInfo {
     /// Attestation facts (cluster, service account, pod, scopes, audience).
     pub details: serde_json::Value,
 }
+
+/// `POST /api/revocations`: revoke one workload bearer, or every bearer of a principal
+/// (the kill switch). Exactly one field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// A workload id from `GET /api/workloads`.
+    #[serde(default)]
+    pub workload_id: Option<String>,
+    /// A principal id: every live bearer it holds.
+    #[serde(default)]
+    pub principal: Option<String>,
+}

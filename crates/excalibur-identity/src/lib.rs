@@ -40,6 +40,8 @@ pub struct CredentialEntry {
 /// A live workload bearer (issued by token exchange) as the proxy sees it.
 #[derive(Debug, Clone)]
 pub struct WorkloadEntry {
+    /// Workload id (the bearer's id, used for revocation checks in open tunnels).
+    pub id: CredentialId,
     /// Principal id, e.g. `k8s:prod/payments/api`.
     pub principal: String,
     /// Namespace.
@@ -58,6 +60,7 @@ pub struct CredentialIndex {
     by_hash: HashMap<String, Arc<CredentialEntry>>,
     ids: std::collections::HashSet<CredentialId>,
     workloads: HashMap<String, Arc<WorkloadEntry>>,
+    workload_expiry: HashMap<CredentialId, i64>,
 }
 
 impl CredentialIndex {
@@ -74,7 +77,18 @@ impl CredentialIndex {
 
     /// Adds a workload bearer under the hex SHA-256 of its token.
     pub fn insert_workload(&mut self, hash: String, entry: WorkloadEntry) {
+        self.workload_expiry
+            .insert(entry.id.clone(), entry.expires_ms);
         self.workloads.insert(hash, Arc::new(entry));
+    }
+
+    /// True when the credential or workload bearer with this id is live at `now_ms`.
+    pub fn is_live(&self, id: &CredentialId, now_ms: i64) -> bool {
+        self.ids.contains(id)
+            || self
+                .workload_expiry
+                .get(id)
+                .is_some_and(|exp| *exp > now_ms)
     }
 
     /// Number of live credentials.
@@ -159,7 +173,7 @@ pub fn identify(
             groups: Vec::new(),
             attestation: w.attestation.clone(),
             factors: Vec::new(),
-            credential_id: None,
+            credential_id: Some(w.id.clone()),
             source,
         });
     }

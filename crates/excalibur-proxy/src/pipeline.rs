@@ -222,7 +222,7 @@ impl Proxy {
         let snap = inner.snapshot.load_full();
         // A credential revoked while the tunnel is open stops working at once.
         if let Some(id) = &principal.credential_id
-            && !snap.credentials.contains_id(id)
+            && !snap.credentials.is_live(id, Timestamp::now().millis())
         {
             inner.event(
                 EventType::ProxyAuthDenied,

@@ -89,6 +89,7 @@ impl Snapshot {
             credentials.insert_workload(
                 hash,
                 WorkloadEntry {
+                    id: excalibur_core::ids::CredentialId::new(w.id),
                     principal: w.principal,
                     namespace: w.namespace,
                     attestation: w.attestation,

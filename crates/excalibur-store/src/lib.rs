@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use excalibur_core::Secret;
+use excalibur_core::api::Revocation;
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
@@ -277,6 +278,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `workload_token_issued`, atomically; a jti seen before within its life writes
     /// `workload_token_replay_denied` instead and returns `false`.
     fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, bool>;
+    /// Revokes live workload bearers matching the revocation; returns how many.
+    fn workload_revoke(&self, revocation: Revocation, actor: String) -> StoreFuture<'_, usize>;
     /// Lists workloads, newest first.
     fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>>;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::hmac;
 use excalibur_core::Secret;
+use excalibur_core::api::Revocation;
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
@@ -985,6 +986,32 @@ impl Store for SqliteStore {
             append_events(&tx, &inner.head_key, &events)?;
             tx.commit()?;
             Ok(true)
+        })
+    }
+
+    fn workload_revoke(&self, r: Revocation, actor: String) -> StoreFuture<'_, usize> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            let targets: Vec<(String, String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, principal, prefix FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1
+                     AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR principal = ?3)",
+                )?;
+                stmt.query_map(params![now, r.workload_id, r.principal], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut events = Vec::new();
+            for (id, principal, prefix) in &targets {
+                tx.execute("UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1", params![id, now])?;
+                events.push(NewEvent::new(
+                    EventType::WorkloadTokenRevoked,
+                    actor.clone(),
+                    json!({"workload_id": id, "principal": principal, "token_prefix": prefix}),
+                ));
+            }
+            Ok((targets.len(), events))
         })
     }
 

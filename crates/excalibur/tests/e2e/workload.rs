@@ -332,3 +332,76 @@ async fn bad_subject_tokens_get_rfc_8693_errors() {
             == 1
     );
 }
+
+#[tokio::test]
+async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let sa = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill"),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let pem = std::fs::read(gw.data_dir.join("ca.pem")).unwrap();
+    let proxy = reqwest::Proxy::https(format!("http://{}", gw.proxy()))
+        .unwrap()
+        .custom_http_auth(format!("Bearer {token}").parse().unwrap());
+    let client = reqwest::Client::builder()
+        .proxy(proxy)
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let get = || {
+        client
+            .get("https://api.github.com/repos")
+            .header("authorization", "Bearer XCALIBUR_GITHUB_TOKEN")
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+
+    // Bad input, then the kill switch for the principal.
+    let (status, _, _) = gw
+        .api()
+        .send("POST", "/api/revocations", Some(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    let revoked = gw
+        .api()
+        .post(
+            "/api/revocations",
+            json!({"principal": "k8s:prod-eu-west/payments/api"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked["revoked"], 1);
+
+    // The open tunnel (pooled by the client) refuses the next request at once.
+    let resp = get().await.unwrap();
+    assert_eq!(resp.status(), 407);
+    assert_eq!(resp.headers()["x-excalibur-reason"], "credential_revoked");
+    // A new connection is refused too.
+    let (_, out, _) = curl(&[
+        "-x",
+        &format!("http://{}", gw.proxy()),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_eq!(out, "407");
+    let events = wait_events(gw, "workload_token_revoked", 1).await;
+    assert_eq!(
+        events[0]["details"]["principal"],
+        "k8s:prod-eu-west/payments/api"
+    );
+}
