@@ -282,6 +282,29 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs a validated UI write: on success reloads the snapshot and says `done`; on
+/// failure shows the problem. Nothing is written when validation fails.
+async fn apply<T, Fut>(
+    s: &ApiState,
+    valid: Result<(), ApiError>,
+    write: impl FnOnce() -> Fut,
+    done: &str,
+) -> String
+where
+    Fut: std::future::Future<Output = Result<T, excalibur_store::StoreError>>,
+{
+    if let Err(e) = valid {
+        return error_box(&e);
+    }
+    match write().await {
+        Ok(_) => {
+            (s.reload)().await;
+            format!("<p class=\"ok\" role=\"status\">{}</p>", esc(done))
+        }
+        Err(e) => error_box(&ApiError::from(e)),
+    }
+}
+
 async fn load<T>(
     f: impl std::future::Future<Output = Result<T, excalibur_store::StoreError>>,
 ) -> Result<T, Response> {
@@ -861,16 +884,13 @@ async fn escrow_upsert(
         route_family: None,
         expires_at: None,
     };
-    let notice = match validate::placeholder(&req) {
-        Err(e) => error_box(&e),
-        Ok(()) => match s.store.placeholder_upsert(req, ui.actor()).await {
-            Ok(_) => {
-                (s.reload)().await;
-                "<p class=\"ok\" role=\"status\">Saved.</p>".to_owned()
-            }
-            Err(e) => error_box(&ApiError::from(e)),
-        },
-    };
+    let notice = apply(
+        &s,
+        validate::placeholder(&req),
+        || s.store.placeholder_upsert(req, ui.actor()),
+        "Saved.",
+    )
+    .await;
     escrow_page(&s, &ui, &notice).await
 }
 
@@ -895,16 +915,13 @@ async fn provider_upsert(
             .collect(),
         passthrough: false,
     };
-    let notice = match validate::provider(&p) {
-        Err(e) => error_box(&e),
-        Ok(()) => match s.store.provider_upsert(p, ui.actor()).await {
-            Ok(_) => {
-                (s.reload)().await;
-                "<p class=\"ok\" role=\"status\">Saved.</p>".to_owned()
-            }
-            Err(e) => error_box(&ApiError::from(e)),
-        },
-    };
+    let notice = apply(
+        &s,
+        validate::provider(&p),
+        || s.store.provider_upsert(p, ui.actor()),
+        "Saved.",
+    )
+    .await;
     escrow_page(&s, &ui, &notice).await
 }
 
@@ -1005,16 +1022,13 @@ async fn rule_create(
             .collect(),
         substitute_body: false,
     };
-    let notice = match validate::rule(&req) {
-        Err(e) => error_box(&e),
-        Ok(()) => match s.store.rule_create(req, ui.actor()).await {
-            Ok(_) => {
-                (s.reload)().await;
-                "<p class=\"ok\" role=\"status\">Added.</p>".to_owned()
-            }
-            Err(e) => error_box(&ApiError::from(e)),
-        },
-    };
+    let notice = apply(
+        &s,
+        validate::rule(&req),
+        || s.store.rule_create(req, ui.actor()),
+        "Added.",
+    )
+    .await;
     rules_page(&s, &ui, &notice).await
 }
 
@@ -1085,27 +1099,20 @@ async fn policy_create(
     Form(f): Form<PolicyForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    let notice = match excalibur_policy::validate_operator_policy(&f.id, &f.policy) {
-        Err(e) => error_box(&ApiError::unprocessable(e.to_string())),
-        Ok(()) => match s
-            .store
-            .policy_create(
-                CreatePolicy {
-                    id: f.id,
-                    description: f.description,
-                    policy: f.policy,
-                },
-                ui.actor(),
-            )
-            .await
-        {
-            Ok(_) => {
-                (s.reload)().await;
-                "<p class=\"ok\" role=\"status\">Added.</p>".to_owned()
-            }
-            Err(e) => error_box(&ApiError::from(e)),
-        },
+    let valid = excalibur_policy::validate_operator_policy(&f.id, &f.policy)
+        .map_err(|e| ApiError::unprocessable(e.to_string()));
+    let policy = CreatePolicy {
+        id: f.id,
+        description: f.description,
+        policy: f.policy,
     };
+    let notice = apply(
+        &s,
+        valid,
+        || s.store.policy_create(policy, ui.actor()),
+        "Added.",
+    )
+    .await;
     policies_page(&s, &ui, &notice).await
 }
 
