@@ -107,20 +107,13 @@ impl Proxy {
             host,
             port,
         };
-        let principal = match self
-            .identify(&snap, req.headers(), peer, "CONNECT", &target)
+        let (principal, subject) = match self
+            .admit(&snap, req.headers(), peer, "CONNECT", &target)
             .await
         {
-            Ok(p) => p,
+            Ok(who) => who,
             Err(resp) => return resp,
         };
-        let subject = Subject::new(&principal);
-        if let Err(deny) = snap
-            .policy
-            .decide_egress(&subject, &target.host, target.port)
-        {
-            return inner.egress_denied(&principal, &target, "CONNECT", &deny);
-        }
         let on_upgrade = hyper::upgrade::on(&mut req);
         if snap.policy.is_passthrough(&target.host) {
             let tcp = match connect_tcp(&inner.upstream, &target.host, target.port).await {
@@ -288,23 +281,37 @@ impl Proxy {
             port,
         };
         let method = req.method().as_str().to_owned();
-        let principal = match self
-            .identify(&snap, req.headers(), peer, &method, &target)
+        let (principal, subject) = match self
+            .admit(&snap, req.headers(), peer, &method, &target)
             .await
         {
-            Ok(p) => p,
+            Ok(who) => who,
             Err(resp) => return resp,
         };
-        let subject = Subject::new(&principal);
-        if let Err(deny) = snap
-            .policy
-            .decide_egress(&subject, &target.host, target.port)
-        {
-            return inner.egress_denied(&principal, &target, &method, &deny);
-        }
         inner
             .forward(&snap, &principal, &subject, &target, req)
             .await
+    }
+
+    /// Identifies the caller and decides egress to `target`: the two checks every
+    /// CONNECT and absolute-form request passes before anything else.
+    async fn admit(
+        &self,
+        snap: &Snapshot,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        method: &str,
+        target: &Target,
+    ) -> Result<(Principal, Subject), Response<ProxyBody>> {
+        let principal = self.identify(snap, headers, peer, method, target).await?;
+        let subject = Subject::new(&principal);
+        match snap
+            .policy
+            .decide_egress(&subject, &target.host, target.port)
+        {
+            Ok(_) => Ok((principal, subject)),
+            Err(deny) => Err(self.inner.egress_denied(&principal, target, method, &deny)),
+        }
     }
 
     /// Identifies the caller; on failure writes `proxy_auth_denied`, revokes a credential
