@@ -90,12 +90,14 @@ pub(crate) async fn token(
     if f.actor_token.is_some() {
         return invalid_request("delegation with `actor_token` is not supported");
     }
-    let Some(k8s) = s.kubernetes.clone() else {
-        return invalid_request("no Kubernetes issuer is configured (EXCALIBUR_K8S_ISSUER)");
-    };
+    if s.attestors.is_empty() {
+        return invalid_request(
+            "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]])",
+        );
+    }
     let now = Timestamp::now();
-    let sa = match k8s.verify(subject, now.millis() / 1000).await {
-        Ok(sa) => sa,
+    let attested = match s.attestors.verify(subject).await {
+        Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
     let Some(peer) = peer.map(|p| p.0.0.ip().to_canonical()) else {
@@ -105,15 +107,13 @@ pub(crate) async fn token(
             "peer address unavailable",
         );
     };
-    // The bearer never outlives the SA token, and never the configured cap.
-    let remaining_ms = sa.exp * 1000 - now.millis();
+    // The bearer never outlives the subject token, and never the configured cap.
+    let remaining_ms = attested.exp * 1000 - now.millis();
     let cap_ms = i64::try_from(s.exchange.max_workload_token_ttl.as_millis()).unwrap_or(i64::MAX);
     let ttl_ms = remaining_ms.min(cap_ms);
     if ttl_ms <= 1000 {
         return invalid_request("the subject token expires too soon");
     }
-    let cluster = &k8s.config().cluster;
-    let principal = format!("k8s:{cluster}/{}/{}", sa.namespace, sa.service_account);
     let issued = IssuedToken::generate("xcw");
     let scopes: Vec<&str> = f
         .scope
@@ -121,28 +121,30 @@ pub(crate) async fn token(
         .unwrap_or_default()
         .split_whitespace()
         .collect();
+    let mut details = attested.details.clone();
+    if let Some(obj) = details.as_object_mut() {
+        obj.insert("audience".to_owned(), json!(f.audience));
+        obj.insert("scopes".to_owned(), json!(scopes));
+    }
     let info = WorkloadInfo {
         id: format!(
             "wl_{}",
             excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
         ),
-        namespace: sa.namespace.clone(),
-        principal,
-        attestation: "kubernetes".to_owned(),
+        namespace: attested.namespace.clone(),
+        principal: attested.principal.clone(),
+        attestation: attested.attestation.to_owned(),
         source: peer.to_string(),
         token_prefix: issued.prefix.clone(),
         created_at: now.to_rfc3339(),
         expires_at: Timestamp::from_millis(now.millis() + ttl_ms).to_rfc3339(),
-        details: json!({
-            "cluster": cluster, "subject": format!("{}/{}", sa.namespace, sa.service_account),
-            "pod": sa.pod, "audience": f.audience, "scopes": scopes,
-        }),
+        details,
     };
     let issue = WorkloadIssue {
         info,
         hash: issued.hash.clone(),
-        jti: sa.jti,
-        jti_expires_ms: sa.exp * 1000 + 60_000,
+        jti: attested.jti,
+        jti_expires_ms: attested.exp * 1000 + 60_000,
     };
     match s.store.workload_exchange(issue).await {
         Ok(true) => {}

@@ -99,8 +99,8 @@ pub struct ApiState {
     pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
     /// Web UI sessions.
     pub sessions: Arc<ui::Sessions>,
-    /// The Kubernetes issuer trusted for token exchange, if configured.
-    pub kubernetes: Option<Arc<excalibur_identity::k8s::Kubernetes>>,
+    /// Workload issuers trusted for token exchange (Kubernetes, SPIFFE, OIDC).
+    pub attestors: Arc<excalibur_identity::attest::Attestors>,
     /// Token exchange settings.
     pub exchange: ExchangeConfig,
 }

@@ -171,6 +171,7 @@ pub(crate) fn rule(r: &CreateTranslationRule) -> Result<(), ApiError> {
 }
 
 pub(crate) fn namespace(n: &excalibur_core::api::Namespace) -> Result<(), ApiError> {
-    ident("name", &n.name, 1, 63, b"-")?;
+    // Kubernetes namespaces, SPIFFE trust domains and OIDC owners all fit here.
+    ident("name", &n.name, 1, 255, b"-._")?;
     hosts("allowed_domains", &n.allowed_domains, true)
 }

@@ -20,7 +20,7 @@ use excalibur_core::ids::{CredentialId, token_hash};
 use excalibur_core::principal::{Principal, PrincipalKind};
 use ipnet::IpNet;
 
-pub mod k8s;
+pub mod attest;
 
 /// A live service credential as the proxy sees it.
 #[derive(Debug, Clone)]

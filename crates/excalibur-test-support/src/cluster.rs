@@ -45,6 +45,13 @@ impl ClusterKey {
                "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
     }
 
+    /// The public JWK with another `use` (SPIFFE bundles use `jwt-svid`).
+    pub fn jwk_with_use(&self, key_use: &str) -> Value {
+        let mut jwk = self.jwk();
+        jwk["use"] = json!(key_use);
+        jwk
+    }
+
     /// Signs `claims` as an ES256 JWT with this key's `kid` (or `kid_override`).
     pub fn sign(&self, claims: &Value, kid_override: Option<&str>) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::ES256);
@@ -120,6 +127,13 @@ impl JwksServer {
         let doc = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string();
         if let Ok(mut d) = self.doc.lock() {
             *d = doc;
+        }
+    }
+
+    /// Replaces the published document with arbitrary JSON (e.g. a SPIFFE bundle).
+    pub fn publish_raw(&self, doc: &Value) {
+        if let Ok(mut d) = self.doc.lock() {
+            *d = doc.to_string();
         }
     }
 

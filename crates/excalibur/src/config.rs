@@ -72,6 +72,40 @@ struct Raw {
     webhooks: RawWebhooks,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    spiffe: Vec<RawSpiffe>,
+    #[serde(default)]
+    oidc: Vec<RawOidc>,
+}
+
+/// A SPIFFE trust domain whose JWT-SVIDs are accepted for token exchange.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpiffe {
+    pub(crate) trust_domain: String,
+    pub(crate) audience: String,
+    pub(crate) bundle_url: Option<String>,
+    pub(crate) bundle_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) admit_paths: Vec<String>,
+}
+
+/// A generic OIDC workload issuer (GitHub Actions, GitLab CI, ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOidc {
+    pub(crate) name: String,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) jwks_file: Option<PathBuf>,
+    #[serde(default = "sub_claim")]
+    pub(crate) principal_claim: String,
+    pub(crate) namespace_claim: Option<String>,
+}
+
+fn sub_claim() -> String {
+    "sub".to_owned()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +209,10 @@ pub(crate) struct Config {
     pub(crate) kubernetes: Option<Kubernetes>,
     /// Cap on exchanged bearers' life.
     pub(crate) max_workload_token_ttl: std::time::Duration,
+    /// SPIFFE trust domains.
+    pub(crate) spiffe: Vec<RawSpiffe>,
+    /// OIDC issuers.
+    pub(crate) oidc: Vec<RawOidc>,
 }
 
 /// Where the cluster's JWKS comes from.
@@ -260,6 +298,22 @@ impl Config {
                 },
             }),
         };
+        for d in &raw.spiffe {
+            if d.bundle_url.is_some() == d.bundle_file.is_some() {
+                errors.push(format!(
+                    "spiffe `{}`: give exactly one of bundle_url or bundle_file",
+                    d.trust_domain
+                ));
+            }
+        }
+        for o in &raw.oidc {
+            if o.jwks_url.is_some() == o.jwks_file.is_some() {
+                errors.push(format!(
+                    "oidc `{}`: give exactly one of jwks_url or jwks_file",
+                    o.name
+                ));
+            }
+        }
         if !errors.is_empty() {
             bail!("invalid configuration:\n  {}", errors.join("\n  "));
         }
@@ -304,6 +358,8 @@ impl Config {
             },
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             kubernetes,
+            spiffe: raw.spiffe,
+            oidc: raw.oidc,
             max_workload_token_ttl: std::time::Duration::from_secs(
                 args.max_workload_token_ttl.max(60),
             ),

@@ -149,7 +149,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         reload,
         policy,
         sessions: Arc::default(),
-        kubernetes: kubernetes(&config)?,
+        attestors: Arc::new(attestors(&config)?),
         exchange: excalibur_api::ExchangeConfig {
             max_workload_token_ttl: config.max_workload_token_ttl,
         },
@@ -221,45 +221,79 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Kubernetes verifier, when an issuer is configured.
-fn kubernetes(config: &Config) -> anyhow::Result<Option<Arc<excalibur_identity::k8s::Kubernetes>>> {
-    let Some(k) = &config.kubernetes else {
-        return Ok(None);
+/// Every trusted workload issuer: the Kubernetes cluster, SPIFFE trust domains, OIDC.
+fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Attestors> {
+    use excalibur_identity::attest::{
+        Attestors, JwksSource, Kubernetes, KubernetesConfig, OidcIssuer, SpiffeTrustDomain,
     };
-    let source: Box<dyn excalibur_identity::k8s::JwksSource> = match &k.jwks {
-        crate::config::JwksLocation::File(path) => Box::new(FileJwks(path.clone())),
-        crate::config::JwksLocation::Url(url) => {
-            let mut b = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .no_proxy();
-            let roots: Vec<reqwest::Certificate> = extra_roots(config)?
-                .iter()
-                .filter_map(|der| reqwest::Certificate::from_der(der).ok())
-                .collect();
-            if !roots.is_empty() {
-                b = b.tls_certs_merge(roots);
-            }
-            Box::new(UrlJwks {
-                url: url.clone(),
-                client: b.build()?,
-            })
+    let client = || -> anyhow::Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy();
+        let roots: Vec<reqwest::Certificate> = extra_roots(config)?
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .collect();
+        if !roots.is_empty() {
+            b = b.tls_certs_merge(roots);
         }
+        Ok(b.build()?)
     };
-    let cfg = excalibur_identity::k8s::KubernetesConfig {
-        issuer: k.issuer.clone(),
-        cluster: k.cluster.clone(),
-        audience: k.audience.clone(),
+    let source = |url: &Option<String>,
+                  file: &Option<std::path::PathBuf>|
+     -> anyhow::Result<Box<dyn JwksSource>> {
+        Ok(match (url, file) {
+            (Some(url), _) => Box::new(UrlJwks {
+                url: url.clone(),
+                client: client()?,
+            }),
+            (None, Some(path)) => Box::new(FileJwks(path.clone())),
+            (None, None) => anyhow::bail!("no JWKS location"),
+        })
     };
-    tracing::info!(issuer = %k.issuer, cluster = %k.cluster, "kubernetes token exchange enabled");
-    Ok(Some(Arc::new(excalibur_identity::k8s::Kubernetes::new(
-        cfg, source,
-    ))))
+    let mut attestors = Attestors::default();
+    if let Some(k) = &config.kubernetes {
+        let (url, file) = match &k.jwks {
+            crate::config::JwksLocation::Url(u) => (Some(u.clone()), None),
+            crate::config::JwksLocation::File(f) => (None, Some(f.clone())),
+        };
+        let cfg = KubernetesConfig {
+            issuer: k.issuer.clone(),
+            cluster: k.cluster.clone(),
+            audience: k.audience.clone(),
+        };
+        attestors.kubernetes = Some(Kubernetes::new(cfg, source(&url, &file)?));
+        tracing::info!(issuer = %k.issuer, cluster = %k.cluster, "kubernetes token exchange enabled");
+    }
+    for d in &config.spiffe {
+        let bundle = source(&d.bundle_url, &d.bundle_file)?;
+        attestors.spiffe.push(SpiffeTrustDomain::new(
+            d.trust_domain.clone(),
+            d.audience.clone(),
+            d.admit_paths.clone(),
+            bundle,
+        ));
+        tracing::info!(trust_domain = %d.trust_domain, "spiffe jwt-svid exchange enabled");
+    }
+    for o in &config.oidc {
+        let jwks = source(&o.jwks_url, &o.jwks_file)?;
+        attestors.oidc.push(OidcIssuer::new(
+            o.name.clone(),
+            o.issuer.clone(),
+            o.audience.clone(),
+            o.principal_claim.clone(),
+            o.namespace_claim.clone(),
+            jwks,
+        ));
+        tracing::info!(issuer = %o.issuer, name = %o.name, "oidc workload exchange enabled");
+    }
+    Ok(attestors)
 }
 
 #[derive(Debug)]
 struct FileJwks(std::path::PathBuf);
 
-impl excalibur_identity::k8s::JwksSource for FileJwks {
+impl excalibur_identity::attest::JwksSource for FileJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
         Box::pin(async move {
             tokio::fs::read_to_string(&self.0)
@@ -275,7 +309,7 @@ struct UrlJwks {
     client: reqwest::Client,
 }
 
-impl excalibur_identity::k8s::JwksSource for UrlJwks {
+impl excalibur_identity::attest::JwksSource for UrlJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
         Box::pin(async move {
             let resp = self

@@ -673,8 +673,8 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
         .iter()
         .map(|n| vec![esc(&n.name), esc(&n.allowed_domains.join(", "))])
         .collect();
-    let hint = if s.kubernetes.is_none() {
-        "<p class=\"hint\">Kubernetes token exchange is off (set <code>EXCALIBUR_K8S_ISSUER</code>).</p>"
+    let hint = if s.attestors.is_empty() {
+        "<p class=\"hint\">Token exchange is off (set <code>EXCALIBUR_K8S_ISSUER</code>, or configure <code>[[spiffe]]</code> / <code>[[oidc]]</code>).</p>"
     } else {
         ""
     };

@@ -405,3 +405,175 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
         "k8s:prod-eu-west/payments/api"
     );
 }
+
+#[tokio::test]
+async fn spiffe_jwt_svids_and_oidc_workload_tokens_are_exchanged() {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let svid_key = ClusterKey::generate("svid-1").unwrap();
+    let bundle = JwksServer::start(&[]).await.unwrap();
+    // A SPIFFE bundle: only `use: jwt-svid` keys count.
+    let stray = ClusterKey::generate("sig-1").unwrap();
+    bundle.publish_raw(
+        &json!({"keys": [svid_key.jwk_with_use("jwt-svid"), stray.jwk()], "spiffe_sequence": 1}),
+    );
+    let gha_key = ClusterKey::generate("gha-1").unwrap();
+    let gha = JwksServer::start(&[&gha_key]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n\n\
+         [[spiffe]]\ntrust_domain = \"prod.example.com\"\naudience = \"excalibur\"\nbundle_url = \"{}\"\nadmit_paths = [\"/svc/\"]\n\n\
+         [[oidc]]\nname = \"github-actions\"\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = \"excalibur\"\n\
+         jwks_url = \"{}\"\nprincipal_claim = \"repository\"\nnamespace_claim = \"repository_owner\"\n",
+        echo.tls_addr,
+        bundle.url(),
+        gha.url()
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/namespaces",
+        json!({"name": "prod.example.com", "allowed_domains": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/namespaces",
+        json!({"name": "acme", "allowed_domains": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post("/api/placeholders", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": REAL, "provider_id": "github"}))
+        .await
+        .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+
+    let svid = |sub: &str, aud: &str, key: &ClusterKey| {
+        key.sign(
+            &json!({"sub": sub, "aud": [aud], "exp": now + 300, "iat": now}),
+            None,
+        )
+        .unwrap()
+    };
+    let good = svid(
+        "spiffe://prod.example.com/svc/billing",
+        "excalibur",
+        &svid_key,
+    );
+    let (status, body) = exchange(&gw, &good, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let svid_bearer = body["access_token"].as_str().unwrap().to_owned();
+    for (what, token) in [
+        (
+            "outside the admitted paths",
+            svid("spiffe://prod.example.com/ops/x", "excalibur", &svid_key),
+        ),
+        (
+            "another trust domain",
+            svid(
+                "spiffe://evil.example.com/svc/billing",
+                "excalibur",
+                &svid_key,
+            ),
+        ),
+        (
+            "malformed SPIFFE ID",
+            svid("spiffe://prod.example.com//svc", "excalibur", &svid_key),
+        ),
+        (
+            "wrong audience",
+            svid("spiffe://prod.example.com/svc/billing", "other", &svid_key),
+        ),
+        (
+            "a key without use jwt-svid",
+            svid("spiffe://prod.example.com/svc/billing", "excalibur", &stray),
+        ),
+    ] {
+        let (status, body) = exchange(&gw, &token, &[]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{what}: {body}"
+        );
+    }
+
+    // A GitHub Actions-shaped OIDC token, mapped by claims.
+    let gha_token = gha_key
+        .sign(
+            &json!({"iss": "https://token.actions.githubusercontent.com", "aud": "excalibur", "exp": now + 300, "iat": now,
+                    "sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "repository_owner": "acme",
+                    "jti": "gha-1"}),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(&gw, &gha_token, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let gha_bearer = body["access_token"].as_str().unwrap().to_owned();
+
+    for bearer in [&svid_bearer, &gha_bearer] {
+        let (code, out, err) = curl(&[
+            "-x",
+            &format!("http://{}", gw.proxy()),
+            "--proxy-header",
+            &format!("Proxy-Authorization: Bearer {bearer}"),
+            "--cacert",
+            gw.data_dir.join("ca.pem").to_str().unwrap(),
+            "-H",
+            "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+            "https://api.github.com/user",
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+        assert!(!out.contains(REAL));
+    }
+    let workloads = gw.api().get("/api/workloads").await.unwrap();
+    let principals: Vec<&str> = workloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["principal"].as_str().unwrap())
+        .collect();
+    assert!(
+        principals.contains(&"spiffe://prod.example.com/svc/billing"),
+        "{principals:?}"
+    );
+    assert!(
+        principals.contains(&"oidc:github-actions/acme/app"),
+        "{principals:?}"
+    );
+    let attestations: Vec<&str> = workloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["attestation"].as_str().unwrap())
+        .collect();
+    assert!(attestations.contains(&"spiffe-jwt") && attestations.contains(&"oidc"));
+}
