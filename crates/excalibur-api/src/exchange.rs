@@ -27,6 +27,10 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub struct ExchangeConfig {
     /// Upper bound on an issued bearer's life.
     pub max_workload_token_ttl: Duration,
+    /// `iss` of the audience-scoped tokens Excalibur signs.
+    pub issuer_url: String,
+    /// Settings key under which the store seals the signing keys.
+    pub signing_setting: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,4 +169,127 @@ pub(crate) async fn token(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Seed 004's JSON body for `POST /v1/exchange/token`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JsonExchange {
+    grant_type: String,
+    subject_token: String,
+    subject_token_type: String,
+    audience: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
+
+/// `POST /v1/exchange/token`: any accepted subject token for an audience-scoped JWT
+/// signed by Excalibur (ES256); keys at `/.well-known/jwks.json`.
+pub(crate) async fn workload_token(
+    State(s): State<ApiState>,
+    body: Result<Json<JsonExchange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return invalid_request("the body must be a JSON token exchange request");
+    };
+    if req.grant_type != TOKEN_EXCHANGE {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only token exchange is supported",
+        );
+    }
+    if req.subject_token_type != JWT_TYPE && req.subject_token_type != SPIFFE_SVID_TYPE {
+        return invalid_request("`subject_token_type` must be a JWT or a SPIFFE SVID token type");
+    }
+    let Some(audience) = req.audience.filter(|a| !a.is_empty() && a.len() <= 2048) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "`audience` is required",
+        );
+    };
+    let attested = match s.attestors.verify(&req.subject_token).await {
+        Ok(a) => a,
+        Err(e) => return invalid_request(&e.to_string()),
+    };
+    let now = Timestamp::now();
+    let cap = i64::try_from(s.exchange.max_workload_token_ttl.as_secs()).unwrap_or(i64::MAX);
+    let exp = attested.exp.min(now.millis() / 1000 + cap);
+    let ttl = exp - now.millis() / 1000;
+    if ttl <= 1 {
+        return invalid_request("the subject token expires too soon");
+    }
+    let jti = excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<16>());
+    let mut claims = json!({
+        "iss": s.exchange.issuer_url, "sub": excalibur_identity::mint::spiffe_subject(&attested.principal),
+        "aud": audience, "iat": now.millis() / 1000, "exp": exp, "jti": jti,
+        "principal": attested.principal, "attestation": attested.attestation,
+    });
+    if let (Some(scope), Some(obj)) = (&req.scope, claims.as_object_mut()) {
+        obj.insert("scope".to_owned(), json!(scope));
+    }
+    let token = match s.signing.read().await.sign(&claims) {
+        Ok(t) => t,
+        Err(e) => return crate::ApiError::internal(&e).into_response(),
+    };
+    let event = excalibur_core::audit::NewEvent::new(
+        excalibur_core::audit::EventType::WorkloadTokenIssued,
+        attested.principal.clone(),
+        json!({"kind": "audience_jwt", "aud": claims.get("aud"), "jti": jti, "ttl_seconds": ttl,
+               "attestor": attested.attestation, "sub": claims.get("sub")}),
+    );
+    if let Err(e) = s.store.record(Vec::new(), vec![event]).await {
+        return crate::ApiError::from(e).into_response();
+    }
+    let mut resp = (
+        StatusCode::OK,
+        Json(json!({"access_token": token, "issued_token_type": JWT_TYPE, "token_type": "Bearer", "expires_in": ttl})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /.well-known/jwks.json`: the public keys of audience-scoped tokens.
+pub(crate) async fn jwks(State(s): State<ApiState>) -> Response {
+    let doc = s.signing.read().await.jwks();
+    let mut resp = Json(doc).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    resp
+}
+
+/// `POST /api/signing-keys/rotate` (admin): a new signing key; the old one stays
+/// published until every token it signed has expired.
+pub(crate) async fn rotate(
+    crate::auth::Admin(c): crate::auth::Admin,
+    State(s): State<ApiState>,
+) -> Result<Response, crate::ApiError> {
+    let mut keys = s.signing.write().await;
+    let mut next = keys.clone();
+    let now = Timestamp::now().millis();
+    let kid = next
+        .rotate(now)
+        .map_err(|e| crate::ApiError::internal(&e))?;
+    let keep = i64::try_from(s.exchange.max_workload_token_ttl.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2);
+    next.prune(now, keep);
+    s.store
+        .setting_put(s.exchange.signing_setting.clone(), next.to_secret())
+        .await?;
+    let event = excalibur_core::audit::NewEvent::new(
+        excalibur_core::audit::EventType::SigningKeyRotated,
+        format!("{}:{}", c.role.as_str(), c.id),
+        json!({"kid": kid}),
+    );
+    s.store.record(Vec::new(), vec![event]).await?;
+    *keys = next;
+    Ok(Json(json!({"kid": kid})).into_response())
 }

@@ -77,6 +77,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/namespaces"),
     ("get", "/api/workloads"),
     ("post", "/api/revocations"),
+    ("post", "/v1/exchange/token"),
+    ("get", "/.well-known/jwks.json"),
+    ("post", "/api/signing-keys/rotate"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -103,6 +106,8 @@ pub struct ApiState {
     pub attestors: Arc<excalibur_identity::attest::Attestors>,
     /// Token exchange settings.
     pub exchange: ExchangeConfig,
+    /// Keys that sign audience-scoped workload tokens.
+    pub signing: Arc<tokio::sync::RwLock<excalibur_identity::mint::SigningKeys>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -151,6 +156,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/workloads", get(workload_list))
         .route("/api/revocations", post(revoke))
+        .route("/v1/exchange/token", post(exchange::workload_token))
+        .route("/.well-known/jwks.json", get(exchange::jwks))
+        .route("/api/signing-keys/rotate", post(exchange::rotate))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))

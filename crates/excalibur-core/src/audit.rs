@@ -74,6 +74,8 @@ event_types! {
     WorkloadAttested => "workload_attested",
     /// A short-lived proxy bearer was issued to a workload.
     WorkloadTokenIssued => "workload_token_issued",
+    /// Excalibur's workload-token signing key was rotated.
+    SigningKeyRotated => "signing_key_rotated",
     /// A workload bearer was revoked (by id or by principal: the kill switch).
     WorkloadTokenRevoked => "workload_token_revoked",
     /// A platform token was presented a second time within its lifetime.

@@ -21,6 +21,7 @@ use excalibur_core::principal::{Principal, PrincipalKind};
 use ipnet::IpNet;
 
 pub mod attest;
+pub mod mint;
 
 /// A live service credential as the proxy sees it.
 #[derive(Debug, Clone)]

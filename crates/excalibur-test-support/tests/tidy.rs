@@ -156,6 +156,7 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-core/src/secret.rs",
     "excalibur-core/src/ids.rs",
     "excalibur-store/src/seal.rs",
+    "excalibur-identity/src/mint.rs",
     "excalibur-proxy/src/ca.rs",
     "excalibur-mediation/src/substitute.rs",
     "excalibur-api/src/handlers.rs",

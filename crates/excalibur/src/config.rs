@@ -44,6 +44,13 @@ pub(crate) struct ServeArgs {
     /// The audience SA tokens must carry to be exchanged [default: excalibur].
     #[arg(long, env = "EXCALIBUR_K8S_AUDIENCE", default_value = "excalibur")]
     k8s_audience: String,
+    /// `iss` of the audience-scoped workload tokens Excalibur signs.
+    #[arg(
+        long,
+        env = "EXCALIBUR_ISSUER_URL",
+        default_value = "https://excalibur.localhost"
+    )]
+    issuer_url: String,
     /// Longest life of a proxy bearer issued by token exchange, in seconds.
     #[arg(long, env = "EXCALIBUR_MAX_WORKLOAD_TOKEN_TTL", default_value_t = 3600)]
     max_workload_token_ttl: u64,
@@ -209,6 +216,8 @@ pub(crate) struct Config {
     pub(crate) kubernetes: Option<Kubernetes>,
     /// Cap on exchanged bearers' life.
     pub(crate) max_workload_token_ttl: std::time::Duration,
+    /// `iss` of minted workload tokens.
+    pub(crate) issuer_url: String,
     /// SPIFFE trust domains.
     pub(crate) spiffe: Vec<RawSpiffe>,
     /// OIDC issuers.
@@ -358,6 +367,7 @@ impl Config {
             },
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             kubernetes,
+            issuer_url: args.issuer_url.clone(),
             spiffe: raw.spiffe,
             oidc: raw.oidc,
             max_workload_token_ttl: std::time::Duration::from_secs(

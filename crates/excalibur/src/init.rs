@@ -157,3 +157,23 @@ async fn create(store: &dyn Store, issued: &IssuedToken) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Store setting holding the sealed workload-token signing keys.
+pub(crate) const SIGNING_KEYS_SETTING: &str = "workload_signing_keys";
+
+/// Loads the workload-token signing keys, generating the first on first start.
+pub(crate) async fn signing_keys(
+    store: &dyn Store,
+) -> anyhow::Result<excalibur_identity::mint::SigningKeys> {
+    use excalibur_identity::mint::SigningKeys;
+    if let Some(secret) = store.setting_get(SIGNING_KEYS_SETTING.to_owned()).await? {
+        return Ok(SigningKeys::from_secret(&secret)?);
+    }
+    let mut keys = SigningKeys::default();
+    keys.rotate(Timestamp::now().millis())?;
+    store
+        .setting_put(SIGNING_KEYS_SETTING.to_owned(), keys.to_secret())
+        .await?;
+    tracing::info!("generated the workload-token signing key");
+    Ok(keys)
+}

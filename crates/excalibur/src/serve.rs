@@ -152,7 +152,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         attestors: Arc::new(attestors(&config)?),
         exchange: excalibur_api::ExchangeConfig {
             max_workload_token_ttl: config.max_workload_token_ttl,
+            issuer_url: config.issuer_url.clone(),
+            signing_setting: init::SIGNING_KEYS_SETTING.to_owned(),
         },
+        signing: Arc::new(tokio::sync::RwLock::new(
+            init::signing_keys(store.as_ref()).await?,
+        )),
     });
 
     store

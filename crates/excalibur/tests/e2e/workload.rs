@@ -577,3 +577,130 @@ async fn spiffe_jwt_svids_and_oidc_workload_tokens_are_exchanged() {
         .collect();
     assert!(attestations.contains(&"spiffe-jwt") && attestations.contains(&"oidc"));
 }
+
+/// Verifies an Excalibur-minted token against the published JWKS.
+fn verify_minted(token: &str, jwks: &Value, audience: &str) -> Result<Value, String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
+    let jwk = set
+        .find(header.kid.as_deref().unwrap_or_default())
+        .ok_or("kid not published")?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[audience]);
+    v.set_issuer(&["https://excalibur.localhost"]);
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn seed_004_exchange_mints_audience_scoped_tokens_with_rotating_keys() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let sa = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, "jti-v1"),
+            None,
+        )
+        .unwrap();
+    let url = format!("{}/v1/exchange/token", gw.url());
+    let body = json!({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": sa,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": "https://mcp.example.com/tools/search"
+    })
+    .to_string();
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+    ])
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let first = v["access_token"].as_str().unwrap().to_owned();
+    assert!(v["expires_in"].as_i64().unwrap() <= 300);
+    let jwks = gw.api_as(None).get("/.well-known/jwks.json").await.unwrap();
+    let claims = verify_minted(&first, &jwks, "https://mcp.example.com/tools/search").unwrap();
+    assert_eq!(
+        claims["sub"],
+        "spiffe://excalibur/k8s/prod-eu-west/payments/api"
+    );
+    assert_eq!(claims["principal"], "k8s:prod-eu-west/payments/api");
+    assert!(claims["jti"].as_str().unwrap().len() >= 32);
+    assert!(
+        verify_minted(&first, &jwks, "https://someone-else.example").is_err(),
+        "audience-scoped"
+    );
+
+    // Missing audience is invalid_target; a bad subject token is invalid_request.
+    let no_aud = json!({"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "x.y.z",
+                         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}).to_string();
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &no_aud,
+    ])
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["error"],
+        "invalid_target"
+    );
+    let bad = body.replace(&sa, "x.y.z");
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &bad,
+    ])
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["error"],
+        "invalid_request"
+    );
+
+    // Rotation: new tokens carry the new kid; the old key stays published, so tokens
+    // already issued keep verifying.
+    let rotated = gw
+        .api()
+        .post("/api/signing-keys/rotate", json!({}))
+        .await
+        .unwrap();
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+    ])
+    .await;
+    let second = serde_json::from_str::<Value>(&out).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        jsonwebtoken::decode_header(&second).unwrap().kid.as_deref(),
+        rotated["kid"].as_str()
+    );
+    let jwks = gw.api_as(None).get("/.well-known/jwks.json").await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    verify_minted(&first, &jwks, "https://mcp.example.com/tools/search").unwrap();
+    verify_minted(&second, &jwks, "https://mcp.example.com/tools/search").unwrap();
+    assert!(!wait_events(gw, "signing_key_rotated", 1).await.is_empty());
+}
