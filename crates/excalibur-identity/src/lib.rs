@@ -22,6 +22,7 @@ use ipnet::IpNet;
 
 pub mod attest;
 pub mod mint;
+pub mod svid;
 
 /// A live service credential as the proxy sees it.
 #[derive(Debug, Clone)]

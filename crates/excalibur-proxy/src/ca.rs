@@ -171,11 +171,23 @@ impl CertAuthority {
 
 /// A server config presenting `key`, with ALPN `h2` and `http/1.1`.
 pub fn server_config_for(key: CertifiedKey) -> Result<Arc<ServerConfig>, CaError> {
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+    server_config_with_clients(key, None)
+}
+
+/// Like [`server_config_for`], optionally asking for (not requiring) a client
+/// certificate that `clients` verifies (X.509-SVIDs on the 8443 listener).
+pub fn server_config_with_clients(
+    key: CertifiedKey,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, CaError> {
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(CaError::Tls)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(FixedCert(Arc::new(key))));
+        .map_err(CaError::Tls)?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(key))));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

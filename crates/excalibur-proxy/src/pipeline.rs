@@ -61,7 +61,14 @@ impl Target {
 
 impl Proxy {
     /// Handles one proxy request from `peer` (the TCP peer, never a forwarded header).
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// `tls_identity` is the principal of a verified X.509-SVID client certificate on the
+    /// TLS listener, used when the request carries no `Proxy-Authorization`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls_identity: Option<&Principal>,
+    ) -> Response<ProxyBody> {
         let inner = &self.inner;
         if via_loops(req.headers(), &inner.via_name) {
             inner.event(
@@ -76,10 +83,10 @@ impl Proxy {
             );
         }
         if req.method() == Method::CONNECT {
-            return self.connect(req, peer).await;
+            return self.connect(req, peer, tls_identity).await;
         }
         if req.uri().scheme().is_some() && req.uri().authority().is_some() {
-            return self.absolute_form(req, peer).await;
+            return self.absolute_form(req, peer, tls_identity).await;
         }
         refuse(
             StatusCode::BAD_REQUEST,
@@ -88,7 +95,12 @@ impl Proxy {
         )
     }
 
-    async fn connect(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn connect(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        tls_identity: Option<&Principal>,
+    ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
         let Some((host, port)) = req
@@ -108,7 +120,7 @@ impl Proxy {
             port,
         };
         let (principal, subject) = match self
-            .admit(&snap, req.headers(), peer, "CONNECT", &target)
+            .admit(&snap, req.headers(), peer, tls_identity, "CONNECT", &target)
             .await
         {
             Ok(who) => who,
@@ -256,7 +268,12 @@ impl Proxy {
         inner.forward(&snap, principal, subject, &target, req).await
     }
 
-    async fn absolute_form(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn absolute_form(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls_identity: Option<&Principal>,
+    ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
         let https = req.uri().scheme_str() == Some("https");
@@ -282,7 +299,7 @@ impl Proxy {
         };
         let method = req.method().as_str().to_owned();
         let (principal, subject) = match self
-            .admit(&snap, req.headers(), peer, &method, &target)
+            .admit(&snap, req.headers(), peer, tls_identity, &method, &target)
             .await
         {
             Ok(who) => who,
@@ -300,10 +317,24 @@ impl Proxy {
         snap: &Snapshot,
         headers: &HeaderMap,
         peer: SocketAddr,
+        tls_identity: Option<&Principal>,
         method: &str,
         target: &Target,
     ) -> Result<(Principal, Subject), Response<ProxyBody>> {
-        let principal = self.identify(snap, headers, peer, method, target).await?;
+        let principal = match tls_identity
+            .filter(|_| !headers.contains_key(header::PROXY_AUTHORIZATION))
+        {
+            Some(p) => {
+                self.inner.event(
+                    EventType::ProxyAuthOk,
+                    &p.id,
+                    json!({"method": method, "host": target.host, "port": target.port, "via": "x509-svid",
+                           "source": peer.ip().to_canonical().to_string()}),
+                );
+                p.clone()
+            }
+            None => self.identify(snap, headers, peer, method, target).await?,
+        };
         let subject = Subject::new(&principal);
         match snap
             .policy

@@ -142,3 +142,52 @@ impl JwksServer {
         format!("http://{}/openid/v1/jwks", self.addr)
     }
 }
+
+/// A SPIFFE trust domain's X.509 CA for tests, issuing SVID leaves.
+#[derive(Debug)]
+pub struct SvidAuthority {
+    issuer: rcgen::Issuer<'static, KeyPair>,
+    /// The CA certificate (the trust domain's X.509 bundle), PEM.
+    pub ca_pem: String,
+}
+
+impl SvidAuthority {
+    /// A new CA for `trust_domain`.
+    pub fn new(trust_domain: &str) -> anyhow::Result<Self> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, trust_domain);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            format!("spiffe://{trust_domain}").try_into()?,
+        )];
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// An X.509-SVID leaf with these URI SANs: `(certificate PEM, private key PEM)`.
+    pub fn leaf(&self, uris: &[&str]) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| Ok(rcgen::SanType::URI((*u).to_owned().try_into()?)))
+            .collect::<anyhow::Result<_>>()?;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}

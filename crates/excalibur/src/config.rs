@@ -95,6 +95,8 @@ pub(crate) struct RawSpiffe {
     pub(crate) bundle_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) admit_paths: Vec<String>,
+    /// PEM roots of this trust domain's X.509-SVIDs (client certificates on 8443).
+    pub(crate) x509_bundle_file: Option<PathBuf>,
 }
 
 /// A generic OIDC workload issuer (GitHub Actions, GitLab CI, ...).
@@ -308,6 +310,15 @@ impl Config {
             }),
         };
         for d in &raw.spiffe {
+            if let Some(f) = &d.x509_bundle_file
+                && !f.exists()
+            {
+                errors.push(format!(
+                    "spiffe `{}`: x509_bundle_file {} does not exist",
+                    d.trust_domain,
+                    f.display()
+                ));
+            }
             if d.bundle_url.is_some() == d.bundle_file.is_some() {
                 errors.push(format!(
                     "spiffe `{}`: give exactly one of bundle_url or bundle_file",

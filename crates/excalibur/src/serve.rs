@@ -73,11 +73,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let ca = init::ca(store.as_ref(), &config.data_dir).await?;
     init::admin_token(store.as_ref(), &config.data_dir).await?;
 
+    let svids = Arc::new(SvidVerifiers::load(&config)?);
     let api_tls = {
         let ca = Arc::clone(&ca);
         let names = config.tls_names.clone();
         let key = tokio::task::spawn_blocking(move || ca.mint(&names)).await??;
-        excalibur_proxy::ca::server_config_for(key)?
+        excalibur_proxy::ca::server_config_with_clients(key, svids.handshake.clone())?
     };
 
     let cancel = CancellationToken::new();
@@ -192,7 +193,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         limits: config.limits.clone(),
         connections,
     };
-    let accept_api = tokio::spawn(accept(
+    let accept_api = tokio::spawn(accept_with(
+        Arc::clone(&svids),
         api_listener,
         api_dispatch,
         Some(api_tls),
@@ -205,6 +207,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         None,
         cancel.clone(),
         tracker.clone(),
+        None,
     ));
     tracing::info!(addr = %api_addr, "api listening");
     tracing::info!(addr = %proxy_addr, "proxy listening");
@@ -388,12 +391,24 @@ async fn shutdown_signal() {
     }
 }
 
+async fn accept_with(
+    svids: Arc<SvidVerifiers>,
+    listener: TcpListener,
+    dispatch: Dispatch,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    accept(listener, dispatch, tls, cancel, tracker, Some(svids)).await;
+}
+
 async fn accept(
     listener: TcpListener,
     dispatch: Dispatch,
     tls: Option<Arc<rustls::ServerConfig>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    svids: Option<Arc<SvidVerifiers>>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
@@ -414,11 +429,16 @@ async fn accept(
             continue;
         };
         let tcp = IdleIo::new(tcp, dispatch.limits.idle_timeout);
-        let (dispatch, acceptor, cancel) = (dispatch.clone(), acceptor.clone(), cancel.clone());
+        let (dispatch, acceptor, cancel, svids) = (
+            dispatch.clone(),
+            acceptor.clone(),
+            cancel.clone(),
+            svids.clone(),
+        );
         tracker.spawn(async move {
             let _permit = permit;
             let Some(acceptor) = acceptor else {
-                serve_connection(tcp, peer, dispatch, cancel).await;
+                serve_connection(tcp, peer, None, dispatch, cancel).await;
                 return;
             };
             let mut first = [0u8; 1];
@@ -432,9 +452,12 @@ async fn accept(
                 else {
                     return;
                 };
-                serve_connection(tls, peer, dispatch, cancel).await;
+                let identity = svids
+                    .and_then(|v| v.identify(tls.get_ref().1, peer))
+                    .map(Arc::new);
+                serve_connection(tls, peer, identity, dispatch, cancel).await;
             } else if peer.ip().to_canonical().is_loopback() {
-                serve_connection(tcp, peer, dispatch, cancel).await;
+                serve_connection(tcp, peer, None, dispatch, cancel).await;
             } else {
                 // Plain HTTP is for loopback only; a remote peer must use TLS.
                 reject_plain(tcp).await;
@@ -453,14 +476,19 @@ async fn reject_plain(mut tcp: IdleIo<TcpStream>) {
     let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.write_all(resp.as_bytes())).await;
 }
 
-async fn serve_connection<I>(io: I, peer: SocketAddr, dispatch: Dispatch, cancel: CancellationToken)
-where
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    identity: Option<Arc<excalibur_core::principal::Principal>>,
+    dispatch: Dispatch,
+    cancel: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let dispatch_limits = dispatch.limits.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let dispatch = dispatch.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, dispatch).await) }
+        let (dispatch, identity) = (dispatch.clone(), identity.clone());
+        async move { Ok::<_, Infallible>(route(req, peer, identity.as_deref(), dispatch).await) }
     });
     let limits = dispatch_limits.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -491,6 +519,7 @@ where
 async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
+    identity: Option<&excalibur_core::principal::Principal>,
     dispatch: Dispatch,
 ) -> Response<ProxyBody> {
     // HTTP/2 requests always carry :scheme and :authority, so only HTTP/1 absolute-form
@@ -507,6 +536,91 @@ async fn route(
             };
             resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
         }
-        _ => dispatch.proxy.handle(req, peer).await,
+        _ => dispatch.proxy.handle(req, peer, identity).await,
+    }
+}
+
+/// X.509-SVID verification for client certificates on the TLS listener: one verifier
+/// over every trust domain for the handshake (certificates optional), and one per trust
+/// domain to check that a leaf chains to its own domain's bundle.
+struct SvidVerifiers {
+    handshake: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    by_domain:
+        std::collections::HashMap<String, Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+impl SvidVerifiers {
+    fn load(config: &Config) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut all = rustls::RootCertStore::empty();
+        let mut by_domain = std::collections::HashMap::new();
+        for d in &config.spiffe {
+            let Some(path) = &d.x509_bundle_file else {
+                continue;
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+            {
+                let cert =
+                    cert.with_context(|| format!("{} is not PEM certificates", path.display()))?;
+                roots.add(cert.clone())?;
+                all.add(cert)?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::clone(&provider),
+            )
+            .build()?;
+            by_domain.insert(d.trust_domain.clone(), v);
+            tracing::info!(trust_domain = %d.trust_domain, "x509-svid client certificates accepted on the TLS listener");
+        }
+        let handshake = if by_domain.is_empty() {
+            None
+        } else {
+            Some(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(all),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()?,
+            )
+        };
+        Ok(Self {
+            handshake,
+            by_domain,
+        })
+    }
+
+    /// The principal of a verified X.509-SVID presented on this connection, if any.
+    fn identify(
+        &self,
+        conn: &rustls::ServerConnection,
+        peer: SocketAddr,
+    ) -> Option<excalibur_core::principal::Principal> {
+        let certs = conn.peer_certificates()?;
+        let (leaf, intermediates) = certs.split_first()?;
+        let id = match excalibur_identity::svid::spiffe_id(leaf) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, peer = %peer, "client certificate is not an acceptable X.509-SVID");
+                return None;
+            }
+        };
+        let (td, _) = excalibur_identity::attest::parse_spiffe_id(&id)?;
+        let verifier = self.by_domain.get(td)?;
+        let now = rustls_pki_types::UnixTime::now();
+        if verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .is_err()
+        {
+            tracing::warn!(peer = %peer, trust_domain = %td, "X.509-SVID does not chain to its own trust domain");
+            return None;
+        }
+        Some(excalibur_identity::svid::principal(
+            &id,
+            peer.ip().to_canonical(),
+        ))
     }
 }

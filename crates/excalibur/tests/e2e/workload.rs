@@ -704,3 +704,125 @@ async fn seed_004_exchange_mints_audience_scoped_tokens_with_rotating_keys() {
     verify_minted(&second, &jwks, "https://mcp.example.com/tools/search").unwrap();
     assert!(!wait_events(gw, "signing_key_rotated", 1).await.is_empty());
 }
+
+#[tokio::test]
+async fn x509_svid_client_certificates_identify_workloads_on_8443() {
+    use excalibur_test_support::cluster::SvidAuthority;
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let td = SvidAuthority::new("prod.example.com").unwrap();
+    let rogue = SvidAuthority::new("prod.example.com").unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let ca_file = write("upstream-ca.pem", &echo.ca_pem);
+    let bundle = write("td-bundle.pem", &td.ca_pem);
+    let jwks = write("jwt-bundle.json", "{\"keys\": []}");
+    let (good_cert, good_key) = td.leaf(&["spiffe://prod.example.com/svc/billing"]).unwrap();
+    let (two_cert, two_key) = td
+        .leaf(&[
+            "spiffe://prod.example.com/svc/a",
+            "spiffe://prod.example.com/svc/b",
+        ])
+        .unwrap();
+    let (rogue_cert, rogue_key) = rogue
+        .leaf(&["spiffe://prod.example.com/svc/billing"])
+        .unwrap();
+    let files: Vec<String> = [
+        ("good.pem", &good_cert),
+        ("good.key", &good_key),
+        ("two.pem", &two_cert),
+        ("two.key", &two_key),
+        ("rogue.pem", &rogue_cert),
+        ("rogue.key", &rogue_key),
+    ]
+    .iter()
+    .map(|(n, t)| write(n, t))
+    .collect();
+    let config = format!(
+        "[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n\n\
+         [[spiffe]]\ntrust_domain = \"prod.example.com\"\naudience = \"excalibur\"\nbundle_file = {jwks:?}\nx509_bundle_file = {bundle:?}\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/namespaces",
+        json!({"name": "prod.example.com", "allowed_domains": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post("/api/placeholders", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": REAL, "provider_id": "github"}))
+        .await
+        .unwrap();
+    api.post("/api/translation-rules", json!({"principal": "spiffe://prod.example.com/*", "placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}))
+        .await
+        .unwrap();
+    let ours = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    let proxy = format!("https://localhost:{}", gw.api_addr.port());
+    let through = |cert: &str, key: &str| {
+        let (cert, key, proxy, ours) =
+            (cert.to_owned(), key.to_owned(), proxy.clone(), ours.clone());
+        async move {
+            curl(&[
+                "--proxy",
+                &proxy,
+                "--proxy-cacert",
+                &ours,
+                "--proxy-cert",
+                &cert,
+                "--proxy-key",
+                &key,
+                "--cacert",
+                &ours,
+                "-H",
+                "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+                "-w",
+                "\n%{http_connect}",
+                "https://api.github.com/x509",
+            ])
+            .await
+        }
+    };
+    // A valid SVID: identified by the certificate alone, no Proxy-Authorization.
+    let (code, out, err) = through(&files[0], &files[1]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/x509") && !out.contains(REAL));
+    assert_eq!(
+        echo.seen().last().unwrap().header("authorization"),
+        Some(format!("Bearer {REAL}").as_str())
+    );
+    let ok = wait_events(&gw, "proxy_auth_ok", 1).await;
+    assert!(ok.iter().any(
+        |e| e["principal"] == "spiffe://prod.example.com/svc/billing"
+            && e["details"]["via"] == "x509-svid"
+    ));
+    // Two URI SANs: not an SVID, so the caller is unidentified.
+    let (_, out, _) = through(&files[2], &files[3]).await;
+    assert!(out.ends_with("407"), "{out}");
+    // A certificate from a CA outside the bundle fails the handshake.
+    let (code, _, _) = through(&files[4], &files[5]).await;
+    assert_ne!(code, 0);
+    assert_eq!(
+        echo.seen().len(),
+        1,
+        "only the valid SVID reached the upstream"
+    );
+}
