@@ -128,6 +128,7 @@ pub(crate) async fn token(
     let mut details = attested.details.clone();
     if let Some(obj) = details.as_object_mut() {
         obj.insert("audience".to_owned(), json!(f.audience));
+        obj.insert("jti".to_owned(), json!(attested.jti));
         obj.insert("scopes".to_owned(), json!(scopes));
     }
     let info = WorkloadInfo {

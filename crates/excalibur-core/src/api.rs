@@ -454,8 +454,8 @@ pub struct WorkloadInfo {
     pub details: serde_json::Value,
 }
 
-/// `POST /api/revocations`: revoke one workload bearer, or every bearer of a principal
-/// (the kill switch). Exactly one field.
+/// `POST /api/revocations`: revoke one workload bearer (by id or by its subject token's
+/// `jti`), or every bearer of a principal (the kill switch). Exactly one field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
@@ -465,4 +465,7 @@ pub struct Revocation {
     /// A principal id: every live bearer it holds.
     #[serde(default)]
     pub principal: Option<String>,
+    /// The `jti` of a subject token: every bearer issued for it.
+    #[serde(default)]
+    pub jti: Option<String>,
 }

@@ -995,9 +995,10 @@ impl Store for SqliteStore {
             let targets: Vec<(String, String, String)> = {
                 let mut stmt = tx.prepare(
                     "SELECT id, principal, prefix FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1
-                     AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR principal = ?3)",
+                     AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR principal = ?3)
+                     AND (?4 IS NULL OR json_extract(details, '$.jti') = ?4)",
                 )?;
-                stmt.query_map(params![now, r.workload_id, r.principal], |row| {
+                stmt.query_map(params![now, r.workload_id, r.principal, r.jti], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?

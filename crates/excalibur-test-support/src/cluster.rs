@@ -105,14 +105,24 @@ impl JwksServer {
         };
         server.publish(keys);
         let doc = Arc::clone(&server.doc);
+        let base = format!("http://{}", server.addr);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let doc = Arc::clone(&doc);
+                let (doc, base) = (Arc::clone(&doc), base.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |_req| {
-                        let body = doc.lock().map(|d| d.clone()).unwrap_or_default();
-                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                    });
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            // OIDC discovery names this server as the issuer and its JWKS.
+                            let body = if req.uri().path() == "/.well-known/openid-configuration" {
+                                json!({"issuer": base, "jwks_uri": format!("{base}/openid/v1/jwks")}).to_string()
+                            } else {
+                                doc.lock().map(|d| d.clone()).unwrap_or_default()
+                            };
+                            async move {
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                            }
+                        },
+                    );
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;
@@ -135,6 +145,11 @@ impl JwksServer {
         if let Ok(mut d) = self.doc.lock() {
             *d = doc.to_string();
         }
+    }
+
+    /// Its base URL (the issuer, for OIDC discovery).
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The JWKS URL.

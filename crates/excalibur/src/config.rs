@@ -108,6 +108,9 @@ pub(crate) struct RawOidc {
     pub(crate) audience: String,
     pub(crate) jwks_url: Option<String>,
     pub(crate) jwks_file: Option<PathBuf>,
+    /// Find the JWKS through `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub(crate) discovery: bool,
     #[serde(default = "sub_claim")]
     pub(crate) principal_claim: String,
     pub(crate) namespace_claim: Option<String>,
@@ -327,9 +330,13 @@ impl Config {
             }
         }
         for o in &raw.oidc {
-            if o.jwks_url.is_some() == o.jwks_file.is_some() {
+            let sources = [o.jwks_url.is_some(), o.jwks_file.is_some(), o.discovery]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if sources != 1 {
                 errors.push(format!(
-                    "oidc `{}`: give exactly one of jwks_url or jwks_file",
+                    "oidc `{}`: give exactly one of jwks_url, jwks_file or discovery = true",
                     o.name
                 ));
             }

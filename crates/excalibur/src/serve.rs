@@ -284,7 +284,14 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         tracing::info!(trust_domain = %d.trust_domain, "spiffe jwt-svid exchange enabled");
     }
     for o in &config.oidc {
-        let jwks = source(&o.jwks_url, &o.jwks_file)?;
+        let jwks: Box<dyn JwksSource> = if o.discovery {
+            Box::new(DiscoveredJwks {
+                issuer: o.issuer.clone(),
+                client: client()?,
+            })
+        } else {
+            source(&o.jwks_url, &o.jwks_file)?
+        };
         attestors.oidc.push(OidcIssuer::new(
             o.name.clone(),
             o.issuer.clone(),
@@ -328,6 +335,51 @@ impl excalibur_identity::attest::JwksSource for UrlJwks {
                 .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
             if !resp.status().is_success() {
                 return Err(format!("{} answered {}", self.url, resp.status()));
+            }
+            resp.text().await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the JWKS; its
+/// `issuer` must equal the configured one byte for byte.
+#[derive(Debug)]
+struct DiscoveredJwks {
+    issuer: String,
+    client: reqwest::Client,
+}
+
+impl excalibur_identity::attest::JwksSource for DiscoveredJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                self.issuer.trim_end_matches('/')
+            );
+            let doc: serde_json::Value = self
+                .client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?
+                .json()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if doc.get("issuer").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
+                return Err(format!("{url} names another issuer"));
+            }
+            let jwks_uri = doc
+                .get("jwks_uri")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("{url} has no jwks_uri"))?;
+            let resp = self
+                .client
+                .get(jwks_uri)
+                .send()
+                .await
+                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("{jwks_uri} answered {}", resp.status()));
             }
             resp.text().await.map_err(|e| e.to_string())
         })

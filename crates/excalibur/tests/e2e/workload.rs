@@ -418,6 +418,8 @@ async fn spiffe_jwt_svids_and_oidc_workload_tokens_are_exchanged() {
     );
     let gha_key = ClusterKey::generate("gha-1").unwrap();
     let gha = JwksServer::start(&[&gha_key]).await.unwrap();
+    let gitlab_key = ClusterKey::generate("gl-1").unwrap();
+    let gitlab = JwksServer::start(&[&gitlab_key]).await.unwrap();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let ca_file = dir.path().join("upstream-ca.pem");
     std::fs::write(&ca_file, &echo.ca_pem).unwrap();
@@ -425,10 +427,12 @@ async fn spiffe_jwt_svids_and_oidc_workload_tokens_are_exchanged() {
         "[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n\n\
          [[spiffe]]\ntrust_domain = \"prod.example.com\"\naudience = \"excalibur\"\nbundle_url = \"{}\"\nadmit_paths = [\"/svc/\"]\n\n\
          [[oidc]]\nname = \"github-actions\"\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = \"excalibur\"\n\
-         jwks_url = \"{}\"\nprincipal_claim = \"repository\"\nnamespace_claim = \"repository_owner\"\n",
+         jwks_url = \"{}\"\nprincipal_claim = \"repository\"\nnamespace_claim = \"repository_owner\"\n\n\
+         [[oidc]]\nname = \"gitlab\"\nissuer = \"{}\"\naudience = \"excalibur\"\ndiscovery = true\nprincipal_claim = \"project_path\"\n",
         echo.tls_addr,
         bundle.url(),
-        gha.url()
+        gha.url(),
+        gitlab.base()
     );
     let gw = Gateway::start_in(
         server_bin(),
