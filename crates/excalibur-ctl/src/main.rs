@@ -55,6 +55,15 @@ enum Command {
     /// Operator Cedar policies and dry-run decisions.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Namespaces and the domains their workloads may reach.
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+    /// Attested workloads and their proxy bearers.
+    #[command(subcommand)]
+    Workload(WorkloadCmd),
+    /// Webhooks and their delivery logs.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Recorded flows.
     #[command(subcommand)]
     Flows(FlowsCmd),
@@ -265,6 +274,65 @@ fn entity(s: &str) -> anyhow::Result<(String, String)> {
         bail!("`{s}` is not `Type::\"id\"`")
     };
     Ok((ty.to_owned(), id.trim_matches('"').to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+enum NamespaceCmd {
+    /// Create or replace a namespace.
+    Add {
+        /// Namespace (Kubernetes namespace, SPIFFE trust domain, OIDC owner).
+        #[arg(long)]
+        name: String,
+        /// Allowed destination (exact or *.suffix); repeat for more.
+        #[arg(long = "allowed-domain")]
+        allowed_domains: Vec<String>,
+    },
+    /// List namespaces.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkloadCmd {
+    /// List workloads that exchanged a platform token.
+    List,
+    /// Revoke bearers at once: one workload, a subject token's jti, or every bearer of a
+    /// principal (kill switch).
+    Revoke {
+        /// Workload id.
+        #[arg(long, conflicts_with_all = ["jti", "principal"])]
+        id: Option<String>,
+        /// The subject token's jti.
+        #[arg(long, conflicts_with = "principal")]
+        jti: Option<String>,
+        /// Principal id, e.g. k8s:prod/payments/api.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// Add a webhook (a generated signing secret is shown once).
+    Add {
+        /// Receiver URL.
+        #[arg(long)]
+        url: String,
+        /// Event type or glob; repeat for more.
+        #[arg(long = "event-type", required = true)]
+        event_types: Vec<String>,
+    },
+    /// List webhooks.
+    List,
+    /// A webhook's delivery log.
+    Deliveries {
+        /// Webhook id.
+        id: String,
+    },
+    /// Delete a webhook.
+    Delete {
+        /// Webhook id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -711,6 +779,99 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if v.get("decision").and_then(Value::as_str) != Some("allow") {
                 return Ok(ExitCode::from(3));
             }
+        }
+        Command::Namespace(NamespaceCmd::Add {
+            name,
+            allowed_domains,
+        }) => {
+            let v = client
+                .post(
+                    "/api/namespaces",
+                    json!({"name": name, "allowed_domains": allowed_domains}),
+                )
+                .await?;
+            show(
+                &v,
+                &[
+                    ("NAMESPACE", "name"),
+                    ("ALLOWED DOMAINS", "allowed_domains"),
+                ],
+            );
+        }
+        Command::Namespace(NamespaceCmd::List) => {
+            show(
+                &client.get("/api/namespaces").await?,
+                &[
+                    ("NAMESPACE", "name"),
+                    ("ALLOWED DOMAINS", "allowed_domains"),
+                ],
+            );
+        }
+        Command::Workload(WorkloadCmd::List) => show(
+            &client.get("/api/workloads").await?,
+            &[
+                ("ID", "id"),
+                ("NAMESPACE", "namespace"),
+                ("PRINCIPAL", "principal"),
+                ("ATTESTATION", "attestation"),
+                ("SOURCE", "source"),
+                ("TOKEN PREFIX", "token_prefix"),
+                ("CREATED", "created_at"),
+            ],
+        ),
+        Command::Workload(WorkloadCmd::Revoke { id, jti, principal }) => {
+            let v = client
+                .post(
+                    "/api/revocations",
+                    json!({"workload_id": id, "jti": jti, "principal": principal}),
+                )
+                .await?;
+            show(&v, &[("REVOKED", "revoked")]);
+        }
+        Command::Webhook(WebhookCmd::Add { url, event_types }) => {
+            let v = client
+                .post(
+                    "/api/webhooks",
+                    json!({"url": url, "event_types": event_types}),
+                )
+                .await?;
+            show(
+                &v,
+                &[
+                    ("ID", "id"),
+                    ("URL", "url"),
+                    ("SECRET (shown once)", "secret"),
+                ],
+            );
+        }
+        Command::Webhook(WebhookCmd::List) => show(
+            &client.get("/api/webhooks").await?,
+            &[
+                ("ID", "id"),
+                ("URL", "url"),
+                ("EVENT TYPES", "event_types"),
+                ("SECRET", "secret_fingerprint"),
+            ],
+        ),
+        Command::Webhook(WebhookCmd::Deliveries { id }) => show(
+            &client
+                .get(&format!("/api/webhooks/{}/deliveries", enc(&id)))
+                .await?,
+            &[
+                ("DELIVERY", "id"),
+                ("EVENT", "event_type"),
+                ("SEQ", "event_seq"),
+                ("STATUS", "status"),
+                ("ATTEMPTS", "attempts"),
+                ("LAST STATUS", "last_status"),
+                ("LAST ERROR", "last_error"),
+            ],
+        ),
+        Command::Webhook(WebhookCmd::Delete { id }) => {
+            client
+                .delete(&format!("/api/webhooks/{}", enc(&id)))
+                .await?;
+            println!("deleted {id}");
         }
         Command::Flows(FlowsCmd::List {
             principal,

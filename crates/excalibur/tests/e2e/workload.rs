@@ -168,6 +168,20 @@ async fn seed_000_kubernetes_exchange_then_proxy() {
     assert_eq!(w["attestation"], "kubernetes");
     assert_eq!(w["source"], "127.0.0.1");
     assert!(token.starts_with(w["token_prefix"].as_str().unwrap()));
+    let (code, out, _) = crate::ctl(gw, &["workload", "list"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("ID")
+            && out.contains("k8s:prod-eu-west/payments/api")
+            && out.contains("kubernetes"),
+        "{out}"
+    );
+    let (code, out, _) = crate::ctl(gw, &["namespace", "list"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("payments") && out.contains("api.github.com"),
+        "{out}"
+    );
     let attested = wait_events(gw, "workload_attested", 1).await;
     assert_eq!(attested[0]["details"]["attestor"], "kubernetes");
     assert_eq!(attested[0]["details"]["subject"], "payments/api");
