@@ -58,8 +58,28 @@ fn invalid_request(description: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
 
+/// Counts the outcome of an exchange by the `error` code of its response.
+fn counted(s: &ApiState, resp: Response) -> Response {
+    let result = if resp.status().is_success() {
+        "issued"
+    } else {
+        "refused"
+    };
+    s.metrics.exchange(result);
+    resp
+}
+
 pub(crate) async fn token(
     State(s): State<ApiState>,
+    peer: Option<axum::Extension<PeerAddr>>,
+    form: Result<Form<ExchangeForm>, FormRejection>,
+) -> Response {
+    let resp = token_inner(&s, peer, form).await;
+    counted(&s, resp)
+}
+
+async fn token_inner(
+    s: &ApiState,
     peer: Option<axum::Extension<PeerAddr>>,
     form: Result<Form<ExchangeForm>, FormRejection>,
 ) -> Response {

@@ -33,6 +33,21 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Prometheus text exposition; needs an operator or admin token.
+pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &s.registry)
+        .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}
+
 pub(crate) async fn readyz(State(s): State<ApiState>) -> ApiResult {
     s.store.provider_list().await?;
     Ok("ready".into_response())

@@ -80,6 +80,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/exchange/token"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
+    ("get", "/metrics"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
@@ -108,6 +109,48 @@ pub struct ApiState {
     pub exchange: ExchangeConfig,
     /// Keys that sign audience-scoped workload tokens.
     pub signing: Arc<tokio::sync::RwLock<excalibur_identity::mint::SigningKeys>>,
+    /// Every registered metric, for `/metrics`.
+    pub registry: Arc<prometheus_client::registry::Registry>,
+    /// API-side metrics.
+    pub metrics: ApiMetrics,
+}
+
+/// Labels of `excalibur_exchange_results_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ExchangeLabels {
+    /// `issued`, `invalid_request`, `unsupported_grant_type`, `invalid_target`, `replay`.
+    pub result: String,
+}
+
+/// Metrics the API updates.
+#[derive(Debug, Clone, Default)]
+pub struct ApiMetrics {
+    /// Token exchange outcomes.
+    pub exchange: prometheus_client::metrics::family::Family<
+        ExchangeLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl ApiMetrics {
+    /// Creates and registers the API metrics.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "excalibur_exchange_results",
+            "Token exchange outcomes",
+            m.exchange.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn exchange(&self, result: &str) {
+        self.exchange
+            .get_or_create(&ExchangeLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -159,6 +202,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/exchange/token", post(exchange::workload_token))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))
+        .route("/metrics", get(metrics))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))

@@ -42,6 +42,7 @@ pub struct BodyTooLarge(pub u64);
 #[derive(Debug)]
 pub struct FlowState {
     flow: Mutex<Option<Flow>>,
+    metrics: Option<(crate::metrics::ProxyMetrics, &'static str)>,
     up: AtomicU64,
     down: AtomicU64,
     recorder: Arc<dyn Recorder>,
@@ -50,7 +51,17 @@ pub struct FlowState {
 impl FlowState {
     /// Starts recording `flow`.
     pub fn new(flow: Flow, recorder: Arc<dyn Recorder>) -> Arc<Self> {
+        Self::with_metrics(flow, recorder, None)
+    }
+
+    /// Starts recording `flow`, also counting it in `metrics` under `principal_kind`.
+    pub fn with_metrics(
+        flow: Flow,
+        recorder: Arc<dyn Recorder>,
+        metrics: Option<(crate::metrics::ProxyMetrics, &'static str)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            metrics,
             flow: Mutex::new(Some(flow)),
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
@@ -72,6 +83,9 @@ impl Drop for FlowState {
     fn drop(&mut self) {
         let flow = self.flow.get_mut().ok().and_then(Option::take);
         if let Some(mut flow) = flow {
+            if let Some((m, kind)) = &self.metrics {
+                m.request(&flow.decision, kind);
+            }
             flow.bytes_up = self.up.load(Ordering::Relaxed);
             flow.bytes_down = self.down.load(Ordering::Relaxed);
             if self.recorder.flow(flow).is_err() {

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 pub mod body;
 pub mod ca;
 pub mod guard;
+pub mod metrics;
 mod pipeline;
 pub mod snapshot;
 pub mod upstream;
@@ -55,6 +56,8 @@ pub struct ProxyConfig {
     pub via_name: String,
     /// Time the upstream has to answer with a response head.
     pub request_timeout: std::time::Duration,
+    /// Metric handles.
+    pub metrics: metrics::ProxyMetrics,
 }
 
 /// The proxy: cheap to clone, shared by every listener.
@@ -72,6 +75,7 @@ struct Inner {
     control: Arc<dyn Control>,
     max_substitute_body: u64,
     request_timeout: std::time::Duration,
+    metrics: metrics::ProxyMetrics,
     via: http::HeaderValue,
     via_name: String,
     tasks: TaskTracker,
@@ -128,6 +132,7 @@ impl Proxy {
                 control,
                 max_substitute_body: config.max_substitute_body,
                 request_timeout: config.request_timeout,
+                metrics: config.metrics,
                 via,
                 via_name: config.via_name,
                 tasks,

@@ -429,7 +429,7 @@ impl Inner {
         decision: &str,
         reason: Option<&str>,
     ) -> Arc<FlowState> {
-        self.flow_state_for(&p.id, method, t, path, decision, reason)
+        self.flow_state_kind(&p.id, p.kind.as_str(), method, t, path, decision, reason)
     }
 
     fn flow_state_for(
@@ -441,7 +441,24 @@ impl Inner {
         decision: &str,
         reason: Option<&str>,
     ) -> Arc<FlowState> {
-        FlowState::new(
+        self.flow_state_kind(principal, "unidentified", method, t, path, decision, reason)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the flow record's fields, named at each call site"
+    )]
+    fn flow_state_kind(
+        &self,
+        principal: &str,
+        kind: &'static str,
+        method: &str,
+        t: &Target,
+        path: &str,
+        decision: &str,
+        reason: Option<&str>,
+    ) -> Arc<FlowState> {
+        FlowState::with_metrics(
             Flow {
                 id: FlowId::generate().to_string(),
                 ts: Timestamp::now().to_rfc3339(),
@@ -458,6 +475,7 @@ impl Inner {
                 reason: reason.map(str::to_owned),
             },
             Arc::clone(&self.recorder),
+            Some((self.metrics.clone(), kind)),
         )
     }
 
@@ -718,6 +736,8 @@ impl Inner {
         if scrubber.is_some() {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
+        self.metrics.upstream(started.elapsed().as_secs_f64());
+        self.metrics.substituted(redeemed.len());
         let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         flow.update(|f| {
             f.status = rparts.status.as_u16();

@@ -48,9 +48,10 @@ impl Recorder for ChannelRecorder {
 pub(crate) fn start(
     store: Arc<dyn Store>,
     cancel: CancellationToken,
+    depth: prometheus_client::metrics::gauge::Gauge<i64>,
 ) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let writer = tokio::spawn(write_loop(store, rx, cancel));
+    let writer = tokio::spawn(write_loop(store, rx, cancel, depth));
     (ChannelRecorder { tx }, writer)
 }
 
@@ -58,6 +59,7 @@ async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Item>,
     cancel: CancellationToken,
+    depth: prometheus_client::metrics::gauge::Gauge<i64>,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     loop {
@@ -74,7 +76,9 @@ async fn write_loop(
         if n == 0 {
             return;
         }
+        depth.set(i64::try_from(rx.len() + n).unwrap_or(i64::MAX));
         flush(store.as_ref(), &mut buf).await;
+        depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
 

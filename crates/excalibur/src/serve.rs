@@ -81,14 +81,31 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         excalibur_proxy::ca::server_config_with_clients(key, svids.handshake.clone())?
     };
 
+    let mut registry = prometheus_client::registry::Registry::default();
+    let proxy_metrics = excalibur_proxy::metrics::ProxyMetrics::register(&mut registry);
+    let api_metrics = excalibur_api::ApiMetrics::register(&mut registry);
+    let queue_depth = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "excalibur_audit_queue_depth",
+        "Flows and audit events waiting for the writer",
+        queue_depth.clone(),
+    );
+    let snapshot_version = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "excalibur_snapshot_version",
+        "Version of the snapshot in force",
+        snapshot_version.clone(),
+    );
+
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let writer_cancel = CancellationToken::new();
-    let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone());
+    let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone(), queue_depth);
 
     let snapshots = Arc::new(Snapshots::new(
         Arc::clone(&store),
         config.allowed_ports.clone(),
+        snapshot_version,
     )?);
     snapshots
         .rebuild()
@@ -124,6 +141,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             },
             max_substitute_body: config.max_substitute_body,
             request_timeout: config.limits.request_timeout,
+            metrics: proxy_metrics,
             via_name: format!(
                 "excalibur-{}",
                 excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<4>())
@@ -159,6 +177,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         signing: Arc::new(tokio::sync::RwLock::new(
             init::signing_keys(store.as_ref()).await?,
         )),
+        registry: Arc::new(registry),
+        metrics: api_metrics,
     });
 
     store

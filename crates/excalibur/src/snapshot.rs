@@ -17,16 +17,22 @@ pub(crate) struct Snapshots {
     lock: tokio::sync::Mutex<()>,
     version: AtomicU64,
     allowed_ports: Vec<u16>,
+    version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
 }
 
 impl Snapshots {
-    pub(crate) fn new(store: Arc<dyn Store>, allowed_ports: Vec<u16>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        allowed_ports: Vec<u16>,
+        version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             live: Arc::new(ArcSwap::from_pointee(Snapshot::empty()?)),
             store,
             lock: tokio::sync::Mutex::new(()),
             version: AtomicU64::new(0),
             allowed_ports,
+            version_gauge,
         })
     }
 
@@ -59,6 +65,8 @@ impl Snapshots {
             tracing::warn!(problem = %problem, "policy compilation");
         }
         self.live.store(Arc::new(snapshot));
+        self.version_gauge
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
         tracing::debug!(version, "snapshot swapped");
         Ok(())
     }

@@ -242,6 +242,29 @@ async fn seed_000_service_credential_flow_with_curl() {
         assert!(!wait_events(gw, ty, 1).await.is_empty(), "no {ty}");
     }
     assert_eq!(gw.api().get("/api/audit/verify").await.unwrap()["ok"], true);
+
+    // Prometheus metrics: counted by decision and principal kind, never by id or secret.
+    assert_eq!(
+        gw.api_as(None)
+            .send("GET", "/metrics", None)
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    let metrics = gw.api().get("/metrics").await.unwrap();
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains(r#"excalibur_proxy_requests_total{decision="allow",principal_kind="service_credential"} 1"#), "{text}");
+    assert!(
+        text.contains("excalibur_proxy_substitutions_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("excalibur_proxy_upstream_latency_seconds_count 1"),
+        "{text}"
+    );
+    assert!(text.contains("excalibur_snapshot_version"));
+    assert!(!text.contains(GITHUB_REAL) && !text.contains("ci-runner"));
 }
 
 #[tokio::test]
