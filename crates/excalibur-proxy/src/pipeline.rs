@@ -662,14 +662,13 @@ impl Inner {
         )
         .await;
         let Ok(sent) = sent else {
-            flow.update(|f| {
-                f.status = 504;
-                f.reason = Some("upstream_timeout".to_owned());
-            });
-            return refuse(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
+            return failed(
+                &flow,
+                refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                ),
             );
         };
         let resp = match sent {
@@ -696,15 +695,7 @@ impl Inner {
                         }
                     }
                 };
-                flow.update(|f| {
-                    f.status = resp.status().as_u16();
-                    f.reason = resp
-                        .headers()
-                        .get(REASON_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                });
-                return resp;
+                return failed(&flow, resp);
             }
         };
         let (mut rparts, rbody) = resp.into_parts();
@@ -715,14 +706,13 @@ impl Inner {
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         if compressed && permit.is_some() {
-            flow.update(|f| {
-                f.status = 502;
-                f.reason = Some("unscrubbable_response".to_owned());
-            });
-            return refuse(
-                StatusCode::BAD_GATEWAY,
-                "unscrubbable_response",
-                "the upstream sent a compressed response that cannot be scrubbed",
+            return failed(
+                &flow,
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "unscrubbable_response",
+                    "the upstream sent a compressed response that cannot be scrubbed",
+                ),
             );
         }
         for value in rparts.headers.values_mut() {
@@ -769,6 +759,19 @@ impl Inner {
         });
         refuse(StatusCode::FORBIDDEN, "placeholder_denied", &deny.detail)
     }
+}
+
+/// Records a refusal's status and reason code on the flow, and returns the refusal.
+fn failed(flow: &FlowState, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    flow.update(|f| {
+        f.status = resp.status().as_u16();
+        f.reason = resp
+            .headers()
+            .get(REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    });
+    resp
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(

@@ -346,19 +346,38 @@ struct UrlJwks {
 
 impl excalibur_identity::attest::JwksSource for UrlJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
-        Box::pin(async move {
-            let resp = self
-                .client
-                .get(&self.url)
-                .send()
-                .await
-                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("{} answered {}", self.url, resp.status()));
-            }
-            resp.text().await.map_err(|e| e.to_string())
-        })
+        Box::pin(fetch_capped(&self.client, &self.url))
     }
+}
+
+/// Most bytes read from a JWKS or discovery endpoint.
+const MAX_KEY_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// GETs `url` and returns its body as text, refusing non-2xx answers and bodies over
+/// [`MAX_KEY_DOCUMENT_BYTES`] (a hostile endpoint cannot exhaust memory).
+async fn fetch_capped(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url} answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("{url}: {}", e.without_url()))?
+    {
+        if body.len() + chunk.len() > MAX_KEY_DOCUMENT_BYTES {
+            return Err(format!(
+                "{url}: the document is larger than {MAX_KEY_DOCUMENT_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| format!("{url}: the document is not UTF-8"))
 }
 
 /// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the JWKS; its
@@ -376,15 +395,9 @@ impl excalibur_identity::attest::JwksSource for DiscoveredJwks {
                 "{}/.well-known/openid-configuration",
                 self.issuer.trim_end_matches('/')
             );
-            let doc: serde_json::Value = self
-                .client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?
-                .json()
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&fetch_capped(&self.client, &url).await?)
+                    .map_err(|e| format!("{url}: {e}"))?;
             if doc.get("issuer").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
                 return Err(format!("{url} names another issuer"));
             }
@@ -392,16 +405,7 @@ impl excalibur_identity::attest::JwksSource for DiscoveredJwks {
                 .get("jwks_uri")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| format!("{url} has no jwks_uri"))?;
-            let resp = self
-                .client
-                .get(jwks_uri)
-                .send()
-                .await
-                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("{jwks_uri} answered {}", resp.status()));
-            }
-            resp.text().await.map_err(|e| e.to_string())
+            fetch_capped(&self.client, jwks_uri).await
         })
     }
 }

@@ -210,7 +210,11 @@ async fn deliver(
         .map_err(|e| {
             (
                 None,
-                format!("request failed: {}", excalibur_core::ErrorChain(&e)),
+                // Without the URL: a receiver URL may carry credentials.
+                format!(
+                    "request failed: {}",
+                    excalibur_core::ErrorChain(&e.without_url())
+                ),
             )
         })?;
     let status = resp.status().as_u16();
