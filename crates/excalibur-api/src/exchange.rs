@@ -33,7 +33,8 @@ pub struct ExchangeConfig {
     pub signing_setting: String,
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: the subject token is a credential.
+#[derive(Deserialize)]
 pub(crate) struct ExchangeForm {
     grant_type: Option<String>,
     subject_token: Option<String>,
@@ -193,7 +194,8 @@ async fn token_inner(
 }
 
 /// Seed 004's JSON body for `POST /v1/exchange/token`.
-#[derive(Debug, Deserialize)]
+// No Debug: the subject token is a credential.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JsonExchange {
     grant_type: String,

@@ -50,7 +50,7 @@ pub struct TokenInfo {
 }
 
 /// Response of `POST /api/tokens`: the only time the token is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedToken {
     /// The stored record.
     #[serde(flatten)]
@@ -60,7 +60,7 @@ pub struct CreatedToken {
 }
 
 /// `POST /api/placeholders`: an atomic upsert by placeholder name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPlaceholder {
     /// The placeholder the workload sends, e.g. `XCALIBUR_GITHUB_TOKEN`.
@@ -167,7 +167,7 @@ pub struct ServiceCredentialInfo {
 }
 
 /// Response of `POST /api/service-credentials`: the token is shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedServiceCredential {
     /// The stored record.
     #[serde(flatten)]
@@ -358,7 +358,7 @@ pub struct EvaluateResponse {
 }
 
 /// `POST /api/webhooks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// `https://` (or `http://`) receiver URL.
@@ -386,7 +386,7 @@ pub struct WebhookInfo {
 }
 
 /// Response of `POST /api/webhooks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedWebhook {
     /// The stored record.
     #[serde(flatten)]
@@ -468,4 +468,73 @@ pub struct Revocation {
     /// The `jti` of a subject token: every bearer issued for it.
     #[serde(default)]
     pub jti: Option<String>,
+}
+
+// Hand-written so the secret it carries never reaches a log through `{:?}`.
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+// Hand-written so the secret it carries never reaches a log through `{:?}`.
+impl std::fmt::Debug for UpsertPlaceholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpsertPlaceholder")
+            .field("placeholder", &self.placeholder)
+            .finish_non_exhaustive()
+    }
+}
+
+// Hand-written so the secret it carries never reaches a log through `{:?}`.
+impl std::fmt::Debug for CreatedServiceCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedServiceCredential")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+// Hand-written so the secret it carries never reaches a log through `{:?}`.
+impl std::fmt::Debug for CreateWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateWebhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+// Hand-written so the secret it carries never reaches a log through `{:?}`.
+impl std::fmt::Debug for CreatedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedWebhook")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secret_values() {
+        let req = UpsertPlaceholder {
+            placeholder: "XCALIBUR_X_TOKEN".into(),
+            real_value: "sk_live_SECRET".into(),
+            provider_id: "p".into(),
+            route_family: None,
+            expires_at: None,
+        };
+        let hook = CreateWebhook {
+            url: "https://h".into(),
+            event_types: vec![],
+            secret: Some("whsec_SECRET".into()),
+        };
+        for text in [format!("{req:?}"), format!("{hook:?}")] {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
 }
