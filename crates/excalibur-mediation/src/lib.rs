@@ -10,6 +10,7 @@
 //!
 //! **Start at:** [`Mediator`].
 
+pub mod sigv4;
 mod substitute;
 
 pub use substitute::{Mediator, StreamRewriter};
