@@ -10,8 +10,13 @@ use excalibur_core::api::{
     CreatedServiceCredential, CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse,
     Provider, ServiceCredentialInfo, TokenInfo, UpsertPlaceholder, WebhookInfo,
 };
-use excalibur_core::api::{Namespace, Revocation};
-use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, TokenId};
+use excalibur_core::api::{
+    CreateSigv4Mapping, CryptoFamily, MappingRecord, Namespace, PresignRequest, Revocation,
+    Sigv4Keys, Sigv4Mapping,
+};
+use excalibur_core::audit::{EventType, NewEvent};
+use excalibur_core::hosts::HostPattern;
+use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, Sigv4MappingId, TokenId};
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
 use excalibur_policy::{RedeemTarget, Subject};
@@ -552,4 +557,142 @@ pub(crate) async fn audit_list(
 
 pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.audit_verify().await?).into_response())
+}
+
+pub(crate) async fn sigv4_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let records = s.store.mapping_list(CryptoFamily::Sigv4).await?;
+    let listed: Vec<Sigv4Mapping> = records.iter().map(Sigv4Mapping::from_record).collect();
+    Ok(Json(listed).into_response())
+}
+
+pub(crate) async fn sigv4_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateSigv4Mapping>,
+) -> ApiResult {
+    validate::sigv4(&req)?;
+    let providers = s.store.provider_list().await?;
+    let Some(provider) = providers.iter().find(|p| p.id == req.provider_id) else {
+        return Err(ApiError::unprocessable(format!(
+            "provider `{}` does not exist; create it first with POST /api/providers",
+            req.provider_id
+        )));
+    };
+    if provider.passthrough {
+        return Err(ApiError::unprocessable(format!(
+            "provider `{}` is passthrough: its traffic is tunnelled and cannot be signed",
+            provider.id
+        )));
+    }
+    let target = HostPattern::parse(&req.target_host)
+        .map_err(|e| ApiError::unprocessable(format!("`target_host`: {e}")))?;
+    let covered = provider
+        .hosts
+        .iter()
+        .filter_map(|h| HostPattern::parse(h).ok())
+        .any(|h| target.within(&h));
+    if !covered {
+        return Err(ApiError::unprocessable(format!(
+            "`target_host` `{}` is not one of provider `{}`'s hosts {:?}; the key may only be used there",
+            target.as_str(),
+            provider.id,
+            provider.hosts
+        )));
+    }
+    let id = match &req.id {
+        Some(id) => {
+            let existing = s.store.mapping_list(CryptoFamily::Sigv4).await?;
+            if !existing.iter().any(|m| &m.id == id) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no SigV4 mapping `{id}`; omit `id` to create one"),
+                ));
+            }
+            id.clone()
+        }
+        None => Sigv4MappingId::generate().as_str().to_owned(),
+    };
+    let prefix: String = req.real_access_key_id.chars().take(8).collect();
+    let config = serde_json::json!({
+        "target_host": target.as_str(),
+        "path_prefix": req.path_prefix,
+        "region": req.region,
+        "service": req.service,
+        "access_key_id_prefix": format!("{prefix}…"),
+        "session_token": req.real_session_token.is_some(),
+    });
+    let keys = Sigv4Keys {
+        access_key_id: req.real_access_key_id,
+        secret_access_key: req.real_secret_access_key,
+        session_token: req.real_session_token,
+    };
+    let sealed = Secret::new(
+        serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?,
+    );
+    drop(keys);
+    let record = MappingRecord {
+        family: CryptoFamily::Sigv4,
+        id,
+        provider_id: req.provider_id,
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, sealed, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(Sigv4Mapping::from_record(&record))).into_response())
+}
+
+pub(crate) async fn sigv4_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store
+        .mapping_delete(CryptoFamily::Sigv4, id, c.actor())
+        .await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Presigns a URL with a mapping's key. The URL is a bearer credential until it expires:
+/// admin only, audited, never cached.
+pub(crate) async fn sigv4_presign(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<PresignRequest>,
+) -> ApiResult {
+    let mapping = req.mapping_id.clone();
+    let presigned = (s.presign)(req).map_err(|e| match e {
+        crate::PresignFailure::UnknownMapping => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no SigV4 mapping `{mapping}`"),
+        ),
+        crate::PresignFailure::Invalid(detail) => ApiError::unprocessable(detail),
+    })?;
+    let event = NewEvent::new(
+        EventType::Sigv4Presigned,
+        c.actor(),
+        serde_json::json!({
+            "mapping": mapping,
+            "host": presigned.host,
+            "path": presigned.path,
+            "method": presigned.method,
+            "expires_at": presigned.url.expires_at,
+        }),
+    );
+    s.store.record(Vec::new(), vec![event]).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(presigned.url),
+    )
+        .into_response())
 }

@@ -80,6 +80,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/exchange/token"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
+    ("get", "/api/crypto/sigv4/mappings"),
+    ("post", "/api/crypto/sigv4/mappings"),
+    ("delete", "/api/crypto/sigv4/mappings/{id}"),
+    ("post", "/api/crypto/sigv4/presign"),
     ("get", "/metrics"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
@@ -113,6 +117,35 @@ pub struct ApiState {
     pub registry: Arc<prometheus_client::registry::Registry>,
     /// API-side metrics.
     pub metrics: ApiMetrics,
+    /// Presigns a URL with a SigV4 mapping from the proxy's current snapshot.
+    pub presign: Presigner,
+}
+
+/// Presigns a URL with a SigV4 mapping (wired by the binary to the proxy's snapshot).
+pub type Presigner = Arc<
+    dyn Fn(excalibur_core::api::PresignRequest) -> Result<Presigned, PresignFailure> + Send + Sync,
+>;
+
+/// A presigned URL with what the audit event records about it.
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    /// The response body.
+    pub url: excalibur_core::api::PresignedUrl,
+    /// Host signed for.
+    pub host: String,
+    /// Path signed (without the query).
+    pub path: String,
+    /// Method signed.
+    pub method: String,
+}
+
+/// Why a presign request failed.
+#[derive(Debug, Clone)]
+pub enum PresignFailure {
+    /// No SigV4 mapping has that id.
+    UnknownMapping,
+    /// The request does not fit the mapping (path, host, method or expiry).
+    Invalid(String),
 }
 
 /// Labels of `excalibur_exchange_results_total`.
@@ -202,6 +235,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/exchange/token", post(exchange::workload_token))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))
+        .route(
+            "/api/crypto/sigv4/mappings",
+            get(sigv4_list).post(sigv4_create),
+        )
+        .route("/api/crypto/sigv4/mappings/{id}", delete(sigv4_delete))
+        .route("/api/crypto/sigv4/presign", post(sigv4_presign))
         .route("/metrics", get(metrics))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))

@@ -175,3 +175,41 @@ pub(crate) fn namespace(n: &excalibur_core::api::Namespace) -> Result<(), ApiErr
     ident("name", &n.name, 1, 255, b"-._")?;
     hosts("allowed_domains", &n.allowed_domains, true)
 }
+
+fn printable(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.is_empty() || v.len() > max || v.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ApiError::unprocessable(format!(
+            "`{field}` must be 1 to {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A SigV4 mapping's fields (the provider and host binding are checked by the handler).
+pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(), ApiError> {
+    if let Some(id) = &req.id {
+        let ok = id
+            .strip_prefix("sigv4_")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(ApiError::unprocessable("`id` must be an existing `sigv4_<16 hex>` mapping id"));
+        }
+    }
+    ident("provider_id", &req.provider_id, 1, 64, b"_-")?;
+    hosts("target_host", std::slice::from_ref(&req.target_host), false)?;
+    if !req.path_prefix.starts_with('/') || req.path_prefix.len() > 1024 || req.path_prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(ApiError::unprocessable("`path_prefix` must start with `/` (at most 1024 bytes, no spaces)"));
+    }
+    let lower = |field: &str, v: &str| {
+        let ok = (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(()) } else { Err(ApiError::unprocessable(format!("`{field}` must be 1 to 64 of `a-z`, `0-9`, `-`"))) }
+    };
+    lower("region", &req.region)?;
+    lower("service", &req.service)?;
+    ident("real_access_key_id", &req.real_access_key_id, 16, 128, b"")?;
+    printable("real_secret_access_key", &req.real_secret_access_key, 256)?;
+    if let Some(t) = &req.real_session_token {
+        printable("real_session_token", t, 8192)?;
+    }
+    Ok(())
+}

@@ -538,3 +538,210 @@ mod tests {
         }
     }
 }
+
+/// A crypto-mediation family; each has its own mappings table in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CryptoFamily {
+    /// AWS Signature Version 4.
+    Sigv4,
+}
+
+impl CryptoFamily {
+    /// Wire name, also the id prefix of its mappings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sigv4 => "sigv4",
+        }
+    }
+
+    /// Events for created / updated / deleted mappings.
+    pub fn events(self) -> [crate::audit::EventType; 3] {
+        use crate::audit::EventType as E;
+        match self {
+            Self::Sigv4 => [
+                E::Sigv4MappingCreated,
+                E::Sigv4MappingUpdated,
+                E::Sigv4MappingDeleted,
+            ],
+        }
+    }
+}
+
+/// A stored crypto mapping: non-secret settings as JSON, the secret sealed elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MappingRecord {
+    /// Family.
+    pub family: CryptoFamily,
+    /// Mapping id (`<family>_<hex>`); also the name policy decides redemption on.
+    pub id: String,
+    /// The provider whose hosts bound where the mapping's key may be used.
+    pub provider_id: String,
+    /// Family-specific non-secret settings.
+    pub config: serde_json::Value,
+    /// `sha256:<hex>` of the sealed secret material.
+    pub fingerprint: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+}
+
+/// `POST /api/crypto/sigv4/mappings` (seed 001 §4). With `id`, replaces that mapping
+/// (rotation); without, creates one.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSigv4Mapping {
+    /// Existing mapping to replace.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Provider; `target_host` must be one of its hosts.
+    pub provider_id: String,
+    /// Upstream host (exact or `*.suffix`), e.g. `s3.eu-west-1.amazonaws.com`.
+    pub target_host: String,
+    /// Only requests under this path are signed.
+    #[serde(default = "root_path")]
+    pub path_prefix: String,
+    /// Signing region.
+    pub region: String,
+    /// Signing service name (`s3`, `sts`, ...).
+    pub service: String,
+    /// Real access key id (sealed; listed as a prefix).
+    pub real_access_key_id: String,
+    /// Real secret access key (sealed; never returned).
+    pub real_secret_access_key: String,
+    /// Session token for temporary credentials (sealed; never returned).
+    #[serde(default)]
+    pub real_session_token: Option<String>,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+impl std::fmt::Debug for CreateSigv4Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateSigv4Mapping")
+            .field("id", &self.id)
+            .field("provider_id", &self.provider_id)
+            .field("target_host", &self.target_host)
+            .field("path_prefix", &self.path_prefix)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sealed part of a SigV4 mapping.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Sigv4Keys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token.
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Sigv4Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sigv4Keys(**REDACTED**)")
+    }
+}
+
+/// A SigV4 mapping as listed (the seed's table columns plus its settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sigv4Mapping {
+    /// Mapping id; translation rules name it as the placeholder to redeem.
+    pub id: String,
+    /// Provider.
+    pub provider_id: String,
+    /// Upstream host.
+    pub target_host: String,
+    /// Path prefix.
+    pub path_prefix: String,
+    /// Region.
+    pub region: String,
+    /// Service.
+    pub service: String,
+    /// First eight characters of the access key id.
+    pub access_key_id_prefix: String,
+    /// Whether a session token is configured.
+    pub session_token: bool,
+    /// `sha256:<hex>` of the sealed keys (changes on rotation).
+    pub fingerprint: String,
+    /// UI column "Authority": the host requests are signed for.
+    pub authority: String,
+    /// UI column "Token host": none for SigV4.
+    pub token_host: Option<String>,
+    /// UI column "Resource host".
+    pub resource_host: String,
+    /// UI column "Surrogate": what the workload's flows record in place of the key.
+    pub surrogate: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+}
+
+impl Sigv4Mapping {
+    /// The listed form of a stored mapping.
+    pub fn from_record(r: &MappingRecord) -> Self {
+        let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let host = text("target_host");
+        Self {
+            id: r.id.clone(),
+            provider_id: r.provider_id.clone(),
+            path_prefix: text("path_prefix"),
+            region: text("region"),
+            service: text("service"),
+            access_key_id_prefix: text("access_key_id_prefix"),
+            session_token: r.config.get("session_token").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            fingerprint: r.fingerprint.clone(),
+            authority: host.clone(),
+            token_host: None,
+            resource_host: host.clone(),
+            surrogate: r.id.clone(),
+            target_host: host,
+            created_at: r.created_at.clone(),
+            updated_at: r.updated_at.clone(),
+        }
+    }
+}
+
+/// `POST /api/crypto/sigv4/presign`: an operator asks for a presigned URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresignRequest {
+    /// Mapping to sign with.
+    pub mapping_id: String,
+    /// Method the URL is for (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path (and optional query) on the mapping's host, e.g. `/bucket/key`.
+    pub path: String,
+    /// Host, when the mapping's `target_host` is a wildcard.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Lifetime in seconds (default 900, at most 604800).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// Response of `POST /api/crypto/sigv4/presign`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PresignedUrl {
+    /// The URL (a bearer credential until it expires).
+    pub url: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for PresignedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresignedUrl")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

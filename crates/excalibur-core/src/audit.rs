@@ -80,6 +80,16 @@ event_types! {
     WorkloadTokenRevoked => "workload_token_revoked",
     /// A platform token was presented a second time within its lifetime.
     WorkloadTokenReplayDenied => "workload_token_replay_denied",
+    /// A SigV4 mapping was created.
+    Sigv4MappingCreated => "sigv4_mapping_created",
+    /// A SigV4 mapping was replaced (new keys or scope: a rotation).
+    Sigv4MappingUpdated => "sigv4_mapping_updated",
+    /// A SigV4 mapping was deleted.
+    Sigv4MappingDeleted => "sigv4_mapping_deleted",
+    /// The proxy signed one request with a SigV4 mapping's key.
+    Sigv4Signed => "sigv4_signed",
+    /// An operator had a URL presigned with a SigV4 mapping's key.
+    Sigv4Presigned => "sigv4_presigned",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

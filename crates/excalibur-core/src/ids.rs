@@ -56,6 +56,12 @@ string_id!(
     "rule"
 );
 string_id!(
+    /// Id of a SigV4 crypto mapping.
+    Sigv4MappingId,
+    "sigv4"
+);
+
+string_id!(
     /// Id of a recorded flow.
     FlowId,
     "flow"

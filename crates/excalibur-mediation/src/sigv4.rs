@@ -82,6 +82,17 @@ impl Credentials {
         }
     }
 
+    /// Credentials from a mapping's sealed JSON ([`excalibur_core::api::Sigv4Keys`]).
+    pub fn from_sealed(sealed: &Secret) -> Result<Self, SignError> {
+        let keys: excalibur_core::api::Sigv4Keys =
+            serde_json::from_slice(sealed.expose()).map_err(|_| SignError::BadCredentials)?;
+        Ok(Self::new(
+            keys.access_key_id.clone(),
+            Secret::new(keys.secret_access_key.as_bytes().to_vec()),
+            keys.session_token.as_ref().map(|t| Secret::new(t.as_bytes().to_vec())),
+        ))
+    }
+
     /// The first eight characters of the access key id, for audit records.
     pub fn key_id_prefix(&self) -> String {
         let prefix: String = self.access_key_id.chars().take(8).collect();

@@ -238,3 +238,79 @@ where
         }
     }
 }
+
+/// A request body re-framed as it streams (aws-chunked re-signing, chunk encoding, event
+/// re-signing). A framing error fails the body: the upstream never sees a valid end.
+pub struct Reframed<B> {
+    inner: B,
+    reframe: Box<dyn excalibur_mediation::sigv4::Reframe>,
+    finished: bool,
+}
+
+impl<B> std::fmt::Debug for Reframed<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reframed")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Reframed<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, reframe: Box<dyn excalibur_mediation::sigv4::Reframe>) -> Self {
+        Self {
+            inner,
+            reframe,
+            finished: false,
+        }
+    }
+}
+
+impl<B> Body for Reframed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            let mut out = Vec::new();
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    // HTTP trailers have no place in a re-framed body; data only.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if let Err(e) = this.reframe.push(&data, &mut out) {
+                        this.finished = true;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    if let Err(e) = this.reframe.finish(&mut out) {
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+}

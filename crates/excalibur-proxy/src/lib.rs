@@ -28,6 +28,7 @@ pub mod ca;
 pub mod guard;
 pub mod metrics;
 mod pipeline;
+pub mod sigv4;
 pub mod snapshot;
 pub mod upstream;
 

@@ -617,13 +617,28 @@ impl Inner {
                 }
             }
         }
+        // A SigV4 mapping for this host and path is redeemed like a placeholder: policy
+        // must permit this principal to use it here.
+        let sigv4 = snap.sigv4.find(&target.host, &path);
+        if let Some(route) = sigv4 {
+            let names = [route.id.clone()];
+            let redeem = RedeemTarget {
+                host: &target.host,
+                path: &path,
+                method: &method,
+            };
+            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
+                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+            }
+        }
         let identity_body = parts
             .headers
             .get(header::CONTENT_ENCODING)
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        // A signed body is covered by its signature: no substitution into it.
         let body_rewriter = permit
             .as_ref()
-            .filter(|p| p.substitute_body() && identity_body)
+            .filter(|p| p.substitute_body() && identity_body && sigv4.is_none())
             .map(|p| mediator.body_substituter(p.clone()));
         let limit = body_rewriter.as_ref().map(|_| self.max_substitute_body);
         if body_rewriter.is_some() {
@@ -631,10 +646,11 @@ impl Inner {
         }
 
         let flow = self.flow_state(principal, &method, target, &path, "allow", None);
-        let redeemed: Vec<String> = permit
+        let mut redeemed: Vec<String> = permit
             .as_ref()
             .map(|p| p.placeholders().to_vec())
             .unwrap_or_default();
+        redeemed.extend(sigv4.map(|r| r.id.clone()));
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -648,6 +664,29 @@ impl Inner {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.headers.append(header::VIA, self.via.clone());
+        // Signing is the last change to the request.
+        let (parts, incoming): (_, ProxyBody) = match sigv4 {
+            Some(route) => {
+                let authority = target.authority();
+                match crate::sigv4::sign(
+                    route,
+                    parts,
+                    incoming,
+                    target.https,
+                    &authority,
+                    self.max_substitute_body,
+                )
+                .await
+                {
+                    Ok(signed) => {
+                        self.event(EventType::Sigv4Signed, &principal.id, signed.details);
+                        (signed.parts, signed.body)
+                    }
+                    Err(refusal) => return failed(&flow, refusal),
+                }
+            }
+            None => (parts, incoming.map_err(Into::into).boxed_unsync()),
+        };
         let body = Mediated::new(
             incoming,
             body_rewriter,
@@ -845,7 +884,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
+pub(crate) fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
     let body = json!({"error": reason, "detail": detail}).to_string();
     let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = status;

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule, WorkloadInfo,
+    MappingRecord, Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule, WorkloadInfo,
 };
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
 use excalibur_mediation::Mediator;
 use excalibur_policy::{Policy, PolicyError, PolicyInput};
+
+use crate::sigv4::Sigv4Routes;
 
 /// The inputs a snapshot is built from (read from the store in one transaction).
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ pub struct SnapshotInput {
     pub namespaces: Vec<Namespace>,
     /// Live workload bearers with their token hashes.
     pub workloads: Vec<(WorkloadInfo, String)>,
+    /// Crypto mappings with their opened keys.
+    pub mappings: Vec<(MappingRecord, Secret)>,
 }
 
 /// The request path's view of configuration.
@@ -42,6 +46,8 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     /// Placeholder automata and values.
     pub mediator: Arc<Mediator>,
+    /// SigV4 mappings, ready to sign.
+    pub sigv4: Sigv4Routes,
 }
 
 impl Snapshot {
@@ -109,10 +115,13 @@ impl Snapshot {
                 (n.name.clone(), domains.collect())
             })
             .collect();
+        let sigv4 = Sigv4Routes::build(&input.mappings);
+        // A mapping is redeemed like a placeholder: by its id, toward its provider's hosts.
         let bindings: Vec<(String, String)> = input
             .placeholders
             .iter()
             .map(|(n, p, _)| (n.clone(), p.clone()))
+            .chain(sigv4.bindings())
             .collect();
         let policy = Policy::compile(PolicyInput {
             rules: &input.rules,
@@ -135,6 +144,7 @@ impl Snapshot {
             credentials,
             policy: Arc::new(policy),
             mediator,
+            sigv4,
         })
     }
 }

@@ -15,6 +15,7 @@ use std::pin::Pin;
 
 use excalibur_core::Secret;
 use excalibur_core::api::Revocation;
+use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
@@ -150,6 +151,8 @@ pub struct SnapshotData {
     pub namespaces: Vec<Namespace>,
     /// Live workload bearers with their token hashes.
     pub workloads: Vec<(WorkloadInfo, String)>,
+    /// Crypto mappings with their secret material opened.
+    pub mappings: Vec<(MappingRecord, Secret)>,
 }
 
 /// A proxy bearer to issue for an attested workload.
@@ -297,6 +300,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn setting_get(&self, name: String) -> StoreFuture<'_, Option<Secret>>;
     /// Writes a sealed setting.
     fn setting_put(&self, name: String, value: Secret) -> StoreFuture<'_, ()>;
+
+    /// Creates a crypto mapping, or replaces the one with the same id and family (a
+    /// rotation). `secret` is sealed to the row. Returns the record and whether it is new.
+    fn mapping_upsert(
+        &self,
+        record: MappingRecord,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, (MappingRecord, bool)>;
+    /// Mappings of one family.
+    fn mapping_list(&self, family: CryptoFamily) -> StoreFuture<'_, Vec<MappingRecord>>;
+    /// Deletes a mapping.
+    fn mapping_delete(&self, family: CryptoFamily, id: String, actor: String) -> StoreFuture<'_, ()>;
 
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;

@@ -17,6 +17,7 @@ use excalibur_core::audit::{
 };
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
 use excalibur_core::secret::hex;
+use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, TransactionBehavior, params};
 use serde_json::json;
@@ -36,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0003_webhooks_expiry.sql"),
     ),
     (4, include_str!("migrations/sqlite/0004_workloads.sql")),
+    (
+        5,
+        include_str!("migrations/sqlite/0005_crypto_mappings.sql"),
+    ),
 ];
 
 /// The SQLite store.
@@ -410,6 +415,16 @@ impl Store for SqliteStore {
             if used > 0 {
                 return Err(StoreError::Conflict(format!(
                     "provider `{id}` is used by {used} placeholder(s); delete them first"
+                )));
+            }
+            let mapped: i64 = tx.query_row(
+                "SELECT count(*) FROM crypto_mappings WHERE provider_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )?;
+            if mapped > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "provider `{id}` is used by {mapped} crypto mapping(s); delete them first"
                 )));
             }
             if tx.execute("DELETE FROM providers WHERE id = ?1", [&id])? == 0 {
@@ -1150,6 +1165,77 @@ impl Store for SqliteStore {
         })
     }
 
+    fn mapping_upsert(
+        &self,
+        record: MappingRecord,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, (MappingRecord, bool)> {
+        self.write(move |inner, tx| {
+            let provider_exists: Option<String> = tx
+                .query_row("SELECT id FROM providers WHERE id = ?1", [&record.provider_id], |r| r.get(0))
+                .optional()?;
+            if provider_exists.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "provider `{}` does not exist; create it first with POST /api/providers",
+                    record.provider_id
+                )));
+            }
+            let family = record.family.as_str();
+            let existing: Option<String> = tx
+                .query_row("SELECT family FROM crypto_mappings WHERE id = ?1", [&record.id], |r| r.get(0))
+                .optional()?;
+            if existing.as_deref().is_some_and(|f| f != family) {
+                return Err(StoreError::NotFound { kind: "mapping", id: record.id });
+            }
+            let created = existing.is_none();
+            let fingerprint = secret.fingerprint();
+            let (key_id, sealed) = inner.sealer.seal(&secret, &format!("mapping:{}", record.id))?;
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO crypto_mappings (id, family, provider_id, config, key_id, sealed, fingerprint, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                 ON CONFLICT (id) DO UPDATE SET provider_id = excluded.provider_id, config = excluded.config,
+                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   updated_ms = excluded.updated_ms",
+                params![record.id, family, record.provider_id, serde_json::to_string(&record.config)?, key_id, sealed, fingerprint, now],
+            )?;
+            let sql = format!("SELECT {MAPPING_COLS} FROM crypto_mappings WHERE id = ?1");
+            let stored = tx.query_row(&sql, [&record.id], mapping_row)??;
+            let [on_create, on_update, _] = record.family.events();
+            let event = NewEvent::new(
+                if created { on_create } else { on_update },
+                actor,
+                json!({"id": stored.id, "provider_id": stored.provider_id, "fingerprint": stored.fingerprint, "config": stored.config}),
+            );
+            Ok(((stored, created), vec![event]))
+        })
+    }
+
+    fn mapping_list(&self, family: CryptoFamily) -> StoreFuture<'_, Vec<MappingRecord>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {MAPPING_COLS} FROM crypto_mappings WHERE family = ?1 ORDER BY created_ms, id"
+            ))?;
+            let rows = stmt.query_map([family.as_str()], mapping_row)?.collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().collect()
+        })
+    }
+
+    fn mapping_delete(&self, family: CryptoFamily, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "DELETE FROM crypto_mappings WHERE id = ?1 AND family = ?2",
+                params![id, family.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound { kind: "mapping", id });
+            }
+            let [_, _, on_delete] = family.events();
+            Ok(((), vec![NewEvent::new(on_delete, actor, json!({"id": id}))]))
+        })
+    }
+
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
         self.run(|inner, conn| {
             let tx = conn.transaction()?;
@@ -1203,9 +1289,44 @@ impl Store for SqliteStore {
                 stmt.query_map([Timestamp::now().millis()], |r| Ok((workload_row(r)?.0, r.get::<_, String>(9)?)))?
                     .collect::<Result<Vec<_>, _>>()?
             };
-            Ok(SnapshotData { placeholders, providers, credentials, rules, policies, namespaces, workloads })
+            let mappings = {
+                let mut stmt = tx.prepare(&format!("SELECT {MAPPING_COLS}, key_id, sealed FROM crypto_mappings ORDER BY id"))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((mapping_row(r)?, r.get::<_, String>(7)?, r.get::<_, Vec<u8>>(8)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(rec, kid, blob)| {
+                        let rec = rec?;
+                        let secret = inner.sealer.open(&kid, &blob, &format!("mapping:{}", rec.id))?;
+                        Ok((rec, secret))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            Ok(SnapshotData { placeholders, providers, credentials, rules, policies, namespaces, workloads, mappings })
         })
     }
+}
+
+const MAPPING_COLS: &str = "id, family, provider_id, config, fingerprint, created_ms, updated_ms";
+
+fn mapping_row(r: &Row<'_>) -> rusqlite::Result<Result<MappingRecord, StoreError>> {
+    let family: String = r.get(1)?;
+    let config: String = r.get(3)?;
+    let (created, updated): (i64, i64) = (r.get(5)?, r.get(6)?);
+    let id: String = r.get(0)?;
+    let provider_id: String = r.get(2)?;
+    let fingerprint: String = r.get(4)?;
+    Ok((|| {
+        Ok(MappingRecord {
+            family: serde_json::from_value(serde_json::Value::String(family))?,
+            id,
+            provider_id,
+            config: serde_json::from_str(&config)?,
+            fingerprint,
+            created_at: ts(created),
+            updated_at: ts(updated),
+        })
+    })())
 }
 
 fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, StoreError> {

@@ -159,6 +159,7 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-identity/src/mint.rs",
     "excalibur-proxy/src/ca.rs",
     "excalibur-mediation/src/substitute.rs",
+    "excalibur-mediation/src/sigv4.rs",
     "excalibur-api/src/handlers.rs",
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",

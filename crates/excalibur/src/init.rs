@@ -25,6 +25,12 @@ const CA_CERT_SETTING: &str = "ca_cert_pem";
 pub(crate) fn logging(config: &Config) {
     let filter =
         EnvFilter::try_from_env("EXCALIBUR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // aws-sigv4 traces canonical requests, which carry session tokens: never log them,
+    // whatever EXCALIBUR_LOG asks for.
+    let filter = match "aws_sigv4=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -162,6 +162,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(move || Arc::clone(&live.load().policy))
             as Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>
     };
+    let presign = {
+        let live = Arc::clone(&snapshots.live);
+        Arc::new(move |req: excalibur_core::api::PresignRequest| {
+            presign(&live.load(), &req)
+        }) as excalibur_api::Presigner
+    };
     let api = excalibur_api::router(ApiState {
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
@@ -179,6 +185,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         )),
         registry: Arc::new(registry),
         metrics: api_metrics,
+        presign,
     });
 
     store
@@ -699,4 +706,45 @@ impl SvidVerifiers {
             peer.ip().to_canonical(),
         ))
     }
+}
+
+/// Presigns with a SigV4 mapping of the current snapshot (for `POST /api/crypto/sigv4/presign`).
+fn presign(
+    snapshot: &excalibur_proxy::Snapshot,
+    req: &excalibur_core::api::PresignRequest,
+) -> Result<excalibur_api::Presigned, excalibur_api::PresignFailure> {
+    use excalibur_api::PresignFailure;
+    let expires = match req.expires_in {
+        None => excalibur_proxy::sigv4::DEFAULT_PRESIGN,
+        Some(s) if (1..=604_800).contains(&s) => std::time::Duration::from_secs(s),
+        Some(_) => {
+            return Err(PresignFailure::Invalid(
+                "`expires_in` must be 1 to 604800 seconds".to_owned(),
+            ));
+        }
+    };
+    let method = req.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let out = excalibur_proxy::sigv4::presign(
+        &snapshot.sigv4,
+        &req.mapping_id,
+        &method,
+        req.host.as_deref(),
+        &req.path,
+        expires,
+    )
+    .map_err(|e| e.map_or(PresignFailure::UnknownMapping, PresignFailure::Invalid))?;
+    let expires_at = excalibur_core::time::Timestamp::from_millis(
+        excalibur_core::time::Timestamp::now().millis()
+            + i64::try_from(out.expires.as_millis()).unwrap_or(i64::MAX / 2),
+    )
+    .to_rfc3339();
+    Ok(excalibur_api::Presigned {
+        url: excalibur_core::api::PresignedUrl {
+            url: out.url,
+            expires_at,
+        },
+        host: out.host,
+        path: out.path,
+        method: out.method,
+    })
 }

@@ -56,6 +56,7 @@ impl Snapshots {
             policies: data.policies,
             namespaces: data.namespaces,
             workloads: data.workloads,
+            mappings: data.mappings,
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();

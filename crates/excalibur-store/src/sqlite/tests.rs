@@ -168,3 +168,66 @@ async fn concurrent_upserts_keep_one_consistent_record() {
     );
     assert!(store.audit_verify().await.unwrap().ok);
 }
+
+#[tokio::test]
+async fn crypto_mappings_are_sealed_rotated_and_block_provider_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = MasterKey::generate();
+    let store = open(&dir, &mk);
+    seed(&store).await;
+    let record = |secret_marker: &str| MappingRecord {
+        family: CryptoFamily::Sigv4,
+        id: "sigv4_0123456789abcdef".into(),
+        provider_id: "github".into(),
+        config: json!({"target_host": "api.github.com", "marker": secret_marker.len()}),
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let secret = "MAPPING-SECRET-VALUE-1";
+    let (first, created) = store
+        .mapping_upsert(record(secret), Secret::new(secret.into()), "admin".into())
+        .await
+        .unwrap();
+    assert!(created);
+    let (second, created) = store
+        .mapping_upsert(record(secret), Secret::new(b"MAPPING-SECRET-VALUE-2".to_vec()), "admin".into())
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_ne!(first.fingerprint, second.fingerprint, "rotation changes the fingerprint");
+    assert_eq!(store.mapping_list(CryptoFamily::Sigv4).await.unwrap().len(), 1);
+    let snap = store.snapshot_data().await.unwrap();
+    assert_eq!(snap.mappings.len(), 1);
+    assert_eq!(snap.mappings[0].1.expose(), b"MAPPING-SECRET-VALUE-2");
+    // Unknown provider, and a provider still in use, are refused.
+    let mut orphan = record(secret);
+    orphan.id = "sigv4_ffffffffffffffff".into();
+    orphan.provider_id = "nope".into();
+    assert!(store.mapping_upsert(orphan, Secret::new(b"x".to_vec()), "admin".into()).await.is_err());
+    assert!(matches!(
+        store.provider_delete("github".into(), "admin".into()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let events = store
+        .audit_list(AuditQuery {
+            event_type: Some("sigv4_mapping_*".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types.len(), 2, "{types:?}");
+    store
+        .mapping_delete(CryptoFamily::Sigv4, first.id.clone(), "admin".into())
+        .await
+        .unwrap();
+    assert!(store.mapping_list(CryptoFamily::Sigv4).await.unwrap().is_empty());
+    drop(store);
+    // Neither value is in the database file in the clear.
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!bytes.windows(20).any(|w| w == &b"MAPPING-SECRET-VALUE"[..]));
+    }
+}
