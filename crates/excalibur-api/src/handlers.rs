@@ -627,9 +627,7 @@ pub(crate) async fn sigv4_create(
         secret_access_key: req.real_secret_access_key,
         session_token: req.real_session_token,
     };
-    let sealed = Secret::new(
-        serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?,
-    );
+    let sealed = Secret::new(serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?);
     drop(keys);
     let record = MappingRecord {
         family: CryptoFamily::Sigv4,
@@ -690,9 +688,5 @@ pub(crate) async fn sigv4_presign(
         }),
     );
     s.store.record(Vec::new(), vec![event]).await?;
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(presigned.url),
-    )
-        .into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(presigned.url)).into_response())
 }

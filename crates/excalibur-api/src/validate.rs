@@ -192,17 +192,35 @@ pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(),
             .strip_prefix("sigv4_")
             .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
-            return Err(ApiError::unprocessable("`id` must be an existing `sigv4_<16 hex>` mapping id"));
+            return Err(ApiError::unprocessable(
+                "`id` must be an existing `sigv4_<16 hex>` mapping id",
+            ));
         }
     }
     ident("provider_id", &req.provider_id, 1, 64, b"_-")?;
     hosts("target_host", std::slice::from_ref(&req.target_host), false)?;
-    if !req.path_prefix.starts_with('/') || req.path_prefix.len() > 1024 || req.path_prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(ApiError::unprocessable("`path_prefix` must start with `/` (at most 1024 bytes, no spaces)"));
+    if !req.path_prefix.starts_with('/')
+        || req.path_prefix.len() > 1024
+        || req
+            .path_prefix
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ')
+    {
+        return Err(ApiError::unprocessable(
+            "`path_prefix` must start with `/` (at most 1024 bytes, no spaces)",
+        ));
     }
     let lower = |field: &str, v: &str| {
-        let ok = (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok { Ok(()) } else { Err(ApiError::unprocessable(format!("`{field}` must be 1 to 64 of `a-z`, `0-9`, `-`"))) }
+        let ok = (1..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::unprocessable(format!(
+                "`{field}` must be 1 to 64 of `a-z`, `0-9`, `-`"
+            )))
+        }
     };
     lower("region", &req.region)?;
     lower("service", &req.service)?;

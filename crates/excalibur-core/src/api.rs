@@ -688,7 +688,13 @@ pub struct Sigv4Mapping {
 impl Sigv4Mapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            r.config
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         let host = text("target_host");
         Self {
             id: r.id.clone(),
@@ -697,7 +703,11 @@ impl Sigv4Mapping {
             region: text("region"),
             service: text("service"),
             access_key_id_prefix: text("access_key_id_prefix"),
-            session_token: r.config.get("session_token").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            session_token: r
+                .config
+                .get("session_token")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
             fingerprint: r.fingerprint.clone(),
             authority: host.clone(),
             token_host: None,

@@ -89,7 +89,9 @@ impl Credentials {
         Ok(Self::new(
             keys.access_key_id.clone(),
             Secret::new(keys.secret_access_key.as_bytes().to_vec()),
-            keys.session_token.as_ref().map(|t| Secret::new(t.as_bytes().to_vec())),
+            keys.session_token
+                .as_ref()
+                .map(|t| Secret::new(t.as_bytes().to_vec())),
         ))
     }
 

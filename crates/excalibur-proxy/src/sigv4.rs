@@ -78,7 +78,9 @@ impl Sigv4Routes {
         for (record, keys) in mappings {
             match Sigv4Route::from_record(record, keys) {
                 Some(r) => routes.push(r),
-                None => tracing::error!(mapping = %record.id, "SigV4 mapping is unreadable; left out"),
+                None => {
+                    tracing::error!(mapping = %record.id, "SigV4 mapping is unreadable; left out")
+                }
             }
         }
         Self(routes)
@@ -165,7 +167,10 @@ fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Resu
         .get_all(header::CONTENT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("aws-chunked")));
+        .any(|v| {
+            v.split(',')
+                .any(|e| e.trim().eq_ignore_ascii_case("aws-chunked"))
+        });
     let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
     let length = body.size_hint().exact();
     Ok(match declared.as_deref() {
@@ -188,7 +193,9 @@ fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Resu
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "sigv4_unsupported_payload",
-                &format!("x-amz-content-sha256 `{other}` is not supported (SigV4a streaming is not)"),
+                &format!(
+                    "x-amz-content-sha256 `{other}` is not supported (SigV4a streaming is not)"
+                ),
             ));
         }
         None if aws_chunked => {
@@ -215,7 +222,11 @@ fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Resu
 
 fn set(parts: &mut Parts, name: &'static str, value: &str) -> Result<(), Refusal> {
     let v = HeaderValue::from_str(value).map_err(|_| {
-        refuse(StatusCode::BAD_REQUEST, "sigv4_bad_header", "a header value is invalid")
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "sigv4_bad_header",
+            "a header value is invalid",
+        )
     })?;
     parts.headers.insert(HeaderName::from_static(name), v);
     Ok(())
@@ -236,7 +247,12 @@ pub(crate) async fn sign(
     let client_signed = client_signed(&parts);
     let declared_sha = parts.headers.contains_key("x-amz-content-sha256");
     // The workload's authentication is never forwarded.
-    for name in ["authorization", "x-amz-date", "date", "x-amz-security-token"] {
+    for name in [
+        "authorization",
+        "x-amz-date",
+        "date",
+        "x-amz-security-token",
+    ] {
         parts.headers.remove(name);
     }
     let scheme = if https { "https" } else { "http" };
@@ -257,7 +273,11 @@ pub(crate) async fn sign(
 
     if presigned {
         let expires = Duration::from_secs(expires.unwrap_or(900).clamp(1, 604_800));
-        let payload = if s3 { sigv4::UNSIGNED_PAYLOAD } else { sigv4::EMPTY_SHA256 };
+        let payload = if s3 {
+            sigv4::UNSIGNED_PAYLOAD
+        } else {
+            sigv4::EMPTY_SHA256
+        };
         let input = SignInput {
             method: parts.method.as_str(),
             url: &url,
@@ -267,12 +287,15 @@ pub(crate) async fn sign(
             s3_uri: s3,
             content_sha256: false,
         };
-        let query = sigv4::presign(&route.creds, scope, &input, expires).map_err(|e| {
-            refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string())
-        })?;
+        let query = sigv4::presign(&route.creds, scope, &input, expires)
+            .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string()))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         parts.uri = format!("{url}{sep}{query}").parse().map_err(|_| {
-            refuse(StatusCode::BAD_REQUEST, "bad_request_target", "the request target is invalid")
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request_target",
+                "the request target is invalid",
+            )
         })?;
         details["auth"] = json!("query");
         details["expires_in"] = json!(expires.as_secs());
@@ -290,27 +313,53 @@ pub(crate) async fn sign(
         Plan::Pass(p) | Plan::Resign { payload: p, .. } => p.clone(),
         Plan::Events => sigv4::STREAMING_EVENTS.to_owned(),
         Plan::Encode { decoded } => {
-            let encoding = match parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+            let encoding = match parts
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(e) if !e.is_empty() => format!("aws-chunked,{e}"),
                 _ => "aws-chunked".to_owned(),
             };
             set(&mut parts, "content-encoding", &encoding)?;
-            set(&mut parts, "x-amz-decoded-content-length", &decoded.to_string())?;
-            set(&mut parts, "content-length", &ChunkEncoder::encoded_len(*decoded).to_string())?;
+            set(
+                &mut parts,
+                "x-amz-decoded-content-length",
+                &decoded.to_string(),
+            )?;
+            set(
+                &mut parts,
+                "content-length",
+                &ChunkEncoder::encoded_len(*decoded).to_string(),
+            )?;
             sigv4::STREAMING_PAYLOAD.to_owned()
         }
         Plan::Hash => {
             let Some(incoming) = body.take() else {
-                return Err(refuse(StatusCode::BAD_REQUEST, "body_read_failed", "the request body could not be read"));
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                    "the request body could not be read",
+                ));
             };
             let bytes = Limited::new(incoming, usize::try_from(cap).unwrap_or(usize::MAX))
                 .collect()
                 .await
                 .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                        refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large to hash for signing")
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        refuse(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "the body is too large to hash for signing",
+                        )
                     } else {
-                        refuse(StatusCode::BAD_REQUEST, "body_read_failed", "the request body could not be read")
+                        refuse(
+                            StatusCode::BAD_REQUEST,
+                            "body_read_failed",
+                            "the request body could not be read",
+                        )
                     }
                 })?
                 .to_bytes();
@@ -339,7 +388,11 @@ pub(crate) async fn sign(
     for n in &names {
         for v in parts.headers.get_all(n.as_str()) {
             let v = v.to_str().map_err(|_| {
-                refuse(StatusCode::BAD_REQUEST, "sigv4_bad_header", "a signed header value is not text")
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "sigv4_bad_header",
+                    "a signed header value is not text",
+                )
             })?;
             headers.push((n.as_str(), v));
         }
@@ -358,13 +411,21 @@ pub(crate) async fn sign(
     drop(input);
     for (name, value, sensitive) in signed.headers {
         let mut v = HeaderValue::from_str(&value).map_err(|_| {
-            refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", "the signature header is invalid")
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "sigv4_failed",
+                "the signature header is invalid",
+            )
         })?;
         v.set_sensitive(sensitive);
         parts.headers.insert(HeaderName::from_static(name), v);
     }
     parts.uri = url.parse().map_err(|_| {
-        refuse(StatusCode::BAD_REQUEST, "bad_request_target", "the request target is invalid")
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request_target",
+            "the request target is invalid",
+        )
     })?;
     let chain = || {
         SignatureChain::new(&route.creds, scope, now, signed.signature.clone())
@@ -381,20 +442,33 @@ pub(crate) async fn sign(
         Plan::Hash => (body::full(buffered.unwrap_or_else(Bytes::new)), "sha256"),
         Plan::Resign { trailer, .. } => {
             let r: Box<dyn Reframe> = Box::new(ChunkResigner::new(chain()?, trailer, MAX_CHUNK));
-            (Reframed::new(upstream_body(body.take()), r).boxed_unsync(), "chunks_resigned")
+            (
+                Reframed::new(upstream_body(body.take()), r).boxed_unsync(),
+                "chunks_resigned",
+            )
         }
         Plan::Encode { .. } => {
             let r: Box<dyn Reframe> = Box::new(ChunkEncoder::new(chain()?));
-            (Reframed::new(upstream_body(body.take()), r).boxed_unsync(), "chunks_signed")
+            (
+                Reframed::new(upstream_body(body.take()), r).boxed_unsync(),
+                "chunks_signed",
+            )
         }
         Plan::Events => {
             let r: Box<dyn Reframe> =
                 Box::new(EventResigner::new(chain()?, Box::new(SystemTime::now)));
-            (Reframed::new(upstream_body(body.take()), r).boxed_unsync(), "events_resigned")
+            (
+                Reframed::new(upstream_body(body.take()), r).boxed_unsync(),
+                "events_resigned",
+            )
         }
     };
     details["auth"] = json!("header");
-    details["payload"] = json!(if is_hex64(&payload) { "sha256" } else { payload.as_str() });
+    details["payload"] = json!(if is_hex64(&payload) {
+        "sha256"
+    } else {
+        payload.as_str()
+    });
     details["body"] = json!(mode);
     Ok(Signed {
         parts,
@@ -432,19 +506,31 @@ pub fn presign(
     let host = match host {
         Some(h) => h.trim_end_matches('.').to_ascii_lowercase(),
         None if route.host.as_str().starts_with("*.") => {
-            return Err(Some("`host` is required: the mapping's target_host is a wildcard".to_owned()));
+            return Err(Some(
+                "`host` is required: the mapping's target_host is a wildcard".to_owned(),
+            ));
         }
         None => route.host.as_str().to_owned(),
     };
     if !route.host.matches(&host) {
-        return Err(Some(format!("`host` must match the mapping's target_host `{}`", route.host.as_str())));
+        return Err(Some(format!(
+            "`host` must match the mapping's target_host `{}`",
+            route.host.as_str()
+        )));
     }
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     if !path.starts_with('/') || !path.starts_with(&route.path_prefix) {
-        return Err(Some(format!("`path` must start with the mapping's path_prefix `{}`", route.path_prefix)));
+        return Err(Some(format!(
+            "`path` must start with the mapping's path_prefix `{}`",
+            route.path_prefix
+        )));
     }
     if !matches!(method, "GET" | "HEAD" | "PUT" | "POST" | "DELETE") {
-        return Err(Some("`method` must be GET, HEAD, PUT, POST or DELETE".to_owned()));
+        return Err(Some(
+            "`method` must be GET, HEAD, PUT, POST or DELETE".to_owned(),
+        ));
     }
     let scope = route.scope();
     let s3 = scope.is_s3();
@@ -458,12 +544,17 @@ pub fn presign(
         method,
         url: &url,
         headers: vec![("host", &host)],
-        payload: if s3 { sigv4::UNSIGNED_PAYLOAD } else { sigv4::EMPTY_SHA256 },
+        payload: if s3 {
+            sigv4::UNSIGNED_PAYLOAD
+        } else {
+            sigv4::EMPTY_SHA256
+        },
         time: SystemTime::now(),
         s3_uri: s3,
         content_sha256: false,
     };
-    let q = sigv4::presign(&route.creds, scope, &input, expires).map_err(|e| Some(e.to_string()))?;
+    let q =
+        sigv4::presign(&route.creds, scope, &input, expires).map_err(|e| Some(e.to_string()))?;
     let sep = if url.contains('?') { '&' } else { '?' };
     Ok(PresignedUrl {
         url: format!("{url}{sep}{q}"),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    MappingRecord, Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule, WorkloadInfo,
+    MappingRecord, Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule,
+    WorkloadInfo,
 };
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};

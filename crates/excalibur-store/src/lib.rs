@@ -15,12 +15,12 @@ use std::pin::Pin;
 
 use excalibur_core::Secret;
 use excalibur_core::api::Revocation;
-use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::api::{
     CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
+use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
 
@@ -312,7 +312,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Mappings of one family.
     fn mapping_list(&self, family: CryptoFamily) -> StoreFuture<'_, Vec<MappingRecord>>;
     /// Deletes a mapping.
-    fn mapping_delete(&self, family: CryptoFamily, id: String, actor: String) -> StoreFuture<'_, ()>;
+    fn mapping_delete(
+        &self,
+        family: CryptoFamily,
+        id: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()>;
 
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;

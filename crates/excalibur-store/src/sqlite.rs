@@ -12,12 +12,12 @@ use excalibur_core::api::{
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
+use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::audit::{
     AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
 };
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
 use excalibur_core::secret::hex;
-use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, TransactionBehavior, params};
 use serde_json::json;
@@ -1222,14 +1222,22 @@ impl Store for SqliteStore {
         })
     }
 
-    fn mapping_delete(&self, family: CryptoFamily, id: String, actor: String) -> StoreFuture<'_, ()> {
+    fn mapping_delete(
+        &self,
+        family: CryptoFamily,
+        id: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             let n = tx.execute(
                 "DELETE FROM crypto_mappings WHERE id = ?1 AND family = ?2",
                 params![id, family.as_str()],
             )?;
             if n == 0 {
-                return Err(StoreError::NotFound { kind: "mapping", id });
+                return Err(StoreError::NotFound {
+                    kind: "mapping",
+                    id,
+                });
             }
             let [_, _, on_delete] = family.events();
             Ok(((), vec![NewEvent::new(on_delete, actor, json!({"id": id}))]))

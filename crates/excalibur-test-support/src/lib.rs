@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 
 pub mod cluster;
 pub mod receiver;
+pub mod s3;
 pub mod upstream;
 
 /// The admin token every test gateway starts with.

@@ -164,9 +164,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     let presign = {
         let live = Arc::clone(&snapshots.live);
-        Arc::new(move |req: excalibur_core::api::PresignRequest| {
-            presign(&live.load(), &req)
-        }) as excalibur_api::Presigner
+        Arc::new(move |req: excalibur_core::api::PresignRequest| presign(&live.load(), &req))
+            as excalibur_api::Presigner
     };
     let api = excalibur_api::router(ApiState {
         store: Arc::clone(&store),

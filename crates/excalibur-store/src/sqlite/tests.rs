@@ -191,12 +191,22 @@ async fn crypto_mappings_are_sealed_rotated_and_block_provider_delete() {
         .unwrap();
     assert!(created);
     let (second, created) = store
-        .mapping_upsert(record(secret), Secret::new(b"MAPPING-SECRET-VALUE-2".to_vec()), "admin".into())
+        .mapping_upsert(
+            record(secret),
+            Secret::new(b"MAPPING-SECRET-VALUE-2".to_vec()),
+            "admin".into(),
+        )
         .await
         .unwrap();
     assert!(!created);
-    assert_ne!(first.fingerprint, second.fingerprint, "rotation changes the fingerprint");
-    assert_eq!(store.mapping_list(CryptoFamily::Sigv4).await.unwrap().len(), 1);
+    assert_ne!(
+        first.fingerprint, second.fingerprint,
+        "rotation changes the fingerprint"
+    );
+    assert_eq!(
+        store.mapping_list(CryptoFamily::Sigv4).await.unwrap().len(),
+        1
+    );
     let snap = store.snapshot_data().await.unwrap();
     assert_eq!(snap.mappings.len(), 1);
     assert_eq!(snap.mappings[0].1.expose(), b"MAPPING-SECRET-VALUE-2");
@@ -204,7 +214,12 @@ async fn crypto_mappings_are_sealed_rotated_and_block_provider_delete() {
     let mut orphan = record(secret);
     orphan.id = "sigv4_ffffffffffffffff".into();
     orphan.provider_id = "nope".into();
-    assert!(store.mapping_upsert(orphan, Secret::new(b"x".to_vec()), "admin".into()).await.is_err());
+    assert!(
+        store
+            .mapping_upsert(orphan, Secret::new(b"x".to_vec()), "admin".into())
+            .await
+            .is_err()
+    );
     assert!(matches!(
         store.provider_delete("github".into(), "admin".into()).await,
         Err(StoreError::Conflict(_))
@@ -223,7 +238,13 @@ async fn crypto_mappings_are_sealed_rotated_and_block_provider_delete() {
         .mapping_delete(CryptoFamily::Sigv4, first.id.clone(), "admin".into())
         .await
         .unwrap();
-    assert!(store.mapping_list(CryptoFamily::Sigv4).await.unwrap().is_empty());
+    assert!(
+        store
+            .mapping_list(CryptoFamily::Sigv4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     drop(store);
     // Neither value is in the database file in the clear.
     for f in std::fs::read_dir(dir.path()).unwrap() {

@@ -13,6 +13,7 @@ mod data_plane;
 mod foundation;
 mod hardening;
 mod policy;
+mod sigv4;
 mod ui;
 mod webhooks;
 mod workload;

@@ -1,0 +1,712 @@
+//! Issue: SigV4 crypto mediation. The AWS CLI, boto3 and curl, holding no AWS key (or a
+//! dummy one), go through the running binary to a real S3 server (`s3s-fs`) that
+//! verifies every signature, chunk signature and trailer with the real key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use excalibur_test_support::s3::S3Server;
+use excalibur_test_support::{Gateway, Options};
+use serde_json::{Value, json};
+
+use crate::data_plane::{curl, proxy_url, wait_events};
+use crate::server_bin;
+
+const REAL_AKID: &str = "AKIAEXCALIBURREAL001";
+const REAL_SECRET: &str = "real/Secret+Key0123456789abcdefEXCALIBUR";
+const DUMMY_AKID: &str = "AKIADUMMYDUMMYDUMMY0";
+const HOST: &str = "s3.us-east-1.amazonaws.com";
+const TAMPER_HOST: &str = "tamper.s3.us-east-1.amazonaws.com";
+
+struct Setup {
+    gw: Gateway,
+    s3: S3Server,
+    token: String,
+    mapping: String,
+    ca: PathBuf,
+    home: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let s3 = S3Server::start(REAL_AKID, REAL_SECRET, &[HOST, TAMPER_HOST])
+        .await
+        .unwrap();
+    let tamper = s3
+        .front(Some((b"TAMPER-ME!".to_vec(), b"TAMPERED!!".to_vec())))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s3_ca = dir.path().join("s3-ca.pem");
+    std::fs::write(&s3_ca, &s3.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {s3_ca:?}\nresolve = [\"{HOST}:443={}\", \"{TAMPER_HOST}:443={tamper}\"]\n",
+        s3.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::new(dir),
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "aws-prod-s3", "hosts": [HOST, TAMPER_HOST]}),
+    )
+    .await
+    .unwrap();
+    let m = api
+        .post(
+            "/api/crypto/sigv4/mappings",
+            json!({"provider_id": "aws-prod-s3", "target_host": HOST, "path_prefix": "/",
+                   "region": "us-east-1", "service": "s3",
+                   "real_access_key_id": REAL_AKID, "real_secret_access_key": REAL_SECRET}),
+        )
+        .await
+        .unwrap();
+    api.post(
+        "/api/crypto/sigv4/mappings",
+        json!({"provider_id": "aws-prod-s3", "target_host": TAMPER_HOST,
+               "region": "us-east-1", "service": "s3",
+               "real_access_key_id": REAL_AKID, "real_secret_access_key": REAL_SECRET}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "sigv4_*", "hosts": [HOST, TAMPER_HOST], "principal": "service:ci-runner"}),
+    )
+    .await
+    .unwrap();
+    let (_, token) =
+        crate::data_plane::credential(&gw, "ci-runner", "127.0.0.0/8", &[HOST, TAMPER_HOST]).await;
+    let ca = gw.data_dir.join("ca.pem");
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    Setup {
+        gw,
+        s3,
+        token,
+        mapping: m["id"].as_str().unwrap().to_owned(),
+        ca,
+        home,
+    }
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin");
+    let p = root.join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run `python3 -m venv target/aws-venv && target/aws-venv/bin/pip install awscli boto3` (.ci/run does)",
+        p.display()
+    );
+    p
+}
+
+/// The workload's environment: a proxy URL with its credential, Excalibur's CA, and
+/// at most a dummy AWS key. Nothing inherited from the machine.
+fn workload_env(s: &Setup, cmd: &mut tokio::process::Command, dummy_key: bool) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", s.home.path())
+        .env(
+            "HTTPS_PROXY",
+            format!("http://ci:{}@{}", s.token, s.gw.proxy()),
+        )
+        .env("AWS_CA_BUNDLE", &s.ca)
+        .env("REQUESTS_CA_BUNDLE", &s.ca)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+    if dummy_key {
+        cmd.env("AWS_ACCESS_KEY_ID", DUMMY_AKID)
+            .env("AWS_SECRET_ACCESS_KEY", "dummy-secret-the-workload-holds");
+    }
+}
+
+async fn aws(s: &Setup, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(venv_bin("aws"));
+    workload_env(s, &mut cmd, true);
+    cmd.arg("--endpoint-url")
+        .arg(format!("https://{HOST}"))
+        .args(args);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("aws cli finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn python(s: &Setup, script: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(venv_bin("python"));
+    workload_env(s, &mut cmd, true);
+    cmd.arg("-c").arg(script).args(args);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("python finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn object_on_disk(s: &Setup, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    std::fs::read(s.s3.root.path().join(bucket).join(key)).ok()
+}
+
+/// Bytes that are not all the same, so a reordered or repeated part would show.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 + i / 4099) as u8).collect()
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    assert!(
+        !text.contains(REAL_SECRET),
+        "the real secret appears in {what}"
+    );
+    assert!(
+        !text.contains(REAL_AKID),
+        "the real key id appears in {what}"
+    );
+}
+
+#[tokio::test]
+async fn aws_cli_put_get_and_20mb_multipart_with_no_real_key_on_the_workload() {
+    let s = setup().await;
+    let work = tempfile::tempdir().unwrap();
+
+    // Control: the server really checks signatures (the dummy key is refused directly).
+    let mut direct = tokio::process::Command::new(venv_bin("aws"));
+    direct
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", s.home.path())
+        .env("AWS_ACCESS_KEY_ID", DUMMY_AKID)
+        .env("AWS_SECRET_ACCESS_KEY", "dummy-secret-the-workload-holds")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .args([
+            "--endpoint-url",
+            &format!("http://{}", s.s3.plain_addr),
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "direct",
+        ]);
+    let out = direct.output().await.unwrap();
+    assert!(
+        !out.status.success(),
+        "s3s-fs accepted a dummy key: the test would prove nothing"
+    );
+
+    let (code, out, err) = aws(&s, &["s3api", "create-bucket", "--bucket", "demo"]).await;
+    assert_eq!(code, 0, "create-bucket: {out} {err}");
+
+    let small = work.path().join("small.txt");
+    std::fs::write(&small, b"hello from a workload without AWS keys\n").unwrap();
+    let (code, out, err) = aws(
+        &s,
+        &["s3", "cp", small.to_str().unwrap(), "s3://demo/small.txt"],
+    )
+    .await;
+    assert_eq!(code, 0, "put: {out} {err}");
+    let back = work.path().join("small.back");
+    let (code, out, err) = aws(
+        &s,
+        &["s3", "cp", "s3://demo/small.txt", back.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 0, "get: {out} {err}");
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&small).unwrap()
+    );
+
+    // 20 MB: the CLI splits it into a multipart upload (8 MB parts), each part re-signed.
+    let big = work.path().join("big.bin");
+    let data = pattern(20 * 1024 * 1024);
+    std::fs::write(&big, &data).unwrap();
+    let (code, out, err) = aws(
+        &s,
+        &["s3", "cp", big.to_str().unwrap(), "s3://demo/big.bin"],
+    )
+    .await;
+    assert_eq!(code, 0, "multipart put: {out} {err}");
+    assert_eq!(
+        object_on_disk(&s, "demo", "big.bin").as_deref(),
+        Some(&data[..]),
+        "stored object differs"
+    );
+    let big_back = work.path().join("big.back");
+    let (code, out, err) = aws(
+        &s,
+        &["s3", "cp", "s3://demo/big.bin", big_back.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 0, "multipart get: {out} {err}");
+    assert!(
+        std::fs::read(&big_back).unwrap() == data,
+        "downloaded object differs"
+    );
+    let (code, out, _) = aws(&s, &["s3api", "list-objects-v2", "--bucket", "demo"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("big.bin") && out.contains("small.txt"),
+        "{out}"
+    );
+
+    // Every signed call is audited with the key id's prefix, never the key.
+    let events = wait_events(&s.gw, "sigv4_signed", 8).await;
+    assert!(events.len() >= 8, "{} sigv4_signed events", events.len());
+    let parts = events
+        .iter()
+        .filter(|e| e["details"]["payload"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+        .count();
+    assert!(
+        parts >= 3,
+        "expected the multipart parts as trailer-checksum uploads: {events:?}"
+    );
+    for e in &events {
+        assert_eq!(e["details"]["key_id_prefix"], "AKIAEXCA…");
+        assert_eq!(e["details"]["service"], "s3");
+        assert_eq!(e["principal"], "service:ci-runner");
+    }
+    let all =
+        s.gw.api()
+            .get("/api/audit?limit=1000")
+            .await
+            .unwrap()
+            .to_string();
+    assert_no_secret("the audit log", &all);
+    let listed = s.gw.api().get("/api/crypto/sigv4/mappings").await.unwrap();
+    assert_no_secret("the mappings list", &listed.to_string());
+    assert_eq!(listed[0]["access_key_id_prefix"], "AKIAEXCA…");
+    assert_eq!(listed[0]["surrogate"], listed[0]["id"]);
+    s.s3.stop().await;
+}
+
+const BOTO3_SCRIPT: &str = r#"
+import json, os, sys, boto3, requests
+from botocore.config import Config
+host = sys.argv[1]
+cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+             proxies={"https": os.environ["HTTPS_PROXY"]})
+c = boto3.client("s3", endpoint_url="https://" + host, config=cfg, verify=os.environ["AWS_CA_BUNDLE"])
+out = {}
+c.create_bucket(Bucket="boto-bucket")
+body = b"trailer-checksummed payload " * 5000
+r = c.put_object(Bucket="boto-bucket", Key="t.bin", Body=body, ChecksumAlgorithm="CRC32")
+out["put_crc32"] = r.get("ChecksumCRC32")
+out["get_ok"] = c.get_object(Bucket="boto-bucket", Key="t.bin")["Body"].read() == body
+url = c.generate_presigned_url("get_object", Params={"Bucket": "boto-bucket", "Key": "t.bin"}, ExpiresIn=300)
+out["presigned_has_dummy_key"] = "AKIADUMMY" in url
+g = requests.get(url, proxies={"https": os.environ["HTTPS_PROXY"]}, verify=os.environ["AWS_CA_BUNDLE"], timeout=30)
+out["presigned_status"] = g.status_code
+out["presigned_ok"] = g.content == body
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn boto3_trailer_checksum_upload_and_presigned_urls() {
+    let s = setup().await;
+    let (code, out, err) = python(&s, BOTO3_SCRIPT, &[HOST]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(r["put_crc32"].is_string(), "{r}");
+    assert_eq!(r["get_ok"], true, "{r}");
+    assert_eq!(r["presigned_has_dummy_key"], true, "{r}");
+    assert_eq!(r["presigned_status"], 200, "{r}");
+    assert_eq!(r["presigned_ok"], true, "{r}");
+    let query = wait_events(&s.gw, "sigv4_signed", 4).await;
+    assert!(
+        query.iter().any(|e| e["details"]["auth"] == "query"),
+        "{query:?}"
+    );
+
+    // An operator presigns through the API; the URL works without the proxy and only
+    // for what was signed.
+    let v =
+        s.gw.api()
+            .post(
+                "/api/crypto/sigv4/presign",
+                json!({"mapping_id": s.mapping, "path": "/boto-bucket/t.bin", "expires_in": 120}),
+            )
+            .await
+            .unwrap();
+    let url = v["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("https://{HOST}/boto-bucket/t.bin?"))
+            && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    assert!(v["expires_at"].is_string());
+    let s3_ca = s.gw.data_dir.parent().unwrap().join("s3-ca.pem");
+    let connect_to = format!("{HOST}:443:{}", s.s3.tls_addr);
+    let (code, body, err) = curl(&[
+        "--cacert",
+        s3_ca.to_str().unwrap(),
+        "--connect-to",
+        &connect_to,
+        "-o",
+        "-",
+        "-w",
+        "%{http_code}",
+        url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        body.ends_with("200") && body.starts_with("trailer-checksummed payload"),
+        "{}",
+        &body[body.len().saturating_sub(200)..]
+    );
+    let other = url.replace("/boto-bucket/t.bin?", "/boto-bucket/other.bin?");
+    let (_, body, _) = curl(&[
+        "--cacert",
+        s3_ca.to_str().unwrap(),
+        "--connect-to",
+        &connect_to,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &other,
+    ])
+    .await;
+    assert_eq!(body, "403", "a presigned URL must not work for another key");
+    wait_events(&s.gw, "sigv4_presigned", 1).await;
+    // Operators (read-only) cannot presign.
+    let op =
+        s.gw.api()
+            .post("/api/tokens", json!({"name": "op", "role": "operator"}))
+            .await
+            .unwrap();
+    let (status, _, _) =
+        s.gw.api_as(op["token"].as_str())
+            .send(
+                "POST",
+                "/api/crypto/sigv4/presign",
+                Some(json!({"mapping_id": s.mapping, "path": "/boto-bucket/t.bin"})),
+            )
+            .await
+            .unwrap();
+    assert_eq!(status, 403);
+    s.s3.stop().await;
+}
+
+/// A client-built `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body with dummy chunk signatures.
+fn chunk_signed_body(data: &[u8], trailer: Option<&str>) -> Vec<u8> {
+    let dummy = "f".repeat(64);
+    let mut out = Vec::new();
+    for chunk in data.chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x};chunk-signature={dummy}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("0;chunk-signature={dummy}\r\n").as_bytes());
+    match trailer {
+        Some(t) => {
+            out.extend_from_slice(
+                format!("{t}\r\nx-amz-trailer-signature:{dummy}\r\n\r\n").as_bytes(),
+            );
+        }
+        None => out.extend_from_slice(b"\r\n"),
+    }
+    out
+}
+
+async fn put_via_proxy(
+    s: &Setup,
+    host: &str,
+    key: &str,
+    body: &[u8],
+    headers: &[String],
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).unwrap();
+    let mut args: Vec<String> = vec![
+        "-x".into(),
+        proxy_url(&s.gw),
+        "--proxy-user".into(),
+        format!("ci:{}", s.token),
+        "--cacert".into(),
+        s.ca.to_string_lossy().into_owned(),
+        "-X".into(),
+        "PUT".into(),
+        "--data-binary".into(),
+        format!("@{}", file.display()),
+        "-H".into(),
+        "Content-Type:".into(),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code}".into(),
+    ];
+    for h in headers {
+        args.push("-H".into());
+        args.push(h.clone());
+    }
+    args.push(format!("https://{host}/chunks/{key}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = curl(&args).await;
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[tokio::test]
+async fn chunk_signatures_are_resigned_or_generated_and_a_tampered_chunk_fails() {
+    let s = setup().await;
+    let (code, out, err) = aws(&s, &["s3api", "create-bucket", "--bucket", "chunks"]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    let mut data = pattern(150 * 1024);
+    data[100_000..100_010].copy_from_slice(b"TAMPER-ME!");
+    let dummy_auth = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={DUMMY_AKID}/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+        "0".repeat(64)
+    );
+    let streaming = |decoded: usize, mode: &str| {
+        vec![
+            dummy_auth.clone(),
+            "X-Amz-Date: 20260101T000000Z".to_owned(),
+            format!("x-amz-content-sha256: {mode}"),
+            "Content-Encoding: aws-chunked".to_owned(),
+            format!("x-amz-decoded-content-length: {decoded}"),
+        ]
+    };
+
+    // Client-signed chunks (dummy key): every signature is recomputed with the real key.
+    let body = chunk_signed_body(&data, None);
+    let status = put_via_proxy(
+        &s,
+        HOST,
+        "resigned.bin",
+        &body,
+        &streaming(data.len(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    )
+    .await;
+    assert_eq!(status, "200");
+    assert_eq!(
+        object_on_disk(&s, "chunks", "resigned.bin").as_deref(),
+        Some(&data[..])
+    );
+
+    // Control: the tampering front forwards an unmarked body untouched.
+    let clean = chunk_signed_body(&data[..90_000], None);
+    let status = put_via_proxy(
+        &s,
+        TAMPER_HOST,
+        "clean.bin",
+        &clean,
+        &streaming(90_000, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    )
+    .await;
+    assert_eq!(status, "200");
+    // The same body, with one chunk altered after the proxy signed it: the server refuses.
+    let status = put_via_proxy(
+        &s,
+        TAMPER_HOST,
+        "tampered.bin",
+        &body,
+        &streaming(data.len(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    )
+    .await;
+    assert!(
+        !status.starts_with('2'),
+        "a tampered chunk was accepted ({status})"
+    );
+    assert!(object_on_disk(&s, "chunks", "tampered.bin").is_none());
+
+    // Signed chunks with a signed checksum trailer.
+    let crc = crc32(&data);
+    let trailer = format!("x-amz-checksum-crc32:{crc}");
+    let body = chunk_signed_body(&data, Some(&trailer));
+    let mut headers = streaming(data.len(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER");
+    headers.push("x-amz-trailer: x-amz-checksum-crc32".to_owned());
+    let status = put_via_proxy(&s, HOST, "trailer.bin", &body, &headers).await;
+    assert_eq!(status, "200");
+    assert_eq!(
+        object_on_disk(&s, "chunks", "trailer.bin").as_deref(),
+        Some(&data[..])
+    );
+    // A wrong checksum in a correctly re-signed trailer is the server's to refuse.
+    let body = chunk_signed_body(&data, Some("x-amz-checksum-crc32:AAAAAA=="));
+    let status = put_via_proxy(&s, HOST, "badcrc.bin", &body, &headers).await;
+    assert!(
+        !status.starts_with('2'),
+        "a wrong trailer checksum was accepted ({status})"
+    );
+
+    // A plain unsigned 2 MiB upload: the proxy chunk-signs it as it streams.
+    let mut big = pattern(2 * 1024 * 1024);
+    big[1_500_000..1_500_010].copy_from_slice(b"TAMPER-ME!");
+    let status = put_via_proxy(&s, HOST, "generated.bin", &big, &[]).await;
+    assert_eq!(status, "200");
+    assert_eq!(
+        object_on_disk(&s, "chunks", "generated.bin").as_deref(),
+        Some(&big[..])
+    );
+    let status = put_via_proxy(&s, TAMPER_HOST, "generated-tampered.bin", &big, &[]).await;
+    assert!(
+        !status.starts_with('2'),
+        "a tampered generated chunk was accepted ({status})"
+    );
+
+    // Malformed framing from the workload never reaches the server as a valid upload.
+    let mut broken = chunk_signed_body(&data, None);
+    broken.truncate(broken.len() - 40);
+    let status = put_via_proxy(
+        &s,
+        HOST,
+        "broken.bin",
+        &broken,
+        &streaming(data.len(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+    )
+    .await;
+    assert!(
+        !status.starts_with('2'),
+        "a truncated aws-chunked body was accepted ({status})"
+    );
+    assert!(object_on_disk(&s, "chunks", "broken.bin").is_none());
+
+    let events = wait_events(&s.gw, "sigv4_signed", 6).await;
+    let modes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["details"]["body"].as_str())
+        .collect();
+    assert!(
+        modes.contains(&"chunks_resigned") && modes.contains(&"chunks_signed"),
+        "{modes:?}"
+    );
+    s.s3.stop().await;
+}
+
+fn crc32(data: &[u8]) -> String {
+    let mut table = [0u32; 256];
+    for (i, t) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *t = c;
+    }
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    // Standard base64 of the 4 big-endian bytes.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = (!crc).to_be_bytes();
+    let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+    let mut out: String = [18, 12, 6, 0]
+        .iter()
+        .map(|s| ALPHABET[((n >> s) & 63) as usize] as char)
+        .collect();
+    let m = u32::from(b[3]) << 16;
+    out.push(ALPHABET[((m >> 18) & 63) as usize] as char);
+    out.push(ALPHABET[((m >> 12) & 63) as usize] as char);
+    out.push_str("==");
+    out
+}
+
+#[tokio::test]
+async fn mappings_are_policed_validated_and_rotated_with_one_upsert() {
+    let s = setup().await;
+    let api = s.gw.api();
+    // A host outside the provider is refused; so is an unknown provider.
+    let (status, _, v) = api
+        .send("POST", "/api/crypto/sigv4/mappings", Some(json!({"provider_id": "aws-prod-s3", "target_host": "evil.example",
+            "region": "us-east-1", "service": "s3", "real_access_key_id": REAL_AKID, "real_secret_access_key": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{v}");
+    let (status, _, _) = api
+        .send("POST", "/api/crypto/sigv4/mappings", Some(json!({"provider_id": "nope", "target_host": HOST,
+            "region": "us-east-1", "service": "s3", "real_access_key_id": REAL_AKID, "real_secret_access_key": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+
+    // A principal no rule lets use the mapping gets 403 and a deny event; nothing is stored.
+    let (_, other) =
+        crate::data_plane::credential(&s.gw, "other-runner", "127.0.0.0/8", &[HOST]).await;
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-user",
+        &format!("x:{other}"),
+        "--cacert",
+        s.ca.to_str().unwrap(),
+        "-X",
+        "PUT",
+        "--data-binary",
+        "nope",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://{HOST}/denied-bucket"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "403");
+    let denied = wait_events(&s.gw, "placeholder_denied", 1).await;
+    assert_eq!(denied[0]["details"]["placeholders"][0], s.mapping.as_str());
+    assert!(!s.s3.root.path().join("denied-bucket").exists());
+
+    let (code, _, err) = aws(&s, &["s3api", "create-bucket", "--bucket", "rot"]).await;
+    assert_eq!(code, 0, "{err}");
+    // Rotate to a key the server does not know: the very next call fails upstream...
+    let before = api.get("/api/crypto/sigv4/mappings").await.unwrap();
+    let wrong = api
+        .post("/api/crypto/sigv4/mappings", json!({"id": s.mapping, "provider_id": "aws-prod-s3", "target_host": HOST,
+            "region": "us-east-1", "service": "s3", "real_access_key_id": "AKIAROTATEDWRONGKEY0", "real_secret_access_key": "wrong"}))
+        .await
+        .unwrap();
+    assert_eq!(wrong["id"], s.mapping.as_str());
+    assert_ne!(wrong["fingerprint"], before[0]["fingerprint"]);
+    let (code, _, _) = aws(&s, &["s3api", "list-objects-v2", "--bucket", "rot"]).await;
+    assert_ne!(code, 0, "the old key was still used after rotation");
+    // ...and rotating back takes effect just as fast.
+    api.post("/api/crypto/sigv4/mappings", json!({"id": s.mapping, "provider_id": "aws-prod-s3", "target_host": HOST,
+        "region": "us-east-1", "service": "s3", "real_access_key_id": REAL_AKID, "real_secret_access_key": REAL_SECRET}))
+        .await
+        .unwrap();
+    let (code, _, err) = aws(&s, &["s3api", "list-objects-v2", "--bucket", "rot"]).await;
+    assert_eq!(code, 0, "{err}");
+    let updated = wait_events(&s.gw, "sigv4_mapping_updated", 2).await;
+    assert_eq!(updated.len(), 2);
+    assert_no_secret("mapping events", &serde_json::to_string(&updated).unwrap());
+
+    // Delete: the host is then forwarded unsigned (and the server refuses it).
+    let (status, _, _) = api
+        .send(
+            "DELETE",
+            &format!("/api/crypto/sigv4/mappings/{}", s.mapping),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    let (code, _, _) = aws(&s, &["s3api", "list-objects-v2", "--bucket", "rot"]).await;
+    assert_ne!(code, 0);
+    s.s3.stop().await;
+}
