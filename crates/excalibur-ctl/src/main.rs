@@ -61,6 +61,9 @@ enum Command {
     /// Attested workloads and their proxy bearers.
     #[command(subcommand)]
     Workload(WorkloadCmd),
+    /// Crypto mediation: the proxy signs with keys the workload never holds.
+    #[command(subcommand)]
+    Crypto(CryptoCmd),
     /// Webhooks and their delivery logs.
     #[command(subcommand)]
     Webhook(WebhookCmd),
@@ -292,6 +295,70 @@ enum NamespaceCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum CryptoCmd {
+    /// AWS SigV4 mappings.
+    #[command(subcommand)]
+    Sigv4(Sigv4Cmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum Sigv4Cmd {
+    /// Create a mapping, or rotate one with --id. The secret key is read from a file or
+    /// stdin, never from the command line.
+    Add {
+        /// Existing mapping to replace (rotation).
+        #[arg(long)]
+        id: Option<String>,
+        /// Provider whose hosts include the target host.
+        #[arg(long)]
+        provider: String,
+        /// Upstream host, e.g. s3.eu-west-1.amazonaws.com (or *.suffix).
+        #[arg(long)]
+        target_host: String,
+        /// Only requests under this path are signed.
+        #[arg(long, default_value = "/")]
+        path_prefix: String,
+        /// Signing region.
+        #[arg(long)]
+        region: String,
+        /// Signing service (s3, sts, ...).
+        #[arg(long)]
+        service: String,
+        /// Access key id.
+        #[arg(long)]
+        access_key_id: String,
+        /// File holding the secret access key, or `-` for stdin.
+        #[arg(long)]
+        secret_key_file: PathBuf,
+        /// File holding a session token (temporary credentials).
+        #[arg(long)]
+        session_token_file: Option<PathBuf>,
+    },
+    /// List mappings (key id prefix and fingerprint only).
+    List,
+    /// Delete a mapping.
+    Delete {
+        /// Mapping id.
+        id: String,
+    },
+    /// Presign a URL with a mapping's key (a bearer credential until it expires).
+    Presign {
+        /// Mapping id.
+        #[arg(long)]
+        mapping: String,
+        /// Path (and query) on the mapping's host, e.g. /bucket/key.
+        #[arg(long)]
+        path: String,
+        /// Method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Lifetime in seconds (at most 604800).
+        #[arg(long, default_value_t = 900)]
+        expires_in: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkloadCmd {
     /// List workloads that exchanged a platform token.
     List,
@@ -491,6 +558,17 @@ fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+const SIGV4_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PROVIDER", "provider_id"),
+    ("AUTHORITY", "authority"),
+    ("PATH PREFIX", "path_prefix"),
+    ("REGION", "region"),
+    ("SERVICE", "service"),
+    ("KEY ID", "access_key_id_prefix"),
+    ("FINGERPRINT", "fingerprint"),
+];
 
 fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
     if let Some(v) = value {
@@ -807,6 +885,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ],
             );
         }
+        Command::Crypto(CryptoCmd::Sigv4(cmd)) => match cmd {
+            Sigv4Cmd::Add {
+                id,
+                provider,
+                target_host,
+                path_prefix,
+                region,
+                service,
+                access_key_id,
+                secret_key_file,
+                session_token_file,
+            } => {
+                let secret = read_value(None, Some(secret_key_file))?;
+                let token = session_token_file
+                    .map(|f| read_value(None, Some(f)))
+                    .transpose()?;
+                let v = client
+                    .post(
+                        "/api/crypto/sigv4/mappings",
+                        json!({"id": id, "provider_id": provider, "target_host": target_host,
+                               "path_prefix": path_prefix, "region": region, "service": service,
+                               "real_access_key_id": access_key_id, "real_secret_access_key": secret,
+                               "real_session_token": token}),
+                    )
+                    .await?;
+                show(&v, SIGV4_COLUMNS);
+            }
+            Sigv4Cmd::List => show(
+                &client.get("/api/crypto/sigv4/mappings").await?,
+                SIGV4_COLUMNS,
+            ),
+            Sigv4Cmd::Delete { id } => {
+                client
+                    .delete(&format!("/api/crypto/sigv4/mappings/{id}"))
+                    .await?;
+                println!("deleted {id}");
+            }
+            Sigv4Cmd::Presign {
+                mapping,
+                path,
+                method,
+                expires_in,
+            } => {
+                let v = client
+                    .post(
+                        "/api/crypto/sigv4/presign",
+                        json!({"mapping_id": mapping, "path": path, "method": method, "expires_in": expires_in}),
+                    )
+                    .await?;
+                if cli.json {
+                    println!("{v}");
+                } else {
+                    println!(
+                        "{}",
+                        v.get("url").and_then(Value::as_str).unwrap_or_default()
+                    );
+                }
+            }
+        },
         Command::Workload(WorkloadCmd::List) => show(
             &client.get("/api/workloads").await?,
             &[

@@ -682,7 +682,7 @@ impl Inner {
                         self.event(EventType::Sigv4Signed, &principal.id, signed.details);
                         (signed.parts, signed.body)
                     }
-                    Err(refusal) => return failed(&flow, refusal),
+                    Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
                 }
             }
             None => (parts, incoming.map_err(Into::into).boxed_unsync()),
@@ -884,7 +884,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-pub(crate) fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
+fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
     let body = json!({"error": reason, "detail": detail}).to_string();
     let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = status;

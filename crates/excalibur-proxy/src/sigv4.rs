@@ -12,9 +12,9 @@ use excalibur_mediation::sigv4::{
     self, ChunkEncoder, ChunkResigner, Credentials, EventResigner, Reframe, Scope, SignInput,
     SignatureChain,
 };
+use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
@@ -128,10 +128,20 @@ pub(crate) struct Signed {
     pub(crate) details: serde_json::Value,
 }
 
-type Refusal = Response<ProxyBody>;
+/// Why a request was not signed; the pipeline turns it into a refusal.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
+    pub(crate) detail: String,
+}
 
-fn refuse(status: StatusCode, reason: &str, detail: &str) -> Refusal {
-    crate::pipeline::refuse(status, reason, detail)
+fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        detail: detail.to_owned(),
+    }
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -263,13 +273,12 @@ pub(crate) async fn sign(
         None => format!("{scheme}://{authority}{path}"),
     };
     let now = SystemTime::now();
-    let mut details = json!({
-        "mapping": route.id,
-        "host": authority,
-        "service": route.service,
-        "region": route.region,
-        "key_id_prefix": route.creds.key_id_prefix(),
-    });
+    let mut details = serde_json::Map::new();
+    details.insert("mapping".into(), json!(route.id));
+    details.insert("host".into(), json!(authority));
+    details.insert("service".into(), json!(route.service));
+    details.insert("region".into(), json!(route.region));
+    details.insert("key_id_prefix".into(), json!(route.creds.key_id_prefix()));
 
     if presigned {
         let expires = Duration::from_secs(expires.unwrap_or(900).clamp(1, 604_800));
@@ -297,12 +306,12 @@ pub(crate) async fn sign(
                 "the request target is invalid",
             )
         })?;
-        details["auth"] = json!("query");
-        details["expires_in"] = json!(expires.as_secs());
+        details.insert("auth".into(), json!("query"));
+        details.insert("expires_in".into(), json!(expires.as_secs()));
         return Ok(Signed {
             parts,
             body: body.map_err(Into::into).boxed_unsync(),
-            details,
+            details: details.into(),
         });
     }
 
@@ -463,17 +472,18 @@ pub(crate) async fn sign(
             )
         }
     };
-    details["auth"] = json!("header");
-    details["payload"] = json!(if is_hex64(&payload) {
+    details.insert("auth".into(), json!("header"));
+    let payload = if is_hex64(&payload) {
         "sha256"
     } else {
         payload.as_str()
-    });
-    details["body"] = json!(mode);
+    };
+    details.insert("payload".into(), json!(payload));
+    details.insert("body".into(), json!(mode));
     Ok(Signed {
         parts,
         body,
-        details,
+        details: details.into(),
     })
 }
 

@@ -752,6 +752,33 @@ async fn crypto(
             format!("<a href=\"/ui/crypto?tab={k}\"{cur}>{name}</a>")
         })
         .collect();
+    let rows: Vec<Vec<String>> = if active == "sigv4" {
+        load(
+            s.store
+                .mapping_list(excalibur_core::api::CryptoFamily::Sigv4),
+        )
+        .await?
+        .iter()
+        .map(excalibur_core::api::Sigv4Mapping::from_record)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", esc(&m.id)),
+                esc(&m.provider_id),
+                esc(&m.authority),
+                m.token_host
+                    .as_deref()
+                    .map(esc)
+                    .unwrap_or_else(|| "—".to_owned()),
+                esc(&m.resource_host),
+                esc(&m.path_prefix),
+                format!("<code>{}</code>", esc(&m.surrogate)),
+            ]
+        })
+        .collect()
+    } else {
+        // JWT Bearer, DPoP and mTLS mappings arrive with their issue.
+        Vec::new()
+    };
     let body = format!(
         "<nav class=\"tabs\">{nav}</nav>{}",
         table(
@@ -765,7 +792,7 @@ async fn crypto(
                 "Path prefix",
                 "Surrogate"
             ],
-            &[]
+            &rows
         )
     );
     Ok(page("Crypto Mediation", &ui, &body))
