@@ -50,16 +50,29 @@ impl S3Server {
     /// Starts `s3s-fs` requiring `access_key`/`secret_key`, with a TLS front whose
     /// certificate names `names`.
     pub async fn start(access_key: &str, secret_key: &str, names: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(Some((access_key, secret_key)), names).await
+    }
+
+    /// Starts `s3s-fs` without credentials: it accepts unsigned requests (the direct
+    /// baseline of benchmarks only).
+    pub async fn start_open(names: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(None, names).await
+    }
+
+    async fn spawn(keys: Option<(&str, &str)>, names: &[&str]) -> anyhow::Result<Self> {
         let root = tempfile::tempdir()?;
         let plain_addr = crate::free_port()?;
-        let child = tokio::process::Command::new(s3s_fs_binary()?)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &plain_addr.port().to_string(),
-            ])
-            .args(["--access-key", access_key, "--secret-key", secret_key])
+        let mut cmd = tokio::process::Command::new(s3s_fs_binary()?);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &plain_addr.port().to_string(),
+        ]);
+        if let Some((access_key, secret_key)) = keys {
+            cmd.args(["--access-key", access_key, "--secret-key", secret_key]);
+        }
+        let child = cmd
             .arg(root.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
