@@ -134,7 +134,11 @@ impl ChunkResigner {
         for line in text.split("\r\n").filter(|l| !l.is_empty()) {
             let (name, value) = line.split_once(':').ok_or(FramingError::BadTrailer)?;
             if name.eq_ignore_ascii_case("x-amz-trailer-signature") {
-                if value.trim().len() != SIG_LEN || sig_name.is_some() {
+                // Exactly 64 hex digits: the new signature replaces it byte for byte.
+                if value.len() != SIG_LEN
+                    || !value.bytes().all(|b| b.is_ascii_hexdigit())
+                    || sig_name.is_some()
+                {
                     return Err(FramingError::BadTrailer);
                 }
                 sig_name = Some(name.to_owned());
