@@ -6,17 +6,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
 use excalibur_core::api::{
+    CreateJwtBearerMapping, CreateSigv4Mapping, CryptoFamily, JwtBearerMapping, JwtBearerPreset,
+    MappingRecord, Namespace, PresignRequest, Revocation, Sigv4Keys, Sigv4Mapping,
+};
+use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
     CreatedServiceCredential, CreatedToken, CreatedWebhook, EvaluateRequest, EvaluateResponse,
     Provider, ServiceCredentialInfo, TokenInfo, UpsertPlaceholder, WebhookInfo,
 };
-use excalibur_core::api::{
-    CreateSigv4Mapping, CryptoFamily, MappingRecord, Namespace, PresignRequest, Revocation,
-    Sigv4Keys, Sigv4Mapping,
-};
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::hosts::HostPattern;
-use excalibur_core::ids::{CredentialId, IssuedToken, RuleId, Sigv4MappingId, TokenId};
+use excalibur_core::ids::{
+    CredentialId, IssuedToken, JwtBearerMappingId, RuleId, Sigv4MappingId, TokenId,
+};
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
 use excalibur_policy::{RedeemTarget, Subject};
@@ -689,4 +691,151 @@ pub(crate) async fn sigv4_presign(
     );
     s.store.record(Vec::new(), vec![event]).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(presigned.url)).into_response())
+}
+
+/// The provider named by a mapping, which must exist, not be passthrough, and list
+/// every host in `hosts`.
+async fn mapping_provider(
+    s: &ApiState,
+    provider_id: &str,
+    hosts: &[(&str, &str)],
+) -> Result<(), ApiError> {
+    let providers = s.store.provider_list().await?;
+    let Some(provider) = providers.iter().find(|p| p.id == provider_id) else {
+        return Err(ApiError::unprocessable(format!(
+            "provider `{provider_id}` does not exist; create it first with POST /api/providers"
+        )));
+    };
+    if provider.passthrough {
+        return Err(ApiError::unprocessable(format!(
+            "provider `{provider_id}` is passthrough: its traffic is tunnelled and cannot be mediated"
+        )));
+    }
+    for (field, host) in hosts {
+        let target = HostPattern::parse(host)
+            .map_err(|e| ApiError::unprocessable(format!("`{field}`: {e}")))?;
+        let covered = provider
+            .hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .any(|h| target.within(&h));
+        if !covered {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` `{host}` is not one of provider `{provider_id}`'s hosts {:?}",
+                provider.hosts
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The id to write: a new one, or an existing mapping of this family (404 otherwise).
+async fn mapping_id(
+    s: &ApiState,
+    family: CryptoFamily,
+    id: Option<&String>,
+    fresh: impl FnOnce() -> String,
+) -> Result<String, ApiError> {
+    match id {
+        Some(id) => {
+            let existing = s.store.mapping_list(family).await?;
+            if !existing.iter().any(|m| &m.id == id) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no {} mapping `{id}`; omit `id` to create one",
+                        family.as_str()
+                    ),
+                ));
+            }
+            Ok(id.clone())
+        }
+        None => Ok(fresh()),
+    }
+}
+
+pub(crate) async fn jwt_bearer_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let records = s.store.mapping_list(CryptoFamily::JwtBearer).await?;
+    let listed: Vec<JwtBearerMapping> = records.iter().map(JwtBearerMapping::from_record).collect();
+    Ok(Json(listed).into_response())
+}
+
+pub(crate) async fn jwt_bearer_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateJwtBearerMapping>,
+) -> ApiResult {
+    validate::jwt_bearer(&req)?;
+    let token_host = req.token_host.trim_end_matches('.').to_ascii_lowercase();
+    let resource_host = req.resource_host.as_deref().map_or_else(
+        || token_host.clone(),
+        |h| h.trim_end_matches('.').to_ascii_lowercase(),
+    );
+    mapping_provider(
+        &s,
+        &req.provider_id,
+        &[
+            ("token_host", &token_host),
+            ("resource_host", &resource_host),
+        ],
+    )
+    .await?;
+    let pem = Secret::new(req.real_private_pem.clone().into_bytes());
+    let (alg, kid) = (s.key_info)(&pem).ok_or_else(|| {
+        ApiError::unprocessable(
+            "`real_private_pem` is not an RSA, EC (P-256/P-384) or Ed25519 private key",
+        )
+    })?;
+    let id = mapping_id(&s, CryptoFamily::JwtBearer, req.id.as_ref(), || {
+        JwtBearerMappingId::generate().as_str().to_owned()
+    })
+    .await?;
+    let token_path = req.token_path.clone().unwrap_or_else(|| match req.preset {
+        JwtBearerPreset::GithubApp => "/app/installations".to_owned(),
+        _ => "/token".to_owned(),
+    });
+    let config = serde_json::json!({
+        "token_host": token_host,
+        "token_path": token_path,
+        "resource_host": resource_host,
+        "path_prefix": req.path_prefix,
+        "client_id": req.client_id,
+        "issuer": req.issuer,
+        "subject": req.subject,
+        "audience": req.audience,
+        "scope": req.scope,
+        "preset": req.preset,
+        "alg": alg,
+        "kid": kid,
+    });
+    let record = MappingRecord {
+        family: CryptoFamily::JwtBearer,
+        id,
+        provider_id: req.provider_id.clone(),
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, pem, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(JwtBearerMapping::from_record(&record))).into_response())
+}
+
+pub(crate) async fn jwt_bearer_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store
+        .mapping_delete(CryptoFamily::JwtBearer, id, c.actor())
+        .await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -80,6 +80,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/exchange/token"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
+    ("get", "/api/crypto/jwt-bearer/mappings"),
+    ("post", "/api/crypto/jwt-bearer/mappings"),
+    ("delete", "/api/crypto/jwt-bearer/mappings/{id}"),
     ("get", "/api/crypto/sigv4/mappings"),
     ("post", "/api/crypto/sigv4/mappings"),
     ("delete", "/api/crypto/sigv4/mappings/{id}"),
@@ -119,7 +122,12 @@ pub struct ApiState {
     pub metrics: ApiMetrics,
     /// Presigns a URL with a SigV4 mapping from the proxy's current snapshot.
     pub presign: Presigner,
+    /// Reads a private key PEM: `(alg, kid)`, or `None` when it is not a usable key.
+    pub key_info: KeyInfo,
 }
+
+/// Reads a private key PEM for a JWT-bearer mapping (wired by the binary to mediation).
+pub type KeyInfo = Arc<dyn Fn(&excalibur_core::Secret) -> Option<(String, String)> + Send + Sync>;
 
 /// Presigns a URL with a SigV4 mapping (wired by the binary to the proxy's snapshot).
 pub type Presigner = Arc<
@@ -235,6 +243,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/exchange/token", post(exchange::workload_token))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))
+        .route(
+            "/api/crypto/jwt-bearer/mappings",
+            get(jwt_bearer_list).post(jwt_bearer_create),
+        )
+        .route(
+            "/api/crypto/jwt-bearer/mappings/{id}",
+            delete(jwt_bearer_delete),
+        )
         .route(
             "/api/crypto/sigv4/mappings",
             get(sigv4_list).post(sigv4_create),

@@ -231,3 +231,69 @@ pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(),
     }
     Ok(())
 }
+
+/// A JWT-bearer mapping's fields (provider, hosts and key are checked by the handler).
+pub(crate) fn jwt_bearer(
+    req: &excalibur_core::api::CreateJwtBearerMapping,
+) -> Result<(), ApiError> {
+    if let Some(id) = &req.id {
+        let ok = id
+            .strip_prefix("jwtb_")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "`id` must be an existing `jwtb_<16 hex>` mapping id",
+            ));
+        }
+    }
+    ident("provider_id", &req.provider_id, 1, 64, b"_-")?;
+    hosts("token_host", std::slice::from_ref(&req.token_host), false)?;
+    if let Some(h) = &req.resource_host {
+        hosts("resource_host", std::slice::from_ref(h), false)?;
+    }
+    for (field, v) in [
+        ("token_host", Some(&req.token_host)),
+        ("resource_host", req.resource_host.as_ref()),
+    ] {
+        if v.is_some_and(|h| h.starts_with("*.")) {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must be an exact host"
+            )));
+        }
+    }
+    for (field, v) in [
+        ("path_prefix", Some(&req.path_prefix)),
+        ("token_path", req.token_path.as_ref()),
+    ] {
+        if let Some(v) = v
+            && (!v.starts_with('/')
+                || v.len() > 1024
+                || v.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must start with `/` (at most 1024 bytes, no spaces)"
+            )));
+        }
+    }
+    printable("issuer", &req.issuer, 512)?;
+    for (field, v) in [
+        ("subject", &req.subject),
+        ("audience", &req.audience),
+        ("scope", &req.scope),
+        ("client_id", &req.client_id),
+    ] {
+        if let Some(v) = v {
+            printable(field, v, 2048)?;
+        }
+    }
+    printable_pem(&req.real_private_pem)
+}
+
+fn printable_pem(pem: &str) -> Result<(), ApiError> {
+    if pem.is_empty() || pem.len() > 16 * 1024 || !pem.contains("PRIVATE KEY-----") {
+        return Err(ApiError::unprocessable(
+            "`real_private_pem` must be a PEM private key (at most 16 KiB)",
+        ));
+    }
+    Ok(())
+}

@@ -90,6 +90,16 @@ event_types! {
     Sigv4Signed => "sigv4_signed",
     /// An operator had a URL presigned with a SigV4 mapping's key.
     Sigv4Presigned => "sigv4_presigned",
+    /// A JWT-bearer mapping was created.
+    JwtBearerMappingCreated => "jwt_bearer_mapping_created",
+    /// A JWT-bearer mapping was replaced (new key or settings: a rotation).
+    JwtBearerMappingUpdated => "jwt_bearer_mapping_updated",
+    /// A JWT-bearer mapping was deleted.
+    JwtBearerMappingDeleted => "jwt_bearer_mapping_deleted",
+    /// The proxy signed an assertion with a JWT-bearer mapping's key.
+    JwtBearerSigned => "jwt_bearer_signed",
+    /// The proxy exchanged an assertion for an access token (or failed to).
+    JwtBearerExchange => "jwt_bearer_exchange",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

@@ -62,6 +62,12 @@ string_id!(
 );
 
 string_id!(
+    /// Id of a JWT-bearer crypto mapping.
+    JwtBearerMappingId,
+    "jwtb"
+);
+
+string_id!(
     /// Id of a recorded flow.
     FlowId,
     "flow"

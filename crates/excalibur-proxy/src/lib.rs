@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 pub mod body;
 pub mod ca;
 pub mod guard;
+pub mod jwt_bearer;
 pub mod metrics;
 mod pipeline;
 pub mod sigv4;
@@ -81,6 +82,7 @@ struct Inner {
     via_name: String,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    tokens: jwt_bearer::TokenCache,
 }
 
 impl std::fmt::Debug for Inner {
@@ -138,6 +140,7 @@ impl Proxy {
                 via_name: config.via_name,
                 tasks,
                 cancel,
+                tokens: jwt_bearer::TokenCache::default(),
             }),
         })
     }

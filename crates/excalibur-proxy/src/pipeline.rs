@@ -407,7 +407,7 @@ impl Proxy {
 }
 
 impl Inner {
-    fn event(&self, event_type: EventType, principal: &str, details: serde_json::Value) {
+    pub(crate) fn event(&self, event_type: EventType, principal: &str, details: serde_json::Value) {
         if self
             .recorder
             .event(NewEvent::new(event_type, principal, details))
@@ -631,6 +631,19 @@ impl Inner {
                 return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
             }
         }
+        // Likewise a JWT-bearer mapping: its access token is injected as the credential.
+        let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
+        if let Some(route) = jwt_bearer {
+            let names = [route.id.clone()];
+            let redeem = RedeemTarget {
+                host: &target.host,
+                path: &path,
+                method: &method,
+            };
+            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
+                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+            }
+        }
         let identity_body = parts
             .headers
             .get(header::CONTENT_ENCODING)
@@ -651,6 +664,7 @@ impl Inner {
             .map(|p| p.placeholders().to_vec())
             .unwrap_or_default();
         redeemed.extend(sigv4.map(|r| r.id.clone()));
+        redeemed.extend(jwt_bearer.map(|r| r.id.clone()));
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -664,6 +678,29 @@ impl Inner {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.headers.append(header::VIA, self.via.clone());
+        // A JWT-bearer mapping's access token replaces whatever the workload sent.
+        let mut injected: Option<(String, excalibur_core::Secret)> = None;
+        if let Some(route) = jwt_bearer {
+            let token = match self.jwt_bearer_token(route, &principal.id).await {
+                Ok(t) => t,
+                Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
+            };
+            let Ok(mut v) =
+                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token))
+            else {
+                return failed(
+                    &flow,
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "token_exchange_failed",
+                        "the access token is not a header value",
+                    ),
+                );
+            };
+            v.set_sensitive(true);
+            parts.headers.insert(header::AUTHORIZATION, v);
+            injected = Some((route.id.clone(), token));
+        }
         // Signing is the last change to the request.
         let (parts, incoming): (_, ProxyBody) = match sigv4 {
             Some(route) => {
@@ -773,6 +810,23 @@ impl Inner {
             f.latency_ms = latency;
         });
         let body = Mediated::new(rbody, scrubber, Some(flow), Direction::Down, None).boxed_unsync();
+        // An injected access token echoed back is scrubbed too (replaced by the mapping id).
+        let body = match injected {
+            Some((id, token)) => {
+                let m = Arc::new(excalibur_mediation::Mediator::new(vec![(id, token)]));
+                for value in rparts.headers.values_mut() {
+                    if let Some(clean) = m.scrub(value.as_bytes())
+                        && let Ok(v) = HeaderValue::from_bytes(&clean)
+                    {
+                        *value = v;
+                    }
+                }
+                rparts.headers.remove(header::CONTENT_LENGTH);
+                Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None)
+                    .boxed_unsync()
+            }
+            None => body,
+        };
         Response::from_parts(rparts, body)
     }
 

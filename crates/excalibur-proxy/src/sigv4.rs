@@ -75,7 +75,10 @@ impl Sigv4Routes {
     /// Routes from stored mappings (unreadable ones are left out and logged).
     pub fn build(mappings: &[(MappingRecord, Secret)]) -> Self {
         let mut routes = Vec::new();
-        for (record, keys) in mappings {
+        for (record, keys) in mappings
+            .iter()
+            .filter(|(r, _)| r.family == excalibur_core::api::CryptoFamily::Sigv4)
+        {
             match Sigv4Route::from_record(record, keys) {
                 Some(r) => routes.push(r),
                 None => {

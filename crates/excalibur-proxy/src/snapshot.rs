@@ -13,6 +13,7 @@ use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
 use excalibur_mediation::Mediator;
 use excalibur_policy::{Policy, PolicyError, PolicyInput};
 
+use crate::jwt_bearer::JwtBearerRoutes;
 use crate::sigv4::Sigv4Routes;
 
 /// The inputs a snapshot is built from (read from the store in one transaction).
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub mediator: Arc<Mediator>,
     /// SigV4 mappings, ready to sign.
     pub sigv4: Sigv4Routes,
+    /// JWT-bearer mappings, ready to sign assertions.
+    pub jwt_bearer: JwtBearerRoutes,
 }
 
 impl Snapshot {
@@ -117,12 +120,14 @@ impl Snapshot {
             })
             .collect();
         let sigv4 = Sigv4Routes::build(&input.mappings);
+        let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         // A mapping is redeemed like a placeholder: by its id, toward its provider's hosts.
         let bindings: Vec<(String, String)> = input
             .placeholders
             .iter()
             .map(|(n, p, _)| (n.clone(), p.clone()))
             .chain(sigv4.bindings())
+            .chain(jwt_bearer.bindings())
             .collect();
         let policy = Policy::compile(PolicyInput {
             rules: &input.rules,
@@ -146,6 +151,7 @@ impl Snapshot {
             policy: Arc::new(policy),
             mediator,
             sigv4,
+            jwt_bearer,
         })
     }
 }

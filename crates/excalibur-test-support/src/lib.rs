@@ -317,3 +317,25 @@ impl Api {
         Ok(v)
     }
 }
+
+/// A throwaway CA and a leaf for `names`: `(ca_pem, leaf_chain_pem, leaf_key_pem)`, for
+/// peers the tests run (Python, nginx) that need TLS files.
+pub fn tls_files(names: &[&str]) -> anyhow::Result<(String, String, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test Peer CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?
+        .signed_by(&leaf_key, &issuer)?;
+    Ok((
+        ca_cert.pem(),
+        format!("{}{}", leaf.pem(), ca_cert.pem()),
+        leaf_key.serialize_pem(),
+    ))
+}

@@ -160,6 +160,7 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-proxy/src/ca.rs",
     "excalibur-mediation/src/substitute.rs",
     "excalibur-mediation/src/sigv4.rs",
+    "excalibur-mediation/src/jwt_bearer.rs",
     "excalibur-api/src/handlers.rs",
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",

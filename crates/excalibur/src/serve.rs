@@ -185,6 +185,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         metrics: api_metrics,
         presign,
+        key_info: Arc::new(excalibur_proxy::jwt_bearer::key_info),
     });
 
     store

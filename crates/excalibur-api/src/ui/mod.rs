@@ -775,8 +775,28 @@ async fn crypto(
             ]
         })
         .collect()
+    } else if active == "jwt-bearer" {
+        load(
+            s.store
+                .mapping_list(excalibur_core::api::CryptoFamily::JwtBearer),
+        )
+        .await?
+        .iter()
+        .map(excalibur_core::api::JwtBearerMapping::from_record)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", esc(&m.id)),
+                esc(&m.provider_id),
+                esc(&m.authority),
+                esc(&m.token_host),
+                esc(&m.resource_host),
+                esc(&m.path_prefix),
+                format!("<code>{}</code>", esc(&m.surrogate)),
+            ]
+        })
+        .collect()
     } else {
-        // JWT Bearer, DPoP and mTLS mappings arrive with their issue.
+        // DPoP and mTLS mappings are not built yet.
         Vec::new()
     };
     let body = format!(

@@ -372,7 +372,11 @@ fn malformed_chunked_bodies_are_refused() {
         // Found by fuzzing: whitespace before the trailer signature changed the length.
         ("padded trailer signature", {
             let mut b = client_chunked(&[10], Some("x-amz-checksum-crc32:AAAAAA==\r\n"));
-            let at = b.windows(24).position(|w| w == b"x-amz-trailer-signature:").unwrap() + 24;
+            let at = b
+                .windows(24)
+                .position(|w| w == b"x-amz-trailer-signature:")
+                .unwrap()
+                + 24;
             b.insert(at, 0x0b);
             b
         }),

@@ -12,6 +12,7 @@
 mod data_plane;
 mod foundation;
 mod hardening;
+mod jwt_bearer;
 mod policy;
 mod sigv4;
 mod ui;

@@ -1,0 +1,364 @@
+//! JWT-bearer mediation on the request path: for a mapped resource host and path, get
+//! an access token (cached until shortly before it expires; one exchange at a time per
+//! mapping; failures never cached; never a token past its expiry) and inject it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use excalibur_core::Secret;
+use excalibur_core::api::{JwtBearerPreset, MappingRecord};
+use excalibur_mediation::jwt_bearer::{self, Assertion, AssertionKey};
+use excalibur_mediation::sigv4::uri_encode;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use serde_json::json;
+
+use crate::body;
+use crate::sigv4::Refusal;
+
+/// Largest token endpoint response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+/// Lifetime assumed when a token response does not say.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// `(alg, kid)` of a private key PEM, or `None` when it is not a usable signing key.
+pub fn key_info(pem: &Secret) -> Option<(String, String)> {
+    AssertionKey::from_pem(pem)
+        .ok()
+        .map(|k| (k.alg().to_owned(), k.kid().to_owned()))
+}
+
+/// One JWT-bearer mapping, ready to sign.
+#[derive(Debug)]
+pub struct JwtBearerRoute {
+    /// Mapping id (the name policy decides redemption on).
+    pub id: String,
+    /// Provider.
+    pub provider_id: String,
+    fingerprint: String,
+    resource_host: String,
+    path_prefix: String,
+    token_host: String,
+    token_path: String,
+    issuer: String,
+    subject: Option<String>,
+    audience: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    preset: JwtBearerPreset,
+    key: AssertionKey,
+}
+
+impl JwtBearerRoute {
+    fn from_record(r: &MappingRecord, pem: &Secret) -> Option<Self> {
+        let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some(Self {
+            id: r.id.clone(),
+            provider_id: r.provider_id.clone(),
+            // Any change to the mapping (key or settings) starts a fresh token cache.
+            fingerprint: format!("{}:{}", r.fingerprint, r.updated_at),
+            resource_host: text("resource_host")?,
+            path_prefix: text("path_prefix")?,
+            token_host: text("token_host")?,
+            token_path: text("token_path")?,
+            issuer: text("issuer")?,
+            subject: text("subject"),
+            audience: text("audience"),
+            scope: text("scope"),
+            client_id: text("client_id"),
+            preset: serde_json::from_value(r.config.get("preset")?.clone()).ok()?,
+            key: AssertionKey::from_pem(pem).ok()?,
+        })
+    }
+
+    fn assertion(&self) -> Assertion<'_> {
+        let github = self.preset == JwtBearerPreset::GithubApp;
+        Assertion {
+            issuer: &self.issuer,
+            subject: if github {
+                None
+            } else {
+                Some(self.subject.as_deref().unwrap_or(&self.issuer))
+            },
+            audience: if github {
+                None
+            } else {
+                self.audience.as_deref()
+            },
+            scope: if self.preset == JwtBearerPreset::Google {
+                self.scope.as_deref()
+            } else {
+                None
+            },
+            // GitHub: exp <= 10 min and iat 60 s back for drift; RFC 7523 profiles: 5 min.
+            lifetime: if github {
+                Duration::from_secs(540)
+            } else {
+                Duration::from_secs(300)
+            },
+            backdate: if github {
+                Duration::from_secs(60)
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+}
+
+/// All JWT-bearer routes of a snapshot.
+#[derive(Debug, Default)]
+pub struct JwtBearerRoutes(Vec<JwtBearerRoute>);
+
+impl JwtBearerRoutes {
+    /// Routes from stored mappings (unreadable ones are left out and logged).
+    pub fn build(mappings: &[(MappingRecord, Secret)]) -> Self {
+        let mut routes = Vec::new();
+        for (record, pem) in mappings
+            .iter()
+            .filter(|(r, _)| r.family == excalibur_core::api::CryptoFamily::JwtBearer)
+        {
+            match JwtBearerRoute::from_record(record, pem) {
+                Some(r) => routes.push(r),
+                None => {
+                    tracing::error!(mapping = %record.id, "JWT-bearer mapping is unreadable; left out")
+                }
+            }
+        }
+        Self(routes)
+    }
+
+    /// Every mapping id with its provider (for policy bindings).
+    pub fn bindings(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.0.iter().map(|r| (r.id.clone(), r.provider_id.clone()))
+    }
+
+    /// The mapping for `host` and `path` (longest path prefix wins).
+    pub fn find(&self, host: &str, path: &str) -> Option<&JwtBearerRoute> {
+        self.0
+            .iter()
+            .filter(|r| r.resource_host == host && path.starts_with(&r.path_prefix))
+            .max_by_key(|r| r.path_prefix.len())
+    }
+}
+
+#[derive(Debug)]
+struct Cached {
+    token: Secret,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// Access tokens by mapping (and key fingerprint: a rotated key starts afresh).
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl TokenCache {
+    fn slot(&self, route: &JwtBearerRoute) -> Slot {
+        let key = format!("{}:{}", route.id, route.fingerprint);
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(slots.entry(key).or_default())
+    }
+}
+
+fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        detail: detail.to_owned(),
+    }
+}
+
+impl crate::Inner {
+    /// The access token to inject for `route`: cached, or exchanged now. Concurrent
+    /// callers share one exchange.
+    pub(crate) async fn jwt_bearer_token(
+        &self,
+        route: &JwtBearerRoute,
+        principal: &str,
+    ) -> Result<Secret, Refusal> {
+        let slot = self.tokens.slot(route);
+        let mut cached = slot.lock().await;
+        let now = Instant::now();
+        if let Some(c) = cached.as_ref()
+            && now < c.refresh_at
+        {
+            return Ok(c.token.clone());
+        }
+        match self.exchange(route, principal).await {
+            Ok((token, lifetime)) => {
+                let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+                let early = (lifetime / 10).min(Duration::from_secs(60));
+                let now = Instant::now();
+                *cached = Some(Cached {
+                    token: token.clone(),
+                    refresh_at: now + lifetime.saturating_sub(early),
+                    expires_at: now + lifetime,
+                });
+                Ok(token)
+            }
+            Err(refusal) => match cached.as_ref() {
+                // Refreshing early failed: the current token is still valid, use it.
+                Some(c) if Instant::now() < c.expires_at => Ok(c.token.clone()),
+                // Never a token past its expiry.
+                _ => {
+                    *cached = None;
+                    Err(refusal)
+                }
+            },
+        }
+    }
+
+    async fn exchange(
+        &self,
+        route: &JwtBearerRoute,
+        principal: &str,
+    ) -> Result<(Secret, Option<Duration>), Refusal> {
+        let assertion = jwt_bearer::sign(&route.key, &route.assertion(), SystemTime::now())
+            .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "jwt_bearer_failed", &e.to_string()))?;
+        self.event(
+            excalibur_core::audit::EventType::JwtBearerSigned,
+            principal,
+            json!({"mapping": route.id, "issuer": route.issuer, "audience": route.audience,
+                   "kid": route.key.kid(), "alg": route.key.alg()}),
+        );
+        if route.preset == JwtBearerPreset::SelfSigned {
+            return Ok((assertion, Some(Duration::from_secs(240))));
+        }
+        let endpoint = format!("https://{}{}", route.token_host, route.token_path);
+        let jwt = String::from_utf8_lossy(assertion.expose()).into_owned();
+        let mut req = Request::post(&endpoint).header(header::ACCEPT, "application/json");
+        let body = if route.preset == JwtBearerPreset::GithubApp {
+            let mut auth = http::HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| {
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "jwt_bearer_failed",
+                    "assertion is not a header value",
+                )
+            })?;
+            auth.set_sensitive(true);
+            req = req
+                .header(header::AUTHORIZATION, auth)
+                .header(header::ACCEPT, "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28");
+            Bytes::new()
+        } else {
+            let mut form = format!(
+                "grant_type={}&assertion={}",
+                uri_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false),
+                uri_encode(&jwt, false)
+            );
+            if let (Some(scope), false) = (&route.scope, route.preset == JwtBearerPreset::Google) {
+                form.push_str(&format!("&scope={}", uri_encode(scope, false)));
+            }
+            if let Some(client) = &route.client_id {
+                form.push_str(&format!("&client_id={}", uri_encode(client, false)));
+            }
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Bytes::from(form)
+        };
+        let req = req
+            .header(header::VIA, self.via.clone())
+            .body(body::full(body))
+            .map_err(|_| {
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "jwt_bearer_failed",
+                    "bad token endpoint",
+                )
+            })?;
+        let outcome = tokio::time::timeout(self.request_timeout, async {
+            let resp = self.client.request(req).await.map_err(|_| None)?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
+                .collect()
+                .await
+                .map_err(|_| Some(status))?
+                .to_bytes();
+            Ok::<_, Option<StatusCode>>((status, bytes))
+        })
+        .await;
+        let (status, bytes) = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(status)) => {
+                self.exchange_event(
+                    route,
+                    principal,
+                    &endpoint,
+                    status.map(|s| s.as_u16()),
+                    "unreachable",
+                );
+                return Err(refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "token_exchange_failed",
+                    "the token endpoint could not be reached",
+                ));
+            }
+            Err(_) => {
+                self.exchange_event(route, principal, &endpoint, None, "timeout");
+                return Err(refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "token_exchange_failed",
+                    "the token endpoint did not answer in time",
+                ));
+            }
+        };
+        if !status.is_success() {
+            self.exchange_event(
+                route,
+                principal,
+                &endpoint,
+                Some(status.as_u16()),
+                "refused",
+            );
+            return Err(refuse(
+                StatusCode::BAD_GATEWAY,
+                "token_exchange_failed",
+                &format!("the token endpoint answered {}", status.as_u16()),
+            ));
+        }
+        match jwt_bearer::parse_token_response(&bytes, SystemTime::now()) {
+            Ok(t) => {
+                self.exchange_event(route, principal, &endpoint, Some(status.as_u16()), "issued");
+                Ok((t.value, t.expires_in))
+            }
+            Err(e) => {
+                self.exchange_event(
+                    route,
+                    principal,
+                    &endpoint,
+                    Some(status.as_u16()),
+                    "unusable",
+                );
+                Err(refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "token_exchange_failed",
+                    &e.to_string(),
+                ))
+            }
+        }
+    }
+
+    fn exchange_event(
+        &self,
+        route: &JwtBearerRoute,
+        principal: &str,
+        endpoint: &str,
+        status: Option<u16>,
+        result: &str,
+    ) {
+        self.event(
+            excalibur_core::audit::EventType::JwtBearerExchange,
+            principal,
+            json!({"mapping": route.id, "token_endpoint": endpoint, "status": status, "result": result}),
+        );
+    }
+}
