@@ -6,8 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreateJwtBearerMapping, CreateSigv4Mapping, CryptoFamily, JwtBearerMapping, JwtBearerPreset,
-    MappingRecord, Namespace, PresignRequest, Revocation, Sigv4Keys, Sigv4Mapping,
+    CreateJwtBearerMapping, CreateMtlsMapping, CreateSigv4Mapping, CryptoFamily, JwtBearerMapping,
+    JwtBearerPreset, MappingRecord, MtlsMapping, Namespace, PresignRequest, Revocation, Sigv4Keys,
+    Sigv4Mapping,
 };
 use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
@@ -17,7 +18,7 @@ use excalibur_core::api::{
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::{
-    CredentialId, IssuedToken, JwtBearerMappingId, RuleId, Sigv4MappingId, TokenId,
+    CredentialId, IssuedToken, JwtBearerMappingId, MtlsMappingId, RuleId, Sigv4MappingId, TokenId,
 };
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
@@ -835,6 +836,87 @@ pub(crate) async fn jwt_bearer_delete(
 ) -> ApiResult {
     s.store
         .mapping_delete(CryptoFamily::JwtBearer, id, c.actor())
+        .await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn mtls_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let records = s.store.mapping_list(CryptoFamily::Mtls).await?;
+    let listed: Vec<MtlsMapping> = records.iter().map(MtlsMapping::from_record).collect();
+    Ok(Json(listed).into_response())
+}
+
+pub(crate) async fn mtls_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateMtlsMapping>,
+) -> ApiResult {
+    if let Some(id) = &req.id {
+        let ok = id
+            .strip_prefix("mtls_")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "`id` must be an existing `mtls_<16 hex>` mapping id",
+            ));
+        }
+    }
+    let authority = req.target_authority.trim().to_ascii_lowercase();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse::<u16>().ok().filter(|p| *p > 0)),
+        None => (authority.clone(), Some(443)),
+    };
+    let Some(port) = port.filter(|_| excalibur_core::hosts::is_host_name(&host)) else {
+        return Err(ApiError::unprocessable(
+            "`target_authority` must be `host` or `host:port`",
+        ));
+    };
+    mapping_provider(&s, &req.provider_id, &[("target_authority", &host)]).await?;
+    if req.real_client_cert_pem.len() > 64 * 1024 || req.real_client_key_pem.len() > 16 * 1024 {
+        return Err(ApiError::unprocessable(
+            "the certificate or key PEM is too large",
+        ));
+    }
+    let key = Secret::new(req.real_client_key_pem.clone().into_bytes());
+    let cert_fp =
+        (s.client_identity)(&req.real_client_cert_pem, &key).map_err(ApiError::unprocessable)?;
+    let id = mapping_id(&s, CryptoFamily::Mtls, req.id.as_ref(), || {
+        MtlsMappingId::generate().as_str().to_owned()
+    })
+    .await?;
+    let config = serde_json::json!({
+        "target_authority": format!("{host}:{port}"),
+        "host": host,
+        "cert_pem": req.real_client_cert_pem,
+        "certificate_fingerprint": cert_fp,
+    });
+    let record = MappingRecord {
+        family: CryptoFamily::Mtls,
+        id,
+        provider_id: req.provider_id.clone(),
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, key, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(MtlsMapping::from_record(&record))).into_response())
+}
+
+pub(crate) async fn mtls_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store
+        .mapping_delete(CryptoFamily::Mtls, id, c.actor())
         .await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())

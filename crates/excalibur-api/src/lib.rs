@@ -83,6 +83,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/crypto/jwt-bearer/mappings"),
     ("post", "/api/crypto/jwt-bearer/mappings"),
     ("delete", "/api/crypto/jwt-bearer/mappings/{id}"),
+    ("get", "/api/crypto/mtls/mappings"),
+    ("post", "/api/crypto/mtls/mappings"),
+    ("delete", "/api/crypto/mtls/mappings/{id}"),
     ("get", "/api/crypto/sigv4/mappings"),
     ("post", "/api/crypto/sigv4/mappings"),
     ("delete", "/api/crypto/sigv4/mappings/{id}"),
@@ -124,7 +127,13 @@ pub struct ApiState {
     pub presign: Presigner,
     /// Reads a private key PEM: `(alg, kid)`, or `None` when it is not a usable key.
     pub key_info: KeyInfo,
+    /// Checks an mTLS client certificate chain and key: the leaf's fingerprint, or why not.
+    pub client_identity: ClientIdentity,
 }
+
+/// Checks a client certificate PEM and its key (wired by the binary to the proxy).
+pub type ClientIdentity =
+    Arc<dyn Fn(&str, &excalibur_core::Secret) -> Result<String, String> + Send + Sync>;
 
 /// Reads a private key PEM for a JWT-bearer mapping (wired by the binary to mediation).
 pub type KeyInfo = Arc<dyn Fn(&excalibur_core::Secret) -> Option<(String, String)> + Send + Sync>;
@@ -251,6 +260,11 @@ pub fn router(state: ApiState) -> Router {
             "/api/crypto/jwt-bearer/mappings/{id}",
             delete(jwt_bearer_delete),
         )
+        .route(
+            "/api/crypto/mtls/mappings",
+            get(mtls_list).post(mtls_create),
+        )
+        .route("/api/crypto/mtls/mappings/{id}", delete(mtls_delete))
         .route(
             "/api/crypto/sigv4/mappings",
             get(sigv4_list).post(sigv4_create),

@@ -100,6 +100,12 @@ event_types! {
     JwtBearerSigned => "jwt_bearer_signed",
     /// The proxy exchanged an assertion for an access token (or failed to).
     JwtBearerExchange => "jwt_bearer_exchange",
+    /// An upstream mTLS mapping was created.
+    MtlsMappingCreated => "mtls_mapping_created",
+    /// An upstream mTLS mapping was replaced (new certificate or key: a rotation).
+    MtlsMappingUpdated => "mtls_mapping_updated",
+    /// An upstream mTLS mapping was deleted.
+    MtlsMappingDeleted => "mtls_mapping_deleted",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

@@ -68,6 +68,12 @@ string_id!(
 );
 
 string_id!(
+    /// Id of an upstream mTLS crypto mapping.
+    MtlsMappingId,
+    "mtls"
+);
+
+string_id!(
     /// Id of a recorded flow.
     FlowId,
     "flow"

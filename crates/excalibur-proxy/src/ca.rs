@@ -205,3 +205,27 @@ impl rustls::server::ResolvesServerCert for FixedCert {
         Some(Arc::clone(&self.0))
     }
 }
+
+/// A client identity for upstream mTLS: the certificate chain and its key, checked to
+/// match. Errors are one-line reasons for the API.
+pub fn client_identity(
+    cert_pem: &str,
+    key_pem: &Secret,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "`real_client_cert_pem` is not a PEM certificate chain".to_owned())?;
+    if certs.is_empty() {
+        return Err("`real_client_cert_pem` holds no certificate".to_owned());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.expose())
+        .map_err(|_| "`real_client_key_pem` is not a PEM private key".to_owned())?;
+    let signing = provider::default_provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|_| "`real_client_key_pem` is not a supported key".to_owned())?;
+    CertifiedKey::new(certs.clone(), signing)
+        .keys_match()
+        .map_err(|_| "the key does not belong to the certificate".to_owned())?;
+    Ok((certs, key))
+}

@@ -28,6 +28,7 @@ pub mod ca;
 pub mod guard;
 pub mod jwt_bearer;
 pub mod metrics;
+pub mod mtls;
 mod pipeline;
 pub mod sigv4;
 pub mod snapshot;
@@ -83,6 +84,8 @@ struct Inner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     tokens: jwt_bearer::TokenCache,
+    mtls_clients: mtls::MtlsClients,
+    roots: Arc<rustls::RootCertStore>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -115,8 +118,10 @@ impl Proxy {
         tasks: TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, ProxyBuildError> {
+        let roots =
+            Arc::new(upstream::roots(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?);
         let tls =
-            upstream::client_tls(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?;
+            upstream::client_tls_with(Arc::clone(&roots), None).map_err(ProxyBuildError::Tls)?;
         let upstream = Arc::new(config.upstream);
         let connector = upstream::Connector::new(Arc::clone(&upstream), tls);
         let client = Client::builder(TokioExecutor::new())
@@ -141,6 +146,8 @@ impl Proxy {
                 tasks,
                 cancel,
                 tokens: jwt_bearer::TokenCache::default(),
+                mtls_clients: mtls::MtlsClients::default(),
+                roots,
             }),
         })
     }

@@ -631,6 +631,23 @@ impl Inner {
                 return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
             }
         }
+        // An mTLS mapping: the proxy's client certificate is the credential.
+        let mtls = if target.https {
+            snap.mtls.find(&target.host, target.port)
+        } else {
+            None
+        };
+        if let Some(route) = mtls {
+            let names = [route.id.clone()];
+            let redeem = RedeemTarget {
+                host: &target.host,
+                path: &path,
+                method: &method,
+            };
+            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
+                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+            }
+        }
         // Likewise a JWT-bearer mapping: its access token is injected as the credential.
         let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
         if let Some(route) = jwt_bearer {
@@ -665,6 +682,7 @@ impl Inner {
             .unwrap_or_default();
         redeemed.extend(sigv4.map(|r| r.id.clone()));
         redeemed.extend(jwt_bearer.map(|r| r.id.clone()));
+        redeemed.extend(mtls.map(|r| r.id.clone()));
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -732,9 +750,31 @@ impl Inner {
             limit,
         )
         .boxed_unsync();
+        // One pooled client per client identity: mapped authorities get their own.
+        let own_client;
+        let client = match mtls {
+            Some(route) => match self.mtls_clients.get(route, &self.upstream, &self.roots) {
+                Ok(c) => {
+                    own_client = c;
+                    &own_client
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, mapping = %route.id, "mTLS client configuration failed");
+                    return failed(
+                        &flow,
+                        refuse(
+                            StatusCode::BAD_GATEWAY,
+                            "mtls_failed",
+                            "the client certificate could not be used",
+                        ),
+                    );
+                }
+            },
+            None => &self.client,
+        };
         let sent = tokio::time::timeout(
             self.request_timeout,
-            self.client.request(Request::from_parts(parts, body)),
+            client.request(Request::from_parts(parts, body)),
         )
         .await;
         let Ok(sent) = sent else {

@@ -14,6 +14,7 @@ use excalibur_mediation::Mediator;
 use excalibur_policy::{Policy, PolicyError, PolicyInput};
 
 use crate::jwt_bearer::JwtBearerRoutes;
+use crate::mtls::MtlsRoutes;
 use crate::sigv4::Sigv4Routes;
 
 /// The inputs a snapshot is built from (read from the store in one transaction).
@@ -52,6 +53,8 @@ pub struct Snapshot {
     pub sigv4: Sigv4Routes,
     /// JWT-bearer mappings, ready to sign assertions.
     pub jwt_bearer: JwtBearerRoutes,
+    /// Upstream mTLS mappings.
+    pub mtls: MtlsRoutes,
 }
 
 impl Snapshot {
@@ -121,6 +124,7 @@ impl Snapshot {
             .collect();
         let sigv4 = Sigv4Routes::build(&input.mappings);
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
+        let mtls = MtlsRoutes::build(&input.mappings);
         // A mapping is redeemed like a placeholder: by its id, toward its provider's hosts.
         let bindings: Vec<(String, String)> = input
             .placeholders
@@ -128,6 +132,7 @@ impl Snapshot {
             .map(|(n, p, _)| (n.clone(), p.clone()))
             .chain(sigv4.bindings())
             .chain(jwt_bearer.bindings())
+            .chain(mtls.bindings())
             .collect();
         let policy = Policy::compile(PolicyInput {
             rules: &input.rules,
@@ -152,6 +157,7 @@ impl Snapshot {
             mediator,
             sigv4,
             jwt_bearer,
+            mtls,
         })
     }
 }

@@ -156,18 +156,39 @@ fn is_own(cfg: &UpstreamConfig, addr: SocketAddr) -> bool {
 pub fn client_tls(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
+    client_tls_with(Arc::new(roots(extra_roots)?), None)
+}
+
+/// The system roots plus `extra_roots`.
+pub fn roots(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::RootCertStore, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     for cert in extra_roots {
         roots.add(cert.clone())?;
     }
-    let mut cfg = ClientConfig::builder_with_provider(Arc::new(
+    Ok(roots)
+}
+
+/// Upstream TLS trusting `roots`, presenting `identity` (chain and key) when given.
+pub fn client_tls_with(
+    roots: Arc<rustls::RootCertStore>,
+    identity: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let builder = ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut cfg = match identity {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
+        None => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -186,6 +186,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         metrics: api_metrics,
         presign,
         key_info: Arc::new(excalibur_proxy::jwt_bearer::key_info),
+        client_identity: Arc::new(|cert: &str, key: &excalibur_core::Secret| {
+            excalibur_proxy::ca::client_identity(cert, key).map(|(certs, _)| {
+                certs
+                    .first()
+                    .map(|c| excalibur_core::secret::fingerprint(c.as_ref()))
+                    .unwrap_or_default()
+            })
+        }),
     });
 
     store

@@ -795,8 +795,28 @@ async fn crypto(
             ]
         })
         .collect()
+    } else if active == "mtls" {
+        load(
+            s.store
+                .mapping_list(excalibur_core::api::CryptoFamily::Mtls),
+        )
+        .await?
+        .iter()
+        .map(excalibur_core::api::MtlsMapping::from_record)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", esc(&m.id)),
+                esc(&m.provider_id),
+                esc(&m.authority),
+                "—".to_owned(),
+                esc(&m.resource_host),
+                esc(&m.path_prefix),
+                format!("<code>{}</code>", esc(&m.surrogate)),
+            ]
+        })
+        .collect()
     } else {
-        // DPoP and mTLS mappings are not built yet.
+        // DPoP mappings are not built yet.
         Vec::new()
     };
     let body = format!(

@@ -13,6 +13,7 @@ mod data_plane;
 mod foundation;
 mod hardening;
 mod jwt_bearer;
+mod mtls;
 mod policy;
 mod sigv4;
 mod ui;
