@@ -6,9 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreateJwtBearerMapping, CreateMtlsMapping, CreateSigv4Mapping, CryptoFamily, JwtBearerMapping,
-    JwtBearerPreset, MappingRecord, MtlsMapping, Namespace, PresignRequest, Revocation, Sigv4Keys,
-    Sigv4Mapping,
+    CreateDpopMapping, CreateJwtBearerMapping, CreateMtlsMapping, CreateSigv4Mapping, CryptoFamily,
+    DpopMapping, JwtBearerMapping, JwtBearerPreset, MappingRecord, MtlsMapping, Namespace,
+    PresignRequest, Revocation, Sigv4Keys, Sigv4Mapping,
 };
 use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
@@ -18,7 +18,8 @@ use excalibur_core::api::{
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::{
-    CredentialId, IssuedToken, JwtBearerMappingId, MtlsMappingId, RuleId, Sigv4MappingId, TokenId,
+    CredentialId, DpopMappingId, IssuedToken, JwtBearerMappingId, MtlsMappingId, RuleId,
+    Sigv4MappingId, TokenId,
 };
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
@@ -917,6 +918,115 @@ pub(crate) async fn mtls_delete(
 ) -> ApiResult {
     s.store
         .mapping_delete(CryptoFamily::Mtls, id, c.actor())
+        .await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn dpop_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let records = s.store.mapping_list(CryptoFamily::Dpop).await?;
+    let listed: Vec<DpopMapping> = records.iter().map(DpopMapping::from_record).collect();
+    Ok(Json(listed).into_response())
+}
+
+pub(crate) async fn dpop_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateDpopMapping>,
+) -> ApiResult {
+    if let Some(id) = &req.id {
+        let ok = id
+            .strip_prefix("dpop_")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "`id` must be an existing `dpop_<16 hex>` mapping id",
+            ));
+        }
+    }
+    validate::ident_pub("provider_id", &req.provider_id)?;
+    let token_host = req.token_host.trim_end_matches('.').to_ascii_lowercase();
+    let resource_host = req.resource_host.trim_end_matches('.').to_ascii_lowercase();
+    for (field, h) in [
+        ("token_host", &token_host),
+        ("resource_host", &resource_host),
+    ] {
+        if !excalibur_core::hosts::is_host_name(h) {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must be an exact host name"
+            )));
+        }
+    }
+    let token_prefix = req
+        .token_path_prefix
+        .clone()
+        .unwrap_or_else(|| "/token".to_owned());
+    let resource_prefix = req
+        .resource_path_prefix
+        .clone()
+        .unwrap_or_else(|| "/".to_owned());
+    for (field, v) in [
+        ("token_path_prefix", &token_prefix),
+        ("resource_path_prefix", &resource_prefix),
+    ] {
+        if !v.starts_with('/')
+            || v.len() > 1024
+            || v.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must start with `/` (no spaces)"
+            )));
+        }
+    }
+    mapping_provider(
+        &s,
+        &req.provider_id,
+        &[
+            ("token_host", &token_host),
+            ("resource_host", &resource_host),
+        ],
+    )
+    .await?;
+    let (key, jkt) = (s.dpop_keygen)()
+        .ok_or_else(|| ApiError::internal(&std::io::Error::other("key generation failed")))?;
+    let id = mapping_id(&s, CryptoFamily::Dpop, req.id.as_ref(), || {
+        DpopMappingId::generate().as_str().to_owned()
+    })
+    .await?;
+    let config = serde_json::json!({
+        "token_host": token_host,
+        "token_path_prefix": token_prefix,
+        "resource_host": resource_host,
+        "resource_path_prefix": resource_prefix,
+        "client_id": req.client_id,
+        "jkt": jkt,
+    });
+    let record = MappingRecord {
+        family: CryptoFamily::Dpop,
+        id,
+        provider_id: req.provider_id.clone(),
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, key, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(DpopMapping::from_record(&record))).into_response())
+}
+
+pub(crate) async fn dpop_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store
+        .mapping_delete(CryptoFamily::Dpop, id, c.actor())
         .await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -80,6 +80,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/exchange/token"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
+    ("get", "/api/crypto/dpop/mappings"),
+    ("post", "/api/crypto/dpop/mappings"),
+    ("delete", "/api/crypto/dpop/mappings/{id}"),
     ("get", "/api/crypto/jwt-bearer/mappings"),
     ("post", "/api/crypto/jwt-bearer/mappings"),
     ("delete", "/api/crypto/jwt-bearer/mappings/{id}"),
@@ -129,6 +132,8 @@ pub struct ApiState {
     pub key_info: KeyInfo,
     /// Checks an mTLS client certificate chain and key: the leaf's fingerprint, or why not.
     pub client_identity: ClientIdentity,
+    /// Generates a DPoP proof key: `(sealed PKCS#8, jkt)`.
+    pub dpop_keygen: Arc<dyn Fn() -> Option<(excalibur_core::Secret, String)> + Send + Sync>,
 }
 
 /// Checks a client certificate PEM and its key (wired by the binary to the proxy).
@@ -252,6 +257,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/exchange/token", post(exchange::workload_token))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))
+        .route(
+            "/api/crypto/dpop/mappings",
+            get(dpop_list).post(dpop_create),
+        )
+        .route("/api/crypto/dpop/mappings/{id}", delete(dpop_delete))
         .route(
             "/api/crypto/jwt-bearer/mappings",
             get(jwt_bearer_list).post(jwt_bearer_create),

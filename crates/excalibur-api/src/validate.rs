@@ -297,3 +297,8 @@ fn printable_pem(pem: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// An identifier field: 1 to 64 of letters, digits, `_` and `-`.
+pub(crate) fn ident_pub(field: &str, v: &str) -> Result<(), ApiError> {
+    ident(field, v, 1, 64, b"_-")
+}

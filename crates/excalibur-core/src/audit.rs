@@ -106,6 +106,14 @@ event_types! {
     MtlsMappingUpdated => "mtls_mapping_updated",
     /// An upstream mTLS mapping was deleted.
     MtlsMappingDeleted => "mtls_mapping_deleted",
+    /// A DPoP mapping was created (with a new proof key).
+    DpopMappingCreated => "dpop_mapping_created",
+    /// A DPoP mapping was replaced (a new proof key: a rotation).
+    DpopMappingUpdated => "dpop_mapping_updated",
+    /// A DPoP mapping was deleted.
+    DpopMappingDeleted => "dpop_mapping_deleted",
+    /// The proxy sent a request with a DPoP proof.
+    DpopSigned => "dpop_signed",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

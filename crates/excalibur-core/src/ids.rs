@@ -74,6 +74,12 @@ string_id!(
 );
 
 string_id!(
+    /// Id of a DPoP crypto mapping.
+    DpopMappingId,
+    "dpop"
+);
+
+string_id!(
     /// Id of a recorded flow.
     FlowId,
     "flow"

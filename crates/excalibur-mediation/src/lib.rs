@@ -10,6 +10,7 @@
 //!
 //! **Start at:** [`Mediator`].
 
+pub mod dpop;
 pub mod jwt_bearer;
 pub mod sigv4;
 mod substitute;

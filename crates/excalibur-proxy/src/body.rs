@@ -27,6 +27,27 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// A hyper body, boxed.
+pub fn incoming(b: hyper::body::Incoming) -> ProxyBody {
+    b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+}
+
+/// Reads a whole body of at most `limit` bytes (trailers are dropped). `None` when it
+/// is larger or fails.
+pub async fn collect_limited(mut body: ProxyBody, limit: usize) -> Option<Bytes> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > limit {
+            return None;
+        }
+        out.extend_from_slice(&data);
+    }
+    Some(out.freeze())
+}
+
 /// An empty body.
 pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod body;
 pub mod ca;
+pub mod dpop;
 pub mod guard;
 pub mod jwt_bearer;
 pub mod metrics;
@@ -85,6 +86,7 @@ struct Inner {
     cancel: CancellationToken,
     tokens: jwt_bearer::TokenCache,
     mtls_clients: mtls::MtlsClients,
+    dpop_nonces: dpop::Nonces,
     roots: Arc<rustls::RootCertStore>,
 }
 
@@ -147,6 +149,7 @@ impl Proxy {
                 cancel,
                 tokens: jwt_bearer::TokenCache::default(),
                 mtls_clients: mtls::MtlsClients::default(),
+                dpop_nonces: dpop::Nonces::default(),
                 roots,
             }),
         })

@@ -584,6 +584,20 @@ impl Inner {
         };
         let mut asked: Vec<String> = found.iter().cloned().collect();
         asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
+        // A body is streamed, so placeholders in it cannot be found before deciding:
+        // those this principal may redeem into bodies toward this host join the permit.
+        if !http_body::Body::is_end_stream(&incoming) {
+            for name in snap.body_candidates(&target.host) {
+                if !asked.iter().any(|a| a == name)
+                    && snap
+                        .policy
+                        .decide_redeem(subject, redeem_target, std::slice::from_ref(name))
+                        .is_ok_and(|p| p.substitute_body())
+                {
+                    asked.push(name.clone());
+                }
+            }
+        }
         let permit = if asked.is_empty() {
             None
         } else {
@@ -648,6 +662,19 @@ impl Inner {
                 return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
             }
         }
+        // A DPoP mapping: token requests and resource calls get proofs from its key.
+        let dpop = snap.dpop.find(&target.host, &path);
+        if let Some(leg) = dpop {
+            let names = [leg.route().id.clone()];
+            let redeem = RedeemTarget {
+                host: &target.host,
+                path: &path,
+                method: &method,
+            };
+            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
+                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+            }
+        }
         // Likewise a JWT-bearer mapping: its access token is injected as the credential.
         let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
         if let Some(route) = jwt_bearer {
@@ -683,6 +710,7 @@ impl Inner {
         redeemed.extend(sigv4.map(|r| r.id.clone()));
         redeemed.extend(jwt_bearer.map(|r| r.id.clone()));
         redeemed.extend(mtls.map(|r| r.id.clone()));
+        redeemed.extend(dpop.map(|l| l.route().id.clone()));
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -772,11 +800,45 @@ impl Inner {
             },
             None => &self.client,
         };
-        let sent = tokio::time::timeout(
-            self.request_timeout,
-            client.request(Request::from_parts(parts, body)),
-        )
-        .await;
+        let sent = match dpop {
+            // A DPoP request may be retried once with a server nonce: its body is read
+            // (bounded) so it can be replayed.
+            Some(leg) => {
+                let limit = usize::try_from(self.max_substitute_body).unwrap_or(usize::MAX);
+                let Some(bytes) = body::collect_limited(body, limit).await else {
+                    return failed(
+                        &flow,
+                        refuse(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "the body is too large to replay",
+                        ),
+                    );
+                };
+                tokio::time::timeout(self.request_timeout, async {
+                    let sent = crate::dpop::send(
+                        client,
+                        &self.dpop_nonces,
+                        leg,
+                        &parts,
+                        bytes,
+                        target.https,
+                        &target.host,
+                        target.port,
+                    )
+                    .await?;
+                    self.event(EventType::DpopSigned, &principal.id, sent.details);
+                    Ok(sent.response)
+                })
+                .await
+            }
+            None => tokio::time::timeout(
+                self.request_timeout,
+                client.request(Request::from_parts(parts, body)),
+            )
+            .await
+            .map(|r| r.map(|resp| resp.map(body::incoming)).map_err(Some)),
+        };
         let Ok(sent) = sent else {
             return failed(
                 &flow,
@@ -787,9 +849,19 @@ impl Inner {
                 ),
             );
         };
-        let resp = match sent {
+        let resp: Response<ProxyBody> = match sent {
             Ok(r) => r,
-            Err(e) => {
+            Err(None) => {
+                return failed(
+                    &flow,
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "dpop_failed",
+                        "the DPoP proof could not be made",
+                    ),
+                );
+            }
+            Err(Some(e)) => {
                 let connect = find_source::<ConnectError>(&e);
                 let resp = match connect {
                     Some(ce) => self.connect_failed(principal, target, &method, ce),

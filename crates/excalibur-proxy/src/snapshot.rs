@@ -13,6 +13,7 @@ use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
 use excalibur_mediation::Mediator;
 use excalibur_policy::{Policy, PolicyError, PolicyInput};
 
+use crate::dpop::DpopRoutes;
 use crate::jwt_bearer::JwtBearerRoutes;
 use crate::mtls::MtlsRoutes;
 use crate::sigv4::Sigv4Routes;
@@ -55,6 +56,10 @@ pub struct Snapshot {
     pub jwt_bearer: JwtBearerRoutes,
     /// Upstream mTLS mappings.
     pub mtls: MtlsRoutes,
+    /// DPoP mappings.
+    pub dpop: DpopRoutes,
+    /// Placeholder names by their provider's hosts (candidates for body substitution).
+    body_candidates: Vec<(Vec<HostPattern>, Vec<String>)>,
 }
 
 impl Snapshot {
@@ -122,9 +127,28 @@ impl Snapshot {
                 (n.name.clone(), domains.collect())
             })
             .collect();
+        let body_candidates = input
+            .providers
+            .iter()
+            .map(|p| {
+                let hosts = p
+                    .hosts
+                    .iter()
+                    .filter_map(|h| HostPattern::parse(h).ok())
+                    .collect();
+                let names = input
+                    .placeholders
+                    .iter()
+                    .filter(|(_, provider, _)| *provider == p.id)
+                    .map(|(n, _, _)| n.clone())
+                    .collect();
+                (hosts, names)
+            })
+            .collect();
         let sigv4 = Sigv4Routes::build(&input.mappings);
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         let mtls = MtlsRoutes::build(&input.mappings);
+        let dpop = DpopRoutes::build(&input.mappings);
         // A mapping is redeemed like a placeholder: by its id, toward its provider's hosts.
         let bindings: Vec<(String, String)> = input
             .placeholders
@@ -133,6 +157,7 @@ impl Snapshot {
             .chain(sigv4.bindings())
             .chain(jwt_bearer.bindings())
             .chain(mtls.bindings())
+            .chain(dpop.bindings())
             .collect();
         let policy = Policy::compile(PolicyInput {
             rules: &input.rules,
@@ -158,6 +183,16 @@ impl Snapshot {
             sigv4,
             jwt_bearer,
             mtls,
+            dpop,
+            body_candidates,
         })
+    }
+
+    /// Placeholders whose provider lists `host`.
+    pub fn body_candidates<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.body_candidates
+            .iter()
+            .filter(move |(hosts, _)| hosts.iter().any(|h| h.matches(host)))
+            .flat_map(|(_, names)| names)
     }
 }

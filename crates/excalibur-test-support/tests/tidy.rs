@@ -161,6 +161,7 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-mediation/src/substitute.rs",
     "excalibur-mediation/src/sigv4.rs",
     "excalibur-mediation/src/jwt_bearer.rs",
+    "excalibur-mediation/src/dpop.rs",
     "excalibur-api/src/handlers.rs",
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",

@@ -186,6 +186,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         metrics: api_metrics,
         presign,
         key_info: Arc::new(excalibur_proxy::jwt_bearer::key_info),
+        dpop_keygen: Arc::new(excalibur_proxy::dpop::generate_key),
         client_identity: Arc::new(|cert: &str, key: &excalibur_core::Secret| {
             excalibur_proxy::ca::client_identity(cert, key).map(|(certs, _)| {
                 certs

@@ -816,8 +816,25 @@ async fn crypto(
         })
         .collect()
     } else {
-        // DPoP mappings are not built yet.
-        Vec::new()
+        load(
+            s.store
+                .mapping_list(excalibur_core::api::CryptoFamily::Dpop),
+        )
+        .await?
+        .iter()
+        .map(excalibur_core::api::DpopMapping::from_record)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", esc(&m.id)),
+                esc(&m.provider_id),
+                esc(&m.authority),
+                esc(&m.token_host),
+                esc(&m.resource_host),
+                esc(&m.path_prefix),
+                format!("<code>{}</code>", esc(&m.surrogate)),
+            ]
+        })
+        .collect()
     };
     let body = format!(
         "<nav class=\"tabs\">{nav}</nav>{}",

@@ -10,6 +10,7 @@
 )]
 
 mod data_plane;
+mod dpop;
 mod foundation;
 mod hardening;
 mod jwt_bearer;
