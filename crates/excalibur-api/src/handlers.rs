@@ -6,9 +6,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    CreateDpopMapping, CreateJwtBearerMapping, CreateMtlsMapping, CreateSigv4Mapping, CryptoFamily,
-    DpopMapping, JwtBearerMapping, JwtBearerPreset, MappingRecord, MtlsMapping, Namespace,
-    PresignRequest, Revocation, Sigv4Keys, Sigv4Mapping,
+    CreateDpopMapping, CreateJwtBearerMapping, CreateMtlsMapping, CreateOauthRefreshMapping,
+    CreateSigv4Mapping, CryptoFamily, DpopMapping, JwtBearerMapping, JwtBearerPreset,
+    MappingRecord, MtlsMapping, Namespace, OauthRefreshKeys, OauthRefreshMapping, PresignRequest,
+    Revocation, Sigv4Keys, Sigv4Mapping,
 };
 use excalibur_core::api::{
     CreatePolicy, CreateServiceCredential, CreateToken, CreateTranslationRule, CreateWebhook,
@@ -18,8 +19,8 @@ use excalibur_core::api::{
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::{
-    CredentialId, DpopMappingId, IssuedToken, JwtBearerMappingId, MtlsMappingId, RuleId,
-    Sigv4MappingId, TokenId,
+    CredentialId, DpopMappingId, IssuedToken, JwtBearerMappingId, MtlsMappingId,
+    OauthRefreshMappingId, RuleId, Sigv4MappingId, TokenId,
 };
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_core::time::Timestamp;
@@ -1027,6 +1028,147 @@ pub(crate) async fn dpop_delete(
 ) -> ApiResult {
     s.store
         .mapping_delete(CryptoFamily::Dpop, id, c.actor())
+        .await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn oauth_refresh_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    let records = s.store.mapping_list(CryptoFamily::OauthRefresh).await?;
+    let listed: Vec<OauthRefreshMapping> = records
+        .iter()
+        .map(OauthRefreshMapping::from_record)
+        .collect();
+    Ok(Json(listed).into_response())
+}
+
+pub(crate) async fn oauth_refresh_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreateOauthRefreshMapping>,
+) -> ApiResult {
+    if let Some(id) = &req.id {
+        let ok = id
+            .strip_prefix("oauthr_")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "`id` must be an existing `oauthr_<16 hex>` mapping id",
+            ));
+        }
+    }
+    validate::ident_pub("provider_id", &req.provider_id)?;
+    let token_host = req.token_host.trim_end_matches('.').to_ascii_lowercase();
+    let resource_host = req.resource_host.as_deref().map_or_else(
+        || token_host.clone(),
+        |h| h.trim_end_matches('.').to_ascii_lowercase(),
+    );
+    for (field, h) in [
+        ("token_host", &token_host),
+        ("resource_host", &resource_host),
+    ] {
+        if !excalibur_core::hosts::is_host_name(h) {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must be an exact host name"
+            )));
+        }
+    }
+    let token_path = req
+        .token_path
+        .clone()
+        .unwrap_or_else(|| "/token".to_owned());
+    for (field, v) in [
+        ("token_path", &token_path),
+        ("path_prefix", &req.path_prefix),
+    ] {
+        if !v.starts_with('/')
+            || v.len() > 1024
+            || v.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must start with `/` (no spaces)"
+            )));
+        }
+    }
+    for (field, v) in [
+        ("client_id", Some(&req.client_id)),
+        ("real_client_secret", req.real_client_secret.as_ref()),
+        ("real_refresh_token", Some(&req.real_refresh_token)),
+    ] {
+        if let Some(v) = v
+            && (v.is_empty() || v.len() > 8192 || !v.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must be 1 to 8192 printable characters without spaces"
+            )));
+        }
+    }
+    mapping_provider(
+        &s,
+        &req.provider_id,
+        &[
+            ("token_host", &token_host),
+            ("resource_host", &resource_host),
+        ],
+    )
+    .await?;
+    let existing = s.store.mapping_list(CryptoFamily::OauthRefresh).await?;
+    let generation = req
+        .id
+        .as_ref()
+        .and_then(|id| existing.iter().find(|m| &m.id == id))
+        .and_then(|m| {
+            m.config
+                .get("generation")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .unwrap_or(0)
+        + 1;
+    let id = mapping_id(&s, CryptoFamily::OauthRefresh, req.id.as_ref(), || {
+        OauthRefreshMappingId::generate().as_str().to_owned()
+    })
+    .await?;
+    let config = serde_json::json!({
+        "token_host": token_host,
+        "token_path": token_path,
+        "resource_host": resource_host,
+        "path_prefix": req.path_prefix,
+        "client_id": req.client_id,
+        "scope": req.scope,
+        "generation": generation,
+    });
+    let keys = OauthRefreshKeys {
+        client_secret: req.real_client_secret,
+        refresh_token: req.real_refresh_token,
+    };
+    let sealed = Secret::new(serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?);
+    drop(keys);
+    let record = MappingRecord {
+        family: CryptoFamily::OauthRefresh,
+        id,
+        provider_id: req.provider_id.clone(),
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, sealed, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(OauthRefreshMapping::from_record(&record))).into_response())
+}
+
+pub(crate) async fn oauth_refresh_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store
+        .mapping_delete(CryptoFamily::OauthRefresh, id, c.actor())
         .await?;
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -89,6 +89,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/crypto/mtls/mappings"),
     ("post", "/api/crypto/mtls/mappings"),
     ("delete", "/api/crypto/mtls/mappings/{id}"),
+    ("get", "/api/crypto/oauth-refresh/mappings"),
+    ("post", "/api/crypto/oauth-refresh/mappings"),
+    ("delete", "/api/crypto/oauth-refresh/mappings/{id}"),
     ("get", "/api/crypto/sigv4/mappings"),
     ("post", "/api/crypto/sigv4/mappings"),
     ("delete", "/api/crypto/sigv4/mappings/{id}"),
@@ -275,6 +278,14 @@ pub fn router(state: ApiState) -> Router {
             get(mtls_list).post(mtls_create),
         )
         .route("/api/crypto/mtls/mappings/{id}", delete(mtls_delete))
+        .route(
+            "/api/crypto/oauth-refresh/mappings",
+            get(oauth_refresh_list).post(oauth_refresh_create),
+        )
+        .route(
+            "/api/crypto/oauth-refresh/mappings/{id}",
+            delete(oauth_refresh_delete),
+        )
         .route(
             "/api/crypto/sigv4/mappings",
             get(sigv4_list).post(sigv4_create),

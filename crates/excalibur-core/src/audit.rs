@@ -114,6 +114,14 @@ event_types! {
     DpopMappingDeleted => "dpop_mapping_deleted",
     /// The proxy sent a request with a DPoP proof.
     DpopSigned => "dpop_signed",
+    /// An OAuth2 refresh mapping was created.
+    OauthRefreshMappingCreated => "oauth_refresh_mapping_created",
+    /// An OAuth2 refresh mapping was replaced, or the proxy stored a rotated refresh token.
+    OauthRefreshMappingUpdated => "oauth_refresh_mapping_updated",
+    /// An OAuth2 refresh mapping was deleted.
+    OauthRefreshMappingDeleted => "oauth_refresh_mapping_deleted",
+    /// The proxy refreshed an access token (or failed to).
+    OauthTokenRefreshed => "oauth_token_refreshed",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

@@ -80,6 +80,12 @@ string_id!(
 );
 
 string_id!(
+    /// Id of an OAuth2 refresh crypto mapping.
+    OauthRefreshMappingId,
+    "oauthr"
+);
+
+string_id!(
     /// Id of a recorded flow.
     FlowId,
     "flow"

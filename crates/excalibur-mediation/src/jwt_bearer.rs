@@ -207,6 +207,40 @@ pub fn bearer(token: &Secret) -> Vec<u8> {
     [&b"Bearer "[..], token.expose()].concat()
 }
 
+/// Opens an OAuth2 refresh mapping's sealed keys: `(client_secret, refresh_token)`.
+pub fn open_refresh_keys(sealed: &Secret) -> Option<(Option<Secret>, Secret)> {
+    let keys: excalibur_core::api::OauthRefreshKeys =
+        serde_json::from_slice(sealed.expose()).ok()?;
+    Some((
+        keys.client_secret
+            .as_ref()
+            .map(|s| Secret::new(s.as_bytes().to_vec())),
+        Secret::new(keys.refresh_token.as_bytes().to_vec()),
+    ))
+}
+
+/// The sealed form of an OAuth2 refresh mapping's keys.
+pub fn seal_refresh_keys(client_secret: Option<&Secret>, refresh_token: &Secret) -> Secret {
+    let text = |s: &Secret| String::from_utf8_lossy(s.expose()).into_owned();
+    let keys = excalibur_core::api::OauthRefreshKeys {
+        client_secret: client_secret.map(text),
+        refresh_token: text(refresh_token),
+    };
+    Secret::new(serde_json::to_vec(&keys).unwrap_or_default())
+}
+
+/// A secret as an `application/x-www-form-urlencoded` value.
+pub fn form_value(s: &Secret) -> String {
+    crate::sigv4::uri_encode(&String::from_utf8_lossy(s.expose()), false)
+}
+
+/// The `refresh_token` of a token response, when the server rotated it.
+pub fn rotated_refresh_token(body: &[u8]) -> Option<Secret> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let t = v.get("refresh_token")?.as_str()?;
+    checked(t).ok()
+}
+
 /// A token goes into a header: printable ASCII only.
 fn checked(token: &str) -> Result<Secret, JwtBearerError> {
     if token.is_empty()

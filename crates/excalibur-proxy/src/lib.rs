@@ -30,6 +30,7 @@ pub mod guard;
 pub mod jwt_bearer;
 pub mod metrics;
 pub mod mtls;
+pub mod oauth_refresh;
 mod pipeline;
 pub mod sigv4;
 pub mod snapshot;
@@ -46,6 +47,14 @@ pub trait Control: Send + Sync + std::fmt::Debug {
         &self,
         id: CredentialId,
         reason: &'static str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Stores new sealed secret material for a crypto mapping the proxy itself changed
+    /// (a rotated OAuth2 refresh token), keeping its settings.
+    fn store_mapping_secret(
+        &self,
+        id: String,
+        secret: excalibur_core::Secret,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
@@ -87,6 +96,7 @@ struct Inner {
     tokens: jwt_bearer::TokenCache,
     mtls_clients: mtls::MtlsClients,
     dpop_nonces: dpop::Nonces,
+    refresh_cache: oauth_refresh::RefreshCache,
     roots: Arc<rustls::RootCertStore>,
 }
 
@@ -150,6 +160,7 @@ impl Proxy {
                 tokens: jwt_bearer::TokenCache::default(),
                 mtls_clients: mtls::MtlsClients::default(),
                 dpop_nonces: dpop::Nonces::default(),
+                refresh_cache: oauth_refresh::RefreshCache::default(),
                 roots,
             }),
         })

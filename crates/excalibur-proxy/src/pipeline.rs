@@ -675,6 +675,19 @@ impl Inner {
                 return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
             }
         }
+        // An OAuth2 refresh mapping: the access token it maintains is the credential.
+        let oauth = snap.oauth_refresh.find(&target.host, &path);
+        if let Some(route) = oauth {
+            let names = [route.id.clone()];
+            let redeem = RedeemTarget {
+                host: &target.host,
+                path: &path,
+                method: &method,
+            };
+            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
+                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+            }
+        }
         // Likewise a JWT-bearer mapping: its access token is injected as the credential.
         let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
         if let Some(route) = jwt_bearer {
@@ -711,6 +724,7 @@ impl Inner {
         redeemed.extend(jwt_bearer.map(|r| r.id.clone()));
         redeemed.extend(mtls.map(|r| r.id.clone()));
         redeemed.extend(dpop.map(|l| l.route().id.clone()));
+        redeemed.extend(oauth.map(|r| r.id.clone()));
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -747,6 +761,28 @@ impl Inner {
             parts.headers.insert(header::AUTHORIZATION, v);
             injected = Some((route.id.clone(), token));
         }
+        if let Some(route) = oauth {
+            let token = match self.oauth_access_token(route, &principal.id, None).await {
+                Ok(t) => t,
+                Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
+            };
+            let Ok(mut v) =
+                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token))
+            else {
+                return failed(
+                    &flow,
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "token_refresh_failed",
+                        "the access token is not a header value",
+                    ),
+                );
+            };
+            v.set_sensitive(true);
+            parts.headers.insert(header::AUTHORIZATION, v);
+            injected = Some((route.id.clone(), token));
+        }
+        let body_empty = http_body::Body::is_end_stream(&incoming);
         // Signing is the last change to the request.
         let (parts, incoming): (_, ProxyBody) = match sigv4 {
             Some(route) => {
@@ -832,12 +868,54 @@ impl Inner {
                 })
                 .await
             }
-            None => tokio::time::timeout(
-                self.request_timeout,
-                client.request(Request::from_parts(parts, body)),
-            )
-            .await
-            .map(|r| r.map(|resp| resp.map(body::incoming)).map_err(Some)),
+            None => {
+                // A bodiless request with a refreshed token can be replayed once on 401.
+                let replay = oauth.filter(|_| body_empty).map(|route| {
+                    (
+                        route,
+                        parts.method.clone(),
+                        parts.uri.clone(),
+                        parts.version,
+                        parts.headers.clone(),
+                    )
+                });
+                let first = tokio::time::timeout(
+                    self.request_timeout,
+                    client.request(Request::from_parts(parts, body)),
+                )
+                .await;
+                match (first, replay, injected.as_mut()) {
+                    (Ok(Ok(resp)), Some((route, m, u, v, mut h)), Some(inj))
+                        if resp.status() == StatusCode::UNAUTHORIZED =>
+                    {
+                        match self
+                            .oauth_access_token(route, &principal.id, Some(&inj.1))
+                            .await
+                        {
+                            Ok(fresh) => match HeaderValue::from_bytes(
+                                &excalibur_mediation::jwt_bearer::bearer(&fresh),
+                            ) {
+                                Ok(mut hv) => {
+                                    hv.set_sensitive(true);
+                                    h.insert(header::AUTHORIZATION, hv);
+                                    inj.1 = fresh;
+                                    let mut req = Request::new(body::empty());
+                                    *req.method_mut() = m;
+                                    *req.uri_mut() = u;
+                                    *req.version_mut() = v;
+                                    *req.headers_mut() = h;
+                                    tokio::time::timeout(self.request_timeout, client.request(req))
+                                        .await
+                                }
+                                Err(_) => Ok(Ok(resp)),
+                            },
+                            Err(_) => Ok(Ok(resp)),
+                        }
+                    }
+                    (first, _, _) => first,
+                }
+                .map(|r| r.map(|resp| resp.map(body::incoming)).map_err(Some))
+            }
         };
         let Ok(sent) = sent else {
             return failed(

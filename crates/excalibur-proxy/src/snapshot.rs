@@ -16,6 +16,7 @@ use excalibur_policy::{Policy, PolicyError, PolicyInput};
 use crate::dpop::DpopRoutes;
 use crate::jwt_bearer::JwtBearerRoutes;
 use crate::mtls::MtlsRoutes;
+use crate::oauth_refresh::OauthRefreshRoutes;
 use crate::sigv4::Sigv4Routes;
 
 /// The inputs a snapshot is built from (read from the store in one transaction).
@@ -58,6 +59,8 @@ pub struct Snapshot {
     pub mtls: MtlsRoutes,
     /// DPoP mappings.
     pub dpop: DpopRoutes,
+    /// OAuth2 refresh mappings.
+    pub oauth_refresh: OauthRefreshRoutes,
     /// Placeholder names by their provider's hosts (candidates for body substitution).
     body_candidates: Vec<(Vec<HostPattern>, Vec<String>)>,
 }
@@ -149,6 +152,7 @@ impl Snapshot {
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         let mtls = MtlsRoutes::build(&input.mappings);
         let dpop = DpopRoutes::build(&input.mappings);
+        let oauth_refresh = OauthRefreshRoutes::build(&input.mappings);
         // A mapping is redeemed like a placeholder: by its id, toward its provider's hosts.
         let bindings: Vec<(String, String)> = input
             .placeholders
@@ -158,6 +162,7 @@ impl Snapshot {
             .chain(jwt_bearer.bindings())
             .chain(mtls.bindings())
             .chain(dpop.bindings())
+            .chain(oauth_refresh.bindings())
             .collect();
         let policy = Policy::compile(PolicyInput {
             rules: &input.rules,
@@ -184,6 +189,7 @@ impl Snapshot {
             jwt_bearer,
             mtls,
             dpop,
+            oauth_refresh,
             body_candidates,
         })
     }

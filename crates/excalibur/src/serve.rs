@@ -468,6 +468,44 @@ impl Control for BinControl {
             }
         })
     }
+
+    fn store_mapping_secret(
+        &self,
+        id: String,
+        secret: excalibur_core::Secret,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (store, snapshots) = (Arc::clone(&self.store), Arc::clone(&self.snapshots));
+        Box::pin(async move {
+            if let Err(e) = Self::store_secret(store, snapshots, id.clone(), secret).await {
+                tracing::error!(error = %excalibur_core::ErrorChain(&e), mapping = %id, "storing a rotated refresh token failed");
+            }
+        })
+    }
+}
+
+impl BinControl {
+    async fn store_secret(
+        store: Arc<dyn Store>,
+        snapshots: Arc<crate::snapshot::Snapshots>,
+        id: String,
+        secret: excalibur_core::Secret,
+    ) -> Result<(), excalibur_store::StoreError> {
+        use excalibur_core::api::CryptoFamily;
+        let family = CryptoFamily::OauthRefresh;
+        let Some(record) = store
+            .mapping_list(family)
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
+        else {
+            return Ok(());
+        };
+        store
+            .mapping_upsert(record, secret, "system".to_owned())
+            .await?;
+        snapshots.rebuild_logged().await;
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {

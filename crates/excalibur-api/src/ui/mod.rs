@@ -735,6 +735,7 @@ async fn crypto(
         ("dpop", "DPoP"),
         ("mtls", "mTLS"),
         ("sigv4", "SigV4"),
+        ("oauth-refresh", "OAuth refresh"),
     ];
     let active = q
         .tab
@@ -809,6 +810,26 @@ async fn crypto(
                 esc(&m.provider_id),
                 esc(&m.authority),
                 "—".to_owned(),
+                esc(&m.resource_host),
+                esc(&m.path_prefix),
+                format!("<code>{}</code>", esc(&m.surrogate)),
+            ]
+        })
+        .collect()
+    } else if active == "oauth-refresh" {
+        load(
+            s.store
+                .mapping_list(excalibur_core::api::CryptoFamily::OauthRefresh),
+        )
+        .await?
+        .iter()
+        .map(excalibur_core::api::OauthRefreshMapping::from_record)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", esc(&m.id)),
+                esc(&m.provider_id),
+                esc(&m.authority),
+                esc(&m.token_host),
                 esc(&m.resource_host),
                 esc(&m.path_prefix),
                 format!("<code>{}</code>", esc(&m.surrogate)),

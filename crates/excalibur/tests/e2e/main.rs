@@ -15,6 +15,7 @@ mod foundation;
 mod hardening;
 mod jwt_bearer;
 mod mtls;
+mod oauth_refresh;
 mod policy;
 mod sigv4;
 mod ui;
