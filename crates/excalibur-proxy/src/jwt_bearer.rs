@@ -234,16 +234,16 @@ impl crate::Inner {
             return Ok((assertion, Some(Duration::from_secs(240))));
         }
         let endpoint = format!("https://{}{}", route.token_host, route.token_path);
-        let jwt = String::from_utf8_lossy(assertion.expose()).into_owned();
         let mut req = Request::post(&endpoint).header(header::ACCEPT, "application/json");
         let body = if route.preset == JwtBearerPreset::GithubApp {
-            let mut auth = http::HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| {
-                refuse(
-                    StatusCode::BAD_GATEWAY,
-                    "jwt_bearer_failed",
-                    "assertion is not a header value",
-                )
-            })?;
+            let mut auth =
+                http::HeaderValue::from_bytes(&jwt_bearer::bearer(&assertion)).map_err(|_| {
+                    refuse(
+                        StatusCode::BAD_GATEWAY,
+                        "jwt_bearer_failed",
+                        "assertion is not a header value",
+                    )
+                })?;
             auth.set_sensitive(true);
             req = req
                 .header(header::AUTHORIZATION, auth)
@@ -254,7 +254,7 @@ impl crate::Inner {
             let mut form = format!(
                 "grant_type={}&assertion={}",
                 uri_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false),
-                uri_encode(&jwt, false)
+                jwt_bearer::form_value(&assertion)
             );
             if let (Some(scope), false) = (&route.scope, route.preset == JwtBearerPreset::Google) {
                 form.push_str(&format!("&scope={}", uri_encode(scope, false)));
