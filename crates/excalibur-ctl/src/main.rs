@@ -299,6 +299,36 @@ enum CryptoCmd {
     /// AWS SigV4 mappings.
     #[command(subcommand)]
     Sigv4(Sigv4Cmd),
+    /// JWT-bearer (RFC 7523) mappings.
+    #[command(subcommand, name = "jwt-bearer")]
+    JwtBearer(MappingCmd),
+    /// DPoP (RFC 9449) mappings.
+    #[command(subcommand)]
+    Dpop(MappingCmd),
+    /// Upstream mTLS mappings.
+    #[command(subcommand)]
+    Mtls(MappingCmd),
+    /// OAuth2 refresh mappings.
+    #[command(subcommand, name = "oauth-refresh")]
+    OauthRefresh(MappingCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingCmd {
+    /// Create a mapping, or replace one (with `"id"`), from a JSON document holding the
+    /// API's fields (keys included): a file, or `-` for stdin. Never from the command line.
+    Add {
+        /// The JSON document.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List mappings (ids, hosts, fingerprints; never keys).
+    List,
+    /// Delete a mapping.
+    Delete {
+        /// Mapping id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -558,6 +588,48 @@ fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// `crypto <family> add|list|delete` for the families configured from a JSON document.
+async fn mapping_cmd(
+    client: &Client,
+    json: bool,
+    family: &str,
+    cmd: MappingCmd,
+) -> anyhow::Result<()> {
+    let base = format!("/api/crypto/{family}/mappings");
+    let show = |v: &Value, cols: &[(&str, &str)]| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            print!("{}", table::render(v, cols));
+        }
+    };
+    match cmd {
+        MappingCmd::Add { file } => {
+            let text = read_value(None, Some(file))?;
+            let doc: Value =
+                serde_json::from_str(&text).context("the mapping document is not JSON")?;
+            show(&client.post(&base, doc).await?, MAPPING_COLUMNS);
+        }
+        MappingCmd::List => show(&client.get(&base).await?, MAPPING_COLUMNS),
+        MappingCmd::Delete { id } => {
+            client.delete(&format!("{base}/{id}")).await?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(())
+}
+
+/// The seed's Crypto Mediation columns, shared by every family's list.
+const MAPPING_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PROVIDER", "provider_id"),
+    ("AUTHORITY", "authority"),
+    ("TOKEN HOST", "token_host"),
+    ("RESOURCE HOST", "resource_host"),
+    ("PATH PREFIX", "path_prefix"),
+    ("SURROGATE", "surrogate"),
+];
 
 const SIGV4_COLUMNS: &[(&str, &str)] = &[
     ("ID", "id"),
@@ -884,6 +956,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ("ALLOWED DOMAINS", "allowed_domains"),
                 ],
             );
+        }
+        Command::Crypto(CryptoCmd::JwtBearer(cmd)) => {
+            mapping_cmd(&client, json, "jwt-bearer", cmd).await?
+        }
+        Command::Crypto(CryptoCmd::Dpop(cmd)) => mapping_cmd(&client, json, "dpop", cmd).await?,
+        Command::Crypto(CryptoCmd::Mtls(cmd)) => mapping_cmd(&client, json, "mtls", cmd).await?,
+        Command::Crypto(CryptoCmd::OauthRefresh(cmd)) => {
+            mapping_cmd(&client, json, "oauth-refresh", cmd).await?;
         }
         Command::Crypto(CryptoCmd::Sigv4(cmd)) => match cmd {
             Sigv4Cmd::Add {

@@ -186,5 +186,38 @@ async fn seed_001_dpop_bound_tokens_through_the_proxy() {
         .unwrap()
         .to_string();
     assert!(listed.contains(&jkt) && !listed.contains("PRIVATE"));
+
+    // The CLI: add from a JSON document on stdin, list with the seed's columns, delete.
+    let doc = json!({"provider_id": "internal-idp", "token_host": AUTH, "resource_host": API, "resource_path_prefix": "/v2"});
+    let (code, out, err) = crate::ctl(
+        &gw,
+        &["crypto", "dpop", "add", "--file", "-"],
+        Some(&doc.to_string()),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("SURROGATE") && out.contains("/v2"), "{out}");
+    let (code, out, _) = crate::ctl(&gw, &["--json", "crypto", "dpop", "list"], None).await;
+    assert_eq!(code, 0);
+    let all: Value = serde_json::from_str(&out).unwrap();
+    let added = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["path_prefix"] == "/v2")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = crate::ctl(&gw, &["crypto", "dpop", "delete", &added], None).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = crate::ctl(
+        &gw,
+        &["crypto", "mtls", "add", "--file", "-"],
+        Some("not json"),
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("not JSON"), "{err}");
     let _ = peer.kill().await;
 }
