@@ -794,10 +794,15 @@ pub(crate) async fn jwt_bearer_create(
         JwtBearerMappingId::generate().as_str().to_owned()
     })
     .await?;
-    let token_path = req.token_path.clone().unwrap_or_else(|| match req.preset {
-        JwtBearerPreset::GithubApp => "/app/installations".to_owned(),
-        _ => "/token".to_owned(),
-    });
+    let token_path = match (&req.token_path, req.preset) {
+        (Some(p), _) => p.clone(),
+        (None, JwtBearerPreset::GithubApp) => {
+            return Err(ApiError::unprocessable(
+                "`token_path` is required for github_app: /app/installations/{installation_id}/access_tokens",
+            ));
+        }
+        (None, _) => "/token".to_owned(),
+    };
     let config = serde_json::json!({
         "token_host": token_host,
         "token_path": token_path,

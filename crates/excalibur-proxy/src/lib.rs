@@ -51,9 +51,12 @@ pub trait Control: Send + Sync + std::fmt::Debug {
 
     /// Stores new sealed secret material for a crypto mapping the proxy itself changed
     /// (a rotated OAuth2 refresh token), keeping its settings.
+    /// `generation` is the operator generation the secret belongs to: if an operator has
+    /// replaced the mapping since, the proxy's value is stale and is not written.
     fn store_mapping_secret(
         &self,
         id: String,
+        generation: u64,
         secret: excalibur_core::Secret,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

@@ -165,9 +165,14 @@ impl crate::Inner {
                 if let Some(new) = rotated {
                     st.refresh_token = new.clone();
                     let sealed = jwt_bearer::seal_refresh_keys(route.client_secret.as_ref(), &new);
-                    let (control, id) = (Arc::clone(&self.control), route.id.clone());
-                    self.tasks
-                        .spawn(async move { control.store_mapping_secret(id, sealed).await });
+                    let (control, id, generation) = (
+                        Arc::clone(&self.control),
+                        route.id.clone(),
+                        route.generation,
+                    );
+                    self.tasks.spawn(async move {
+                        control.store_mapping_secret(id, generation, sealed).await;
+                    });
                 }
                 Ok(access)
             }

@@ -472,11 +472,14 @@ impl Control for BinControl {
     fn store_mapping_secret(
         &self,
         id: String,
+        generation: u64,
         secret: excalibur_core::Secret,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let (store, snapshots) = (Arc::clone(&self.store), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            if let Err(e) = Self::store_secret(store, snapshots, id.clone(), secret).await {
+            if let Err(e) =
+                Self::store_secret(store, snapshots, id.clone(), generation, secret).await
+            {
                 tracing::error!(error = %excalibur_core::ErrorChain(&e), mapping = %id, "storing a rotated refresh token failed");
             }
         })
@@ -488,16 +491,20 @@ impl BinControl {
         store: Arc<dyn Store>,
         snapshots: Arc<crate::snapshot::Snapshots>,
         id: String,
+        generation: u64,
         secret: excalibur_core::Secret,
     ) -> Result<(), excalibur_store::StoreError> {
         use excalibur_core::api::CryptoFamily;
         let family = CryptoFamily::OauthRefresh;
-        let Some(record) = store
-            .mapping_list(family)
-            .await?
-            .into_iter()
-            .find(|m| m.id == id)
-        else {
+        // Only for the generation it was refreshed under: an operator's newer refresh
+        // token is never overwritten by an older rotation.
+        let Some(record) = store.mapping_list(family).await?.into_iter().find(|m| {
+            m.id == id
+                && m.config
+                    .get("generation")
+                    .and_then(serde_json::Value::as_u64)
+                    == Some(generation)
+        }) else {
             return Ok(());
         };
         store

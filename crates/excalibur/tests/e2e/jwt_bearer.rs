@@ -307,6 +307,14 @@ async fn bad_assertions_fail_and_stale_tokens_are_never_injected() {
         .await
         .unwrap();
     assert_eq!(st, 422);
+    let mut github = mapping_body(&s.key_pem, AUDIENCE, None);
+    github["preset"] = json!("github_app");
+    github.as_object_mut().unwrap().remove("token_path");
+    let (st, _, v) = api
+        .send("POST", "/api/crypto/jwt-bearer/mappings", Some(github))
+        .await
+        .unwrap();
+    assert_eq!(st, 422, "github_app needs its installation token path: {v}");
     let mut outside = mapping_body(&s.key_pem, AUDIENCE, None);
     outside["resource_host"] = json!("elsewhere.example");
     let (st, _, _) = api
