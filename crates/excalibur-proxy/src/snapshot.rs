@@ -63,19 +63,24 @@ pub struct Snapshot {
     pub oauth_refresh: OauthRefreshRoutes,
     /// Placeholder names by their provider's hosts (candidates for body substitution).
     body_candidates: Vec<(Vec<HostPattern>, Vec<String>)>,
+    /// Everything the compiled policy was built from, canonical JSON: a rebuild whose
+    /// inputs are unchanged (e.g. only workload bearers changed) reuses the policy.
+    policy_key: String,
 }
 
 impl Snapshot {
     /// An empty snapshot: nobody is identified, nothing is allowed.
     pub fn empty() -> Result<Self, PolicyError> {
-        Self::build(0, SnapshotInput::default(), &[443])
+        Self::build(0, SnapshotInput::default(), &[443], None)
     }
 
     /// Builds a snapshot. CPU-bound (policy compilation, automata): call off the async threads.
+    /// `previous` lends its compiled policy when the policy's inputs did not change.
     pub fn build(
         version: u64,
         input: SnapshotInput,
         allowed_ports: &[u16],
+        previous: Option<&Snapshot>,
     ) -> Result<Self, PolicyError> {
         let mut credentials = CredentialIndex::default();
         let mut egress = Vec::new();
@@ -164,15 +169,39 @@ impl Snapshot {
             .chain(dpop.bindings())
             .chain(oauth_refresh.bindings())
             .collect();
-        let policy = Policy::compile(PolicyInput {
-            rules: &input.rules,
-            providers: &input.providers,
-            placeholders: &bindings,
-            egress: &egress,
-            namespaces: &namespaces,
-            operator: &input.policies,
+        let egress_key: Vec<(&String, Vec<&str>)> = egress
+            .iter()
+            .map(|(p, d)| (p, d.iter().map(HostPattern::as_str).collect()))
+            .collect();
+        let namespaces_key: Vec<(&String, Vec<&str>)> = namespaces
+            .iter()
+            .map(|(n, d)| (n, d.iter().map(HostPattern::as_str).collect()))
+            .collect();
+        let policy_key = serde_json::to_string(&(
+            &input.rules,
+            &input.providers,
+            &bindings,
+            &egress_key,
+            &namespaces_key,
+            &input.policies,
             allowed_ports,
-        })?;
+        ))
+        .unwrap_or_default();
+        let reused = previous
+            .filter(|p| !policy_key.is_empty() && p.policy_key == policy_key)
+            .map(|p| Arc::clone(&p.policy));
+        let policy = match reused {
+            Some(p) => p,
+            None => Arc::new(Policy::compile(PolicyInput {
+                rules: &input.rules,
+                providers: &input.providers,
+                placeholders: &bindings,
+                egress: &egress,
+                namespaces: &namespaces,
+                operator: &input.policies,
+                allowed_ports,
+            })?),
+        };
         let mediator = Arc::new(Mediator::new(
             input
                 .placeholders
@@ -183,7 +212,7 @@ impl Snapshot {
         Ok(Self {
             version,
             credentials,
-            policy: Arc::new(policy),
+            policy,
             mediator,
             sigv4,
             jwt_bearer,
@@ -191,6 +220,7 @@ impl Snapshot {
             dpop,
             oauth_refresh,
             body_candidates,
+            policy_key,
         })
     }
 
@@ -200,5 +230,59 @@ impl Snapshot {
             .iter()
             .filter(move |(hosts, _)| hosts.iter().any(|h| h.matches(host)))
             .flat_map(|(_, names)| names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use excalibur_core::api::{Provider, WorkloadInfo};
+
+    use super::*;
+
+    fn input(workloads: usize) -> SnapshotInput {
+        SnapshotInput {
+            providers: vec![Provider {
+                id: "github".into(),
+                hosts: vec!["api.github.com".into()],
+                passthrough: false,
+            }],
+            workloads: (0..workloads)
+                .map(|i| {
+                    (
+                        WorkloadInfo {
+                            id: format!("wl_{i}"),
+                            namespace: "payments".into(),
+                            principal: format!("k8s:c/payments/sa{i}"),
+                            attestation: "kubernetes".into(),
+                            source: "127.0.0.1".into(),
+                            token_prefix: "xcw_".into(),
+                            created_at: "2026-01-01T00:00:00Z".into(),
+                            expires_at: "2099-01-01T00:00:00Z".into(),
+                            details: serde_json::Value::Null,
+                        },
+                        format!("{i:064x}"),
+                    )
+                })
+                .collect(),
+            ..SnapshotInput::default()
+        }
+    }
+
+    #[test]
+    fn unchanged_policy_inputs_reuse_the_compiled_policy() {
+        let first = Snapshot::build(1, input(0), &[443], None).unwrap();
+        // A new workload bearer changes the credential index, not the policy.
+        let second = Snapshot::build(2, input(1), &[443], Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&first.policy, &second.policy));
+        let wl = excalibur_core::ids::CredentialId::new("wl_0");
+        assert!(second.credentials.is_live(&wl, 0) && !first.credentials.is_live(&wl, 0));
+        // A provider change recompiles.
+        let mut changed = input(1);
+        changed.providers[0].hosts.push("uploads.github.com".into());
+        let third = Snapshot::build(3, changed, &[443], Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(&second.policy, &third.policy));
+        // So do different allowed ports.
+        let fourth = Snapshot::build(4, input(1), &[443, 8443], Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(&second.policy, &fourth.policy));
     }
 }

@@ -60,8 +60,11 @@ impl Snapshots {
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();
-        let snapshot =
-            tokio::task::spawn_blocking(move || Snapshot::build(version, input, &ports)).await??;
+        let previous = self.live.load_full();
+        let snapshot = tokio::task::spawn_blocking(move || {
+            Snapshot::build(version, input, &ports, Some(&previous))
+        })
+        .await??;
         for problem in snapshot.policy.problems() {
             tracing::warn!(problem = %problem, "policy compilation");
         }
