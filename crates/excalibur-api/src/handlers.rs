@@ -1178,3 +1178,11 @@ pub(crate) async fn oauth_refresh_delete(
     (s.reload)().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+pub(crate) async fn netbird_status(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json((s.netbird)().0).into_response())
+}
+
+pub(crate) async fn netbird_peers(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json((s.netbird)().1).into_response())
+}

@@ -96,6 +96,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/crypto/sigv4/mappings"),
     ("delete", "/api/crypto/sigv4/mappings/{id}"),
     ("post", "/api/crypto/sigv4/presign"),
+    ("get", "/api/netbird/status"),
+    ("get", "/api/netbird/peers"),
     ("get", "/metrics"),
     ("get", "/api/flows"),
     ("get", "/api/audit"),
@@ -135,6 +137,8 @@ pub struct ApiState {
     pub key_info: KeyInfo,
     /// Checks an mTLS client certificate chain and key: the leaf's fingerprint, or why not.
     pub client_identity: ClientIdentity,
+    /// The NetBird sync's status and peers.
+    pub netbird: NetbirdSource,
     /// Generates a DPoP proof key: `(sealed PKCS#8, jkt)`.
     pub dpop_keygen: Arc<dyn Fn() -> Option<(excalibur_core::Secret, String)> + Send + Sync>,
 }
@@ -142,6 +146,15 @@ pub struct ApiState {
 /// Checks a client certificate PEM and its key (wired by the binary to the proxy).
 pub type ClientIdentity =
     Arc<dyn Fn(&str, &excalibur_core::Secret) -> Result<String, String> + Send + Sync>;
+
+/// Reads the NetBird sync's current view (wired by the binary).
+pub type NetbirdSource = Arc<
+    dyn Fn() -> (
+            excalibur_core::api::NetbirdStatus,
+            Vec<excalibur_core::api::NetbirdPeer>,
+        ) + Send
+        + Sync,
+>;
 
 /// Reads a private key PEM for a JWT-bearer mapping (wired by the binary to mediation).
 pub type KeyInfo = Arc<dyn Fn(&excalibur_core::Secret) -> Option<(String, String)> + Send + Sync>;
@@ -292,6 +305,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/crypto/sigv4/mappings/{id}", delete(sigv4_delete))
         .route("/api/crypto/sigv4/presign", post(sigv4_presign))
+        .route("/api/netbird/status", get(netbird_status))
+        .route("/api/netbird/peers", get(netbird_peers))
         .route("/metrics", get(metrics))
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))

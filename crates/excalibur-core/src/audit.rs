@@ -122,6 +122,10 @@ event_types! {
     OauthRefreshMappingDeleted => "oauth_refresh_mapping_deleted",
     /// The proxy refreshed an access token (or failed to).
     OauthTokenRefreshed => "oauth_token_refreshed",
+    /// The NetBird peer list changed after a sync.
+    NetbirdSynced => "netbird_synced",
+    /// A NetBird sync failed (the last good state stays in force).
+    NetbirdSyncFailed => "netbird_sync_failed",
     /// A proxy caller was identified.
     ProxyAuthOk => "proxy_auth_ok",
     /// A proxy caller was refused identification.

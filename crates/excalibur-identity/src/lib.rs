@@ -56,6 +56,17 @@ pub struct WorkloadEntry {
     pub expires_ms: i64,
 }
 
+/// A NetBird developer device: identified by its overlay address.
+#[derive(Debug, Clone)]
+pub struct DeviceEntry {
+    /// Principal id, `developer_device:<peer-id>`.
+    pub principal: String,
+    /// The NetBird user.
+    pub user: String,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
 /// Live credentials by token hash.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialIndex {
@@ -63,6 +74,8 @@ pub struct CredentialIndex {
     ids: std::collections::HashSet<CredentialId>,
     workloads: HashMap<String, Arc<WorkloadEntry>>,
     workload_expiry: HashMap<CredentialId, i64>,
+    devices: HashMap<IpAddr, Arc<DeviceEntry>>,
+    device_ids: std::collections::HashSet<CredentialId>,
 }
 
 impl CredentialIndex {
@@ -84,9 +97,18 @@ impl CredentialIndex {
         self.workloads.insert(hash, Arc::new(entry));
     }
 
+    /// Adds a NetBird device under its overlay address (which must lie in the configured
+    /// overlay network: the binary checks, so loopback is never an identity by default).
+    pub fn insert_device(&mut self, ip: IpAddr, entry: DeviceEntry) {
+        self.device_ids
+            .insert(CredentialId::new(entry.principal.clone()));
+        self.devices.insert(ip.to_canonical(), Arc::new(entry));
+    }
+
     /// True when the credential or workload bearer with this id is live at `now_ms`.
     pub fn is_live(&self, id: &CredentialId, now_ms: i64) -> bool {
         self.ids.contains(id)
+            || self.device_ids.contains(id)
             || self
                 .workload_expiry
                 .get(id)
@@ -156,7 +178,24 @@ pub fn identify(
     proxy_authorization: Option<&[u8]>,
     now_ms: i64,
 ) -> Result<Principal, Unidentified> {
-    let header = proxy_authorization.ok_or(Unidentified::Missing)?;
+    let Some(header) = proxy_authorization else {
+        // A NetBird device is identified by its overlay address (WireGuard-authenticated).
+        let source = peer.to_canonical();
+        let device = index.devices.get(&source).ok_or(Unidentified::Missing)?;
+        // A device is attested by the overlay (a Cedar `Workload` with attestation
+        // `netbird`), not an interactive human session.
+        return Ok(Principal {
+            id: device.principal.clone(),
+            kind: PrincipalKind::AttestedWorkload,
+            user: device.user.clone(),
+            namespace: "netbird".to_owned(),
+            groups: device.groups.clone(),
+            attestation: "netbird".to_owned(),
+            factors: Vec::new(),
+            credential_id: Some(CredentialId::new(device.principal.clone())),
+            source,
+        });
+    };
     let token = bearer_token(header)?;
     let hash = token_hash(&token);
     let source = peer.to_canonical();

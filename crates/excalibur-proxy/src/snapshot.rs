@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    MappingRecord, Namespace, PolicyRecord, Provider, ServiceCredentialInfo, TranslationRule,
-    WorkloadInfo,
+    MappingRecord, Namespace, NetbirdPeer, PolicyRecord, Provider, ServiceCredentialInfo,
+    TranslationRule, WorkloadInfo,
 };
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
@@ -38,6 +38,8 @@ pub struct SnapshotInput {
     pub workloads: Vec<(WorkloadInfo, String)>,
     /// Crypto mappings with their opened keys.
     pub mappings: Vec<(MappingRecord, Secret)>,
+    /// NetBird developer devices (already checked to lie in the overlay network).
+    pub devices: Vec<NetbirdPeer>,
 }
 
 /// The request path's view of configuration.
@@ -102,6 +104,25 @@ impl Snapshot {
                     user: info.user,
                     source_network,
                     allowed_domains,
+                },
+            );
+        }
+        for d in &input.devices {
+            let Ok(ip) = d.ip.parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            let domains: Vec<HostPattern> = d
+                .allowed_domains
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect();
+            egress.push((d.principal.clone(), domains));
+            credentials.insert_device(
+                ip,
+                excalibur_identity::DeviceEntry {
+                    principal: d.principal.clone(),
+                    user: d.user.clone(),
+                    groups: d.groups.clone(),
                 },
             );
         }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod cluster;
+pub mod netbird;
 pub mod receiver;
 pub mod s3;
 pub mod upstream;

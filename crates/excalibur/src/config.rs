@@ -54,6 +54,22 @@ pub(crate) struct ServeArgs {
     /// Longest life of a proxy bearer issued by token exchange, in seconds.
     #[arg(long, env = "EXCALIBUR_MAX_WORKLOAD_TOKEN_TTL", default_value_t = 3600)]
     max_workload_token_ttl: u64,
+    /// NetBird management API base URL (e.g. `https://netbird.example/api`).
+    #[arg(long, env = "EXCALIBUR_NETBIRD_SYNC_URL")]
+    netbird_sync_url: Option<String>,
+    /// NetBird personal access token (sent as `Authorization: Token ...`).
+    #[arg(long, env = "EXCALIBUR_NETBIRD_SYNC_TOKEN", hide_env_values = true)]
+    netbird_sync_token: Option<String>,
+    /// Seconds between NetBird syncs.
+    #[arg(long, env = "EXCALIBUR_NETBIRD_SYNC_INTERVAL", default_value_t = 30)]
+    netbird_sync_interval: u64,
+    /// Only peers whose overlay address lies in this network become principals.
+    #[arg(
+        long,
+        env = "EXCALIBUR_NETBIRD_OVERLAY_CIDR",
+        default_value = "100.64.0.0/10"
+    )]
+    netbird_overlay_cidr: String,
     /// Start even if the audit hash chain does not verify (after an investigated incident).
     #[arg(long, env = "EXCALIBUR_DANGEROUS_ALLOW_BROKEN_AUDIT_CHAIN")]
     dangerous_allow_broken_audit_chain: bool,
@@ -223,10 +239,31 @@ pub(crate) struct Config {
     pub(crate) max_workload_token_ttl: std::time::Duration,
     /// `iss` of minted workload tokens.
     pub(crate) issuer_url: String,
+    /// NetBird sync, when configured.
+    pub(crate) netbird: Option<Netbird>,
     /// SPIFFE trust domains.
     pub(crate) spiffe: Vec<RawSpiffe>,
     /// OIDC issuers.
     pub(crate) oidc: Vec<RawOidc>,
+}
+
+/// NetBird sync settings.
+#[derive(Clone)]
+pub(crate) struct Netbird {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) interval: std::time::Duration,
+    pub(crate) overlay: ipnet::IpNet,
+}
+
+impl std::fmt::Debug for Netbird {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netbird")
+            .field("url", &self.url)
+            .field("interval", &self.interval)
+            .field("overlay", &self.overlay)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the cluster's JWKS comes from.
@@ -341,6 +378,34 @@ impl Config {
                 ));
             }
         }
+        let netbird = match (&args.netbird_sync_url, &args.netbird_sync_token) {
+            (None, None) => None,
+            (Some(url), Some(token)) => {
+                let overlay = args.netbird_overlay_cidr.parse::<ipnet::IpNet>();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    errors.push("EXCALIBUR_NETBIRD_SYNC_URL must be an http(s) URL".to_owned());
+                }
+                match overlay {
+                    Ok(overlay) => Some(Netbird {
+                        url: url.trim_end_matches('/').to_owned(),
+                        token: token.clone(),
+                        interval: std::time::Duration::from_secs(args.netbird_sync_interval.max(1)),
+                        overlay,
+                    }),
+                    Err(_) => {
+                        errors.push("EXCALIBUR_NETBIRD_OVERLAY_CIDR is not a CIDR".to_owned());
+                        None
+                    }
+                }
+            }
+            _ => {
+                errors.push(
+                    "NetBird sync needs both EXCALIBUR_NETBIRD_SYNC_URL and EXCALIBUR_NETBIRD_SYNC_TOKEN"
+                        .to_owned(),
+                );
+                None
+            }
+        };
         if !errors.is_empty() {
             bail!("invalid configuration:\n  {}", errors.join("\n  "));
         }
@@ -386,6 +451,7 @@ impl Config {
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             kubernetes,
             issuer_url: args.issuer_url.clone(),
+            netbird,
             spiffe: raw.spiffe,
             oidc: raw.oidc,
             max_workload_token_ttl: std::time::Duration::from_secs(

@@ -4,6 +4,7 @@
 mod config;
 mod idle;
 mod init;
+mod netbird;
 mod record;
 mod serve;
 mod snapshot;

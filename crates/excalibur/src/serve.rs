@@ -185,6 +185,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         metrics: api_metrics,
         presign,
+        netbird: {
+            let view = Arc::clone(&snapshots.netbird);
+            Arc::new(move || {
+                let v = view
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (v.status.clone(), v.peers.clone())
+            })
+        },
         key_info: Arc::new(excalibur_proxy::jwt_bearer::key_info),
         dpop_keygen: Arc::new(excalibur_proxy::dpop::generate_key),
         client_identity: Arc::new(|cert: &str, key: &excalibur_core::Secret| {
@@ -210,6 +219,23 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .await?;
 
     crate::webhooks::init_cursor(store.as_ref()).await?;
+    if let Some(nb) = config.netbird.clone() {
+        {
+            let mut v = snapshots
+                .netbird
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            v.status.configured = true;
+            v.status.sync_url = Some(nb.url.clone());
+        }
+        tracker.spawn(crate::netbird::run(
+            nb,
+            Arc::clone(&snapshots.netbird),
+            Arc::clone(&snapshots),
+            Arc::clone(&store),
+            cancel.clone(),
+        ));
+    }
     let background = tokio::spawn(crate::webhooks::run(
         Arc::clone(&store),
         Arc::clone(&snapshots),

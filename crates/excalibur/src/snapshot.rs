@@ -18,6 +18,8 @@ pub(crate) struct Snapshots {
     version: AtomicU64,
     allowed_ports: Vec<u16>,
     version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+    /// NetBird devices (empty unless a sync is configured).
+    pub(crate) netbird: crate::netbird::SharedView,
 }
 
 impl Snapshots {
@@ -33,6 +35,7 @@ impl Snapshots {
             version: AtomicU64::new(0),
             allowed_ports,
             version_gauge,
+            netbird: crate::netbird::SharedView::default(),
         })
     }
 
@@ -57,6 +60,11 @@ impl Snapshots {
             namespaces: data.namespaces,
             workloads: data.workloads,
             mappings: data.mappings,
+            devices: self
+                .netbird
+                .read()
+                .map(|v| v.peers.clone())
+                .unwrap_or_default(),
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();

@@ -700,9 +700,44 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
 
 async fn netbird(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, Response> {
     let ui = current(&s, &headers).await?;
+    let (status, peers) = (s.netbird)();
+    let state = if !status.configured {
+        "Not configured (set <code>EXCALIBUR_NETBIRD_SYNC_URL</code> and \
+         <code>EXCALIBUR_NETBIRD_SYNC_TOKEN</code>)."
+            .to_owned()
+    } else {
+        let error = status
+            .error
+            .as_deref()
+            .map(|e| format!(" <strong>Last attempt failed:</strong> {} (the last good state stays in force).", esc(e)))
+            .unwrap_or_default();
+        format!(
+            "Synced from <code>{}</code>; last attempt {}, last success {}. {} peers, {} groups, {} routes, {} policies.{error}",
+            esc(status.sync_url.as_deref().unwrap_or_default()),
+            esc(status.last_sync_at.as_deref().unwrap_or("never")),
+            esc(status.last_success_at.as_deref().unwrap_or("never")),
+            status.peers,
+            status.groups,
+            status.routes,
+            status.policies,
+        )
+    };
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            vec![
+                format!("<code>{}</code>", esc(&p.id)),
+                esc(&p.name),
+                esc(&p.ip),
+                esc(&p.groups.join(", ")),
+                format!("<code>{}</code>", esc(&p.principal)),
+                esc(&p.allowed_domains.join(", ")),
+                if p.connected { "connected" } else { "offline" }.to_owned(),
+            ]
+        })
+        .collect();
     let body = format!(
-        "<section class=\"card\"><h2>Sync status</h2><p id=\"netbird-status\">Not configured \
-         (set <code>EXCALIBUR_NETBIRD_SYNC_URL</code> and <code>EXCALIBUR_NETBIRD_SYNC_TOKEN</code>).</p></section><h2>Peers</h2>{}",
+        "<section class=\"card\"><h2>Sync status</h2><p id=\"netbird-status\">{state}</p></section><h2>Peers</h2>{}",
         table(
             "netbird-peers",
             &[
@@ -711,9 +746,10 @@ async fn netbird(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respon
                 "Overlay address",
                 "Groups",
                 "Principal",
-                "Last seen"
+                "Allowed domains",
+                "State"
             ],
-            &[]
+            &rows
         )
     );
     Ok(page("NetBird", &ui, &body))

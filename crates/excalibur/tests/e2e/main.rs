@@ -15,6 +15,7 @@ mod foundation;
 mod hardening;
 mod jwt_bearer;
 mod mtls;
+mod netbird;
 mod oauth_refresh;
 mod policy;
 mod sigv4;
