@@ -604,8 +604,9 @@ impl Inner {
             match snap.policy.decide_redeem(subject, redeem_target, &asked) {
                 Ok(p) => Some(p),
                 Err(deny) => {
-                    return self
-                        .placeholder_denied(principal, target, &method, &path, &asked, &deny);
+                    let resp =
+                        self.placeholder_denied(principal, target, &method, &path, &asked, &deny);
+                    return drained(incoming, resp).await;
                 }
             }
         };
@@ -642,7 +643,9 @@ impl Inner {
                 method: &method,
             };
             if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                return drained(incoming, resp).await;
             }
         }
         // An mTLS mapping: the proxy's client certificate is the credential.
@@ -659,7 +662,9 @@ impl Inner {
                 method: &method,
             };
             if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                return drained(incoming, resp).await;
             }
         }
         // A DPoP mapping: token requests and resource calls get proofs from its key.
@@ -672,7 +677,9 @@ impl Inner {
                 method: &method,
             };
             if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                return drained(incoming, resp).await;
             }
         }
         // An OAuth2 refresh mapping: the access token it maintains is the credential.
@@ -685,7 +692,9 @@ impl Inner {
                 method: &method,
             };
             if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                return drained(incoming, resp).await;
             }
         }
         // Likewise a JWT-bearer mapping: its access token is injected as the credential.
@@ -698,7 +707,9 @@ impl Inner {
                 method: &method,
             };
             if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                return self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
+                return drained(incoming, resp).await;
             }
         }
         let identity_body = parts
@@ -1042,6 +1053,24 @@ impl Inner {
         });
         refuse(StatusCode::FORBIDDEN, "placeholder_denied", &deny.detail)
     }
+}
+
+/// Reads (and discards) a small request body before a refusal is sent, so HTTP/2 clients
+/// see the stream end normally instead of a reset while still sending. Bounded in bytes
+/// and time; a larger or slower body is simply dropped.
+async fn drained(mut body: Incoming, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    const LIMIT: usize = 64 * 1024;
+    let mut seen = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+    resp
 }
 
 /// Records a refusal's status and reason code on the flow, and returns the refusal.
