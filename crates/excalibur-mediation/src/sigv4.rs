@@ -95,6 +95,16 @@ impl Credentials {
         ))
     }
 
+    /// The access key id as a value to scrub from responses.
+    pub fn access_key_id(&self) -> Secret {
+        Secret::new(self.access_key_id.as_bytes().to_vec())
+    }
+
+    /// The session token, if any (it travels upstream, so responses are scrubbed of it).
+    pub fn session_token(&self) -> Option<&Secret> {
+        self.session_token.as_ref()
+    }
+
     /// The first eight characters of the access key id, for audit records.
     pub fn key_id_prefix(&self) -> String {
         let prefix: String = self.access_key_id.chars().take(8).collect();

@@ -750,7 +750,12 @@ impl Inner {
         parts.version = Version::HTTP_11;
         parts.headers.append(header::VIA, self.via.clone());
         // A JWT-bearer mapping's access token replaces whatever the workload sent.
+        // Credentials sent upstream on the workload's behalf are scrubbed from responses
+        // (replaced by the mapping id): an injected token, or a SigV4 session token.
         let mut injected: Option<(String, excalibur_core::Secret)> = None;
+        let sent_values = sigv4
+            .map(crate::sigv4::Sigv4Route::scrub_values)
+            .unwrap_or_default();
         if let Some(route) = jwt_bearer {
             let token = match self.jwt_bearer_token(route, &principal.id).await {
                 Ok(t) => t,
@@ -1012,21 +1017,36 @@ impl Inner {
         });
         let body = Mediated::new(rbody, scrubber, Some(flow), Direction::Down, None).boxed_unsync();
         // An injected access token echoed back is scrubbed too (replaced by the mapping id).
-        let body = match injected {
-            Some((id, token)) => {
-                let m = Arc::new(excalibur_mediation::Mediator::new(vec![(id, token)]));
-                for value in rparts.headers.values_mut() {
-                    if let Some(clean) = m.scrub(value.as_bytes())
-                        && let Ok(v) = HeaderValue::from_bytes(&clean)
-                    {
-                        *value = v;
-                    }
+        // SigV4 key ids and session tokens are scrubbed from headers always, and from
+        // bodies except S3's (object data, whose length clients rely on).
+        let s3_body = sigv4.is_some_and(crate::sigv4::Sigv4Route::is_s3);
+        if !sent_values.is_empty() {
+            let m = excalibur_mediation::Mediator::new(sent_values.clone());
+            for value in rparts.headers.values_mut() {
+                if let Some(clean) = m.scrub(value.as_bytes())
+                    && let Ok(v) = HeaderValue::from_bytes(&clean)
+                {
+                    *value = v;
                 }
-                rparts.headers.remove(header::CONTENT_LENGTH);
-                Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None)
-                    .boxed_unsync()
             }
-            None => body,
+        }
+        let mut scrub_also = if s3_body { Vec::new() } else { sent_values };
+        scrub_also.extend(injected);
+        let body = if scrub_also.is_empty() {
+            body
+        } else {
+            let m = Arc::new(excalibur_mediation::Mediator::new(scrub_also));
+            for value in rparts.headers.values_mut() {
+                if let Some(clean) = m.scrub(value.as_bytes())
+                    && let Ok(v) = HeaderValue::from_bytes(&clean)
+                {
+                    *value = v;
+                }
+            }
+            if method != "HEAD" {
+                rparts.headers.remove(header::CONTENT_LENGTH);
+            }
+            Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None).boxed_unsync()
         };
         Response::from_parts(rparts, body)
     }

@@ -59,6 +59,24 @@ impl Sigv4Route {
         })
     }
 
+    /// Whether response bodies are object data (S3): those are never rewritten.
+    pub fn is_s3(&self) -> bool {
+        self.scope().is_s3()
+    }
+
+    /// What a signed request carries upstream in the clear, to scrub from responses:
+    /// `(name, value)` for the access key id and the session token.
+    pub fn scrub_values(&self) -> Vec<(String, Secret)> {
+        let mut v = vec![(
+            format!("{}.access_key_id", self.id),
+            self.creds.access_key_id(),
+        )];
+        if let Some(t) = self.creds.session_token() {
+            v.push((self.id.clone(), t.clone()));
+        }
+        v
+    }
+
     fn scope(&self) -> Scope<'_> {
         Scope {
             region: &self.region,

@@ -852,3 +852,85 @@ async fn ctl_adds_lists_presigns_and_deletes_mappings() {
     assert!(!out.contains(&id));
     s.s3.stop().await;
 }
+
+#[tokio::test]
+async fn non_s3_requests_are_hash_signed_and_an_echoed_session_token_is_scrubbed() {
+    use excalibur_test_support::upstream::Echo;
+    const STS: &str = "sts.us-east-1.amazonaws.com";
+    const SESSION: &str = "FQoGZXIvYXdzEXAMPLE-REAL-SESSION-TOKEN-0123456789";
+    let echo = Echo::start(&[STS]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"{STS}:443={}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post("/api/providers", json!({"id": "aws-sts", "hosts": [STS]}))
+        .await
+        .unwrap();
+    let m = api
+        .post("/api/crypto/sigv4/mappings", json!({"provider_id": "aws-sts", "target_host": STS, "region": "us-east-1",
+               "service": "sts", "real_access_key_id": REAL_AKID, "real_secret_access_key": REAL_SECRET,
+               "real_session_token": SESSION}))
+        .await
+        .unwrap();
+    assert_eq!(m["session_token"], true);
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "sigv4_*", "hosts": [STS]}),
+    )
+    .await
+    .unwrap();
+    let (_, token) = crate::data_plane::credential(&gw, "ci", "127.0.0.0/8", &[STS]).await;
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(&gw),
+        "--proxy-user",
+        &format!("ci:{token}"),
+        "--cacert",
+        gw.data_dir.join("ca.pem").to_str().unwrap(),
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "-d",
+        "Action=GetCallerIdentity&Version=2011-06-15",
+        &format!("https://{STS}/"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // The echo shows the request back: the session token is replaced by the mapping id.
+    assert!(
+        !out.contains(SESSION),
+        "the session token leaked back: {out}"
+    );
+    assert!(out.contains(m["id"].as_str().unwrap()), "{out}");
+    let seen = echo.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("x-amz-security-token"), Some(SESSION));
+    let auth = last.header("authorization").unwrap();
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={REAL_AKID}/")),
+        "{auth}"
+    );
+    assert!(auth.contains("/us-east-1/sts/aws4_request"), "{auth}");
+    assert!(
+        auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token"),
+        "{auth}"
+    );
+    // Non-S3: the full body hash is signed, no x-amz-content-sha256 is added.
+    assert!(last.header("x-amz-content-sha256").is_none());
+    assert_eq!(last.body, b"Action=GetCallerIdentity&Version=2011-06-15");
+    let signed = wait_events(&gw, "sigv4_signed", 1).await;
+    assert_eq!(signed[0]["details"]["payload"], "sha256");
+}
