@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio_rustls::LazyConfigAcceptor;
+use tracing::Instrument as _;
 
 use crate::body::{self, Direction, FlowState, Mediated, ProxyBody};
 use crate::snapshot::Snapshot;
@@ -130,7 +131,25 @@ impl Proxy {
         if snap.policy.is_passthrough(&target.host) {
             let tcp = match connect_tcp(&inner.upstream, &target.host, target.port).await {
                 Ok(t) => t,
-                Err(e) => return inner.connect_failed(&principal, &target, "CONNECT", &e),
+                Err(e) => {
+                    let resp = inner.connect_refusal(&principal, &target, "CONNECT", &e);
+                    let status = resp.status();
+                    let decision = if status == StatusCode::FORBIDDEN {
+                        "deny"
+                    } else {
+                        "allow"
+                    };
+                    let flow = inner.flow_state(
+                        &principal,
+                        "CONNECT",
+                        &target,
+                        "",
+                        decision,
+                        Some(e.reason()),
+                    );
+                    flow.update(|f| f.status = status.as_u16());
+                    return resp;
+                }
             };
             let flow = inner.flow_state(&principal, "CONNECT", &target, "", "allow", None);
             flow.update(|f| f.status = 200);
@@ -265,7 +284,11 @@ impl Proxy {
             *resp.status_mut() = StatusCode::MISDIRECTED_REQUEST;
             return resp;
         }
-        inner.forward(&snap, principal, subject, &target, req).await
+        let span = request_span(&target, &req);
+        inner
+            .forward(&snap, principal, subject, &target, req)
+            .instrument(span)
+            .await
     }
 
     async fn absolute_form(
@@ -305,8 +328,10 @@ impl Proxy {
             Ok(who) => who,
             Err(resp) => return resp,
         };
+        let span = request_span(&target, &req);
         inner
             .forward(&snap, &principal, &subject, &target, req)
+            .instrument(span)
             .await
     }
 
@@ -458,9 +483,12 @@ impl Inner {
         decision: &str,
         reason: Option<&str>,
     ) -> Arc<FlowState> {
+        let id = FlowId::generate().to_string();
+        // Log lines of this request carry the flow's id (JSON logs: `span.request_id`).
+        tracing::Span::current().record("request_id", id.as_str());
         FlowState::with_metrics(
             Flow {
-                id: FlowId::generate().to_string(),
+                id,
                 ts: Timestamp::now().to_rfc3339(),
                 principal: principal.to_owned(),
                 method: method.to_owned(),
@@ -496,7 +524,9 @@ impl Inner {
         refuse(StatusCode::FORBIDDEN, deny.reason, &deny.detail)
     }
 
-    fn connect_failed(
+    /// The refusal (and, for guard denials, the audit event) for a failed upstream
+    /// connect. The caller records the flow: exactly one per request.
+    fn connect_refusal(
         &self,
         p: &Principal,
         t: &Target,
@@ -520,19 +550,6 @@ impl Inner {
         } else {
             tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %t.host, "upstream failed");
         }
-        let flow = self.flow_state(
-            p,
-            method,
-            t,
-            "",
-            if status == StatusCode::FORBIDDEN {
-                "deny"
-            } else {
-                "allow"
-            },
-            Some(e.reason()),
-        );
-        flow.update(|f| f.status = status.as_u16());
         refuse(status, e.reason(), &e.to_string())
     }
 
@@ -958,7 +975,13 @@ impl Inner {
             Err(Some(e)) => {
                 let connect = find_source::<ConnectError>(&e);
                 let resp = match connect {
-                    Some(ce) => self.connect_failed(principal, target, &method, ce),
+                    Some(ce) => {
+                        let resp = self.connect_refusal(principal, target, &method, ce);
+                        if resp.status() == StatusCode::FORBIDDEN {
+                            flow.update(|f| f.decision = "deny".to_owned());
+                        }
+                        resp
+                    }
                     None => {
                         let too_large = find_source::<body::BodyTooLarge>(&e).is_some();
                         tracing::warn!(error = %excalibur_core::ErrorChain(&e), host = %target.host, "upstream request failed");
@@ -1091,6 +1114,17 @@ async fn drained(mut body: Incoming, resp: Response<ProxyBody>) -> Response<Prox
     })
     .await;
     resp
+}
+
+/// The span every log line of one proxied request is recorded in; `request_id` is the
+/// flow id, filled in once the flow exists.
+fn request_span<B>(target: &Target, req: &Request<B>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = tracing::field::Empty,
+        method = %req.method(),
+        host = %target.host,
+    )
 }
 
 /// Records a refusal's status and reason code on the flow, and returns the refusal.

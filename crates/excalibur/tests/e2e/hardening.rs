@@ -411,3 +411,99 @@ async fn a_broken_chain_stops_the_start_unless_told() {
         2
     );
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_of_the_flow_and_no_secret() {
+    const REAL: &str = "ghp_REAL_json_log_check_0123456789";
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let down = free_port().unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\", \"down.example:443={down}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            env: vec![("EXCALIBUR_LOG_FORMAT".into(), "json".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com", "down.example"]}),
+    )
+    .await
+    .unwrap();
+    api.post("/api/placeholders", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": REAL, "provider_id": "github"}))
+        .await
+        .unwrap();
+    api.post("/api/translation-rules", json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com", "down.example"]}))
+        .await
+        .unwrap();
+    let (_, token) = credential(
+        &gw,
+        "logs",
+        "127.0.0.0/8",
+        &["api.github.com", "down.example"],
+    )
+    .await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    // One request that works (with a secret substituted) and one whose upstream is down.
+    for host in ["api.github.com", "down.example"] {
+        let (code, _, err) = curl(&[
+            "-x",
+            &proxy_url(&gw),
+            "--proxy-user",
+            &format!("x:{token}"),
+            "--cacert",
+            &ca,
+            "-H",
+            "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+            "-o",
+            "/dev/null",
+            &format!("https://{host}/user"),
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let flows = api.get("/api/flows?limit=10").await.unwrap();
+    let down_flows: Vec<&serde_json::Value> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["host"] == "down.example")
+        .collect();
+    assert_eq!(down_flows.len(), 1, "one flow per request: {down_flows:?}");
+    assert_eq!(down_flows[0]["status"], 502);
+    let failed = down_flows[0]["id"].as_str().unwrap().to_owned();
+    let mut found = false;
+    for _ in 0..50 {
+        let out = gw.output();
+        assert!(!out.contains(REAL), "a secret reached the logs");
+        found = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| {
+                l["level"] == "WARN"
+                    && l["span"]["request_id"] == failed.as_str()
+                    && l["span"]["host"] == "down.example"
+            });
+        if found {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        found,
+        "no JSON log line carries request_id {failed}:\n{}",
+        gw.output()
+    );
+}
