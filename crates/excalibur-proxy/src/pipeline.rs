@@ -1028,7 +1028,8 @@ impl Inner {
             }
         }
         let scrubber = (!mediator.is_empty() && !compressed).then(|| mediator.body_scrubber());
-        if scrubber.is_some() {
+        // A rewritten body changes length; a HEAD answer (no body) keeps its length.
+        if scrubber.is_some() && method != "HEAD" {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
         self.metrics.upstream(started.elapsed().as_secs_f64());
@@ -1071,6 +1072,12 @@ impl Inner {
             }
             Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None).boxed_unsync()
         };
+        if method == "HEAD" {
+            // A HEAD answer has no body, whatever its Content-Length says: send an ended
+            // body (HTTP/2 resets a stream whose DATA disagrees with Content-Length).
+            drop(body);
+            return Response::from_parts(rparts, body::empty());
+        }
         Response::from_parts(rparts, body)
     }
 

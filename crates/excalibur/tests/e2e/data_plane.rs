@@ -265,6 +265,27 @@ async fn seed_000_service_credential_flow_with_curl() {
     );
     assert!(text.contains("excalibur_snapshot_version"));
     assert!(!text.contains(GITHUB_REAL) && !text.contains("ci-runner"));
+
+    // HEAD: the response is scrubbed like any other, and keeps its Content-Length.
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--cacert",
+        &ca_arg(&s),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "-I",
+        "https://api.github.com/user",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.to_ascii_lowercase().contains("content-length:"),
+        "{out}"
+    );
+    assert!(!out.contains(GITHUB_REAL));
 }
 
 #[tokio::test]
