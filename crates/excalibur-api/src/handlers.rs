@@ -576,48 +576,13 @@ pub(crate) async fn sigv4_create(
     JsonBody(req): JsonBody<CreateSigv4Mapping>,
 ) -> ApiResult {
     validate::sigv4(&req)?;
-    let providers = s.store.provider_list().await?;
-    let Some(provider) = providers.iter().find(|p| p.id == req.provider_id) else {
-        return Err(ApiError::unprocessable(format!(
-            "provider `{}` does not exist; create it first with POST /api/providers",
-            req.provider_id
-        )));
-    };
-    if provider.passthrough {
-        return Err(ApiError::unprocessable(format!(
-            "provider `{}` is passthrough: its traffic is tunnelled and cannot be signed",
-            provider.id
-        )));
-    }
     let target = HostPattern::parse(&req.target_host)
         .map_err(|e| ApiError::unprocessable(format!("`target_host`: {e}")))?;
-    let covered = provider
-        .hosts
-        .iter()
-        .filter_map(|h| HostPattern::parse(h).ok())
-        .any(|h| target.within(&h));
-    if !covered {
-        return Err(ApiError::unprocessable(format!(
-            "`target_host` `{}` is not one of provider `{}`'s hosts {:?}; the key may only be used there",
-            target.as_str(),
-            provider.id,
-            provider.hosts
-        )));
-    }
-    let id = match &req.id {
-        Some(id) => {
-            let existing = s.store.mapping_list(CryptoFamily::Sigv4).await?;
-            if !existing.iter().any(|m| &m.id == id) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("no SigV4 mapping `{id}`; omit `id` to create one"),
-                ));
-            }
-            id.clone()
-        }
-        None => Sigv4MappingId::generate().as_str().to_owned(),
-    };
+    mapping_provider(&s, &req.provider_id, &[("target_host", target.as_str())]).await?;
+    let id = mapping_id(&s, CryptoFamily::Sigv4, req.id.as_ref(), || {
+        Sigv4MappingId::generate().as_str().to_owned()
+    })
+    .await?;
     let prefix: String = req.real_access_key_id.chars().take(8).collect();
     let config = serde_json::json!({
         "target_host": target.as_str(),
@@ -634,22 +599,16 @@ pub(crate) async fn sigv4_create(
     };
     let sealed = Secret::new(serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?);
     drop(keys);
-    let record = MappingRecord {
-        family: CryptoFamily::Sigv4,
+    let (record, status) = save_mapping(
+        &s,
+        c.actor(),
+        CryptoFamily::Sigv4,
         id,
-        provider_id: req.provider_id,
+        req.provider_id,
         config,
-        fingerprint: String::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    };
-    let (record, created) = s.store.mapping_upsert(record, sealed, c.actor()).await?;
-    (s.reload)().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+        sealed,
+    )
+    .await?;
     Ok((status, Json(Sigv4Mapping::from_record(&record))).into_response())
 }
 
@@ -732,7 +691,38 @@ async fn mapping_provider(
     Ok(())
 }
 
-/// The id to write: a new one, or an existing mapping of this family (404 otherwise).
+/// Stores a mapping (sealing `secret`), reloads the snapshot, and answers 201 for a new
+/// mapping, 200 for a replaced one.
+async fn save_mapping(
+    s: &ApiState,
+    actor: String,
+    family: CryptoFamily,
+    id: String,
+    provider_id: String,
+    config: serde_json::Value,
+    secret: Secret,
+) -> Result<(MappingRecord, StatusCode), ApiError> {
+    let record = MappingRecord {
+        family,
+        id,
+        provider_id,
+        config,
+        fingerprint: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (record, created) = s.store.mapping_upsert(record, secret, actor).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((record, status))
+}
+
+/// The id to write: a new one, or an existing mapping of this family (404 otherwise,
+/// which also answers any id that is not one of ours).
 async fn mapping_id(
     s: &ApiState,
     family: CryptoFamily,
@@ -817,22 +807,16 @@ pub(crate) async fn jwt_bearer_create(
         "alg": alg,
         "kid": kid,
     });
-    let record = MappingRecord {
-        family: CryptoFamily::JwtBearer,
+    let (record, status) = save_mapping(
+        &s,
+        c.actor(),
+        CryptoFamily::JwtBearer,
         id,
-        provider_id: req.provider_id.clone(),
+        req.provider_id.clone(),
         config,
-        fingerprint: String::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    };
-    let (record, created) = s.store.mapping_upsert(record, pem, c.actor()).await?;
-    (s.reload)().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+        pem,
+    )
+    .await?;
     Ok((status, Json(JwtBearerMapping::from_record(&record))).into_response())
 }
 
@@ -859,16 +843,6 @@ pub(crate) async fn mtls_create(
     State(s): State<ApiState>,
     JsonBody(req): JsonBody<CreateMtlsMapping>,
 ) -> ApiResult {
-    if let Some(id) = &req.id {
-        let ok = id
-            .strip_prefix("mtls_")
-            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
-            return Err(ApiError::unprocessable(
-                "`id` must be an existing `mtls_<16 hex>` mapping id",
-            ));
-        }
-    }
     let authority = req.target_authority.trim().to_ascii_lowercase();
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h.to_owned(), p.parse::<u16>().ok().filter(|p| *p > 0)),
@@ -898,22 +872,16 @@ pub(crate) async fn mtls_create(
         "cert_pem": req.real_client_cert_pem,
         "certificate_fingerprint": cert_fp,
     });
-    let record = MappingRecord {
-        family: CryptoFamily::Mtls,
+    let (record, status) = save_mapping(
+        &s,
+        c.actor(),
+        CryptoFamily::Mtls,
         id,
-        provider_id: req.provider_id.clone(),
+        req.provider_id.clone(),
         config,
-        fingerprint: String::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    };
-    let (record, created) = s.store.mapping_upsert(record, key, c.actor()).await?;
-    (s.reload)().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+        key,
+    )
+    .await?;
     Ok((status, Json(MtlsMapping::from_record(&record))).into_response())
 }
 
@@ -940,16 +908,6 @@ pub(crate) async fn dpop_create(
     State(s): State<ApiState>,
     JsonBody(req): JsonBody<CreateDpopMapping>,
 ) -> ApiResult {
-    if let Some(id) = &req.id {
-        let ok = id
-            .strip_prefix("dpop_")
-            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
-            return Err(ApiError::unprocessable(
-                "`id` must be an existing `dpop_<16 hex>` mapping id",
-            ));
-        }
-    }
     validate::ident_pub("provider_id", &req.provider_id)?;
     let token_host = req.token_host.trim_end_matches('.').to_ascii_lowercase();
     let resource_host = req.resource_host.trim_end_matches('.').to_ascii_lowercase();
@@ -1007,22 +965,16 @@ pub(crate) async fn dpop_create(
         "client_id": req.client_id,
         "jkt": jkt,
     });
-    let record = MappingRecord {
-        family: CryptoFamily::Dpop,
+    let (record, status) = save_mapping(
+        &s,
+        c.actor(),
+        CryptoFamily::Dpop,
         id,
-        provider_id: req.provider_id.clone(),
+        req.provider_id.clone(),
         config,
-        fingerprint: String::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    };
-    let (record, created) = s.store.mapping_upsert(record, key, c.actor()).await?;
-    (s.reload)().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+        key,
+    )
+    .await?;
     Ok((status, Json(DpopMapping::from_record(&record))).into_response())
 }
 
@@ -1052,16 +1004,6 @@ pub(crate) async fn oauth_refresh_create(
     State(s): State<ApiState>,
     JsonBody(req): JsonBody<CreateOauthRefreshMapping>,
 ) -> ApiResult {
-    if let Some(id) = &req.id {
-        let ok = id
-            .strip_prefix("oauthr_")
-            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
-            return Err(ApiError::unprocessable(
-                "`id` must be an existing `oauthr_<16 hex>` mapping id",
-            ));
-        }
-    }
     validate::ident_pub("provider_id", &req.provider_id)?;
     let token_host = req.token_host.trim_end_matches('.').to_ascii_lowercase();
     let resource_host = req.resource_host.as_deref().map_or_else(
@@ -1148,22 +1090,16 @@ pub(crate) async fn oauth_refresh_create(
     };
     let sealed = Secret::new(serde_json::to_vec(&keys).map_err(|e| ApiError::internal(&e))?);
     drop(keys);
-    let record = MappingRecord {
-        family: CryptoFamily::OauthRefresh,
+    let (record, status) = save_mapping(
+        &s,
+        c.actor(),
+        CryptoFamily::OauthRefresh,
         id,
-        provider_id: req.provider_id.clone(),
+        req.provider_id.clone(),
         config,
-        fingerprint: String::new(),
-        created_at: String::new(),
-        updated_at: String::new(),
-    };
-    let (record, created) = s.store.mapping_upsert(record, sealed, c.actor()).await?;
-    (s.reload)().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+        sealed,
+    )
+    .await?;
     Ok((status, Json(OauthRefreshMapping::from_record(&record))).into_response())
 }
 

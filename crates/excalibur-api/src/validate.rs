@@ -187,16 +187,6 @@ fn printable(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
 
 /// A SigV4 mapping's fields (the provider and host binding are checked by the handler).
 pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(), ApiError> {
-    if let Some(id) = &req.id {
-        let ok = id
-            .strip_prefix("sigv4_")
-            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
-            return Err(ApiError::unprocessable(
-                "`id` must be an existing `sigv4_<16 hex>` mapping id",
-            ));
-        }
-    }
     ident("provider_id", &req.provider_id, 1, 64, b"_-")?;
     hosts("target_host", std::slice::from_ref(&req.target_host), false)?;
     if !req.path_prefix.starts_with('/')
@@ -236,16 +226,6 @@ pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(),
 pub(crate) fn jwt_bearer(
     req: &excalibur_core::api::CreateJwtBearerMapping,
 ) -> Result<(), ApiError> {
-    if let Some(id) = &req.id {
-        let ok = id
-            .strip_prefix("jwtb_")
-            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ok {
-            return Err(ApiError::unprocessable(
-                "`id` must be an existing `jwtb_<16 hex>` mapping id",
-            ));
-        }
-    }
     ident("provider_id", &req.provider_id, 1, 64, b"_-")?;
     hosts("token_host", std::slice::from_ref(&req.token_host), false)?;
     if let Some(h) = &req.resource_host {

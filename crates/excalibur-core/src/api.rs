@@ -619,6 +619,22 @@ pub struct MappingRecord {
     pub updated_at: String,
 }
 
+impl MappingRecord {
+    /// The family's listed form (as the API returns it), as JSON.
+    pub fn listed(&self) -> serde_json::Value {
+        let v = match self.family {
+            CryptoFamily::Sigv4 => serde_json::to_value(Sigv4Mapping::from_record(self)),
+            CryptoFamily::JwtBearer => serde_json::to_value(JwtBearerMapping::from_record(self)),
+            CryptoFamily::Mtls => serde_json::to_value(MtlsMapping::from_record(self)),
+            CryptoFamily::Dpop => serde_json::to_value(DpopMapping::from_record(self)),
+            CryptoFamily::OauthRefresh => {
+                serde_json::to_value(OauthRefreshMapping::from_record(self))
+            }
+        };
+        v.unwrap_or_default()
+    }
+}
+
 /// `POST /api/crypto/sigv4/mappings` (seed 001 §4). With `id`, replaces that mapping
 /// (rotation); without, creates one.
 #[derive(Clone, Serialize, Deserialize)]

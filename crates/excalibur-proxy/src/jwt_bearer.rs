@@ -16,7 +16,7 @@ use http_body_util::{BodyExt as _, Limited};
 use serde_json::json;
 
 use crate::body;
-use crate::sigv4::Refusal;
+use crate::sigv4::{Refusal, refuse};
 
 /// Largest token endpoint response read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
@@ -144,38 +144,47 @@ impl JwtBearerRoutes {
 }
 
 #[derive(Debug)]
-struct Cached {
+pub(crate) struct Cached {
     token: Secret,
     refresh_at: Instant,
     expires_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+/// One single-flight slot per mapping: callers hold its lock while they fetch, so
+/// concurrent requests share one fetch. A new version of the mapping (rotated key,
+/// changed settings) replaces the slot, so old state never outlives its mapping.
+#[derive(Debug)]
+pub(crate) struct Slots<T>(Mutex<HashMap<String, (String, Slot<T>)>>);
 
-/// Access tokens by mapping (and key fingerprint: a rotated key starts afresh).
-#[derive(Debug, Default)]
-pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<String, Slot>>,
+/// A mapping's state, locked by whoever is fetching it.
+pub(crate) type Slot<T> = Arc<tokio::sync::Mutex<Option<T>>>;
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
 }
 
-impl TokenCache {
-    fn slot(&self, route: &JwtBearerRoute) -> Slot {
-        let key = format!("{}:{}", route.id, route.fingerprint);
+impl<T> Slots<T> {
+    /// The slot of mapping `id` at `version`.
+    pub(crate) fn get(&self, id: &str, version: &str) -> Slot<T> {
         let mut slots = self
-            .slots
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(slots.entry(key).or_default())
+        if let Some((v, slot)) = slots.get(id)
+            && v == version
+        {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::new(tokio::sync::Mutex::new(None));
+        slots.insert(id.to_owned(), (version.to_owned(), Arc::clone(&slot)));
+        slot
     }
 }
 
-fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
-    Refusal {
-        status,
-        reason,
-        detail: detail.to_owned(),
-    }
-}
+/// Access tokens by mapping.
+pub(crate) type TokenCache = Slots<Cached>;
 
 impl crate::Inner {
     /// The access token to inject for `route`: cached, or exchanged now. Concurrent
@@ -185,7 +194,7 @@ impl crate::Inner {
         route: &JwtBearerRoute,
         principal: &str,
     ) -> Result<Secret, Refusal> {
-        let slot = self.tokens.slot(route);
+        let slot = self.tokens.get(&route.id, &route.fingerprint);
         let mut cached = slot.lock().await;
         let now = Instant::now();
         if let Some(c) = cached.as_ref()

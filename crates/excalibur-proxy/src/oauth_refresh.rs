@@ -3,8 +3,7 @@
 //! they expire and after a 401; one refresh at a time per mapping; a rotated refresh token
 //! replaces the old one at once in memory and is stored (sealed) in the background.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use http_body_util::{BodyExt as _, Limited};
 use serde_json::json;
 
 use crate::body;
-use crate::sigv4::Refusal;
+use crate::sigv4::{Refusal, refuse};
 
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -30,6 +29,8 @@ pub struct OauthRefreshRoute {
     /// Provider.
     pub provider_id: String,
     generation: u64,
+    /// `generation` as the token cache's version key.
+    version: String,
     token_host: String,
     token_path: String,
     resource_host: String,
@@ -59,6 +60,7 @@ impl OauthRefreshRoutes {
                     id: r.id.clone(),
                     provider_id: r.provider_id.clone(),
                     generation: r.config.get("generation")?.as_u64()?,
+                    version: r.config.get("generation")?.as_u64()?.to_string(),
                     token_host: text("token_host")?,
                     token_path: text("token_path")?,
                     resource_host: text("resource_host")?,
@@ -94,37 +96,13 @@ impl OauthRefreshRoutes {
 }
 
 #[derive(Debug)]
-struct State {
+pub(crate) struct State {
     refresh_token: Secret,
     access: Option<(Secret, Instant, Instant)>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<State>>>;
-
-/// Refresh state by mapping and operator generation.
-#[derive(Debug, Default)]
-pub(crate) struct RefreshCache {
-    slots: Mutex<HashMap<String, Slot>>,
-}
-
-impl RefreshCache {
-    fn slot(&self, route: &OauthRefreshRoute) -> Slot {
-        let key = format!("{}:{}", route.id, route.generation);
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(slots.entry(key).or_default())
-    }
-}
-
-fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
-    Refusal {
-        status,
-        reason,
-        detail: detail.to_owned(),
-    }
-}
+/// Refresh state by mapping (a new operator generation starts afresh).
+pub(crate) type RefreshCache = crate::jwt_bearer::Slots<State>;
 
 impl crate::Inner {
     /// The access token for `route`; `stale` is the token a 401 just rejected (it is
@@ -135,7 +113,7 @@ impl crate::Inner {
         principal: &str,
         stale: Option<&Secret>,
     ) -> Result<Secret, Refusal> {
-        let slot = self.refresh_cache.slot(route);
+        let slot = self.refresh_cache.get(&route.id, &route.version);
         let mut state = slot.lock().await;
         let st = state.get_or_insert_with(|| State {
             refresh_token: route.refresh_token.clone(),

@@ -649,85 +649,33 @@ impl Inner {
                 }
             }
         }
-        // A SigV4 mapping for this host and path is redeemed like a placeholder: policy
-        // must permit this principal to use it here.
+        // Crypto mappings for this host and path (SigV4 signing, mTLS client certificate,
+        // DPoP proofs, OAuth2 refresh and JWT-bearer tokens) are redeemed like
+        // placeholders: policy must permit this principal to use each of them here.
         let sigv4 = snap.sigv4.find(&target.host, &path);
-        if let Some(route) = sigv4 {
-            let names = [route.id.clone()];
-            let redeem = RedeemTarget {
-                host: &target.host,
-                path: &path,
-                method: &method,
-            };
-            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                let resp =
-                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
-                return drained(incoming, resp).await;
-            }
-        }
-        // An mTLS mapping: the proxy's client certificate is the credential.
-        let mtls = if target.https {
-            snap.mtls.find(&target.host, target.port)
-        } else {
-            None
-        };
-        if let Some(route) = mtls {
-            let names = [route.id.clone()];
-            let redeem = RedeemTarget {
-                host: &target.host,
-                path: &path,
-                method: &method,
-            };
-            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                let resp =
-                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
-                return drained(incoming, resp).await;
-            }
-        }
-        // A DPoP mapping: token requests and resource calls get proofs from its key.
+        let mtls = target
+            .https
+            .then(|| snap.mtls.find(&target.host, target.port))
+            .flatten();
         let dpop = snap.dpop.find(&target.host, &path);
-        if let Some(leg) = dpop {
-            let names = [leg.route().id.clone()];
-            let redeem = RedeemTarget {
-                host: &target.host,
-                path: &path,
-                method: &method,
-            };
-            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                let resp =
-                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
-                return drained(incoming, resp).await;
-            }
-        }
-        // An OAuth2 refresh mapping: the access token it maintains is the credential.
         let oauth = snap.oauth_refresh.find(&target.host, &path);
-        if let Some(route) = oauth {
-            let names = [route.id.clone()];
-            let redeem = RedeemTarget {
-                host: &target.host,
-                path: &path,
-                method: &method,
-            };
-            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                let resp =
-                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
-                return drained(incoming, resp).await;
-            }
-        }
-        // Likewise a JWT-bearer mapping: its access token is injected as the credential.
         let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
-        if let Some(route) = jwt_bearer {
-            let names = [route.id.clone()];
-            let redeem = RedeemTarget {
-                host: &target.host,
-                path: &path,
-                method: &method,
-            };
-            if let Err(deny) = snap.policy.decide_redeem(subject, redeem, &names) {
-                let resp =
-                    self.placeholder_denied(principal, target, &method, &path, &names, &deny);
-                return drained(incoming, resp).await;
-            }
+        let mappings: Vec<String> = [
+            sigv4.map(|r| &r.id),
+            mtls.map(|r| &r.id),
+            dpop.map(|l| &l.route().id),
+            oauth.map(|r| &r.id),
+            jwt_bearer.map(|r| &r.id),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        if !mappings.is_empty()
+            && let Err(deny) = snap.policy.decide_redeem(subject, redeem_target, &mappings)
+        {
+            let resp = self.placeholder_denied(principal, target, &method, &path, &mappings, &deny);
+            return drained(incoming, resp).await;
         }
         let identity_body = parts
             .headers
@@ -748,11 +696,7 @@ impl Inner {
             .as_ref()
             .map(|p| p.placeholders().to_vec())
             .unwrap_or_default();
-        redeemed.extend(sigv4.map(|r| r.id.clone()));
-        redeemed.extend(jwt_bearer.map(|r| r.id.clone()));
-        redeemed.extend(mtls.map(|r| r.id.clone()));
-        redeemed.extend(dpop.map(|l| l.route().id.clone()));
-        redeemed.extend(oauth.map(|r| r.id.clone()));
+        redeemed.extend(mappings);
         flow.update(|f| f.placeholders.clone_from(&redeemed));
         let scheme = if target.https { "https" } else { "http" };
         let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
@@ -766,13 +710,9 @@ impl Inner {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.headers.append(header::VIA, self.via.clone());
-        // A JWT-bearer mapping's access token replaces whatever the workload sent.
-        // Credentials sent upstream on the workload's behalf are scrubbed from responses
-        // (replaced by the mapping id): an injected token, or a SigV4 session token.
+        // A JWT-bearer or OAuth2 access token replaces whatever the workload sent; it is
+        // scrubbed from the response like the SigV4 values below.
         let mut injected: Option<(String, excalibur_core::Secret)> = None;
-        let sent_values = sigv4
-            .map(crate::sigv4::Sigv4Route::scrub_values)
-            .unwrap_or_default();
         if let Some(route) = jwt_bearer {
             let token = match self.jwt_bearer_token(route, &principal.id).await {
                 Ok(t) => t,
@@ -1020,13 +960,7 @@ impl Inner {
                 ),
             );
         }
-        for value in rparts.headers.values_mut() {
-            if let Some(clean) = mediator.scrub(value.as_bytes())
-                && let Ok(v) = HeaderValue::from_bytes(&clean)
-            {
-                *value = v;
-            }
-        }
+        scrub_headers(mediator, &mut rparts.headers);
         let scrubber = (!mediator.is_empty() && !compressed).then(|| mediator.body_scrubber());
         // A rewritten body changes length; a HEAD answer (no body) keeps its length.
         if scrubber.is_some() && method != "HEAD" {
@@ -1041,37 +975,31 @@ impl Inner {
         });
         let body = Mediated::new(rbody, scrubber, Some(flow), Direction::Down, None).boxed_unsync();
         // An injected access token echoed back is scrubbed too (replaced by the mapping id).
-        // SigV4 key ids and session tokens are scrubbed from headers always, and from
-        // bodies except S3's (object data, whose length clients rely on).
-        let s3_body = sigv4.is_some_and(crate::sigv4::Sigv4Route::is_s3);
-        if !sent_values.is_empty() {
-            let m = excalibur_mediation::Mediator::new(sent_values.clone());
-            for value in rparts.headers.values_mut() {
-                if let Some(clean) = m.scrub(value.as_bytes())
-                    && let Ok(v) = HeaderValue::from_bytes(&clean)
-                {
-                    *value = v;
-                }
-            }
-        }
-        let mut scrub_also = if s3_body { Vec::new() } else { sent_values };
-        scrub_also.extend(injected);
-        let body = if scrub_also.is_empty() {
-            body
-        } else {
-            let m = Arc::new(excalibur_mediation::Mediator::new(scrub_also));
-            for value in rparts.headers.values_mut() {
-                if let Some(clean) = m.scrub(value.as_bytes())
-                    && let Ok(v) = HeaderValue::from_bytes(&clean)
-                {
-                    *value = v;
-                }
-            }
+        // Credentials sent upstream on the workload's behalf come back replaced by the
+        // mapping id: SigV4 key ids and session tokens from headers, and from bodies
+        // except S3's (object data whose length clients rely on); injected tokens from
+        // both. A HEAD answer keeps its Content-Length.
+        let mut body = body;
+        let rescrub = |m: &Arc<excalibur_mediation::Mediator>,
+                       body: ProxyBody,
+                       rparts: &mut http::response::Parts|
+         -> ProxyBody {
             if method != "HEAD" {
                 rparts.headers.remove(header::CONTENT_LENGTH);
             }
             Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None).boxed_unsync()
         };
+        if let Some(route) = sigv4 {
+            scrub_headers(route.scrub(), &mut rparts.headers);
+            if !route.is_s3() {
+                body = rescrub(route.scrub(), body, &mut rparts);
+            }
+        }
+        if let Some((id, token)) = injected {
+            let m = Arc::new(excalibur_mediation::Mediator::new(vec![(id, token)]));
+            scrub_headers(&m, &mut rparts.headers);
+            body = rescrub(&m, body, &mut rparts);
+        }
         if method == "HEAD" {
             // A HEAD answer has no body, whatever its Content-Length says: send an ended
             // body (HTTP/2 resets a stream whose DATA disagrees with Content-Length).
@@ -1132,6 +1060,17 @@ fn request_span<B>(target: &Target, req: &Request<B>) -> tracing::Span {
         method = %req.method(),
         host = %target.host,
     )
+}
+
+/// Replaces real values in response headers by their names.
+fn scrub_headers(m: &excalibur_mediation::Mediator, headers: &mut HeaderMap) {
+    for value in headers.values_mut() {
+        if let Some(clean) = m.scrub(value.as_bytes())
+            && let Ok(v) = HeaderValue::from_bytes(&clean)
+        {
+            *value = v;
+        }
+    }
 }
 
 /// Records a refusal's status and reason code on the flow, and returns the refusal.

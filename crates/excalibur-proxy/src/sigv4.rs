@@ -2,12 +2,14 @@
 //! workload's (dummy) authentication, decide how the body is covered, sign with the real
 //! key as the last change to the request, and re-frame signed bodies as they stream.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use excalibur_core::Secret;
 use excalibur_core::api::MappingRecord;
 use excalibur_core::hosts::HostPattern;
+use excalibur_mediation::Mediator;
 use excalibur_mediation::sigv4::{
     self, ChunkEncoder, ChunkResigner, Credentials, EventResigner, Reframe, Scope, SignInput,
     SignatureChain,
@@ -42,12 +44,20 @@ pub struct Sigv4Route {
     region: String,
     service: String,
     creds: Credentials,
+    /// The access key id and session token, sent upstream in the clear: scrubbed from
+    /// responses (built once per snapshot, not per request).
+    scrub: Arc<Mediator>,
 }
 
 impl Sigv4Route {
     /// Builds a route from a stored mapping and its opened keys.
     pub fn from_record(r: &MappingRecord, keys: &Secret) -> Option<Self> {
         let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let creds = Credentials::from_sealed(keys).ok()?;
+        let mut sent = vec![(format!("{}.access_key_id", r.id), creds.access_key_id())];
+        if let Some(t) = creds.session_token() {
+            sent.push((r.id.clone(), t.clone()));
+        }
         Some(Self {
             id: r.id.clone(),
             provider_id: r.provider_id.clone(),
@@ -55,7 +65,8 @@ impl Sigv4Route {
             path_prefix: text("path_prefix")?,
             region: text("region")?,
             service: text("service")?,
-            creds: Credentials::from_sealed(keys).ok()?,
+            creds,
+            scrub: Arc::new(Mediator::new(sent)),
         })
     }
 
@@ -64,17 +75,9 @@ impl Sigv4Route {
         self.scope().is_s3()
     }
 
-    /// What a signed request carries upstream in the clear, to scrub from responses:
-    /// `(name, value)` for the access key id and the session token.
-    pub fn scrub_values(&self) -> Vec<(String, Secret)> {
-        let mut v = vec![(
-            format!("{}.access_key_id", self.id),
-            self.creds.access_key_id(),
-        )];
-        if let Some(t) = self.creds.session_token() {
-            v.push((self.id.clone(), t.clone()));
-        }
-        v
+    /// Scrubs the values a signed request carries upstream in the clear.
+    pub fn scrub(&self) -> &Arc<Mediator> {
+        &self.scrub
     }
 
     fn scope(&self) -> Scope<'_> {
@@ -157,7 +160,7 @@ pub(crate) struct Refusal {
     pub(crate) detail: String,
 }
 
-fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
+pub(crate) fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
     Refusal {
         status,
         reason,

@@ -16,6 +16,9 @@ use serde_json::json;
 use crate::config::Netbird;
 use crate::snapshot::Snapshots;
 
+/// Largest NetBird API response read (a big account's peer list is a few MB).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// What the API and UI show, and what snapshots are built from.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct NetbirdView {
@@ -93,13 +96,9 @@ async fn fetch<T: for<'de> Deserialize<'de>>(
         .await
         .map_err(|e| format!("{path}: {}", e.without_url()))?;
     let status = resp.status();
-    let bytes = resp
-        .bytes()
+    let bytes = crate::serve::read_capped(resp, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| format!("{path}: {}", e.without_url()))?;
-    if bytes.len() > 16 * 1024 * 1024 {
-        return Err(format!("{path}: response too large"));
-    }
+        .map_err(|e| format!("{path}: {e}"))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<ApiError>(&bytes)
             .map(|e| e.message)

@@ -398,7 +398,7 @@ const MAX_KEY_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// GETs `url` and returns its body as text, refusing non-2xx answers and bodies over
 /// [`MAX_KEY_DOCUMENT_BYTES`] (a hostile endpoint cannot exhaust memory).
 async fn fetch_capped(client: &reqwest::Client, url: &str) -> Result<String, String> {
-    let mut resp = client
+    let resp = client
         .get(url)
         .send()
         .await
@@ -406,20 +406,29 @@ async fn fetch_capped(client: &reqwest::Client, url: &str) -> Result<String, Str
     if !resp.status().is_success() {
         return Err(format!("{url} answered {}", resp.status()));
     }
+    let body = read_capped(resp, MAX_KEY_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    String::from_utf8(body).map_err(|_| format!("{url}: the document is not UTF-8"))
+}
+
+/// Reads a response body of at most `limit` bytes, chunk by chunk (never more in memory).
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("{url}: {}", e.without_url()))?
+        .map_err(|e| e.without_url().to_string())?
     {
-        if body.len() + chunk.len() > MAX_KEY_DOCUMENT_BYTES {
-            return Err(format!(
-                "{url}: the document is larger than {MAX_KEY_DOCUMENT_BYTES} bytes"
-            ));
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the response is larger than {limit} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
-    String::from_utf8(body).map_err(|_| format!("{url}: the document is not UTF-8"))
+    Ok(body)
 }
 
 /// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the JWKS; its

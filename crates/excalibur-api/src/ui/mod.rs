@@ -789,110 +789,35 @@ async fn crypto(
             format!("<a href=\"/ui/crypto?tab={k}\"{cur}>{name}</a>")
         })
         .collect();
-    let rows: Vec<Vec<String>> = if active == "sigv4" {
-        load(
-            s.store
-                .mapping_list(excalibur_core::api::CryptoFamily::Sigv4),
-        )
-        .await?
-        .iter()
-        .map(excalibur_core::api::Sigv4Mapping::from_record)
-        .map(|m| {
-            vec![
-                format!("<code>{}</code>", esc(&m.id)),
-                esc(&m.provider_id),
-                esc(&m.authority),
-                m.token_host
-                    .as_deref()
-                    .map(esc)
-                    .unwrap_or_else(|| "—".to_owned()),
-                esc(&m.resource_host),
-                esc(&m.path_prefix),
-                format!("<code>{}</code>", esc(&m.surrogate)),
-            ]
-        })
-        .collect()
-    } else if active == "jwt-bearer" {
-        load(
-            s.store
-                .mapping_list(excalibur_core::api::CryptoFamily::JwtBearer),
-        )
-        .await?
-        .iter()
-        .map(excalibur_core::api::JwtBearerMapping::from_record)
-        .map(|m| {
-            vec![
-                format!("<code>{}</code>", esc(&m.id)),
-                esc(&m.provider_id),
-                esc(&m.authority),
-                esc(&m.token_host),
-                esc(&m.resource_host),
-                esc(&m.path_prefix),
-                format!("<code>{}</code>", esc(&m.surrogate)),
-            ]
-        })
-        .collect()
-    } else if active == "mtls" {
-        load(
-            s.store
-                .mapping_list(excalibur_core::api::CryptoFamily::Mtls),
-        )
-        .await?
-        .iter()
-        .map(excalibur_core::api::MtlsMapping::from_record)
-        .map(|m| {
-            vec![
-                format!("<code>{}</code>", esc(&m.id)),
-                esc(&m.provider_id),
-                esc(&m.authority),
-                "—".to_owned(),
-                esc(&m.resource_host),
-                esc(&m.path_prefix),
-                format!("<code>{}</code>", esc(&m.surrogate)),
-            ]
-        })
-        .collect()
-    } else if active == "oauth-refresh" {
-        load(
-            s.store
-                .mapping_list(excalibur_core::api::CryptoFamily::OauthRefresh),
-        )
-        .await?
-        .iter()
-        .map(excalibur_core::api::OauthRefreshMapping::from_record)
-        .map(|m| {
-            vec![
-                format!("<code>{}</code>", esc(&m.id)),
-                esc(&m.provider_id),
-                esc(&m.authority),
-                esc(&m.token_host),
-                esc(&m.resource_host),
-                esc(&m.path_prefix),
-                format!("<code>{}</code>", esc(&m.surrogate)),
-            ]
-        })
-        .collect()
-    } else {
-        load(
-            s.store
-                .mapping_list(excalibur_core::api::CryptoFamily::Dpop),
-        )
-        .await?
-        .iter()
-        .map(excalibur_core::api::DpopMapping::from_record)
-        .map(|m| {
-            vec![
-                format!("<code>{}</code>", esc(&m.id)),
-                esc(&m.provider_id),
-                esc(&m.authority),
-                esc(&m.token_host),
-                esc(&m.resource_host),
-                esc(&m.path_prefix),
-                format!("<code>{}</code>", esc(&m.surrogate)),
-            ]
-        })
-        .collect()
+    use excalibur_core::api::CryptoFamily;
+    let family = match active {
+        "sigv4" => CryptoFamily::Sigv4,
+        "mtls" => CryptoFamily::Mtls,
+        "dpop" => CryptoFamily::Dpop,
+        "oauth-refresh" => CryptoFamily::OauthRefresh,
+        _ => CryptoFamily::JwtBearer,
     };
+    let cell = |m: &serde_json::Value, k: &str| {
+        m.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| "—".to_owned(), esc)
+    };
+    let rows: Vec<Vec<String>> = load(s.store.mapping_list(family))
+        .await?
+        .iter()
+        .map(excalibur_core::api::MappingRecord::listed)
+        .map(|m| {
+            vec![
+                format!("<code>{}</code>", cell(&m, "id")),
+                cell(&m, "provider_id"),
+                cell(&m, "authority"),
+                cell(&m, "token_host"),
+                cell(&m, "resource_host"),
+                cell(&m, "path_prefix"),
+                format!("<code>{}</code>", cell(&m, "surrogate")),
+            ]
+        })
+        .collect();
     let body = format!(
         "<nav class=\"tabs\">{nav}</nav>{}",
         table(
