@@ -120,6 +120,20 @@ event_types! {
     OauthRefreshMappingUpdated => "oauth_refresh_mapping_updated",
     /// An OAuth2 refresh mapping was deleted.
     OauthRefreshMappingDeleted => "oauth_refresh_mapping_deleted",
+    /// An SSH route was created.
+    SshRouteCreated => "ssh_route_created",
+    /// An SSH route was replaced.
+    SshRouteUpdated => "ssh_route_updated",
+    /// An SSH route was deleted.
+    SshRouteDeleted => "ssh_route_deleted",
+    /// A user logged in through the SSH gateway and was routed to a target.
+    SshSessionStarted => "ssh_session_started",
+    /// An SSH-gateway session ended (closed, revoked, target gone, restart).
+    SshSessionEnded => "ssh_session_ended",
+    /// The SSH gateway refused a login or a channel (with a reason).
+    SshAccessDenied => "ssh_access_denied",
+    /// A file was read or written over SFTP through the gateway (path, bytes).
+    SftpTransfer => "sftp_transfer",
     /// The proxy refreshed an access token (or failed to).
     OauthTokenRefreshed => "oauth_token_refreshed",
     /// The NetBird peer list changed after a sync.

@@ -20,7 +20,7 @@ use excalibur_core::api::{
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
-use excalibur_core::api::{CryptoFamily, MappingRecord};
+use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
 
@@ -153,6 +153,10 @@ pub struct SnapshotData {
     pub workloads: Vec<(WorkloadInfo, String)>,
     /// Crypto mappings with their secret material opened.
     pub mappings: Vec<(MappingRecord, Secret)>,
+    /// SSH routes with their own target keys opened (`None`: the gateway's key).
+    pub ssh_routes: Vec<(SshRoute, Option<Secret>)>,
+    /// Active SSH sessions with their proxy-token hashes.
+    pub ssh_sessions: Vec<(SshSession, String)>,
 }
 
 /// A proxy bearer to issue for an attested workload.
@@ -319,6 +323,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: String,
     ) -> StoreFuture<'_, ()>;
 
+    /// Creates or replaces an SSH route (`key`: its own sealed target key) with
+    /// `ssh_route_created|updated`; returns the route and whether it was created.
+    fn ssh_route_upsert(
+        &self,
+        route: SshRoute,
+        key: Option<Secret>,
+        actor: String,
+    ) -> StoreFuture<'_, (SshRoute, bool)>;
+    /// SSH routes, oldest first.
+    fn ssh_route_list(&self) -> StoreFuture<'_, Vec<SshRoute>>;
+    /// Deletes an SSH route with `ssh_route_deleted`.
+    fn ssh_route_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
+    /// Records a new active session (its proxy token by hash) with `ssh_session_started`.
+    fn ssh_session_start(&self, session: SshSession, token_hash: String) -> StoreFuture<'_, ()>;
+    /// Ends an active session with `ssh_session_ended` (`state`: `ended` or `revoked`);
+    /// `None` when it was not active.
+    fn ssh_session_end(
+        &self,
+        id: String,
+        state: String,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, Option<SshSession>>;
+    /// Sessions, newest first (at most `limit`).
+    fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
 }

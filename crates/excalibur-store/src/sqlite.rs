@@ -12,7 +12,7 @@ use excalibur_core::api::{
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
-use excalibur_core::api::{CryptoFamily, MappingRecord};
+use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
 use excalibur_core::audit::{
     AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
 };
@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("migrations/sqlite/0005_crypto_mappings.sql"),
     ),
+    (6, include_str!("migrations/sqlite/0006_ssh.sql")),
 ];
 
 /// The SQLite store.
@@ -1310,7 +1311,171 @@ impl Store for SqliteStore {
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?
             };
-            Ok(SnapshotData { placeholders, providers, credentials, rules, policies, namespaces, workloads, mappings })
+            let ssh_routes = {
+                let mut stmt = tx.prepare("SELECT id, route, key_id, sealed FROM ssh_routes ORDER BY created_ms, id")?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<Vec<u8>>>(3)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(id, route, kid, blob)| {
+                        let route: SshRoute = serde_json::from_str(&route)?;
+                        let key = match (kid, blob) {
+                            (Some(kid), Some(blob)) => Some(inner.sealer.open(&kid, &blob, &format!("ssh_route:{id}"))?),
+                            _ => None,
+                        };
+                        Ok((route, key))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            let ssh_sessions = {
+                let mut stmt = tx.prepare("SELECT session, token_hash FROM ssh_sessions WHERE state = 'active' ORDER BY started_ms")?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(session, hash)| Ok((serde_json::from_str(&session)?, hash)))
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            Ok(SnapshotData {
+                placeholders,
+                providers,
+                credentials,
+                rules,
+                policies,
+                namespaces,
+                workloads,
+                mappings,
+                ssh_routes,
+                ssh_sessions,
+            })
+        })
+    }
+
+    fn ssh_route_upsert(
+        &self,
+        mut route: SshRoute,
+        key: Option<Secret>,
+        actor: String,
+    ) -> StoreFuture<'_, (SshRoute, bool)> {
+        self.write(move |inner, tx| {
+            let existing: Option<i64> = tx
+                .query_row("SELECT created_ms FROM ssh_routes WHERE id = ?1", [&route.id], |r| r.get(0))
+                .optional()?;
+            let now = Timestamp::now().millis();
+            let created_ms = existing.unwrap_or(now);
+            route.created_at = Timestamp::from_millis(created_ms).to_rfc3339();
+            route.updated_at = Timestamp::from_millis(now).to_rfc3339();
+            route.target_key_fingerprint = key.as_ref().map(Secret::fingerprint);
+            route.target_key = if key.is_some() { "route" } else { "gateway" }.to_owned();
+            let (key_id, sealed) = match &key {
+                Some(k) => {
+                    let (kid, blob) = inner.sealer.seal(k, &format!("ssh_route:{}", route.id))?;
+                    (Some(kid), Some(blob))
+                }
+                None => (None, None),
+            };
+            tx.execute(
+                "INSERT INTO ssh_routes (id, route, key_id, sealed, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET route = excluded.route, key_id = excluded.key_id, sealed = excluded.sealed,
+                   updated_ms = excluded.updated_ms",
+                params![route.id, serde_json::to_string(&route)?, key_id, sealed, created_ms, now],
+            )?;
+            let created = existing.is_none();
+            let event = NewEvent::new(
+                if created { EventType::SshRouteCreated } else { EventType::SshRouteUpdated },
+                actor,
+                json!({"id": route.id, "user": route.user, "source_network": route.source_network,
+                       "target": format!("{}:{}", route.target_host, route.target_port), "target_user": route.target_user,
+                       "target_key": route.target_key, "target_key_fingerprint": route.target_key_fingerprint,
+                       "inject_proxy": route.inject_proxy, "port_forwarding": route.port_forwarding}),
+            );
+            Ok(((route, created), vec![event]))
+        })
+    }
+
+    fn ssh_route_list(&self) -> StoreFuture<'_, Vec<SshRoute>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare("SELECT route FROM ssh_routes ORDER BY created_ms, id")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+        })
+    }
+
+    fn ssh_route_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM ssh_routes WHERE id = ?1", [&id])? == 0 {
+                return Err(StoreError::NotFound { kind: "ssh route", id });
+            }
+            Ok(((), vec![NewEvent::new(EventType::SshRouteDeleted, actor, json!({"id": id}))]))
+        })
+    }
+
+    fn ssh_session_start(&self, session: SshSession, token_hash: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let started = Timestamp::parse(&session.started_at).map(Timestamp::millis).unwrap_or_else(|_| Timestamp::now().millis());
+            tx.execute(
+                "INSERT INTO ssh_sessions (id, session, token_hash, state, started_ms) VALUES (?1, ?2, ?3, 'active', ?4)",
+                params![session.id, serde_json::to_string(&session)?, token_hash, started],
+            )?;
+            let event = NewEvent::new(
+                EventType::SshSessionStarted,
+                session.principal.clone(),
+                json!({"session": session.id, "user": session.user, "principal": session.principal, "route_id": session.route_id,
+                       "source": session.source, "target": session.target, "auth": session.auth,
+                       "proxy_source": session.proxy_source}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn ssh_session_end(
+        &self,
+        id: String,
+        state: String,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, Option<SshSession>> {
+        self.write(move |_, tx| {
+            let row: Option<String> = tx
+                .query_row("SELECT session FROM ssh_sessions WHERE id = ?1 AND state = 'active'", [&id], |r| r.get(0))
+                .optional()?;
+            let Some(row) = row else {
+                let known: Option<String> =
+                    tx.query_row("SELECT id FROM ssh_sessions WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+                if known.is_none() {
+                    return Err(StoreError::NotFound { kind: "session", id });
+                }
+                return Ok((None, Vec::new()));
+            };
+            let mut session: SshSession = serde_json::from_str(&row)?;
+            let now = Timestamp::now();
+            session.state.clone_from(&state);
+            session.ended_at = Some(now.to_rfc3339());
+            session.end_reason = Some(reason.clone());
+            tx.execute(
+                "UPDATE ssh_sessions SET session = ?2, state = ?3 WHERE id = ?1",
+                params![id, serde_json::to_string(&session)?, state],
+            )?;
+            let duration_ms = Timestamp::parse(&session.started_at).map(|t| now.millis() - t.millis()).unwrap_or(0);
+            let event = NewEvent::new(
+                EventType::SshSessionEnded,
+                actor,
+                json!({"session": session.id, "user": session.user, "principal": session.principal, "state": state,
+                       "reason": reason, "duration_ms": duration_ms}),
+            );
+            Ok((Some(session), vec![event]))
+        })
+    }
+
+    fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>> {
+        self.run(move |_, conn| {
+            let mut stmt = conn.prepare("SELECT session FROM ssh_sessions ORDER BY started_ms DESC, id LIMIT ?1")?;
+            let rows = stmt
+                .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
         })
     }
 }
