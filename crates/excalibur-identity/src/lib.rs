@@ -67,6 +67,23 @@ pub struct DeviceEntry {
     pub groups: Vec<String>,
 }
 
+/// A live SSH-gateway session's proxy token as the proxy sees it.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    /// Session id (used for revocation checks in open tunnels).
+    pub id: CredentialId,
+    /// Principal id, `user_session:<user>@<session>`.
+    pub principal: String,
+    /// The SSH user.
+    pub user: String,
+    /// The policy namespace of the session's route (`ssh-route:<id>`).
+    pub namespace: String,
+    /// How the user authenticated to the gateway (`publickey`, `certificate`).
+    pub factor: String,
+    /// The only address the token works from: the target host the shell runs on.
+    pub source: IpAddr,
+}
+
 /// Live credentials by token hash.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialIndex {
@@ -76,6 +93,8 @@ pub struct CredentialIndex {
     workload_expiry: HashMap<CredentialId, i64>,
     devices: HashMap<IpAddr, Arc<DeviceEntry>>,
     device_ids: std::collections::HashSet<CredentialId>,
+    sessions: HashMap<String, Arc<SessionEntry>>,
+    session_ids: std::collections::HashSet<CredentialId>,
 }
 
 impl CredentialIndex {
@@ -105,10 +124,17 @@ impl CredentialIndex {
         self.devices.insert(ip.to_canonical(), Arc::new(entry));
     }
 
+    /// Adds an SSH session's proxy token under the hex SHA-256 of the token.
+    pub fn insert_session(&mut self, hash: String, entry: SessionEntry) {
+        self.session_ids.insert(entry.id.clone());
+        self.sessions.insert(hash, Arc::new(entry));
+    }
+
     /// True when the credential or workload bearer with this id is live at `now_ms`.
     pub fn is_live(&self, id: &CredentialId, now_ms: i64) -> bool {
         self.ids.contains(id)
             || self.device_ids.contains(id)
+            || self.session_ids.contains(id)
             || self
                 .workload_expiry
                 .get(id)
@@ -218,6 +244,22 @@ pub fn identify(
             source,
         });
     }
+    if let Some(sess) = index.sessions.get(&hash) {
+        if sess.source != source {
+            return Err(Unidentified::WrongSource);
+        }
+        return Ok(Principal {
+            id: sess.principal.clone(),
+            kind: PrincipalKind::Human,
+            user: sess.user.clone(),
+            namespace: sess.namespace.clone(),
+            groups: Vec::new(),
+            attestation: "ssh".to_owned(),
+            factors: vec![sess.factor.clone()],
+            credential_id: Some(sess.id.clone()),
+            source,
+        });
+    }
     let entry = index.by_hash.get(&hash).ok_or(Unidentified::Unknown)?;
     if !entry.source_network.contains(&source) {
         return Err(Unidentified::SourceMismatch {
@@ -278,6 +320,28 @@ mod tests {
             },
         );
         idx
+    }
+
+    #[test]
+    fn session_tokens_work_only_from_the_target_host() {
+        let mut idx = index();
+        idx.insert_session(
+            token_hash("xss_tok"),
+            SessionEntry {
+                id: CredentialId::new("sess_1"),
+                principal: "user_session:alice@sess_1".into(),
+                user: "alice".into(),
+                namespace: "ssh-route:sshr_1".into(),
+                factor: "publickey".into(),
+                source: "10.9.9.9".parse().unwrap(),
+            },
+        );
+        let p = identify(&idx, "10.9.9.9".parse().unwrap(), Some(b"Bearer xss_tok"), 0).unwrap();
+        assert_eq!(p.id, "user_session:alice@sess_1");
+        assert!(p.kind.is_human());
+        assert!(idx.is_live(&CredentialId::new("sess_1"), 0));
+        let e = identify(&idx, "10.9.9.8".parse().unwrap(), Some(b"Bearer xss_tok"), 0).unwrap_err();
+        assert_eq!(e.reason(), "workload_source_mismatch");
     }
 
     fn check(peer: &str, header: Option<&str>, want: Result<&str, &str>) {

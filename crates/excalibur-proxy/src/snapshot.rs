@@ -6,7 +6,7 @@ use std::sync::Arc;
 use excalibur_core::Secret;
 use excalibur_core::api::{
     MappingRecord, Namespace, NetbirdPeer, PolicyRecord, Provider, ServiceCredentialInfo,
-    TranslationRule, WorkloadInfo,
+    SshRoute, SshSession, TranslationRule, WorkloadInfo,
 };
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
@@ -40,6 +40,15 @@ pub struct SnapshotInput {
     pub mappings: Vec<(MappingRecord, Secret)>,
     /// NetBird developer devices (already checked to lie in the overlay network).
     pub devices: Vec<NetbirdPeer>,
+    /// SSH routes (their allowed domains are the egress of their sessions).
+    pub ssh_routes: Vec<SshRoute>,
+    /// Active SSH sessions with their proxy-token hashes.
+    pub ssh_sessions: Vec<(SshSession, String)>,
+}
+
+/// The policy namespace of an SSH route's sessions.
+pub fn ssh_route_namespace(route_id: &str) -> String {
+    format!("ssh-route:{route_id}")
 }
 
 /// The request path's view of configuration.
@@ -145,16 +154,37 @@ impl Snapshot {
                 },
             );
         }
+        for (s, hash) in &input.ssh_sessions {
+            let Ok(source) = s.proxy_source.parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            credentials.insert_session(
+                hash.clone(),
+                excalibur_identity::SessionEntry {
+                    id: excalibur_core::ids::CredentialId::new(s.id.clone()),
+                    principal: s.principal.clone(),
+                    user: s.user.clone(),
+                    namespace: ssh_route_namespace(&s.route_id),
+                    factor: s.auth.clone(),
+                    source: source.to_canonical(),
+                },
+            );
+        }
+        let parse_domains = |list: &[String]| -> Vec<HostPattern> {
+            list.iter()
+                .filter_map(|d| HostPattern::parse(d).ok())
+                .collect()
+        };
         let namespaces: Vec<(String, Vec<HostPattern>)> = input
             .namespaces
             .iter()
-            .map(|n| {
-                let domains = n
-                    .allowed_domains
-                    .iter()
-                    .filter_map(|d| HostPattern::parse(d).ok());
-                (n.name.clone(), domains.collect())
-            })
+            .map(|n| (n.name.clone(), parse_domains(&n.allowed_domains)))
+            .chain(input.ssh_routes.iter().map(|r| {
+                (
+                    ssh_route_namespace(&r.id),
+                    parse_domains(&r.allowed_domains),
+                )
+            }))
             .collect();
         let body_candidates = input
             .providers
