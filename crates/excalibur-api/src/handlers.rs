@@ -1122,3 +1122,128 @@ pub(crate) async fn netbird_status(_: Reader, State(s): State<ApiState>) -> ApiR
 pub(crate) async fn netbird_peers(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json((s.netbird)().1).into_response())
 }
+
+pub(crate) async fn ssh_route_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.ssh_route_list().await?).into_response())
+}
+
+/// `POST /api/ssh/routes`: creates a route, or replaces the one named by `id`.
+pub(crate) async fn ssh_route_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<excalibur_core::api::CreateSshRoute>,
+) -> ApiResult {
+    let source_network = validate::ssh_route(&req)?;
+    (s.ssh.check_public)(&req.target_host_key)
+        .map_err(|e| ApiError::unprocessable(format!("`target_host_key`: {e}")))?;
+    for (i, k) in req.authorized_keys.iter().enumerate() {
+        (s.ssh.check_public)(k)
+            .map_err(|e| ApiError::unprocessable(format!("`authorized_keys[{i}]`: {e}")))?;
+    }
+    let key = req
+        .target_private_key
+        .as_ref()
+        .map(|pem| Secret::new(pem.as_bytes().to_vec()));
+    if let Some(k) = &key {
+        (s.ssh.check_private)(k)
+            .map_err(|e| ApiError::unprocessable(format!("`target_private_key`: {e}")))?;
+    }
+    let id = match &req.id {
+        Some(id) => {
+            if !s.store.ssh_route_list().await?.iter().any(|r| &r.id == id) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("ssh route `{id}` does not exist"),
+                ));
+            }
+            id.clone()
+        }
+        None => format!(
+            "sshr_{}",
+            excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<6>())
+        ),
+    };
+    let route = excalibur_core::api::SshRoute {
+        id,
+        user: req.user,
+        source_network,
+        target_host: req.target_host.to_ascii_lowercase(),
+        target_port: req.target_port,
+        target_user: req.target_user,
+        target_host_key: req.target_host_key.trim().to_owned(),
+        target_key: String::new(),
+        target_key_fingerprint: None,
+        authorized_keys: req
+            .authorized_keys
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .collect(),
+        allowed_domains: req
+            .allowed_domains
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
+        inject_proxy: req.inject_proxy,
+        port_forwarding: req.port_forwarding,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let (route, created) = s.store.ssh_route_upsert(route, key, c.actor()).await?;
+    (s.reload)().await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(route)).into_response())
+}
+
+pub(crate) async fn ssh_route_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store.ssh_route_delete(id, c.actor()).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn ssh_gateway(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.ssh.info).into_response())
+}
+
+/// Most sessions `GET /api/sessions` returns.
+const SESSION_LIST_LIMIT: usize = 500;
+
+pub(crate) async fn session_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.ssh_session_list(SESSION_LIST_LIMIT).await?).into_response())
+}
+
+/// `POST /api/sessions/{id}/revoke`: ends the session in the store (its proxy token
+/// stops working), then closes it on the gateway at once.
+pub(crate) async fn session_revoke(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let ended = s
+        .store
+        .ssh_session_end(
+            id.clone(),
+            "revoked".to_owned(),
+            "revoked".to_owned(),
+            c.actor(),
+        )
+        .await?;
+    let Some(session) = ended else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("session `{id}` is not active"),
+        ));
+    };
+    (s.reload)().await;
+    (s.ssh.revoke)(&id);
+    Ok(Json(session).into_response())
+}

@@ -96,6 +96,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/crypto/sigv4/mappings"),
     ("delete", "/api/crypto/sigv4/mappings/{id}"),
     ("post", "/api/crypto/sigv4/presign"),
+    ("get", "/api/ssh/routes"),
+    ("post", "/api/ssh/routes"),
+    ("delete", "/api/ssh/routes/{id}"),
+    ("get", "/api/ssh/gateway"),
+    ("get", "/api/sessions"),
+    ("post", "/api/sessions/{id}/revoke"),
     ("get", "/api/netbird/status"),
     ("get", "/api/netbird/peers"),
     ("get", "/metrics"),
@@ -141,6 +147,21 @@ pub struct ApiState {
     pub netbird: NetbirdSource,
     /// Generates a DPoP proof key: `(sealed PKCS#8, jkt)`.
     pub dpop_keygen: Arc<dyn Fn() -> Option<(excalibur_core::Secret, String)> + Send + Sync>,
+    /// The SSH gateway's hooks.
+    pub ssh: SshHooks,
+}
+
+/// What the API needs of the SSH gateway (wired by the binary).
+#[derive(Clone)]
+pub struct SshHooks {
+    /// The gateway's keys and trusted CAs.
+    pub info: excalibur_core::api::SshGatewayInfo,
+    /// Closes a live session at once; false when it is not live on this process.
+    pub revoke: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Parses an OpenSSH public-key line: its fingerprint, or why not.
+    pub check_public: fn(&str) -> Result<String, String>,
+    /// Parses an OpenSSH private key: its public line, or why not.
+    pub check_private: fn(&excalibur_core::Secret) -> Result<String, String>,
 }
 
 /// Checks a client certificate PEM and its key (wired by the binary to the proxy).
@@ -221,6 +242,14 @@ impl ApiMetrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+}
+
+impl std::fmt::Debug for SshHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHooks")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,6 +334,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/crypto/sigv4/mappings/{id}", delete(sigv4_delete))
         .route("/api/crypto/sigv4/presign", post(sigv4_presign))
+        .route(
+            "/api/ssh/routes",
+            get(ssh_route_list).post(ssh_route_create),
+        )
+        .route("/api/ssh/routes/{id}", delete(ssh_route_delete))
+        .route("/api/ssh/gateway", get(ssh_gateway))
+        .route("/api/sessions", get(session_list))
+        .route("/api/sessions/{id}/revoke", post(session_revoke))
         .route("/api/netbird/status", get(netbird_status))
         .route("/api/netbird/peers", get(netbird_peers))
         .route("/metrics", get(metrics))

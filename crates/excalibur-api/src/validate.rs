@@ -282,3 +282,44 @@ fn printable_pem(pem: &str) -> Result<(), ApiError> {
 pub(crate) fn ident_pub(field: &str, v: &str) -> Result<(), ApiError> {
     ident(field, v, 1, 64, b"_-")
 }
+
+/// An SSH route's fields (key material is parsed by the handler through [`crate::SshHooks`]);
+/// returns the normalized source network.
+pub(crate) fn ssh_route(r: &excalibur_core::api::CreateSshRoute) -> Result<String, ApiError> {
+    ident("user", &r.user, 1, 64, b"_-.@")?;
+    ident("target_user", &r.target_user, 1, 64, b"_-.@")?;
+    printable("target_host", &r.target_host, 253)?;
+    if r.target_host
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'@')
+    {
+        return Err(ApiError::unprocessable(
+            "`target_host` must be a host name or an address",
+        ));
+    }
+    if r.target_port == 0 {
+        return Err(ApiError::unprocessable("`target_port` must be 1 to 65535"));
+    }
+    if let Some(id) = &r.id {
+        ident("id", id, 1, 64, b"_-")?;
+    }
+    if r.authorized_keys.len() > 256 {
+        return Err(ApiError::unprocessable("at most 256 `authorized_keys`"));
+    }
+    hosts("allowed_domains", &r.allowed_domains, true)?;
+    let net = r
+        .source_network
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| {
+            r.source_network
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+        })
+        .map_err(|_| {
+            ApiError::unprocessable(format!(
+                "`source_network`: `{}` is not a CIDR such as 10.0.0.0/8",
+                r.source_network
+            ))
+        })?;
+    Ok(net.trunc().to_string())
+}

@@ -336,11 +336,23 @@ mod tests {
                 source: "10.9.9.9".parse().unwrap(),
             },
         );
-        let p = identify(&idx, "10.9.9.9".parse().unwrap(), Some(b"Bearer xss_tok"), 0).unwrap();
+        let p = identify(
+            &idx,
+            "10.9.9.9".parse().unwrap(),
+            Some(b"Bearer xss_tok"),
+            0,
+        )
+        .unwrap();
         assert_eq!(p.id, "user_session:alice@sess_1");
         assert!(p.kind.is_human());
         assert!(idx.is_live(&CredentialId::new("sess_1"), 0));
-        let e = identify(&idx, "10.9.9.8".parse().unwrap(), Some(b"Bearer xss_tok"), 0).unwrap_err();
+        let e = identify(
+            &idx,
+            "10.9.9.8".parse().unwrap(),
+            Some(b"Bearer xss_tok"),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.reason(), "workload_source_mismatch");
     }
 

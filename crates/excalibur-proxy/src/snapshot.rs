@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use excalibur_core::Secret;
 use excalibur_core::api::{
-    MappingRecord, Namespace, NetbirdPeer, PolicyRecord, Provider, ServiceCredentialInfo,
-    SshRoute, SshSession, TranslationRule, WorkloadInfo,
+    MappingRecord, Namespace, NetbirdPeer, PolicyRecord, Provider, ServiceCredentialInfo, SshRoute,
+    SshSession, TranslationRule, WorkloadInfo,
 };
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};

@@ -26,7 +26,8 @@ use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::record::Recorder;
 use ipnet::IpNet;
 use russh::keys::ssh_key::Fingerprint;
-use russh::keys::{Certificate, HashAlg, PrivateKey, PublicKey};
+use russh::keys::{Certificate, HashAlg};
+pub use russh::keys::{PrivateKey, PublicKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +102,11 @@ impl RouteTable {
     }
 
     /// The routes for `user` connecting from `peer`, most specific first.
-    fn candidates<'a>(&'a self, user: &'a str, peer: IpAddr) -> impl Iterator<Item = &'a Arc<Route>> {
+    fn candidates<'a>(
+        &'a self,
+        user: &'a str,
+        peer: IpAddr,
+    ) -> impl Iterator<Item = &'a Arc<Route>> {
         let peer = peer.to_canonical();
         self.routes
             .iter()
@@ -151,6 +156,16 @@ pub fn parse_private_key(pem: &Secret) -> Result<PrivateKey, String> {
         return Err("the key is encrypted; give an unencrypted key (it is sealed at rest)".into());
     }
     Ok(key)
+}
+
+/// Reads trusted user-CA public keys (one OpenSSH line each; `#` comments and blank
+/// lines skipped) into their fingerprints.
+pub fn parse_user_cas(text: &str) -> Result<Vec<Fingerprint>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| parse_public_key(l).map(|k| k.fingerprint(HashAlg::Sha256)))
+        .collect()
 }
 
 /// A new Ed25519 key in OpenSSH PEM (for the gateway's host and client keys).
@@ -246,7 +261,9 @@ impl Gateway {
 
     /// Accepts connections until `cancel`; each connection runs on its own task.
     pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.inner.config.max_connections));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.config.max_connections,
+        ));
         loop {
             let accepted = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -266,17 +283,29 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
-            let cancel = cancel.child_token();
+            let shutdown = cancel.clone();
             tokio::spawn(async move {
-                gw.connection(stream, peer, cancel).await;
+                gw.connection(stream, peer, shutdown).await;
                 drop(permit);
             });
         }
     }
 
-    async fn connection(&self, stream: tokio::net::TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+    async fn connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let state = Arc::new(Mutex::new(ConnState::default()));
-        let handler = relay::UserHandler::new(Arc::clone(&self.inner), peer, Arc::clone(&state), cancel.clone());
+        // Revocation of this session only (the shutdown token is shared).
+        let cancel = CancellationToken::new();
+        let handler = relay::UserHandler::new(
+            Arc::clone(&self.inner),
+            peer,
+            Arc::clone(&state),
+            cancel.clone(),
+        );
         let started = tokio::time::timeout(
             LOGIN_TIMEOUT,
             russh::server::run_stream(Arc::clone(&self.inner.server), stream, handler),
@@ -304,9 +333,17 @@ impl Gateway {
                     .await;
                 "revoked"
             }
+            () = shutdown.cancelled() => {
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "gateway shutting down".into(), String::new())
+                    .await;
+                "gateway_shutdown"
+            }
         };
         let (id, target) = {
-            let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             (s.session_id.take(), s.target.take())
         };
         if let Some(target) = target {
@@ -344,7 +381,12 @@ impl Inner {
 
     /// Checks an OpenSSH user certificate: signed by a trusted CA, valid now, a user
     /// certificate naming `user`, and no critical option it cannot honour.
-    fn check_certificate(&self, user: &str, peer: IpAddr, cert: &Certificate) -> Result<(), &'static str> {
+    fn check_certificate(
+        &self,
+        user: &str,
+        peer: IpAddr,
+        cert: &Certificate,
+    ) -> Result<(), &'static str> {
         if self.config.user_cas.is_empty() {
             return Err("no_trusted_user_ca");
         }
@@ -366,7 +408,12 @@ impl Inner {
             }
             let allowed = value
                 .split(',')
-                .filter_map(|n| n.trim().parse::<IpNet>().ok().or_else(|| n.trim().parse::<IpAddr>().ok().map(IpNet::from)))
+                .filter_map(|n| {
+                    n.trim()
+                        .parse::<IpNet>()
+                        .ok()
+                        .or_else(|| n.trim().parse::<IpAddr>().ok().map(IpNet::from))
+                })
                 .any(|n| n.contains(&peer.to_canonical()));
             if !allowed {
                 return Err("certificate_source_address");

@@ -30,9 +30,14 @@ pub(crate) struct TargetHandler {
 impl russh::client::Handler for TargetHandler {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         Ok(match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data() == self.host_key.key_data(),
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                key.key_data() == self.host_key.key_data()
+            }
             PublicKeyOrCertificate::Certificate(_) => false,
         })
     }
@@ -66,7 +71,12 @@ pub(crate) struct UserHandler {
 }
 
 impl UserHandler {
-    pub(crate) fn new(inner: Arc<Inner>, peer: SocketAddr, state: Arc<Mutex<ConnState>>, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        peer: SocketAddr,
+        state: Arc<Mutex<ConnState>>,
+        cancel: CancellationToken,
+    ) -> Self {
         Self {
             inner,
             peer,
@@ -107,15 +117,25 @@ impl UserHandler {
             end_reason: None,
             proxy_source: remote.ip().to_canonical().to_string(),
         };
-        if let Err(e) = self.inner.control.start(record.clone(), token_hash(&token)).await {
+        if let Err(e) = self
+            .inner
+            .control
+            .start(record.clone(), token_hash(&token))
+            .await
+        {
             tracing::error!(error = %e, "recording an ssh session failed; refusing it");
-            let _ = target.disconnect(russh::Disconnect::ByApplication, "", "").await;
+            let _ = target
+                .disconnect(russh::Disconnect::ByApplication, "", "")
+                .await;
             return Err(russh::Error::Disconnect);
         }
         let env = if route.info.inject_proxy {
             let base = match &self.inner.config.proxy_url {
                 Some(u) => u.clone(),
-                None => format!("http://{}", SocketAddr::new(local.ip(), self.inner.config.proxy_port)),
+                None => format!(
+                    "http://{}",
+                    SocketAddr::new(local.ip(), self.inner.config.proxy_port)
+                ),
             };
             let url = match base.split_once("://") {
                 Some((scheme, rest)) => format!("{scheme}://user_session:{token}@{rest}"),
@@ -123,7 +143,12 @@ impl UserHandler {
             };
             ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
                 .iter()
-                .map(|n| ((*n).to_owned(), excalibur_core::Secret::new(url.as_bytes().to_vec())))
+                .map(|n| {
+                    (
+                        (*n).to_owned(),
+                        excalibur_core::Secret::new(url.as_bytes().to_vec()),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()
@@ -138,7 +163,12 @@ impl UserHandler {
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, Live { cancel: self.cancel.clone() });
+            .insert(
+                id,
+                Live {
+                    cancel: self.cancel.clone(),
+                },
+            );
         let _ = session;
         self.established = Some(Established {
             target,
@@ -174,20 +204,31 @@ impl UserHandler {
         let handler = TargetHandler {
             host_key: route.host_key.clone(),
         };
-        let mut handle = tokio::time::timeout(CONNECT_TIMEOUT, russh::client::connect_stream(config, stream, handler))
-            .await
-            .map_err(|_| "target_unreachable")?
-            .map_err(|e| match e {
-                russh::Error::UnknownKey => "target_host_key_mismatch",
-                _ => "target_handshake_failed",
-            })?;
+        let mut handle = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            russh::client::connect_stream(config, stream, handler),
+        )
+        .await
+        .map_err(|_| "target_unreachable")?
+        .map_err(|e| match e {
+            russh::Error::UnknownKey => "target_host_key_mismatch",
+            _ => "target_handshake_failed",
+        })?;
         let key = route
             .key
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.inner.config.client_key));
-        let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
         let auth = handle
-            .authenticate_publickey(route.info.target_user.clone(), PrivateKeyWithHashAlg::new(key, hash))
+            .authenticate_publickey(
+                route.info.target_user.clone(),
+                PrivateKeyWithHashAlg::new(key, hash),
+            )
             .await
             .map_err(|_| "target_auth_failed")?;
         if !auth.success() {
@@ -215,21 +256,26 @@ impl russh::server::Handler for UserHandler {
 
     async fn auth_publickey_offered(
         &mut self,
-        user: &str,
-        offer: russh::server::PublicKeyOffer<'_>,
+        _user: &str,
+        _offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Certificates are checked once signed; plain keys must be on a route already.
-        if self.route_for_key(user, offer.public_key).is_some() {
-            return Ok(Auth::Accept);
-        }
-        Ok(Auth::reject())
+        // An offered certificate looks like its bare key here, so every offer proceeds to
+        // the signed attempt, where the decision (and its audit event) is made.
+        Ok(Auth::Accept)
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         self.user = user.to_owned();
         match self.route_for_key(user, key.public_key) {
             Some(route) => {
-                self.routed = Some(Routed { route, auth: "publickey" });
+                self.routed = Some(Routed {
+                    route,
+                    auth: "publickey",
+                });
                 Ok(Auth::Accept)
             }
             None => {
@@ -244,15 +290,28 @@ impl russh::server::Handler for UserHandler {
         }
     }
 
-    async fn auth_openssh_certificate(&mut self, user: &str, cert: &Certificate) -> Result<Auth, Self::Error> {
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        cert: &Certificate,
+    ) -> Result<Auth, Self::Error> {
         self.user = user.to_owned();
         if let Err(reason) = self.inner.check_certificate(user, self.peer.ip(), cert) {
             return Ok(self.deny_auth(user, reason));
         }
-        let route = self.inner.routes.load().candidates(user, self.peer.ip()).next().cloned();
+        let route = self
+            .inner
+            .routes
+            .load()
+            .candidates(user, self.peer.ip())
+            .next()
+            .cloned();
         match route {
             Some(route) => {
-                self.routed = Some(Routed { route, auth: "certificate" });
+                self.routed = Some(Routed {
+                    route,
+                    auth: "certificate",
+                });
                 Ok(Auth::Accept)
             }
             None => Ok(self.deny_auth(user, "no_route")),
@@ -270,7 +329,9 @@ impl russh::server::Handler for UserHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(est) = self.established.clone() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let handle = session.handle();
@@ -298,17 +359,26 @@ impl russh::server::Handler for UserHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(est) = self.established.clone() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         if !est.route.info.port_forwarding {
-            self.inner.deny(&self.user, self.peer, "port_forwarding_disabled");
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            self.inner
+                .deny(&self.user, self.peer, "port_forwarding_disabled");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         }
         let (host, originator) = (host.to_owned(), originator.to_owned());
         tokio::spawn(async move {
-            match est.target.channel_open_direct_tcpip(host, port, originator, originator_port).await {
+            match est
+                .target
+                .channel_open_direct_tcpip(host, port, originator, originator_port)
+                .await
+            {
                 Ok(target) => {
                     reply.accept().await;
                     relay_raw(channel, target).await;
@@ -387,13 +457,14 @@ async fn relay_session(
                         target.request_subsystem(true, name).await.is_ok()
                     }
                     ChannelMsg::Signal { signal } => target.signal(signal).await.is_ok(),
-                    // Environment from the user, agent and X11 forwarding are not relayed.
-                    ChannelMsg::SetEnv { want_reply, .. }
-                    | ChannelMsg::AgentForward { want_reply }
-                    | ChannelMsg::RequestX11 { want_reply, .. } => {
-                        if want_reply {
-                            let _ = handle.channel_failure(uid).await;
-                        }
+                    // Environment from the user and agent forwarding are not relayed, and
+                    // not answered here: russh reports every request as `want_reply` (so
+                    // the flag cannot be trusted), OpenSSH sends `env` without wanting a
+                    // reply, and russh answers agent requests itself.
+                    ChannelMsg::SetEnv { .. } | ChannelMsg::AgentForward { .. } => true,
+                    // X11 forwarding is refused (OpenSSH asks with want_reply).
+                    ChannelMsg::RequestX11 { .. } => {
+                        let _ = handle.channel_failure(uid).await;
                         true
                     }
                     _ => true,

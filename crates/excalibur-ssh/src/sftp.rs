@@ -217,21 +217,47 @@ mod tests {
 
     #[test]
     fn upload_and_download_are_counted_per_file_whatever_the_chunking() {
-        let open = |id, path: &[u8]| packet(FXP_OPEN, id, &[&s(path), &[0, 0, 0, 0x1a], &[0, 0, 0, 0]]);
+        let open =
+            |id, path: &[u8]| packet(FXP_OPEN, id, &[&s(path), &[0, 0, 0, 0x1a], &[0, 0, 0, 0]]);
         // (from the client?, bytes) in protocol order; several client packets may share a write.
         let mut conversation = vec![
             (true, open(1, b"/tmp/up.bin")),
             (false, packet(FXP_HANDLE, 1, &[&s(b"h1")])),
-            (true, [
-                packet(FXP_WRITE, 2, &[&s(b"h1"), &0u64.to_be_bytes(), &s(&[7u8; 3000])]),
-                packet(FXP_WRITE, 3, &[&s(b"h1"), &3000u64.to_be_bytes(), &s(&[7u8; 1000])]),
-                open(4, b"/etc/hostname"),
-            ]
-            .concat()),
+            (
+                true,
+                [
+                    packet(
+                        FXP_WRITE,
+                        2,
+                        &[&s(b"h1"), &0u64.to_be_bytes(), &s(&[7u8; 3000])],
+                    ),
+                    packet(
+                        FXP_WRITE,
+                        3,
+                        &[&s(b"h1"), &3000u64.to_be_bytes(), &s(&[7u8; 1000])],
+                    ),
+                    open(4, b"/etc/hostname"),
+                ]
+                .concat(),
+            ),
             (false, packet(FXP_HANDLE, 4, &[&s(b"h2")])),
-            (true, packet(FXP_READ, 5, &[&s(b"h2"), &0u64.to_be_bytes(), &[0, 0, 0x80, 0]])),
+            (
+                true,
+                packet(
+                    FXP_READ,
+                    5,
+                    &[&s(b"h2"), &0u64.to_be_bytes(), &[0, 0, 0x80, 0]],
+                ),
+            ),
             (false, packet(FXP_DATA, 5, &[&s(b"hello\n")])),
-            (true, [packet(FXP_CLOSE, 6, &[&s(b"h1")]), packet(FXP_CLOSE, 7, &[&s(b"h2")])].concat()),
+            (
+                true,
+                [
+                    packet(FXP_CLOSE, 6, &[&s(b"h1")]),
+                    packet(FXP_CLOSE, 7, &[&s(b"h2")]),
+                ]
+                .concat(),
+            ),
         ];
         // A read of an unknown handle and a failed open change nothing.
         conversation.push((true, open(8, b"/nope")));
@@ -251,8 +277,16 @@ mod tests {
             assert_eq!(
                 done,
                 vec![
-                    Transfer { path: "/tmp/up.bin".into(), bytes_read: 0, bytes_written: 4000 },
-                    Transfer { path: "/etc/hostname".into(), bytes_read: 6, bytes_written: 0 },
+                    Transfer {
+                        path: "/tmp/up.bin".into(),
+                        bytes_read: 0,
+                        bytes_written: 4000
+                    },
+                    Transfer {
+                        path: "/etc/hostname".into(),
+                        bytes_read: 6,
+                        bytes_written: 0
+                    },
                 ],
                 "split {split}"
             );

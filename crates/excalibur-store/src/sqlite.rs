@@ -1398,7 +1398,9 @@ impl Store for SqliteStore {
     fn ssh_route_list(&self) -> StoreFuture<'_, Vec<SshRoute>> {
         self.run(|_, conn| {
             let mut stmt = conn.prepare("SELECT route FROM ssh_routes ORDER BY created_ms, id")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
             rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
         })
     }
@@ -1406,9 +1408,19 @@ impl Store for SqliteStore {
     fn ssh_route_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
         self.write(move |_, tx| {
             if tx.execute("DELETE FROM ssh_routes WHERE id = ?1", [&id])? == 0 {
-                return Err(StoreError::NotFound { kind: "ssh route", id });
+                return Err(StoreError::NotFound {
+                    kind: "ssh route",
+                    id,
+                });
             }
-            Ok(((), vec![NewEvent::new(EventType::SshRouteDeleted, actor, json!({"id": id}))]))
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::SshRouteDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
         })
     }
 
@@ -1471,9 +1483,13 @@ impl Store for SqliteStore {
 
     fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>> {
         self.run(move |_, conn| {
-            let mut stmt = conn.prepare("SELECT session FROM ssh_sessions ORDER BY started_ms DESC, id LIMIT ?1")?;
+            let mut stmt = conn.prepare(
+                "SELECT session FROM ssh_sessions ORDER BY started_ms DESC, id LIMIT ?1",
+            )?;
             let rows = stmt
-                .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))?
+                .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    r.get::<_, String>(0)
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
         })

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub api_addr: std::net::SocketAddr,
     /// Address of the plain proxy listener, if it came up.
     pub proxy_addr: Option<std::net::SocketAddr>,
+    /// Address of the SSH gateway, if it came up.
+    pub ssh_addr: Option<std::net::SocketAddr>,
     /// Everything the process wrote to stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
     /// The admin token.
@@ -113,6 +115,7 @@ impl Gateway {
                     .unwrap_or_else(|| "127.0.0.1:0".to_owned()),
             )
             .args(["--proxy-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--ssh-listen", "127.0.0.1:0"])
             .args(&opts.args)
             .env("EXCALIBUR_LOG", "info")
             .env_remove("EXCALIBUR_ADMIN_TOKEN")
@@ -149,7 +152,7 @@ impl Gateway {
             });
         }
         drop(tx);
-        let (mut api_addr, mut proxy_addr) = (None, None);
+        let (mut api_addr, mut proxy_addr, mut ssh_addr) = (None, None, None);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let line = match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -168,6 +171,7 @@ impl Gateway {
             match msg {
                 "api listening" => api_addr = addr,
                 "proxy listening" => proxy_addr = addr,
+                "ssh listening" => ssh_addr = addr,
                 "ready" => break,
                 _ => {}
             }
@@ -193,6 +197,7 @@ impl Gateway {
             data_dir,
             api_addr,
             proxy_addr,
+            ssh_addr,
             output,
             admin_token,
         })

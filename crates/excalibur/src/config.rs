@@ -70,6 +70,13 @@ pub(crate) struct ServeArgs {
         default_value = "100.64.0.0/10"
     )]
     netbird_overlay_cidr: String,
+    /// File of OpenSSH public keys of CAs whose user certificates the SSH gateway accepts.
+    #[arg(long, env = "EXCALIBUR_SSH_USER_CA_KEYS")]
+    ssh_user_ca_keys: Option<PathBuf>,
+    /// Proxy URL injected into SSH sessions' shells [default: http://<gateway address
+    /// toward the target>:<proxy port>].
+    #[arg(long, env = "EXCALIBUR_SSH_PROXY_URL")]
+    ssh_proxy_url: Option<String>,
     /// Start even if the audit hash chain does not verify (after an investigated incident).
     #[arg(long, env = "EXCALIBUR_DANGEROUS_ALLOW_BROKEN_AUDIT_CHAIN")]
     dangerous_allow_broken_audit_chain: bool,
@@ -215,11 +222,11 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) api_listen: SocketAddr,
     pub(crate) proxy_listen: SocketAddr,
-    #[expect(
-        dead_code,
-        reason = "the SSH gateway is not built yet; the flag is reserved"
-    )]
     pub(crate) ssh_listen: SocketAddr,
+    /// Trusted SSH user-certificate CAs (public-key file).
+    pub(crate) ssh_user_ca_keys: Option<PathBuf>,
+    /// Proxy URL for SSH sessions' shells.
+    pub(crate) ssh_proxy_url: Option<String>,
     pub(crate) log_format: LogFormat,
     pub(crate) tls_names: Vec<String>,
     pub(crate) upstream: Upstream,
@@ -406,6 +413,11 @@ impl Config {
                 None
             }
         };
+        if let Some(url) = &args.ssh_proxy_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            errors.push("EXCALIBUR_SSH_PROXY_URL must be an http(s) URL".to_owned());
+        }
         if !errors.is_empty() {
             bail!("invalid configuration:\n  {}", errors.join("\n  "));
         }
@@ -433,6 +445,8 @@ impl Config {
                 .ssh_listen
                 .or(raw.ssh_listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
+            ssh_user_ca_keys: args.ssh_user_ca_keys.clone(),
+            ssh_proxy_url: args.ssh_proxy_url.clone(),
             log_format,
             tls_names,
             allowed_ports: raw.proxy.allowed_ports.unwrap_or_else(|| vec![80, 443]),

@@ -183,3 +183,27 @@ pub(crate) async fn signing_keys(
     tracing::info!("generated the workload-token signing key");
     Ok(keys)
 }
+
+/// The SSH gateway's host key and client key (Ed25519, generated at first start, sealed).
+pub(crate) async fn ssh_keys(
+    store: &dyn Store,
+) -> anyhow::Result<(excalibur_ssh::PrivateKey, excalibur_ssh::PrivateKey)> {
+    let mut keys = Vec::new();
+    for name in ["ssh_host_key", "ssh_client_key"] {
+        let pem = match store.setting_get(name.to_owned()).await? {
+            Some(pem) => pem,
+            None => {
+                let pem = excalibur_ssh::generate_key().map_err(anyhow::Error::msg)?;
+                store.setting_put(name.to_owned(), pem.clone()).await?;
+                pem
+            }
+        };
+        keys.push(
+            excalibur_ssh::parse_private_key(&pem)
+                .map_err(|e| anyhow::anyhow!("stored {name} is unusable: {e}"))?,
+        );
+    }
+    let client = keys.pop().context("no ssh client key")?;
+    let host = keys.pop().context("no ssh host key")?;
+    Ok((host, client))
+}

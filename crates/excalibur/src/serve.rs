@@ -119,14 +119,44 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
 
+    let (ssh_host_key, ssh_client_key) = init::ssh_keys(store.as_ref()).await?;
+    let user_cas = match &config.ssh_user_ca_keys {
+        Some(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            excalibur_ssh::parse_user_cas(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    // Sessions still active in the store belonged to a previous run of this process.
+    for s in store.ssh_session_list(10_000).await? {
+        if s.state == "active" {
+            store
+                .ssh_session_end(
+                    s.id,
+                    "ended".into(),
+                    "gateway_restart".into(),
+                    "system".into(),
+                )
+                .await?;
+        }
+    }
+    snapshots.rebuild().await?;
+
     let api_listener = TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.api_listen))?;
     let proxy_listener = TcpListener::bind(config.proxy_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.proxy_listen))?;
+    let ssh_listener = TcpListener::bind(config.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.ssh_listen))?;
     let api_addr = api_listener.local_addr()?;
     let proxy_addr = proxy_listener.local_addr()?;
+    let ssh_addr = ssh_listener.local_addr()?;
 
     let proxy = Proxy::new(
         ProxyConfig {
@@ -149,7 +179,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         },
         Arc::clone(&snapshots.live),
         Arc::clone(&ca),
-        Arc::new(recorder),
+        Arc::new(recorder.clone()),
         Arc::new(BinControl {
             store: Arc::clone(&store),
             snapshots: Arc::clone(&snapshots),
@@ -157,6 +187,28 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracker.clone(),
         cancel.clone(),
     )?;
+    let ssh_info = excalibur_core::api::SshGatewayInfo {
+        enabled: true,
+        host_key: excalibur_ssh::public_line(&ssh_host_key),
+        client_key: excalibur_ssh::public_line(&ssh_client_key),
+        user_ca_fingerprints: user_cas.iter().map(ToString::to_string).collect(),
+    };
+    let gateway = excalibur_ssh::Gateway::new(
+        excalibur_ssh::GatewayConfig {
+            host_key: ssh_host_key,
+            client_key: Arc::new(ssh_client_key),
+            user_cas,
+            proxy_url: config.ssh_proxy_url.clone(),
+            proxy_port: proxy_addr.port(),
+            max_connections: config.limits.max_connections,
+        },
+        Arc::clone(&snapshots.ssh_routes),
+        Arc::new(SshSessions {
+            store: Arc::clone(&store),
+            snapshots: Arc::clone(&snapshots),
+        }),
+        Arc::new(recorder.clone()),
+    );
     let policy = {
         let live = Arc::clone(&snapshots.live);
         Arc::new(move || Arc::clone(&live.load().policy))
@@ -193,6 +245,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 (v.status.clone(), v.peers.clone())
             })
+        },
+        ssh: excalibur_api::SshHooks {
+            info: ssh_info,
+            revoke: {
+                let gateway = gateway.clone();
+                Arc::new(move |id: &str| gateway.revoke(id))
+            },
+            check_public: |line| {
+                excalibur_ssh::parse_public_key(line).map(|k| excalibur_ssh::fingerprint(&k))
+            },
+            check_private: |pem| {
+                excalibur_ssh::parse_private_key(pem).map(|k| excalibur_ssh::public_line(&k))
+            },
         },
         key_info: Arc::new(excalibur_proxy::jwt_bearer::key_info),
         dpop_keygen: Arc::new(excalibur_proxy::dpop::generate_key),
@@ -273,12 +338,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(addr = %api_addr, "api listening");
     tracing::info!(addr = %proxy_addr, "proxy listening");
+    let accept_ssh = tokio::spawn(gateway.serve(ssh_listener, cancel.clone()));
+    tracing::info!(addr = %ssh_addr, "ssh listening");
     tracing::info!("ready");
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    let _ = tokio::join!(accept_api, accept_proxy, background);
+    let _ = tokio::join!(accept_api, accept_proxy, accept_ssh, background);
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
@@ -475,6 +542,46 @@ fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> 
             )
         })?;
     Ok(certs)
+}
+
+/// The SSH gateway's handle on the control plane: a session is in the store (and its
+/// proxy token in the snapshot) before its shell starts.
+#[derive(Debug)]
+struct SshSessions {
+    store: Arc<dyn Store>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl excalibur_ssh::SessionControl for SshSessions {
+    fn start(
+        &self,
+        session: excalibur_core::api::SshSession,
+        token_hash: String,
+    ) -> excalibur_ssh::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.store
+                .ssh_session_start(session, token_hash)
+                .await
+                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
+            self.snapshots.rebuild().await.map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn end(&self, id: String, reason: &'static str) -> excalibur_ssh::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match self
+                .store
+                .ssh_session_end(id.clone(), "ended".into(), reason.into(), "system".into())
+                .await
+            {
+                Ok(Some(_)) => self.snapshots.rebuild_logged().await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %excalibur_core::ErrorChain(&e), session = %id, "recording the end of an ssh session failed")
+                }
+            }
+        })
+    }
 }
 
 /// The proxy's handle on the control plane.

@@ -20,6 +20,8 @@ pub(crate) struct Snapshots {
     version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
     /// NetBird devices (empty unless a sync is configured).
     pub(crate) netbird: crate::netbird::SharedView,
+    /// The SSH gateway's routes, swapped with every snapshot.
+    pub(crate) ssh_routes: Arc<ArcSwap<excalibur_ssh::RouteTable>>,
 }
 
 impl Snapshots {
@@ -36,6 +38,7 @@ impl Snapshots {
             allowed_ports,
             version_gauge,
             netbird: crate::netbird::SharedView::default(),
+            ssh_routes: Arc::default(),
         })
     }
 
@@ -43,6 +46,11 @@ impl Snapshots {
     pub(crate) async fn rebuild(&self) -> anyhow::Result<()> {
         let _serial = self.lock.lock().await;
         let data = self.store.snapshot_data().await?;
+        let route_infos = data.ssh_routes.iter().map(|(r, _)| r.clone()).collect();
+        let (routes, problems) = excalibur_ssh::RouteTable::build(data.ssh_routes);
+        for problem in problems {
+            tracing::warn!(problem = %problem, "ssh route left out");
+        }
         let input = SnapshotInput {
             placeholders: data
                 .placeholders
@@ -65,6 +73,8 @@ impl Snapshots {
                 .read()
                 .map(|v| v.peers.clone())
                 .unwrap_or_default(),
+            ssh_routes: route_infos,
+            ssh_sessions: data.ssh_sessions,
         };
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();
@@ -77,6 +87,7 @@ impl Snapshots {
             tracing::warn!(problem = %problem, "policy compilation");
         }
         self.live.store(Arc::new(snapshot));
+        self.ssh_routes.store(Arc::new(routes));
         self.version_gauge
             .set(i64::try_from(version).unwrap_or(i64::MAX));
         tracing::debug!(version, "snapshot swapped");

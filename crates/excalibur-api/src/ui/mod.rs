@@ -65,6 +65,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/ui/services", get(services))
         .route("/ui/services/create", post(service_create))
         .route("/ui/services/{id}/revoke", post(service_revoke))
+        .route("/ui/sessions/{id}/revoke", post(session_revoke))
         .route("/ui/fleet", get(fleet))
         .route("/ui/netbird", get(netbird))
         .route("/ui/crypto", get(crypto))
@@ -570,12 +571,69 @@ async fn services_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, 
     } else {
         String::new()
     };
+    let sessions = load(s.store.ssh_session_list(200)).await?;
+    let session_rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|x| {
+            let action = if ui.admin() && x.state == "active" {
+                format!(
+                    "<form method=\"post\" action=\"/ui/sessions/{}/revoke\">{}<button class=\"danger\">Revoke</button></form>",
+                    esc(&x.id),
+                    ui.csrf()
+                )
+            } else {
+                esc(x.end_reason.as_deref().unwrap_or(""))
+            };
+            vec![
+                esc(&x.id),
+                esc(&x.user),
+                esc(&x.source),
+                esc(&x.started_at),
+                esc(&x.state),
+                esc(&x.target),
+                action,
+            ]
+        })
+        .collect();
+    let routes = load(s.store.ssh_route_list()).await?;
+    let route_rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| {
+            vec![
+                esc(&r.id),
+                esc(&r.user),
+                esc(&r.source_network),
+                esc(&format!(
+                    "{}@{}:{}",
+                    r.target_user, r.target_host, r.target_port
+                )),
+                esc(&r.allowed_domains.join(", ")),
+                if r.inject_proxy { "yes" } else { "no" }.to_owned(),
+                if r.port_forwarding { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
     let body = format!(
-        "{notice}<h2>Sessions</h2>{}<h2>Service credentials</h2>{}{create}",
+        "{notice}<h2>Sessions</h2>{}<h2>SSH routes</h2>{}<h2>Service credentials</h2>{}{create}",
         table(
             "sessions",
-            &["Session", "User", "Source", "Started", "State"],
-            &[]
+            &[
+                "Session", "User", "Source", "Started", "State", "Target", ""
+            ],
+            &session_rows
+        ),
+        table(
+            "ssh-routes",
+            &[
+                "ID",
+                "User",
+                "Source network",
+                "Target",
+                "Allowed domains",
+                "Proxy injected",
+                "Port forwarding"
+            ],
+            &route_rows
         ),
         table(
             "service-credentials",
@@ -648,6 +706,27 @@ async fn service_revoke(
     )
     .await?;
     (s.reload)().await;
+    Ok(Redirect::to("/ui/services").into_response())
+}
+
+async fn session_revoke(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, Response> {
+    let ui = writer(&s, &headers, &f.csrf).await?;
+    let ended = load(s.store.ssh_session_end(
+        id.clone(),
+        "revoked".to_owned(),
+        "revoked".to_owned(),
+        ui.actor(),
+    ))
+    .await?;
+    if ended.is_some() {
+        (s.reload)().await;
+        (s.ssh.revoke)(&id);
+    }
     Ok(Redirect::to("/ui/services").into_response())
 }
 

@@ -279,15 +279,25 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
     let mk = MasterKey::generate();
     let store = open(&dir, &mk);
     let (r, created) = store
-        .ssh_route_upsert(route("sshr_1"), Some(Secret::new(b"-----BEGIN KEY-----".to_vec())), "admin".into())
+        .ssh_route_upsert(
+            route("sshr_1"),
+            Some(Secret::new(b"-----BEGIN KEY-----".to_vec())),
+            "admin".into(),
+        )
         .await
         .unwrap();
     assert!(created);
     assert_eq!(r.target_key, "route");
     assert!(r.target_key_fingerprint.is_some());
     let raw = std::fs::read(dir.path().join("x.db")).unwrap();
-    assert!(!raw.windows(19).any(|w| w == b"-----BEGIN KEY-----"), "the target key is sealed at rest");
-    let (r2, created) = store.ssh_route_upsert(route("sshr_1"), None, "admin".into()).await.unwrap();
+    assert!(
+        !raw.windows(19).any(|w| w == b"-----BEGIN KEY-----"),
+        "the target key is sealed at rest"
+    );
+    let (r2, created) = store
+        .ssh_route_upsert(route("sshr_1"), None, "admin".into())
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(r2.target_key, "gateway");
     assert_eq!(r2.created_at, r.created_at);
@@ -308,34 +318,65 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         end_reason: None,
         proxy_source: "10.2.2.2".into(),
     };
-    store.ssh_session_start(session, "hash1".into()).await.unwrap();
+    store
+        .ssh_session_start(session, "hash1".into())
+        .await
+        .unwrap();
     let data = store.snapshot_data().await.unwrap();
     assert_eq!(data.ssh_sessions.len(), 1);
     let ended = store
-        .ssh_session_end("sess_1".into(), "revoked".into(), "revoked".into(), "admin".into())
+        .ssh_session_end(
+            "sess_1".into(),
+            "revoked".into(),
+            "revoked".into(),
+            "admin".into(),
+        )
         .await
         .unwrap()
         .expect("was active");
     assert_eq!(ended.state, "revoked");
-    assert!(store.ssh_session_end("sess_1".into(), "ended".into(), "closed".into(), "x".into()).await.unwrap().is_none());
+    assert!(
+        store
+            .ssh_session_end("sess_1".into(), "ended".into(), "closed".into(), "x".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
-        store.ssh_session_end("nope".into(), "ended".into(), "closed".into(), "x".into()).await,
+        store
+            .ssh_session_end("nope".into(), "ended".into(), "closed".into(), "x".into())
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(store.snapshot_data().await.unwrap().ssh_sessions.is_empty());
     let listed = store.ssh_session_list(10).await.unwrap();
     assert_eq!(listed.first().map(|s| s.state.as_str()), Some("revoked"));
     let types: Vec<String> = store
-        .audit_list(AuditQuery { limit: 100, ..AuditQuery::default() })
+        .audit_list(AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.event_type)
         .collect();
-    for t in ["ssh_route_created", "ssh_route_updated", "ssh_session_started", "ssh_session_ended"] {
-        assert_eq!(types.iter().filter(|x| *x == t).count(), 1, "{t} in {types:?}");
+    for t in [
+        "ssh_route_created",
+        "ssh_route_updated",
+        "ssh_session_started",
+        "ssh_session_ended",
+    ] {
+        assert_eq!(
+            types.iter().filter(|x| *x == t).count(),
+            1,
+            "{t} in {types:?}"
+        );
     }
     assert!(store.audit_verify().await.unwrap().ok);
-    store.ssh_route_delete("sshr_1".into(), "admin".into()).await.unwrap();
+    store
+        .ssh_route_delete("sshr_1".into(), "admin".into())
+        .await
+        .unwrap();
     assert!(store.ssh_route_list().await.unwrap().is_empty());
 }

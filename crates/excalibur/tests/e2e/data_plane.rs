@@ -23,6 +23,11 @@ pub(crate) struct Setup {
 /// A gateway whose upstream names resolve to the echo server, with github and stripe
 /// providers, their placeholders, and a rule for each.
 pub(crate) async fn setup() -> Setup {
+    setup_with(Vec::new()).await
+}
+
+/// [`setup`] with extra environment for the gateway.
+pub(crate) async fn setup_with(env: Vec<(String, String)>) -> Setup {
     let echo = Echo::start(&["api.github.com", "api.stripe.com", "other.example"])
         .await
         .unwrap();
@@ -40,6 +45,7 @@ pub(crate) async fn setup() -> Setup {
         dir,
         Options {
             config_toml: config,
+            env,
             ..Default::default()
         },
     )

@@ -19,6 +19,7 @@ mod netbird;
 mod oauth_refresh;
 mod policy;
 mod sigv4;
+mod ssh;
 mod ui;
 mod webhooks;
 mod workload;

@@ -209,3 +209,25 @@ async fn ui_security_headers_cookies_and_csrf() {
         .unwrap();
     assert_eq!(after.status(), 303);
 }
+
+/// Logs in to the UI with the admin token; returns the session cookie.
+pub(crate) async fn ui_cookie(gw: &excalibur_test_support::Gateway) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ok = client
+        .post(format!("{}/login", gw.url()))
+        .form(&[("token", gw.admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    ok.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
