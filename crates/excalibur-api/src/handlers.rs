@@ -1191,6 +1191,9 @@ pub(crate) async fn ssh_route_create(
     };
     let (route, created) = s.store.ssh_route_upsert(route, key, c.actor()).await?;
     (s.reload)().await;
+    if !created {
+        end_route_sessions(&s, &route.id, "route_changed", &c.actor()).await?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1204,9 +1207,45 @@ pub(crate) async fn ssh_route_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store.ssh_route_delete(id, c.actor()).await?;
+    s.store.ssh_route_delete(id.clone(), c.actor()).await?;
     (s.reload)().await;
+    end_route_sessions(&s, &id, "route_deleted", &c.actor()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Ends the live sessions opened through a route that changed or went away: they were
+/// admitted (and reach their target) under settings no longer in force.
+async fn end_route_sessions(
+    s: &ApiState,
+    route_id: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<(), ApiError> {
+    let mut ended = Vec::new();
+    for session in s.store.ssh_session_active().await? {
+        if session.route_id == route_id {
+            let id = session.id;
+            if s.store
+                .ssh_session_end(
+                    id.clone(),
+                    "revoked".to_owned(),
+                    reason.to_owned(),
+                    actor.to_owned(),
+                )
+                .await?
+                .is_some()
+            {
+                ended.push(id);
+            }
+        }
+    }
+    if !ended.is_empty() {
+        (s.reload)().await;
+        for id in &ended {
+            (s.ssh.revoke)(id);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn ssh_gateway(_: Reader, State(s): State<ApiState>) -> ApiResult {

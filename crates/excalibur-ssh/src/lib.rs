@@ -320,7 +320,31 @@ impl Gateway {
             Err(_) => return,
         };
         let handle = session.handle();
+        // A connection that has not logged in and reached its target by then is dropped.
+        let login_deadline = {
+            let state = Arc::clone(&state);
+            async move {
+                tokio::time::sleep(LOGIN_TIMEOUT).await;
+                loop {
+                    let established = state
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .session_id
+                        .is_some();
+                    if !established {
+                        return;
+                    }
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
         let reason = tokio::select! {
+            () = login_deadline => {
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "login timed out".into(), String::new())
+                    .await;
+                "login_timeout"
+            }
             r = session => {
                 if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "ssh session ended with an error");

@@ -348,6 +348,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'_, Option<SshSession>>;
     /// Sessions, newest first (at most `limit`).
     fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>>;
+    /// Every active session, oldest first.
+    fn ssh_session_active(&self) -> StoreFuture<'_, Vec<SshSession>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
 }

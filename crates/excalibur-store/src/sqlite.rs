@@ -1481,6 +1481,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn ssh_session_active(&self) -> StoreFuture<'_, Vec<SshSession>> {
+        self.run(|_, conn| {
+            let mut stmt = conn.prepare(
+                "SELECT session FROM ssh_sessions WHERE state = 'active' ORDER BY started_ms, id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+        })
+    }
+
     fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>> {
         self.run(move |_, conn| {
             let mut stmt = conn.prepare(

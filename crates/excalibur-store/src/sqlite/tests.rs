@@ -324,6 +324,7 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         .unwrap();
     let data = store.snapshot_data().await.unwrap();
     assert_eq!(data.ssh_sessions.len(), 1);
+    assert_eq!(store.ssh_session_active().await.unwrap().len(), 1);
     let ended = store
         .ssh_session_end(
             "sess_1".into(),
@@ -349,6 +350,7 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         Err(StoreError::NotFound { .. })
     ));
     assert!(store.snapshot_data().await.unwrap().ssh_sessions.is_empty());
+    assert!(store.ssh_session_active().await.unwrap().is_empty());
     let listed = store.ssh_session_list(10).await.unwrap();
     assert_eq!(listed.first().map(|s| s.state.as_str()), Some("revoked"));
     let types: Vec<String> = store

@@ -522,6 +522,31 @@ async fn revoke_closes_a_live_session_and_its_proxy_token() {
             .iter()
             .any(|e| e["details"]["session"] == id && e["details"]["reason"] == "revoked")
     );
+    // Changing the route (e.g. its target key) ends the sessions it admitted.
+    let route_id = session["route_id"].as_str().unwrap().to_owned();
+    let mut child = w
+        .ssh("ssh", "alice")
+        .arg("alice@127.0.0.1")
+        .arg("echo up; sleep 60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let up = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(up.as_deref(), Some("up"));
+    let mut body = w.base_route();
+    body["id"] = json!(route_id);
+    body["allowed_domains"] = json!([]);
+    let (status, _, _) = w.gw().api().send("POST", "/api/ssh/routes", Some(body)).await.unwrap();
+    assert_eq!(status, 200);
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("a changed route closes its sessions")
+        .unwrap();
+    let newest = sessions(w.gw()).await;
+    assert_eq!(newest[0]["state"], "revoked");
+    assert_eq!(newest[0]["end_reason"], "route_changed");
+
     // A second revoke is a conflict, an unknown session a 404.
     let (status, _, _) = w
         .gw()
