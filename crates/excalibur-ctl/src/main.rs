@@ -64,6 +64,12 @@ enum Command {
     /// Crypto mediation: the proxy signs with keys the workload never holds.
     #[command(subcommand)]
     Crypto(CryptoCmd),
+    /// The SSH gateway: routes and its keys.
+    #[command(subcommand)]
+    Ssh(SshCmd),
+    /// SSH-gateway sessions.
+    #[command(subcommand)]
+    Session(SessionCmd),
     /// Webhooks and their delivery logs.
     #[command(subcommand)]
     Webhook(WebhookCmd),
@@ -292,6 +298,44 @@ enum NamespaceCmd {
     },
     /// List namespaces.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum SshCmd {
+    /// SSH routes: user and source network to target.
+    #[command(subcommand)]
+    Route(SshRouteCmd),
+    /// The gateway's host key (for known_hosts) and client key (for targets).
+    Gateway,
+}
+
+#[derive(Debug, Subcommand)]
+enum SshRouteCmd {
+    /// Create a route, or replace one (with `"id"`), from a JSON document holding the
+    /// API's fields (a target private key included): a file, or `-` for stdin.
+    Add {
+        /// The JSON document.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List routes (never keys).
+    List,
+    /// Delete a route (its live sessions end).
+    Delete {
+        /// Route id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCmd {
+    /// List sessions, newest first.
+    List,
+    /// Revoke a live session: its proxy token stops working and it is closed at once.
+    Revoke {
+        /// Session id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -619,6 +663,26 @@ async fn mapping_cmd(
     }
     Ok(())
 }
+
+/// The seed's Sessions columns.
+const SESSION_COLS: &[(&str, &str)] = &[
+    ("SESSION", "id"),
+    ("USER", "user"),
+    ("SOURCE", "source"),
+    ("STARTED", "started_at"),
+    ("STATE", "state"),
+    ("TARGET", "target"),
+];
+
+const SSH_ROUTE_COLS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("USER", "user"),
+    ("SOURCE NETWORK", "source_network"),
+    ("TARGET HOST", "target_host"),
+    ("TARGET PORT", "target_port"),
+    ("TARGET USER", "target_user"),
+    ("ALLOWED DOMAINS", "allowed_domains"),
+];
 
 /// The seed's Crypto Mediation columns, shared by every family's list.
 const MAPPING_COLUMNS: &[(&str, &str)] = &[
@@ -1145,6 +1209,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !ok {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Ssh(SshCmd::Route(SshRouteCmd::Add { file })) => {
+            let text = read_value(None, Some(file))?;
+            let doc: Value =
+                serde_json::from_str(&text).context("the route document is not JSON")?;
+            show(&client.post("/api/ssh/routes", doc).await?, SSH_ROUTE_COLS);
+        }
+        Command::Ssh(SshCmd::Route(SshRouteCmd::List)) => {
+            show(&client.get("/api/ssh/routes").await?, SSH_ROUTE_COLS);
+        }
+        Command::Ssh(SshCmd::Route(SshRouteCmd::Delete { id })) => {
+            client
+                .delete(&format!("/api/ssh/routes/{}", enc(&id)))
+                .await?;
+            println!("deleted {id}");
+        }
+        Command::Ssh(SshCmd::Gateway) => {
+            let v = client.get("/api/ssh/gateway").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("host key:   {}", field(&v, "host_key"));
+                println!("client key: {}", field(&v, "client_key"));
+            }
+        }
+        Command::Session(SessionCmd::List) => {
+            show(&client.get("/api/sessions").await?, SESSION_COLS);
+        }
+        Command::Session(SessionCmd::Revoke { id }) => {
+            let v = client
+                .post(
+                    &format!("/api/sessions/{}/revoke", enc(&id)),
+                    Value::Object(Default::default()),
+                )
+                .await?;
+            show(&v, SESSION_COLS);
         }
         Command::Ca(CaCmd::Export { out }) => {
             let pem = client.get("/api/ca.pem").await?;

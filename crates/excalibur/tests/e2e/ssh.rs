@@ -513,6 +513,12 @@ async fn revoke_closes_a_live_session_and_its_proxy_token() {
     let (code, _, err) = via(proxy).await;
     assert_ne!(code, 0);
     assert!(err.contains("407"), "{err}");
+    let (code, out, _) = crate::ctl(w.gw(), &["session", "list"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().any(|l| l.contains(id) && l.contains("revoked")),
+        "{out}"
+    );
     let after = sessions(w.gw()).await;
     let s = after.iter().find(|s| s["id"] == id).unwrap();
     assert_eq!(s["state"], "revoked");
@@ -532,12 +538,20 @@ async fn revoke_closes_a_live_session_and_its_proxy_token() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let up = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
+    let up = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(up.as_deref(), Some("up"));
     let mut body = w.base_route();
     body["id"] = json!(route_id);
     body["allowed_domains"] = json!([]);
-    let (status, _, _) = w.gw().api().send("POST", "/api/ssh/routes", Some(body)).await.unwrap();
+    let (status, _, _) = w
+        .gw()
+        .api()
+        .send("POST", "/api/ssh/routes", Some(body))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -573,7 +587,23 @@ async fn logins_without_a_route_key_or_trusted_target_are_refused_and_audited() 
     bad["user"] = json!("dave");
     bad["authorized_keys"] = json!([read(w.path("mallory.pub"))]);
     bad["target_host_key"] = json!(read(w.path("alice.pub")));
-    w.route(bad).await;
+    // (created with the CLI, the document on stdin)
+    let (code, out, err) = crate::ctl(
+        w.gw(),
+        &["ssh", "route", "add", "--file", "-"],
+        Some(&bad.to_string()),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dave") && out.contains("TARGET HOST"), "{out}");
+    let (code, _, err) = crate::ctl(
+        w.gw(),
+        &["ssh", "route", "add", "--file", "-"],
+        Some("{not json"),
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("not JSON"), "{err}");
     // Port forwarding is off unless the route allows it.
     let mut noforward = w.base_route();
     noforward["user"] = json!("erin");
