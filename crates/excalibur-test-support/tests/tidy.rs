@@ -83,8 +83,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "excalibur-mediation",
                 "excalibur-proxy",
                 "excalibur-api",
+                "excalibur-ssh",
             ][..],
         ),
+        ("excalibur-ssh", &["excalibur-core"][..]),
         ("excalibur-ctl", &["excalibur-core"][..]),
         ("excalibur-test-support", &["excalibur-core"][..]),
     ])
@@ -166,6 +168,9 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",
     "excalibur/src/webhooks.rs",
+    // SSH key loading, and the session token put in the target's environment.
+    "excalibur-ssh/src/lib.rs",
+    "excalibur-ssh/src/relay.rs",
 ];
 
 #[test]

@@ -108,7 +108,7 @@ impl World {
     /// `ssh` to the gateway as `user` with `key`, the gateway's host key pinned.
     fn ssh(&self, program: &str, key: &str) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
-        let port_flag = if program == "scp" { "-P" } else { "-p" };
+        let port_flag = if program == "ssh" { "-p" } else { "-P" };
         cmd.args([port_flag, &self.gw_port.to_string(), "-i"])
             .arg(self.path(key))
             .args([
@@ -372,6 +372,33 @@ async fn openssh_client_reaches_the_target_and_its_shell_is_attributed() {
         "{transfers:?}"
     );
 
+    // sftp in batch mode: a directory listing and a download.
+    std::fs::write(
+        w.path("batch"),
+        format!(
+            "ls {}\nget {} {}\n",
+            w.dir.path().display(),
+            remote.display(),
+            w.path("via-sftp.bin").display()
+        ),
+    )
+    .unwrap();
+    let out = w
+        .ssh("sftp", "alice")
+        .arg("-b")
+        .arg(w.path("batch"))
+        .arg("alice@127.0.0.1")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uploaded.bin"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(w.path("via-sftp.bin")).unwrap(), payload);
+    wait_events(w.gw(), "sftp_transfer", 3).await;
+
     // ssh -L: a local port forwarded through the gateway and the target.
     let local = excalibur_test_support::free_port().unwrap().port();
     let mut fwd = w
@@ -435,6 +462,29 @@ async fn openssh_client_reaches_the_target_and_its_shell_is_attributed() {
         page.contains(route["id"].as_str().unwrap()),
         "the route row is listed"
     );
+
+    // The session's proxy token appears in no log, audit event or API answer.
+    let token = proxy.split(['@', ':']).nth(2).unwrap().to_owned();
+    assert!(token.starts_with("xss_") && token.len() > 20, "{token}");
+    let audit = w
+        .gw()
+        .api()
+        .get("/api/audit?limit=1000")
+        .await
+        .unwrap()
+        .to_string();
+    let listed = w.gw().api().get("/api/sessions").await.unwrap().to_string();
+    for (what, text) in [
+        ("logs", w.gw().output()),
+        ("audit", audit),
+        ("sessions", listed),
+        ("ui", page),
+    ] {
+        assert!(
+            !text.contains(&token),
+            "the session token leaked into {what}"
+        );
+    }
 }
 
 #[tokio::test]
