@@ -62,9 +62,11 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::Invalid(_) => ApiError::unprocessable(e.to_string()),
-            StoreError::Seal(_) | StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::Task => {
-                ApiError::internal(&e)
-            }
+            StoreError::Seal(_)
+            | StoreError::Db(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Column(_)
+            | StoreError::Task => ApiError::internal(&e),
         }
     }
 }

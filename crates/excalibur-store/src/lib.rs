@@ -24,8 +24,11 @@ use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
 
+mod db;
 pub mod fs;
+pub mod postgres;
 pub mod seal;
+pub mod sql;
 pub mod sqlite;
 
 /// A boxed future returned by [`Store`] methods, so the trait stays object-safe.
@@ -53,7 +56,10 @@ pub enum StoreError {
     Seal(#[source] seal::SealError),
     /// The database failed.
     #[error("database error")]
-    Db(#[source] rusqlite::Error),
+    Db(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A column held a value of another type than expected (or no row came back).
+    #[error("stored data is corrupt (column {0})")]
+    Column(usize),
     /// A stored JSON column did not parse.
     #[error("stored data is corrupt")]
     Corrupt(#[source] serde_json::Error),
@@ -64,7 +70,7 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e)
+        StoreError::Db(Box::new(e))
     }
 }
 
@@ -170,6 +176,22 @@ pub struct WorkloadIssue {
     pub jti: String,
     /// When the jti may be forgotten (the subject token's expiry).
     pub jti_expires_ms: i64,
+}
+
+/// A cluster-wide lock, held until dropped (see [`Store::exclusive`]).
+pub struct Exclusive(Option<::postgres::Client>);
+
+impl Exclusive {
+    /// False once the lock was lost (its PostgreSQL connection closed).
+    pub fn is_held(&self) -> bool {
+        self.0.as_ref().is_none_or(|c| !c.is_closed())
+    }
+}
+
+impl std::fmt::Debug for Exclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Exclusive").field(&self.is_held()).finish()
+    }
 }
 
 /// The persistence seam: SQLite now, PostgreSQL later. Every write that changes
@@ -350,6 +372,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>>;
     /// Every active session, oldest first.
     fn ssh_session_active(&self) -> StoreFuture<'_, Vec<SshSession>>;
+    /// Takes the cluster-wide lock `name` (first-start initialization, background
+    /// leaders), held until the guard drops: waiting for it (`wait`), or `None` at once
+    /// when another replica holds it. SQLite serves one process: always granted.
+    fn exclusive(&self, name: &'static str, wait: bool) -> StoreFuture<'_, Option<Exclusive>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
 }

@@ -1,6 +1,8 @@
 use excalibur_core::api::{Provider, UpsertPlaceholder};
 
 use super::*;
+use crate::sqlite::SqliteStore;
+use rusqlite::Connection;
 
 fn open(dir: &tempfile::TempDir, mk: &MasterKey) -> SqliteStore {
     SqliteStore::open(&dir.path().join("x.db"), mk).unwrap()
@@ -136,8 +138,11 @@ async fn verify_catches_truncation_and_rewritten_chain() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    raw.execute("UPDATE audit_head SET seq = ?1, hash = ?2", params![s, h])
-        .unwrap();
+    raw.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2",
+        rusqlite::params![s, h],
+    )
+    .unwrap();
     let report = store.audit_verify().await.unwrap();
     assert!(!report.ok);
     assert!(report.reason.unwrap().contains("authenticated head"));

@@ -1,0 +1,244 @@
+//! The PostgreSQL backend, for several `excalibur serve` replicas sharing one database.
+//! Each store holds one connection behind its mutex (used from blocking threads). Write
+//! transactions take one transaction-scoped advisory lock, so the audit chain stays
+//! linear whatever the number of writers, and configuration writes `NOTIFY` the other
+//! replicas ([`listen`]) when they commit.
+
+use std::error::Error;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres::fallible_iterator::FallibleIterator as _;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Transaction};
+
+use crate::StoreError;
+use crate::db::{Backend, Dialect, Mode, Row, Tx, Value};
+use crate::seal::MasterKey;
+use crate::sql::SqlStore;
+
+/// The channel configuration writes notify on commit.
+pub const CHANGES_CHANNEL: &str = "excalibur_changes";
+
+/// The advisory lock every write transaction takes (one writer at a time, cluster-wide).
+const WRITE_LOCK: i64 = 0x6578_6361_6c69_6275;
+
+/// Versioned migrations, applied in order at connect (same versions as SQLite's).
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_init.sql")),
+    (2, include_str!("migrations/postgres/0002_policies.sql")),
+    (
+        3,
+        include_str!("migrations/postgres/0003_webhooks_expiry.sql"),
+    ),
+    (4, include_str!("migrations/postgres/0004_workloads.sql")),
+    (
+        5,
+        include_str!("migrations/postgres/0005_crypto_mappings.sql"),
+    ),
+    (6, include_str!("migrations/postgres/0006_ssh.sql")),
+];
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Db(Box::new(e))
+    }
+}
+
+impl SqlStore {
+    /// Connects to PostgreSQL at `url` (`postgres://user:pass@host/db`), applies
+    /// migrations under the write lock and loads the data keys with `master`.
+    /// Blocking: call it from a blocking context.
+    pub fn connect_postgres(url: &str, master: &MasterKey) -> Result<Self, StoreError> {
+        let client = Client::connect(url, NoTls)?;
+        SqlStore::new(Box::new(PgBackend(client)), MIGRATIONS, master)
+            .map(|s| s.with_lock_url(url.to_owned()))
+    }
+}
+
+struct PgBackend(Client);
+
+impl Backend for PgBackend {
+    fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
+        let mut tx = self.0.transaction()?;
+        if mode != Mode::Read {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        }
+        Ok(Box::new(PgTx {
+            tx,
+            notify: mode == Mode::Write,
+        }))
+    }
+}
+
+struct PgTx<'a> {
+    tx: Transaction<'a>,
+    notify: bool,
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::I64(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Value::I64(i) => i.to_sql(ty, out),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Blob(b) => b.to_sql(ty, out),
+            Value::Bool(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// `?N` → `$N` (our SQL has no `?` inside literals).
+fn dollar(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn read(row: &postgres::Row) -> Result<Row, StoreError> {
+    let mut cols = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let t = col.type_();
+        let v = if *t == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)?.map(Value::I64)
+        } else if *t == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::I64(i64::from(v)))
+        } else if *t == Type::INT2 {
+            row.try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::I64(i64::from(v)))
+        } else if *t == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)?.map(Value::Bool)
+        } else if *t == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
+        } else if *t == Type::TEXT || *t == Type::VARCHAR || *t == Type::BPCHAR || *t == Type::NAME
+        {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        } else {
+            return Err(StoreError::Column(i));
+        };
+        cols.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(cols))
+}
+
+impl Tx for PgTx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        Ok(self.tx.execute(dollar(sql).as_str(), &refs)?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        self.tx
+            .query(dollar(sql).as_str(), &refs)?
+            .iter()
+            .map(read)
+            .collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.tx.batch_execute(sql)?)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        if self.notify {
+            self.tx
+                .batch_execute(&format!("NOTIFY {CHANGES_CHANNEL}"))?;
+        }
+        Ok(self.tx.commit()?)
+    }
+}
+
+/// Follows [`CHANGES_CHANNEL`] on its own connection (a dedicated thread) and sends `()`
+/// for every notification; after a lost connection it reconnects and sends `()` once
+/// (changes may have been missed). Ends when the receiver is dropped.
+pub fn listen(url: String) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::Builder::new()
+        .name("excalibur-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !tx.is_closed() {
+                let mut client = match Client::connect(&url, NoTls).and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                        .map(|()| c)
+                }) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(200);
+                let _ = tx.try_send(());
+                let mut notifications = client.notifications();
+                let mut iter = notifications.timeout_iter(Duration::from_millis(500));
+                loop {
+                    match iter.next() {
+                        Ok(Some(_)) => {
+                            let _ = tx.try_send(());
+                        }
+                        Ok(None) => {
+                            if tx.is_closed() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the LISTEN thread"));
+    rx
+}
+
+/// Takes the session-level advisory lock for `name` on a new connection (released when
+/// the connection closes): waiting for it (`wait`), or `None` at once when another
+/// process holds it.
+pub(crate) fn lock(url: &str, name: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+    // FNV-1a of the name: a stable 64-bit key.
+    let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let key = i64::from_ne_bytes(key.to_ne_bytes());
+    let mut client = Client::connect(url, NoTls)?;
+    if wait {
+        client.execute("SELECT pg_advisory_lock($1)", &[&key])?;
+        return Ok(Some(client));
+    }
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+        .try_get(0)?;
+    Ok(got.then_some(client))
+}

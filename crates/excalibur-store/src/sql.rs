@@ -1,0 +1,1651 @@
+//! The SQLite backend: one connection in WAL mode behind a mutex, used only from
+//! blocking threads (`spawn_blocking`), so the async runtime never waits on disk.
+
+use std::sync::{Arc, Mutex};
+
+use crate::db::{Backend, Dialect, Mode, Row, Tx, params};
+use aws_lc_rs::hmac;
+use excalibur_core::Secret;
+use excalibur_core::api::Revocation;
+use excalibur_core::api::{
+    CreatePolicy, CreateTranslationRule, Delivery, Flow, Namespace, PlaceholderInfo, PolicyRecord,
+    Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
+    UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
+};
+use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
+use excalibur_core::audit::{
+    AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
+};
+use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
+use excalibur_core::secret::hex;
+use excalibur_core::time::Timestamp;
+use serde_json::json;
+
+use crate::seal::{MasterKey, Sealer, WrappedKey};
+use crate::{
+    AuditQuery, Exclusive, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData,
+    Store, StoreError, StoreFuture, WorkloadIssue,
+};
+
+/// The store over SQL: every query written once, run by a [`Backend`] (SQLite or
+/// PostgreSQL) on blocking threads, so the async runtime never waits on the database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Box<dyn Backend>>,
+    sealer: Sealer,
+    head_key: HeadKey,
+    /// PostgreSQL URL for session-level advisory locks (`None`: SQLite, one process).
+    lock_url: Option<String>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").finish_non_exhaustive()
+    }
+}
+
+struct HeadKey(hmac::Key);
+
+impl SqlStore {
+    /// A store over `backend`: applies `migrations` (in order, each once) and loads the
+    /// data keys with `master`. Blocking: call it from a blocking context.
+    ///
+    /// Errors when the master key does not open this database's data keys.
+    pub(crate) fn new(
+        mut backend: Box<dyn Backend>,
+        migrations: &[(i64, &str)],
+        master: &MasterKey,
+    ) -> Result<Self, StoreError> {
+        migrate(backend.as_mut(), migrations)?;
+        let sealer = {
+            let mut tx = backend.begin(Mode::Write)?;
+            let stored = tx.query_map(
+                "SELECT id, wrapped FROM data_keys ORDER BY created_ms, id",
+                params![],
+                |r| {
+                    Ok(WrappedKey {
+                        id: r.get(0)?,
+                        wrapped: r.get(1)?,
+                    })
+                },
+            )?;
+            let (sealer, new_key) = Sealer::load(master, &stored)?;
+            if let Some(k) = new_key {
+                tx.execute(
+                    "INSERT INTO data_keys (id, wrapped, created_ms) VALUES (?1, ?2, ?3)",
+                    params![k.id, k.wrapped, Timestamp::now().millis()],
+                )?;
+            }
+            tx.commit()?;
+            sealer
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(backend),
+                sealer,
+                head_key: HeadKey(master.audit_head_key()),
+                lock_url: None,
+            }),
+        })
+    }
+
+    pub(crate) fn with_lock_url(self, url: String) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.lock_url = Some(url);
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Self { inner },
+        }
+    }
+
+    /// Runs `f` on a blocking thread in a transaction (`write`: serialized with every
+    /// other writer) and commits it.
+    fn tx<T, F>(&self, mode: Mode, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = inner.conn.lock().map_err(|_| StoreError::Task)?;
+                let mut tx = conn.begin(mode)?;
+                let value = f(&inner, tx.as_mut())?;
+                tx.commit()?;
+                Ok(value)
+            })
+            .await
+            .map_err(|_| StoreError::Task)?
+        })
+    }
+
+    /// A read.
+    fn run<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.tx(Mode::Read, f)
+    }
+
+    /// Runs `f` in a write transaction, appends the events it returns to the audit
+    /// chain, and commits both together.
+    fn write<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut dyn Tx) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+    {
+        self.tx(Mode::Write, move |inner, tx| {
+            let (value, events) = f(inner, tx)?;
+            append_events(tx, &inner.head_key, &events)?;
+            Ok(value)
+        })
+    }
+
+    /// [`Self::write`] for appended records (flows, deliveries): serialized with every
+    /// writer, but no replica needs to rebuild for it.
+    fn append<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut dyn Tx) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+    {
+        self.tx(Mode::Record, move |inner, tx| {
+            let (value, events) = f(inner, tx)?;
+            append_events(tx, &inner.head_key, &events)?;
+            Ok(value)
+        })
+    }
+}
+
+fn migrate(backend: &mut dyn Backend, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
+    {
+        let mut tx = backend.begin(Mode::Write)?;
+        tx.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )?;
+        tx.commit()?;
+    }
+    for (version, sql) in migrations {
+        let mut tx = backend.begin(Mode::Write)?;
+        let done = tx.query_opt(
+            "SELECT version FROM schema_migrations WHERE version = ?1",
+            params![*version],
+            |r| r.get::<i64>(0),
+        )?;
+        if done.is_none() {
+            tx.batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                params![*version, Timestamp::now().millis()],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
+    hex(hmac::sign(&key.0, format!("{seq}:{hash}").as_bytes()).as_ref())
+}
+
+fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let head: Option<(i64, String)> = tx.query_opt(
+        "SELECT seq, hash FROM audit_head WHERE id = 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (mut seq, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
+    for e in events {
+        seq += 1;
+        let now = Timestamp::now();
+        let ts = now.to_rfc3339();
+        let hash = chain_hash(
+            AuditSeq(seq),
+            &ts,
+            e.event_type.as_str(),
+            &e.principal,
+            &e.details,
+            &prev,
+        );
+        tx.execute(
+            "INSERT INTO audit_events (seq, ts, ts_ms, type, principal, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                seq,
+                ts,
+                now.millis(),
+                e.event_type.as_str(),
+                &e.principal,
+                excalibur_core::canonical::to_string(&e.details),
+                &prev,
+                &hash
+            ],
+        )?;
+        prev = hash;
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+        params![seq, prev, head_mac(key, seq, &prev)],
+    )?;
+    Ok(())
+}
+
+fn ts(ms: i64) -> String {
+    Timestamp::from_millis(ms).to_rfc3339()
+}
+
+fn token_row(r: &Row) -> Result<TokenInfo, StoreError> {
+    let role: String = r.get(2)?;
+    Ok(TokenInfo {
+        id: TokenId::new(r.get::<String>(0)?),
+        name: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Operator),
+        prefix: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        revoked_at: r.get::<Option<i64>>(5)?.map(ts),
+    })
+}
+
+const TOKEN_COLS: &str = "id, name, role, prefix, created_ms, revoked_ms";
+
+fn placeholder_row(r: &Row) -> Result<PlaceholderInfo, StoreError> {
+    Ok(PlaceholderInfo {
+        placeholder: r.get(0)?,
+        provider_id: r.get(1)?,
+        route_family: r.get(2)?,
+        fingerprint: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        last_rotated_at: ts(r.get(5)?),
+        updated_at: ts(r.get(6)?),
+        expires_at: r.get::<Option<i64>>(7)?.map(ts),
+    })
+}
+
+const PLACEHOLDER_COLS: &str =
+    "name, provider_id, route_family, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms";
+
+fn credential_row(r: &Row) -> Result<(ServiceCredentialInfo, String), StoreError> {
+    let domains: String = r.get(4)?;
+    Ok((
+        ServiceCredentialInfo {
+            id: CredentialId::new(r.get::<String>(0)?),
+            name: r.get(1)?,
+            user: r.get(2)?,
+            source_network: r.get(3)?,
+            allowed_domains: serde_json::from_str(&domains).unwrap_or_default(),
+            prefix: r.get(5)?,
+            created_at: ts(r.get(6)?),
+            revoked_at: r.get::<Option<i64>>(7)?.map(ts),
+            revoked_reason: r.get(8)?,
+            expires_at: r.get::<Option<i64>>(10)?.map(ts),
+        },
+        r.get(9)?,
+    ))
+}
+
+const CREDENTIAL_COLS: &str = "id, name, \"user\", source_network, allowed_domains, prefix, created_ms, revoked_ms, revoked_reason, hash, expires_ms";
+
+fn provider_row(r: &Row) -> Result<Provider, StoreError> {
+    let hosts: String = r.get(1)?;
+    Ok(Provider {
+        id: r.get(0)?,
+        hosts: serde_json::from_str(&hosts).unwrap_or_default(),
+        passthrough: r.get(2)?,
+    })
+}
+
+fn rule_row(r: &Row) -> Result<(String, String, i64), StoreError> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn parse_rule((id, body, created): (String, String, i64)) -> Result<TranslationRule, StoreError> {
+    Ok(TranslationRule {
+        id: RuleId::new(id),
+        rule: serde_json::from_str(&body)?,
+        created_at: ts(created),
+    })
+}
+
+fn audit_row(r: &Row) -> Result<AuditEvent, StoreError> {
+    let details: String = r.get(4)?;
+    Ok(AuditEvent {
+        seq: AuditSeq(r.get(0)?),
+        ts: r.get(1)?,
+        event_type: r.get(2)?,
+        principal: r.get(3)?,
+        // A row whose details no longer parse is kept as a string so verify reports it.
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
+/// Events read at a time by `audit_verify`.
+const VERIFY_PAGE: i64 = 10_000;
+
+const AUDIT_COLS: &str = "seq, ts, type, principal, details, prev_hash, hash";
+
+impl Store for SqlStore {
+    fn token_create(&self, info: TokenInfo, hash: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, role, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    info.id.as_str(),
+                    info.name,
+                    info.role.as_str(),
+                    info.prefix,
+                    hash,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            let event = NewEvent::new(
+                EventType::TokenCreated,
+                actor,
+                json!({"id": info.id, "name": info.name, "role": info.role, "prefix": info.prefix}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn token_by_hash(&self, hash: String) -> StoreFuture<'_, Option<TokenInfo>> {
+        self.run(move |_, conn| {
+            let sql = format!(
+                "SELECT {TOKEN_COLS} FROM api_tokens WHERE hash = ?1 AND revoked_ms IS NULL"
+            );
+            conn.query_opt(&sql, params![hash], token_row)
+        })
+    }
+
+    fn token_list(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
+        self.run(move |_, conn| {
+            conn.query_map(
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY created_ms, id"),
+                params![],
+                token_row,
+            )
+        })
+    }
+
+    fn token_revoke(&self, id: TokenId, actor: String) -> StoreFuture<'_, TokenInfo> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id.as_str(), Timestamp::now().millis()],
+            )?;
+            let sql = format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1");
+            let info = tx
+                .query_opt(&sql, params![id.as_str()], token_row)?
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "token",
+                    id: id.to_string(),
+                })?;
+            let events = if n == 1 {
+                vec![NewEvent::new(
+                    EventType::TokenRevoked,
+                    actor,
+                    json!({"id": info.id, "prefix": info.prefix}),
+                )]
+            } else {
+                Vec::new()
+            };
+            Ok((info, events))
+        })
+    }
+
+    fn provider_upsert(&self, provider: Provider, actor: String) -> StoreFuture<'_, Provider> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO providers (id, hosts, passthrough, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough, updated_ms = excluded.updated_ms",
+                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now],
+            )?;
+            let event = NewEvent::new(
+                EventType::ProviderUpdated,
+                actor,
+                json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough}),
+            );
+            Ok((provider, vec![event]))
+        })
+    }
+
+    fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>> {
+        self.run(|_, conn| {
+            conn.query_map(
+                "SELECT id, hosts, passthrough FROM providers ORDER BY id",
+                params![],
+                provider_row,
+            )
+        })
+    }
+
+    fn provider_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let used: i64 = tx.query_row(
+                "SELECT count(*) FROM placeholders WHERE provider_id = ?1",
+                params![&id],
+                |r| r.get(0),
+            )?;
+            if used > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "provider `{id}` is used by {used} placeholder(s); delete them first"
+                )));
+            }
+            let mapped: i64 = tx.query_row(
+                "SELECT count(*) FROM crypto_mappings WHERE provider_id = ?1",
+                params![&id],
+                |r| r.get(0),
+            )?;
+            if mapped > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "provider `{id}` is used by {mapped} crypto mapping(s); delete them first"
+                )));
+            }
+            if tx.execute("DELETE FROM providers WHERE id = ?1", params![&id])? == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "provider",
+                    id,
+                });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::ProviderDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
+        })
+    }
+
+    fn placeholder_upsert(
+        &self,
+        req: UpsertPlaceholder,
+        actor: String,
+    ) -> StoreFuture<'_, UpsertedPlaceholder> {
+        self.write(move |inner, tx| {
+            let provider_exists: Option<String> =
+                tx.query_opt("SELECT id FROM providers WHERE id = ?1", params![&req.provider_id], |r| r.get(0))?;
+            if provider_exists.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "provider `{}` does not exist; create it first with POST /api/providers",
+                    req.provider_id
+                )));
+            }
+            let value = Secret::new(req.real_value.into_bytes());
+            let fp = value.fingerprint();
+            let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
+            let (key_id, sealed) = inner.sealer.seal(&value, &format!("placeholder:{}", req.placeholder))?;
+            let expires_ms = parse_time("expires_at", req.expires_at.as_deref())?;
+            let previous: Option<String> = tx
+                .query_opt("SELECT fingerprint FROM placeholders WHERE name = ?1", params![&req.placeholder], |r| r.get(0))
+                ?;
+            let now = Timestamp::now().millis();
+            let created = previous.is_none();
+            let rotated = previous.as_ref().is_some_and(|p| *p != fp);
+            tx.execute(
+                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8)
+                 ON CONFLICT (name) DO UPDATE SET provider_id = excluded.provider_id, route_family = excluded.route_family,
+                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   expires_ms = excluded.expires_ms, expired_ms = NULL,
+                   rotated_ms = CASE WHEN placeholders.fingerprint = excluded.fingerprint THEN placeholders.rotated_ms ELSE excluded.rotated_ms END,
+                   updated_ms = excluded.updated_ms",
+                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now, expires_ms],
+            )?;
+            let sql = format!("SELECT {PLACEHOLDER_COLS} FROM placeholders WHERE name = ?1");
+            let info = tx.query_row(&sql, params![&req.placeholder], placeholder_row)?;
+            let details = json!({
+                "placeholder": info.placeholder,
+                "provider_id": info.provider_id,
+                "route_family": info.route_family,
+                "fingerprint": info.fingerprint,
+                "created": created,
+            });
+            let mut events = vec![NewEvent::new(EventType::PlaceholderUpdated, actor.clone(), details)];
+            if rotated {
+                events.push(NewEvent::new(
+                    EventType::PlaceholderRotated,
+                    actor,
+                    json!({
+                        "placeholder": info.placeholder,
+                        "provider_id": info.provider_id,
+                        "previous_fingerprint": previous,
+                        "fingerprint": info.fingerprint,
+                    }),
+                ));
+            }
+            Ok((UpsertedPlaceholder { info, created, rotated }, events))
+        })
+    }
+
+    fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>> {
+        self.run(|_, conn| {
+            conn.query_map(
+                &format!("SELECT {PLACEHOLDER_COLS} FROM placeholders ORDER BY name"),
+                params![],
+                placeholder_row,
+            )
+        })
+    }
+
+    fn placeholder_delete(&self, name: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM placeholders WHERE name = ?1", params![&name])? == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "placeholder",
+                    id: name,
+                });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::PlaceholderDeleted,
+                    actor,
+                    json!({"placeholder": name}),
+                )],
+            ))
+        })
+    }
+
+    fn credential_create(
+        &self,
+        info: ServiceCredentialInfo,
+        hash: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            // The name is the principal id (`service:<name>`): one live credential per name.
+            let live: i64 = tx.query_row(
+                "SELECT count(*) FROM service_credentials WHERE name = ?1 AND revoked_ms IS NULL", params![&info.name],
+                |r| r.get(0),
+            )?;
+            if live > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "a live service credential named `{}` exists; revoke it first",
+                    info.name
+                )));
+            }
+            tx.execute(
+                "INSERT INTO service_credentials (id, name, \"user\", source_network, allowed_domains, prefix, hash, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    info.id.as_str(),
+                    info.name,
+                    info.user,
+                    info.source_network,
+                    serde_json::to_string(&info.allowed_domains)?,
+                    info.prefix,
+                    hash,
+                    Timestamp::now().millis(),
+                    parse_time("expires_at", info.expires_at.as_deref())?
+                ],
+            )?;
+            let event = NewEvent::new(
+                EventType::ServiceCredentialCreated,
+                actor,
+                json!({
+                    "id": info.id, "name": info.name, "user": info.user,
+                    "source_network": info.source_network, "allowed_domains": info.allowed_domains,
+                    "prefix": info.prefix,
+                }),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>> {
+        self.run(|_, conn| {
+            Ok(conn
+                .query_map(
+                    &format!(
+                        "SELECT {CREDENTIAL_COLS} FROM service_credentials ORDER BY created_ms, id"
+                    ),
+                    params![],
+                    credential_row,
+                )?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect())
+        })
+    }
+
+    fn credential_revoke(
+        &self,
+        id: CredentialId,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, ServiceCredentialInfo> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id.as_str(), Timestamp::now().millis(), reason],
+            )?;
+            let sql = format!("SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE id = ?1");
+            let (info, _) = tx
+                .query_opt(&sql, params![id.as_str()], credential_row)
+                ?
+                .ok_or_else(|| StoreError::NotFound { kind: "service credential", id: id.to_string() })?;
+            let events = if n == 1 {
+                vec![NewEvent::new(
+                    EventType::ServiceCredentialRevoked,
+                    actor,
+                    json!({"id": info.id, "name": info.name, "prefix": info.prefix, "reason": reason}),
+                )]
+            } else {
+                Vec::new()
+            };
+            Ok((info, events))
+        })
+    }
+
+    fn rule_create(
+        &self,
+        rule: CreateTranslationRule,
+        actor: String,
+    ) -> StoreFuture<'_, TranslationRule> {
+        self.write(move |_, tx| {
+            let id = RuleId::generate();
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO translation_rules (id, body, created_ms) VALUES (?1, ?2, ?3)",
+                params![id.as_str(), serde_json::to_string(&rule)?, now],
+            )?;
+            let stored = TranslationRule {
+                id,
+                rule,
+                created_at: ts(now),
+            };
+            let event = NewEvent::new(
+                EventType::TranslationRuleCreated,
+                actor,
+                serde_json::to_value(&stored)?,
+            );
+            Ok((stored, vec![event]))
+        })
+    }
+
+    fn rule_list(&self) -> StoreFuture<'_, Vec<TranslationRule>> {
+        self.run(|_, conn| list_rules(conn))
+    }
+
+    fn rule_delete(&self, id: RuleId, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute(
+                "DELETE FROM translation_rules WHERE id = ?1",
+                params![id.as_str()],
+            )? == 0
+            {
+                return Err(StoreError::NotFound {
+                    kind: "translation rule",
+                    id: id.to_string(),
+                });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::TranslationRuleDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
+        })
+    }
+
+    fn policy_create(&self, policy: CreatePolicy, actor: String) -> StoreFuture<'_, PolicyRecord> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            let exists: Option<String> = tx.query_opt(
+                "SELECT id FROM policies WHERE id = ?1",
+                params![&policy.id],
+                |r| r.get(0),
+            )?;
+            if exists.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "policy `{}` exists; delete it first",
+                    policy.id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO policies (id, description, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![policy.id, policy.description, policy.policy, now],
+            )?;
+            let record = PolicyRecord {
+                policy,
+                created_at: ts(now),
+            };
+            let event = NewEvent::new(
+                EventType::PolicyCreated,
+                actor,
+                serde_json::to_value(&record)?,
+            );
+            Ok((record, vec![event]))
+        })
+    }
+
+    fn policy_list(&self) -> StoreFuture<'_, Vec<PolicyRecord>> {
+        self.run(|_, conn| list_policies(conn))
+    }
+
+    fn policy_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM policies WHERE id = ?1", params![&id])? == 0 {
+                return Err(StoreError::NotFound { kind: "policy", id });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::PolicyDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
+        })
+    }
+
+    fn webhook_create(
+        &self,
+        info: WebhookInfo,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |inner, tx| {
+            let (kid, sealed) = inner.sealer.seal(&secret, &format!("webhook:{}", info.id))?;
+            tx.execute(
+                "INSERT INTO webhooks (id, url, event_types, key_id, sealed_secret, secret_fingerprint, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    info.id,
+                    info.url,
+                    serde_json::to_string(&info.event_types)?,
+                    kid,
+                    sealed,
+                    info.secret_fingerprint,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            let event = NewEvent::new(
+                EventType::WebhookCreated,
+                actor,
+                json!({"id": info.id, "url": info.url, "event_types": info.event_types, "secret_fingerprint": info.secret_fingerprint}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn webhook_list(&self) -> StoreFuture<'_, Vec<WebhookInfo>> {
+        self.run(|_, conn| {
+            conn.query_map(
+                &format!("SELECT {WEBHOOK_COLS} FROM webhooks ORDER BY created_ms, id"),
+                params![],
+                webhook_row,
+            )
+        })
+    }
+
+    fn webhook_secrets(&self) -> StoreFuture<'_, Vec<(WebhookInfo, Secret)>> {
+        self.run(|inner, conn| {
+            let rows = conn.query_map(
+                &format!("SELECT {WEBHOOK_COLS}, key_id, sealed_secret FROM webhooks ORDER BY id"),
+                params![],
+                |r| Ok((webhook_row(r)?, r.get::<String>(5)?, r.get::<Vec<u8>>(6)?)),
+            )?;
+            rows.into_iter()
+                .map(|(info, kid, blob)| {
+                    let secret = inner
+                        .sealer
+                        .open(&kid, &blob, &format!("webhook:{}", info.id))?;
+                    Ok((info, secret))
+                })
+                .collect()
+        })
+    }
+
+    fn webhook_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM webhooks WHERE id = ?1", params![&id])? == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "webhook",
+                    id,
+                });
+            }
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending'",
+                params![&id],
+            )?;
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::WebhookDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
+        })
+    }
+
+    fn delivery_enqueue(
+        &self,
+        deliveries: Vec<Delivery>,
+        cursor: (String, i64),
+    ) -> StoreFuture<'_, ()> {
+        self.append(move |_, tx| {
+            let now = Timestamp::now().millis();
+            for d in &deliveries {
+                tx.execute(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, status, attempts, next_attempt_ms, created_ms, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5) ON CONFLICT DO NOTHING",
+                    params![&d.id, &d.webhook_id, d.event_seq, &d.event_type, now],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                params![&cursor.0, cursor.1],
+            )?;
+            Ok(((), Vec::new()))
+        })
+    }
+
+    fn deliveries_due(&self, limit: usize) -> StoreFuture<'_, Vec<Delivery>> {
+        self.run(move |_, conn| {
+
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            conn.query_map(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1
+                 ORDER BY next_attempt_ms, event_seq LIMIT ?2"
+            ), params![Timestamp::now().millis(), limit], delivery_row)
+        })
+    }
+
+    fn delivery_update(
+        &self,
+        id: String,
+        status: String,
+        last_status: Option<u16>,
+        last_error: Option<String>,
+        next_attempt_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        self.run(move |_, conn| {
+            conn.execute(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4,
+                 next_attempt_ms = ?5, updated_ms = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    status,
+                    last_status,
+                    last_error,
+                    next_attempt_ms,
+                    Timestamp::now().millis()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delivery_list(&self, webhook_id: String, limit: usize) -> StoreFuture<'_, Vec<Delivery>> {
+        self.run(move |_, conn| {
+
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            conn.query_map(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY created_ms DESC, event_seq DESC LIMIT ?2"
+            ), params![webhook_id, limit], delivery_row)
+        })
+    }
+
+    fn cursor_get(&self, name: String) -> StoreFuture<'_, Option<i64>> {
+        self.run(move |_, conn| {
+            conn.query_opt(
+                "SELECT seq FROM cursors WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn expire_due(&self) -> StoreFuture<'_, usize> {
+        self.write(|_, tx| {
+            let now = Timestamp::now().millis();
+            let mut events = Vec::new();
+            let expired: Vec<(String, String)> = {
+
+                tx.query_map("SELECT name, provider_id FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            };
+            for (name, provider) in &expired {
+                tx.execute("UPDATE placeholders SET expired_ms = ?2 WHERE name = ?1", params![name, now])?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "placeholder", "placeholder": name, "provider_id": provider}),
+                ));
+            }
+            let creds: Vec<(String, String)> = {
+
+                tx.query_map("SELECT id, name FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            };
+            for (id, name) in &creds {
+                tx.execute(
+                    "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = 'expired' WHERE id = ?1",
+                    params![id, now],
+                )?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "service_credential", "id": id, "name": name}),
+                ));
+            }
+            Ok((expired.len() + creds.len(), events))
+        })
+    }
+
+    fn namespace_upsert(&self, ns: Namespace, actor: String) -> StoreFuture<'_, Namespace> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO namespaces (name, allowed_domains, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (name) DO UPDATE SET allowed_domains = excluded.allowed_domains, updated_ms = excluded.updated_ms",
+                params![ns.name, serde_json::to_string(&ns.allowed_domains)?, now],
+            )?;
+            let event = NewEvent::new(EventType::NamespaceUpdated, actor, json!({"name": ns.name, "allowed_domains": ns.allowed_domains}));
+            Ok((ns, vec![event]))
+        })
+    }
+
+    fn namespace_list(&self) -> StoreFuture<'_, Vec<Namespace>> {
+        self.run(|_, conn| list_namespaces(conn))
+    }
+
+    fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, bool> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", params![now])?;
+            let seen: Option<i64> =
+                tx.query_opt("SELECT expires_ms FROM seen_jti WHERE jti = ?1", params![&w.jti], |r| r.get(0))?;
+            if seen.is_some() {
+                let event = NewEvent::new(
+                    EventType::WorkloadTokenReplayDenied,
+                    w.info.principal.clone(),
+                    json!({"jti": w.jti, "attestor": w.info.attestation, "source": w.info.source}),
+                );
+                return Ok((false, vec![event]));
+            }
+            tx.execute("INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)", params![w.jti, w.jti_expires_ms])?;
+            let expires_ms = Timestamp::parse(&w.info.expires_at).map(Timestamp::millis).unwrap_or(now);
+            tx.execute(
+                "INSERT INTO workload_tokens (id, principal, namespace, attestation, source, prefix, hash, details, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    w.info.id,
+                    w.info.principal,
+                    w.info.namespace,
+                    w.info.attestation,
+                    w.info.source,
+                    w.info.token_prefix,
+                    w.hash,
+                    serde_json::to_string(&w.info.details)?,
+                    now,
+                    expires_ms
+                ],
+            )?;
+            let mut attested = w.info.details.clone();
+            if let Some(obj) = attested.as_object_mut() {
+                obj.insert("attestor".to_owned(), json!(w.info.attestation));
+            }
+            let events = vec![
+                NewEvent::new(EventType::WorkloadAttested, w.info.principal.clone(), attested),
+                NewEvent::new(
+                    EventType::WorkloadTokenIssued,
+                    w.info.principal.clone(),
+                    json!({"token_prefix": w.info.token_prefix, "ttl_seconds": (expires_ms - now) / 1000,
+                           "scopes": w.info.details.get("scopes"), "workload_id": w.info.id}),
+                ),
+            ];
+            Ok((true, events))
+        })
+    }
+
+    fn workload_revoke(&self, r: Revocation, actor: String) -> StoreFuture<'_, usize> {
+        self.write(move |_, tx| {
+            let now = Timestamp::now().millis();
+            let targets: Vec<(String, String, String)> = {
+
+                let jti = match tx.dialect() {
+                    Dialect::Sqlite => "json_extract(details, '$.jti')",
+                    Dialect::Postgres => "(details::jsonb ->> 'jti')",
+                };
+                let sql = format!(
+                    "SELECT id, principal, prefix FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1
+                     AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR principal = ?3) AND (?4 IS NULL OR {jti} = ?4)"
+                );
+                tx.query_map(&sql, params![now, r.workload_id, r.principal, r.jti], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+            };
+            let mut events = Vec::new();
+            for (id, principal, prefix) in &targets {
+                tx.execute("UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1", params![id, now])?;
+                events.push(NewEvent::new(
+                    EventType::WorkloadTokenRevoked,
+                    actor.clone(),
+                    json!({"workload_id": id, "principal": principal, "token_prefix": prefix}),
+                ));
+            }
+            Ok((targets.len(), events))
+        })
+    }
+
+    fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>> {
+        self.run(|_, conn| {
+
+            Ok(conn.query_map("SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details
+                 FROM workload_tokens ORDER BY created_ms DESC LIMIT 1000", params![], workload_row)?.into_iter().map(|(w, _)| w).collect())
+        })
+    }
+
+    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
+        self.append(move |_, tx| {
+            for f in &flows {
+                let ms = Timestamp::parse(&f.ts).map(Timestamp::millis).unwrap_or_default();
+                tx.execute(
+                    "INSERT INTO flows (id, ts_ms, body, principal, host, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![&f.id, ms, serde_json::to_string(f)?, &f.principal, &f.host, &f.decision],
+                )?;
+            }
+            Ok(((), events))
+        })
+    }
+
+    fn flow_list(&self, q: FlowQuery) -> StoreFuture<'_, Vec<Flow>> {
+        self.run(move |_, conn| {
+
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            let rows = conn.query_map("SELECT body FROM flows WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR host = ?2)
+                 AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR ts_ms >= ?4)
+                 ORDER BY ts_ms DESC, rowid DESC LIMIT ?5", params![q.principal, q.host, q.decision, q.since_ms, limit], |r| {
+                    r.get::<String>(0)
+                })?;
+            rows.iter()
+                .map(|b| serde_json::from_str(b).map_err(StoreError::from))
+                .collect()
+        })
+    }
+
+    fn audit_list(&self, q: AuditQuery) -> StoreFuture<'_, Vec<AuditEvent>> {
+        self.run(move |_, conn| {
+            // The type glob is applied in SQL (SQLite GLOB, PostgreSQL LIKE), its other
+            // metacharacters escaped.
+            let dialect = conn.dialect();
+            let glob = q.event_type.as_deref().map(|p| sql_glob(dialect, p));
+            let matches = match dialect {
+                Dialect::Sqlite => "type GLOB ?1",
+                Dialect::Postgres => "type LIKE ?1 ESCAPE '\\'",
+            };
+
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            conn.query_map(&format!(
+                "SELECT {AUDIT_COLS} FROM audit_events WHERE (?1 IS NULL OR {matches}) AND (?2 IS NULL OR principal = ?2)
+                 AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR seq > ?4) ORDER BY seq {} LIMIT ?5",
+                if q.oldest_first { "ASC" } else { "DESC" }
+            ), params![glob, q.principal, q.since_ms, q.after_seq, limit], audit_row)
+        })
+    }
+
+    fn audit_verify(&self) -> StoreFuture<'_, VerifyReport> {
+        self.run(|inner, conn| {
+            let tx = conn;
+            let head: Option<(i64, String, String)> = tx.query_opt(
+                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let mut verifier = ChainVerifier::default();
+            // In pages, so a long log is never held in memory at once.
+            let sql = format!(
+                "SELECT {AUDIT_COLS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            );
+            let mut after = 0i64;
+            loop {
+                let page = tx.query_map(&sql, params![after, VERIFY_PAGE], audit_row)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq.0;
+                for e in &page {
+                    verifier.push(e);
+                }
+            }
+            let head_ok = head.as_ref().is_none_or(|(s, h, m)| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    head_mac(&inner.head_key, *s, h).as_bytes(),
+                    m.as_bytes(),
+                )
+                .is_ok()
+            });
+            let mut report = verifier.finish(head.as_ref().map(|(s, h, _)| (*s, h.as_str())));
+            if !head_ok && report.ok {
+                report.ok = false;
+                report.first_broken_seq = head.as_ref().map(|h| h.0);
+                report.reason = Some("the authenticated head has been altered".to_owned());
+            }
+            Ok(report)
+        })
+    }
+
+    fn setting_get(&self, name: String) -> StoreFuture<'_, Option<Secret>> {
+        self.run(move |inner, conn| {
+            let row: Option<(String, Vec<u8>)> = conn.query_opt(
+                "SELECT key_id, sealed FROM sealed_settings WHERE name = ?1",
+                params![&name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            row.map(|(kid, blob)| {
+                inner
+                    .sealer
+                    .open(&kid, &blob, &format!("setting:{name}"))
+                    .map_err(StoreError::from)
+            })
+            .transpose()
+        })
+    }
+
+    fn setting_put(&self, name: String, value: Secret) -> StoreFuture<'_, ()> {
+        self.run(move |inner, conn| {
+            let (kid, blob) = inner.sealer.seal(&value, &format!("setting:{name}"))?;
+            conn.execute(
+                "INSERT INTO sealed_settings (name, key_id, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, sealed = excluded.sealed, updated_ms = excluded.updated_ms",
+                params![name, kid, blob, Timestamp::now().millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn mapping_upsert(
+        &self,
+        record: MappingRecord,
+        secret: Secret,
+        actor: String,
+    ) -> StoreFuture<'_, (MappingRecord, bool)> {
+        self.write(move |inner, tx| {
+            let provider_exists: Option<String> = tx
+                .query_opt("SELECT id FROM providers WHERE id = ?1", params![&record.provider_id], |r| r.get(0))
+                ?;
+            if provider_exists.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "provider `{}` does not exist; create it first with POST /api/providers",
+                    record.provider_id
+                )));
+            }
+            let family = record.family.as_str();
+            let existing: Option<String> = tx
+                .query_opt("SELECT family FROM crypto_mappings WHERE id = ?1", params![&record.id], |r| r.get(0))
+                ?;
+            if existing.as_deref().is_some_and(|f| f != family) {
+                return Err(StoreError::NotFound { kind: "mapping", id: record.id });
+            }
+            let created = existing.is_none();
+            let fingerprint = secret.fingerprint();
+            let (key_id, sealed) = inner.sealer.seal(&secret, &format!("mapping:{}", record.id))?;
+            let now = Timestamp::now().millis();
+            tx.execute(
+                "INSERT INTO crypto_mappings (id, family, provider_id, config, key_id, sealed, fingerprint, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                 ON CONFLICT (id) DO UPDATE SET provider_id = excluded.provider_id, config = excluded.config,
+                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   updated_ms = excluded.updated_ms",
+                params![record.id, family, record.provider_id, serde_json::to_string(&record.config)?, key_id, sealed, fingerprint, now],
+            )?;
+            let sql = format!("SELECT {MAPPING_COLS} FROM crypto_mappings WHERE id = ?1");
+            let stored = tx.query_row(&sql, params![&record.id], mapping_row)??;
+            let [on_create, on_update, _] = record.family.events();
+            let event = NewEvent::new(
+                if created { on_create } else { on_update },
+                actor,
+                json!({"id": stored.id, "provider_id": stored.provider_id, "fingerprint": stored.fingerprint, "config": stored.config}),
+            );
+            Ok(((stored, created), vec![event]))
+        })
+    }
+
+    fn mapping_list(&self, family: CryptoFamily) -> StoreFuture<'_, Vec<MappingRecord>> {
+        self.run(move |_, conn| {
+
+            let rows = conn.query_map(&format!(
+                "SELECT {MAPPING_COLS} FROM crypto_mappings WHERE family = ?1 ORDER BY created_ms, id"
+            ), params![family.as_str()], mapping_row)?;
+            rows.into_iter().collect()
+        })
+    }
+
+    fn mapping_delete(
+        &self,
+        family: CryptoFamily,
+        id: String,
+        actor: String,
+    ) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let n = tx.execute(
+                "DELETE FROM crypto_mappings WHERE id = ?1 AND family = ?2",
+                params![id, family.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "mapping",
+                    id,
+                });
+            }
+            let [_, _, on_delete] = family.events();
+            Ok(((), vec![NewEvent::new(on_delete, actor, json!({"id": id}))]))
+        })
+    }
+
+    fn exclusive(&self, name: &'static str, wait: bool) -> StoreFuture<'_, Option<Exclusive>> {
+        let url = self.inner.lock_url.clone();
+        Box::pin(async move {
+            let Some(url) = url else {
+                return Ok(Some(Exclusive(None)));
+            };
+            tokio::task::spawn_blocking(move || crate::postgres::lock(&url, name, wait))
+                .await
+                .map_err(|_| StoreError::Task)?
+                .map(|c| c.map(|c| Exclusive(Some(c))))
+        })
+    }
+
+    fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
+        self.run(|inner, conn| {
+            let tx = conn;
+            let placeholders = {
+
+                let rows = tx.query_map("SELECT name, provider_id, route_family, key_id, sealed FROM placeholders ORDER BY name", params![], |r| {
+                        Ok((
+                            r.get::<String>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<String>(3)?,
+                            r.get::<Vec<u8>>(4)?,
+                        ))
+                    })?;
+                rows.into_iter()
+                    .map(|(name, provider_id, route_family, kid, blob)| {
+                        let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
+                        Ok(PlaceholderSecret {
+                            name,
+                            provider_id,
+                            route_family,
+                            value,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            let providers = {
+
+                tx.query_map("SELECT id, hosts, passthrough FROM providers ORDER BY id", params![], provider_row)?
+            };
+            let credentials = {
+
+                tx.query_map(&format!(
+                    "SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE revoked_ms IS NULL ORDER BY id"
+                ), params![], credential_row)?
+                    .into_iter()
+                    .map(|(info, hash)| ServiceCredentialRecord { info, hash })
+                    .collect()
+            };
+            let rules = list_rules(tx)?;
+            let policies = list_policies(tx)?;
+            let namespaces = list_namespaces(tx)?;
+            let workloads = {
+
+                tx.query_map("SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details, hash
+                     FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1", params![Timestamp::now().millis()], |r| Ok((workload_row(r)?.0, r.get::<String>(9)?)))?
+            };
+            let mappings = {
+
+                let rows = tx.query_map(&format!("SELECT {MAPPING_COLS}, key_id, sealed FROM crypto_mappings ORDER BY id"), params![], |r| Ok((mapping_row(r)?, r.get::<String>(7)?, r.get::<Vec<u8>>(8)?)))?;
+                rows.into_iter()
+                    .map(|(rec, kid, blob)| {
+                        let rec = rec?;
+                        let secret = inner.sealer.open(&kid, &blob, &format!("mapping:{}", rec.id))?;
+                        Ok((rec, secret))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            let ssh_routes = {
+
+                let rows = tx.query_map("SELECT id, route, key_id, sealed FROM ssh_routes ORDER BY created_ms, id", params![], |r| {
+                        Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<Option<String>>(2)?, r.get::<Option<Vec<u8>>>(3)?))
+                    })?;
+                rows.into_iter()
+                    .map(|(id, route, kid, blob)| {
+                        let route: SshRoute = serde_json::from_str(&route)?;
+                        let key = match (kid, blob) {
+                            (Some(kid), Some(blob)) => Some(inner.sealer.open(&kid, &blob, &format!("ssh_route:{id}"))?),
+                            _ => None,
+                        };
+                        Ok((route, key))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            let ssh_sessions = {
+
+                let rows = tx.query_map("SELECT session, token_hash FROM ssh_sessions WHERE state = 'active' ORDER BY started_ms", params![], |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))?;
+                rows.into_iter()
+                    .map(|(session, hash)| Ok((serde_json::from_str(&session)?, hash)))
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            Ok(SnapshotData {
+                placeholders,
+                providers,
+                credentials,
+                rules,
+                policies,
+                namespaces,
+                workloads,
+                mappings,
+                ssh_routes,
+                ssh_sessions,
+            })
+        })
+    }
+
+    fn ssh_route_upsert(
+        &self,
+        mut route: SshRoute,
+        key: Option<Secret>,
+        actor: String,
+    ) -> StoreFuture<'_, (SshRoute, bool)> {
+        self.write(move |inner, tx| {
+            let existing: Option<i64> = tx
+                .query_opt("SELECT created_ms FROM ssh_routes WHERE id = ?1", params![&route.id], |r| r.get(0))
+                ?;
+            let now = Timestamp::now().millis();
+            let created_ms = existing.unwrap_or(now);
+            route.created_at = Timestamp::from_millis(created_ms).to_rfc3339();
+            route.updated_at = Timestamp::from_millis(now).to_rfc3339();
+            route.target_key_fingerprint = key.as_ref().map(Secret::fingerprint);
+            route.target_key = if key.is_some() { "route" } else { "gateway" }.to_owned();
+            let (key_id, sealed) = match &key {
+                Some(k) => {
+                    let (kid, blob) = inner.sealer.seal(k, &format!("ssh_route:{}", route.id))?;
+                    (Some(kid), Some(blob))
+                }
+                None => (None, None),
+            };
+            tx.execute(
+                "INSERT INTO ssh_routes (id, route, key_id, sealed, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET route = excluded.route, key_id = excluded.key_id, sealed = excluded.sealed,
+                   updated_ms = excluded.updated_ms",
+                params![route.id, serde_json::to_string(&route)?, key_id, sealed, created_ms, now],
+            )?;
+            let created = existing.is_none();
+            let event = NewEvent::new(
+                if created { EventType::SshRouteCreated } else { EventType::SshRouteUpdated },
+                actor,
+                json!({"id": route.id, "user": route.user, "source_network": route.source_network,
+                       "target": format!("{}:{}", route.target_host, route.target_port), "target_user": route.target_user,
+                       "target_key": route.target_key, "target_key_fingerprint": route.target_key_fingerprint,
+                       "inject_proxy": route.inject_proxy, "port_forwarding": route.port_forwarding}),
+            );
+            Ok(((route, created), vec![event]))
+        })
+    }
+
+    fn ssh_route_list(&self) -> StoreFuture<'_, Vec<SshRoute>> {
+        self.run(|_, conn| {
+            let rows = conn.query_map(
+                "SELECT route FROM ssh_routes ORDER BY created_ms, id",
+                params![],
+                |r| r.get::<String>(0),
+            )?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+        })
+    }
+
+    fn ssh_route_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            if tx.execute("DELETE FROM ssh_routes WHERE id = ?1", params![&id])? == 0 {
+                return Err(StoreError::NotFound {
+                    kind: "ssh route",
+                    id,
+                });
+            }
+            Ok((
+                (),
+                vec![NewEvent::new(
+                    EventType::SshRouteDeleted,
+                    actor,
+                    json!({"id": id}),
+                )],
+            ))
+        })
+    }
+
+    fn ssh_session_start(&self, session: SshSession, token_hash: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let started = Timestamp::parse(&session.started_at).map(Timestamp::millis).unwrap_or_else(|_| Timestamp::now().millis());
+            tx.execute(
+                "INSERT INTO ssh_sessions (id, session, token_hash, state, started_ms) VALUES (?1, ?2, ?3, 'active', ?4)",
+                params![session.id, serde_json::to_string(&session)?, token_hash, started],
+            )?;
+            let event = NewEvent::new(
+                EventType::SshSessionStarted,
+                session.principal.clone(),
+                json!({"session": session.id, "user": session.user, "principal": session.principal, "route_id": session.route_id,
+                       "source": session.source, "target": session.target, "auth": session.auth,
+                       "proxy_source": session.proxy_source}),
+            );
+            Ok(((), vec![event]))
+        })
+    }
+
+    fn ssh_session_end(
+        &self,
+        id: String,
+        state: String,
+        reason: String,
+        actor: String,
+    ) -> StoreFuture<'_, Option<SshSession>> {
+        self.write(move |_, tx| {
+            let row: Option<String> = tx
+                .query_opt("SELECT session FROM ssh_sessions WHERE id = ?1 AND state = 'active'", params![&id], |r| r.get(0))
+                ?;
+            let Some(row) = row else {
+                let known: Option<String> =
+                    tx.query_opt("SELECT id FROM ssh_sessions WHERE id = ?1", params![&id], |r| r.get(0))?;
+                if known.is_none() {
+                    return Err(StoreError::NotFound { kind: "session", id });
+                }
+                return Ok((None, Vec::new()));
+            };
+            let mut session: SshSession = serde_json::from_str(&row)?;
+            let now = Timestamp::now();
+            session.state.clone_from(&state);
+            session.ended_at = Some(now.to_rfc3339());
+            session.end_reason = Some(reason.clone());
+            tx.execute(
+                "UPDATE ssh_sessions SET session = ?2, state = ?3 WHERE id = ?1",
+                params![id, serde_json::to_string(&session)?, state],
+            )?;
+            let duration_ms = Timestamp::parse(&session.started_at).map(|t| now.millis() - t.millis()).unwrap_or(0);
+            let event = NewEvent::new(
+                EventType::SshSessionEnded,
+                actor,
+                json!({"session": session.id, "user": session.user, "principal": session.principal, "state": state,
+                       "reason": reason, "duration_ms": duration_ms}),
+            );
+            Ok((Some(session), vec![event]))
+        })
+    }
+
+    fn ssh_session_active(&self) -> StoreFuture<'_, Vec<SshSession>> {
+        self.run(|_, conn| {
+            let rows = conn.query_map(
+                "SELECT session FROM ssh_sessions WHERE state = 'active' ORDER BY started_ms, id",
+                params![],
+                |r| r.get::<String>(0),
+            )?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+        })
+    }
+
+    fn ssh_session_list(&self, limit: usize) -> StoreFuture<'_, Vec<SshSession>> {
+        self.run(move |_, conn| {
+            let rows = conn.query_map(
+                "SELECT session FROM ssh_sessions ORDER BY started_ms DESC, id LIMIT ?1",
+                params![i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| r.get::<String>(0),
+            )?;
+            rows.iter().map(|r| Ok(serde_json::from_str(r)?)).collect()
+        })
+    }
+}
+
+const MAPPING_COLS: &str = "id, family, provider_id, config, fingerprint, created_ms, updated_ms";
+
+fn mapping_row(r: &Row) -> Result<Result<MappingRecord, StoreError>, StoreError> {
+    let family: String = r.get(1)?;
+    let config: String = r.get(3)?;
+    let (created, updated): (i64, i64) = (r.get(5)?, r.get(6)?);
+    let id: String = r.get(0)?;
+    let provider_id: String = r.get(2)?;
+    let fingerprint: String = r.get(4)?;
+    Ok((|| {
+        Ok(MappingRecord {
+            family: serde_json::from_value(serde_json::Value::String(family))?,
+            id,
+            provider_id,
+            config: serde_json::from_str(&config)?,
+            fingerprint,
+            created_at: ts(created),
+            updated_at: ts(updated),
+        })
+    })())
+}
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, StoreError> {
+    value
+        .map(|v| {
+            Timestamp::parse(v)
+                .map(Timestamp::millis)
+                .map_err(|e| StoreError::Invalid(format!("`{field}`: {e}")))
+        })
+        .transpose()
+}
+
+fn webhook_row(r: &Row) -> Result<WebhookInfo, StoreError> {
+    let types: String = r.get(2)?;
+    Ok(WebhookInfo {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        secret_fingerprint: r.get(3)?,
+        created_at: ts(r.get(4)?),
+    })
+}
+
+const WEBHOOK_COLS: &str = "id, url, event_types, secret_fingerprint, created_ms";
+
+fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        webhook_id: r.get(1)?,
+        event_seq: r.get(2)?,
+        event_type: r.get(3)?,
+        status: r.get(4)?,
+        attempts: u32::try_from(r.get::<i64>(5)?).unwrap_or(u32::MAX),
+        last_status: r.get::<Option<i64>>(6)?.and_then(|s| u16::try_from(s).ok()),
+        last_error: r.get(7)?,
+        created_at: ts(r.get(8)?),
+        updated_at: ts(r.get(9)?),
+    })
+}
+
+const DELIVERY_COLS: &str = "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
+
+fn list_namespaces(conn: &mut dyn Tx) -> Result<Vec<Namespace>, StoreError> {
+    let rows = conn.query_map(
+        "SELECT name, allowed_domains FROM namespaces ORDER BY name",
+        params![],
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+    )?;
+    rows.into_iter()
+        .map(|(name, domains)| {
+            Ok(Namespace {
+                name,
+                allowed_domains: serde_json::from_str(&domains)?,
+            })
+        })
+        .collect()
+}
+
+fn workload_row(r: &Row) -> Result<(WorkloadInfo, ()), StoreError> {
+    let details: String = r.get(8)?;
+    Ok((
+        WorkloadInfo {
+            id: r.get(0)?,
+            namespace: r.get(1)?,
+            principal: r.get(2)?,
+            attestation: r.get(3)?,
+            source: r.get(4)?,
+            token_prefix: r.get(5)?,
+            created_at: ts(r.get(6)?),
+            expires_at: ts(r.get(7)?),
+            details: serde_json::from_str(&details).unwrap_or_default(),
+        },
+        (),
+    ))
+}
+
+fn list_policies(conn: &mut dyn Tx) -> Result<Vec<PolicyRecord>, StoreError> {
+    let rows = conn.query_map(
+        "SELECT id, description, body, created_ms FROM policies ORDER BY created_ms, id",
+        params![],
+        |r| {
+            Ok(PolicyRecord {
+                policy: CreatePolicy {
+                    id: r.get(0)?,
+                    description: r.get(1)?,
+                    policy: r.get(2)?,
+                },
+                created_at: ts(r.get(3)?),
+            })
+        },
+    )?;
+    Ok(rows)
+}
+
+fn list_rules(conn: &mut dyn Tx) -> Result<Vec<TranslationRule>, StoreError> {
+    let rows = conn.query_map(
+        "SELECT id, body, created_ms FROM translation_rules ORDER BY created_ms, id",
+        params![],
+        rule_row,
+    )?;
+    rows.into_iter().map(parse_rule).collect()
+}
+
+/// Translates our `*`-only glob to SQLite GLOB (escaping `?`, `[` and `]`) or to
+/// PostgreSQL LIKE (escaping `%`, `_` and `\\`).
+fn sql_glob(dialect: Dialect, pattern: &str) -> String {
+    pattern
+        .chars()
+        .map(|c| match (dialect, c) {
+            (Dialect::Sqlite, '?') => "[?]".to_owned(),
+            (Dialect::Sqlite, '[') => "[[]".to_owned(),
+            (Dialect::Sqlite, ']') => "[]]".to_owned(),
+            (Dialect::Postgres, '*') => "%".to_owned(),
+            (Dialect::Postgres, '%' | '_' | '\\') => format!("\\{c}"),
+            (_, c) => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
