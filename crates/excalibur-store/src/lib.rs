@@ -179,7 +179,7 @@ pub struct WorkloadIssue {
 }
 
 /// A cluster-wide lock, held until dropped (see [`Store::exclusive`]).
-pub struct Exclusive(Option<::postgres::Client>);
+pub struct Exclusive(Option<postgres::OwnedClient>);
 
 impl Exclusive {
     /// False once the lock was lost (its PostgreSQL connection closed).

@@ -51,16 +51,49 @@ impl SqlStore {
     /// Blocking: call it from a blocking context.
     pub fn connect_postgres(url: &str, master: &MasterKey) -> Result<Self, StoreError> {
         let client = Client::connect(url, NoTls)?;
-        SqlStore::new(Box::new(PgBackend(client)), MIGRATIONS, master)
+        SqlStore::new(
+            Box::new(PgBackend(OwnedClient::new(client))),
+            MIGRATIONS,
+            master,
+        )
             .map(|s| s.with_lock_url(url.to_owned()))
     }
 }
 
-struct PgBackend(Client);
+/// A synchronous client that may be dropped anywhere: its `Drop` blocks on an internal
+/// runtime, which must not happen on an async thread, so the drop runs on its own thread.
+pub struct OwnedClient(Option<Client>);
+
+impl OwnedClient {
+    pub(crate) fn new(c: Client) -> Self {
+        Self(Some(c))
+    }
+
+    fn get(&mut self) -> Result<&mut Client, StoreError> {
+        self.0.as_mut().ok_or(StoreError::Task)
+    }
+
+    /// True once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.0.as_ref().is_none_or(Client::is_closed)
+    }
+}
+
+impl Drop for OwnedClient {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("excalibur-pg-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
+struct PgBackend(OwnedClient);
 
 impl Backend for PgBackend {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
-        let mut tx = self.0.transaction()?;
+        let mut tx = self.0.get()?.transaction()?;
         if mode != Mode::Read {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         }
@@ -226,18 +259,21 @@ pub fn listen(url: String) -> tokio::sync::mpsc::Receiver<()> {
 /// Takes the session-level advisory lock for `name` on a new connection (released when
 /// the connection closes): waiting for it (`wait`), or `None` at once when another
 /// process holds it.
-pub(crate) fn lock(url: &str, name: &str, wait: bool) -> Result<Option<Client>, StoreError> {
+pub(crate) fn lock(url: &str, name: &str, wait: bool) -> Result<Option<OwnedClient>, StoreError> {
     // FNV-1a of the name: a stable 64-bit key.
     let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     let key = i64::from_ne_bytes(key.to_ne_bytes());
-    let mut client = Client::connect(url, NoTls)?;
+    let mut client = OwnedClient::new(Client::connect(url, NoTls)?);
     if wait {
-        client.execute("SELECT pg_advisory_lock($1)", &[&key])?;
+        client
+            .get()?
+            .execute("SELECT pg_advisory_lock($1)", &[&key])?;
         return Ok(Some(client));
     }
     let got: bool = client
+        .get()?
         .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
         .try_get(0)?;
     Ok(got.then_some(client))

@@ -1025,7 +1025,8 @@ impl Store for SqlStore {
                 };
                 let sql = format!(
                     "SELECT id, principal, prefix FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1
-                     AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR principal = ?3) AND (?4 IS NULL OR {jti} = ?4)"
+                     AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR principal = ?3)
+                     AND (CAST(?4 AS TEXT) IS NULL OR {jti} = ?4)"
                 );
                 tx.query_map(&sql, params![now, r.workload_id, r.principal, r.jti], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
@@ -1069,8 +1070,8 @@ impl Store for SqlStore {
         self.run(move |_, conn| {
 
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-            let rows = conn.query_map("SELECT body FROM flows WHERE (?1 IS NULL OR principal = ?1) AND (?2 IS NULL OR host = ?2)
-                 AND (?3 IS NULL OR decision = ?3) AND (?4 IS NULL OR ts_ms >= ?4)
+            let rows = conn.query_map("SELECT body FROM flows WHERE (CAST(?1 AS TEXT) IS NULL OR principal = ?1) AND (CAST(?2 AS TEXT) IS NULL OR host = ?2)
+                 AND (CAST(?3 AS TEXT) IS NULL OR decision = ?3) AND (CAST(?4 AS BIGINT) IS NULL OR ts_ms >= ?4)
                  ORDER BY ts_ms DESC, rowid DESC LIMIT ?5", params![q.principal, q.host, q.decision, q.since_ms, limit], |r| {
                     r.get::<String>(0)
                 })?;
@@ -1093,8 +1094,8 @@ impl Store for SqlStore {
 
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             conn.query_map(&format!(
-                "SELECT {AUDIT_COLS} FROM audit_events WHERE (?1 IS NULL OR {matches}) AND (?2 IS NULL OR principal = ?2)
-                 AND (?3 IS NULL OR ts_ms >= ?3) AND (?4 IS NULL OR seq > ?4) ORDER BY seq {} LIMIT ?5",
+                "SELECT {AUDIT_COLS} FROM audit_events WHERE (CAST(?1 AS TEXT) IS NULL OR {matches}) AND (CAST(?2 AS TEXT) IS NULL OR principal = ?2)
+                 AND (CAST(?3 AS BIGINT) IS NULL OR ts_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR seq > ?4) ORDER BY seq {} LIMIT ?5",
                 if q.oldest_first { "ASC" } else { "DESC" }
             ), params![glob, q.principal, q.since_ms, q.after_seq, limit], audit_row)
         })

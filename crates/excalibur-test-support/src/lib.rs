@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 
 pub mod cluster;
 pub mod netbird;
+pub mod postgres;
 pub mod receiver;
 pub mod s3;
 pub mod upstream;
