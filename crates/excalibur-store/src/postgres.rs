@@ -56,7 +56,7 @@ impl SqlStore {
             MIGRATIONS,
             master,
         )
-            .map(|s| s.with_lock_url(url.to_owned()))
+        .map(|s| s.with_lock_url(url.to_owned()))
     }
 }
 
@@ -76,6 +76,14 @@ impl OwnedClient {
     /// True once the connection is gone.
     pub fn is_closed(&self) -> bool {
         self.0.as_ref().is_none_or(Client::is_closed)
+    }
+}
+
+impl std::fmt::Debug for OwnedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedClient")
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 

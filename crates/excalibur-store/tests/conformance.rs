@@ -28,9 +28,11 @@ fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
 }
 
 fn flow(id: &str, principal: &str, host: &str, ms: i64) -> Flow {
-    from(json!({"id": id, "ts": Timestamp::from_millis(ms).to_rfc3339(), "principal": principal,
+    from(
+        json!({"id": id, "ts": Timestamp::from_millis(ms).to_rfc3339(), "principal": principal,
         "method": "GET", "host": host, "path": "/", "status": 200, "bytes_up": 1, "bytes_down": 2,
-        "latency_ms": 3, "placeholders": [], "decision": "allow", "reason": null}))
+        "latency_ms": 3, "placeholders": [], "decision": "allow", "reason": null}),
+    )
 }
 
 async fn types(store: &dyn Store, glob: &str) -> Vec<String> {
@@ -58,23 +60,48 @@ async fn suite(store: &dyn Store) {
         created_at: String::new(),
         revoked_at: None,
     };
-    store.token_create(info, "h1".into(), "admin".into()).await.unwrap();
-    assert_eq!(store.token_by_hash("h1".into()).await.unwrap().unwrap().name, "ops");
+    store
+        .token_create(info, "h1".into(), "admin".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_by_hash("h1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "ops"
+    );
     assert_eq!(store.token_list().await.unwrap().len(), 1);
-    let revoked = store.token_revoke(TokenId::new("tok_1"), "admin".into()).await.unwrap();
+    let revoked = store
+        .token_revoke(TokenId::new("tok_1"), "admin".into())
+        .await
+        .unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(store.token_by_hash("h1".into()).await.unwrap().is_none());
 
     // Providers, placeholders (created, rotated, sealed and opened).
     store
-        .provider_upsert(from(json!({"id": "github", "hosts": ["api.github.com"], "passthrough": false})), "admin".into())
+        .provider_upsert(
+            from(json!({"id": "github", "hosts": ["api.github.com"], "passthrough": false})),
+            "admin".into(),
+        )
         .await
         .unwrap();
     assert!(!store.provider_list().await.unwrap()[0].passthrough);
-    let up = |v: &str| from(json!({"placeholder": "XCALIBUR_GH", "real_value": v, "provider_id": "github"}));
-    let a = store.placeholder_upsert(up("v1"), "admin".into()).await.unwrap();
+    let up = |v: &str| {
+        from(json!({"placeholder": "XCALIBUR_GH", "real_value": v, "provider_id": "github"}))
+    };
+    let a = store
+        .placeholder_upsert(up("v1"), "admin".into())
+        .await
+        .unwrap();
     assert!(a.created && !a.rotated);
-    let b = store.placeholder_upsert(up("v2"), "admin".into()).await.unwrap();
+    let b = store
+        .placeholder_upsert(up("v2"), "admin".into())
+        .await
+        .unwrap();
     assert!(!b.created && b.rotated);
     let data = store.snapshot_data().await.unwrap();
     assert_eq!(data.placeholders[0].value.expose(), b"v2");
@@ -83,24 +110,42 @@ async fn suite(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.placeholder_upsert(from(json!({"placeholder": "X", "real_value": "v", "provider_id": "nope"})), "a".into()).await,
+        store
+            .placeholder_upsert(
+                from(json!({"placeholder": "X", "real_value": "v", "provider_id": "nope"})),
+                "a".into()
+            )
+            .await,
         Err(StoreError::Invalid(_))
     ));
 
     // Service credentials (the `user` column), one live credential per name.
     let cred = |id: &str| -> excalibur_core::api::ServiceCredentialInfo {
-        from(json!({"id": id, "name": "ci", "user": "robot", "source_network": "10.0.0.0/8",
+        from(
+            json!({"id": id, "name": "ci", "user": "robot", "source_network": "10.0.0.0/8",
             "allowed_domains": ["api.github.com"], "prefix": "xsc_1", "created_at": "", "revoked_at": null,
-            "revoked_reason": null, "expires_at": null}))
+            "revoked_reason": null, "expires_at": null}),
+        )
     };
-    store.credential_create(cred("svc_1"), "ch1".into(), "admin".into()).await.unwrap();
+    store
+        .credential_create(cred("svc_1"), "ch1".into(), "admin".into())
+        .await
+        .unwrap();
     assert!(matches!(
-        store.credential_create(cred("svc_2"), "ch2".into(), "admin".into()).await,
+        store
+            .credential_create(cred("svc_2"), "ch2".into(), "admin".into())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let listed = store.credential_list().await.unwrap();
-    assert_eq!((listed[0].user.as_str(), listed[0].allowed_domains.len()), ("robot", 1));
-    assert_eq!(store.snapshot_data().await.unwrap().credentials[0].hash, "ch1");
+    assert_eq!(
+        (listed[0].user.as_str(), listed[0].allowed_domains.len()),
+        ("robot", 1)
+    );
+    assert_eq!(
+        store.snapshot_data().await.unwrap().credentials[0].hash,
+        "ch1"
+    );
     let r = store
         .credential_revoke(CredentialId::new("svc_1"), "admin".into(), "admin".into())
         .await
@@ -110,7 +155,10 @@ async fn suite(store: &dyn Store) {
 
     // Rules and policies.
     let rule = store
-        .rule_create(from(json!({"placeholder": "XCALIBUR_GH", "hosts": ["api.github.com"]})), "admin".into())
+        .rule_create(
+            from(json!({"placeholder": "XCALIBUR_GH", "hosts": ["api.github.com"]})),
+            "admin".into(),
+        )
         .await
         .unwrap();
     assert_eq!(store.rule_list().await.unwrap()[0].rule.path_prefix, "/");
@@ -118,9 +166,15 @@ async fn suite(store: &dyn Store) {
     assert!(store.rule_list().await.unwrap().is_empty());
     let p = || from(json!({"id": "p1", "policy": "permit (principal, action, resource);"}));
     store.policy_create(p(), "admin".into()).await.unwrap();
-    assert!(matches!(store.policy_create(p(), "admin".into()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.policy_create(p(), "admin".into()).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.policy_list().await.unwrap().len(), 1);
-    store.policy_delete("p1".into(), "admin".into()).await.unwrap();
+    store
+        .policy_delete("p1".into(), "admin".into())
+        .await
+        .unwrap();
 
     // Webhooks, deliveries (idempotent enqueue), cursors.
     store
@@ -131,18 +185,35 @@ async fn suite(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(store.webhook_secrets().await.unwrap()[0].1.expose(), b"whsec");
+    assert_eq!(
+        store.webhook_secrets().await.unwrap()[0].1.expose(),
+        b"whsec"
+    );
     let d = |id: &str| -> excalibur_core::api::Delivery {
-        from(json!({"id": id, "webhook_id": "wh_1", "event_seq": 7, "event_type": "x", "status": "pending",
-            "attempts": 0, "last_status": null, "last_error": null, "created_at": "", "updated_at": ""}))
+        from(
+            json!({"id": id, "webhook_id": "wh_1", "event_seq": 7, "event_type": "x", "status": "pending",
+            "attempts": 0, "last_status": null, "last_error": null, "created_at": "", "updated_at": ""}),
+        )
     };
-    store.delivery_enqueue(vec![d("dl_1")], ("webhooks".into(), 7)).await.unwrap();
-    store.delivery_enqueue(vec![d("dl_2")], ("webhooks".into(), 9)).await.unwrap();
+    store
+        .delivery_enqueue(vec![d("dl_1")], ("webhooks".into(), 7))
+        .await
+        .unwrap();
+    store
+        .delivery_enqueue(vec![d("dl_2")], ("webhooks".into(), 9))
+        .await
+        .unwrap();
     assert_eq!(store.cursor_get("webhooks".into()).await.unwrap(), Some(9));
     let due = store.deliveries_due(10).await.unwrap();
     assert_eq!(due.len(), 1, "one delivery per (webhook, event)");
     store
-        .delivery_update("dl_1".into(), "failed".into(), Some(500), Some("boom".into()), 0)
+        .delivery_update(
+            "dl_1".into(),
+            "failed".into(),
+            Some(500),
+            Some("boom".into()),
+            0,
+        )
         .await
         .unwrap();
     let listed = store.delivery_list("wh_1".into(), 10).await.unwrap();
@@ -152,8 +223,10 @@ async fn suite(store: &dyn Store) {
     // Expiry.
     store
         .placeholder_upsert(
-            from(json!({"placeholder": "XCALIBUR_OLD", "real_value": "x", "provider_id": "github",
-                "expires_at": Timestamp::from_millis(Timestamp::now().millis() + 50).to_rfc3339()})),
+            from(
+                json!({"placeholder": "XCALIBUR_OLD", "real_value": "x", "provider_id": "github",
+                "expires_at": Timestamp::from_millis(Timestamp::now().millis() + 50).to_rfc3339()}),
+            ),
             "admin".into(),
         )
         .await
@@ -164,50 +237,114 @@ async fn suite(store: &dyn Store) {
 
     // Namespaces and workload bearers (replay, revocation by jti and principal).
     store
-        .namespace_upsert(from(json!({"name": "prod", "allowed_domains": ["api.github.com"]})), "admin".into())
+        .namespace_upsert(
+            from(json!({"name": "prod", "allowed_domains": ["api.github.com"]})),
+            "admin".into(),
+        )
         .await
         .unwrap();
-    assert_eq!(store.namespace_list().await.unwrap()[0].allowed_domains.len(), 1);
+    assert_eq!(
+        store.namespace_list().await.unwrap()[0]
+            .allowed_domains
+            .len(),
+        1
+    );
     let issue = |id: &str, jti: &str| WorkloadIssue {
-        info: from(json!({"id": id, "namespace": "prod", "principal": "k8s:prod/api", "attestation": "kubernetes",
+        info: from(
+            json!({"id": id, "namespace": "prod", "principal": "k8s:prod/api", "attestation": "kubernetes",
             "source": "10.1.1.1", "token_prefix": "xwt_1", "created_at": "",
             "expires_at": Timestamp::from_millis(Timestamp::now().millis() + 60_000).to_rfc3339(),
-            "details": {"jti": jti}})),
+            "details": {"jti": jti}}),
+        ),
         hash: format!("wh_{id}"),
         jti: jti.into(),
         jti_expires_ms: Timestamp::now().millis() + 60_000,
     };
     assert!(store.workload_exchange(issue("wl_1", "j1")).await.unwrap());
-    assert!(!store.workload_exchange(issue("wl_x", "j1")).await.unwrap(), "a replayed jti");
+    assert!(
+        !store.workload_exchange(issue("wl_x", "j1")).await.unwrap(),
+        "a replayed jti"
+    );
     assert!(store.workload_exchange(issue("wl_2", "j2")).await.unwrap());
     assert_eq!(store.workload_list().await.unwrap().len(), 2);
-    let by_jti = Revocation { workload_id: None, principal: None, jti: Some("j2".into()) };
-    assert_eq!(store.workload_revoke(by_jti, "admin".into()).await.unwrap(), 1);
-    let by_principal = Revocation { workload_id: None, principal: Some("k8s:prod/api".into()), jti: None };
-    assert_eq!(store.workload_revoke(by_principal, "admin".into()).await.unwrap(), 1);
+    let by_jti = Revocation {
+        workload_id: None,
+        principal: None,
+        jti: Some("j2".into()),
+    };
+    assert_eq!(
+        store.workload_revoke(by_jti, "admin".into()).await.unwrap(),
+        1
+    );
+    let by_principal = Revocation {
+        workload_id: None,
+        principal: Some("k8s:prod/api".into()),
+        jti: None,
+    };
+    assert_eq!(
+        store
+            .workload_revoke(by_principal, "admin".into())
+            .await
+            .unwrap(),
+        1
+    );
     assert!(store.snapshot_data().await.unwrap().workloads.is_empty());
 
     // Flows and events recorded together; filters.
     let now = Timestamp::now().millis();
     store
         .record(
-            vec![flow("f1", "svc:a", "a.example", now), flow("f2", "svc:b", "b.example", now + 1)],
-            vec![NewEvent::new(EventType::PlaceholderDenied, "svc:b", json!({"reason": "no_rule"}))],
+            vec![
+                flow("f1", "svc:a", "a.example", now),
+                flow("f2", "svc:b", "b.example", now + 1),
+            ],
+            vec![NewEvent::new(
+                EventType::PlaceholderDenied,
+                "svc:b",
+                json!({"reason": "no_rule"}),
+            )],
         )
         .await
         .unwrap();
-    let flows = store.flow_list(FlowQuery { limit: 10, ..FlowQuery::default() }).await.unwrap();
-    assert_eq!(flows.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["f2", "f1"]);
+    let flows = store
+        .flow_list(FlowQuery {
+            limit: 10,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        flows.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f2", "f1"]
+    );
     let only_a = store
-        .flow_list(FlowQuery { principal: Some("svc:a".into()), limit: 10, ..FlowQuery::default() })
+        .flow_list(FlowQuery {
+            principal: Some("svc:a".into()),
+            limit: 10,
+            ..FlowQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(only_a.len(), 1);
 
     // Settings (sealed), crypto mappings, SSH routes and sessions.
-    store.setting_put("s1".into(), Secret::new(b"v".to_vec())).await.unwrap();
-    store.setting_put("s1".into(), Secret::new(b"w".to_vec())).await.unwrap();
-    assert_eq!(store.setting_get("s1".into()).await.unwrap().unwrap().expose(), b"w");
+    store
+        .setting_put("s1".into(), Secret::new(b"v".to_vec()))
+        .await
+        .unwrap();
+    store
+        .setting_put("s1".into(), Secret::new(b"w".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .setting_get("s1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        b"w"
+    );
     assert!(store.setting_get("nope".into()).await.unwrap().is_none());
     let mapping = MappingRecord {
         family: CryptoFamily::Sigv4,
@@ -218,39 +355,97 @@ async fn suite(store: &dyn Store) {
         created_at: String::new(),
         updated_at: String::new(),
     };
-    let (_, created) = store.mapping_upsert(mapping.clone(), Secret::new(b"k".to_vec()), "admin".into()).await.unwrap();
+    let (_, created) = store
+        .mapping_upsert(mapping.clone(), Secret::new(b"k".to_vec()), "admin".into())
+        .await
+        .unwrap();
     assert!(created);
-    assert_eq!(store.mapping_list(CryptoFamily::Sigv4).await.unwrap().len(), 1);
-    assert_eq!(store.snapshot_data().await.unwrap().mappings[0].1.expose(), b"k");
-    store.mapping_delete(CryptoFamily::Sigv4, "sigv4_1".into(), "admin".into()).await.unwrap();
-    let route: excalibur_core::api::SshRoute = from(json!({"id": "sshr_1", "user": "alice", "source_network": "10.0.0.0/8",
+    assert_eq!(
+        store.mapping_list(CryptoFamily::Sigv4).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.snapshot_data().await.unwrap().mappings[0].1.expose(),
+        b"k"
+    );
+    store
+        .mapping_delete(CryptoFamily::Sigv4, "sigv4_1".into(), "admin".into())
+        .await
+        .unwrap();
+    let route: excalibur_core::api::SshRoute = from(
+        json!({"id": "sshr_1", "user": "alice", "source_network": "10.0.0.0/8",
         "target_host": "db1", "target_port": 22, "target_user": "ops", "target_host_key": "ssh-ed25519 AAAA",
         "target_key": "", "authorized_keys": [], "allowed_domains": [], "inject_proxy": true,
-        "port_forwarding": false, "created_at": "", "updated_at": ""}));
-    store.ssh_route_upsert(route, Some(Secret::new(b"pem".to_vec())), "admin".into()).await.unwrap();
-    assert_eq!(store.snapshot_data().await.unwrap().ssh_routes[0].1.as_ref().unwrap().expose(), b"pem");
+        "port_forwarding": false, "created_at": "", "updated_at": ""}),
+    );
+    store
+        .ssh_route_upsert(route, Some(Secret::new(b"pem".to_vec())), "admin".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.snapshot_data().await.unwrap().ssh_routes[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .expose(),
+        b"pem"
+    );
     let session: excalibur_core::api::SshSession = from(json!({"id": "sess_1", "user": "alice",
         "principal": "user_session:alice@sess_1", "route_id": "sshr_1", "source": "10.0.0.9", "target": "db1:22",
         "auth": "publickey", "started_at": Timestamp::now().to_rfc3339(), "state": "active", "proxy_source": "10.0.0.8"}));
     store.ssh_session_start(session, "sh".into()).await.unwrap();
     assert_eq!(store.ssh_session_active().await.unwrap().len(), 1);
-    store.ssh_session_end("sess_1".into(), "revoked".into(), "revoked".into(), "admin".into()).await.unwrap();
+    store
+        .ssh_session_end(
+            "sess_1".into(),
+            "revoked".into(),
+            "revoked".into(),
+            "admin".into(),
+        )
+        .await
+        .unwrap();
     assert!(store.ssh_session_active().await.unwrap().is_empty());
 
     // The audit log: globs (with metacharacters taken literally), paging, the chain.
     let placeholder_events = types(store, "placeholder_*").await;
-    assert!(placeholder_events.iter().all(|t| t.starts_with("placeholder_")), "{placeholder_events:?}");
+    assert!(
+        placeholder_events
+            .iter()
+            .all(|t| t.starts_with("placeholder_")),
+        "{placeholder_events:?}"
+    );
     assert!(placeholder_events.contains(&"placeholder_rotated".to_owned()));
-    assert!(types(store, "placeholder_%").await.is_empty(), "a LIKE wildcard is literal");
-    assert!(types(store, "placeholder?updated").await.is_empty(), "a GLOB wildcard is literal");
+    assert!(
+        types(store, "placeholder_%").await.is_empty(),
+        "a LIKE wildcard is literal"
+    );
+    assert!(
+        types(store, "placeholder?updated").await.is_empty(),
+        "a GLOB wildcard is literal"
+    );
     let all = store
-        .audit_list(AuditQuery { limit: 1000, oldest_first: true, ..AuditQuery::default() })
+        .audit_list(AuditQuery {
+            limit: 1000,
+            oldest_first: true,
+            ..AuditQuery::default()
+        })
         .await
         .unwrap();
-    assert!(all.windows(2).all(|w| w[1].seq.0 == w[0].seq.0 + 1), "seqs are contiguous");
-    assert!(all.windows(2).all(|w| w[1].prev_hash == w[0].hash), "each event names its predecessor");
+    assert!(
+        all.windows(2).all(|w| w[1].seq.0 == w[0].seq.0 + 1),
+        "seqs are contiguous"
+    );
+    assert!(
+        all.windows(2).all(|w| w[1].prev_hash == w[0].hash),
+        "each event names its predecessor"
+    );
     let after = store
-        .audit_list(AuditQuery { after_seq: Some(all[2].seq.0), limit: 2, oldest_first: true, ..AuditQuery::default() })
+        .audit_list(AuditQuery {
+            after_seq: Some(all[2].seq.0),
+            limit: 2,
+            oldest_first: true,
+            ..AuditQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(after[0].seq.0, all[3].seq.0);
@@ -282,7 +477,10 @@ async fn pg_store(url: &str, mk: &MasterKey) -> SqlStore {
 
 #[tokio::test]
 async fn postgres_backend_conforms() {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap().unwrap();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()
+        .unwrap();
     let mk = MasterKey::generate();
     let store = pg_store(&pg.url, &mk).await;
     suite(&store).await;
@@ -290,11 +488,28 @@ async fn postgres_backend_conforms() {
     // chain; a wrong master key is refused.
     let again = pg_store(&pg.url, &mk).await;
     assert!(again.audit_verify().await.unwrap().ok);
-    assert_eq!(again.setting_get("s1".into()).await.unwrap().unwrap().expose(), b"w");
+    assert_eq!(
+        again
+            .setting_get("s1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        b"w"
+    );
     let (url, other) = (pg.url.clone(), MasterKey::generate());
-    assert!(tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&url, &other)).await.unwrap().is_err());
+    assert!(
+        tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&url, &other))
+            .await
+            .unwrap()
+            .is_err()
+    );
     // Cluster locks: one holder at a time, released with the guard.
-    let held = store.exclusive("leader", false).await.unwrap().expect("free");
+    let held = store
+        .exclusive("leader", false)
+        .await
+        .unwrap()
+        .expect("free");
     assert!(held.is_held());
     assert!(again.exclusive("leader", false).await.unwrap().is_none());
     drop(held);
@@ -311,15 +526,26 @@ async fn postgres_backend_conforms() {
 
 #[tokio::test]
 async fn postgres_replicas_writing_at_once_keep_one_linear_chain() {
-    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap().unwrap();
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()
+        .unwrap();
     let mk = MasterKey::generate();
     let a = Arc::new(pg_store(&pg.url, &mk).await);
     let b = Arc::new(pg_store(&pg.url, &mk).await);
-    a.provider_upsert(from(json!({"id": "p", "hosts": ["h.example"], "passthrough": false})), "x".into())
-        .await
-        .unwrap();
+    a.provider_upsert(
+        from(json!({"id": "p", "hosts": ["h.example"], "passthrough": false})),
+        "x".into(),
+    )
+    .await
+    .unwrap();
     let mut tasks = Vec::new();
-    for (n, store) in [(0, Arc::clone(&a)), (1, Arc::clone(&b)), (2, Arc::clone(&a)), (3, Arc::clone(&b))] {
+    for (n, store) in [
+        (0, Arc::clone(&a)),
+        (1, Arc::clone(&b)),
+        (2, Arc::clone(&a)),
+        (3, Arc::clone(&b)),
+    ] {
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 store

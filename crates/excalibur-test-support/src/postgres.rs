@@ -26,7 +26,9 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().context("no PostgreSQL bin directory with initdb")
+    versions
+        .pop()
+        .context("no PostgreSQL bin directory with initdb")
 }
 
 fn is_root() -> bool {
@@ -65,7 +67,16 @@ impl Postgres {
             }
         }
         let out = command(&bin.join("initdb"), root)
-            .args(["-A", "trust", "-U", "excalibur", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "excalibur",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data)
             .output()?;
         if !out.status.success() {
@@ -114,7 +125,10 @@ impl Postgres {
         let admin = format!("postgres://excalibur@127.0.0.1:{}/postgres", self.port);
         let mut c = ::postgres::Client::connect(&admin, ::postgres::NoTls)?;
         c.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        Ok(format!("postgres://excalibur@127.0.0.1:{}/{name}", self.port))
+        Ok(format!(
+            "postgres://excalibur@127.0.0.1:{}/{name}",
+            self.port
+        ))
     }
 }
 

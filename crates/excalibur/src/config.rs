@@ -70,6 +70,10 @@ pub(crate) struct ServeArgs {
         default_value = "100.64.0.0/10"
     )]
     netbird_overlay_cidr: String,
+    /// PostgreSQL URL (`postgres://user:pass@host/db`) for several replicas sharing one
+    /// database [default: SQLite in the data dir].
+    #[arg(long, env = "EXCALIBUR_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// File of OpenSSH public keys of CAs whose user certificates the SSH gateway accepts.
     #[arg(long, env = "EXCALIBUR_SSH_USER_CA_KEYS")]
     ssh_user_ca_keys: Option<PathBuf>,
@@ -223,6 +227,8 @@ pub(crate) struct Config {
     pub(crate) api_listen: SocketAddr,
     pub(crate) proxy_listen: SocketAddr,
     pub(crate) ssh_listen: SocketAddr,
+    /// PostgreSQL URL, when the store is PostgreSQL (a `Secret`: it may hold a password).
+    pub(crate) database_url: Option<excalibur_core::Secret>,
     /// Trusted SSH user-certificate CAs (public-key file).
     pub(crate) ssh_user_ca_keys: Option<PathBuf>,
     /// Proxy URL for SSH sessions' shells.
@@ -413,6 +419,11 @@ impl Config {
                 None
             }
         };
+        if let Some(url) = &args.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            errors.push("EXCALIBUR_DATABASE_URL must be a postgres:// URL".to_owned());
+        }
         if let Some(url) = &args.ssh_proxy_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -446,6 +457,10 @@ impl Config {
                 .or(raw.ssh_listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
             ssh_user_ca_keys: args.ssh_user_ca_keys.clone(),
+            database_url: args
+                .database_url
+                .clone()
+                .map(|u| excalibur_core::Secret::new(u.into_bytes())),
             ssh_proxy_url: args.ssh_proxy_url.clone(),
             log_format,
             tls_names,

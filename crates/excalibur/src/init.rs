@@ -14,6 +14,7 @@ use excalibur_proxy::ca::CertAuthority;
 use excalibur_store::Store;
 use excalibur_store::fs::{create_dir_private, write_private, write_public};
 use excalibur_store::seal::MasterKey;
+use excalibur_store::sql::SqlStore;
 use excalibur_store::sqlite::SqliteStore;
 use tracing_subscriber::EnvFilter;
 
@@ -40,11 +41,21 @@ pub(crate) fn logging(config: &Config) {
     }
 }
 
-/// Opens or creates everything in the data dir. Blocking; run it before serving.
-pub(crate) fn store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+/// Opens or creates everything in the data dir, and the store: PostgreSQL when
+/// `database_url` is set (every replica must then share `EXCALIBUR_MASTER_KEY`), else the
+/// SQLite file in the data dir. Blocking; run it before serving.
+pub(crate) fn store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<SqliteStore> {
     create_dir_private(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let master = master_key(data_dir)?;
+    if let Some(url) = database_url {
+        return SqlStore::connect_postgres(url, &master).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the PostgreSQL store: {}",
+                excalibur_core::ErrorChain(&e)
+            )
+        });
+    }
     let db = data_dir.join("excalibur.db");
     // SQLite gives its -wal and -shm files the database file's mode: create it 0600.
     {

@@ -56,7 +56,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || init::store(&data_dir)).await??;
+    let database_url = config
+        .database_url
+        .as_ref()
+        .map(|u| String::from_utf8_lossy(u.expose()).into_owned());
+    let store = {
+        let url = database_url.clone();
+        tokio::task::spawn_blocking(move || init::store(&data_dir, url.as_deref())).await??
+    };
     let store: Arc<dyn Store> = Arc::new(store);
     let chain = store.audit_verify().await?;
     if !chain.ok {
@@ -70,6 +77,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         }
         tracing::error!(seq, reason = %reason, "the audit chain is broken; serving because --dangerous-allow-broken-audit-chain");
     }
+    // First-start initialization (CA, tokens, keys) once across replicas.
+    let init_lock = store.exclusive("init", true).await?;
     let ca = init::ca(store.as_ref(), &config.data_dir).await?;
     init::admin_token(store.as_ref(), &config.data_dir).await?;
 
@@ -120,6 +129,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let (ssh_host_key, ssh_client_key) = init::ssh_keys(store.as_ref()).await?;
+    drop(init_lock);
     let user_cas = match &config.ssh_user_ca_keys {
         Some(path) => {
             let text = tokio::fs::read_to_string(path)
@@ -300,6 +310,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&store),
             cancel.clone(),
         ));
+    }
+    if let Some(url) = database_url.clone() {
+        tracker.spawn(follow_replicas(url, Arc::clone(&snapshots), cancel.clone()));
     }
     let background = tokio::spawn(crate::webhooks::run(
         Arc::clone(&store),
@@ -542,6 +555,35 @@ fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> 
             )
         })?;
     Ok(certs)
+}
+
+/// How often a replica rebuilds its snapshot even without a notification (one missed
+/// while its LISTEN connection was down, for instance).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// With PostgreSQL: rebuild the snapshot whenever another replica commits a change
+/// (LISTEN/NOTIFY), and every [`RESYNC_INTERVAL`] regardless.
+async fn follow_replicas(url: String, snapshots: Arc<Snapshots>, cancel: CancellationToken) {
+    let mut changes = excalibur_store::postgres::listen(url);
+    let mut listening = true;
+    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    resync.tick().await;
+    loop {
+        tokio::select! {
+            change = changes.recv(), if listening => {
+                if change.is_none() {
+                    tracing::error!("the LISTEN thread ended; relying on periodic resync");
+                    listening = false;
+                    continue;
+                }
+                // One rebuild covers every notification already queued.
+                while changes.try_recv().is_ok() {}
+                snapshots.rebuild_logged().await;
+            }
+            _ = resync.tick() => snapshots.rebuild_logged().await,
+            () = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// The SSH gateway's handle on the control plane: a session is in the store (and its

@@ -54,10 +54,27 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     let mut ticks: u64 = 0;
+    // With several replicas, one of them (holding the cluster lock) sweeps and delivers.
+    let mut leader: Option<excalibur_store::Exclusive> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
             () = cancel.cancelled() => return,
+        }
+        if !leader
+            .as_ref()
+            .is_some_and(excalibur_store::Exclusive::is_held)
+        {
+            leader = match store.exclusive("webhooks", false).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %excalibur_core::ErrorChain(&e), "cannot take the delivery lock");
+                    None
+                }
+            };
+            if leader.is_none() {
+                continue;
+            }
         }
         ticks += 1;
         if ticks.is_multiple_of(4) {

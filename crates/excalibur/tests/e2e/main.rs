@@ -18,6 +18,7 @@ mod mtls;
 mod netbird;
 mod oauth_refresh;
 mod policy;
+mod replicas;
 mod sigv4;
 mod ssh;
 mod ui;
