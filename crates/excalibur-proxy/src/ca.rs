@@ -93,8 +93,10 @@ impl CertAuthority {
     fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
         let cert_der =
             CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
+        // The issuer is the certificate's own subject (an operator's CA has its own name).
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|_| CaError::Load)?;
         Ok(Self {
-            issuer: Issuer::new(ca_params(), key),
+            issuer,
             cert_pem,
             cert_der,
             leaves: Mutex::new(HashMap::new()),

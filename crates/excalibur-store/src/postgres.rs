@@ -101,10 +101,20 @@ struct PgBackend(OwnedClient);
 
 impl Backend for PgBackend {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
-        let mut tx = self.0.get()?.transaction()?;
-        if mode != Mode::Read {
+        let client = self.0.get()?;
+        let tx = if mode == Mode::Read {
+            // One snapshot for every statement of a read (the audit head and the events
+            // it covers, a snapshot's tables), whatever other replicas commit meanwhile.
+            client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?
+        } else {
+            let mut tx = client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        }
+            tx
+        };
         Ok(Box::new(PgTx {
             tx,
             notify: mode == Mode::Write,

@@ -876,7 +876,7 @@ impl Store for SqlStore {
         last_error: Option<String>,
         next_attempt_ms: i64,
     ) -> StoreFuture<'_, ()> {
-        self.run(move |_, conn| {
+        self.tx(Mode::Record, move |_, conn| {
             conn.execute(
                 "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4,
                  next_attempt_ms = ?5, updated_ms = ?6 WHERE id = ?1",
@@ -1158,7 +1158,7 @@ impl Store for SqlStore {
     }
 
     fn setting_put(&self, name: String, value: Secret) -> StoreFuture<'_, ()> {
-        self.run(move |inner, conn| {
+        self.tx(Mode::Record, move |inner, conn| {
             let (kid, blob) = inner.sealer.seal(&value, &format!("setting:{name}"))?;
             conn.execute(
                 "INSERT INTO sealed_settings (name, key_id, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4)

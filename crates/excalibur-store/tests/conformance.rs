@@ -562,9 +562,26 @@ async fn postgres_replicas_writing_at_once_keep_one_linear_chain() {
             }
         }));
     }
+    // A verifier reading while both replicas write always sees a consistent chain (its
+    // read is one snapshot: the head and the events it covers).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let verifier = {
+        let (b, done) = (Arc::clone(&b), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let report = b.audit_verify().await.unwrap();
+                assert!(report.ok, "mid-write verify: {report:?}");
+                runs += 1;
+            }
+            runs
+        })
+    };
     for t in tasks {
         t.await.unwrap();
     }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(verifier.await.unwrap() > 0);
     for store in [&a, &b] {
         let report = store.audit_verify().await.unwrap();
         assert!(report.ok, "{report:?}");

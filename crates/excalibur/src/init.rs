@@ -100,6 +100,34 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
 
 /// Loads the CA from the store, or generates and stores it; writes `ca.pem`.
 pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc<CertAuthority>> {
+    // An operator-provided CA (e.g. mounted from a Kubernetes Secret) wins, and is stored
+    // sealed so every replica signs with it.
+    if let (Ok(cert_path), Ok(key_path)) = (
+        std::env::var("EXCALIBUR_CA_CERT_FILE"),
+        std::env::var("EXCALIBUR_CA_KEY_FILE"),
+    ) {
+        let cert = std::fs::read_to_string(&cert_path)
+            .with_context(|| format!("cannot read EXCALIBUR_CA_CERT_FILE {cert_path}"))?;
+        let key = Secret::new(
+            std::fs::read(&key_path)
+                .with_context(|| format!("cannot read EXCALIBUR_CA_KEY_FILE {key_path}"))?,
+        );
+        let ca = CertAuthority::load(&cert, &key)
+            .context("EXCALIBUR_CA_CERT_FILE / EXCALIBUR_CA_KEY_FILE are not a usable CA")?;
+        let stored = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
+        if stored.is_none_or(|s| s.expose() != ca.cert_pem().as_bytes()) {
+            store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
+            store
+                .setting_put(
+                    CA_CERT_SETTING.to_owned(),
+                    Secret::new(ca.cert_pem().as_bytes().to_vec()),
+                )
+                .await?;
+            tracing::info!("installed the CA from EXCALIBUR_CA_CERT_FILE");
+        }
+        write_public(&data_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+        return Ok(Arc::new(ca));
+    }
     let key = store.setting_get(CA_KEY_SETTING.to_owned()).await?;
     let cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
     let ca = match (key, cert) {

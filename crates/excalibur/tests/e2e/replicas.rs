@@ -26,7 +26,27 @@ struct Cluster {
     ca: Vec<u8>,
 }
 
-async fn replica(pg: &Postgres, echo: &Echo) -> Gateway {
+/// An operator's CA (as a Kubernetes Secret would mount it): certificate and key files.
+fn operator_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Operator CA for Excalibur");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, cert.pem())
+}
+
+async fn replica(
+    pg: &Postgres,
+    echo: &Echo,
+    ca: &(std::path::PathBuf, std::path::PathBuf, String),
+) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let upstream_ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&upstream_ca, &echo.ca_pem).unwrap();
@@ -41,6 +61,8 @@ async fn replica(pg: &Postgres, echo: &Echo) -> Gateway {
             env: vec![
                 ("EXCALIBUR_DATABASE_URL".into(), pg.url.clone()),
                 ("EXCALIBUR_MASTER_KEY".into(), MASTER_KEY.into()),
+                ("EXCALIBUR_CA_CERT_FILE".into(), ca.0.display().to_string()),
+                ("EXCALIBUR_CA_KEY_FILE".into(), ca.1.display().to_string()),
             ],
             ..Default::default()
         },
@@ -55,14 +77,16 @@ async fn cluster() -> Cluster {
         .unwrap()
         .unwrap();
     let echo = Echo::start(&["api.github.com"]).await.unwrap();
-    let a = replica(&pg, &echo).await;
-    let b = replica(&pg, &echo).await;
-    let ca = std::fs::read(a.data_dir.join("ca.pem")).unwrap();
-    assert_eq!(
-        ca,
-        std::fs::read(b.data_dir.join("ca.pem")).unwrap(),
-        "one CA for the cluster"
-    );
+    let secrets = tempfile::tempdir().unwrap();
+    let operator = operator_ca(secrets.path());
+    let a = replica(&pg, &echo, &operator).await;
+    let b = replica(&pg, &echo, &operator).await;
+    // Both replicas sign leaves with the operator's CA: one trust anchor for workloads.
+    let ca = operator.2.clone().into_bytes();
+    for gw in [&a, &b] {
+        let on_disk = std::fs::read(gw.data_dir.join("ca.pem")).unwrap();
+        assert_eq!(on_disk, ca, "the replica uses the operator's CA");
+    }
     Cluster {
         _pg: pg,
         echo,
@@ -122,7 +146,10 @@ async fn send(client: &reqwest::Client, id: &str) -> reqwest::StatusCode {
         .send()
         .await
         .map(|r| r.status())
-        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
+        .unwrap_or_else(|e| {
+            eprintln!("request {id}: {e:?}");
+            reqwest::StatusCode::BAD_GATEWAY
+        })
 }
 
 /// The value the upstream received for request `id`.
