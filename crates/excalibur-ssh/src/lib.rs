@@ -259,6 +259,21 @@ impl Gateway {
         }
     }
 
+    /// Closes every live session the store no longer lists as active (revoked or ended
+    /// through another replica); called with each new snapshot.
+    pub fn retain(&self, active: &std::collections::HashSet<String>) {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, l) in live.iter() {
+            if !active.contains(id) {
+                l.cancel.cancel();
+            }
+        }
+    }
+
     /// Accepts connections until `cancel`; each connection runs on its own task.
     pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
         let slots = Arc::new(tokio::sync::Semaphore::new(

@@ -535,4 +535,29 @@ mod tests {
         );
         assert_eq!(parse_resolve("api.github.com=127.0.0.1:1"), None);
     }
+
+    /// The `excalibur.toml` block of a deployment file (a YAML literal block).
+    fn embedded_toml(file: &str) -> String {
+        let mut lines = file
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("excalibur.toml: |"));
+        let _ = lines.next();
+        lines
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect()
+    }
+
+    #[test]
+    fn deployment_files_carry_a_config_the_server_accepts() {
+        for file in [
+            include_str!("../../../deploy/kubernetes/excalibur.yaml"),
+            include_str!("../../../deploy/kubernetes/excalibur-postgres.yaml"),
+        ] {
+            let text = embedded_toml(file);
+            assert!(text.contains("api_listen"), "{text}");
+            let raw: Raw = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(raw.api_listen, Some("0.0.0.0:8443".parse().unwrap()));
+        }
+    }
 }

@@ -219,6 +219,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         }),
         Arc::new(recorder.clone()),
     );
+    {
+        let gateway = gateway.clone();
+        let _ = snapshots
+            .ssh_sessions_hook
+            .set(crate::snapshot::SessionsHook(Box::new(move |active| {
+                gateway.retain(active)
+            })));
+    }
     let policy = {
         let live = Arc::clone(&snapshots.live);
         Arc::new(move || Arc::clone(&live.load().policy))

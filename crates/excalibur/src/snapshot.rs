@@ -22,6 +22,19 @@ pub(crate) struct Snapshots {
     pub(crate) netbird: crate::netbird::SharedView,
     /// The SSH gateway's routes, swapped with every snapshot.
     pub(crate) ssh_routes: Arc<ArcSwap<excalibur_ssh::RouteTable>>,
+    /// Told the active SSH session ids after every rebuild (the gateway closes the rest).
+    pub(crate) ssh_sessions_hook: std::sync::OnceLock<SessionsHook>,
+}
+
+/// Receives the active SSH session ids.
+pub(crate) struct SessionsHook(
+    pub(crate) Box<dyn Fn(&std::collections::HashSet<String>) + Send + Sync>,
+);
+
+impl std::fmt::Debug for SessionsHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionsHook")
+    }
 }
 
 impl Snapshots {
@@ -39,6 +52,7 @@ impl Snapshots {
             version_gauge,
             netbird: crate::netbird::SharedView::default(),
             ssh_routes: Arc::default(),
+            ssh_sessions_hook: std::sync::OnceLock::new(),
         })
     }
 
@@ -76,6 +90,11 @@ impl Snapshots {
             ssh_routes: route_infos,
             ssh_sessions: data.ssh_sessions,
         };
+        let active: std::collections::HashSet<String> = input
+            .ssh_sessions
+            .iter()
+            .map(|(s, _)| s.id.clone())
+            .collect();
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let ports = self.allowed_ports.clone();
         let previous = self.live.load_full();
@@ -88,6 +107,9 @@ impl Snapshots {
         }
         self.live.store(Arc::new(snapshot));
         self.ssh_routes.store(Arc::new(routes));
+        if let Some(hook) = self.ssh_sessions_hook.get() {
+            (hook.0)(&active);
+        }
         self.version_gauge
             .set(i64::try_from(version).unwrap_or(i64::MAX));
         tracing::debug!(version, "snapshot swapped");

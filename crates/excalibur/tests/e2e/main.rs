@@ -20,7 +20,7 @@ mod oauth_refresh;
 mod policy;
 mod replicas;
 mod sigv4;
-mod ssh;
+pub(crate) mod ssh;
 mod ui;
 mod webhooks;
 mod workload;

@@ -367,3 +367,103 @@ async fn a_killed_replica_loses_no_committed_event_and_the_other_keeps_serving()
         readers_ok.load(Ordering::SeqCst)
     );
 }
+
+#[tokio::test]
+async fn an_ssh_session_revoked_on_one_replica_closes_on_the_other() {
+    use crate::ssh::{Sshd, keygen, read, whoami};
+    use tokio::io::AsyncBufReadExt as _;
+    let c = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("alice"));
+    // The gateway's keys are in the shared database: one host key, one client key.
+    let info = c.a.api().get("/api/ssh/gateway").await.unwrap();
+    assert_eq!(info, c.b.api().get("/api/ssh/gateway").await.unwrap());
+    let sshd = Sshd::start(dir.path(), info["client_key"].as_str().unwrap()).await;
+    let b_port = c.b.ssh_addr.unwrap().port();
+    std::fs::write(
+        dir.path().join("known_hosts"),
+        format!(
+            "[127.0.0.1]:{b_port} {}\n",
+            info["host_key"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // The route is written on A; the session runs through B.
+    c.a.api()
+        .post(
+            "/api/ssh/routes",
+            json!({"user": "alice", "source_network": "127.0.0.0/8", "target_host": "127.0.0.1",
+                   "target_port": sshd.port, "target_user": whoami(), "target_host_key": sshd.host_key,
+                   "authorized_keys": [read(dir.path().join("alice.pub"))], "inject_proxy": false}),
+        )
+        .await
+        .unwrap();
+    let ssh = |cmd: &str| {
+        let mut c = tokio::process::Command::new("ssh");
+        c.args(["-p", &b_port.to_string(), "-i"])
+            .arg(dir.path().join("alice"))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.path().join("known_hosts").display()
+            ))
+            .arg("alice@127.0.0.1")
+            .arg(cmd)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        c
+    };
+    let mut child = None;
+    let started = Instant::now();
+    while child.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B never routed alice"
+        );
+        let mut attempt = ssh("echo up; sleep 60").spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(attempt.stdout.take().unwrap()).lines();
+        if let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await
+            && line == "up"
+        {
+            child = Some((attempt, lines));
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (mut child, _lines) = child.unwrap();
+    let sessions = c.a.api().get("/api/sessions").await.unwrap();
+    let id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "active")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked_at = Instant::now();
+    c.a.api()
+        .post(&format!("/api/sessions/{id}/revoke"), json!({}))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("B closes the session revoked on A")
+        .unwrap();
+    eprintln!(
+        "session revoked on A closed on B after {:?}",
+        revoked_at.elapsed()
+    );
+}

@@ -15,7 +15,7 @@ use crate::data_plane::{Setup, curl, setup_with, wait_events};
 
 const GITHUB_REAL: &str = "ghp_REALVALUE_a1b2c3d4e5f6";
 
-fn keygen(path: &Path) {
+pub(crate) fn keygen(path: &Path) {
     let out = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
         .arg(path)
@@ -28,11 +28,11 @@ fn keygen(path: &Path) {
     );
 }
 
-fn read(path: impl AsRef<Path>) -> String {
+pub(crate) fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     let out = std::process::Command::new("id")
         .arg("-un")
         .output()
@@ -41,14 +41,14 @@ fn whoami() -> String {
 }
 
 /// A real OpenSSH server on 127.0.0.1 that trusts the gateway's client key.
-struct Sshd {
+pub(crate) struct Sshd {
     _child: tokio::process::Child,
-    port: u16,
-    host_key: String,
+    pub(crate) port: u16,
+    pub(crate) host_key: String,
 }
 
 impl Sshd {
-    async fn start(dir: &Path, gateway_client_key: &str) -> Self {
+    pub(crate) async fn start(dir: &Path, gateway_client_key: &str) -> Self {
         let _ = std::fs::create_dir_all("/run/sshd");
         keygen(&dir.join("sshd_host"));
         std::fs::write(
