@@ -26,10 +26,11 @@ pub(crate) struct Snapshots {
     pub(crate) ssh_sessions_hook: std::sync::OnceLock<SessionsHook>,
 }
 
+/// The active SSH session ids.
+pub(crate) type SessionIds = std::collections::HashSet<String>;
+
 /// Receives the active SSH session ids.
-pub(crate) struct SessionsHook(
-    pub(crate) Box<dyn Fn(&std::collections::HashSet<String>) + Send + Sync>,
-);
+pub(crate) struct SessionsHook(pub(crate) Box<dyn Fn(&SessionIds) + Send + Sync>);
 
 impl std::fmt::Debug for SessionsHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
