@@ -41,6 +41,14 @@ pub(crate) fn logging(config: &Config) {
     }
 }
 
+/// The PostgreSQL URL (it may carry a password: kept as a `Secret` in the config).
+pub(crate) fn database_url(config: &Config) -> Option<String> {
+    config
+        .database_url
+        .as_ref()
+        .map(|u| String::from_utf8_lossy(u.expose()).into_owned())
+}
+
 /// Opens or creates everything in the data dir, and the store: PostgreSQL when
 /// `database_url` is set (every replica must then share `EXCALIBUR_MASTER_KEY`), else the
 /// SQLite file in the data dir. Blocking; run it before serving.
@@ -98,11 +106,12 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
-/// Loads the CA from the store, or generates and stores it; writes `ca.pem`.
+/// Loads the CA: the operator's (`EXCALIBUR_CA_CERT_FILE` / `EXCALIBUR_CA_KEY_FILE`, e.g.
+/// mounted from a Kubernetes Secret; installed sealed in the store so every replica signs
+/// with it), else the stored one, else a new one (stored). Writes `ca.pem`.
 pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc<CertAuthority>> {
-    // An operator-provided CA (e.g. mounted from a Kubernetes Secret) wins, and is stored
-    // sealed so every replica signs with it.
-    if let (Ok(cert_path), Ok(key_path)) = (
+    let stored_cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
+    let ca = if let (Ok(cert_path), Ok(key_path)) = (
         std::env::var("EXCALIBUR_CA_CERT_FILE"),
         std::env::var("EXCALIBUR_CA_KEY_FILE"),
     ) {
@@ -114,43 +123,37 @@ pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc
         );
         let ca = CertAuthority::load(&cert, &key)
             .context("EXCALIBUR_CA_CERT_FILE / EXCALIBUR_CA_KEY_FILE are not a usable CA")?;
-        let stored = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
-        if stored.is_none_or(|s| s.expose() != ca.cert_pem().as_bytes()) {
-            store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
-            store
-                .setting_put(
-                    CA_CERT_SETTING.to_owned(),
-                    Secret::new(ca.cert_pem().as_bytes().to_vec()),
-                )
-                .await?;
+        if stored_cert.is_none_or(|s| s.expose() != ca.cert_pem().as_bytes()) {
+            store_ca(store, &ca, key).await?;
             tracing::info!("installed the CA from EXCALIBUR_CA_CERT_FILE");
         }
-        write_public(&data_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
-        return Ok(Arc::new(ca));
-    }
-    let key = store.setting_get(CA_KEY_SETTING.to_owned()).await?;
-    let cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
-    let ca = match (key, cert) {
-        (Some(key), Some(cert)) => {
-            let pem = String::from_utf8(cert.expose().to_vec())
-                .context("stored CA certificate is not UTF-8")?;
-            CertAuthority::load(&pem, &key)?
-        }
-        _ => {
-            let (ca, key) = tokio::task::spawn_blocking(CertAuthority::generate).await??;
-            store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
-            store
-                .setting_put(
-                    CA_CERT_SETTING.to_owned(),
-                    Secret::new(ca.cert_pem().as_bytes().to_vec()),
-                )
-                .await?;
-            tracing::info!("generated the Excalibur CA");
-            ca
-        }
+        ca
+    } else if let (Some(key), Some(cert)) = (
+        store.setting_get(CA_KEY_SETTING.to_owned()).await?,
+        stored_cert,
+    ) {
+        let pem = String::from_utf8(cert.expose().to_vec())
+            .context("stored CA certificate is not UTF-8")?;
+        CertAuthority::load(&pem, &key)?
+    } else {
+        let (ca, key) = tokio::task::spawn_blocking(CertAuthority::generate).await??;
+        store_ca(store, &ca, key).await?;
+        tracing::info!("generated the Excalibur CA");
+        ca
     };
     write_public(&data_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
     Ok(Arc::new(ca))
+}
+
+async fn store_ca(store: &dyn Store, ca: &CertAuthority, key: Secret) -> anyhow::Result<()> {
+    store.setting_put(CA_KEY_SETTING.to_owned(), key).await?;
+    store
+        .setting_put(
+            CA_CERT_SETTING.to_owned(),
+            Secret::new(ca.cert_pem().as_bytes().to_vec()),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Ensures an admin token exists: `EXCALIBUR_ADMIN_TOKEN` if set (idempotent), else a

@@ -56,10 +56,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let data_dir = config.data_dir.clone();
-    let database_url = config
-        .database_url
-        .as_ref()
-        .map(|u| String::from_utf8_lossy(u.expose()).into_owned());
+    let database_url = init::database_url(&config);
     let store = {
         let url = database_url.clone();
         tokio::task::spawn_blocking(move || init::store(&data_dir, url.as_deref())).await??

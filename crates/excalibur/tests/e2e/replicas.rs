@@ -152,6 +152,18 @@ async fn send(client: &reqwest::Client, id: &str) -> reqwest::StatusCode {
         })
 }
 
+/// B learns about A's writes by notification: a bounded wait for its first success.
+async fn warm_up(via_b: &reqwest::Client) {
+    let started = Instant::now();
+    while send(via_b, "warmup").await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B never saw A's configuration"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value the upstream received for request `id`.
 fn seen_value(echo: &Echo, id: &str) -> Option<String> {
     echo.seen()
@@ -167,16 +179,8 @@ fn seen_value(echo: &Echo, id: &str) -> Option<String> {
 async fn rotation_on_one_replica_reaches_the_other_within_a_second_under_load() {
     let c = cluster().await;
     let token = configure(&c.a, "ghp_OLD_value_111").await;
-    // B learns about A's writes by notification: bounded wait for the first request.
     let via_b = client(&c.b, &token, &c.ca);
-    let started = Instant::now();
-    while send(&via_b, "warmup").await != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B never saw A's configuration"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    warm_up(&via_b).await;
     assert_eq!(
         seen_value(&c.echo, "warmup").as_deref(),
         Some("ghp_OLD_value_111")
@@ -261,14 +265,7 @@ async fn a_killed_replica_loses_no_committed_event_and_the_other_keeps_serving()
     let c = cluster().await;
     let token = configure(&c.a, "ghp_value_333").await;
     let via_b = client(&c.b, &token, &c.ca);
-    let started = Instant::now();
-    while send(&via_b, "warmup").await != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B never saw A's configuration"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    warm_up(&via_b).await;
     // Writers on A (each acknowledged upsert is committed) and readers through B.
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
