@@ -45,18 +45,90 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// How to reach the database: the URL and, for TLS, the roots that verify the server.
+#[derive(Clone)]
+pub struct PgConnect {
+    url: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PgConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PgConnect")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgConnect {
+    /// `url` as `postgres://user:pass@host:5432/db[?sslmode=require]`; `ca_pem`: the CA
+    /// certificates that verify the server (TLS 1.2+, rustls, host name checked). With a
+    /// CA, connections use TLS (`sslmode=require` refuses a server without it; the default
+    /// `prefer` would fall back to plain text); `sslmode=require` without a CA is refused.
+    pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, StoreError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::Invalid("the PostgreSQL URL does not parse".into()))?;
+        let require = config.get_ssl_mode() == postgres::config::SslMode::Require;
+        let tls = match ca_pem {
+            Some(pem) => Some(rustls_connector(pem)?),
+            None if require => {
+                return Err(StoreError::Invalid(
+                    "sslmode=require needs the CA that signed the server's certificate (EXCALIBUR_DATABASE_CA_FILE)".into(),
+                ));
+            }
+            None => None,
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            tls,
+        })
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        match &self.tls {
+            Some(tls) => Client::connect(&self.url, tls.clone()),
+            None => Client::connect(&self.url, NoTls),
+        }
+    }
+}
+
+fn rustls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let invalid = |what: &str| StoreError::Invalid(format!("database CA: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|_| invalid("not PEM certificates"))?;
+        roots
+            .add(cert)
+            .map_err(|_| invalid("a certificate is not usable as a root"))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no certificate"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|_| invalid("no TLS protocol version"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 impl SqlStore {
-    /// Connects to PostgreSQL at `url` (`postgres://user:pass@host/db`), applies
-    /// migrations under the write lock and loads the data keys with `master`.
-    /// Blocking: call it from a blocking context.
-    pub fn connect_postgres(url: &str, master: &MasterKey) -> Result<Self, StoreError> {
-        let client = Client::connect(url, NoTls)?;
+    /// Connects to PostgreSQL, applies migrations under the write lock and loads the data
+    /// keys with `master`. Blocking: call it from a blocking context.
+    pub fn connect_postgres(connect: &PgConnect, master: &MasterKey) -> Result<Self, StoreError> {
+        let client = connect.connect()?;
         SqlStore::new(
             Box::new(PgBackend(OwnedClient::new(client))),
             MIGRATIONS,
             master,
         )
-        .map(|s| s.with_lock_url(url.to_owned()))
+        .map(|s| s.with_postgres(connect.clone()))
     }
 }
 
@@ -228,14 +300,14 @@ impl Tx for PgTx<'_> {
 /// Follows [`CHANGES_CHANNEL`] on its own connection (a dedicated thread) and sends `()`
 /// for every notification; after a lost connection it reconnects and sends `()` once
 /// (changes may have been missed). Ends when the receiver is dropped.
-pub fn listen(url: String) -> tokio::sync::mpsc::Receiver<()> {
+pub fn listen(connect: PgConnect) -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     std::thread::Builder::new()
         .name("excalibur-listen".into())
         .spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !tx.is_closed() {
-                let mut client = match Client::connect(&url, NoTls).and_then(|mut c| {
+                let mut client = match connect.connect().and_then(|mut c| {
                     c.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
                         .map(|()| c)
                 }) {
@@ -277,13 +349,17 @@ pub fn listen(url: String) -> tokio::sync::mpsc::Receiver<()> {
 /// Takes the session-level advisory lock for `name` on a new connection (released when
 /// the connection closes): waiting for it (`wait`), or `None` at once when another
 /// process holds it.
-pub(crate) fn lock(url: &str, name: &str, wait: bool) -> Result<Option<OwnedClient>, StoreError> {
+pub(crate) fn lock(
+    connect: &PgConnect,
+    name: &str,
+    wait: bool,
+) -> Result<Option<OwnedClient>, StoreError> {
     // FNV-1a of the name: a stable 64-bit key.
     let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     let key = i64::from_ne_bytes(key.to_ne_bytes());
-    let mut client = OwnedClient::new(Client::connect(url, NoTls)?);
+    let mut client = OwnedClient::new(connect.connect()?);
     if wait {
         client
             .get()?

@@ -38,8 +38,9 @@ struct Inner {
     conn: Mutex<Box<dyn Backend>>,
     sealer: Sealer,
     head_key: HeadKey,
-    /// PostgreSQL URL for session-level advisory locks (`None`: SQLite, one process).
-    lock_url: Option<String>,
+    /// How to open more PostgreSQL connections, for session-level advisory locks
+    /// (`None`: SQLite, one process).
+    postgres: Option<crate::postgres::PgConnect>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -88,15 +89,15 @@ impl SqlStore {
                 conn: Mutex::new(backend),
                 sealer,
                 head_key: HeadKey(master.audit_head_key()),
-                lock_url: None,
+                postgres: None,
             }),
         })
     }
 
-    pub(crate) fn with_lock_url(self, url: String) -> Self {
+    pub(crate) fn with_postgres(self, connect: crate::postgres::PgConnect) -> Self {
         match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
-                inner.lock_url = Some(url);
+                inner.postgres = Some(connect);
                 Self {
                     inner: Arc::new(inner),
                 }
@@ -1249,12 +1250,12 @@ impl Store for SqlStore {
     }
 
     fn exclusive(&self, name: &'static str, wait: bool) -> StoreFuture<'_, Option<Exclusive>> {
-        let url = self.inner.lock_url.clone();
+        let connect = self.inner.postgres.clone();
         Box::pin(async move {
-            let Some(url) = url else {
+            let Some(connect) = connect else {
                 return Ok(Some(Exclusive(None)));
             };
-            tokio::task::spawn_blocking(move || crate::postgres::lock(&url, name, wait))
+            tokio::task::spawn_blocking(move || crate::postgres::lock(&connect, name, wait))
                 .await
                 .map_err(|_| StoreError::Task)?
                 .map(|c| c.map(|c| Exclusive(Some(c))))

@@ -17,6 +17,7 @@ use excalibur_core::api::{CryptoFamily, Flow, MappingRecord, Revocation, TokenIn
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::ids::{CredentialId, Role, TokenId};
 use excalibur_core::time::Timestamp;
+use excalibur_store::postgres::PgConnect;
 use excalibur_store::seal::MasterKey;
 use excalibur_store::sql::SqlStore;
 use excalibur_store::{AuditQuery, FlowQuery, Store, StoreError, WorkloadIssue};
@@ -468,8 +469,9 @@ async fn sqlite_backend_conforms() {
 }
 
 async fn pg_store(url: &str, mk: &MasterKey) -> SqlStore {
-    let (url, mk) = (url.to_owned(), MasterKey::new(mk.bytes().clone()).unwrap());
-    tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&url, &mk))
+    let connect = PgConnect::new(url, None).unwrap();
+    let mk = MasterKey::new(mk.bytes().clone()).unwrap();
+    tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&connect, &mk))
         .await
         .unwrap()
         .unwrap()
@@ -497,9 +499,12 @@ async fn postgres_backend_conforms() {
             .expose(),
         b"w"
     );
-    let (url, other) = (pg.url.clone(), MasterKey::generate());
+    let (connect, other) = (
+        PgConnect::new(&pg.url, None).unwrap(),
+        MasterKey::generate(),
+    );
     assert!(
-        tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&url, &other))
+        tokio::task::spawn_blocking(move || SqlStore::connect_postgres(&connect, &other))
             .await
             .unwrap()
             .is_err()
@@ -588,4 +593,45 @@ async fn postgres_replicas_writing_at_once_keep_one_linear_chain() {
         // 1 provider event + 100 upserts + 100 recorded events.
         assert_eq!(report.checked, 201);
     }
+}
+
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server() {
+    let pg = tokio::task::spawn_blocking(Postgres::start_tls)
+        .await
+        .unwrap()
+        .unwrap();
+    let ca = pg.ca_pem.clone().unwrap();
+    let mk = MasterKey::generate();
+    let url = format!("{}?sslmode=require", pg.url);
+    let open = |url: String, ca: Option<String>| {
+        let mk = MasterKey::new(mk.bytes().clone()).unwrap();
+        tokio::task::spawn_blocking(move || {
+            let connect = PgConnect::new(&url, ca.as_deref().map(str::as_bytes))?;
+            SqlStore::connect_postgres(&connect, &mk)
+        })
+    };
+    // The server's certificate verifies with its CA: the store works over TLS.
+    let store = open(url.clone(), Some(ca)).await.unwrap().unwrap();
+    store
+        .setting_put("s".into(), Secret::new(b"x".to_vec()))
+        .await
+        .unwrap();
+    assert!(store.audit_verify().await.unwrap().ok);
+    assert!(
+        store.exclusive("leader", false).await.unwrap().is_some(),
+        "locks over TLS too"
+    );
+    // Another CA: the handshake fails, nothing falls back to plain text.
+    let (other_ca, _, _) = excalibur_test_support::tls_files(&["127.0.0.1"]).unwrap();
+    let err = open(url.clone(), Some(other_ca))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+    // sslmode=require without a CA is refused before connecting.
+    assert!(matches!(
+        open(url, None).await.unwrap(),
+        Err(StoreError::Invalid(_))
+    ));
 }

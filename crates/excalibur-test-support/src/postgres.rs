@@ -15,6 +15,9 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
     /// `postgres://excalibur@127.0.0.1:<port>/excalibur`.
     pub url: String,
+    /// With [`Postgres::start_tls`]: the CA (PEM) that signed the server's certificate
+    /// (for `127.0.0.1` and `localhost`).
+    pub ca_pem: Option<String>,
     /// Its port.
     pub port: u16,
 }
@@ -53,6 +56,15 @@ impl Postgres {
     /// Initializes and starts a server; waits (bounded) until it accepts connections
     /// and has the `excalibur` database.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_inner(false)
+    }
+
+    /// [`Postgres::start`] with TLS on (`ssl=on`, a certificate from a test CA).
+    pub fn start_tls() -> anyhow::Result<Self> {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let root = is_root();
         let dir = tempfile::tempdir()?;
@@ -82,6 +94,36 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+        let mut ssl_args = Vec::new();
+        let mut ca_pem = None;
+        if tls {
+            let (ca, chain, key) = crate::tls_files(&["127.0.0.1", "localhost"])?;
+            let (cert_path, key_path) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            #[allow(clippy::disallowed_methods, reason = "test files in a temp dir")]
+            {
+                std::fs::write(&cert_path, chain)?;
+                std::fs::write(&key_path, key)?;
+            }
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+            if root {
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cert_path)
+                    .arg(&key_path)
+                    .status()?;
+            }
+            ssl_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert_path.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key_path.display()),
+            ];
+            ca_pem = Some(ca);
+        }
         let port = crate::free_port()?.port();
         let child = command(&bin.join("postgres"), root)
             .arg("-D")
@@ -96,6 +138,7 @@ impl Postgres {
                 "-c",
                 "max_connections=200",
             ])
+            .args(&ssl_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +148,7 @@ impl Postgres {
             _dir: dir,
             url: format!("postgres://excalibur@127.0.0.1:{port}/excalibur"),
             port,
+            ca_pem,
         };
         let admin = format!("postgres://excalibur@127.0.0.1:{port}/postgres");
         for _ in 0..200 {

@@ -74,6 +74,10 @@ pub(crate) struct ServeArgs {
     /// database [default: SQLite in the data dir].
     #[arg(long, env = "EXCALIBUR_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// PEM CA certificates that verify the PostgreSQL server (TLS; use with
+    /// `sslmode=require` in the URL).
+    #[arg(long, env = "EXCALIBUR_DATABASE_CA_FILE")]
+    database_ca_file: Option<PathBuf>,
     /// File of OpenSSH public keys of CAs whose user certificates the SSH gateway accepts.
     #[arg(long, env = "EXCALIBUR_SSH_USER_CA_KEYS")]
     ssh_user_ca_keys: Option<PathBuf>,
@@ -229,6 +233,8 @@ pub(crate) struct Config {
     pub(crate) ssh_listen: SocketAddr,
     /// PostgreSQL URL, when the store is PostgreSQL (a `Secret`: it may hold a password).
     pub(crate) database_url: Option<excalibur_core::Secret>,
+    /// CA certificates for TLS to PostgreSQL.
+    pub(crate) database_ca_file: Option<PathBuf>,
     /// Trusted SSH user-certificate CAs (public-key file).
     pub(crate) ssh_user_ca_keys: Option<PathBuf>,
     /// Proxy URL for SSH sessions' shells.
@@ -457,6 +463,7 @@ impl Config {
                 .or(raw.ssh_listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2222))),
             ssh_user_ca_keys: args.ssh_user_ca_keys.clone(),
+            database_ca_file: args.database_ca_file.clone(),
             database_url: args
                 .database_url
                 .clone()

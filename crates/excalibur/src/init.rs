@@ -13,6 +13,7 @@ use excalibur_core::time::Timestamp;
 use excalibur_proxy::ca::CertAuthority;
 use excalibur_store::Store;
 use excalibur_store::fs::{create_dir_private, write_private, write_public};
+use excalibur_store::postgres::PgConnect;
 use excalibur_store::seal::MasterKey;
 use excalibur_store::sql::SqlStore;
 use excalibur_store::sqlite::SqliteStore;
@@ -41,23 +42,34 @@ pub(crate) fn logging(config: &Config) {
     }
 }
 
-/// The PostgreSQL URL (it may carry a password: kept as a `Secret` in the config).
-pub(crate) fn database_url(config: &Config) -> Option<String> {
-    config
-        .database_url
-        .as_ref()
-        .map(|u| String::from_utf8_lossy(u.expose()).into_owned())
+/// How to reach PostgreSQL, when configured: the URL (it may carry a password: kept as a
+/// `Secret` in the config) and the CA file for TLS.
+pub(crate) fn database(config: &Config) -> anyhow::Result<Option<PgConnect>> {
+    let Some(url) = &config.database_url else {
+        return Ok(None);
+    };
+    let url = String::from_utf8_lossy(url.expose()).into_owned();
+    let ca = match &config.database_ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| {
+            format!("cannot read EXCALIBUR_DATABASE_CA_FILE {}", path.display())
+        })?),
+        None => None,
+    };
+    let connect = PgConnect::new(&url, ca.as_deref()).map_err(|e| {
+        anyhow::anyhow!("EXCALIBUR_DATABASE_URL: {}", excalibur_core::ErrorChain(&e))
+    })?;
+    Ok(Some(connect))
 }
 
 /// Opens or creates everything in the data dir, and the store: PostgreSQL when
-/// `database_url` is set (every replica must then share `EXCALIBUR_MASTER_KEY`), else the
+/// `database` is set (every replica must then share `EXCALIBUR_MASTER_KEY`), else the
 /// SQLite file in the data dir. Blocking; run it before serving.
-pub(crate) fn store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<SqliteStore> {
+pub(crate) fn store(data_dir: &Path, database: Option<&PgConnect>) -> anyhow::Result<SqliteStore> {
     create_dir_private(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let master = master_key(data_dir)?;
-    if let Some(url) = database_url {
-        return SqlStore::connect_postgres(url, &master).map_err(|e| {
+    if let Some(connect) = database {
+        return SqlStore::connect_postgres(connect, &master).map_err(|e| {
             anyhow::anyhow!(
                 "cannot open the PostgreSQL store: {}",
                 excalibur_core::ErrorChain(&e)

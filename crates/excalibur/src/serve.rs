@@ -56,10 +56,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let data_dir = config.data_dir.clone();
-    let database_url = init::database_url(&config);
+    let database = init::database(&config)?;
     let store = {
-        let url = database_url.clone();
-        tokio::task::spawn_blocking(move || init::store(&data_dir, url.as_deref())).await??
+        let database = database.clone();
+        tokio::task::spawn_blocking(move || init::store(&data_dir, database.as_ref())).await??
     };
     let store: Arc<dyn Store> = Arc::new(store);
     let chain = store.audit_verify().await?;
@@ -316,8 +316,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             cancel.clone(),
         ));
     }
-    if let Some(url) = database_url.clone() {
-        tracker.spawn(follow_replicas(url, Arc::clone(&snapshots), cancel.clone()));
+    if let Some(connect) = database.clone() {
+        tracker.spawn(follow_replicas(
+            connect,
+            Arc::clone(&snapshots),
+            cancel.clone(),
+        ));
     }
     let background = tokio::spawn(crate::webhooks::run(
         Arc::clone(&store),
@@ -568,8 +572,12 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// With PostgreSQL: rebuild the snapshot whenever another replica commits a change
 /// (LISTEN/NOTIFY), and every [`RESYNC_INTERVAL`] regardless.
-async fn follow_replicas(url: String, snapshots: Arc<Snapshots>, cancel: CancellationToken) {
-    let mut changes = excalibur_store::postgres::listen(url);
+async fn follow_replicas(
+    connect: excalibur_store::postgres::PgConnect,
+    snapshots: Arc<Snapshots>,
+    cancel: CancellationToken,
+) {
+    let mut changes = excalibur_store::postgres::listen(connect);
     let mut listening = true;
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     resync.tick().await;
