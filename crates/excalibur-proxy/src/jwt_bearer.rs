@@ -12,14 +12,12 @@ use excalibur_core::api::{JwtBearerPreset, MappingRecord};
 use excalibur_mediation::jwt_bearer::{self, Assertion, AssertionKey};
 use excalibur_mediation::sigv4::uri_encode;
 use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Limited};
 use serde_json::json;
 
 use crate::body;
 use crate::sigv4::{Refusal, refuse};
 
 /// Largest token endpoint response read.
-const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 /// Lifetime assumed when a token response does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -145,9 +143,27 @@ impl JwtBearerRoutes {
 
 #[derive(Debug)]
 pub(crate) struct Cached {
-    token: Secret,
+    token: Injected,
     refresh_at: Instant,
     expires_at: Instant,
+}
+
+/// An access token to inject, with the scrubber that replaces it by the mapping id in
+/// responses: built once per token, not per request.
+#[derive(Debug, Clone)]
+pub(crate) struct Injected {
+    pub(crate) token: Secret,
+    pub(crate) scrub: Arc<excalibur_mediation::Mediator>,
+}
+
+impl Injected {
+    pub(crate) fn new(mapping_id: &str, token: Secret) -> Self {
+        let scrub = Arc::new(excalibur_mediation::Mediator::new(vec![(
+            mapping_id.to_owned(),
+            token.clone(),
+        )]));
+        Self { token, scrub }
+    }
 }
 
 /// One single-flight slot per mapping: callers hold its lock while they fetch, so
@@ -193,7 +209,7 @@ impl crate::Inner {
         &self,
         route: &JwtBearerRoute,
         principal: &str,
-    ) -> Result<Secret, Refusal> {
+    ) -> Result<Injected, Refusal> {
         let slot = self.tokens.get(&route.id, &route.fingerprint);
         let mut cached = slot.lock().await;
         let now = Instant::now();
@@ -204,6 +220,7 @@ impl crate::Inner {
         }
         match self.exchange(route, principal).await {
             Ok((token, lifetime)) => {
+                let token = Injected::new(&route.id, token);
                 let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
                 let early = (lifetime / 10).min(Duration::from_secs(60));
                 let now = Instant::now();
@@ -284,56 +301,20 @@ impl crate::Inner {
                     "bad token endpoint",
                 )
             })?;
-        let outcome = tokio::time::timeout(self.request_timeout, async {
-            let resp = self.client.request(req).await.map_err(|_| None)?;
-            let status = resp.status();
-            let bytes = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
-                .collect()
-                .await
-                .map_err(|_| Some(status))?
-                .to_bytes();
-            Ok::<_, Option<StatusCode>>((status, bytes))
-        })
-        .await;
-        let (status, bytes) = match outcome {
-            Ok(Ok(r)) => r,
-            Ok(Err(status)) => {
-                self.exchange_event(
-                    route,
-                    principal,
-                    &endpoint,
-                    status.map(|s| s.as_u16()),
-                    "unreachable",
-                );
-                return Err(refuse(
-                    StatusCode::BAD_GATEWAY,
-                    "token_exchange_failed",
-                    "the token endpoint could not be reached",
-                ));
-            }
-            Err(_) => {
-                self.exchange_event(route, principal, &endpoint, None, "timeout");
-                return Err(refuse(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "token_exchange_failed",
-                    "the token endpoint did not answer in time",
-                ));
+        let (status, bytes) = match crate::token::post(
+            &self.client,
+            req,
+            self.request_timeout,
+            "token_exchange_failed",
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(f) => {
+                self.exchange_event(route, principal, &endpoint, f.status, f.result);
+                return Err(f.refusal);
             }
         };
-        if !status.is_success() {
-            self.exchange_event(
-                route,
-                principal,
-                &endpoint,
-                Some(status.as_u16()),
-                "refused",
-            );
-            return Err(refuse(
-                StatusCode::BAD_GATEWAY,
-                "token_exchange_failed",
-                &format!("the token endpoint answered {}", status.as_u16()),
-            ));
-        }
         match jwt_bearer::parse_token_response(&bytes, SystemTime::now()) {
             Ok(t) => {
                 self.exchange_event(route, principal, &endpoint, Some(status.as_u16()), "issued");

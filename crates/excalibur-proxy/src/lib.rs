@@ -34,6 +34,7 @@ pub mod oauth_refresh;
 mod pipeline;
 pub mod sigv4;
 pub mod snapshot;
+mod token;
 pub mod upstream;
 
 pub use body::ProxyBody;

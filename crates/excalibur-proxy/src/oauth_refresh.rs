@@ -12,13 +12,12 @@ use excalibur_core::api::{CryptoFamily, MappingRecord};
 use excalibur_mediation::jwt_bearer;
 use excalibur_mediation::sigv4::uri_encode;
 use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Limited};
 use serde_json::json;
 
 use crate::body;
+use crate::jwt_bearer::Injected;
 use crate::sigv4::{Refusal, refuse};
 
-const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// One refresh mapping.
@@ -98,7 +97,7 @@ impl OauthRefreshRoutes {
 #[derive(Debug)]
 pub(crate) struct State {
     refresh_token: Secret,
-    access: Option<(Secret, Instant, Instant)>,
+    access: Option<(Injected, Instant, Instant)>,
 }
 
 /// Refresh state by mapping (a new operator generation starts afresh).
@@ -112,7 +111,7 @@ impl crate::Inner {
         route: &OauthRefreshRoute,
         principal: &str,
         stale: Option<&Secret>,
-    ) -> Result<Secret, Refusal> {
+    ) -> Result<Injected, Refusal> {
         let slot = self.refresh_cache.get(&route.id, &route.version);
         let mut state = slot.lock().await;
         let st = state.get_or_insert_with(|| State {
@@ -120,7 +119,7 @@ impl crate::Inner {
             access: None,
         });
         if let (Some(stale), Some((token, _, _))) = (stale, &st.access)
-            && stale.ct_eq(token)
+            && stale.ct_eq(&token.token)
         {
             st.access = None;
         }
@@ -132,6 +131,7 @@ impl crate::Inner {
         }
         match self.refresh(route, principal, &st.refresh_token).await {
             Ok((access, lifetime, rotated)) => {
+                let access = Injected::new(&route.id, access);
                 let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
                 let early = (lifetime / 10).min(Duration::from_secs(60));
                 let now = Instant::now();
@@ -197,17 +197,6 @@ impl crate::Inner {
                     "bad token endpoint",
                 )
             })?;
-        let outcome = tokio::time::timeout(self.request_timeout, async {
-            let resp = self.client.request(req).await.ok()?;
-            let status = resp.status();
-            let bytes = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
-                .collect()
-                .await
-                .ok()?
-                .to_bytes();
-            Some((status, bytes))
-        })
-        .await;
         let event = |status: Option<u16>, result: &str, rotated: bool| {
             self.event(
                 excalibur_core::audit::EventType::OauthTokenRefreshed,
@@ -215,22 +204,20 @@ impl crate::Inner {
                 json!({"mapping": route.id, "token_endpoint": endpoint, "status": status, "result": result, "rotated": rotated}),
             );
         };
-        let Ok(Some((status, bytes))) = outcome else {
-            event(None, "unreachable", false);
-            return Err(refuse(
-                StatusCode::BAD_GATEWAY,
-                "token_refresh_failed",
-                "the token endpoint could not be reached",
-            ));
+        let (status, bytes) = match crate::token::post(
+            &self.client,
+            req,
+            self.request_timeout,
+            "token_refresh_failed",
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(f) => {
+                event(f.status, f.result, false);
+                return Err(f.refusal);
+            }
         };
-        if !status.is_success() {
-            event(Some(status.as_u16()), "refused", false);
-            return Err(refuse(
-                StatusCode::BAD_GATEWAY,
-                "token_refresh_failed",
-                &format!("the token endpoint answered {}", status.as_u16()),
-            ));
-        }
         let parsed = jwt_bearer::parse_token_response(&bytes, SystemTime::now());
         let rotated =
             jwt_bearer::rotated_refresh_token(&bytes).filter(|new| !new.ct_eq(refresh_token));

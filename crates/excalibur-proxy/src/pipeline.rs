@@ -712,14 +712,14 @@ impl Inner {
         parts.headers.append(header::VIA, self.via.clone());
         // A JWT-bearer or OAuth2 access token replaces whatever the workload sent; it is
         // scrubbed from the response like the SigV4 values below.
-        let mut injected: Option<(String, excalibur_core::Secret)> = None;
+        let mut injected: Option<crate::jwt_bearer::Injected> = None;
         if let Some(route) = jwt_bearer {
             let token = match self.jwt_bearer_token(route, &principal.id).await {
                 Ok(t) => t,
                 Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
             };
             let Ok(mut v) =
-                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token))
+                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token.token))
             else {
                 return failed(
                     &flow,
@@ -732,7 +732,7 @@ impl Inner {
             };
             v.set_sensitive(true);
             parts.headers.insert(header::AUTHORIZATION, v);
-            injected = Some((route.id.clone(), token));
+            injected = Some(token);
         }
         if let Some(route) = oauth {
             let token = match self.oauth_access_token(route, &principal.id, None).await {
@@ -740,7 +740,7 @@ impl Inner {
                 Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
             };
             let Ok(mut v) =
-                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token))
+                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token.token))
             else {
                 return failed(
                     &flow,
@@ -753,7 +753,7 @@ impl Inner {
             };
             v.set_sensitive(true);
             parts.headers.insert(header::AUTHORIZATION, v);
-            injected = Some((route.id.clone(), token));
+            injected = Some(token);
         }
         let body_empty = http_body::Body::is_end_stream(&incoming);
         // Signing is the last change to the request.
@@ -862,16 +862,16 @@ impl Inner {
                         if resp.status() == StatusCode::UNAUTHORIZED =>
                     {
                         match self
-                            .oauth_access_token(route, &principal.id, Some(&inj.1))
+                            .oauth_access_token(route, &principal.id, Some(&inj.token))
                             .await
                         {
                             Ok(fresh) => match HeaderValue::from_bytes(
-                                &excalibur_mediation::jwt_bearer::bearer(&fresh),
+                                &excalibur_mediation::jwt_bearer::bearer(&fresh.token),
                             ) {
                                 Ok(mut hv) => {
                                     hv.set_sensitive(true);
                                     h.insert(header::AUTHORIZATION, hv);
-                                    inj.1 = fresh;
+                                    *inj = fresh;
                                     let mut req = Request::new(body::empty());
                                     *req.method_mut() = m;
                                     *req.uri_mut() = u;
@@ -995,10 +995,9 @@ impl Inner {
                 body = rescrub(route.scrub(), body, &mut rparts);
             }
         }
-        if let Some((id, token)) = injected {
-            let m = Arc::new(excalibur_mediation::Mediator::new(vec![(id, token)]));
-            scrub_headers(&m, &mut rparts.headers);
-            body = rescrub(&m, body, &mut rparts);
+        if let Some(inj) = injected {
+            scrub_headers(&inj.scrub, &mut rparts.headers);
+            body = rescrub(&inj.scrub, body, &mut rparts);
         }
         if method == "HEAD" {
             // A HEAD answer has no body, whatever its Content-Length says: send an ended
