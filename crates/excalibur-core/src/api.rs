@@ -1399,12 +1399,15 @@ pub struct SshSession {
     /// RFC 3339 end time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
-    /// Why it ended (`closed`, `revoked`, `target_closed`, `gateway_restart`, ...).
+    /// Why it ended (`closed`, `revoked`, `gateway_lost`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
     /// The address proxy requests from this session must come from (the target's).
     #[serde(default)]
     pub proxy_source: String,
+    /// The gateway process holding the connection (a replica instance id).
+    #[serde(default)]
+    pub gateway: String,
 }
 
 /// `GET /api/ssh/gateway`: what operators put on targets and in `known_hosts`.

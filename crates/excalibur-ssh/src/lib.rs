@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub proxy_port: u16,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// This process's instance id, recorded on its sessions (see `SshSession::gateway`).
+    pub instance: String,
 }
 
 /// One usable route.

@@ -116,6 +116,7 @@ impl UserHandler {
             ended_at: None,
             end_reason: None,
             proxy_source: remote.ip().to_canonical().to_string(),
+            gateway: self.inner.config.instance.clone(),
         };
         if let Err(e) = self
             .inner

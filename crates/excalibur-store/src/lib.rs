@@ -375,7 +375,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Takes the cluster-wide lock `name` (first-start initialization, background
     /// leaders), held until the guard drops: waiting for it (`wait`), or `None` at once
     /// when another replica holds it. SQLite serves one process: always granted.
-    fn exclusive(&self, name: &'static str, wait: bool) -> StoreFuture<'_, Option<Exclusive>>;
+    fn exclusive(&self, name: String, wait: bool) -> StoreFuture<'_, Option<Exclusive>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
 }

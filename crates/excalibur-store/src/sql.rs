@@ -1249,13 +1249,13 @@ impl Store for SqlStore {
         })
     }
 
-    fn exclusive(&self, name: &'static str, wait: bool) -> StoreFuture<'_, Option<Exclusive>> {
+    fn exclusive(&self, name: String, wait: bool) -> StoreFuture<'_, Option<Exclusive>> {
         let connect = self.inner.postgres.clone();
         Box::pin(async move {
             let Some(connect) = connect else {
                 return Ok(Some(Exclusive(None)));
             };
-            tokio::task::spawn_blocking(move || crate::postgres::lock(&connect, name, wait))
+            tokio::task::spawn_blocking(move || crate::postgres::lock(&connect, &name, wait))
                 .await
                 .map_err(|_| StoreError::Task)?
                 .map(|c| c.map(|c| Exclusive(Some(c))))

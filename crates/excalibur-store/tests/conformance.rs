@@ -465,7 +465,13 @@ async fn sqlite_backend_conforms() {
         .unwrap()
         .unwrap();
     suite(&store).await;
-    assert!(store.exclusive("leader", false).await.unwrap().is_some());
+    assert!(
+        store
+            .exclusive("leader".into(), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn pg_store(url: &str, mk: &MasterKey) -> SqlStore {
@@ -511,16 +517,22 @@ async fn postgres_backend_conforms() {
     );
     // Cluster locks: one holder at a time, released with the guard.
     let held = store
-        .exclusive("leader", false)
+        .exclusive("leader".into(), false)
         .await
         .unwrap()
         .expect("free");
     assert!(held.is_held());
-    assert!(again.exclusive("leader", false).await.unwrap().is_none());
+    assert!(
+        again
+            .exclusive("leader".into(), false)
+            .await
+            .unwrap()
+            .is_none()
+    );
     drop(held);
     let mut got = None;
     for _ in 0..50 {
-        got = again.exclusive("leader", false).await.unwrap();
+        got = again.exclusive("leader".into(), false).await.unwrap();
         if got.is_some() {
             break;
         }
@@ -619,7 +631,11 @@ async fn postgres_over_tls_verifies_the_server() {
         .unwrap();
     assert!(store.audit_verify().await.unwrap().ok);
     assert!(
-        store.exclusive("leader", false).await.unwrap().is_some(),
+        store
+            .exclusive("leader".into(), false)
+            .await
+            .unwrap()
+            .is_some(),
         "locks over TLS too"
     );
     // Another CA: the handshake fails, nothing falls back to plain text.

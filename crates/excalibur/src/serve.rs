@@ -75,7 +75,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(seq, reason = %reason, "the audit chain is broken; serving because --dangerous-allow-broken-audit-chain");
     }
     // First-start initialization (CA, tokens, keys) once across replicas.
-    let init_lock = store.exclusive("init", true).await?;
+    let init_lock = store.exclusive("init".into(), true).await?;
     let ca = init::ca(store.as_ref(), &config.data_dir).await?;
     init::admin_token(store.as_ref(), &config.data_dir).await?;
 
@@ -137,19 +137,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    // Sessions still active in the store belonged to a previous run of this process.
-    for s in store.ssh_session_list(10_000).await? {
-        if s.state == "active" {
-            store
-                .ssh_session_end(
-                    s.id,
-                    "ended".into(),
-                    "gateway_restart".into(),
-                    "system".into(),
-                )
-                .await?;
-        }
-    }
+    // This process holds its gateway lock for its whole life; sessions of gateways whose
+    // lock is free (a previous run, a replica that died) are ended, now and periodically.
+    let instance = format!(
+        "gw_{}",
+        excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
+    );
+    let _gateway_lock = store
+        .exclusive(gateway_lock(&instance), true)
+        .await?
+        .context("cannot hold this gateway's lock")?;
+    sweep_lost_sessions(store.as_ref(), &instance).await;
     snapshots.rebuild().await?;
 
     let api_listener = TcpListener::bind(config.api_listen)
@@ -208,6 +206,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             proxy_url: config.ssh_proxy_url.clone(),
             proxy_port: proxy_addr.port(),
             max_connections: config.limits.max_connections,
+            instance: instance.clone(),
         },
         Arc::clone(&snapshots.ssh_routes),
         Arc::new(SshSessions {
@@ -323,6 +322,21 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             cancel.clone(),
         ));
     }
+    tracker.spawn({
+        let (store, snapshots, cancel) =
+            (Arc::clone(&store), Arc::clone(&snapshots), cancel.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(SESSION_SWEEP_INTERVAL) => {}
+                    () = cancel.cancelled() => return,
+                }
+                if sweep_lost_sessions(store.as_ref(), &instance).await {
+                    snapshots.rebuild_logged().await;
+                }
+            }
+        }
+    });
     let background = tokio::spawn(crate::webhooks::run(
         Arc::clone(&store),
         Arc::clone(&snapshots),
@@ -564,6 +578,59 @@ fn extra_roots(config: &Config) -> anyhow::Result<Vec<CertificateDer<'static>>> 
             )
         })?;
     Ok(certs)
+}
+
+/// How often sessions held by vanished gateways are looked for.
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The cluster lock a gateway process holds while it lives.
+fn gateway_lock(instance: &str) -> String {
+    format!("ssh-gateway:{instance}")
+}
+
+/// Ends the active SSH sessions whose gateway no longer holds its lock (it exited or
+/// died: its connections and shells are gone, so their proxy tokens must go too).
+/// True when one was ended.
+async fn sweep_lost_sessions(store: &dyn Store, instance: &str) -> bool {
+    let Ok(active) = store.ssh_session_active().await else {
+        return false;
+    };
+    let mut alive: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut ended = false;
+    for s in active {
+        if s.gateway == instance {
+            continue;
+        }
+        let holder_alive = match alive.get(&s.gateway) {
+            Some(a) => *a,
+            None => {
+                // A free lock means its holder is gone (the probe's guard drops at once).
+                let probe = store.exclusive(gateway_lock(&s.gateway), false).await;
+                let a = !matches!(probe, Ok(Some(_)));
+                alive.insert(s.gateway.clone(), a);
+                a
+            }
+        };
+        if holder_alive {
+            continue;
+        }
+        match store
+            .ssh_session_end(
+                s.id.clone(),
+                "ended".into(),
+                "gateway_lost".into(),
+                "system".into(),
+            )
+            .await
+        {
+            Ok(Some(_)) => ended = true,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %excalibur_core::ErrorChain(&e), session = %s.id, "cannot end a lost ssh session")
+            }
+        }
+    }
+    ended
 }
 
 /// How often a replica rebuilds its snapshot even without a notification (one missed

@@ -65,7 +65,7 @@ pub(crate) async fn run(
             .as_ref()
             .is_some_and(excalibur_store::Exclusive::is_held)
         {
-            leader = match store.exclusive("webhooks", false).await {
+            leader = match store.exclusive("webhooks".into(), false).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %excalibur_core::ErrorChain(&e), "cannot take the delivery lock");

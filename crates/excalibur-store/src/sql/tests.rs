@@ -322,6 +322,7 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         ended_at: None,
         end_reason: None,
         proxy_source: "10.2.2.2".into(),
+        gateway: "gw_1".into(),
     };
     store
         .ssh_session_start(session, "hash1".into())

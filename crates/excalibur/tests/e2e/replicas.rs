@@ -463,4 +463,103 @@ async fn an_ssh_session_revoked_on_one_replica_closes_on_the_other() {
         "session revoked on A closed on B after {:?}",
         revoked_at.elapsed()
     );
+
+    // A replica that dies takes its sessions with it: the survivor ends them (their
+    // gateway's cluster lock is free) and their proxy tokens stop working everywhere.
+    let route = c.a.api().get("/api/ssh/routes").await.unwrap()[0].clone();
+    c.a.api()
+        .post(
+            "/api/ssh/routes",
+            json!({"id": route["id"], "user": "alice", "source_network": "127.0.0.0/8", "target_host": "127.0.0.1",
+                   "target_port": sshd.port, "target_user": whoami(), "target_host_key": sshd.host_key,
+                   "authorized_keys": [read(dir.path().join("alice.pub"))], "inject_proxy": true,
+                   "allowed_domains": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    let mut proxy_line = None;
+    let started = Instant::now();
+    let mut held = None;
+    while proxy_line.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B never used the updated route"
+        );
+        let mut attempt = ssh("printenv HTTPS_PROXY; sleep 60").spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(attempt.stdout.take().unwrap()).lines();
+        match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+            Ok(Ok(Some(line))) if line.contains("user_session:") => {
+                proxy_line = Some(line);
+                held = Some((attempt, lines));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let token = proxy_line
+        .unwrap()
+        .split(['@', ':'])
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let ca_file = dir.path().join("excalibur-ca.pem");
+    std::fs::write(&ca_file, &c.ca).unwrap();
+    let via_a = format!("http://user_session:{token}@{}", c.a.proxy());
+    let through_a = || {
+        let (via_a, ca) = (via_a.clone(), ca_file.display().to_string());
+        async move {
+            crate::data_plane::curl(&[
+                "--cacert",
+                &ca,
+                "-x",
+                &via_a,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://api.github.com/from-the-shell",
+            ])
+            .await
+        }
+    };
+    let started = Instant::now();
+    loop {
+        let (code, out, _) = through_a().await;
+        if code == 0 && out == "200" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "A never accepted B's session token"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Cluster { a, b, .. } = c;
+    b.kill().await.unwrap();
+    let killed_at = Instant::now();
+    let lost = loop {
+        let all = a.api().get("/api/sessions").await.unwrap();
+        let s = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["state"] == "ended" && s["end_reason"] == "gateway_lost")
+            .cloned();
+        if let Some(s) = s {
+            break s;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "A never ended the lost session: {all}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "A ended the dead replica's session after {:?}: {}",
+        killed_at.elapsed(),
+        lost["id"]
+    );
+    let (code, _, err) = through_a().await;
+    assert_ne!(code, 0);
+    assert!(err.contains("407"), "{err}");
+    drop(held);
 }
