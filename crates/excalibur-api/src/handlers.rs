@@ -565,9 +565,7 @@ pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiRes
 }
 
 pub(crate) async fn sigv4_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
-    let records = s.store.mapping_list(CryptoFamily::Sigv4).await?;
-    let listed: Vec<Sigv4Mapping> = records.iter().map(Sigv4Mapping::from_record).collect();
-    Ok(Json(listed).into_response())
+    list_mappings(&s, CryptoFamily::Sigv4, Sigv4Mapping::from_record).await
 }
 
 pub(crate) async fn sigv4_create(
@@ -617,11 +615,7 @@ pub(crate) async fn sigv4_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store
-        .mapping_delete(CryptoFamily::Sigv4, id, c.actor())
-        .await?;
-    (s.reload)().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_mapping(&s, c.actor(), CryptoFamily::Sigv4, id).await
 }
 
 /// Presigns a URL with a mapping's key. The URL is a bearer credential until it expires:
@@ -749,9 +743,7 @@ async fn mapping_id(
 }
 
 pub(crate) async fn jwt_bearer_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
-    let records = s.store.mapping_list(CryptoFamily::JwtBearer).await?;
-    let listed: Vec<JwtBearerMapping> = records.iter().map(JwtBearerMapping::from_record).collect();
-    Ok(Json(listed).into_response())
+    list_mappings(&s, CryptoFamily::JwtBearer, JwtBearerMapping::from_record).await
 }
 
 pub(crate) async fn jwt_bearer_create(
@@ -825,17 +817,11 @@ pub(crate) async fn jwt_bearer_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store
-        .mapping_delete(CryptoFamily::JwtBearer, id, c.actor())
-        .await?;
-    (s.reload)().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_mapping(&s, c.actor(), CryptoFamily::JwtBearer, id).await
 }
 
 pub(crate) async fn mtls_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
-    let records = s.store.mapping_list(CryptoFamily::Mtls).await?;
-    let listed: Vec<MtlsMapping> = records.iter().map(MtlsMapping::from_record).collect();
-    Ok(Json(listed).into_response())
+    list_mappings(&s, CryptoFamily::Mtls, MtlsMapping::from_record).await
 }
 
 pub(crate) async fn mtls_create(
@@ -890,17 +876,11 @@ pub(crate) async fn mtls_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store
-        .mapping_delete(CryptoFamily::Mtls, id, c.actor())
-        .await?;
-    (s.reload)().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_mapping(&s, c.actor(), CryptoFamily::Mtls, id).await
 }
 
 pub(crate) async fn dpop_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
-    let records = s.store.mapping_list(CryptoFamily::Dpop).await?;
-    let listed: Vec<DpopMapping> = records.iter().map(DpopMapping::from_record).collect();
-    Ok(Json(listed).into_response())
+    list_mappings(&s, CryptoFamily::Dpop, DpopMapping::from_record).await
 }
 
 pub(crate) async fn dpop_create(
@@ -983,20 +963,16 @@ pub(crate) async fn dpop_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store
-        .mapping_delete(CryptoFamily::Dpop, id, c.actor())
-        .await?;
-    (s.reload)().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_mapping(&s, c.actor(), CryptoFamily::Dpop, id).await
 }
 
 pub(crate) async fn oauth_refresh_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
-    let records = s.store.mapping_list(CryptoFamily::OauthRefresh).await?;
-    let listed: Vec<OauthRefreshMapping> = records
-        .iter()
-        .map(OauthRefreshMapping::from_record)
-        .collect();
-    Ok(Json(listed).into_response())
+    list_mappings(
+        &s,
+        CryptoFamily::OauthRefresh,
+        OauthRefreshMapping::from_record,
+    )
+    .await
 }
 
 pub(crate) async fn oauth_refresh_create(
@@ -1108,11 +1084,7 @@ pub(crate) async fn oauth_refresh_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store
-        .mapping_delete(CryptoFamily::OauthRefresh, id, c.actor())
-        .await?;
-    (s.reload)().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_mapping(&s, c.actor(), CryptoFamily::OauthRefresh, id).await
 }
 
 pub(crate) async fn netbird_status(_: Reader, State(s): State<ApiState>) -> ApiResult {
@@ -1266,15 +1238,7 @@ pub(crate) async fn session_revoke(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let ended = s
-        .store
-        .ssh_session_end(
-            id.clone(),
-            "revoked".to_owned(),
-            "revoked".to_owned(),
-            c.actor(),
-        )
-        .await?;
+    let ended = revoke_session(&s, &id, c.actor()).await?;
     let Some(session) = ended else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -1282,7 +1246,50 @@ pub(crate) async fn session_revoke(
             format!("session `{id}` is not active"),
         ));
     };
-    (s.reload)().await;
-    (s.ssh.revoke)(&id);
     Ok(Json(session).into_response())
+}
+
+/// Ends a live session as revoked (its token dies with the awaited snapshot) and closes
+/// it on this process's gateway; `None` when it was not active. The API and the UI share it.
+pub(crate) async fn revoke_session(
+    s: &ApiState,
+    id: &str,
+    actor: String,
+) -> Result<Option<excalibur_core::api::SshSession>, ApiError> {
+    let ended = s
+        .store
+        .ssh_session_end(
+            id.to_owned(),
+            "revoked".to_owned(),
+            "revoked".to_owned(),
+            actor,
+        )
+        .await?;
+    if ended.is_some() {
+        (s.reload)().await;
+        (s.ssh.revoke)(id);
+    }
+    Ok(ended)
+}
+
+/// `GET /api/crypto/<family>/mappings`: the family's mappings in their listed form.
+async fn list_mappings<T: serde::Serialize>(
+    s: &ApiState,
+    family: CryptoFamily,
+    listed: fn(&MappingRecord) -> T,
+) -> ApiResult {
+    let records = s.store.mapping_list(family).await?;
+    Ok(Json(records.iter().map(listed).collect::<Vec<_>>()).into_response())
+}
+
+/// `DELETE /api/crypto/<family>/mappings/{id}`: in effect when the answer arrives.
+async fn delete_mapping(
+    s: &ApiState,
+    actor: String,
+    family: CryptoFamily,
+    id: String,
+) -> ApiResult {
+    s.store.mapping_delete(family, id, actor).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -620,6 +620,14 @@ pub struct MappingRecord {
 }
 
 impl MappingRecord {
+    /// A text setting from `config`.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.config
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// The family's listed form (as the API returns it), as JSON.
     pub fn listed(&self) -> serde_json::Value {
         let v = match self.family {
@@ -736,13 +744,7 @@ pub struct Sigv4Mapping {
 impl Sigv4Mapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| {
-            r.config
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let text = |k: &str| r.setting(k).unwrap_or_default();
         let host = text("target_host");
         Self {
             id: r.id.clone(),
@@ -911,14 +913,8 @@ pub struct JwtBearerMapping {
 impl JwtBearerMapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| {
-            r.config
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let opt = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let text = |k: &str| r.setting(k).unwrap_or_default();
+        let opt = |k: &str| r.setting(k);
         let resource = text("resource_host");
         Self {
             id: r.id.clone(),
@@ -1005,13 +1001,7 @@ pub struct MtlsMapping {
 impl MtlsMapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| {
-            r.config
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let text = |k: &str| r.setting(k).unwrap_or_default();
         let surrogate = format!("{}.mtls.excalibur.invalid", r.id);
         Self {
             id: r.id.clone(),
@@ -1090,13 +1080,7 @@ pub struct DpopMapping {
 impl DpopMapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| {
-            r.config
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let text = |k: &str| r.setting(k).unwrap_or_default();
         Self {
             id: r.id.clone(),
             provider_id: r.provider_id.clone(),
@@ -1212,13 +1196,7 @@ pub struct OauthRefreshMapping {
 impl OauthRefreshMapping {
     /// The listed form of a stored mapping.
     pub fn from_record(r: &MappingRecord) -> Self {
-        let text = |k: &str| {
-            r.config
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let text = |k: &str| r.setting(k).unwrap_or_default();
         Self {
             id: r.id.clone(),
             provider_id: r.provider_id.clone(),

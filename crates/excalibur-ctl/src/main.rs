@@ -304,27 +304,9 @@ enum NamespaceCmd {
 enum SshCmd {
     /// SSH routes: user and source network to target.
     #[command(subcommand)]
-    Route(SshRouteCmd),
+    Route(DocumentCmd),
     /// The gateway's host key (for known_hosts) and client key (for targets).
     Gateway,
-}
-
-#[derive(Debug, Subcommand)]
-enum SshRouteCmd {
-    /// Create a route, or replace one (with `"id"`), from a JSON document holding the
-    /// API's fields (a target private key included): a file, or `-` for stdin.
-    Add {
-        /// The JSON document.
-        #[arg(long)]
-        file: PathBuf,
-    },
-    /// List routes (never keys).
-    List,
-    /// Delete a route (its live sessions end).
-    Delete {
-        /// Route id.
-        id: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,32 +327,32 @@ enum CryptoCmd {
     Sigv4(Sigv4Cmd),
     /// JWT-bearer (RFC 7523) mappings.
     #[command(subcommand, name = "jwt-bearer")]
-    JwtBearer(MappingCmd),
+    JwtBearer(DocumentCmd),
     /// DPoP (RFC 9449) mappings.
     #[command(subcommand)]
-    Dpop(MappingCmd),
+    Dpop(DocumentCmd),
     /// Upstream mTLS mappings.
     #[command(subcommand)]
-    Mtls(MappingCmd),
+    Mtls(DocumentCmd),
     /// OAuth2 refresh mappings.
     #[command(subcommand, name = "oauth-refresh")]
-    OauthRefresh(MappingCmd),
+    OauthRefresh(DocumentCmd),
 }
 
 #[derive(Debug, Subcommand)]
-enum MappingCmd {
-    /// Create a mapping, or replace one (with `"id"`), from a JSON document holding the
-    /// API's fields (keys included): a file, or `-` for stdin. Never from the command line.
+enum DocumentCmd {
+    /// Create one, or replace one (with `"id"`), from a JSON document holding the API's
+    /// fields (keys included): a file, or `-` for stdin. Never from the command line.
     Add {
         /// The JSON document.
         #[arg(long)]
         file: PathBuf,
     },
-    /// List mappings (ids, hosts, fingerprints; never keys).
+    /// List them (ids, hosts, fingerprints; never keys).
     List,
-    /// Delete a mapping.
+    /// Delete one (an SSH route's live sessions end with it).
     Delete {
-        /// Mapping id.
+        /// Its id.
         id: String,
     },
 }
@@ -633,31 +615,31 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// `crypto <family> add|list|delete` for the families configured from a JSON document.
-async fn mapping_cmd(
+/// `add|list|delete` for objects configured from a JSON document (crypto mappings, SSH
+/// routes) at the collection `base`.
+async fn document_cmd(
     client: &Client,
     json: bool,
-    family: &str,
-    cmd: MappingCmd,
+    base: &str,
+    columns: &[(&str, &str)],
+    cmd: DocumentCmd,
 ) -> anyhow::Result<()> {
-    let base = format!("/api/crypto/{family}/mappings");
-    let show = |v: &Value, cols: &[(&str, &str)]| {
+    let show = |v: &Value| {
         if json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
-            print!("{}", table::render(v, cols));
+            print!("{}", table::render(v, columns));
         }
     };
     match cmd {
-        MappingCmd::Add { file } => {
+        DocumentCmd::Add { file } => {
             let text = read_value(None, Some(file))?;
-            let doc: Value =
-                serde_json::from_str(&text).context("the mapping document is not JSON")?;
-            show(&client.post(&base, doc).await?, MAPPING_COLUMNS);
+            let doc: Value = serde_json::from_str(&text).context("the document is not JSON")?;
+            show(&client.post(base, doc).await?);
         }
-        MappingCmd::List => show(&client.get(&base).await?, MAPPING_COLUMNS),
-        MappingCmd::Delete { id } => {
-            client.delete(&format!("{base}/{id}")).await?;
+        DocumentCmd::List => show(&client.get(base).await?),
+        DocumentCmd::Delete { id } => {
+            client.delete(&format!("{base}/{}", enc(&id))).await?;
             println!("deleted {id}");
         }
     }
@@ -1022,12 +1004,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Crypto(CryptoCmd::JwtBearer(cmd)) => {
-            mapping_cmd(&client, json, "jwt-bearer", cmd).await?
+            document_cmd(
+                &client,
+                json,
+                "/api/crypto/jwt-bearer/mappings",
+                MAPPING_COLUMNS,
+                cmd,
+            )
+            .await?
         }
-        Command::Crypto(CryptoCmd::Dpop(cmd)) => mapping_cmd(&client, json, "dpop", cmd).await?,
-        Command::Crypto(CryptoCmd::Mtls(cmd)) => mapping_cmd(&client, json, "mtls", cmd).await?,
+        Command::Crypto(CryptoCmd::Dpop(cmd)) => {
+            document_cmd(
+                &client,
+                json,
+                "/api/crypto/dpop/mappings",
+                MAPPING_COLUMNS,
+                cmd,
+            )
+            .await?
+        }
+        Command::Crypto(CryptoCmd::Mtls(cmd)) => {
+            document_cmd(
+                &client,
+                json,
+                "/api/crypto/mtls/mappings",
+                MAPPING_COLUMNS,
+                cmd,
+            )
+            .await?
+        }
         Command::Crypto(CryptoCmd::OauthRefresh(cmd)) => {
-            mapping_cmd(&client, json, "oauth-refresh", cmd).await?;
+            document_cmd(
+                &client,
+                json,
+                "/api/crypto/oauth-refresh/mappings",
+                MAPPING_COLUMNS,
+                cmd,
+            )
+            .await?;
         }
         Command::Crypto(CryptoCmd::Sigv4(cmd)) => match cmd {
             Sigv4Cmd::Add {
@@ -1210,20 +1224,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Ssh(SshCmd::Route(SshRouteCmd::Add { file })) => {
-            let text = read_value(None, Some(file))?;
-            let doc: Value =
-                serde_json::from_str(&text).context("the route document is not JSON")?;
-            show(&client.post("/api/ssh/routes", doc).await?, SSH_ROUTE_COLS);
-        }
-        Command::Ssh(SshCmd::Route(SshRouteCmd::List)) => {
-            show(&client.get("/api/ssh/routes").await?, SSH_ROUTE_COLS);
-        }
-        Command::Ssh(SshCmd::Route(SshRouteCmd::Delete { id })) => {
-            client
-                .delete(&format!("/api/ssh/routes/{}", enc(&id)))
-                .await?;
-            println!("deleted {id}");
+        Command::Ssh(SshCmd::Route(cmd)) => {
+            document_cmd(&client, json, "/api/ssh/routes", SSH_ROUTE_COLS, cmd).await?;
         }
         Command::Ssh(SshCmd::Gateway) => {
             let v = client.get("/api/ssh/gateway").await?;

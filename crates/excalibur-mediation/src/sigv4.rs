@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials as AwsCredentials;
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest,
-    SignatureLocation, SigningSettings, UriPathNormalizationMode,
+    SignatureLocation, SigningInstructions, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use excalibur_core::Secret;
@@ -215,14 +215,14 @@ fn body(payload: &str) -> SignableBody<'_> {
     }
 }
 
-/// Signs `input` with an `Authorization` header.
-pub fn sign(
+/// Runs `aws-sigv4` over `input` with `settings` (header or query authentication).
+fn run(
     creds: &Credentials,
     scope: Scope<'_>,
     input: &SignInput<'_>,
-) -> Result<Signed, SignError> {
+    settings: SigningSettings,
+) -> Result<(SigningInstructions, String), SignError> {
     let identity = creds.aws()?.into();
-    let settings = settings(input, SignatureLocation::Headers);
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(scope.region)
@@ -239,9 +239,19 @@ pub fn sign(
         body(input.payload),
     )
     .map_err(|e| SignError::Request(e.to_string()))?;
-    let (instructions, signature) = aws_sigv4::http_request::sign(request, &params)
+    Ok(aws_sigv4::http_request::sign(request, &params)
         .map_err(|e| SignError::Request(e.to_string()))?
-        .into_parts();
+        .into_parts())
+}
+
+/// Signs `input` with an `Authorization` header.
+pub fn sign(
+    creds: &Credentials,
+    scope: Scope<'_>,
+    input: &SignInput<'_>,
+) -> Result<Signed, SignError> {
+    let settings = settings(input, SignatureLocation::Headers);
+    let (instructions, signature) = run(creds, scope, input, settings)?;
     let (headers, _) = instructions.into_parts();
     let headers = headers
         .into_iter()
@@ -269,28 +279,9 @@ pub fn presign(
             "expiry must be between 1 second and 7 days".to_owned(),
         ));
     }
-    let identity = creds.aws()?.into();
     let mut settings = settings(input, SignatureLocation::QueryParams);
     settings.expires_in = Some(expires);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(scope.region)
-        .name(scope.service)
-        .time(input.time)
-        .settings(settings)
-        .build()
-        .map_err(|e| SignError::Request(e.to_string()))?
-        .into();
-    let request = SignableRequest::new(
-        input.method,
-        input.url,
-        input.headers.iter().copied(),
-        body(input.payload),
-    )
-    .map_err(|e| SignError::Request(e.to_string()))?;
-    let (instructions, _) = aws_sigv4::http_request::sign(request, &params)
-        .map_err(|e| SignError::Request(e.to_string()))?
-        .into_parts();
+    let (instructions, _) = run(creds, scope, input, settings)?;
     let (_, mut params) = instructions.into_parts();
     // X-Amz-Signature goes last (readers expect it there; order does not affect it).
     params.sort_by_key(|(k, _)| *k == "X-Amz-Signature");

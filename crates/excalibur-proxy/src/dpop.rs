@@ -76,7 +76,7 @@ impl DpopRoutes {
             .iter()
             .filter(|(r, _)| r.family == CryptoFamily::Dpop)
         {
-            let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let text = |k: &str| r.setting(k);
             let route = (|| {
                 Some(DpopRoute {
                     id: r.id.clone(),

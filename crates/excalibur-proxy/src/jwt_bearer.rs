@@ -51,7 +51,7 @@ pub struct JwtBearerRoute {
 
 impl JwtBearerRoute {
     fn from_record(r: &MappingRecord, pem: &Secret) -> Option<Self> {
-        let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let text = |k: &str| r.setting(k);
         Some(Self {
             id: r.id.clone(),
             provider_id: r.provider_id.clone(),
@@ -148,21 +148,41 @@ pub(crate) struct Cached {
     expires_at: Instant,
 }
 
-/// An access token to inject, with the scrubber that replaces it by the mapping id in
-/// responses: built once per token, not per request.
+/// An access token to inject, with its `Authorization` value (marked sensitive) and the
+/// scrubber that replaces it by the mapping id in responses: built once per token, not
+/// per request.
 #[derive(Debug, Clone)]
 pub(crate) struct Injected {
     pub(crate) token: Secret,
+    pub(crate) header: http::HeaderValue,
     pub(crate) scrub: Arc<excalibur_mediation::Mediator>,
 }
 
 impl Injected {
-    pub(crate) fn new(mapping_id: &str, token: Secret) -> Self {
+    /// Refused with `code` when the token cannot travel in a header.
+    pub(crate) fn new(
+        mapping_id: &str,
+        token: Secret,
+        code: &'static str,
+    ) -> Result<Self, Refusal> {
+        let mut header =
+            http::HeaderValue::from_bytes(&jwt_bearer::bearer(&token)).map_err(|_| {
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    code,
+                    "the access token is not a header value",
+                )
+            })?;
+        header.set_sensitive(true);
         let scrub = Arc::new(excalibur_mediation::Mediator::new(vec![(
             mapping_id.to_owned(),
             token.clone(),
         )]));
-        Self { token, scrub }
+        Ok(Self {
+            token,
+            header,
+            scrub,
+        })
     }
 }
 
@@ -218,9 +238,17 @@ impl crate::Inner {
         {
             return Ok(c.token.clone());
         }
-        match self.exchange(route, principal).await {
+        let exchanged = self
+            .exchange(route, principal)
+            .await
+            .and_then(|(token, lifetime)| {
+                Ok((
+                    Injected::new(&route.id, token, "token_exchange_failed")?,
+                    lifetime,
+                ))
+            });
+        match exchanged {
             Ok((token, lifetime)) => {
-                let token = Injected::new(&route.id, token);
                 let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
                 let early = (lifetime / 10).min(Duration::from_secs(60));
                 let now = Instant::now();

@@ -54,7 +54,7 @@ impl MtlsRoutes {
             .iter()
             .filter(|(r, _)| r.family == CryptoFamily::Mtls)
         {
-            let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let text = |k: &str| r.setting(k);
             let route = (|| {
                 let (host, port) = parse_authority(&text("target_authority")?)?;
                 let (certs, key) = crate::ca::client_identity(&text("cert_pem")?, key).ok()?;

@@ -52,7 +52,7 @@ impl OauthRefreshRoutes {
             .iter()
             .filter(|(r, _)| r.family == CryptoFamily::OauthRefresh)
         {
-            let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let text = |k: &str| r.setting(k);
             let route = (|| {
                 let (client_secret, refresh_token) = jwt_bearer::open_refresh_keys(sealed)?;
                 Some(OauthRefreshRoute {
@@ -129,9 +129,15 @@ impl crate::Inner {
         {
             return Ok(token.clone());
         }
-        match self.refresh(route, principal, &st.refresh_token).await {
+        let refreshed = self
+            .refresh(route, principal, &st.refresh_token)
+            .await
+            .and_then(|(access, lifetime, rotated)| {
+                let access = Injected::new(&route.id, access, "token_refresh_failed")?;
+                Ok((access, lifetime, rotated))
+            });
+        match refreshed {
             Ok((access, lifetime, rotated)) => {
-                let access = Injected::new(&route.id, access);
                 let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
                 let early = (lifetime / 10).min(Duration::from_secs(60));
                 let now = Instant::now();

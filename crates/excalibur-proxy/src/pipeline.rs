@@ -712,48 +712,19 @@ impl Inner {
         parts.headers.append(header::VIA, self.via.clone());
         // A JWT-bearer or OAuth2 access token replaces whatever the workload sent; it is
         // scrubbed from the response like the SigV4 values below.
-        let mut injected: Option<crate::jwt_bearer::Injected> = None;
-        if let Some(route) = jwt_bearer {
-            let token = match self.jwt_bearer_token(route, &principal.id).await {
-                Ok(t) => t,
-                Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
-            };
-            let Ok(mut v) =
-                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token.token))
-            else {
-                return failed(
-                    &flow,
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "token_exchange_failed",
-                        "the access token is not a header value",
-                    ),
-                );
-            };
-            v.set_sensitive(true);
-            parts.headers.insert(header::AUTHORIZATION, v);
-            injected = Some(token);
-        }
-        if let Some(route) = oauth {
-            let token = match self.oauth_access_token(route, &principal.id, None).await {
-                Ok(t) => t,
-                Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
-            };
-            let Ok(mut v) =
-                HeaderValue::from_bytes(&excalibur_mediation::jwt_bearer::bearer(&token.token))
-            else {
-                return failed(
-                    &flow,
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "token_refresh_failed",
-                        "the access token is not a header value",
-                    ),
-                );
-            };
-            v.set_sensitive(true);
-            parts.headers.insert(header::AUTHORIZATION, v);
-            injected = Some(token);
+        let token = match (jwt_bearer, oauth) {
+            (_, Some(route)) => Some(self.oauth_access_token(route, &principal.id, None).await),
+            (Some(route), None) => Some(self.jwt_bearer_token(route, &principal.id).await),
+            (None, None) => None,
+        };
+        let mut injected = match token.transpose() {
+            Ok(t) => t,
+            Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
+        };
+        if let Some(t) = &injected {
+            parts
+                .headers
+                .insert(header::AUTHORIZATION, t.header.clone());
         }
         let body_empty = http_body::Body::is_end_stream(&incoming);
         // Signing is the last change to the request.
@@ -865,23 +836,17 @@ impl Inner {
                             .oauth_access_token(route, &principal.id, Some(&inj.token))
                             .await
                         {
-                            Ok(fresh) => match HeaderValue::from_bytes(
-                                &excalibur_mediation::jwt_bearer::bearer(&fresh.token),
-                            ) {
-                                Ok(mut hv) => {
-                                    hv.set_sensitive(true);
-                                    h.insert(header::AUTHORIZATION, hv);
-                                    *inj = fresh;
-                                    let mut req = Request::new(body::empty());
-                                    *req.method_mut() = m;
-                                    *req.uri_mut() = u;
-                                    *req.version_mut() = v;
-                                    *req.headers_mut() = h;
-                                    tokio::time::timeout(self.request_timeout, client.request(req))
-                                        .await
-                                }
-                                Err(_) => Ok(Ok(resp)),
-                            },
+                            Ok(fresh) => {
+                                h.insert(header::AUTHORIZATION, fresh.header.clone());
+                                *inj = fresh;
+                                let mut req = Request::new(body::empty());
+                                *req.method_mut() = m;
+                                *req.uri_mut() = u;
+                                *req.version_mut() = v;
+                                *req.headers_mut() = h;
+                                tokio::time::timeout(self.request_timeout, client.request(req))
+                                    .await
+                            }
                             Err(_) => Ok(Ok(resp)),
                         }
                     }

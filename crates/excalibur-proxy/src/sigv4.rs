@@ -52,7 +52,7 @@ pub struct Sigv4Route {
 impl Sigv4Route {
     /// Builds a route from a stored mapping and its opened keys.
     pub fn from_record(r: &MappingRecord, keys: &Secret) -> Option<Self> {
-        let text = |k: &str| r.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let text = |k: &str| r.setting(k);
         let creds = Credentials::from_sealed(keys).ok()?;
         let mut sent = vec![(format!("{}.access_key_id", r.id), creds.access_key_id())];
         if let Some(t) = creds.session_token() {

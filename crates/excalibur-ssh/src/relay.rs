@@ -89,7 +89,7 @@ impl UserHandler {
     }
 
     /// Connects to the route's target, records the session and registers it as live.
-    async fn establish(&mut self, session: &mut Session) -> Result<(), russh::Error> {
+    async fn establish(&mut self) -> Result<(), russh::Error> {
         let Some(Routed { route, auth }) = self.routed.take() else {
             return Err(russh::Error::NotAuthenticated);
         };
@@ -170,7 +170,6 @@ impl UserHandler {
                     cancel: self.cancel.clone(),
                 },
             );
-        let _ = session;
         self.established = Some(Established {
             target,
             session: Arc::new(record),
@@ -319,8 +318,8 @@ impl russh::server::Handler for UserHandler {
         }
     }
 
-    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        self.establish(session).await
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.establish().await
     }
 
     async fn channel_open_session(

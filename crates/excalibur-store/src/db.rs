@@ -5,14 +5,27 @@
 
 use crate::StoreError;
 
-/// A parameter or column value.
-#[derive(Debug, Clone, PartialEq)]
+/// A parameter or column value. Its `Debug` names the kind only: a driver that logs
+/// parameters (tokio-postgres does at debug level) never prints stored data.
+#[derive(Clone, PartialEq)]
 pub(crate) enum Value {
     Null,
     I64(i64),
     Text(String),
     Blob(Vec<u8>),
     Bool(bool),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Value::Null => "NULL",
+            Value::I64(_) => "<int>",
+            Value::Text(_) => "<text>",
+            Value::Blob(_) => "<blob>",
+            Value::Bool(_) => "<bool>",
+        })
+    }
 }
 
 impl From<i64> for Value {

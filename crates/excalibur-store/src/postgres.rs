@@ -127,8 +127,8 @@ impl SqlStore {
             Box::new(PgBackend(OwnedClient::new(client))),
             MIGRATIONS,
             master,
+            Some(connect.clone()),
         )
-        .map(|s| s.with_postgres(connect.clone()))
     }
 }
 

@@ -53,13 +53,15 @@ struct HeadKey(hmac::Key);
 
 impl SqlStore {
     /// A store over `backend`: applies `migrations` (in order, each once) and loads the
-    /// data keys with `master`. Blocking: call it from a blocking context.
+    /// data keys with `master`; `postgres` opens extra connections for cluster locks.
+    /// Blocking: call it from a blocking context.
     ///
     /// Errors when the master key does not open this database's data keys.
     pub(crate) fn new(
         mut backend: Box<dyn Backend>,
         migrations: &[(i64, &str)],
         master: &MasterKey,
+        postgres: Option<crate::postgres::PgConnect>,
     ) -> Result<Self, StoreError> {
         migrate(backend.as_mut(), migrations)?;
         let sealer = {
@@ -89,21 +91,9 @@ impl SqlStore {
                 conn: Mutex::new(backend),
                 sealer,
                 head_key: HeadKey(master.audit_head_key()),
-                postgres: None,
+                postgres,
             }),
         })
-    }
-
-    pub(crate) fn with_postgres(self, connect: crate::postgres::PgConnect) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.postgres = Some(connect);
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => Self { inner },
-        }
     }
 
     /// Runs `f` on a blocking thread in a transaction (`write`: serialized with every

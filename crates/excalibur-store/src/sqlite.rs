@@ -41,7 +41,7 @@ impl SqlStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        SqlStore::new(Box::new(SqliteBackend(conn)), MIGRATIONS, master)
+        SqlStore::new(Box::new(SqliteBackend(conn)), MIGRATIONS, master, None)
     }
 }
 

@@ -716,16 +716,8 @@ async fn session_revoke(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    let ended = load(s.store.ssh_session_end(
-        id.clone(),
-        "revoked".to_owned(),
-        "revoked".to_owned(),
-        ui.actor(),
-    ))
-    .await?;
-    if ended.is_some() {
-        (s.reload)().await;
-        (s.ssh.revoke)(&id);
+    if let Err(e) = crate::handlers::revoke_session(&s, &id, ui.actor()).await {
+        return services_page(&s, &ui, &error_box(&e)).await;
     }
     Ok(Redirect::to("/ui/services").into_response())
 }

@@ -523,13 +523,15 @@ async fn an_ssh_session_revoked_on_one_replica_closes_on_the_other() {
     };
     let started = Instant::now();
     loop {
-        let (code, out, _) = through_a().await;
+        let (code, out, err) = through_a().await;
         if code == 0 && out == "200" {
             break;
         }
+        // Bounded generously: the suite shares two cores (the latency claim is measured
+        // by the rotation test).
         assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "A never accepted B's session token"
+            started.elapsed() < Duration::from_secs(10),
+            "A never accepted B's session token: {code} {out} {err}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
