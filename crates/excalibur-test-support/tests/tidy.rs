@@ -213,6 +213,8 @@ fn libraries_do_not_print() {
         }
         let mut files = Vec::new();
         rust_files(&dir.join("src"), &mut files);
+        // A crate with both (excalibur-ctl): its binary root prints; its library may not.
+        files.retain(|f| !f.ends_with("src/main.rs"));
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
             for bad in ["println!", "eprintln!", concat!("dbg", "!(")] {
