@@ -360,10 +360,16 @@ pub(crate) async fn policy_evaluate(
                     "`context.host` is required for `redeem`",
                 ));
             };
+            let scheme = req.context.scheme.as_deref().unwrap_or("https");
             let target = RedeemTarget {
                 host: &host.to_ascii_lowercase(),
                 path: req.context.path.as_deref().unwrap_or("/"),
                 method: req.context.method.as_deref().unwrap_or("GET"),
+                scheme,
+                port: req
+                    .context
+                    .port
+                    .unwrap_or(if scheme == "http" { 80 } else { 443 }),
             };
             policy
                 .decide_redeem(&principal, target, std::slice::from_ref(&req.resource.id))

@@ -96,6 +96,9 @@ pub struct PlaceholderInfo {
     pub updated_at: String,
     /// RFC 3339 expiry, if any.
     pub expires_at: Option<String>,
+    /// True once `expires_at` has passed: the placeholder is no longer redeemed.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// Response of `POST /api/placeholders`.
@@ -121,6 +124,11 @@ pub struct Provider {
     /// Hosts tunnelled without TLS interception (no substitution possible).
     #[serde(default)]
     pub passthrough: bool,
+    /// Let this provider's secrets, injected tokens and signatures travel over a
+    /// cleartext `http://` upstream leg (an internal upstream without TLS). Off by
+    /// default: without it such a redemption is refused with `plaintext_upstream`.
+    #[serde(default)]
+    pub dangerous_allow_plaintext: bool,
 }
 
 /// `POST /api/service-credentials` (seed 000 §1).
@@ -329,6 +337,9 @@ pub struct EvalContext {
     /// Port (default 443).
     #[serde(default)]
     pub port: Option<u16>,
+    /// Scheme of the upstream leg, `https` (default) or `http` (redeem).
+    #[serde(default)]
+    pub scheme: Option<String>,
 }
 
 /// `POST /api/policies/evaluate`.

@@ -138,6 +138,9 @@ pub enum ProviderCmd {
         /// Tunnel these hosts without interception.
         #[arg(long)]
         passthrough: bool,
+        /// DANGEROUS: let this provider's secrets travel over a cleartext http:// leg.
+        #[arg(long)]
+        dangerous_allow_plaintext: bool,
     },
     /// List providers.
     List,

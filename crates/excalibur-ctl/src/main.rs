@@ -164,6 +164,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ("FINGERPRINT", "fingerprint"),
         ("CREATED", "created_at"),
         ("LAST ROTATED", "last_rotated_at"),
+        ("EXPIRES", "expires_at"),
+        ("EXPIRED", "expired"),
     ];
     const TOKEN_COLS: &[(&str, &str)] = &[
         ("ID", "id"),
@@ -235,11 +237,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             id,
             hosts,
             passthrough,
+            dangerous_allow_plaintext,
         }) => {
             let v = client
                 .post(
                     &["api", "providers"],
-                    &json!({"id": id, "hosts": hosts, "passthrough": passthrough}),
+                    &json!({"id": id, "hosts": hosts, "passthrough": passthrough,
+                            "dangerous_allow_plaintext": dangerous_allow_plaintext}),
                 )
                 .await?;
             show(

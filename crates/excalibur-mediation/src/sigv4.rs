@@ -531,6 +531,31 @@ pub const QUERY_AUTH_PARAMS: &[&str] = &[
     "x-amz-security-token",
 ];
 
+/// A SigV2 query-authenticated URL (`AWSAccessKeyId` and `Signature`, with `Expires`;
+/// what aws-cli 1.x `aws s3 presign` makes by default): the query without its auth
+/// parameters, and the absolute expiry in Unix seconds. `None` when it is not one.
+pub fn strip_sigv2_query_auth(query: &str) -> Option<(String, Option<u64>)> {
+    let key = |pair: &str| {
+        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        String::from_utf8_lossy(&percent_decode(k)).into_owned()
+    };
+    let pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    let has = |name: &str| pairs.iter().any(|p| key(p) == name);
+    if !(has("AWSAccessKeyId") && has("Signature")) {
+        return None;
+    }
+    let mut kept = Vec::new();
+    let mut expires = None;
+    for pair in pairs {
+        match key(pair).as_str() {
+            "AWSAccessKeyId" | "Signature" | "x-amz-security-token" => {}
+            "Expires" => expires = pair.split_once('=').and_then(|(_, v)| v.parse().ok()),
+            _ => kept.push(pair),
+        }
+    }
+    Some((kept.join("&"), expires))
+}
+
 /// Splits a wire query into the non-authentication part and the client's
 /// `X-Amz-Expires` (when the client sent a presigned URL).
 pub fn strip_query_auth(query: &str) -> (String, Option<u64>, bool) {

@@ -18,8 +18,12 @@ pub struct Mediator {
     encoded: Option<AhoCorasick>,
     encoded_owner: Vec<usize>,
     scrub: Option<AhoCorasick>,
+    /// For each scrub pattern, the placeholder whose value it is (literal or encoded).
+    scrub_owner: Vec<usize>,
+    /// The scrub patterns, ASCII case-insensitive: header names arrive lowercased.
+    scrub_folded: Option<AhoCorasick>,
     max_name: usize,
-    max_value: usize,
+    max_scrub: usize,
 }
 
 impl Mediator {
@@ -46,13 +50,36 @@ impl Mediator {
             }
         }
         let encoded_refs: Vec<&[u8]> = encoded_patterns.iter().map(|p| p.as_bytes()).collect();
+        // Echoes are scrubbed in every form the outbound detector catches, and more:
+        // literal, percent-encoded, base64/base64url at every alignment, JSON escapes.
+        let mut scrub_patterns: Vec<Vec<u8>> = Vec::new();
+        let mut scrub_owner = Vec::new();
+        for (i, v) in value_bytes.iter().enumerate() {
+            for form in echo_forms(v) {
+                if !scrub_patterns.contains(&form) {
+                    scrub_patterns.push(form);
+                    scrub_owner.push(i);
+                }
+            }
+        }
+        let scrub_refs: Vec<&[u8]> = scrub_patterns.iter().map(Vec::as_slice).collect();
+        let scrub_folded = (!scrub_refs.is_empty())
+            .then(|| {
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .build(&scrub_refs)
+                    .ok()
+            })
+            .flatten();
         Self {
             find: build(&name_bytes),
-            scrub: build(&value_bytes),
+            scrub: build(&scrub_refs),
+            scrub_owner,
+            scrub_folded,
             encoded: build(&encoded_refs),
             encoded_owner,
             max_name: names.iter().map(String::len).max().unwrap_or(0),
-            max_value: values.iter().map(Secret::len).max().unwrap_or(0),
+            max_scrub: scrub_patterns.iter().map(Vec::len).max().unwrap_or(0),
             names,
             values,
         }
@@ -122,14 +149,27 @@ impl Mediator {
         Some(out)
     }
 
-    /// Replaces every real value in `input` with its placeholder name. `None` when none found.
+    /// Replaces every real value in `input`, literal or encoded, with its placeholder
+    /// name. `None` when none found.
     pub fn scrub(&self, input: &[u8]) -> Option<Vec<u8>> {
         let ac = self.scrub.as_ref()?;
         if !ac.is_match(input) {
             return None;
         }
-        let names: Vec<&[u8]> = self.names.iter().map(|n| n.as_bytes()).collect();
+        let names: Vec<&[u8]> = self
+            .scrub_owner
+            .iter()
+            .map(|i| self.names.get(*i).map_or(&b""[..], |n| n.as_bytes()))
+            .collect();
         Some(ac.replace_all_bytes(input, &names))
+    }
+
+    /// True when `input` carries a real value in any form, ignoring ASCII case (for
+    /// header names, which arrive lowercased).
+    pub fn leaks_folded(&self, input: &[u8]) -> bool {
+        self.scrub_folded
+            .as_ref()
+            .is_some_and(|ac| ac.is_match(input))
     }
 
     /// A streaming substituter for a request body.
@@ -173,7 +213,7 @@ impl StreamRewriter {
         buf.extend_from_slice(chunk);
         let (ac, longest) = match &self.mode {
             Mode::Substitute(_) => (self.mediator.find.as_ref(), self.mediator.max_name),
-            Mode::Scrub => (self.mediator.scrub.as_ref(), self.mediator.max_value),
+            Mode::Scrub => (self.mediator.scrub.as_ref(), self.mediator.max_scrub),
         };
         let Some(ac) = ac else { return buf };
         let hold = longest.saturating_sub(1);
@@ -210,14 +250,70 @@ impl StreamRewriter {
     }
 
     fn replacement(&self, i: usize) -> Option<&[u8]> {
-        let name = self.mediator.names.get(i)?;
         match &self.mode {
-            Mode::Substitute(permit) => permit
-                .allows(name)
-                .then(|| self.mediator.values.get(i).map(Secret::expose))?,
-            Mode::Scrub => Some(name.as_bytes()),
+            Mode::Substitute(permit) => {
+                let name = self.mediator.names.get(i)?;
+                permit
+                    .allows(name)
+                    .then(|| self.mediator.values.get(i).map(Secret::expose))?
+            }
+            Mode::Scrub => {
+                let owner = self.mediator.scrub_owner.get(i)?;
+                self.mediator.names.get(*owner).map(String::as_bytes)
+            }
         }
     }
+}
+
+/// The forms a real value takes when an upstream echoes it: literal; percent-encoded
+/// (reserved bytes only, or every byte; upper- and lowercase hex); base64 and base64url
+/// substrings at every alignment; JSON `\u00XX` escapes of every byte and `\/`.
+/// Encoded forms are generated only for values long enough not to match by chance.
+fn echo_forms(value: &[u8]) -> Vec<Vec<u8>> {
+    const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+    let mut out = vec![value.to_vec()];
+    if value.len() < 8 {
+        return out;
+    }
+    let hex = |b: u8, digits: &[u8; 16]| -> [u8; 2] {
+        let d = |n: u8| digits.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0');
+        [d(b >> 4), d(b)]
+    };
+    for digits in [HEX_UPPER, HEX_LOWER] {
+        let (mut reserved, mut every, mut json) = (Vec::new(), Vec::new(), Vec::new());
+        for &b in value {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                reserved.push(b);
+            } else {
+                reserved.push(b'%');
+                reserved.extend_from_slice(&hex(b, digits));
+            }
+            every.push(b'%');
+            every.extend_from_slice(&hex(b, digits));
+            json.extend_from_slice(b"\\u00");
+            json.extend_from_slice(&hex(b, digits));
+        }
+        out.extend([reserved, every, json]);
+    }
+    if value.contains(&b'/') {
+        let mut slashed = Vec::new();
+        for &b in value {
+            if b == b'/' {
+                slashed.push(b'\\');
+            }
+            slashed.push(b);
+        }
+        out.push(slashed);
+    }
+    out.extend(
+        base64_fragments(value)
+            .into_iter()
+            .filter(|f| f.len() >= 10)
+            .map(String::into_bytes),
+    );
+    out.dedup();
+    out
 }
 
 /// Base64 substrings that appear whenever `name` is base64-encoded at any alignment,

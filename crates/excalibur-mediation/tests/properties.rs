@@ -42,6 +42,7 @@ fn policy() -> Policy {
         id: "p".into(),
         hosts: vec!["api.example.com".into()],
         passthrough: false,
+        dangerous_allow_plaintext: false,
     }];
     let rules = vec![TranslationRule {
         id: RuleId::new("r"),
@@ -93,11 +94,7 @@ fn permit_all(p: &Policy) -> Permit {
     let found: Vec<String> = NAMES.iter().map(|n| (*n).to_owned()).collect();
     p.decide_redeem(
         &subject(),
-        RedeemTarget {
-            host: "api.example.com",
-            path: "/",
-            method: "POST",
-        },
+        RedeemTarget::tls("api.example.com", "/", "POST"),
         &found,
     )
     .unwrap()
@@ -170,7 +167,7 @@ proptest! {
         m.find_encoded(carried.as_bytes(), &mut found);
         prop_assert!(found.contains(name), "{} not found in {}", name, carried);
         let asked: Vec<String> = found.into_iter().collect();
-        let decision = policy().decide_redeem(&subject(), RedeemTarget { host: &host, path: "/", method: "GET" }, &asked);
+        let decision = policy().decide_redeem(&subject(), RedeemTarget::tls(&host, "/", "GET"), &asked);
         prop_assert!(decision.is_err(), "permit toward {}", host);
     }
 }

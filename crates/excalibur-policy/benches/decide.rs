@@ -31,6 +31,7 @@ fn main() {
             id: format!("p{i}"),
             hosts: vec![format!("api{i}.example.com")],
             passthrough: false,
+            dangerous_allow_plaintext: false,
         })
         .collect();
     let rules: Vec<TranslationRule> = (0..N)
@@ -120,11 +121,7 @@ fn main() {
     report("redeem (allow)", |k| {
         let i = k % N;
         let host = format!("api{}.example.com", i % 100);
-        let target = RedeemTarget {
-            host: &host,
-            path: "/v1/items",
-            method: "GET",
-        };
+        let target = RedeemTarget::tls(&host, "/v1/items", "GET");
         assert!(
             policy
                 .decide_redeem(&principals[i], target, &[format!("XCALIBUR_KEY_{i}")])
@@ -134,11 +131,7 @@ fn main() {
     report("redeem (forbid wins)", |k| {
         let i = k % N;
         let host = format!("api{}.example.com", i % 100);
-        let target = RedeemTarget {
-            host: &host,
-            path: "/v1/items",
-            method: "DELETE",
-        };
+        let target = RedeemTarget::tls(&host, "/v1/items", "DELETE");
         assert!(
             policy
                 .decide_redeem(&principals[i], target, &[format!("XCALIBUR_KEY_{i}")])

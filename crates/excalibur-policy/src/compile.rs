@@ -96,10 +96,16 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             "forbid (principal, action == Action::\"redeem\", resource in Provider::{:?})\nunless {{ {condition} }};",
             p.id
         );
-        provider_forbid.insert(
-            p.id.clone(),
-            parse(&format!("provider:{}:hosts", p.id), &src, &mut text)?,
-        );
+        let mut forbids = vec![parse(&format!("provider:{}:hosts", p.id), &src, &mut text)?];
+        // A secret never crosses a cleartext leg unless the operator opted in, loudly.
+        if !p.dangerous_allow_plaintext {
+            let src = format!(
+                "forbid (principal, action == Action::\"redeem\", resource in Provider::{:?})\nwhen {{ context.scheme != \"https\" }};",
+                p.id
+            );
+            forbids.push(parse(&format!("provider:{}:tls", p.id), &src, &mut text)?);
+        }
+        provider_forbid.insert(p.id.clone(), forbids);
         providers.push((p.id.clone(), hosts));
     }
 
@@ -164,7 +170,7 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             ),
         );
         let mut set = redeem_global.clone();
-        if let Some(forbid) = provider_forbid.get(provider) {
+        for forbid in provider_forbid.get(provider).into_iter().flatten() {
             add(&mut set, forbid)?;
         }
         for (glob, policy) in &rules {

@@ -116,6 +116,24 @@ pub struct RedeemTarget<'a> {
     pub path: &'a str,
     /// Method.
     pub method: &'a str,
+    /// `https` when the upstream leg is TLS, else `http`: a secret never leaves in clear
+    /// unless its provider says `dangerous_allow_plaintext`.
+    pub scheme: &'a str,
+    /// The upstream's port.
+    pub port: u16,
+}
+
+impl<'a> RedeemTarget<'a> {
+    /// A redemption over TLS to port 443 (tests, dry runs).
+    pub fn tls(host: &'a str, path: &'a str, method: &'a str) -> Self {
+        Self {
+            host,
+            path,
+            method,
+            scheme: "https",
+            port: 443,
+        }
+    }
 }
 
 /// Everything compiled into a [`Policy`].
@@ -342,7 +360,14 @@ impl Policy {
                     "method",
                     RestrictedExpression::new_string(target.method.to_owned()),
                 ),
-                ("port", RestrictedExpression::new_long(443)),
+                (
+                    "scheme",
+                    RestrictedExpression::new_string(target.scheme.to_owned()),
+                ),
+                (
+                    "port",
+                    RestrictedExpression::new_long(i64::from(target.port)),
+                ),
                 ("time", RestrictedExpression::new_long(now())),
             ];
             match self.authorize(principal, &self.redeem, resource, context, set, &entities) {
@@ -426,6 +451,11 @@ impl Policy {
 fn deny_reason(policies: &[String], default: &'static str) -> &'static str {
     if policies.iter().any(|p| p == "builtin:allowed_ports") {
         "port_not_allowed"
+    } else if policies
+        .iter()
+        .any(|p| p.starts_with("provider:") && p.ends_with(":tls"))
+    {
+        "plaintext_upstream"
     } else if policies.iter().any(|p| p.starts_with("provider:")) {
         "placeholder_host_not_bound"
     } else if policies.is_empty() {

@@ -45,21 +45,25 @@ fn policy_with(extra: &[PolicyRecord]) -> Policy {
             id: "github".into(),
             hosts: vec!["api.github.com".into()],
             passthrough: false,
+            dangerous_allow_plaintext: false,
         },
         Provider {
             id: "stripe".into(),
             hosts: vec!["api.stripe.com".into()],
             passthrough: false,
+            dangerous_allow_plaintext: false,
         },
         Provider {
             id: "vault".into(),
             hosts: vec!["*.vault.example".into()],
             passthrough: false,
+            dangerous_allow_plaintext: false,
         },
         Provider {
             id: "bank".into(),
             hosts: vec!["*.bank.example".into()],
             passthrough: true,
+            dangerous_allow_plaintext: false,
         },
     ];
     let rules = vec![
@@ -144,7 +148,7 @@ fn workload(id: &str) -> Principal {
 fn redeem(p: &Policy, who: &Principal, host: &str, path: &str, method: &str, name: &str) -> String {
     match p.decide_redeem(
         &Subject::new(who),
-        RedeemTarget { host, path, method },
+        RedeemTarget::tls(host, path, method),
         &[name.to_owned()],
     ) {
         Ok(permit) => format!("allow [{}]", permit.rules().join(",")),
@@ -353,11 +357,7 @@ fn schema_errors_are_rejected_with_the_validators_message() {
 fn one_denied_placeholder_denies_all_and_body_flag_follows_the_rule() {
     let p = policy();
     let billing = Subject::new(&workload("service:billing"));
-    let target = RedeemTarget {
-        host: "api.stripe.com",
-        path: "/v1/charges",
-        method: "POST",
-    };
+    let target = RedeemTarget::tls("api.stripe.com", "/v1/charges", "POST");
     let permit = p
         .decide_redeem(&billing, target, &["XCALIBUR_STRIPE_KEY".to_owned()])
         .unwrap();
@@ -368,4 +368,42 @@ fn one_denied_placeholder_denies_all_and_body_flag_follows_the_rule() {
     ];
     assert!(p.decide_redeem(&billing, target, &both).is_err());
     assert!(p.is_passthrough("www.bank.example"));
+}
+
+#[test]
+fn cleartext_legs_need_the_providers_dangerous_opt_in() {
+    let ci = Subject::new(&workload("service:ci"));
+    let name = ["XCALIBUR_GITHUB_TOKEN".to_owned()];
+    let over = |p: &Policy, scheme: &str, port: u16| {
+        let target = RedeemTarget {
+            host: "api.github.com",
+            path: "/user",
+            method: "GET",
+            scheme,
+            port,
+        };
+        match p.decide_redeem(&ci, target, &name) {
+            Ok(_) => "allow".to_owned(),
+            Err(d) => format!("deny {} [{}]", d.reason, d.policies.join(",")),
+        }
+    };
+    let p = policy();
+    assert_eq!(over(&p, "https", 443), "allow");
+    assert_eq!(over(&p, "https", 8443), "allow");
+    assert_eq!(
+        over(&p, "http", 80),
+        "deny plaintext_upstream [provider:github:tls]"
+    );
+    assert_eq!(
+        over(&p, "http", 443),
+        "deny plaintext_upstream [provider:github:tls]"
+    );
+    // Operator policies see the scheme and the upstream port too.
+    let only_443 = operator(
+        "only-443",
+        "forbid (principal, action == Action::\"redeem\", resource) when { context.port != 443 && context.scheme == \"https\" };",
+    );
+    let p = policy_with(&[only_443]);
+    assert_eq!(over(&p, "https", 443), "allow");
+    assert!(over(&p, "https", 8443).starts_with("deny forbidden_by_policy"));
 }

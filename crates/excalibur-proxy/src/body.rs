@@ -125,11 +125,31 @@ pub enum Direction {
     Down,
 }
 
-/// Wraps a body: optional streaming rewrite, byte counting, optional size cap.
+/// What happens to a body's trailer fields.
+#[derive(Debug, Default)]
+pub enum Trailers {
+    /// Forwarded as they are (nothing secret can be in them).
+    #[default]
+    Pass,
+    /// Response trailers: scrubbed like headers (names and values).
+    Scrub(crate::scrub::Scrubber),
+    /// Request trailers: a placeholder in them (any form) fails the body; trailers
+    /// are never substituted.
+    Refuse(Arc<excalibur_mediation::Mediator>),
+}
+
+/// A request trailer carried a placeholder: it is never sent on.
+#[derive(Debug, thiserror::Error)]
+#[error("a placeholder in the request trailers is not allowed")]
+pub struct PlaceholderInTrailers;
+
+/// Wraps a body: streaming rewrites (applied in order), byte counting, an optional
+/// size cap, and what to do with trailers.
 #[derive(Debug)]
 pub struct Mediated<B> {
     inner: B,
-    rewriter: Option<StreamRewriter>,
+    rewriters: Vec<StreamRewriter>,
+    trailers: Trailers,
     flow: Option<Arc<FlowState>>,
     direction: Direction,
     limit: Option<u64>,
@@ -147,9 +167,29 @@ impl<B> Mediated<B> {
         direction: Direction,
         limit: Option<u64>,
     ) -> Self {
+        Self::chain(
+            inner,
+            rewriter.into_iter().collect(),
+            Trailers::Pass,
+            flow,
+            direction,
+            limit,
+        )
+    }
+
+    /// Wraps `inner` with every rewriter of `rewriters`, in order, and a trailer rule.
+    pub fn chain(
+        inner: B,
+        rewriters: Vec<StreamRewriter>,
+        trailers: Trailers,
+        flow: Option<Arc<FlowState>>,
+        direction: Direction,
+        limit: Option<u64>,
+    ) -> Self {
         Self {
             inner,
-            rewriter,
+            rewriters,
+            trailers,
             flow,
             direction,
             limit,
@@ -166,6 +206,50 @@ impl<B> Mediated<B> {
                 Direction::Down => &flow.down,
             };
             counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = data.to_vec();
+        for r in &mut self.rewriters {
+            out = r.push(&out);
+        }
+        out
+    }
+
+    /// Flushes every rewriter, each one's rest going through the ones after it.
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in &mut self.rewriters {
+            let mut next = r.push(&out);
+            next.extend(r.finish());
+            out = next;
+        }
+        out
+    }
+
+    /// Applies the trailer rule; `Err` fails the body.
+    fn trailers(&self, mut trailers: http::HeaderMap) -> Result<http::HeaderMap, BoxError> {
+        match &self.trailers {
+            Trailers::Pass => Ok(trailers),
+            Trailers::Scrub(s) => {
+                s.headers(&mut trailers);
+                Ok(trailers)
+            }
+            Trailers::Refuse(m) => {
+                let mut found = std::collections::BTreeSet::new();
+                for (name, value) in &trailers {
+                    for bytes in [name.as_str().as_bytes(), value.as_bytes()] {
+                        m.find(bytes, &mut found);
+                        m.find_encoded(bytes, &mut found);
+                    }
+                }
+                if found.is_empty() {
+                    Ok(trailers)
+                } else {
+                    Err(Box::new(PlaceholderInTrailers))
+                }
+            }
         }
     }
 }
@@ -186,7 +270,7 @@ where
         loop {
             if let Some(trailers) = this.pending_trailers.take() {
                 this.finished = true;
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                return Poll::Ready(Some(this.trailers(trailers).map(Frame::trailers)));
             }
             if this.finished {
                 return Poll::Ready(None);
@@ -202,9 +286,10 @@ where
                         {
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                         }
-                        let out = match &mut this.rewriter {
-                            Some(r) => Bytes::from(r.push(&data)),
-                            None => data,
+                        let out = if this.rewriters.is_empty() {
+                            data
+                        } else {
+                            Bytes::from(this.push(&data))
                         };
                         if out.is_empty() {
                             continue;
@@ -216,14 +301,10 @@ where
                         let Ok(trailers) = frame.into_trailers() else {
                             continue;
                         };
-                        let rest = this
-                            .rewriter
-                            .as_mut()
-                            .map(StreamRewriter::finish)
-                            .unwrap_or_default();
+                        let rest = this.finish();
                         if rest.is_empty() {
                             this.finished = true;
-                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                            return Poll::Ready(Some(this.trailers(trailers).map(Frame::trailers)));
                         }
                         this.pending_trailers = Some(trailers);
                         this.count(rest.len());
@@ -232,11 +313,7 @@ where
                 },
                 Poll::Ready(None) => {
                     this.finished = true;
-                    let rest = this
-                        .rewriter
-                        .as_mut()
-                        .map(StreamRewriter::finish)
-                        .unwrap_or_default();
+                    let rest = this.finish();
                     if rest.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -252,11 +329,86 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.rewriter.is_some() {
-            SizeHint::default()
-        } else {
+        if self.rewriters.is_empty() {
             self.inner.size_hint()
+        } else {
+            SizeHint::default()
         }
+    }
+}
+
+/// A response body that holds the request body the handler never read. When the
+/// response has been sent (this body is dropped), the request body is drained in the
+/// background, bounded, so that the stream ends normally instead of with a reset that
+/// some clients report as an empty reply; past the bound it is dropped, and HTTP/2 then
+/// resets the stream with NO_ERROR (RFC 9113 §8.1), the response already complete.
+#[derive(Debug)]
+pub struct Held<B> {
+    inner: B,
+    request: Option<hyper::body::Incoming>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl<B> Held<B> {
+    /// `inner`, keeping `request` until the response is done, then draining it on `tasks`.
+    pub fn new(
+        inner: B,
+        request: hyper::body::Incoming,
+        tasks: tokio_util::task::TaskTracker,
+    ) -> Self {
+        Self {
+            inner,
+            request: Some(request),
+            tasks,
+        }
+    }
+}
+
+impl<B> Drop for Held<B> {
+    fn drop(&mut self) {
+        if let Some(body) = self.request.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.tasks.spawn(drain(body));
+        }
+    }
+}
+
+/// Reads and discards a request body, at most 8 MiB and 10 s.
+pub async fn drain(mut body: hyper::body::Incoming) {
+    const LIMIT: usize = 8 << 20;
+    let mut seen = 0;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+impl<B> Body for Held<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -25,13 +25,18 @@ use tokio_util::task::TaskTracker;
 
 pub mod body;
 pub mod ca;
+mod decide;
 pub mod dpop;
+mod encoding;
 pub mod guard;
 pub mod jwt_bearer;
+mod mediate;
 pub mod metrics;
 pub mod mtls;
 pub mod oauth_refresh;
 mod pipeline;
+pub mod scrub;
+mod send;
 pub mod sigv4;
 pub mod snapshot;
 mod token;
@@ -69,6 +74,8 @@ pub struct ProxyConfig {
     pub upstream: upstream::UpstreamConfig,
     /// Largest request body rewritten for substitution (bytes).
     pub max_substitute_body: u64,
+    /// Largest response body decoded (gzip, deflate) so it can be scrubbed (bytes).
+    pub max_decoded_response: u64,
     /// This instance's pseudonym in `Via`, used to detect loops.
     pub via_name: String,
     /// Time the upstream has to answer with a response head.
@@ -91,6 +98,7 @@ struct Inner {
     recorder: Arc<dyn Recorder>,
     control: Arc<dyn Control>,
     max_substitute_body: u64,
+    max_decoded_response: u64,
     request_timeout: std::time::Duration,
     metrics: metrics::ProxyMetrics,
     via: http::HeaderValue,
@@ -155,6 +163,7 @@ impl Proxy {
                 recorder,
                 control,
                 max_substitute_body: config.max_substitute_body,
+                max_decoded_response: config.max_decoded_response,
                 request_timeout: config.request_timeout,
                 metrics: config.metrics,
                 via,

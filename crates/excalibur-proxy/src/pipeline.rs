@@ -4,7 +4,6 @@
 //! CONNECT tunnels are intercepted with a leaf for the CONNECT host (the SNI must agree)
 //! unless the host is passthrough; each request inside is checked again.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +15,9 @@ use excalibur_core::ids::FlowId;
 use excalibur_core::principal::Principal;
 use excalibur_core::time::Timestamp;
 use excalibur_identity::Unidentified;
-use excalibur_policy::{Deny, RedeemTarget, Subject};
+use excalibur_policy::{Deny, Subject};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -27,7 +26,9 @@ use serde_json::json;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument as _;
 
-use crate::body::{self, Direction, FlowState, Mediated, ProxyBody};
+use crate::body::{self, FlowState, ProxyBody};
+use crate::decide;
+use crate::scrub::Scrubber;
 use crate::snapshot::Snapshot;
 use crate::upstream::{ConnectError, connect_tcp};
 use crate::{Inner, Proxy};
@@ -36,16 +37,23 @@ use crate::{Inner, Proxy};
 const REASON_HEADER: &str = "x-excalibur-reason";
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where a request is going, as established by the proxy (never by `Host` alone).
+/// Where a request is going, as established by the proxy (never by `Host` alone): the
+/// scheme of the upstream leg, the host and the upstream port.
 #[derive(Debug, Clone)]
-struct Target {
-    https: bool,
-    host: String,
-    port: u16,
+pub(crate) struct Target {
+    /// The upstream leg is TLS.
+    pub(crate) https: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Target {
-    fn authority(&self) -> String {
+    /// `https` or `http`: the upstream leg's scheme.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    pub(crate) fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -132,7 +140,8 @@ impl Proxy {
             let tcp = match connect_tcp(&inner.upstream, &target.host, target.port).await {
                 Ok(t) => t,
                 Err(e) => {
-                    let resp = inner.connect_refusal(&principal, &target, "CONNECT", &e);
+                    let r = inner.connect_refusal(&principal, &target, "CONNECT", &e);
+                    let resp = refuse(r.status, r.reason, &r.detail);
                     let status = resp.status();
                     let decision = if status == StatusCode::FORBIDDEN {
                         "deny"
@@ -526,13 +535,13 @@ impl Inner {
 
     /// The refusal (and, for guard denials, the audit event) for a failed upstream
     /// connect. The caller records the flow: exactly one per request.
-    fn connect_refusal(
+    pub(crate) fn connect_refusal(
         &self,
         p: &Principal,
         t: &Target,
         method: &str,
         e: &ConnectError,
-    ) -> Response<ProxyBody> {
+    ) -> crate::sigv4::Refusal {
         let status = match e {
             ConnectError::Forbidden { .. } | ConnectError::Loop(_) => StatusCode::FORBIDDEN,
             ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -550,10 +559,11 @@ impl Inner {
         } else {
             tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %t.host, "upstream failed");
         }
-        refuse(status, e.reason(), &e.to_string())
+        crate::sigv4::refuse(status, e.reason(), &e.to_string())
     }
 
-    /// Mediates one request and sends it upstream.
+    /// One request, stage by stage: decide every redemption, mediate, send, scrub.
+    /// The flow is recorded once, whatever happens (its drop guard).
     async fn forward(
         &self,
         snap: &Snapshot,
@@ -563,414 +573,109 @@ impl Inner {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let (mut parts, incoming) = req.into_parts();
+        let early = Early::of(&parts);
         if !self.recorder.has_capacity() {
-            return refuse(
+            let r = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_backpressure",
                 "the audit queue is full; retry shortly",
             );
+            return early.refuse(&self.tasks, incoming, r);
         }
-        let (mut parts, incoming) = req.into_parts();
-        let method = parts.method.as_str().to_owned();
-        let path = parts.uri.path().to_owned();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str().to_owned())
-            .unwrap_or_else(|| "/".to_owned());
-
+        if let Some(coding) = crate::encoding::transfer_codings(&parts.headers).first() {
+            let detail =
+                format!("transfer coding `{coding:?}` is not supported; send chunked or a length");
+            return early.refuse(
+                &self.tasks,
+                incoming,
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_transfer_coding",
+                    &detail,
+                ),
+            );
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::PROXY_AUTHORIZATION);
         parts.headers.remove(header::HOST);
-        // Ask for identity encoding so echoed values can be scrubbed from the response.
+        // Ask for identity encoding; what comes back encoded anyway is decoded to scrub.
         parts.headers.remove(header::ACCEPT_ENCODING);
-
-        // Find every placeholder in the URI and headers, literal and encoded.
-        let mediator = &snap.mediator;
-        let (mut found, mut encoded) = (BTreeSet::new(), BTreeSet::new());
-        mediator.find(path_and_query.as_bytes(), &mut found);
-        mediator.find_encoded(path_and_query.as_bytes(), &mut encoded);
-        for value in parts.headers.values() {
-            mediator.find(value.as_bytes(), &mut found);
-            mediator.find_encoded(value.as_bytes(), &mut encoded);
-        }
-        let redeem_target = RedeemTarget {
-            host: &target.host,
-            path: &path,
+        let method = parts.method.as_str().to_owned();
+        let path = parts.uri.path().to_owned();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let head = decide::Head {
             method: &method,
+            path: &path,
+            path_and_query: &pq,
+            headers: &parts.headers,
+            body: !http_body::Body::is_end_stream(&incoming),
         };
-        let mut asked: Vec<String> = found.iter().cloned().collect();
-        asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
-        // A body is streamed, so placeholders in it cannot be found before deciding:
-        // those this principal may redeem into bodies toward this host join the permit.
-        if !http_body::Body::is_end_stream(&incoming) {
-            for name in snap.body_candidates(&target.host) {
-                if !asked.iter().any(|a| a == name)
-                    && snap
-                        .policy
-                        .decide_redeem(subject, redeem_target, std::slice::from_ref(name))
-                        .is_ok_and(|p| p.substitute_body())
-                {
-                    asked.push(name.clone());
-                }
-            }
-        }
-        let permit = if asked.is_empty() {
-            None
-        } else {
-            match snap.policy.decide_redeem(subject, redeem_target, &asked) {
-                Ok(p) => Some(p),
-                Err(deny) => {
-                    let resp =
-                        self.placeholder_denied(principal, target, &method, &path, &asked, &deny);
-                    return drained(incoming, resp).await;
-                }
-            }
-        };
-
-        // Substitute into the URI and headers. Substituted header values are marked
-        // sensitive: HTTP/2 sends them never-indexed, keeping them out of HPACK tables.
-        let mut upstream_pq = path_and_query.clone();
-        if let Some(permit) = &permit {
-            if let Some(new) = mediator.substitute(permit, path_and_query.as_bytes()) {
-                upstream_pq = String::from_utf8_lossy(&new).into_owned();
-            }
-            for value in parts.headers.values_mut() {
-                if let Some(new) = mediator.substitute(permit, value.as_bytes()) {
-                    let Ok(mut v) = HeaderValue::from_bytes(&new) else {
-                        return refuse(
-                            StatusCode::BAD_GATEWAY,
-                            "substitution_failed",
-                            "substituted header value is invalid",
-                        );
-                    };
-                    v.set_sensitive(true);
-                    *value = v;
-                }
-            }
-        }
-        // Crypto mappings for this host and path (SigV4 signing, mTLS client certificate,
-        // DPoP proofs, OAuth2 refresh and JWT-bearer tokens) are redeemed like
-        // placeholders: policy must permit this principal to use each of them here.
-        let sigv4 = snap.sigv4.find(&target.host, &path);
-        let mtls = target
-            .https
-            .then(|| snap.mtls.find(&target.host, target.port))
-            .flatten();
-        let dpop = snap.dpop.find(&target.host, &path);
-        let oauth = snap.oauth_refresh.find(&target.host, &path);
-        let jwt_bearer = snap.jwt_bearer.find(&target.host, &path);
-        let mappings: Vec<String> = [
-            sigv4.map(|r| &r.id),
-            mtls.map(|r| &r.id),
-            dpop.map(|l| &l.route().id),
-            oauth.map(|r| &r.id),
-            jwt_bearer.map(|r| &r.id),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-        if !mappings.is_empty()
-            && let Err(deny) = snap.policy.decide_redeem(subject, redeem_target, &mappings)
+        let red = match decide::redemption(snap, subject, target, &head, Timestamp::now().millis())
         {
-            let resp = self.placeholder_denied(principal, target, &method, &path, &mappings, &deny);
-            return drained(incoming, resp).await;
-        }
-        let identity_body = parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        // A signed body is covered by its signature: no substitution into it.
-        let body_rewriter = permit
-            .as_ref()
-            .filter(|p| p.substitute_body() && identity_body && sigv4.is_none())
-            .map(|p| mediator.body_substituter(p.clone()));
-        let limit = body_rewriter.as_ref().map(|_| self.max_substitute_body);
-        if body_rewriter.is_some() {
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-
+            Ok(r) => r,
+            Err(d) => {
+                let resp =
+                    self.placeholder_denied(principal, target, &method, &path, &d.names, &d.deny);
+                return early.refuse(&self.tasks, incoming, resp);
+            }
+        };
         let flow = self.flow_state(principal, &method, target, &path, "allow", None);
-        let mut redeemed: Vec<String> = permit
-            .as_ref()
-            .map(|p| p.placeholders().to_vec())
-            .unwrap_or_default();
-        redeemed.extend(mappings);
-        flow.update(|f| f.placeholders.clone_from(&redeemed));
-        let scheme = if target.https { "https" } else { "http" };
-        let Ok(uri) = format!("{scheme}://{}{upstream_pq}", target.authority()).parse::<Uri>()
-        else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad_request_target",
-                "the request target is invalid",
-            );
-        };
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        parts.headers.append(header::VIA, self.via.clone());
-        // A JWT-bearer or OAuth2 access token replaces whatever the workload sent; it is
-        // scrubbed from the response like the SigV4 values below.
-        let token = match (jwt_bearer, oauth) {
-            (_, Some(route)) => Some(self.oauth_access_token(route, &principal.id, None).await),
-            (Some(route), None) => Some(self.jwt_bearer_token(route, &principal.id).await),
-            (None, None) => None,
-        };
-        let mut injected = match token.transpose() {
-            Ok(t) => t,
+        flow.update(|f| f.placeholders.clone_from(&red.redeemed));
+        let out = crate::mediate::request(
+            self, snap, principal, target, &red, &pq, parts, incoming, &flow,
+        );
+        let out = match out.await {
+            Ok(o) => o,
             Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
         };
-        if let Some(t) = &injected {
-            parts
-                .headers
-                .insert(header::AUTHORIZATION, t.header.clone());
-        }
-        let body_empty = http_body::Body::is_end_stream(&incoming);
-        // Signing is the last change to the request.
-        let (parts, incoming): (_, ProxyBody) = match sigv4 {
-            Some(route) => {
-                let authority = target.authority();
-                match crate::sigv4::sign(
-                    route,
-                    parts,
-                    incoming,
-                    target.https,
-                    &authority,
-                    self.max_substitute_body,
-                )
-                .await
-                {
-                    Ok(signed) => {
-                        self.event(EventType::Sigv4Signed, &principal.id, signed.details);
-                        (signed.parts, signed.body)
-                    }
-                    Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
+        let (resp, injected) = match crate::send::upstream(self, out, &red, principal, target).await
+        {
+            Ok(sent) => sent,
+            Err(f) => {
+                if f.denied {
+                    flow.update(|fl| fl.decision = "deny".to_owned());
                 }
-            }
-            None => (parts, incoming.map_err(Into::into).boxed_unsync()),
-        };
-        let body = Mediated::new(
-            incoming,
-            body_rewriter,
-            Some(Arc::clone(&flow)),
-            Direction::Up,
-            limit,
-        )
-        .boxed_unsync();
-        // One pooled client per client identity: mapped authorities get their own.
-        let own_client;
-        let client = match mtls {
-            Some(route) => match self.mtls_clients.get(route, &self.upstream, &self.roots) {
-                Ok(c) => {
-                    own_client = c;
-                    &own_client
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, mapping = %route.id, "mTLS client configuration failed");
-                    return failed(
-                        &flow,
-                        refuse(
-                            StatusCode::BAD_GATEWAY,
-                            "mtls_failed",
-                            "the client certificate could not be used",
-                        ),
-                    );
-                }
-            },
-            None => &self.client,
-        };
-        let sent = match dpop {
-            // A DPoP request may be retried once with a server nonce: its body is read
-            // (bounded) so it can be replayed.
-            Some(leg) => {
-                let limit = usize::try_from(self.max_substitute_body).unwrap_or(usize::MAX);
-                let Some(bytes) = body::collect_limited(body, limit).await else {
-                    return failed(
-                        &flow,
-                        refuse(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "the body is too large to replay",
-                        ),
-                    );
-                };
-                tokio::time::timeout(self.request_timeout, async {
-                    let sent = crate::dpop::send(
-                        client,
-                        &self.dpop_nonces,
-                        leg,
-                        &parts,
-                        bytes,
-                        target.https,
-                        &target.host,
-                        target.port,
-                    )
-                    .await?;
-                    self.event(EventType::DpopSigned, &principal.id, sent.details);
-                    Ok(sent.response)
-                })
-                .await
-            }
-            None => {
-                // A bodiless request with a refreshed token can be replayed once on 401.
-                let replay = oauth.filter(|_| body_empty).map(|route| {
-                    (
-                        route,
-                        parts.method.clone(),
-                        parts.uri.clone(),
-                        parts.version,
-                        parts.headers.clone(),
-                    )
-                });
-                let first = tokio::time::timeout(
-                    self.request_timeout,
-                    client.request(Request::from_parts(parts, body)),
-                )
-                .await;
-                match (first, replay, injected.as_mut()) {
-                    (Ok(Ok(resp)), Some((route, m, u, v, mut h)), Some(inj))
-                        if resp.status() == StatusCode::UNAUTHORIZED =>
-                    {
-                        match self
-                            .oauth_access_token(route, &principal.id, Some(&inj.token))
-                            .await
-                        {
-                            Ok(fresh) => {
-                                h.insert(header::AUTHORIZATION, fresh.header.clone());
-                                *inj = fresh;
-                                let mut req = Request::new(body::empty());
-                                *req.method_mut() = m;
-                                *req.uri_mut() = u;
-                                *req.version_mut() = v;
-                                *req.headers_mut() = h;
-                                tokio::time::timeout(self.request_timeout, client.request(req))
-                                    .await
-                            }
-                            Err(_) => Ok(Ok(resp)),
-                        }
-                    }
-                    (first, _, _) => first,
-                }
-                .map(|r| r.map(|resp| resp.map(body::incoming)).map_err(Some))
-            }
-        };
-        let Ok(sent) = sent else {
-            return failed(
-                &flow,
-                refuse(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the upstream did not answer in time",
-                ),
-            );
-        };
-        let resp: Response<ProxyBody> = match sent {
-            Ok(r) => r,
-            Err(None) => {
                 return failed(
                     &flow,
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "dpop_failed",
-                        "the DPoP proof could not be made",
-                    ),
+                    refuse(f.refusal.status, f.refusal.reason, &f.refusal.detail),
                 );
             }
-            Err(Some(e)) => {
-                let connect = find_source::<ConnectError>(&e);
-                let resp = match connect {
-                    Some(ce) => {
-                        let resp = self.connect_refusal(principal, target, &method, ce);
-                        if resp.status() == StatusCode::FORBIDDEN {
-                            flow.update(|f| f.decision = "deny".to_owned());
-                        }
-                        resp
-                    }
-                    None => {
-                        let too_large = find_source::<body::BodyTooLarge>(&e).is_some();
-                        tracing::warn!(error = %excalibur_core::ErrorChain(&e), host = %target.host, "upstream request failed");
-                        if too_large {
-                            refuse(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "body_too_large",
-                                "the body is too large to substitute",
-                            )
-                        } else {
-                            refuse(
-                                StatusCode::BAD_GATEWAY,
-                                "upstream_failed",
-                                "the upstream request failed",
-                            )
-                        }
-                    }
-                };
-                return failed(&flow, resp);
-            }
         };
-        let (mut rparts, rbody) = resp.into_parts();
-        strip_hop_by_hop(&mut rparts.headers);
-        // A compressed echo cannot be scrubbed: refuse it when a secret was sent.
-        let compressed = rparts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if compressed && permit.is_some() {
-            return failed(
-                &flow,
-                refuse(
-                    StatusCode::BAD_GATEWAY,
-                    "unscrubbable_response",
-                    "the upstream sent a compressed response that cannot be scrubbed",
-                ),
-            );
-        }
-        scrub_headers(mediator, &mut rparts.headers);
-        let scrubber = (!mediator.is_empty() && !compressed).then(|| mediator.body_scrubber());
-        // A rewritten body changes length; a HEAD answer (no body) keeps its length.
-        if scrubber.is_some() && method != "HEAD" {
-            rparts.headers.remove(header::CONTENT_LENGTH);
-        }
         self.metrics.upstream(started.elapsed().as_secs_f64());
-        self.metrics.substituted(redeemed.len());
+        self.metrics.substituted(red.redeemed.len());
         let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         flow.update(|f| {
-            f.status = rparts.status.as_u16();
+            f.status = resp.status().as_u16();
             f.latency_ms = latency;
         });
-        let body = Mediated::new(rbody, scrubber, Some(flow), Direction::Down, None).boxed_unsync();
-        // An injected access token echoed back is scrubbed too (replaced by the mapping id).
-        // Credentials sent upstream on the workload's behalf come back replaced by the
-        // mapping id: SigV4 key ids and session tokens from headers, and from bodies
-        // except S3's (object data whose length clients rely on); injected tokens from
-        // both. A HEAD answer keeps its Content-Length.
-        let mut body = body;
-        let rescrub = |m: &Arc<excalibur_mediation::Mediator>,
-                       body: ProxyBody,
-                       rparts: &mut http::response::Parts|
-         -> ProxyBody {
-            if method != "HEAD" {
-                rparts.headers.remove(header::CONTENT_LENGTH);
+        // One scrubber for the whole response: placeholders, SigV4 key ids (not from S3
+        // object bodies), the injected token.
+        let mut scrubber = Scrubber::new(&snap.mediator);
+        if let Some(route) = red.families.sigv4 {
+            scrubber.add(route.scrub(), !route.is_s3());
+        }
+        if let Some(inj) = &injected {
+            scrubber.add(&inj.scrub, true);
+        }
+        match crate::scrub::response(
+            &scrubber,
+            resp,
+            method == "HEAD",
+            self.max_decoded_response,
+            Arc::clone(&flow),
+        ) {
+            Ok((resp, 0)) => resp,
+            Ok((resp, _)) => {
+                flow.update(|f| f.reason = Some("response_header_name_dropped".to_owned()));
+                resp
             }
-            Mediated::new(body, Some(m.body_scrubber()), None, Direction::Down, None).boxed_unsync()
-        };
-        if let Some(route) = sigv4 {
-            scrub_headers(route.scrub(), &mut rparts.headers);
-            if !route.is_s3() {
-                body = rescrub(route.scrub(), body, &mut rparts);
-            }
+            Err(r) => failed(&flow, refuse(r.status, r.reason, &r.detail)),
         }
-        if let Some(inj) = injected {
-            scrub_headers(&inj.scrub, &mut rparts.headers);
-            body = rescrub(&inj.scrub, body, &mut rparts);
-        }
-        if method == "HEAD" {
-            // A HEAD answer has no body, whatever its Content-Length says: send an ended
-            // body (HTTP/2 resets a stream whose DATA disagrees with Content-Length).
-            drop(body);
-            return Response::from_parts(rparts, body::empty());
-        }
-        Response::from_parts(rparts, body)
     }
 
     fn placeholder_denied(
@@ -993,26 +698,60 @@ impl Inner {
             f.status = 403;
             f.placeholders = names.to_vec();
         });
-        refuse(StatusCode::FORBIDDEN, "placeholder_denied", &deny.detail)
+        // Expiry and cleartext are their own answers; every other refusal of a
+        // redemption is `placeholder_denied` (the event names the rule).
+        let reason = match deny.reason {
+            r @ ("placeholder_expired" | "plaintext_upstream") => r,
+            _ => "placeholder_denied",
+        };
+        refuse(StatusCode::FORBIDDEN, reason, &deny.detail)
     }
 }
 
-/// Reads (and discards) a small request body before a refusal is sent, so HTTP/2 clients
-/// see the stream end normally instead of a reset while still sending. Bounded in bytes
-/// and time; a larger or slower body is simply dropped.
-async fn drained(mut body: Incoming, resp: Response<ProxyBody>) -> Response<ProxyBody> {
-    const LIMIT: usize = 64 * 1024;
-    let mut seen = 0;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, Bytes::len);
-            if seen > LIMIT {
-                break;
-            }
+/// How to refuse a request whose body has not been read: answer first, never read it
+/// to decide. HTTP/2: the response goes out whole, then the body is drained (bounded)
+/// so the stream ends cleanly; past the bound h2 resets it with NO_ERROR (RFC 9113
+/// §8.1), never before the response. HTTP/1.1: `Connection: close`; a client waiting on
+/// `Expect: 100-continue` never sends the body, one already sending has it drained
+/// (bounded) so that closing does not reset the connection before the refusal is read.
+#[derive(Debug, Clone, Copy)]
+struct Early {
+    h2: bool,
+    expects_continue: bool,
+}
+
+impl Early {
+    fn of(parts: &http::request::Parts) -> Self {
+        Self {
+            h2: parts.version == Version::HTTP_2,
+            expects_continue: parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
         }
-    })
-    .await;
-    resp
+    }
+
+    fn refuse(
+        self,
+        tasks: &tokio_util::task::TaskTracker,
+        body: Incoming,
+        resp: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        if http_body::Body::is_end_stream(&body) {
+            return resp;
+        }
+        if self.h2 {
+            return resp.map(|b| body::Held::new(b, body, tasks.clone()).boxed_unsync());
+        }
+        let (mut parts, b) = resp.into_parts();
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if !self.expects_continue {
+            tasks.spawn(body::drain(body));
+        }
+        Response::from_parts(parts, b)
+    }
 }
 
 /// The span every log line of one proxied request is recorded in; `request_id` is the
@@ -1026,17 +765,6 @@ fn request_span<B>(target: &Target, req: &Request<B>) -> tracing::Span {
     )
 }
 
-/// Replaces real values in response headers by their names.
-fn scrub_headers(m: &excalibur_mediation::Mediator, headers: &mut HeaderMap) {
-    for value in headers.values_mut() {
-        if let Some(clean) = m.scrub(value.as_bytes())
-            && let Ok(v) = HeaderValue::from_bytes(&clean)
-        {
-            *value = v;
-        }
-    }
-}
-
 /// Records a refusal's status and reason code on the flow, and returns the refusal.
 fn failed(flow: &FlowState, resp: Response<ProxyBody>) -> Response<ProxyBody> {
     flow.update(|f| {
@@ -1048,19 +776,6 @@ fn failed(flow: &FlowState, resp: Response<ProxyBody>) -> Response<ProxyBody> {
             .map(str::to_owned);
     });
     resp
-}
-
-fn find_source<'a, T: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 fn normalize_host(h: &str) -> String {
@@ -1091,7 +806,7 @@ fn via_loops(headers: &HeaderMap, name: &str) -> bool {
 }
 
 /// RFC 9110 §7.6.1: drop the headers named by `Connection`, then the hop-by-hop set.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -1109,7 +824,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         "transfer-encoding",
         "upgrade",
         "proxy-authenticate",
-        "trailer",
     ] {
         headers.remove(n);
     }

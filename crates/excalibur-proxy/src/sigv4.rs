@@ -248,7 +248,8 @@ fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Resu
         None => match length {
             Some(n) if n <= HASH_WHOLE_MAX => Plan::Hash,
             Some(n) => Plan::Encode { decoded: n },
-            None if https => Plan::Pass(sigv4::UNSIGNED_PAYLOAD.to_owned()),
+            // S3 needs a length (411 otherwise): an upload of unknown length is read,
+            // up to the cap, and signed with the length it turned out to have.
             None => Plan::Hash,
         },
     })
@@ -290,7 +291,32 @@ pub(crate) async fn sign(
         parts.headers.remove(name);
     }
     let scheme = if https { "https" } else { "http" };
-    let (kept, expires, presigned) = sigv4::strip_query_auth(parts.uri.query().unwrap_or_default());
+    let query = parts.uri.query().unwrap_or_default();
+    let (kept, expires, presigned) = match sigv4::strip_sigv2_query_auth(query) {
+        // A SigV2 presigned URL is re-presigned as SigV4 with the real key, keeping
+        // the object, the method and the expiry; never forwarded with its dummy auth.
+        Some((kept, expires_at)) => {
+            let now_s = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let Some(left) = expires_at.map(|at| at.saturating_sub(now_s)) else {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "sigv2_presign_unsupported",
+                    "a SigV2 presigned URL without `Expires`; make a SigV4 one (`excalibur-ctl crypto sigv4 presign`, or `aws configure set default.s3.signature_version s3v4`)",
+                ));
+            };
+            if left == 0 {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "presigned_url_expired",
+                    "the presigned URL has expired",
+                ));
+            }
+            (sigv4::strip_query_auth(&kept).0, Some(left), true)
+        }
+        None => sigv4::strip_query_auth(query),
+    };
     let path = sigv4::canonical_path(parts.uri.path(), s3);
     let url = match sigv4::canonical_query(&kept) {
         Some(q) => format!("{scheme}://{authority}{path}?{q}"),
@@ -375,13 +401,21 @@ pub(crate) async fn sign(
                     "the request body could not be read",
                 ));
             };
+            let unknown_length = incoming.size_hint().exact().is_none();
             let bytes = Limited::new(incoming, usize::try_from(cap).unwrap_or(usize::MAX))
                 .collect()
                 .await
                 .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
+                    let too_large = e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some();
+                    if too_large && unknown_length {
+                        refuse(
+                            StatusCode::LENGTH_REQUIRED,
+                            "length_required",
+                            &format!("an upload of unknown length over {cap} bytes cannot be signed: send Content-Length (or aws-chunked)"),
+                        )
+                    } else if too_large {
                         refuse(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             "body_too_large",

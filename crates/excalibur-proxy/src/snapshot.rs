@@ -24,6 +24,8 @@ use crate::sigv4::Sigv4Routes;
 pub struct SnapshotInput {
     /// `(placeholder, provider id, real value)`.
     pub placeholders: Vec<(String, String, Secret)>,
+    /// `(placeholder, expires at in Unix ms)` for placeholders that expire.
+    pub placeholder_expiry: Vec<(String, i64)>,
     /// Providers.
     pub providers: Vec<Provider>,
     /// Live service credentials with their token hashes.
@@ -74,6 +76,9 @@ pub struct Snapshot {
     pub oauth_refresh: OauthRefreshRoutes,
     /// Placeholder names by their provider's hosts (candidates for body substitution).
     body_candidates: Vec<(Vec<HostPattern>, Vec<String>)>,
+    /// When placeholders stop being redeemable (Unix ms). Expired ones stay in the
+    /// mediator so that they are still found (and refused) and their echoes scrubbed.
+    expiry: std::collections::HashMap<String, i64>,
     /// Everything the compiled policy was built from, canonical JSON: a rebuild whose
     /// inputs are unchanged (e.g. only workload bearers changed) reuses the policy.
     policy_key: String,
@@ -186,6 +191,10 @@ impl Snapshot {
                 )
             }))
             .collect();
+        let expiry: std::collections::HashMap<String, i64> =
+            input.placeholder_expiry.iter().cloned().collect();
+        let built_at = excalibur_core::time::Timestamp::now().millis();
+        let expired = |name: &str| expiry.get(name).is_some_and(|at| *at <= built_at);
         let body_candidates = input
             .providers
             .iter()
@@ -195,10 +204,11 @@ impl Snapshot {
                     .iter()
                     .filter_map(|h| HostPattern::parse(h).ok())
                     .collect();
+                // Expired at build time: never a body candidate again.
                 let names = input
                     .placeholders
                     .iter()
-                    .filter(|(_, provider, _)| *provider == p.id)
+                    .filter(|(n, provider, _)| *provider == p.id && !expired(n))
                     .map(|(n, _, _)| n.clone())
                     .collect();
                 (hosts, names)
@@ -271,8 +281,17 @@ impl Snapshot {
             dpop,
             oauth_refresh,
             body_candidates,
+            expiry,
             policy_key,
         })
+    }
+
+    /// The first of `names` past its `expires_at` at `now_ms`: it is never redeemed,
+    /// whatever the expiry sweeper has done yet.
+    pub fn expired<'a>(&self, names: &'a [String], now_ms: i64) -> Option<&'a String> {
+        names
+            .iter()
+            .find(|n| self.expiry.get(*n).is_some_and(|at| *at <= now_ms))
     }
 
     /// Placeholders whose provider lists `host`.
@@ -296,6 +315,7 @@ mod tests {
                 id: "github".into(),
                 hosts: vec!["api.github.com".into()],
                 passthrough: false,
+                dangerous_allow_plaintext: false,
             }],
             workloads: (0..workloads)
                 .map(|i| {

@@ -129,6 +129,8 @@ pub struct PlaceholderSecret {
     pub route_family: String,
     /// The real value.
     pub value: Secret,
+    /// When it stops being redeemable (Unix ms), if it expires.
+    pub expires_ms: Option<i64>,
 }
 
 /// A service credential with its token hash, for building the proxy's snapshot.

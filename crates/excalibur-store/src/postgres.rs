@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0005_crypto_mappings.sql"),
     ),
     (6, include_str!("migrations/postgres/0006_ssh.sql")),
+    (7, include_str!("migrations/postgres/0007_plaintext.sql")),
 ];
 
 impl From<postgres::Error> for StoreError {

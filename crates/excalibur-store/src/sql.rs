@@ -259,6 +259,9 @@ fn placeholder_row(r: &Row) -> Result<PlaceholderInfo, StoreError> {
         last_rotated_at: ts(r.get(5)?),
         updated_at: ts(r.get(6)?),
         expires_at: r.get::<Option<i64>>(7)?.map(ts),
+        expired: r
+            .get::<Option<i64>>(7)?
+            .is_some_and(|at| at <= Timestamp::now().millis()),
     })
 }
 
@@ -292,6 +295,7 @@ fn provider_row(r: &Row) -> Result<Provider, StoreError> {
         id: r.get(0)?,
         hosts: serde_json::from_str(&hosts).unwrap_or_default(),
         passthrough: r.get(2)?,
+        dangerous_allow_plaintext: r.get(3)?,
     })
 }
 
@@ -398,14 +402,16 @@ impl Store for SqlStore {
         self.write(move |_, tx| {
             let now = Timestamp::now().millis();
             tx.execute(
-                "INSERT INTO providers (id, hosts, passthrough, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough, updated_ms = excluded.updated_ms",
-                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now],
+                "INSERT INTO providers (id, hosts, passthrough, dangerous_allow_plaintext, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?4)
+                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough,
+                 dangerous_allow_plaintext = excluded.dangerous_allow_plaintext, updated_ms = excluded.updated_ms",
+                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now, provider.dangerous_allow_plaintext],
             )?;
             let event = NewEvent::new(
                 EventType::ProviderUpdated,
                 actor,
-                json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough}),
+                json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough,
+                       "dangerous_allow_plaintext": provider.dangerous_allow_plaintext}),
             );
             Ok((provider, vec![event]))
         })
@@ -414,7 +420,7 @@ impl Store for SqlStore {
     fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>> {
         self.run(|_, conn| {
             conn.query_map(
-                "SELECT id, hosts, passthrough FROM providers ORDER BY id",
+                "SELECT id, hosts, passthrough, dangerous_allow_plaintext FROM providers ORDER BY id",
                 params![],
                 provider_row,
             )
@@ -1257,19 +1263,21 @@ impl Store for SqlStore {
             let tx = conn;
             let placeholders = {
 
-                let rows = tx.query_map("SELECT name, provider_id, route_family, key_id, sealed FROM placeholders ORDER BY name", params![], |r| {
+                let rows = tx.query_map("SELECT name, provider_id, route_family, key_id, sealed, expires_ms FROM placeholders ORDER BY name", params![], |r| {
                         Ok((
-                            r.get::<String>(0)?,
+                            (r.get::<String>(0)?,
                             r.get(1)?,
-                            r.get(2)?,
+                            r.get(2)?),
                             r.get::<String>(3)?,
                             r.get::<Vec<u8>>(4)?,
+                            r.get::<Option<i64>>(5)?,
                         ))
                     })?;
                 rows.into_iter()
-                    .map(|(name, provider_id, route_family, kid, blob)| {
+                    .map(|((name, provider_id, route_family), kid, blob, expires_ms)| {
                         let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
                         Ok(PlaceholderSecret {
+                            expires_ms,
                             name,
                             provider_id,
                             route_family,
@@ -1280,7 +1288,7 @@ impl Store for SqlStore {
             };
             let providers = {
 
-                tx.query_map("SELECT id, hosts, passthrough FROM providers ORDER BY id", params![], provider_row)?
+                tx.query_map("SELECT id, hosts, passthrough, dangerous_allow_plaintext FROM providers ORDER BY id", params![], provider_row)?
             };
             let credentials = {
 

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0005_crypto_mappings.sql"),
     ),
     (6, include_str!("migrations/sqlite/0006_ssh.sql")),
+    (7, include_str!("migrations/sqlite/0007_plaintext.sql")),
 ];
 
 impl SqlStore {

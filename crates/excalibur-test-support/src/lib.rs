@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod cluster;
+pub mod hostile;
 pub mod netbird;
 pub mod postgres;
 pub mod receiver;

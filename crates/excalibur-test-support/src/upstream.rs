@@ -69,27 +69,7 @@ pub struct Echo {
 impl Echo {
     /// Starts the echo server with a certificate for `names`.
     pub async fn start(names: &[&str]) -> anyhow::Result<Self> {
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Test Upstream CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?
-            .signed_by(&leaf_key, &issuer)?;
-        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone(), ca_cert.der().clone()],
-            PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(anyhow::Error::msg)?,
-        )?;
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let (tls, ca_pem) = test_tls(names, &[b"h2", b"http/1.1"])?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let seen = Arc::new(Mutex::new(Vec::new()));
 
@@ -98,7 +78,7 @@ impl Echo {
         let echo = Self {
             tls_addr: tls_listener.local_addr()?,
             plain_addr: plain_listener.local_addr()?,
-            ca_pem: ca_cert.pem(),
+            ca_pem,
             seen: Arc::clone(&seen),
         };
         let seen_tls = Arc::clone(&seen);
@@ -133,6 +113,33 @@ impl Echo {
         use rustls_pki_types::pem::PemObject as _;
         Ok(CertificateDer::from_pem_slice(self.ca_pem.as_bytes())?)
     }
+}
+
+/// A server TLS config with a leaf for `names` signed by a fresh test CA, offering
+/// `alpn`; and that CA as PEM.
+pub fn test_tls(names: &[&str], alpn: &[&[u8]]) -> anyhow::Result<(rustls::ServerConfig, String)> {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Test Upstream CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?
+        .signed_by(&leaf_key, &issuer)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone(), ca_cert.der().clone()],
+        PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(anyhow::Error::msg)?,
+    )?;
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok((tls, ca_cert.pem()))
 }
 
 async fn serve<I>(io: TokioIo<I>, seen: Arc<Mutex<Vec<Seen>>>, tls: bool)

@@ -204,6 +204,7 @@ pub(crate) struct Webhooks {
 struct RawProxy {
     allowed_ports: Option<Vec<u16>>,
     max_substitute_body_bytes: Option<u64>,
+    max_decoded_response_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +247,8 @@ pub(crate) struct Config {
     pub(crate) allowed_ports: Vec<u16>,
     /// Largest request body rewritten for substitution.
     pub(crate) max_substitute_body: u64,
+    /// Largest response body decoded (gzip, deflate) so it can be scrubbed.
+    pub(crate) max_decoded_response: u64,
     /// Webhook delivery.
     pub(crate) webhooks: Webhooks,
     /// Client connection limits.
@@ -476,6 +479,10 @@ impl Config {
                 .proxy
                 .max_substitute_body_bytes
                 .unwrap_or(10 * 1024 * 1024),
+            max_decoded_response: raw
+                .proxy
+                .max_decoded_response_bytes
+                .unwrap_or(256 * 1024 * 1024),
             limits: Limits {
                 header_read_timeout: ms(raw.limits.header_read_timeout_ms, 10_000),
                 idle_timeout: ms(raw.limits.idle_timeout_ms, 120_000),

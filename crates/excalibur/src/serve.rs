@@ -175,6 +175,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 own_addrs: vec![api_addr, proxy_addr],
             },
             max_substitute_body: config.max_substitute_body,
+            max_decoded_response: config.max_decoded_response,
             request_timeout: config.limits.request_timeout,
             metrics: proxy_metrics,
             via_name: format!(

@@ -66,7 +66,13 @@ impl Snapshots {
         for problem in problems {
             tracing::warn!(problem = %problem, "ssh route left out");
         }
+        let placeholder_expiry = data
+            .placeholders
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.expires_ms?)))
+            .collect();
         let input = SnapshotInput {
+            placeholder_expiry,
             placeholders: data
                 .placeholders
                 .into_iter()

@@ -928,7 +928,13 @@ async fn escrow_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, Re
                 format!("<code>{}</code>", esc(&p.fingerprint)),
                 esc(&p.created_at),
                 esc(&p.last_rotated_at),
-                esc(p.expires_at.as_deref().unwrap_or("")),
+                match (&p.expires_at, p.expired) {
+                    (Some(at), true) => {
+                        format!("<strong class=\"expired\">expired</strong> {}", esc(at))
+                    }
+                    (Some(at), false) => esc(at),
+                    (None, _) => String::new(),
+                },
             ]
         })
         .collect();
@@ -940,6 +946,12 @@ async fn escrow_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, Re
                 esc(&p.hosts.join(", ")),
                 if p.passthrough {
                     "yes".into()
+                } else {
+                    "no".into()
+                },
+                if p.dangerous_allow_plaintext {
+                    "<strong class=\"danger\">dangerous: secrets allowed over http://</strong>"
+                        .into()
                 } else {
                     "no".into()
                 },
@@ -990,7 +1002,11 @@ async fn escrow_page(s: &ApiState, ui: &Ui, notice: &str) -> Result<Response, Re
             ],
             &rows
         ),
-        table("providers", &["ID", "Hosts", "Passthrough"], &provider_rows),
+        table(
+            "providers",
+            &["ID", "Hosts", "Passthrough", "Cleartext upstream"],
+            &provider_rows,
+        ),
     );
     Ok(page("Escrow & Surrogates", ui, &body))
 }
@@ -1051,6 +1067,7 @@ async fn provider_upsert(
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         passthrough: false,
+        dangerous_allow_plaintext: false,
     };
     let notice = apply(
         &s,

@@ -24,6 +24,7 @@ fn permit(names: &[&str]) -> Permit {
         id: "p".into(),
         hosts: vec!["api.example.com".into()],
         passthrough: false,
+        dangerous_allow_plaintext: false,
     }];
     let rules = vec![TranslationRule {
         id: RuleId::new("r"),
@@ -70,11 +71,7 @@ fn permit(names: &[&str]) -> Permit {
     policy
         .decide_redeem(
             &Subject::new(&principal),
-            RedeemTarget {
-                host: "api.example.com",
-                path: "/",
-                method: "GET",
-            },
+            RedeemTarget::tls("api.example.com", "/", "GET"),
             &found,
         )
         .unwrap()

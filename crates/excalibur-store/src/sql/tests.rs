@@ -15,6 +15,7 @@ async fn seed(store: &SqliteStore) {
                 id: "github".into(),
                 hosts: vec!["api.github.com".into()],
                 passthrough: false,
+                dangerous_allow_plaintext: false,
             },
             "admin".into(),
         )

@@ -609,18 +609,45 @@ async fn http2_http1_python_requests_https_proxy_and_plain_http() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/over-tls-proxy") && !out.contains(GITHUB_REAL));
 
-    // Absolute-form plain HTTP.
-    let (code, out, err) = curl(&[
+    // Absolute-form plain HTTP: a secret never crosses a cleartext leg by default.
+    let plain = [
         "-x",
         &proxy_url(gw),
         "--proxy-header",
         &auth,
+        "-i",
         "-H",
         "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
         "http://plain.example/p?x=1",
-    ])
-    .await;
+    ];
+    let before = s.echo.seen().len();
+    let (code, out, err) = curl(&plain).await;
     assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(
+        out.contains("x-excalibur-reason: plaintext_upstream"),
+        "{out}"
+    );
+    assert_eq!(s.echo.seen().len(), before, "the upstream was contacted");
+    let denied = wait_events(gw, "placeholder_denied", 1).await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"]["reason"] == "plaintext_upstream"
+                && e["details"]["host"] == "plain.example"),
+        "{denied:?}"
+    );
+    // Unless the provider opts in, loudly.
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "github", "hosts": ["api.github.com", "plain.example"], "dangerous_allow_plaintext": true}),
+        )
+        .await
+        .unwrap();
+    let (code, out, err) = curl(&plain).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let last = s.echo.seen().last().cloned().unwrap();
     assert!(!last.tls);
     assert_eq!(

@@ -15,6 +15,7 @@ mod dpop;
 mod foundation;
 mod hardening;
 mod jwt_bearer;
+mod leaks;
 mod mtls;
 mod netbird;
 mod oauth_refresh;

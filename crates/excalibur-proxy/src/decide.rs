@@ -1,0 +1,177 @@
+//! The decide stage for redemption: every redeem decision of one request, made once and
+//! in one place: the placeholders in the target, the header names and values, the body
+//! candidates, and the crypto mappings that apply to the target. What the decision
+//! needs (scheme, upstream port, the clock) is in the values it is given.
+
+use std::collections::BTreeSet;
+
+use excalibur_policy::{Deny, Permit, RedeemTarget, Subject};
+use http::HeaderMap;
+
+use crate::dpop::Leg;
+use crate::jwt_bearer::JwtBearerRoute;
+use crate::mtls::MtlsRoute;
+use crate::oauth_refresh::OauthRefreshRoute;
+use crate::pipeline::Target;
+use crate::sigv4::Sigv4Route;
+use crate::snapshot::Snapshot;
+
+/// What the decision reads of a request head (after hop-by-hop headers are gone).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a str,
+    /// Path without the query.
+    pub(crate) path: &'a str,
+    /// Path and query, as sent.
+    pub(crate) path_and_query: &'a str,
+    pub(crate) headers: &'a HeaderMap,
+    /// A body follows (placeholders in it cannot be found before deciding).
+    pub(crate) body: bool,
+}
+
+/// The crypto families that apply to one target; at most one of each.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Families<'s> {
+    pub(crate) sigv4: Option<&'s Sigv4Route>,
+    pub(crate) mtls: Option<&'s MtlsRoute>,
+    pub(crate) dpop: Option<Leg<'s>>,
+    pub(crate) oauth: Option<&'s OauthRefreshRoute>,
+    pub(crate) jwt_bearer: Option<&'s JwtBearerRoute>,
+}
+
+impl<'s> Families<'s> {
+    /// The mappings of `snap` that apply to `target` and `path`. mTLS only on a TLS leg.
+    pub(crate) fn find(snap: &'s Snapshot, target: &Target, path: &str) -> Self {
+        Self {
+            sigv4: snap.sigv4.find(&target.host, path),
+            mtls: target
+                .https
+                .then(|| snap.mtls.find(&target.host, target.port))
+                .flatten(),
+            dpop: snap.dpop.find(&target.host, path),
+            oauth: snap.oauth_refresh.find(&target.host, path),
+            jwt_bearer: snap.jwt_bearer.find(&target.host, path),
+        }
+    }
+
+    /// Their mapping ids: each is redeemed like a placeholder.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        [
+            self.sigv4.map(|r| &r.id),
+            self.mtls.map(|r| &r.id),
+            self.dpop.map(|l| &l.route().id),
+            self.oauth.map(|r| &r.id),
+            self.jwt_bearer.map(|r| &r.id),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+}
+
+/// An allowed redemption: what may be substituted and which families run.
+#[derive(Debug)]
+pub(crate) struct Redemption<'s> {
+    /// The placeholders that may be substituted (`None`: none were asked for).
+    pub(crate) permit: Option<Permit>,
+    pub(crate) families: Families<'s>,
+    /// Placeholder names and mapping ids, for the flow record.
+    pub(crate) redeemed: Vec<String>,
+}
+
+/// A refused redemption: the names it was about, and why.
+#[derive(Debug)]
+pub(crate) struct Denied {
+    pub(crate) names: Vec<String>,
+    pub(crate) deny: Deny,
+}
+
+/// Decides every redemption of one request toward `target` at `now_ms`.
+///
+/// Refused (one [`Denied`] for the whole request): a placeholder past its `expires_at`
+/// (`placeholder_expired`); any placeholder or mapping the policy does not allow here,
+/// including over a cleartext leg (`plaintext_upstream`) or in an encoded form toward a
+/// host that may not have it.
+pub(crate) fn redemption<'s>(
+    snap: &'s Snapshot,
+    subject: &Subject,
+    target: &Target,
+    head: &Head<'_>,
+    now_ms: i64,
+) -> Result<Redemption<'s>, Denied> {
+    let mediator = &snap.mediator;
+    let (mut found, mut encoded) = (BTreeSet::new(), BTreeSet::new());
+    let mut scan = |bytes: &[u8]| {
+        mediator.find(bytes, &mut found);
+        mediator.find_encoded(bytes, &mut encoded);
+    };
+    scan(head.path_and_query.as_bytes());
+    for (name, value) in head.headers {
+        scan(name.as_str().as_bytes());
+        scan(value.as_bytes());
+    }
+    let mut asked: Vec<String> = found.iter().cloned().collect();
+    asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
+    if let Some(name) = snap.expired(&asked, now_ms) {
+        return Err(Denied {
+            names: asked.clone(),
+            deny: Deny {
+                reason: "placeholder_expired",
+                detail: format!("placeholder `{name}` has expired"),
+                policies: vec!["builtin:placeholder_expiry".to_owned()],
+            },
+        });
+    }
+    let redeem_target = RedeemTarget {
+        host: &target.host,
+        path: head.path,
+        method: head.method,
+        scheme: target.scheme(),
+        port: target.port,
+    };
+    // A body is streamed, so placeholders in it cannot be found before deciding: those
+    // this principal may redeem into bodies toward this host join the permit.
+    if head.body {
+        for name in snap.body_candidates(&target.host) {
+            let one = std::slice::from_ref(name);
+            if !asked.iter().any(|a| a == name)
+                && snap.expired(one, now_ms).is_none()
+                && snap
+                    .policy
+                    .decide_redeem(subject, redeem_target, one)
+                    .is_ok_and(|p| p.substitute_body())
+            {
+                asked.push(name.clone());
+            }
+        }
+    }
+    let permit = if asked.is_empty() {
+        None
+    } else {
+        match snap.policy.decide_redeem(subject, redeem_target, &asked) {
+            Ok(p) => Some(p),
+            Err(deny) => return Err(Denied { names: asked, deny }),
+        }
+    };
+    let families = Families::find(snap, target, head.path);
+    let mappings = families.ids();
+    if !mappings.is_empty()
+        && let Err(deny) = snap.policy.decide_redeem(subject, redeem_target, &mappings)
+    {
+        return Err(Denied {
+            names: mappings,
+            deny,
+        });
+    }
+    let mut redeemed: Vec<String> = permit
+        .as_ref()
+        .map(|p| p.placeholders().to_vec())
+        .unwrap_or_default();
+    redeemed.extend(mappings);
+    Ok(Redemption {
+        permit,
+        families,
+        redeemed,
+    })
+}

@@ -1,0 +1,247 @@
+//! The send stage: picks the client (one pool per client identity: mTLS mappings get
+//! their own), sends, retries a DPoP request once with the server's nonce, replays a
+//! bodiless request once on 401 with a refreshed OAuth2 token, and classifies failures.
+
+use excalibur_core::audit::EventType;
+use excalibur_core::principal::Principal;
+use http::header;
+use http::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use serde_json::json;
+
+use crate::Inner;
+use crate::body::{self, ProxyBody};
+use crate::decide::Redemption;
+use crate::jwt_bearer::Injected;
+use crate::mediate::Outbound;
+use crate::pipeline::Target;
+use crate::sigv4::{Refusal, refuse};
+use crate::upstream::{ConnectError, Connector};
+
+/// Why nothing usable came back.
+#[derive(Debug)]
+pub(crate) struct SendFailure {
+    pub(crate) refusal: Refusal,
+    /// A destination the guard refused: the flow's decision becomes `deny`.
+    pub(crate) denied: bool,
+}
+
+impl From<Refusal> for SendFailure {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            denied: false,
+        }
+    }
+}
+
+/// Sends `out` to `target` and returns the response head and body, and the injected
+/// token that went with it (possibly refreshed).
+pub(crate) async fn upstream(
+    inner: &Inner,
+    out: Outbound,
+    red: &Redemption<'_>,
+    principal: &Principal,
+    target: &Target,
+) -> Result<(Response<ProxyBody>, Option<Injected>), SendFailure> {
+    let own_client;
+    let client = match red.families.mtls {
+        Some(route) => match inner.mtls_clients.get(route, &inner.upstream, &inner.roots) {
+            Ok(c) => {
+                own_client = c;
+                &own_client
+            }
+            Err(e) => {
+                tracing::error!(error = %e, mapping = %route.id, "mTLS client configuration failed");
+                return Err(refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "mtls_failed",
+                    "the client certificate could not be used",
+                )
+                .into());
+            }
+        },
+        None => &inner.client,
+    };
+    let Outbound {
+        parts,
+        body,
+        mut injected,
+        body_empty,
+    } = out;
+    let sent = match red.families.dpop {
+        // A DPoP request may be retried once with a server nonce: its body is read
+        // (bounded) so it can be replayed.
+        Some(leg) => {
+            let limit = usize::try_from(inner.max_substitute_body).unwrap_or(usize::MAX);
+            let Some(bytes) = body::collect_limited(body, limit).await else {
+                return Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the body is too large to replay",
+                )
+                .into());
+            };
+            let sent = tokio::time::timeout(
+                inner.request_timeout,
+                crate::dpop::send(
+                    client,
+                    &inner.dpop_nonces,
+                    leg,
+                    &parts,
+                    bytes,
+                    target.https,
+                    &target.host,
+                    target.port,
+                ),
+            )
+            .await
+            .map_err(|_| timeout())?;
+            let sent = sent.map_err(|e| match e {
+                Some(e) => classify(inner, principal, target, parts.method.as_str(), &e),
+                None => refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "dpop_failed",
+                    "the DPoP proof could not be made",
+                )
+                .into(),
+            })?;
+            inner.event(EventType::DpopSigned, &principal.id, sent.details);
+            sent.response
+        }
+        None => {
+            // A bodiless request with a refreshed token can be replayed once on 401.
+            let replay = red
+                .families
+                .oauth
+                .filter(|_| body_empty)
+                .map(|route| (route, parts.clone()));
+            let method = parts.method.clone();
+            let first = request(inner, client, Request::from_parts(parts, body))
+                .await
+                .map_err(|e| failure(inner, principal, target, method.as_str(), e))?;
+            match (replay, injected.as_mut()) {
+                (Some((route, mut parts)), Some(inj))
+                    if first.status() == StatusCode::UNAUTHORIZED =>
+                {
+                    match inner
+                        .oauth_access_token(route, &principal.id, Some(&inj.token))
+                        .await
+                    {
+                        Ok(fresh) => {
+                            parts
+                                .headers
+                                .insert(header::AUTHORIZATION, fresh.header.clone());
+                            *inj = fresh;
+                            let req = Request::from_parts(parts, body::empty());
+                            request(inner, client, req).await.map_err(|e| {
+                                failure(inner, principal, target, method.as_str(), e)
+                            })?
+                        }
+                        Err(_) => first,
+                    }
+                }
+                _ => first,
+            }
+        }
+    };
+    Ok((sent, injected))
+}
+
+enum Failed {
+    Timeout,
+    Request(hyper_util::client::legacy::Error),
+}
+
+async fn request(
+    inner: &Inner,
+    client: &Client<Connector, ProxyBody>,
+    req: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, Failed> {
+    match tokio::time::timeout(inner.request_timeout, client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp.map(body::incoming)),
+        Ok(Err(e)) => Err(Failed::Request(e)),
+        Err(_) => Err(Failed::Timeout),
+    }
+}
+
+fn timeout() -> SendFailure {
+    refuse(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        "the upstream did not answer in time",
+    )
+    .into()
+}
+
+fn failure(
+    inner: &Inner,
+    principal: &Principal,
+    target: &Target,
+    method: &str,
+    e: Failed,
+) -> SendFailure {
+    match e {
+        Failed::Timeout => timeout(),
+        Failed::Request(e) => classify(inner, principal, target, method, &e),
+    }
+}
+
+/// What a failed upstream request means for the workload: a guard refusal (audited as
+/// `egress_denied`), a body over its cap, or a plain upstream failure.
+fn classify(
+    inner: &Inner,
+    principal: &Principal,
+    target: &Target,
+    method: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> SendFailure {
+    if let Some(ce) = find_source::<ConnectError>(e) {
+        let refusal = inner.connect_refusal(principal, target, method, ce);
+        let denied = refusal.status == StatusCode::FORBIDDEN;
+        return SendFailure { refusal, denied };
+    }
+    tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %target.host, "upstream request failed");
+    if find_source::<body::BodyTooLarge>(e).is_some() {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is too large to substitute",
+        )
+        .into();
+    }
+    if find_source::<body::PlaceholderInTrailers>(e).is_some() {
+        inner.event(
+            EventType::PlaceholderDenied,
+            &principal.id,
+            json!({"reason": "placeholder_in_trailers", "host": target.host, "method": method}),
+        );
+        return SendFailure {
+            refusal: refuse(
+                StatusCode::FORBIDDEN,
+                "placeholder_in_trailers",
+                "placeholders are never sent in request trailers",
+            ),
+            denied: true,
+        };
+    }
+    refuse(
+        StatusCode::BAD_GATEWAY,
+        "upstream_failed",
+        "the upstream request failed",
+    )
+    .into()
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}

@@ -1,0 +1,2 @@
+-- A provider may opt in to cleartext upstream legs (dangerous; off by default).
+ALTER TABLE providers ADD COLUMN dangerous_allow_plaintext INTEGER NOT NULL DEFAULT 0;
