@@ -29,6 +29,24 @@ pub(crate) struct Head<'a> {
     pub(crate) body: bool,
 }
 
+impl<'a> Head<'a> {
+    pub(crate) fn new(
+        method: &'a str,
+        path: &'a str,
+        path_and_query: &'a str,
+        headers: &'a HeaderMap,
+        body: bool,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            path_and_query,
+            headers,
+            body,
+        }
+    }
+}
+
 /// The crypto families that apply to one target; at most one of each.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Families<'s> {
@@ -174,4 +192,200 @@ pub(crate) fn redemption<'s>(
         families,
         redeemed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use excalibur_core::Secret;
+    use excalibur_core::api::{CreateTranslationRule, Provider, TranslationRule};
+    use excalibur_core::ids::RuleId;
+    use excalibur_core::principal::{Principal, PrincipalKind};
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::snapshot::SnapshotInput;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn snapshot() -> Snapshot {
+        let provider = |id: &str, host: &str, plaintext: bool| Provider {
+            id: id.into(),
+            hosts: vec![host.into()],
+            passthrough: false,
+            dangerous_allow_plaintext: plaintext,
+        };
+        let rule = |id: &str, placeholder: &str, host: &str, body: bool| TranslationRule {
+            id: RuleId::new(id),
+            rule: CreateTranslationRule {
+                principal: "*".into(),
+                placeholder: placeholder.into(),
+                hosts: vec![host.into()],
+                path_prefix: "/".into(),
+                methods: Vec::new(),
+                substitute_body: body,
+            },
+            created_at: String::new(),
+        };
+        let secret = |s: &str| Secret::new(s.as_bytes().to_vec());
+        let input = SnapshotInput {
+            providers: vec![
+                provider("github", "api.github.com", false),
+                provider("intranet", "wiki.internal", true),
+            ],
+            placeholders: vec![
+                (
+                    "XCALIBUR_GH".into(),
+                    "github".into(),
+                    secret("ghp_aaaaaaaaaaaa"),
+                ),
+                (
+                    "XCALIBUR_OLD".into(),
+                    "github".into(),
+                    secret("ghp_bbbbbbbbbbbb"),
+                ),
+                (
+                    "XCALIBUR_BODY".into(),
+                    "github".into(),
+                    secret("ghp_cccccccccccc"),
+                ),
+                (
+                    "XCALIBUR_WIKI".into(),
+                    "intranet".into(),
+                    secret("wiki_dddddddddd"),
+                ),
+            ],
+            placeholder_expiry: vec![("XCALIBUR_OLD".into(), NOW + 1000)],
+            rules: vec![
+                rule("r1", "XCALIBUR_GH", "api.github.com", false),
+                rule("r2", "XCALIBUR_OLD", "api.github.com", false),
+                rule("r3", "XCALIBUR_BODY", "api.github.com", true),
+                rule("r4", "XCALIBUR_WIKI", "wiki.internal", false),
+            ],
+            ..SnapshotInput::default()
+        };
+        Snapshot::build(1, input, &[80, 443], None).unwrap()
+    }
+
+    fn subject() -> Subject {
+        Subject::new(&Principal {
+            id: "service:ci".into(),
+            kind: PrincipalKind::ServiceCredential,
+            user: "ci".into(),
+            namespace: String::new(),
+            groups: Vec::new(),
+            attestation: "service_credential".into(),
+            factors: Vec::new(),
+            credential_id: None,
+            source: "127.0.0.1".parse().unwrap(),
+        })
+    }
+
+    /// `check(url, header value, body?, now offset ms, expected)`: expected is the
+    /// redeemed names joined by `,`, or `deny <reason>`.
+    fn check(url: &str, header: &str, body: bool, at: i64, expected: &str) {
+        let snap = snapshot();
+        let uri: http::Uri = url.parse().unwrap();
+        let https = uri.scheme_str() == Some("https");
+        let target = Target {
+            https,
+            host: uri.host().unwrap().to_owned(),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_str(header).unwrap());
+        let pq = uri.path_and_query().unwrap().as_str();
+        let head = Head {
+            method: "POST",
+            path: uri.path(),
+            path_and_query: pq,
+            headers: &headers,
+            body,
+        };
+        let got = match redemption(&snap, &subject(), &target, &head, NOW + at) {
+            Ok(r) => r.redeemed.join(","),
+            Err(d) => format!("deny {}", d.deny.reason),
+        };
+        assert_eq!(got, expected, "{url} {header} body={body} at={at}");
+    }
+
+    #[test]
+    fn every_redemption_decided_once() {
+        check(
+            "https://api.github.com/u",
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            "XCALIBUR_GH",
+        );
+        check(
+            "https://api.github.com:8443/u",
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            "XCALIBUR_GH",
+        );
+        check("https://api.github.com/u", "none", false, 0, "");
+        check(
+            "https://api.github.com/u?t=XCALIBUR_GH",
+            "none",
+            false,
+            0,
+            "XCALIBUR_GH",
+        );
+        // Cleartext legs: refused unless the provider opted in.
+        check(
+            "http://api.github.com/u",
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            "deny plaintext_upstream",
+        );
+        check(
+            "http://api.github.com/u?t=XCALIBUR_GH",
+            "x",
+            false,
+            0,
+            "deny plaintext_upstream",
+        );
+        check(
+            "http://wiki.internal/p",
+            "Bearer XCALIBUR_WIKI",
+            false,
+            0,
+            "XCALIBUR_WIKI",
+        );
+        // Expiry is decided against the clock given, not a sweeper.
+        check(
+            "https://api.github.com/u",
+            "Bearer XCALIBUR_OLD",
+            false,
+            999,
+            "XCALIBUR_OLD",
+        );
+        check(
+            "https://api.github.com/u",
+            "Bearer XCALIBUR_OLD",
+            false,
+            1000,
+            "deny placeholder_expired",
+        );
+        // Another provider's host, or an encoded form toward it.
+        check(
+            "https://wiki.internal/p",
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            "deny placeholder_host_not_bound",
+        );
+        check(
+            "https://wiki.internal/p",
+            "Basic WENBTElCVVJfR0g=",
+            false,
+            0,
+            "deny placeholder_host_not_bound",
+        );
+        // A body joins the body-substitution candidates; a cleartext leg never has any.
+        check("https://api.github.com/u", "none", true, 0, "XCALIBUR_BODY");
+        check("http://api.github.com/u", "none", true, 0, "");
+    }
 }

@@ -31,7 +31,9 @@ impl Coding {
     fn parse(token: &str) -> Option<Self> {
         let t = token.trim().to_ascii_lowercase();
         match t.as_str() {
-            "" | "identity" => None,
+            // `aws-chunked` is SigV4 request framing, not a compression; S3 servers
+            // that store it echo it on GET with a plain body.
+            "" | "identity" | "aws-chunked" => None,
             "gzip" | "x-gzip" => Some(Self::Gzip),
             "deflate" => Some(Self::Deflate),
             _ => Some(Self::Other(t)),
@@ -269,6 +271,7 @@ mod tests {
             &[Gzip],
         );
         check(&[("content-encoding", "IDENTITY, x-gzip")], &[Gzip]);
+        check(&[("content-encoding", "aws-chunked")], &[]);
         check(
             &[("content-encoding", "deflate,br")],
             &[Deflate, Other("br".into())],

@@ -575,48 +575,16 @@ impl Inner {
         let started = Instant::now();
         let (mut parts, incoming) = req.into_parts();
         let early = Early::of(&parts);
-        if !self.recorder.has_capacity() {
-            let r = refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_backpressure",
-                "the audit queue is full; retry shortly",
-            );
-            return early.refuse(&self.tasks, incoming, r);
+        if let Err(r) = self.admissible(&mut parts) {
+            return early.refuse(&self.tasks, incoming, r.into_response());
         }
-        if let Some(coding) = crate::encoding::transfer_codings(&parts.headers).first() {
-            let detail =
-                format!("transfer coding `{coding:?}` is not supported; send chunked or a length");
-            return early.refuse(
-                &self.tasks,
-                incoming,
-                refuse(
-                    StatusCode::BAD_REQUEST,
-                    "unsupported_transfer_coding",
-                    &detail,
-                ),
-            );
-        }
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::PROXY_AUTHORIZATION);
-        parts.headers.remove(header::HOST);
-        // Ask for identity encoding; what comes back encoded anyway is decoded to scrub.
-        parts.headers.remove(header::ACCEPT_ENCODING);
-        let method = parts.method.as_str().to_owned();
-        let path = parts.uri.path().to_owned();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
-        let head = decide::Head {
-            method: &method,
-            path: &path,
-            path_and_query: &pq,
-            headers: &parts.headers,
-            body: !http_body::Body::is_end_stream(&incoming),
-        };
-        let red = match decide::redemption(snap, subject, target, &head, Timestamp::now().millis())
-        {
+        let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let pq = pq.to_owned();
+        let body = !http_body::Body::is_end_stream(&incoming);
+        let head = decide::Head::new(&method, &path, &pq, &parts.headers, body);
+        let now = Timestamp::now().millis();
+        let red = match decide::redemption(snap, subject, target, &head, now) {
             Ok(r) => r,
             Err(d) => {
                 let resp =
@@ -631,7 +599,7 @@ impl Inner {
         );
         let out = match out.await {
             Ok(o) => o,
-            Err(r) => return failed(&flow, refuse(r.status, r.reason, &r.detail)),
+            Err(r) => return failed(&flow, r.into_response()),
         };
         let (resp, injected) = match crate::send::upstream(self, out, &red, principal, target).await
         {
@@ -640,32 +608,16 @@ impl Inner {
                 if f.denied {
                     flow.update(|fl| fl.decision = "deny".to_owned());
                 }
-                return failed(
-                    &flow,
-                    refuse(f.refusal.status, f.refusal.reason, &f.refusal.detail),
-                );
+                return failed(&flow, f.refusal.into_response());
             }
         };
-        self.metrics.upstream(started.elapsed().as_secs_f64());
-        self.metrics.substituted(red.redeemed.len());
-        let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        flow.update(|f| {
-            f.status = resp.status().as_u16();
-            f.latency_ms = latency;
-        });
-        // One scrubber for the whole response: placeholders, SigV4 key ids (not from S3
-        // object bodies), the injected token.
-        let mut scrubber = Scrubber::new(&snap.mediator);
-        if let Some(route) = red.families.sigv4 {
-            scrubber.add(route.scrub(), !route.is_s3());
-        }
-        if let Some(inj) = &injected {
-            scrubber.add(&inj.scrub, true);
-        }
+        self.answered(&flow, &resp, started, red.redeemed.len());
+        let scrubber = Scrubber::for_response(&snap.mediator, &red, injected.as_ref());
+        let head_only = method == "HEAD";
         match crate::scrub::response(
             &scrubber,
             resp,
-            method == "HEAD",
+            head_only,
             self.max_decoded_response,
             Arc::clone(&flow),
         ) {
@@ -674,8 +626,48 @@ impl Inner {
                 flow.update(|f| f.reason = Some("response_header_name_dropped".to_owned()));
                 resp
             }
-            Err(r) => failed(&flow, refuse(r.status, r.reason, &r.detail)),
+            Err(r) => failed(&flow, r.into_response()),
         }
+    }
+
+    /// Records what the upstream answered (status, latency, metrics).
+    fn answered(&self, flow: &FlowState, resp: &Response<ProxyBody>, started: Instant, n: usize) {
+        self.metrics.upstream(started.elapsed().as_secs_f64());
+        self.metrics.substituted(n);
+        let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        flow.update(|f| {
+            f.status = resp.status().as_u16();
+            f.latency_ms = latency;
+        });
+    }
+
+    /// Checks that a request can be proxied at all and strips what never goes on:
+    /// hop-by-hop fields, `Proxy-Authorization`, `Host`, `Accept-Encoding` (identity is
+    /// asked for; what comes back encoded anyway is decoded to scrub).
+    fn admissible(&self, parts: &mut http::request::Parts) -> Result<(), crate::sigv4::Refusal> {
+        if !self.recorder.has_capacity() {
+            return Err(crate::sigv4::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_backpressure",
+                "the audit queue is full; retry shortly",
+            ));
+        }
+        if let Some(coding) = crate::encoding::transfer_codings(&parts.headers).first() {
+            return Err(crate::sigv4::refuse(
+                StatusCode::BAD_REQUEST,
+                "unsupported_transfer_coding",
+                &format!("transfer coding `{coding:?}` is not supported; send chunked or a length"),
+            ));
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        for name in [
+            header::PROXY_AUTHORIZATION,
+            header::HOST,
+            header::ACCEPT_ENCODING,
+        ] {
+            parts.headers.remove(name);
+        }
+        Ok(())
     }
 
     fn placeholder_denied(
@@ -835,7 +827,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
+pub(crate) fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
     let body = json!({"error": reason, "detail": detail}).to_string();
     let mut resp = Response::new(body::full(Bytes::from(body)));
     *resp.status_mut() = status;

@@ -31,6 +31,23 @@ impl Scrubber {
         s
     }
 
+    /// The scrubber for one response: the placeholders, the SigV4 key ids the request
+    /// was signed with (not from S3 object bodies), the injected token.
+    pub(crate) fn for_response(
+        placeholders: &Arc<Mediator>,
+        red: &crate::decide::Redemption<'_>,
+        injected: Option<&crate::jwt_bearer::Injected>,
+    ) -> Self {
+        let mut s = Self::new(placeholders);
+        if let Some(route) = red.families.sigv4 {
+            s.add(route.scrub(), !route.is_s3());
+        }
+        if let Some(inj) = injected {
+            s.add(&inj.scrub, true);
+        }
+        s
+    }
+
     /// Adds the values of `m`; `bodies` says whether bodies are rewritten for them too.
     pub(crate) fn add(&mut self, m: &Arc<Mediator>, bodies: bool) {
         if !m.is_empty() {

@@ -18,7 +18,7 @@ use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http_body::Body as _;
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -158,6 +158,47 @@ pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     pub(crate) reason: &'static str,
     pub(crate) detail: String,
+}
+
+impl Refusal {
+    /// The response the workload gets (JSON body, `x-excalibur-reason`).
+    pub(crate) fn into_response(self) -> http::Response<crate::ProxyBody> {
+        crate::pipeline::refuse(self.status, self.reason, &self.detail)
+    }
+}
+
+/// Why a body was not read whole.
+enum Read {
+    TooLarge,
+    Failed,
+}
+
+/// Reads a whole body of at most `cap` bytes. A larger one is read on (and discarded),
+/// bounded, so that the refusal reaches a client still sending instead of a reset.
+async fn read_capped(mut body: Incoming, cap: u64) -> Result<Bytes, Read> {
+    const DRAIN: usize = 8 << 20;
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| Read::Failed)?.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > cap {
+            let mut seen = 0;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, Bytes::len);
+                    if seen > DRAIN {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return Err(Read::TooLarge);
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
 }
 
 pub(crate) fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
@@ -402,34 +443,23 @@ pub(crate) async fn sign(
                 ));
             };
             let unknown_length = incoming.size_hint().exact().is_none();
-            let bytes = Limited::new(incoming, usize::try_from(cap).unwrap_or(usize::MAX))
-                .collect()
-                .await
-                .map_err(|e| {
-                    let too_large = e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some();
-                    if too_large && unknown_length {
-                        refuse(
-                            StatusCode::LENGTH_REQUIRED,
-                            "length_required",
-                            &format!("an upload of unknown length over {cap} bytes cannot be signed: send Content-Length (or aws-chunked)"),
-                        )
-                    } else if too_large {
-                        refuse(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body_too_large",
-                            "the body is too large to hash for signing",
-                        )
-                    } else {
-                        refuse(
-                            StatusCode::BAD_REQUEST,
-                            "body_read_failed",
-                            "the request body could not be read",
-                        )
-                    }
-                })?
-                .to_bytes();
+            let bytes = read_capped(incoming, cap).await.map_err(|read| match read {
+                Read::TooLarge if unknown_length => refuse(
+                    StatusCode::LENGTH_REQUIRED,
+                    "length_required",
+                    &format!("an upload of unknown length over {cap} bytes cannot be signed: send Content-Length (or aws-chunked)"),
+                ),
+                Read::TooLarge => refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the body is too large to hash for signing",
+                ),
+                Read::Failed => refuse(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_failed",
+                    "the request body could not be read",
+                ),
+            })?;
             set(&mut parts, "content-length", &bytes.len().to_string())?;
             let hash = sigv4::sha256_hex(&bytes);
             buffered = Some(bytes);

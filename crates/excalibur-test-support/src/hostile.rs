@@ -136,7 +136,7 @@ fn trick(path: &str, value: &str) -> (String, Vec<u8>) {
             (format!("content-encoding: deflate\r\n{}", len(&b)), b)
         }
         "/br" => {
-            let b = echo.clone().into_bytes();
+            let b = echo.into_bytes();
             (format!("content-encoding: br\r\n{}", len(&b)), b)
         }
         "/header-name" => (format!("x-{value}: 1\r\n{}", len(b"ok")), b"ok".to_vec()),

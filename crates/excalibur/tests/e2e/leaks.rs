@@ -161,7 +161,9 @@ async fn fetch_from(r: &Rig, host: &str, path: &str, http2: bool) -> (u16, Strin
     }
     args.push(&url);
     let (code, out, err) = curl(&args).await;
-    assert_eq!(code, 0, "{path}: {err}");
+    // A body cut off mid-stream (the decode bound) ends the transfer early: curl says
+    // so, and what arrived is still checked.
+    assert!(code == 0 || path == "/bomb", "{path}: {err}");
     let headers = std::fs::read_to_string(&headers_file).unwrap_or_default();
     let mut body = Vec::new();
     std::fs::File::open(&body_file)
@@ -173,7 +175,7 @@ async fn fetch_from(r: &Rig, host: &str, path: &str, http2: bool) -> (u16, Strin
     if !http2 && chunked {
         body = dechunk(&body);
     }
-    (out.trim().parse().unwrap(), headers, body)
+    (out.trim().parse().unwrap_or(0), headers, body)
 }
 
 fn assert_clean(what: &str, headers: &str, body: &[u8]) {

@@ -934,3 +934,133 @@ async fn non_s3_requests_are_hash_signed_and_an_echoed_session_token_is_scrubbed
     let signed = wait_events(&gw, "sigv4_signed", 1).await;
     assert_eq!(signed[0]["details"]["payload"], "sha256");
 }
+
+#[tokio::test]
+async fn aws_cli_default_presign_and_unknown_length_uploads_work_through_the_proxy() {
+    let s = setup().await;
+    let work = tempfile::tempdir().unwrap();
+    let (code, out, err) = aws(&s, &["s3api", "create-bucket", "--bucket", "v2-bucket"]).await;
+    assert_eq!(code, 0, "create-bucket: {out} {err}");
+    let obj = work.path().join("obj.txt");
+    std::fs::write(&obj, b"presigned by the aws cli with a dummy key\n").unwrap();
+    let (code, out, err) = aws(
+        &s,
+        &["s3", "cp", obj.to_str().unwrap(), "s3://v2-bucket/obj.txt"],
+    )
+    .await;
+    assert_eq!(code, 0, "put: {out} {err}");
+
+    // The AWS CLI's default `presign`, made with the dummy key (SigV2 query auth on
+    // aws-cli 1.x): through the proxy it is re-presigned with the real key.
+    let (code, url, err) = aws(
+        &s,
+        &[
+            "s3",
+            "presign",
+            "s3://v2-bucket/obj.txt",
+            "--expires-in",
+            "300",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "presign: {err}");
+    let url = url.trim().to_owned();
+    assert!(url.contains(DUMMY_AKID), "{url}");
+    let auth = format!("Proxy-Authorization: Bearer {}", s.token);
+    let ca = s.ca.to_string_lossy().into_owned();
+    let (code, body, err) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca,
+        "-f",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "presigned GET through the proxy ({url}): {err}");
+    assert_eq!(body, "presigned by the aws cli with a dummy key\n");
+    // aws-cli 1.x presigns with SigV2 by default: the proxy re-presigned it.
+    assert!(
+        url.contains("Signature=") && url.contains("AWSAccessKeyId="),
+        "{url}"
+    );
+    let signed = wait_events(&s.gw, "sigv4_signed", 1).await;
+    assert!(
+        signed.iter().any(|e| e["details"]["auth"] == "query"),
+        "{signed:?}"
+    );
+    // An expired SigV2 URL stays expired.
+    let expired = format!(
+        "https://{HOST}/v2-bucket/obj.txt?AWSAccessKeyId={DUMMY_AKID}&Signature=x&Expires=1000000000"
+    );
+    let (code, out, _) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &ca,
+        "-i",
+        &expired,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("HTTP/") && l.contains(" 403")),
+        "{out}"
+    );
+    assert!(out.contains("presigned_url_expired"), "{out}");
+
+    // Unknown-length uploads (`curl -T -`, chunked, no Content-Length), HTTP/1.1 and
+    // HTTP/2: read up to the cap, signed with their length, stored intact.
+    let data = pattern(5 * 1024 * 1024);
+    let file = work.path().join("five.bin");
+    std::fs::write(&file, &data).unwrap();
+    for (version, key) in [("--http1.1", "h1.bin"), ("--http2", "h2.bin")] {
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat {} | curl -sS --max-time 60 -o /dev/null -w '%{{http_code}}' {version} -x {} --proxy-header '{auth}' --cacert {ca} -T - https://{HOST}/v2-bucket/{key}",
+                file.display(),
+                proxy_url(&s.gw)
+            ))
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .await
+            .unwrap();
+        let status = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            status,
+            "200",
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            object_on_disk(&s, "v2-bucket", key).as_deref(),
+            Some(&data[..]),
+            "{version}"
+        );
+    }
+    // Over the cap: a clear 411 before the upstream is asked to store anything.
+    let big = work.path().join("big.bin");
+    std::fs::write(&big, pattern(11 * 1024 * 1024)).unwrap();
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat {} | curl -sS --max-time 60 -i --http1.1 -x {} --proxy-header '{auth}' --cacert {ca} -T - https://{HOST}/v2-bucket/big.bin",
+            big.display(),
+            proxy_url(&s.gw)
+        ))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("411") && text.contains("length_required"),
+        "{text}"
+    );
+    assert!(object_on_disk(&s, "v2-bucket", "big.bin").is_none());
+}
