@@ -15,7 +15,7 @@ use http::{Request, StatusCode, header};
 use serde_json::json;
 
 use crate::body;
-use crate::sigv4::{Refusal, refuse};
+use crate::error::{ProxyError, refuse};
 
 /// Largest token endpoint response read.
 /// Lifetime assumed when a token response does not say.
@@ -164,7 +164,7 @@ impl Injected {
         mapping_id: &str,
         token: Secret,
         code: &'static str,
-    ) -> Result<Self, Refusal> {
+    ) -> Result<Self, ProxyError> {
         let mut header =
             http::HeaderValue::from_bytes(&jwt_bearer::bearer(&token)).map_err(|_| {
                 refuse(
@@ -229,7 +229,7 @@ impl crate::Inner {
         &self,
         route: &JwtBearerRoute,
         principal: &str,
-    ) -> Result<Injected, Refusal> {
+    ) -> Result<Injected, ProxyError> {
         let slot = self.tokens.get(&route.id, &route.fingerprint);
         let mut cached = slot.lock().await;
         let now = Instant::now();
@@ -275,7 +275,7 @@ impl crate::Inner {
         &self,
         route: &JwtBearerRoute,
         principal: &str,
-    ) -> Result<(Secret, Option<Duration>), Refusal> {
+    ) -> Result<(Secret, Option<Duration>), ProxyError> {
         let assertion = jwt_bearer::sign(&route.key, &route.assertion(), SystemTime::now())
             .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "jwt_bearer_failed", &e.to_string()))?;
         self.event(

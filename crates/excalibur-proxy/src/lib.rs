@@ -28,6 +28,7 @@ pub mod ca;
 mod decide;
 pub mod dpop;
 mod encoding;
+mod error;
 pub mod guard;
 pub mod jwt_bearer;
 mod mediate;

@@ -17,9 +17,9 @@ use crate::Inner;
 use crate::body::{Direction, FlowState, Mediated, ProxyBody, Trailers};
 use crate::decide::Redemption;
 use crate::encoding;
+use crate::error::{ProxyError, refuse};
 use crate::jwt_bearer::Injected;
 use crate::pipeline::Target;
-use crate::sigv4::{Refusal, refuse};
 use crate::snapshot::Snapshot;
 
 /// A request ready for the upstream.
@@ -50,7 +50,7 @@ pub(crate) async fn request(
     mut parts: Parts,
     incoming: Incoming,
     flow: &Arc<FlowState>,
-) -> Result<Outbound, Refusal> {
+) -> Result<Outbound, ProxyError> {
     let mediator = &snap.mediator;
     // Substitute into the target and the header values. Substituted values are marked
     // sensitive: HTTP/2 sends them never-indexed, keeping them out of HPACK tables.

@@ -15,8 +15,8 @@ use http::{Request, StatusCode, header};
 use serde_json::json;
 
 use crate::body;
+use crate::error::{ProxyError, refuse};
 use crate::jwt_bearer::Injected;
-use crate::sigv4::{Refusal, refuse};
 
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -111,7 +111,7 @@ impl crate::Inner {
         route: &OauthRefreshRoute,
         principal: &str,
         stale: Option<&Secret>,
-    ) -> Result<Injected, Refusal> {
+    ) -> Result<Injected, ProxyError> {
         let slot = self.refresh_cache.get(&route.id, &route.version);
         let mut state = slot.lock().await;
         let st = state.get_or_insert_with(|| State {
@@ -177,7 +177,7 @@ impl crate::Inner {
         route: &OauthRefreshRoute,
         principal: &str,
         refresh_token: &Secret,
-    ) -> Result<(Secret, Option<Duration>, Option<Secret>), Refusal> {
+    ) -> Result<(Secret, Option<Duration>, Option<Secret>), ProxyError> {
         let endpoint = format!("https://{}{}", route.token_host, route.token_path);
         let mut form = format!(
             "grant_type=refresh_token&refresh_token={}&client_id={}",

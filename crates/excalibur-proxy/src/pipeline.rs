@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use excalibur_core::api::Flow;
 use excalibur_core::audit::{EventType, NewEvent};
 use excalibur_core::ids::FlowId;
@@ -33,8 +32,6 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{ConnectError, connect_tcp};
 use crate::{Inner, Proxy};
 
-/// Header naming why the proxy refused a request.
-const REASON_HEADER: &str = "x-excalibur-reason";
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a request is going, as established by the proxy (never by `Host` alone): the
@@ -541,7 +538,7 @@ impl Inner {
         t: &Target,
         method: &str,
         e: &ConnectError,
-    ) -> crate::sigv4::Refusal {
+    ) -> crate::error::ProxyError {
         let status = match e {
             ConnectError::Forbidden { .. } | ConnectError::Loop(_) => StatusCode::FORBIDDEN,
             ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -559,7 +556,7 @@ impl Inner {
         } else {
             tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %t.host, "upstream failed");
         }
-        crate::sigv4::refuse(status, e.reason(), &e.to_string())
+        crate::error::refuse(status, e.reason(), &e.to_string())
     }
 
     /// One request, stage by stage: decide every redemption, mediate, send, scrub.
@@ -599,7 +596,7 @@ impl Inner {
         );
         let out = match out.await {
             Ok(o) => o,
-            Err(r) => return failed(&flow, r.into_response()),
+            Err(r) => return failed(&flow, r),
         };
         let (resp, injected) = match crate::send::upstream(self, out, &red, principal, target).await
         {
@@ -608,7 +605,7 @@ impl Inner {
                 if f.denied {
                     flow.update(|fl| fl.decision = "deny".to_owned());
                 }
-                return failed(&flow, f.refusal.into_response());
+                return failed(&flow, f.refusal);
             }
         };
         self.answered(&flow, &resp, started, red.redeemed.len());
@@ -626,7 +623,7 @@ impl Inner {
                 flow.update(|f| f.reason = Some("response_header_name_dropped".to_owned()));
                 resp
             }
-            Err(r) => failed(&flow, r.into_response()),
+            Err(r) => failed(&flow, r),
         }
     }
 
@@ -644,16 +641,16 @@ impl Inner {
     /// Checks that a request can be proxied at all and strips what never goes on:
     /// hop-by-hop fields, `Proxy-Authorization`, `Host`, `Accept-Encoding` (identity is
     /// asked for; what comes back encoded anyway is decoded to scrub).
-    fn admissible(&self, parts: &mut http::request::Parts) -> Result<(), crate::sigv4::Refusal> {
+    fn admissible(&self, parts: &mut http::request::Parts) -> Result<(), crate::error::ProxyError> {
         if !self.recorder.has_capacity() {
-            return Err(crate::sigv4::refuse(
+            return Err(crate::error::refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_backpressure",
                 "the audit queue is full; retry shortly",
             ));
         }
         if let Some(coding) = crate::encoding::transfer_codings(&parts.headers).first() {
-            return Err(crate::sigv4::refuse(
+            return Err(crate::error::refuse(
                 StatusCode::BAD_REQUEST,
                 "unsupported_transfer_coding",
                 &format!("transfer coding `{coding:?}` is not supported; send chunked or a length"),
@@ -757,17 +754,20 @@ fn request_span<B>(target: &Target, req: &Request<B>) -> tracing::Span {
     )
 }
 
-/// Records a refusal's status and reason code on the flow, and returns the refusal.
-fn failed(flow: &FlowState, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+/// The one place a request-path error becomes the workload's answer: the flow records
+/// its status and reason, the log its side.
+fn failed(flow: &FlowState, err: crate::error::ProxyError) -> Response<ProxyBody> {
+    use crate::error::Side;
+    match err.side() {
+        Side::Client => tracing::debug!(reason = err.reason, "request refused"),
+        Side::Upstream => tracing::warn!(reason = err.reason, "upstream failed"),
+        Side::Internal => tracing::error!(reason = err.reason, "request failed"),
+    }
     flow.update(|f| {
-        f.status = resp.status().as_u16();
-        f.reason = resp
-            .headers()
-            .get(REASON_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        f.status = err.status.as_u16();
+        f.reason = Some(err.reason.to_owned());
     });
-    resp
+    err.into_response()
 }
 
 fn normalize_host(h: &str) -> String {
@@ -827,18 +827,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-pub(crate) fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
-    let body = json!({"error": reason, "detail": detail}).to_string();
-    let mut resp = Response::new(body::full(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(reason) {
-        resp.headers_mut().insert(REASON_HEADER, v);
-    }
-    resp
+/// A refusal answered at once (status, wire reason, detail).
+fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody> {
+    crate::error::respond(status, reason, detail)
 }
 
 fn proxy_auth_required(reason: &str) -> Response<ProxyBody> {

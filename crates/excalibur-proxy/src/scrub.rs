@@ -13,7 +13,7 @@ use http_body_util::BodyExt as _;
 
 use crate::body::{self, Direction, FlowState, Mediated, ProxyBody, Trailers};
 use crate::encoding::{self, Decoded};
-use crate::sigv4::{Refusal, refuse};
+use crate::error::{ProxyError, refuse};
 
 /// Every value that must not reach the workload in one response.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +105,7 @@ pub(crate) fn response(
     head_only: bool,
     max_decoded: u64,
     flow: Arc<FlowState>,
-) -> Result<(Response<ProxyBody>, usize), Refusal> {
+) -> Result<(Response<ProxyBody>, usize), ProxyError> {
     let (mut parts, body) = resp.into_parts();
     // Read before the hop-by-hop headers (Transfer-Encoding among them) go.
     let codings = encoding::applied(&parts.headers);

@@ -12,22 +12,22 @@ use serde_json::json;
 use crate::Inner;
 use crate::body::{self, ProxyBody};
 use crate::decide::Redemption;
+use crate::error::{ProxyError, refuse};
 use crate::jwt_bearer::Injected;
 use crate::mediate::Outbound;
 use crate::pipeline::Target;
-use crate::sigv4::{Refusal, refuse};
 use crate::upstream::{ConnectError, Connector};
 
 /// Why nothing usable came back.
 #[derive(Debug)]
 pub(crate) struct SendFailure {
-    pub(crate) refusal: Refusal,
+    pub(crate) refusal: ProxyError,
     /// A destination the guard refused: the flow's decision becomes `deny`.
     pub(crate) denied: bool,
 }
 
-impl From<Refusal> for SendFailure {
-    fn from(refusal: Refusal) -> Self {
+impl From<ProxyError> for SendFailure {
+    fn from(refusal: ProxyError) -> Self {
         Self {
             refusal,
             denied: false,

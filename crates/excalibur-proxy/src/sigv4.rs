@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::{self, ProxyBody, Reframed};
+use crate::error::{ProxyError, refuse};
 
 /// Bodies up to this size are hashed whole for S3 when the client did not say how its
 /// body is covered; larger ones are chunk-signed as they stream.
@@ -152,21 +153,6 @@ pub(crate) struct Signed {
     pub(crate) details: serde_json::Value,
 }
 
-/// Why a request was not signed; the pipeline turns it into a refusal.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    pub(crate) status: StatusCode,
-    pub(crate) reason: &'static str,
-    pub(crate) detail: String,
-}
-
-impl Refusal {
-    /// The response the workload gets (JSON body, `x-excalibur-reason`).
-    pub(crate) fn into_response(self) -> http::Response<crate::ProxyBody> {
-        crate::pipeline::refuse(self.status, self.reason, &self.detail)
-    }
-}
-
 /// Why a body was not read whole.
 enum Read {
     TooLarge,
@@ -201,14 +187,6 @@ async fn read_capped(mut body: Incoming, cap: u64) -> Result<Bytes, Read> {
     Ok(out.freeze())
 }
 
-pub(crate) fn refuse(status: StatusCode, reason: &'static str, detail: &str) -> Refusal {
-    Refusal {
-        status,
-        reason,
-        detail: detail.to_owned(),
-    }
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -232,7 +210,12 @@ fn client_signed(parts: &Parts) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Result<Plan, Refusal> {
+fn plan(
+    route: &Sigv4Route,
+    parts: &Parts,
+    body: &Incoming,
+    https: bool,
+) -> Result<Plan, ProxyError> {
     let s3 = route.scope().is_s3();
     let h = &parts.headers;
     let declared = h
@@ -296,7 +279,7 @@ fn plan(route: &Sigv4Route, parts: &Parts, body: &Incoming, https: bool) -> Resu
     })
 }
 
-fn set(parts: &mut Parts, name: &'static str, value: &str) -> Result<(), Refusal> {
+fn set(parts: &mut Parts, name: &'static str, value: &str) -> Result<(), ProxyError> {
     let v = HeaderValue::from_str(value).map_err(|_| {
         refuse(
             StatusCode::BAD_REQUEST,
@@ -317,7 +300,7 @@ pub(crate) async fn sign(
     https: bool,
     authority: &str,
     cap: u64,
-) -> Result<Signed, Refusal> {
+) -> Result<Signed, ProxyError> {
     let scope = route.scope();
     let s3 = scope.is_s3();
     let client_signed = client_signed(&parts);

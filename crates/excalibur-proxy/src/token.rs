@@ -9,7 +9,7 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper_util::client::legacy::Client;
 
 use crate::ProxyBody;
-use crate::sigv4::{Refusal, refuse};
+use crate::error::{ProxyError, refuse};
 use crate::upstream::Connector;
 
 /// Largest token response read.
@@ -22,7 +22,7 @@ pub(crate) struct TokenFailure {
     /// The endpoint's status, when it answered.
     pub(crate) status: Option<u16>,
     /// What the workload gets (`reason` = the caller's code).
-    pub(crate) refusal: Refusal,
+    pub(crate) refusal: ProxyError,
 }
 
 /// POSTs `req` and returns a 2xx answer's status and body (at most

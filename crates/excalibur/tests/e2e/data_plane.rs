@@ -739,7 +739,12 @@ async fn rotation_under_load_has_no_failures_and_switches_values() {
         }));
     }
     // Let load build, rotate, let it run on, stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ok.load(Ordering::SeqCst) < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `ok.load(Ordering::SeqCst) < 100`"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     gw.api()
@@ -751,7 +756,12 @@ async fn rotation_under_load_has_no_failures_and_switches_values() {
         .unwrap();
     rotated.store(true, Ordering::SeqCst);
     let before = ok.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ok.load(Ordering::SeqCst) < before + 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `ok.load(Ordering::SeqCst) < before + 100`"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::SeqCst);

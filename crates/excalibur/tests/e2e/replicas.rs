@@ -205,7 +205,12 @@ async fn rotation_on_one_replica_reaches_the_other_within_a_second_under_load() 
             }
         }));
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ok.load(Ordering::SeqCst) < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `ok.load(Ordering::SeqCst) < 100`"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Rotate on A while B carries the load; B must inject the new value within a second.
@@ -231,7 +236,12 @@ async fn rotation_on_one_replica_reaches_the_other_within_a_second_under_load() 
         );
     };
     let before = ok.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ok.load(Ordering::SeqCst) < before + 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `ok.load(Ordering::SeqCst) < before + 100`"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::SeqCst);
@@ -311,7 +321,12 @@ async fn a_killed_replica_loses_no_committed_event_and_the_other_keeps_serving()
             }
         })
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while acked.lock().unwrap().len() < 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `acked.lock().unwrap().len() < 30`"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // SIGKILL mid-load.
