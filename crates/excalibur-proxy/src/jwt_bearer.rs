@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+// tokio's clock, so that expiry is tested with paused time.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use excalibur_core::Secret;
@@ -148,6 +151,29 @@ pub(crate) struct Cached {
     expires_at: Instant,
 }
 
+impl Cached {
+    /// Cached at `now` for `lifetime`; refreshed a tenth of its life (at most a minute)
+    /// before it expires.
+    fn new(token: Injected, lifetime: Duration, now: Instant) -> Self {
+        let early = (lifetime / 10).min(Duration::from_secs(60));
+        Self {
+            token,
+            refresh_at: now + lifetime.saturating_sub(early),
+            expires_at: now + lifetime,
+        }
+    }
+
+    /// Served without asking the endpoint.
+    fn fresh(&self, now: Instant) -> bool {
+        now < self.refresh_at
+    }
+
+    /// Still valid: served when an early refresh failed, never past its expiry.
+    fn usable(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
+}
+
 /// An access token to inject, with its `Authorization` value (marked sensitive) and the
 /// scrubber that replaces it by the mapping id in responses: built once per token, not
 /// per request.
@@ -232,9 +258,8 @@ impl crate::Inner {
     ) -> Result<Injected, ProxyError> {
         let slot = self.tokens.get(&route.id, &route.fingerprint);
         let mut cached = slot.lock().await;
-        let now = Instant::now();
         if let Some(c) = cached.as_ref()
-            && now < c.refresh_at
+            && c.fresh(Instant::now())
         {
             return Ok(c.token.clone());
         }
@@ -250,18 +275,12 @@ impl crate::Inner {
         match exchanged {
             Ok((token, lifetime)) => {
                 let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
-                let early = (lifetime / 10).min(Duration::from_secs(60));
-                let now = Instant::now();
-                *cached = Some(Cached {
-                    token: token.clone(),
-                    refresh_at: now + lifetime.saturating_sub(early),
-                    expires_at: now + lifetime,
-                });
+                *cached = Some(Cached::new(token.clone(), lifetime, Instant::now()));
                 Ok(token)
             }
             Err(refusal) => match cached.as_ref() {
                 // Refreshing early failed: the current token is still valid, use it.
-                Some(c) if Instant::now() < c.expires_at => Ok(c.token.clone()),
+                Some(c) if c.usable(Instant::now()) => Ok(c.token.clone()),
                 // Never a token past its expiry.
                 _ => {
                     *cached = None;
@@ -378,5 +397,38 @@ impl crate::Inner {
             principal,
             json!({"mapping": route.id, "token_endpoint": endpoint, "status": status, "result": result}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_token_is_refreshed_early_and_never_served_past_expiry() {
+        let token = Injected::new("m", Secret::new(b"ghs_token".to_vec()), "x").unwrap();
+        let start = Instant::now();
+        let c = Cached::new(token, Duration::from_secs(100), start);
+        // (seconds after caching, fresh, usable)
+        for (at, fresh, usable) in [
+            (0, true, true),
+            (89, true, true),
+            (90, false, true),
+            (99, false, true),
+            (100, false, false),
+            (3600, false, false),
+        ] {
+            let then = start + Duration::from_secs(at);
+            tokio::time::advance(then.saturating_duration_since(Instant::now())).await;
+            let now = Instant::now();
+            assert_eq!((c.fresh(now), c.usable(now)), (fresh, usable), "at {at} s");
+        }
+        // Long lifetimes refresh at most a minute early.
+        let token = Injected::new("m", Secret::new(b"t".to_vec()), "x").unwrap();
+        let c = Cached::new(token, Duration::from_secs(3600), Instant::now());
+        tokio::time::advance(Duration::from_secs(3539)).await;
+        assert!(c.fresh(Instant::now()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!c.fresh(Instant::now()) && c.usable(Instant::now()));
     }
 }
