@@ -35,7 +35,7 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
             },
             created_at: String::new(),
         }];
-        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false }];
+        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false, dangerous_allow_plaintext: false }];
         let bindings: Vec<(String, String)> = NAMES.iter().map(|n| ((*n).into(), "p".into())).collect();
         let egress = [("service:f".to_owned(), vec![HostPattern::parse("h.example").expect("host")])];
         let policy = Policy::compile(PolicyInput {
@@ -61,7 +61,7 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
         });
         let found: Vec<String> = NAMES.iter().map(|n| (*n).into()).collect();
         let permit = policy
-            .decide_redeem(&subject, RedeemTarget { host: "h.example", path: "/", method: "GET" }, &found)
+            .decide_redeem(&subject, RedeemTarget::tls("h.example", "/", "GET"), &found)
             .expect("permit");
         (m, permit)
     })

@@ -25,7 +25,7 @@ fn policy() -> &'static Policy {
             },
             created_at: String::new(),
         }];
-        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false }];
+        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false, dangerous_allow_plaintext: false }];
         let bindings = [("XCALIBUR_TOKEN".to_owned(), "p".to_owned())];
         Policy::compile(PolicyInput {
             rules: &rules,
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     let p = policy();
     let _ = p.decide_egress(&subject, &host, 443);
     let found = vec!["XCALIBUR_TOKEN".to_owned(), name];
-    if let Ok(permit) = p.decide_redeem(&subject, RedeemTarget { host: &host, path: &path, method: &method }, &found) {
+    if let Ok(permit) = p.decide_redeem(&subject, RedeemTarget::tls(&host, &path, &method), &found) {
         assert_eq!(permit.host(), "h.example");
     }
 });

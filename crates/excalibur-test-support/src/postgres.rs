@@ -24,7 +24,7 @@ pub struct Postgres {
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .context("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")?
+        .context("PostgreSQL is not installed: run ./test.sh (it installs Debian's postgresql)")?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();

@@ -1,4 +1,4 @@
-//! A real S3 server that verifies SigV4 (`s3s-fs`, installed by `.ci/run`), behind a TLS
+//! A real S3 server that verifies SigV4 (`s3s-fs`, installed by `./test.sh`), behind a TLS
 //! front on 127.0.0.1 with a certificate for the AWS host names the tests use. A second
 //! front can tamper with the bytes it forwards, to show that the upstream checks them.
 
@@ -27,7 +27,7 @@ pub fn s3s_fs_binary() -> anyhow::Result<PathBuf> {
         }
     }
     anyhow::bail!(
-        "s3s-fs not found: install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (.ci/run does)"
+        "s3s-fs not found: run ./test.sh (it runs `cargo install s3s-fs@0.14.1 --features binary --locked`)"
     )
 }
 

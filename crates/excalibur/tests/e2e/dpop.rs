@@ -21,7 +21,7 @@ async fn seed_001_dpop_bound_tokens_through_the_proxy() {
     let peer_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/dpop");
     assert!(
         peer_dir.join("node_modules/oidc-provider").exists(),
-        "run `npm ci` in tests/peers/dpop (.ci/run does)"
+        "oidc-provider missing: run ./test.sh (it runs `npm ci` in tests/peers/dpop)"
     );
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (ca, chain, key) = excalibur_test_support::tls_files(&[AUTH, API]).unwrap();

@@ -31,7 +31,7 @@ fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin/python");
     assert!(
         p.exists(),
-        "{} missing: .ci/run creates it (pip install authlib flask)",
+        "{} missing: run ./test.sh (it creates target/aws-venv with authlib and flask)",
         p.display()
     );
     p

@@ -83,7 +83,7 @@ async fn nginx(dir: &Path, client_ca: &str) -> Nginx {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("nginx is installed (.ci/run installs it)");
+        .expect("nginx not found: run ./test.sh (it installs Debian's nginx)");
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(a).await.is_ok()
             && tokio::net::TcpStream::connect(b).await.is_ok()

@@ -113,7 +113,7 @@ fn venv_bin(name: &str) -> PathBuf {
     let p = root.join(name);
     assert!(
         p.exists(),
-        "{} missing: run `python3 -m venv target/aws-venv && target/aws-venv/bin/pip install awscli boto3` (.ci/run does)",
+        "{} missing: run ./test.sh (it creates target/aws-venv with awscli and boto3)",
         p.display()
     );
     p

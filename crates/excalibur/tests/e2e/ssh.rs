@@ -71,7 +71,7 @@ impl Sshd {
             .arg(dir.join("sshd_config"))
             .kill_on_drop(true)
             .spawn()
-            .expect("openssh-server is installed (.ci/run installs it)");
+            .expect("sshd not found: run ./test.sh (it installs openssh-server)");
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await

@@ -2,7 +2,7 @@
 //! watches a rotation arrive live, and an operator sees no write controls. Plus the
 //! security properties checked over plain HTTP: CSP, cookies, CSRF.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -39,6 +39,14 @@ async fn chromium_drives_the_ui() {
         .unwrap();
     let out = workspace().join("target/ui-screenshots");
     let ui_dir = workspace().join("tests/ui");
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "chromium not found: run ./test.sh (it installs Debian's chromium)"
+    );
+    assert!(
+        ui_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core missing: run ./test.sh (it runs `npm ci` in tests/ui)"
+    );
     let run = tokio::process::Command::new("node")
         .arg("ui.test.mjs")
         .current_dir(&ui_dir)
@@ -48,7 +56,7 @@ async fn chromium_drives_the_ui() {
         .env("OUT", &out)
         .output()
         .await
-        .expect("node runs (tests/ui needs `npm ci`; .ci/run does it)");
+        .expect("node not found: run ./test.sh (it installs nodejs and runs `npm ci` in tests/ui)");
     assert!(
         run.status.success(),
         "ui test failed:\nstdout: {}\nstderr: {}",
