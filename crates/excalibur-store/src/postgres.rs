@@ -322,12 +322,27 @@ pub fn listen(connect: PgConnect) -> tokio::sync::mpsc::Receiver<()> {
                 };
                 backoff = Duration::from_millis(200);
                 let _ = tx.try_send(());
-                let mut notifications = client.notifications();
-                let mut iter = notifications.timeout_iter(Duration::from_millis(500));
                 loop {
-                    match iter.next() {
+                    // A fresh iterator per wait: a `TimeoutIter` whose delay has fired
+                    // answers `None` at once forever after (the old loop spun a core
+                    // and read notifications late). This blocks on the socket for up to
+                    // 500 ms, waking as soon as a notification arrives.
+                    let next = client
+                        .notifications()
+                        .timeout_iter(Duration::from_millis(500))
+                        .next();
+                    match next {
                         Ok(Some(_)) => {
+                            // Coalesce a burst: one rebuild covers every pending change
+                            // (`iter` returns only what already arrived, never blocks).
+                            let mut pending = client.notifications();
+                            let mut queued = pending.iter();
+                            while let Ok(Some(_)) = queued.next() {}
                             let _ = tx.try_send(());
+                        }
+                        Ok(None) if client.is_closed() => {
+                            tracing::warn!("LISTEN connection closed; reconnecting");
+                            break;
                         }
                         Ok(None) => {
                             if tx.is_closed() {

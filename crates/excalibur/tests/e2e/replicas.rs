@@ -583,3 +583,92 @@ async fn an_ssh_session_revoked_on_one_replica_closes_on_the_other() {
     assert!(err.contains("407"), "{err}");
     drop(held);
 }
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn idle_replicas_sleep_and_wake_within_a_second_for_every_change() {
+    let c = cluster().await;
+    let token = configure(&c.a, "ghp_IDLE_value_000").await;
+    let via_b = client(&c.b, &token, &c.ca);
+    warm_up(&via_b).await;
+    // Idle: neither replica burns CPU (the LISTEN follower blocks on its socket).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids = [c.a.pid().unwrap(), c.b.pid().unwrap()];
+    let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (pid, was) in pids.iter().zip(&before) {
+        let used = cpu_seconds(*pid) - was;
+        assert!(
+            used < 0.15,
+            "replica {pid} used {used:.2} CPU s in 3 s idle"
+        );
+    }
+    // After the idle gap, every rotation on A is in force on B within a second.
+    let mut delays = Vec::new();
+    for round in 0..20 {
+        let value = format!("ghp_ROUND_{round:03}_value");
+        c.a.api()
+            .post(
+                "/api/placeholders",
+                json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": value, "provider_id": "github"}),
+            )
+            .await
+            .unwrap();
+        let written = Instant::now();
+        let mut probe = 0;
+        loop {
+            probe += 1;
+            let id = format!("idle-{round}-{probe}");
+            assert_eq!(send(&via_b, &id).await, 200);
+            if seen_value(&c.echo, &id).as_deref() == Some(value.as_str()) {
+                delays.push(written.elapsed());
+                break;
+            }
+            assert!(
+                written.elapsed() < Duration::from_secs(3),
+                "round {round}: B still injects the old value"
+            );
+        }
+        if round % 5 == 4 {
+            // Idle again between bursts.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    }
+    delays.sort();
+    let p99 = delays[delays.len() - 1];
+    assert!(p99 < Duration::from_secs(1), "propagation {delays:?}");
+    // A revocation on A stops the credential on B within a second too.
+    let creds = c.a.api().get("/api/service-credentials").await.unwrap();
+    let id = creds[0]["id"].as_str().unwrap().to_owned();
+    c.a.api()
+        .send("DELETE", &format!("/api/service-credentials/{id}"), None)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    loop {
+        let status = send(
+            &via_b,
+            &format!("revoked-{}", revoked.elapsed().as_millis()),
+        )
+        .await;
+        if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            || status.as_u16() == 0
+            || !status.is_success()
+        {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "B still accepts the revoked credential"
+        );
+    }
+}
