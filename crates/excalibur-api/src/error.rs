@@ -62,6 +62,11 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::Invalid(_) => ApiError::unprocessable(e.to_string()),
+            StoreError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; retry shortly".to_owned(),
+            ),
             StoreError::Seal(_)
             | StoreError::Db(_)
             | StoreError::Corrupt(_)

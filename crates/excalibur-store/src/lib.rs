@@ -66,6 +66,9 @@ pub enum StoreError {
     /// The blocking task running the query failed.
     #[error("store task failed")]
     Task,
+    /// The database is unreachable (reconnecting).
+    #[error("the database is unavailable")]
+    Unavailable,
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -125,7 +125,11 @@ impl SqlStore {
     pub fn connect_postgres(connect: &PgConnect, master: &MasterKey) -> Result<Self, StoreError> {
         let client = connect.connect()?;
         SqlStore::new(
-            Box::new(PgBackend(OwnedClient::new(client))),
+            Box::new(PgBackend {
+                client: OwnedClient::new(client),
+                connect: connect.clone(),
+                next_attempt: None,
+            }),
             MIGRATIONS,
             master,
             Some(connect.clone()),
@@ -170,11 +174,51 @@ impl Drop for OwnedClient {
     }
 }
 
-struct PgBackend(OwnedClient);
+/// The store's connection. When PostgreSQL goes away (a restart, a failover), the next
+/// transaction reconnects, at most one attempt per [`RECONNECT_EVERY`]: writes fail
+/// (500) while it is away, and the replica is writing again within a second of its
+/// return, without a restart.
+struct PgBackend {
+    client: OwnedClient,
+    connect: PgConnect,
+    /// Set while disconnected: no new attempt before this.
+    next_attempt: Option<std::time::Instant>,
+}
+
+/// The pace of reconnection attempts while the database is away.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+
+impl PgBackend {
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if !self.client.is_closed() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        match self.next_attempt {
+            None => tracing::error!("database connection lost; reconnecting"),
+            Some(at) if now < at => return Err(StoreError::Unavailable),
+            Some(_) => {}
+        }
+        self.next_attempt = Some(now + RECONNECT_EVERY);
+        match self.connect.connect() {
+            Ok(c) => {
+                self.client = OwnedClient::new(c);
+                self.next_attempt = None;
+                tracing::warn!("database connection restored");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "database still unreachable");
+                Err(StoreError::Unavailable)
+            }
+        }
+    }
+}
 
 impl Backend for PgBackend {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
-        let client = self.0.get()?;
+        self.ensure_connected()?;
+        let client = self.client.get()?;
         let tx = if mode == Mode::Read {
             // One snapshot for every statement of a read (the audit head and the events
             // it covers, a snapshot's tables), whatever other replicas commit meanwhile.
@@ -316,7 +360,7 @@ pub fn listen(connect: PgConnect) -> tokio::sync::mpsc::Receiver<()> {
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection failed; retrying");
                         std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }
                 };

@@ -13,6 +13,8 @@ use anyhow::{Context as _, bail};
 pub struct Postgres {
     child: Child,
     _dir: tempfile::TempDir,
+    /// The `postgres` binary and its arguments, to start it again.
+    launch: (PathBuf, bool, Vec<std::ffi::OsString>),
     /// `postgres://excalibur@127.0.0.1:<port>/excalibur`.
     pub url: String,
     /// With [`Postgres::start_tls`]: the CA (PEM) that signed the server's certificate
@@ -50,6 +52,15 @@ fn command(bin: &Path, root: bool) -> Command {
     } else {
         Command::new(bin)
     }
+}
+
+fn spawn(launch: &(PathBuf, bool, Vec<std::ffi::OsString>)) -> anyhow::Result<Child> {
+    command(&launch.0, launch.1)
+        .args(&launch.2)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start postgres")
 }
 
 impl Postgres {
@@ -125,26 +136,25 @@ impl Postgres {
             ca_pem = Some(ca);
         }
         let port = crate::free_port()?.port();
-        let child = command(&bin.join("postgres"), root)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ])
-            .args(&ssl_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start postgres")?;
+        let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.into()];
+        args.extend(["-p".into(), port.to_string().into(), "-k".into()]);
+        args.push(dir.path().into());
+        for a in [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ] {
+            args.push(a.into());
+        }
+        args.extend(ssl_args.iter().map(Into::into));
+        let launch = (bin.join("postgres"), root, args);
+        let child = spawn(&launch)?;
         let mut pg = Postgres {
             child,
+            launch,
             _dir: dir,
             url: format!("postgres://excalibur@127.0.0.1:{port}/excalibur"),
             port,
@@ -164,6 +174,44 @@ impl Postgres {
         bail!("postgres did not accept connections in 10 s")
     }
 
+    /// Stops the server (fast shutdown: every connection is cut) and waits for it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        // `pg_ctl` signals the postmaster itself (the child may be `runuser`).
+        let (bin, root, args) = &self.launch;
+        let data = args.get(1).context("no data dir")?;
+        let pg_ctl = bin.with_file_name("pg_ctl");
+        let status = command(&pg_ctl, *root)
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("pg_ctl stop failed: {status}");
+        }
+        for _ in 0..200 {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("postgres did not stop in 10 s")
+    }
+
+    /// Starts it again on the same port and data; waits (bounded) until it accepts
+    /// connections.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(&self.launch)?;
+        let admin = format!("postgres://excalibur@127.0.0.1:{}/postgres", self.port);
+        for _ in 0..200 {
+            if ::postgres::Client::connect(&admin, ::postgres::NoTls).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("postgres did not come back in 10 s")
+    }
+
     /// A fresh, empty database on this server; its URL.
     pub fn database(&self, name: &str) -> anyhow::Result<String> {
         let admin = format!("postgres://excalibur@127.0.0.1:{}/postgres", self.port);
@@ -178,15 +226,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGTERM is a smart shutdown; the temp dir goes with us.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        // A fast shutdown through pg_ctl (the child may be `runuser`, which does not pass
+        // signals on); the temp dir goes with us.
+        if matches!(self.child.try_wait(), Ok(Some(_))) || self.stop().is_ok() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -143,7 +143,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         "gw_{}",
         excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
     );
-    let _gateway_lock = store
+    let gateway_held = store
         .exclusive(gateway_lock(&instance), true)
         .await?
         .context("cannot hold this gateway's lock")?;
@@ -327,11 +327,38 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         let (store, snapshots, cancel) =
             (Arc::clone(&store), Arc::clone(&snapshots), cancel.clone());
         async move {
+            // The lock lives on its own database connection: lost with it (a PostgreSQL
+            // restart), it is taken again within a second. Sweeps wait until every
+            // replica has had time to do the same, so an outage ends no live session.
+            let mut held = Some(gateway_held);
+            // At start every replica's lock is as it should be: no grace period.
+            let now = Instant::now();
+            let mut held_since = now.checked_sub(2 * SESSION_SWEEP_INTERVAL).unwrap_or(now);
+            let mut last_sweep = now;
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(SESSION_SWEEP_INTERVAL) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     () = cancel.cancelled() => return,
                 }
+                if !held.as_ref().is_some_and(excalibur_store::Exclusive::is_held) {
+                    if held.take().is_some() {
+                        tracing::error!("this gateway's lock was lost with its database connection; taking it again");
+                    }
+                    match store.exclusive(gateway_lock(&instance), false).await {
+                        Ok(Some(l)) => {
+                            tracing::warn!("this gateway's lock is held again");
+                            held = Some(l);
+                            held_since = Instant::now();
+                        }
+                        Ok(None) | Err(_) => continue,
+                    }
+                }
+                if last_sweep.elapsed() < SESSION_SWEEP_INTERVAL
+                    || held_since.elapsed() < 2 * SESSION_SWEEP_INTERVAL
+                {
+                    continue;
+                }
+                last_sweep = Instant::now();
                 if sweep_lost_sessions(store.as_ref(), &instance).await {
                     snapshots.rebuild_logged().await;
                 }

@@ -19,7 +19,7 @@ use crate::server_bin;
 const MASTER_KEY: &str = "6a0f4e1b2c3d4e5f60718293a4b5c6d7e8f901122334455667788990aabbccdd";
 
 struct Cluster {
-    _pg: Postgres,
+    pg: Postgres,
     echo: Echo,
     a: Gateway,
     b: Gateway,
@@ -87,13 +87,7 @@ async fn cluster() -> Cluster {
         let on_disk = std::fs::read(gw.data_dir.join("ca.pem")).unwrap();
         assert_eq!(on_disk, ca, "the replica uses the operator's CA");
     }
-    Cluster {
-        _pg: pg,
-        echo,
-        a,
-        b,
-        ca,
-    }
+    Cluster { pg, echo, a, b, ca }
 }
 
 fn client(gw: &Gateway, token: &str, ca: &[u8]) -> reqwest::Client {
@@ -669,6 +663,76 @@ async fn idle_replicas_sleep_and_wake_within_a_second_for_every_change() {
         assert!(
             revoked.elapsed() < Duration::from_secs(1),
             "B still accepts the revoked credential"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
+    let mut c = cluster().await;
+    let token = configure(&c.a, "ghp_BEFORE_outage_1").await;
+    let via_b = client(&c.b, &token, &c.ca);
+    warm_up(&via_b).await;
+    // PostgreSQL away for 5 s: writes answer 503 `database_unavailable`, never hang.
+    tokio::task::block_in_place(|| c.pg.stop()).unwrap();
+    let provider = json!({"id": "during", "hosts": ["during.example"]});
+    let (status, _, body) =
+        c.a.api()
+            .send("POST", "/api/providers", Some(provider))
+            .await
+            .unwrap();
+    assert!(status >= 500, "{status} {body}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::task::block_in_place(|| c.pg.start_again()).unwrap();
+    // Back within 5 s, without a restart: both replicas write and are ready.
+    let back = Instant::now();
+    for (name, gw) in [("a", &c.a), ("b", &c.b)] {
+        loop {
+            let body = json!({"id": format!("after-{name}"), "hosts": [format!("{name}.example")]});
+            let (status, _, _) = gw
+                .api()
+                .send("POST", "/api/providers", Some(body))
+                .await
+                .unwrap();
+            let (ready, _, _) = gw.api().send("GET", "/readyz", None).await.unwrap();
+            if status == 200 && ready == 200 {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(5),
+                "replica {name} did not recover: write {status}, readyz {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Changes flow between them again (the LISTEN follower reconnected), within a second.
+    c.a.api()
+        .post(
+            "/api/placeholders",
+            json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": "ghp_AFTER_outage_2", "provider_id": "github"}),
+        )
+        .await
+        .unwrap();
+    let written = Instant::now();
+    let mut probe = 0;
+    loop {
+        probe += 1;
+        let id = format!("after-{probe}");
+        assert_eq!(send(&via_b, &id).await, 200);
+        if seen_value(&c.echo, &id).as_deref() == Some("ghp_AFTER_outage_2") {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "B never saw the rotation after the restart"
+        );
+    }
+    for gw in [&c.a, &c.b] {
+        let v = gw.api().get("/api/audit/verify").await.unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(
+            gw.output().contains("database connection restored"),
+            "no recovery logged"
         );
     }
 }
