@@ -337,28 +337,100 @@ where
     }
 }
 
-/// A response body that holds the request body the handler never read. When the
-/// response has been sent (this body is dropped), the request body is drained in the
-/// background, bounded, so that the stream ends normally instead of with a reset that
-/// some clients report as an empty reply; past the bound it is dropped, and HTTP/2 then
-/// resets the stream with NO_ERROR (RFC 9113 §8.1), the response already complete.
+/// Where a workload's request body waits when whoever read it let go early (the
+/// upstream answered before the upload ended, or the handler refused without reading):
+/// it is drained only after the response to the workload has been sent.
+#[derive(Debug, Clone, Default)]
+pub struct Parking(Arc<Mutex<Option<hyper::body::Incoming>>>);
+
+impl Parking {
+    /// A slot already holding `body` (a refusal that never reads it).
+    pub fn with(body: hyper::body::Incoming) -> Self {
+        Self(Arc::new(Mutex::new(Some(body))))
+    }
+
+    fn take(&self) -> Option<hyper::body::Incoming> {
+        self.0.lock().ok().and_then(|mut b| b.take())
+    }
+
+    fn park(&self, body: hyper::body::Incoming) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(body);
+        }
+    }
+}
+
+/// The workload's request body on its way upstream: when dropped before its end (an
+/// early upstream answer), it goes to its [`Parking`] instead of being dropped, so an
+/// HTTP/2 stream is not reset before the workload has the answer.
+#[derive(Debug)]
+pub struct Parked {
+    inner: Option<hyper::body::Incoming>,
+    parking: Parking,
+}
+
+impl Parked {
+    /// `body`, parked in `parking` if dropped unfinished.
+    pub fn new(body: hyper::body::Incoming, parking: &Parking) -> Self {
+        Self {
+            inner: Some(body),
+            parking: parking.clone(),
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if let Some(body) = self.inner.take()
+            && !body.is_end_stream()
+        {
+            self.parking.park(body);
+        }
+    }
+}
+
+impl Body for Parked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.inner.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// A response body that, once sent (dropped), drains whatever request body waits in its
+/// [`Parking`], bounded, in the background: the stream then ends normally instead of
+/// with a reset some clients report as an empty reply; past the bound it is dropped, and
+/// HTTP/2 resets it with NO_ERROR (RFC 9113 §8.1), the response already complete.
 #[derive(Debug)]
 pub struct Held<B> {
     inner: B,
-    request: Option<hyper::body::Incoming>,
+    parking: Parking,
     tasks: tokio_util::task::TaskTracker,
 }
 
 impl<B> Held<B> {
-    /// `inner`, keeping `request` until the response is done, then draining it on `tasks`.
-    pub fn new(
-        inner: B,
-        request: hyper::body::Incoming,
-        tasks: tokio_util::task::TaskTracker,
-    ) -> Self {
+    /// `inner`, draining `parking` on `tasks` when it is done.
+    pub fn new(inner: B, parking: Parking, tasks: tokio_util::task::TaskTracker) -> Self {
         Self {
             inner,
-            request: Some(request),
+            parking,
             tasks,
         }
     }
@@ -366,7 +438,7 @@ impl<B> Held<B> {
 
 impl<B> Drop for Held<B> {
     fn drop(&mut self) {
-        if let Some(body) = self.request.take()
+        if let Some(body) = self.parking.take()
             && tokio::runtime::Handle::try_current().is_ok()
         {
             self.tasks.spawn(drain(body));

@@ -11,7 +11,6 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 
 use crate::Inner;
 use crate::body::{Direction, FlowState, Mediated, ProxyBody, Trailers};
@@ -48,7 +47,7 @@ pub(crate) async fn request(
     red: &Redemption<'_>,
     path_and_query: &str,
     mut parts: Parts,
-    incoming: Incoming,
+    incoming: crate::body::Parked,
     flow: &Arc<FlowState>,
 ) -> Result<Outbound, ProxyError> {
     let mediator = &snap.mediator;

@@ -589,16 +589,50 @@ impl Inner {
                 return early.refuse(&self.tasks, incoming, resp);
             }
         };
-        let flow = self.flow_state(principal, &method, target, &path, "allow", None);
+        // The request body goes upstream parked: an early upstream answer leaves it
+        // waiting until the workload has that answer, then it is drained.
+        let parking = body::Parking::default();
+        let incoming = body::Parked::new(incoming, &parking);
+        let hop = Hop {
+            snap,
+            principal,
+            target,
+            red: &red,
+            method: &method,
+            path: &path,
+            pq: &pq,
+        };
+        let resp = self.relay(hop, parts, incoming, started).await;
+        resp.map(|b| body::Held::new(b, parking, self.tasks.clone()).boxed_unsync())
+    }
+
+    /// Mediate, send and scrub one allowed request; the flow is recorded once.
+    async fn relay(
+        &self,
+        hop: Hop<'_>,
+        parts: http::request::Parts,
+        incoming: body::Parked,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let Hop {
+            snap,
+            principal,
+            target,
+            red,
+            method,
+            path,
+            pq,
+        } = hop;
+        let flow = self.flow_state(principal, method, target, path, "allow", None);
         flow.update(|f| f.placeholders.clone_from(&red.redeemed));
         let out = crate::mediate::request(
-            self, snap, principal, target, &red, &pq, parts, incoming, &flow,
+            self, snap, principal, target, red, pq, parts, incoming, &flow,
         );
         let out = match out.await {
             Ok(o) => o,
             Err(r) => return failed(&flow, r),
         };
-        let (resp, injected) = match crate::send::upstream(self, out, &red, principal, target).await
+        let (resp, injected) = match crate::send::upstream(self, out, red, principal, target).await
         {
             Ok(sent) => sent,
             Err(f) => {
@@ -609,7 +643,7 @@ impl Inner {
             }
         };
         self.answered(&flow, &resp, started, red.redeemed.len());
-        let scrubber = Scrubber::for_response(&snap.mediator, &red, injected.as_ref());
+        let scrubber = Scrubber::for_response(&snap.mediator, red, injected.as_ref());
         let head_only = method == "HEAD";
         match crate::scrub::response(
             &scrubber,
@@ -697,6 +731,19 @@ impl Inner {
     }
 }
 
+/// What one allowed request is: the snapshot it runs on, who, where, the decision, and
+/// its method, path and target as the workload sent them.
+#[derive(Debug, Clone, Copy)]
+struct Hop<'a> {
+    snap: &'a Snapshot,
+    principal: &'a Principal,
+    target: &'a Target,
+    red: &'a decide::Redemption<'a>,
+    method: &'a str,
+    path: &'a str,
+    pq: &'a str,
+}
+
 /// How to refuse a request whose body has not been read: answer first, never read it
 /// to decide. HTTP/2: the response goes out whole, then the body is drained (bounded)
 /// so the stream ends cleanly; past the bound h2 resets it with NO_ERROR (RFC 9113
@@ -730,7 +777,8 @@ impl Early {
             return resp;
         }
         if self.h2 {
-            return resp.map(|b| body::Held::new(b, body, tasks.clone()).boxed_unsync());
+            let parking = body::Parking::with(body);
+            return resp.map(|b| body::Held::new(b, parking, tasks.clone()).boxed_unsync());
         }
         let (mut parts, b) = resp.into_parts();
         parts

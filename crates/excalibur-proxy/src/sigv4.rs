@@ -19,10 +19,9 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::body::{self, ProxyBody, Reframed};
+use crate::body::{self, Parked, ProxyBody, Reframed};
 use crate::error::{ProxyError, refuse};
 
 /// Bodies up to this size are hashed whole for S3 when the client did not say how its
@@ -161,7 +160,7 @@ enum Read {
 
 /// Reads a whole body of at most `cap` bytes. A larger one is read on (and discarded),
 /// bounded, so that the refusal reaches a client still sending instead of a reset.
-async fn read_capped(mut body: Incoming, cap: u64) -> Result<Bytes, Read> {
+async fn read_capped(mut body: Parked, cap: u64) -> Result<Bytes, Read> {
     const DRAIN: usize = 8 << 20;
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut out = bytes::BytesMut::new();
@@ -210,12 +209,7 @@ fn client_signed(parts: &Parts) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn plan(
-    route: &Sigv4Route,
-    parts: &Parts,
-    body: &Incoming,
-    https: bool,
-) -> Result<Plan, ProxyError> {
+fn plan(route: &Sigv4Route, parts: &Parts, body: &Parked, https: bool) -> Result<Plan, ProxyError> {
     let s3 = route.scope().is_s3();
     let h = &parts.headers;
     let declared = h
@@ -296,7 +290,7 @@ fn set(parts: &mut Parts, name: &'static str, value: &str) -> Result<(), ProxyEr
 pub(crate) async fn sign(
     route: &Sigv4Route,
     mut parts: Parts,
-    body: Incoming,
+    body: Parked,
     https: bool,
     authority: &str,
     cap: u64,
@@ -511,7 +505,7 @@ pub(crate) async fn sign(
         SignatureChain::new(&route.creds, scope, now, signed.signature.clone())
             .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string()))
     };
-    let upstream_body = |b: Option<Incoming>| -> ProxyBody {
+    let upstream_body = |b: Option<Parked>| -> ProxyBody {
         match b {
             Some(b) => b.map_err(Into::into).boxed_unsync(),
             None => body::empty(),

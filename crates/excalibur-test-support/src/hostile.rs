@@ -13,6 +13,7 @@
 //! | `/header-name` | a header whose *name* is `x-<value>` |
 //! | `/encoded` | the value base64, base64url, percent- and JSON-`\u`-escaped in the body |
 //! | `/bomb` | a gzip body that inflates to 64 MiB |
+//! | `/early` | 401 at once, before (and without) reading the request body |
 //!
 //! On its HTTP/2 listener every path answers with the value in the response trailers.
 
@@ -199,10 +200,27 @@ where
         .unwrap_or("/")
         .to_owned();
     let (lines, body) = trick(&path, &bearer(&head));
-    let mut out = format!("HTTP/1.1 200 OK\r\n{lines}connection: close\r\n\r\n").into_bytes();
+    let status = if path == "/early" {
+        "401 Unauthorized"
+    } else {
+        "200 OK"
+    };
+    let mut out = format!("HTTP/1.1 {status}\r\n{lines}connection: close\r\n\r\n").into_bytes();
     out.extend_from_slice(&body);
     let _ = io.write_all(&out).await;
     let _ = io.shutdown().await;
+    // A lingering close, as real servers do: read on (bounded) so that an unread upload
+    // does not turn the close into a reset that destroys the answer in flight.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut seen = 0usize;
+        while let Ok(n) = io.read(&mut chunk).await {
+            seen += n;
+            if n == 0 || seen > 64 << 20 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A body of one data frame and then trailers.
@@ -238,7 +256,10 @@ where
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim_start_matches("Bearer ").to_owned())
             .unwrap_or_default();
-        let _ = req.into_body().collect().await;
+        let early = req.uri().path() == "/early";
+        if !early {
+            let _ = req.into_body().collect().await;
+        }
         let mut trailers = http::HeaderMap::new();
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             trailers.insert("x-echo", v);
@@ -247,7 +268,11 @@ where
             data: Some(Bytes::from_static(b"ok")),
             trailers: Some(trailers),
         };
-        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+        let mut resp = hyper::Response::new(body);
+        if early {
+            *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+        }
+        Ok::<_, std::convert::Infallible>(resp)
     });
     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)

@@ -345,3 +345,44 @@ async fn refusals_of_bodied_requests_always_arrive() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_early_upstream_answer_to_a_streaming_upload_reaches_the_workload() {
+    let r = rig("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload");
+    std::fs::write(&file, vec![b'u'; 5 * 1024 * 1024]).unwrap();
+    for (host, version) in [
+        ("api.github.com", "--http1.1"),
+        ("api.github.com", "--http2"),
+        ("uploads.github.com", "--http2"),
+        ("uploads.github.com", "--http1.1"),
+    ] {
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let url = format!("https://{host}/early");
+            let (_, out, err) = curl(&[
+                "-x",
+                &r.proxy,
+                "--proxy-header",
+                &r.auth,
+                "--cacert",
+                &r.ca,
+                "-H",
+                "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+                version,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-T",
+                file.to_str().unwrap(),
+                &url,
+            ])
+            .await;
+            got.push(format!("{out} {err}"));
+        }
+        let ok = got.iter().filter(|s| s.trim() == "401").count();
+        assert_eq!(ok, 5, "{host} {version}: {got:?}");
+    }
+}
