@@ -48,7 +48,67 @@ struct Dispatch {
     api: Option<Router>,
     proxy: Proxy,
     limits: crate::config::Limits,
+    /// This listener's own budget of connections that have sent their first byte: an
+    /// idle flood on the proxy port cannot starve the API (the kill switch) or back.
     connections: Arc<tokio::sync::Semaphore>,
+    /// Connections that have not sent a byte yet, per source address and in all.
+    pending: Arc<Pending>,
+}
+
+/// Connections waiting for their first byte: at most [`PENDING_PER_SOURCE`] per source
+/// address and `max_connections` in all, each for at most the header read timeout. They
+/// hold no connection permit: sending nothing costs a flood its slot, not anyone else's.
+#[derive(Debug)]
+struct Pending {
+    total: Arc<tokio::sync::Semaphore>,
+    by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// Silent connections one source address may hold open at once.
+const PENDING_PER_SOURCE: usize = 64;
+
+/// A slot in [`Pending`], released on drop.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    source: std::net::IpAddr,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Pending {
+    fn new(total: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total: Arc::new(tokio::sync::Semaphore::new(total)),
+            by_source: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    fn admit(self: &Arc<Self>, source: std::net::IpAddr) -> Option<PendingSlot> {
+        let total = Arc::clone(&self.total).try_acquire_owned().ok()?;
+        let mut map = self.by_source.lock().ok()?;
+        let n = map.entry(source).or_insert(0);
+        if *n >= PENDING_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            pending: Arc::clone(self),
+            source,
+            _total: total,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.pending.by_source.lock()
+            && let Some(n) = map.get_mut(&self.source)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.source);
+            }
+        }
+    }
 }
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
@@ -371,18 +431,20 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.webhooks.clone(),
         cancel.clone(),
     ));
-    let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let budget = || Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
     let api_dispatch = Dispatch {
         api: Some(api),
         proxy: proxy.clone(),
         limits: config.limits.clone(),
-        connections: Arc::clone(&connections),
+        connections: budget(),
+        pending: Pending::new(config.limits.max_connections),
     };
     let proxy_dispatch = Dispatch {
         api: None,
         proxy,
         limits: config.limits.clone(),
-        connections,
+        connections: budget(),
+        pending: Pending::new(config.limits.max_connections),
     };
     let accept_api = tokio::spawn(accept_with(
         Arc::clone(&svids),
@@ -853,8 +915,8 @@ async fn accept(
             () = cancel.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let Ok(permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
-            tracing::warn!(peer = %peer, "connection limit reached; closing");
+        let Some(slot) = dispatch.pending.admit(peer.ip().to_canonical()) else {
+            tracing::warn!(peer = %peer, "too many silent connections from this source; closing");
             continue;
         };
         let tcp = IdleIo::new(tcp, dispatch.limits.idle_timeout);
@@ -865,16 +927,23 @@ async fn accept(
             svids.clone(),
         );
         tracker.spawn(async move {
-            let _permit = permit;
+            // Nothing is served, and no connection permit taken, before the first byte,
+            // which must come within the header read timeout.
+            let mut first = [0u8; 1];
+            let wait = dispatch.limits.header_read_timeout.min(HANDSHAKE_TIMEOUT);
+            match tokio::time::timeout(wait, tcp.get_ref().peek(&mut first)).await {
+                Ok(Ok(1)) => {}
+                _ => return,
+            }
+            drop(slot);
+            let Ok(_permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
+                tracing::warn!(peer = %peer, "connection limit reached; closing");
+                return;
+            };
             let Some(acceptor) = acceptor else {
                 serve_connection(tcp, peer, None, dispatch, cancel).await;
                 return;
             };
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.get_ref().peek(&mut first)).await {
-                Ok(Ok(1)) => {}
-                _ => return,
-            }
             if first[0] == 0x16 {
                 let Ok(Ok(tls)) =
                     tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await

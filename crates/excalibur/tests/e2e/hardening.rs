@@ -12,8 +12,7 @@ use tokio::net::TcpStream;
 use crate::data_plane::{credential, curl, proxy_url};
 use crate::server_bin;
 
-const LIMITS: &str =
-    "[limits]\nheader_read_timeout_ms = 500\nidle_timeout_ms = 1000\nrequest_timeout_ms = 700\n";
+const LIMITS: &str = "[limits]\nheader_read_timeout_ms = 500\nidle_timeout_ms = 1000\nrequest_timeout_ms = 700\nmax_connections = 1000\n";
 
 struct Hostile {
     gw: Gateway,
@@ -506,4 +505,104 @@ async fn json_logs_carry_the_request_id_of_the_flow_and_no_secret() {
         "no JSON log line carries request_id {failed}:\n{}",
         gw.output()
     );
+}
+
+/// Opens `n` TCP connections from `source` to `to` that never send a byte.
+async fn silent_flood(source: &str, to: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        if let Ok(s) = socket.connect(to).await {
+            held.push(s);
+        }
+    }
+    held
+}
+
+#[tokio::test]
+async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
+    // The defaults' idle timeout (120 s), a budget of 1,000 connections per listener.
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[limits]\nheader_read_timeout_ms = 1000\nmax_connections = 1000\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "github", "hosts": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    let h = Hostile {
+        gw,
+        echo,
+        token,
+        ca,
+    };
+    // 1,500 silent connections to the proxy port and 500 to the API port, from
+    // 127.0.0.2 and 127.0.0.3: twice the budget (1,000) the listeners once shared.
+    let mut flood = silent_flood("127.0.0.2", h.gw.proxy(), 1500).await;
+    flood.extend(silent_flood("127.0.0.3", h.gw.api_addr, 500).await);
+    assert!(
+        flood.len() > 1900,
+        "only {} connections opened",
+        flood.len()
+    );
+    // Meanwhile, from 127.0.0.1: liveness, the kill switch, and a workload's request.
+    let (code, _, _) = h.gw.api().send("GET", "/healthz", None).await.unwrap();
+    assert_eq!(code, 200);
+    let (code, _, body) =
+        h.gw.api()
+            .send(
+                "POST",
+                "/api/revocations",
+                Some(json!({"principal": "k8s:c/flood/sa"})),
+            )
+            .await
+            .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let auth = format!("Proxy-Authorization: Bearer {}", h.token);
+    let (code, out, err) = curl(&[
+        "-x",
+        &proxy_url(&h.gw),
+        "--proxy-header",
+        &auth,
+        "--cacert",
+        &h.ca,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "https://api.github.com/during-flood",
+    ])
+    .await;
+    assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+    // Silent connections are closed after the header read timeout (1 s here), not the
+    // idle timeout (120 s): every one of them is gone within a few seconds.
+    let start = Instant::now();
+    for s in flood.iter_mut().step_by(50) {
+        let took = time_to_close(s, Duration::from_secs(5)).await;
+        assert!(
+            took < Duration::from_secs(4),
+            "a silent connection lived {took:?}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(6));
 }
