@@ -17,4 +17,9 @@ pub trait Recorder: Send + Sync + std::fmt::Debug {
     fn flow(&self, flow: Flow) -> Result<(), QueueFull>;
     /// True when the queue can take at least one more request's records.
     fn has_capacity(&self) -> bool;
+    /// True while records cannot be stored (the store refuses them): the request path
+    /// then redeems nothing (503 `audit_unavailable`) until they can again.
+    fn failing(&self) -> bool {
+        false
+    }
 }

@@ -676,6 +676,13 @@ impl Inner {
     /// hop-by-hop fields, `Proxy-Authorization`, `Host`, `Accept-Encoding` (identity is
     /// asked for; what comes back encoded anyway is decoded to scrub).
     fn admissible(&self, parts: &mut http::request::Parts) -> Result<(), crate::error::ProxyError> {
+        if self.recorder.failing() {
+            return Err(crate::error::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "records cannot be written now, so nothing is redeemed; retry shortly",
+            ));
+        }
         if !self.recorder.has_capacity() {
             return Err(crate::error::refuse(
                 StatusCode::SERVICE_UNAVAILABLE,

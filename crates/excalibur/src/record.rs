@@ -2,6 +2,7 @@
 //! and one writer task that batches flows and audit events into the store.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use excalibur_core::api::Flow;
@@ -27,6 +28,8 @@ enum Item {
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelRecorder {
     tx: mpsc::Sender<Item>,
+    /// Set by the writer while the store refuses records.
+    failing: Arc<AtomicBool>,
 }
 
 impl Recorder for ChannelRecorder {
@@ -42,6 +45,10 @@ impl Recorder for ChannelRecorder {
         // A request writes at most a handful of records.
         self.tx.capacity() > 8
     }
+
+    fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
 }
 
 /// Creates the queue and its writer; the writer drains everything left on shutdown.
@@ -51,8 +58,9 @@ pub(crate) fn start(
     depth: prometheus_client::metrics::gauge::Gauge<i64>,
 ) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let writer = tokio::spawn(write_loop(store, rx, cancel, depth));
-    (ChannelRecorder { tx }, writer)
+    let failing = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_loop(store, rx, cancel, depth, Arc::clone(&failing)));
+    (ChannelRecorder { tx, failing }, writer)
 }
 
 async fn write_loop(
@@ -60,6 +68,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Item>,
     cancel: CancellationToken,
     depth: prometheus_client::metrics::gauge::Gauge<i64>,
+    failing: Arc<AtomicBool>,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     loop {
@@ -68,7 +77,7 @@ async fn write_loop(
             () = cancel.cancelled() => {
                 rx.close();
                 while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    flush(store.as_ref(), &mut buf).await;
+                    flush(store.as_ref(), &mut buf, &failing, &cancel).await;
                 }
                 return;
             }
@@ -77,12 +86,24 @@ async fn write_loop(
             return;
         }
         depth.set(i64::try_from(rx.len() + n).unwrap_or(i64::MAX));
-        flush(store.as_ref(), &mut buf).await;
+        flush(store.as_ref(), &mut buf, &failing, &cancel).await;
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
 
-async fn flush(store: &dyn Store, buf: &mut Vec<Item>) {
+/// How long records are retried at shutdown before the process gives up on them.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
+
+/// Writes one batch. While the store refuses it the batch is kept and retried (backoff
+/// up to 1 s) and `failing` is set, so the request path fails closed instead of
+/// redeeming with nothing recorded; the queue behind it is bounded. Only at shutdown
+/// (`cancel`), after [`SHUTDOWN_RETRY`], is a batch lost (and said so).
+async fn flush(
+    store: &dyn Store,
+    buf: &mut Vec<Item>,
+    failing: &AtomicBool,
+    cancel: &CancellationToken,
+) {
     let mut flows = Vec::new();
     let mut events = Vec::new();
     for item in buf.drain(..) {
@@ -100,18 +121,35 @@ async fn flush(store: &dyn Store, buf: &mut Vec<Item>) {
             }
         }
     }
-    for attempt in 0..3u32 {
+    let mut cancelled_at: Option<std::time::Instant> = None;
+    let mut attempt = 0u32;
+    loop {
         match store.record(flows.clone(), events.clone()).await {
-            Ok(()) => return,
+            Ok(()) => {
+                if failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(attempts = attempt + 1, "records are written again");
+                }
+                return;
+            }
             Err(e) => {
-                tracing::error!(error = %excalibur_core::ErrorChain(&e), attempt, "writing flows and audit events failed");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+                if !failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %excalibur_core::ErrorChain(&e), "writing flows and audit events failed; redeeming nothing until they are written");
+                }
+                if cancel.is_cancelled() {
+                    cancelled_at.get_or_insert_with(std::time::Instant::now);
+                }
+                if cancelled_at.is_some_and(|at| at.elapsed() > SHUTDOWN_RETRY) {
+                    tracing::error!(
+                        flows = flows.len(),
+                        events = events.len(),
+                        "records lost at shutdown: the store refused them"
+                    );
+                    return;
+                }
+                attempt += 1;
+                let wait = 50 * u64::from(attempt.min(20));
+                tokio::time::sleep(Duration::from_millis(wait)).await;
             }
         }
     }
-    tracing::error!(
-        flows = flows.len(),
-        events = events.len(),
-        "records lost after retries"
-    );
 }

@@ -682,7 +682,25 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
             .await
             .unwrap();
     assert!(status >= 500, "{status} {body}");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Proxied requests fail closed once records cannot be written (503
+    // `audit_unavailable`); those answered before that keep their records in memory.
+    let mut answered = Vec::new();
+    let mut refused = 0;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(4) {
+        let id = format!("outage-{}", answered.len() + refused);
+        match send(&via_b, &id).await.as_u16() {
+            200 => answered.push(id),
+            503 => refused += 1,
+            other => panic!("during the outage: {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused > 0,
+        "B kept redeeming while nothing could be recorded"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::task::block_in_place(|| c.pg.start_again()).unwrap();
     // Back within 5 s, without a restart: both replicas write and are ready.
     let back = Instant::now();
@@ -704,6 +722,28 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    // B redeems again once its records are written, and none answered was lost.
+    let resumed = Instant::now();
+    while send(&via_b, &format!("resume-{}", resumed.elapsed().as_millis())).await != 200 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(5),
+            "B never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flows = c.a.api().get("/api/flows?limit=1000").await.unwrap();
+    let paths: Vec<&str> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    for id in &answered {
+        assert!(
+            paths.contains(&format!("/r/{id}").as_str()),
+            "no flow for {id}"
+        );
     }
     // Changes flow between them again (the LISTEN follower reconnected), within a second.
     c.a.api()
