@@ -171,10 +171,18 @@ async fn token_inner(
         hash: issued.hash.clone(),
         jti: attested.jti,
         jti_expires_ms: attested.exp * 1000 + 60_000,
+        subject_issued_ms: attested.iat.map(|iat| iat * 1000),
     };
     match s.store.workload_exchange(issue).await {
-        Ok(true) => {}
-        Ok(false) => return invalid_request("the subject token was already exchanged (replay)"),
+        Ok(excalibur_store::Exchanged::Issued) => {}
+        Ok(excalibur_store::Exchanged::Replay) => {
+            return invalid_request("the subject token was already exchanged (replay)");
+        }
+        Ok(excalibur_store::Exchanged::PrincipalRevoked) => {
+            return invalid_request(
+                "the principal was revoked after this subject token was issued; present a token issued since",
+            );
+        }
         Err(e) => return crate::ApiError::from(e).into_response(),
     }
     (s.reload)().await;

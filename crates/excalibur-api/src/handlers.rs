@@ -483,9 +483,23 @@ pub(crate) async fn revoke(
     State(s): State<ApiState>,
     JsonBody(r): JsonBody<Revocation>,
 ) -> ApiResult {
-    if r.workload_id.is_some() == r.principal.is_some() {
+    let given = [
+        r.workload_id.is_some(),
+        r.principal.is_some(),
+        r.jti.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
         return Err(ApiError::unprocessable(
-            "give exactly one of `workload_id` or `principal`",
+            "give exactly one of `workload_id`, `jti` or `principal`",
+        ));
+    }
+    if [&r.workload_id, &r.principal, &r.jti]
+        .into_iter()
+        .flatten()
+        .any(|v| v.is_empty() || v.len() > 512)
+    {
+        return Err(ApiError::unprocessable(
+            "`workload_id`, `jti` and `principal` must be 1 to 512 characters",
         ));
     }
     let revoked = s.store.workload_revoke(r, c.actor()).await?;

@@ -181,6 +181,20 @@ pub struct WorkloadIssue {
     pub jti: String,
     /// When the jti may be forgotten (the subject token's expiry).
     pub jti_expires_ms: i64,
+    /// When the subject token was issued (its `iat`), if it says.
+    pub subject_issued_ms: Option<i64>,
+}
+
+/// What became of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchanged {
+    /// The bearer was issued.
+    Issued,
+    /// The subject token was exchanged before (within its life).
+    Replay,
+    /// The principal was killed after (or without a date for) this subject token: only
+    /// a token issued after the kill switch is exchanged again.
+    PrincipalRevoked,
 }
 
 /// A cluster-wide lock, held until dropped (see [`Store::exclusive`]).
@@ -310,8 +324,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn namespace_list(&self) -> StoreFuture<'_, Vec<Namespace>>;
     /// Records a jti and issues the bearer with `workload_attested` and
     /// `workload_token_issued`, atomically; a jti seen before within its life writes
-    /// `workload_token_replay_denied` instead and returns `false`.
-    fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, bool>;
+    /// `workload_token_replay_denied` instead ([`Exchanged::Replay`]), and a subject token
+    /// of a principal killed after it was issued writes `workload_token_revoked_denied`
+    /// ([`Exchanged::PrincipalRevoked`]).
+    fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, Exchanged>;
     /// Revokes live workload bearers matching the revocation; returns how many.
     fn workload_revoke(&self, revocation: Revocation, actor: String) -> StoreFuture<'_, usize>;
     /// Lists workloads, newest first.

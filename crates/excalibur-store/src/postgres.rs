@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("migrations/postgres/0006_ssh.sql")),
     (7, include_str!("migrations/postgres/0007_plaintext.sql")),
+    (
+        8,
+        include_str!("migrations/postgres/0008_principal_revocations.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

@@ -23,8 +23,8 @@ use serde_json::json;
 
 use crate::seal::{MasterKey, Sealer, WrappedKey};
 use crate::{
-    AuditQuery, Exclusive, FlowQuery, PlaceholderSecret, ServiceCredentialRecord, SnapshotData,
-    Store, StoreError, StoreFuture, WorkloadIssue,
+    AuditQuery, Exchanged, Exclusive, FlowQuery, PlaceholderSecret, ServiceCredentialRecord,
+    SnapshotData, Store, StoreError, StoreFuture, WorkloadIssue,
 };
 
 /// The store over SQL: every query written once, run by a [`Backend`] (SQLite or
@@ -962,9 +962,26 @@ impl Store for SqlStore {
         self.run(|_, conn| list_namespaces(conn))
     }
 
-    fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, bool> {
+    fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, Exchanged> {
         self.write(move |_, tx| {
             let now = Timestamp::now().millis();
+            // The kill switch outlives the bearers it revoked: a subject token issued
+            // before it (or that does not say when) is never exchanged again.
+            let killed: Option<i64> = tx.query_opt(
+                "SELECT revoked_ms FROM principal_revocations WHERE principal = ?1",
+                params![&w.info.principal],
+                |r| r.get(0),
+            )?;
+            if let Some(killed) = killed
+                && w.subject_issued_ms.is_none_or(|iat| iat <= killed)
+            {
+                let event = NewEvent::new(
+                    EventType::WorkloadTokenReplayDenied,
+                    w.info.principal.clone(),
+                    json!({"reason": "principal_revoked", "attestor": w.info.attestation, "source": w.info.source}),
+                );
+                return Ok((Exchanged::PrincipalRevoked, vec![event]));
+            }
             tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", params![now])?;
             let seen: Option<i64> =
                 tx.query_opt("SELECT expires_ms FROM seen_jti WHERE jti = ?1", params![&w.jti], |r| r.get(0))?;
@@ -974,7 +991,7 @@ impl Store for SqlStore {
                     w.info.principal.clone(),
                     json!({"jti": w.jti, "attestor": w.info.attestation, "source": w.info.source}),
                 );
-                return Ok((false, vec![event]));
+                return Ok((Exchanged::Replay, vec![event]));
             }
             tx.execute("INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)", params![w.jti, w.jti_expires_ms])?;
             let expires_ms = Timestamp::parse(&w.info.expires_at).map(Timestamp::millis).unwrap_or(now);
@@ -1007,7 +1024,7 @@ impl Store for SqlStore {
                            "scopes": w.info.details.get("scopes"), "workload_id": w.info.id}),
                 ),
             ];
-            Ok((true, events))
+            Ok((Exchanged::Issued, events))
         })
     }
 
@@ -1030,6 +1047,13 @@ impl Store for SqlStore {
                 })?
             };
             let mut events = Vec::new();
+            if let Some(principal) = &r.principal {
+                tx.execute(
+                    "INSERT INTO principal_revocations (principal, revoked_ms) VALUES (?1, ?2)
+                     ON CONFLICT (principal) DO UPDATE SET revoked_ms = excluded.revoked_ms",
+                    params![principal, now],
+                )?;
+            }
             for (id, principal, prefix) in &targets {
                 tx.execute("UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1", params![id, now])?;
                 events.push(NewEvent::new(

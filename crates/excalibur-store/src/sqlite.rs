@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("migrations/sqlite/0006_ssh.sql")),
     (7, include_str!("migrations/sqlite/0007_plaintext.sql")),
+    (
+        8,
+        include_str!("migrations/sqlite/0008_principal_revocations.sql"),
+    ),
 ];
 
 impl SqlStore {

@@ -20,7 +20,7 @@ use excalibur_core::time::Timestamp;
 use excalibur_store::postgres::PgConnect;
 use excalibur_store::seal::MasterKey;
 use excalibur_store::sql::SqlStore;
-use excalibur_store::{AuditQuery, FlowQuery, Store, StoreError, WorkloadIssue};
+use excalibur_store::{AuditQuery, Exchanged, FlowQuery, Store, StoreError, WorkloadIssue};
 use excalibur_test_support::postgres::Postgres;
 use serde_json::{Value, json};
 
@@ -250,7 +250,7 @@ async fn suite(store: &dyn Store) {
             .len(),
         1
     );
-    let issue = |id: &str, jti: &str| WorkloadIssue {
+    let issued_at = |id: &str, jti: &str, iat: Option<i64>| WorkloadIssue {
         info: from(
             json!({"id": id, "namespace": "prod", "principal": "k8s:prod/api", "attestation": "kubernetes",
             "source": "10.1.1.1", "token_prefix": "xwt_1", "created_at": "",
@@ -260,13 +260,22 @@ async fn suite(store: &dyn Store) {
         hash: format!("wh_{id}"),
         jti: jti.into(),
         jti_expires_ms: Timestamp::now().millis() + 60_000,
+        subject_issued_ms: iat,
     };
-    assert!(store.workload_exchange(issue("wl_1", "j1")).await.unwrap());
-    assert!(
-        !store.workload_exchange(issue("wl_x", "j1")).await.unwrap(),
+    let issue = |id: &str, jti: &str| issued_at(id, jti, Some(Timestamp::now().millis()));
+    assert_eq!(
+        store.workload_exchange(issue("wl_1", "j1")).await.unwrap(),
+        Exchanged::Issued
+    );
+    assert_eq!(
+        store.workload_exchange(issue("wl_x", "j1")).await.unwrap(),
+        Exchanged::Replay,
         "a replayed jti"
     );
-    assert!(store.workload_exchange(issue("wl_2", "j2")).await.unwrap());
+    assert_eq!(
+        store.workload_exchange(issue("wl_2", "j2")).await.unwrap(),
+        Exchanged::Issued
+    );
     assert_eq!(store.workload_list().await.unwrap().len(), 2);
     let by_jti = Revocation {
         workload_id: None,
@@ -290,6 +299,27 @@ async fn suite(store: &dyn Store) {
         1
     );
     assert!(store.snapshot_data().await.unwrap().workloads.is_empty());
+    // The kill switch holds: a subject token issued before it (or undated) is refused,
+    // one issued after it is exchanged.
+    let before = Timestamp::now().millis() - 1000;
+    for (jti, iat) in [("j3", Some(before)), ("j4", None)] {
+        assert_eq!(
+            store
+                .workload_exchange(issued_at("wl_k", jti, iat))
+                .await
+                .unwrap(),
+            Exchanged::PrincipalRevoked,
+            "{jti}"
+        );
+    }
+    let after = Timestamp::now().millis() + 1000;
+    assert_eq!(
+        store
+            .workload_exchange(issued_at("wl_3", "j5", Some(after)))
+            .await
+            .unwrap(),
+        Exchanged::Issued
+    );
 
     // Flows and events recorded together; filters.
     let now = Timestamp::now().millis();

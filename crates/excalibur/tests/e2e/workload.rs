@@ -418,6 +418,69 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
         events[0]["details"]["principal"],
         "k8s:prod-eu-west/payments/api"
     );
+
+    // The killed principal does not come straight back: a subject token issued before
+    // the kill switch is refused; one issued after it (the kubelet's next) is exchanged.
+    let stale = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill-2"),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(gw, &stale, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("revoked"), "{body}");
+    let mut fresh = sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill-3");
+    fresh["iat"] = json!(fresh["iat"].as_i64().unwrap() + 10);
+    let fresh = c.key.sign(&fresh, None).unwrap();
+    let (status, body) = exchange(gw, &fresh, &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Revocation by the subject token's jti, through the API and the CLI.
+    for (jti, via_cli) in [("jti-by-api", false), ("jti-by-cli", true)] {
+        let mut claims = sa_claims(ISSUER, AUDIENCE, "payments", "worker", 600, jti);
+        claims["iat"] = json!(claims["iat"].as_i64().unwrap() + 10);
+        let sa = c.key.sign(&claims, None).unwrap();
+        let (status, body) = exchange(gw, &sa, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let bearer = body["access_token"].as_str().unwrap().to_owned();
+        if via_cli {
+            let (code, out, err) =
+                crate::ctl(gw, &["workload", "revoke", "--jti", jti], None).await;
+            assert_eq!(code, 0, "{out}{err}");
+        } else {
+            let revoked = gw
+                .api()
+                .post("/api/revocations", json!({"jti": jti}))
+                .await
+                .unwrap();
+            assert_eq!(revoked["revoked"], 1, "{revoked}");
+        }
+        let (_, out, _) = curl(&[
+            "-x",
+            &format!("http://{}", gw.proxy()),
+            "--proxy-header",
+            &format!("Proxy-Authorization: Bearer {bearer}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+            "https://api.github.com/",
+        ])
+        .await;
+        assert_eq!(out, "407", "{jti}");
+    }
+    let (status, _, _) = gw
+        .api()
+        .send(
+            "POST",
+            "/api/revocations",
+            Some(json!({"jti": "x", "principal": "y"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
 }
 
 #[tokio::test]
