@@ -54,6 +54,9 @@ pub struct WorkloadEntry {
     pub source: IpAddr,
     /// Expiry, ms since the epoch.
     pub expires_ms: i64,
+    /// Providers this bearer may redeem toward (`scope=provider:<id> ...` at the
+    /// exchange); empty: not restricted by scope.
+    pub providers: Vec<String>,
 }
 
 /// A NetBird developer device: identified by its overlay address.
@@ -91,6 +94,7 @@ pub struct CredentialIndex {
     ids: std::collections::HashSet<CredentialId>,
     workloads: HashMap<String, Arc<WorkloadEntry>>,
     workload_expiry: HashMap<CredentialId, i64>,
+    workload_providers: HashMap<CredentialId, Vec<String>>,
     devices: HashMap<IpAddr, Arc<DeviceEntry>>,
     device_ids: std::collections::HashSet<CredentialId>,
     sessions: HashMap<String, Arc<SessionEntry>>,
@@ -113,7 +117,16 @@ impl CredentialIndex {
     pub fn insert_workload(&mut self, hash: String, entry: WorkloadEntry) {
         self.workload_expiry
             .insert(entry.id.clone(), entry.expires_ms);
+        if !entry.providers.is_empty() {
+            self.workload_providers
+                .insert(entry.id.clone(), entry.providers.clone());
+        }
         self.workloads.insert(hash, Arc::new(entry));
+    }
+
+    /// The providers a workload bearer's scopes allow, when its scopes restrict them.
+    pub fn scoped_providers(&self, id: &CredentialId) -> Option<&[String]> {
+        self.workload_providers.get(id).map(Vec::as_slice)
     }
 
     /// Adds a NetBird device under its overlay address (which must lie in the configured

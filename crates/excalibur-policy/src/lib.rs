@@ -269,6 +269,11 @@ impl Policy {
         &self.problems
     }
 
+    /// The provider a placeholder (or crypto mapping id) belongs to.
+    pub fn provider_of(&self, name: &str) -> Option<&str> {
+        self.placeholder_provider.get(name).map(String::as_str)
+    }
+
     /// True when `host` belongs to a passthrough provider (tunnelled, never intercepted).
     pub fn is_passthrough(&self, host: &str) -> bool {
         self.passthrough.iter().any(|p| p.matches(host))

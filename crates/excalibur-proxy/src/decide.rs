@@ -27,6 +27,8 @@ pub(crate) struct Head<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// A body follows (placeholders in it cannot be found before deciding).
     pub(crate) body: bool,
+    /// The providers the caller's bearer is scoped to, when its scopes restrict them.
+    pub(crate) scoped_providers: Option<&'a [String]>,
 }
 
 impl<'a> Head<'a> {
@@ -36,6 +38,7 @@ impl<'a> Head<'a> {
         path_and_query: &'a str,
         headers: &'a HeaderMap,
         body: bool,
+        scoped_providers: Option<&'a [String]>,
     ) -> Self {
         Self {
             method,
@@ -43,6 +46,7 @@ impl<'a> Head<'a> {
             path_and_query,
             headers,
             body,
+            scoped_providers,
         }
     }
 }
@@ -141,6 +145,35 @@ pub(crate) fn redemption<'s>(
             },
         });
     }
+    // A bearer exchanged with `scope=provider:<id> ...` redeems only those providers'
+    // placeholders and mappings, whatever the rules would allow.
+    let scoped = head.scoped_providers;
+    let out_of_scope = |names: &[String]| -> Option<Denied> {
+        let allowed = scoped?;
+        let name = names.iter().find(|n| {
+            snap.policy
+                .provider_of(n)
+                .is_none_or(|p| !allowed.iter().any(|a| a == p))
+        })?;
+        Some(Denied {
+            names: names.to_vec(),
+            deny: Deny {
+                reason: "scope_not_granted",
+                detail: format!(
+                    "`{name}` is not within the bearer's scopes ({})",
+                    allowed
+                        .iter()
+                        .map(|p| format!("provider:{p}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                policies: vec!["builtin:token_scope".to_owned()],
+            },
+        })
+    };
+    if let Some(denied) = out_of_scope(&asked) {
+        return Err(denied);
+    }
     let redeem_target = RedeemTarget {
         host: &target.host,
         path: head.path,
@@ -155,6 +188,7 @@ pub(crate) fn redemption<'s>(
             let one = std::slice::from_ref(name);
             if !asked.iter().any(|a| a == name)
                 && snap.expired(one, now_ms).is_none()
+                && out_of_scope(one).is_none()
                 && snap
                     .policy
                     .decide_redeem(subject, redeem_target, one)
@@ -174,6 +208,9 @@ pub(crate) fn redemption<'s>(
     };
     let families = Families::find(snap, target, head.path);
     let mappings = families.ids();
+    if let Some(denied) = out_of_scope(&mappings) {
+        return Err(denied);
+    }
     if !mappings.is_empty()
         && let Err(deny) = snap.policy.decide_redeem(subject, redeem_target, &mappings)
     {
@@ -283,6 +320,17 @@ mod tests {
     /// `check(url, header value, body?, now offset ms, expected)`: expected is the
     /// redeemed names joined by `,`, or `deny <reason>`.
     fn check(url: &str, header: &str, body: bool, at: i64, expected: &str) {
+        check_scoped(url, header, body, at, None, expected);
+    }
+
+    fn check_scoped(
+        url: &str,
+        header: &str,
+        body: bool,
+        at: i64,
+        scoped: Option<&[String]>,
+        expected: &str,
+    ) {
         let snap = snapshot();
         let uri: http::Uri = url.parse().unwrap();
         let https = uri.scheme_str() == Some("https");
@@ -300,12 +348,16 @@ mod tests {
             path_and_query: pq,
             headers: &headers,
             body,
+            scoped_providers: scoped,
         };
         let got = match redemption(&snap, &subject(), &target, &head, NOW + at) {
             Ok(r) => r.redeemed.join(","),
             Err(d) => format!("deny {}", d.deny.reason),
         };
-        assert_eq!(got, expected, "{url} {header} body={body} at={at}");
+        assert_eq!(
+            got, expected,
+            "{url} {header} body={body} at={at} {scoped:?}"
+        );
     }
 
     #[test]
@@ -387,5 +439,31 @@ mod tests {
         // A body joins the body-substitution candidates; a cleartext leg never has any.
         check("https://api.github.com/u", "none", true, 0, "XCALIBUR_BODY");
         check("http://api.github.com/u", "none", true, 0, "");
+    }
+
+    #[test]
+    fn scopes_restrict_providers() {
+        let github = ["github".to_owned()];
+        let intranet = ["intranet".to_owned()];
+        let gh = "https://api.github.com/u";
+        check_scoped(
+            gh,
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            Some(&github),
+            "XCALIBUR_GH",
+        );
+        check_scoped(
+            gh,
+            "Bearer XCALIBUR_GH",
+            false,
+            0,
+            Some(&intranet),
+            "deny scope_not_granted",
+        );
+        // Body candidates outside the scopes are never added.
+        check_scoped(gh, "none", true, 0, Some(&intranet), "");
+        check_scoped(gh, "none", true, 0, Some(&github), "XCALIBUR_BODY");
     }
 }

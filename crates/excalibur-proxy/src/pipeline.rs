@@ -579,7 +579,11 @@ impl Inner {
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let pq = pq.to_owned();
         let body = !http_body::Body::is_end_stream(&incoming);
-        let head = decide::Head::new(&method, &path, &pq, &parts.headers, body);
+        let scoped = principal
+            .credential_id
+            .as_ref()
+            .and_then(|id| snap.credentials.scoped_providers(id));
+        let head = decide::Head::new(&method, &path, &pq, &parts.headers, body, scoped);
         let now = Timestamp::now().millis();
         let red = match decide::redemption(snap, subject, target, &head, now) {
             Ok(r) => r,
@@ -731,7 +735,7 @@ impl Inner {
         // Expiry and cleartext are their own answers; every other refusal of a
         // redemption is `placeholder_denied` (the event names the rule).
         let reason = match deny.reason {
-            r @ ("placeholder_expired" | "plaintext_upstream") => r,
+            r @ ("placeholder_expired" | "plaintext_upstream" | "scope_not_granted") => r,
             _ => "placeholder_denied",
         };
         refuse(StatusCode::FORBIDDEN, reason, &deny.detail)

@@ -156,6 +156,15 @@ impl Snapshot {
                     attestation: w.attestation,
                     source,
                     expires_ms: expires.millis(),
+                    providers: w
+                        .details
+                        .get("scopes")
+                        .and_then(serde_json::Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str()?.strip_prefix("provider:"))
+                        .map(str::to_owned)
+                        .collect(),
                 },
             );
         }

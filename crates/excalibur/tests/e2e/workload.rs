@@ -907,3 +907,80 @@ async fn x509_svid_client_certificates_identify_workloads_on_8443() {
         "only the valid SVID reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn a_bearer_redeems_only_within_its_scopes() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let redeem = |bearer: String| async move {
+        curl(&[
+            "-x",
+            &format!("http://{}", gw.proxy()),
+            "--proxy-header",
+            &format!("Proxy-Authorization: Bearer {bearer}"),
+            "--cacert",
+            gw.data_dir.join("ca.pem").to_str().unwrap(),
+            "-H",
+            "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+            "-i",
+            "https://api.github.com/scoped",
+        ])
+        .await
+        .1
+    };
+    for (jti, scope, allowed) in [
+        ("jti-scope-stripe", "provider:stripe", false),
+        ("jti-scope-github", "provider:github", true),
+        ("jti-scope-none", "", true),
+    ] {
+        let sa = c
+            .key
+            .sign(
+                &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, jti),
+                None,
+            )
+            .unwrap();
+        let subject = format!("subject_token={sa}");
+        let scope = format!("scope={scope}");
+        let url = format!("{}/api/oauth/token", gw.url());
+        let mut args = vec![
+            "-sS",
+            "--data-urlencode",
+            "grant_type=urn:ietf:params:oauth:grant-type:token-exchange",
+            "--data-urlencode",
+            "subject_token_type=urn:ietf:params:oauth:token-type:jwt",
+            "--data-urlencode",
+            "audience=https://excalibur.corp.example",
+            "--data-urlencode",
+            &subject,
+        ];
+        if scope != "scope=" {
+            args.extend(["--data-urlencode", &scope]);
+        }
+        args.push(&url);
+        let (_, out, err) = curl(&args).await;
+        let body: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out} {err}"));
+        let bearer = body["access_token"].as_str().unwrap().to_owned();
+        let out = redeem(bearer).await;
+        if allowed {
+            assert!(
+                out.starts_with("HTTP/1.1 200") || out.contains("HTTP/2 200"),
+                "{scope}: {out}"
+            );
+        } else {
+            assert!(out.contains(" 403"), "{scope}: {out}");
+            assert!(
+                out.contains("x-excalibur-reason: scope_not_granted"),
+                "{out}"
+            );
+            assert!(!out.contains(REAL));
+        }
+    }
+    let denied = wait_events(gw, "placeholder_denied", 1).await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"]["reason"] == "scope_not_granted"),
+        "{denied:?}"
+    );
+}
