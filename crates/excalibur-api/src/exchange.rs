@@ -146,6 +146,22 @@ async fn token_inner(
         .unwrap_or_default()
         .split_whitespace()
         .collect();
+    // RFC 6749 §5.2: a scope we do not know is refused, not ignored.
+    if let Some(bad) = scopes.iter().find(|s| {
+        s.strip_prefix("provider:").is_none_or(|id| {
+            id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        })
+    }) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!("unknown scope `{bad}`: scopes are `provider:<id>`"),
+        );
+    }
     let mut details = attested.details.clone();
     if let Some(obj) = details.as_object_mut() {
         obj.insert("audience".to_owned(), json!(f.audience));
@@ -171,7 +187,6 @@ async fn token_inner(
         hash: issued.hash.clone(),
         jti: attested.jti,
         jti_expires_ms: attested.exp * 1000 + 60_000,
-        subject_issued_ms: attested.iat.map(|iat| iat * 1000),
     };
     match s.store.workload_exchange(issue).await {
         Ok(excalibur_store::Exchanged::Issued) => {}
@@ -180,7 +195,7 @@ async fn token_inner(
         }
         Ok(excalibur_store::Exchanged::PrincipalRevoked) => {
             return invalid_request(
-                "the principal was revoked after this subject token was issued; present a token issued since",
+                "the principal is revoked (kill switch) until an admin lifts it",
             );
         }
         Err(e) => return crate::ApiError::from(e).into_response(),

@@ -507,6 +507,21 @@ pub(crate) async fn revoke(
     Ok(Json(serde_json::json!({"revoked": revoked})).into_response())
 }
 
+/// `GET /api/revocations`: the standing revocations of principals (the kill switch).
+pub(crate) async fn revocation_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.principal_revocation_list().await?).into_response())
+}
+
+/// `DELETE /api/revocations/{id}`: lifts a principal's standing revocation.
+pub(crate) async fn revocation_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store.principal_revocation_delete(id, c.actor()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 pub(crate) async fn workload_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.workload_list().await?).into_response())
 }

@@ -77,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/namespaces"),
     ("get", "/api/workloads"),
     ("post", "/api/revocations"),
+    ("get", "/api/revocations"),
+    ("delete", "/api/revocations/{id}"),
     ("post", "/v1/exchange/token"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
@@ -298,7 +300,8 @@ pub fn router(state: ApiState) -> Router {
             get(namespace_list).post(namespace_upsert),
         )
         .route("/api/workloads", get(workload_list))
-        .route("/api/revocations", post(revoke))
+        .route("/api/revocations", post(revoke).get(revocation_list))
+        .route("/api/revocations/{id}", delete(revocation_delete))
         .route("/v1/exchange/token", post(exchange::workload_token))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))

@@ -481,6 +481,20 @@ pub struct Revocation {
     pub jti: Option<String>,
 }
 
+/// A standing revocation of a principal (the kill switch), listed at
+/// `GET /api/revocations` and lifted with `DELETE /api/revocations/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrincipalRevocation {
+    /// Id, `rev_<hex>`.
+    pub id: String,
+    /// The principal that may not exchange again until lifted.
+    pub principal: String,
+    /// RFC 3339 time of the revocation.
+    pub created_at: String,
+    /// Who revoked it.
+    pub actor: String,
+}
+
 // Hand-written so the secret it carries never reaches a log through `{:?}`.
 impl std::fmt::Debug for CreatedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

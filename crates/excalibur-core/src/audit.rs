@@ -80,6 +80,12 @@ event_types! {
     WorkloadTokenRevoked => "workload_token_revoked",
     /// A platform token was presented a second time within its lifetime.
     WorkloadTokenReplayDenied => "workload_token_replay_denied",
+    /// A principal was killed: its bearers revoked and its exchanges refused until lifted.
+    PrincipalRevoked => "principal_revoked",
+    /// An admin lifted a principal's standing revocation.
+    PrincipalRevocationLifted => "principal_revocation_lifted",
+    /// An exchange was refused because its principal is revoked.
+    WorkloadExchangeDenied => "workload_exchange_denied",
     /// A SigV4 mapping was created.
     Sigv4MappingCreated => "sigv4_mapping_created",
     /// A SigV4 mapping was replaced (new keys or scope: a rotation).

@@ -446,6 +446,13 @@ pub enum WorkloadCmd {
         #[arg(long)]
         principal: Option<String>,
     },
+    /// Standing revocations of principals (the kill switch).
+    Revocations,
+    /// Lift a principal's standing revocation: it may exchange again.
+    Lift {
+        /// Revocation id (from `workload revocations`).
+        id: String,
+    },
 }
 
 /// `webhook` verbs.

@@ -539,6 +539,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("CREATED", "created_at"),
             ],
         ),
+        Command::Workload(WorkloadCmd::Revocations) => show(
+            &client.get(&["api", "revocations"], &[]).await?,
+            &[
+                ("ID", "id"),
+                ("PRINCIPAL", "principal"),
+                ("CREATED", "created_at"),
+                ("BY", "actor"),
+            ],
+        ),
+        Command::Workload(WorkloadCmd::Lift { id }) => {
+            client.delete(&["api", "revocations", &id]).await?;
+            println!("lifted {id}");
+        }
         Command::Workload(WorkloadCmd::Revoke { id, jti, principal }) => {
             let v = client
                 .post(

@@ -58,9 +58,6 @@ pub struct Attested {
     pub jti: String,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
-    /// When the token was issued (`iat`), seconds since the epoch, if it says: a kill
-    /// switch refuses subject tokens issued before it.
-    pub iat: Option<i64>,
     /// Attestation facts for the audit event.
     pub details: serde_json::Value,
 }
@@ -223,7 +220,6 @@ pub struct KubernetesConfig {
 struct K8sTokenClaims {
     sub: String,
     exp: i64,
-    iat: Option<i64>,
     jti: Option<String>,
     #[serde(rename = "kubernetes.io")]
     kubernetes: K8sClaims,
@@ -294,7 +290,6 @@ impl Kubernetes {
             attestation: "kubernetes",
             jti: replay_key(c.jti, token),
             exp: c.exp,
-            iat: c.iat,
             details: serde_json::json!({
                 "cluster": cluster, "subject": format!("{ns}/{sa}"), "pod": c.kubernetes.pod.map(|p| p.name),
             }),
@@ -320,7 +315,6 @@ pub struct SpiffeTrustDomain {
 struct SvidClaims {
     sub: String,
     exp: i64,
-    iat: Option<i64>,
     jti: Option<String>,
 }
 
@@ -414,7 +408,6 @@ impl SpiffeTrustDomain {
             attestation: "spiffe-jwt",
             jti: replay_key(c.jti, token),
             exp: c.exp,
-            iat: c.iat,
             details: serde_json::json!({"trust_domain": td, "subject": c.sub}),
         })
     }
@@ -494,7 +487,6 @@ impl OidcIssuer {
             attestation: "oidc",
             jti: replay_key(text("jti"), token),
             exp,
-            iat: claims.get("iat").and_then(serde_json::Value::as_i64),
             details: serde_json::json!({"issuer": self.issuer, "subject": text("sub"), self.principal_claim.clone(): who}),
         })
     }

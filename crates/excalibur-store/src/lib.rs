@@ -20,7 +20,7 @@ use excalibur_core::api::{
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
-use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
+use excalibur_core::api::{CryptoFamily, MappingRecord, PrincipalRevocation, SshRoute, SshSession};
 use excalibur_core::audit::{AuditEvent, NewEvent, VerifyReport};
 use excalibur_core::ids::{CredentialId, RuleId, TokenId};
 
@@ -181,8 +181,6 @@ pub struct WorkloadIssue {
     pub jti: String,
     /// When the jti may be forgotten (the subject token's expiry).
     pub jti_expires_ms: i64,
-    /// When the subject token was issued (its `iat`), if it says.
-    pub subject_issued_ms: Option<i64>,
 }
 
 /// What became of an exchange.
@@ -192,8 +190,7 @@ pub enum Exchanged {
     Issued,
     /// The subject token was exchanged before (within its life).
     Replay,
-    /// The principal was killed after (or without a date for) this subject token: only
-    /// a token issued after the kill switch is exchanged again.
+    /// The principal is revoked (the kill switch) until an admin lifts it.
     PrincipalRevoked,
 }
 
@@ -324,12 +321,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn namespace_list(&self) -> StoreFuture<'_, Vec<Namespace>>;
     /// Records a jti and issues the bearer with `workload_attested` and
     /// `workload_token_issued`, atomically; a jti seen before within its life writes
-    /// `workload_token_replay_denied` instead ([`Exchanged::Replay`]), and a subject token
-    /// of a principal killed after it was issued writes `workload_token_revoked_denied`
+    /// `workload_token_replay_denied` instead ([`Exchanged::Replay`]), and an exchange for
+    /// a revoked principal writes `workload_exchange_denied`
     /// ([`Exchanged::PrincipalRevoked`]).
     fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, Exchanged>;
     /// Revokes live workload bearers matching the revocation; returns how many.
     fn workload_revoke(&self, revocation: Revocation, actor: String) -> StoreFuture<'_, usize>;
+    /// The standing revocations of principals (the kill switch), newest first.
+    fn principal_revocation_list(&self) -> StoreFuture<'_, Vec<PrincipalRevocation>>;
+    /// Lifts a standing revocation (`principal_revocation_lifted`); the principal may
+    /// exchange again. Errors: unknown id.
+    fn principal_revocation_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()>;
     /// Lists workloads, newest first.
     fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>>;
 

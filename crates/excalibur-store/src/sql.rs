@@ -12,7 +12,7 @@ use excalibur_core::api::{
     Provider, ServiceCredentialInfo, TokenInfo, TranslationRule, UpsertPlaceholder,
     UpsertedPlaceholder, WebhookInfo, WorkloadInfo,
 };
-use excalibur_core::api::{CryptoFamily, MappingRecord, SshRoute, SshSession};
+use excalibur_core::api::{CryptoFamily, MappingRecord, PrincipalRevocation, SshRoute, SshSession};
 use excalibur_core::audit::{
     AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
 };
@@ -965,20 +965,19 @@ impl Store for SqlStore {
     fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, Exchanged> {
         self.write(move |_, tx| {
             let now = Timestamp::now().millis();
-            // The kill switch outlives the bearers it revoked: a subject token issued
-            // before it (or that does not say when) is never exchanged again.
-            let killed: Option<i64> = tx.query_opt(
-                "SELECT revoked_ms FROM principal_revocations WHERE principal = ?1",
+            // The kill switch is a standing deny: no exchange for a revoked principal
+            // until an admin lifts it.
+            let killed: Option<String> = tx.query_opt(
+                "SELECT id FROM principal_revocations WHERE principal = ?1",
                 params![&w.info.principal],
                 |r| r.get(0),
             )?;
-            if let Some(killed) = killed
-                && w.subject_issued_ms.is_none_or(|iat| iat <= killed)
-            {
+            if let Some(revocation) = killed {
                 let event = NewEvent::new(
-                    EventType::WorkloadTokenReplayDenied,
+                    EventType::WorkloadExchangeDenied,
                     w.info.principal.clone(),
-                    json!({"reason": "principal_revoked", "attestor": w.info.attestation, "source": w.info.source}),
+                    json!({"reason": "principal_revoked", "revocation_id": revocation,
+                           "attestor": w.info.attestation, "source": w.info.source}),
                 );
                 return Ok((Exchanged::PrincipalRevoked, vec![event]));
             }
@@ -1048,11 +1047,23 @@ impl Store for SqlStore {
             };
             let mut events = Vec::new();
             if let Some(principal) = &r.principal {
-                tx.execute(
-                    "INSERT INTO principal_revocations (principal, revoked_ms) VALUES (?1, ?2)
-                     ON CONFLICT (principal) DO UPDATE SET revoked_ms = excluded.revoked_ms",
-                    params![principal, now],
+                let exists: Option<String> = tx.query_opt(
+                    "SELECT id FROM principal_revocations WHERE principal = ?1",
+                    params![principal],
+                    |row| row.get(0),
                 )?;
+                if exists.is_none() {
+                    let id = format!("rev_{}", excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>()));
+                    tx.execute(
+                        "INSERT INTO principal_revocations (id, principal, actor, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![&id, principal, &actor, now],
+                    )?;
+                    events.push(NewEvent::new(
+                        EventType::PrincipalRevoked,
+                        actor.clone(),
+                        json!({"revocation_id": id, "principal": principal}),
+                    ));
+                }
             }
             for (id, principal, prefix) in &targets {
                 tx.execute("UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1", params![id, now])?;
@@ -1063,6 +1074,49 @@ impl Store for SqlStore {
                 ));
             }
             Ok((targets.len(), events))
+        })
+    }
+
+    fn principal_revocation_list(&self) -> StoreFuture<'_, Vec<PrincipalRevocation>> {
+        self.run(|_, conn| {
+            conn.query_map(
+                "SELECT id, principal, actor, created_ms FROM principal_revocations ORDER BY created_ms DESC",
+                params![],
+                |r| {
+                    Ok(PrincipalRevocation {
+                        id: r.get(0)?,
+                        principal: r.get(1)?,
+                        actor: r.get(2)?,
+                        created_at: ts(r.get(3)?),
+                    })
+                },
+            )
+        })
+    }
+
+    fn principal_revocation_delete(&self, id: String, actor: String) -> StoreFuture<'_, ()> {
+        self.write(move |_, tx| {
+            let principal: Option<String> = tx.query_opt(
+                "SELECT principal FROM principal_revocations WHERE id = ?1",
+                params![&id],
+                |r| r.get(0),
+            )?;
+            let Some(principal) = principal else {
+                return Err(StoreError::NotFound {
+                    kind: "revocation",
+                    id,
+                });
+            };
+            tx.execute(
+                "DELETE FROM principal_revocations WHERE id = ?1",
+                params![&id],
+            )?;
+            let event = NewEvent::new(
+                EventType::PrincipalRevocationLifted,
+                actor,
+                json!({"revocation_id": id, "principal": principal}),
+            );
+            Ok(((), vec![event]))
         })
     }
 

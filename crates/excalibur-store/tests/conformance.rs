@@ -250,7 +250,7 @@ async fn suite(store: &dyn Store) {
             .len(),
         1
     );
-    let issued_at = |id: &str, jti: &str, iat: Option<i64>| WorkloadIssue {
+    let issue = |id: &str, jti: &str| WorkloadIssue {
         info: from(
             json!({"id": id, "namespace": "prod", "principal": "k8s:prod/api", "attestation": "kubernetes",
             "source": "10.1.1.1", "token_prefix": "xwt_1", "created_at": "",
@@ -260,9 +260,7 @@ async fn suite(store: &dyn Store) {
         hash: format!("wh_{id}"),
         jti: jti.into(),
         jti_expires_ms: Timestamp::now().millis() + 60_000,
-        subject_issued_ms: iat,
     };
-    let issue = |id: &str, jti: &str| issued_at(id, jti, Some(Timestamp::now().millis()));
     assert_eq!(
         store.workload_exchange(issue("wl_1", "j1")).await.unwrap(),
         Exchanged::Issued
@@ -299,25 +297,26 @@ async fn suite(store: &dyn Store) {
         1
     );
     assert!(store.snapshot_data().await.unwrap().workloads.is_empty());
-    // The kill switch holds: a subject token issued before it (or undated) is refused,
-    // one issued after it is exchanged.
-    let before = Timestamp::now().millis() - 1000;
-    for (jti, iat) in [("j3", Some(before)), ("j4", None)] {
-        assert_eq!(
-            store
-                .workload_exchange(issued_at("wl_k", jti, iat))
-                .await
-                .unwrap(),
-            Exchanged::PrincipalRevoked,
-            "{jti}"
-        );
-    }
-    let after = Timestamp::now().millis() + 1000;
+    // The kill switch is a standing deny until lifted.
     assert_eq!(
+        store.workload_exchange(issue("wl_k", "j3")).await.unwrap(),
+        Exchanged::PrincipalRevoked
+    );
+    let standing = store.principal_revocation_list().await.unwrap();
+    assert_eq!(standing.len(), 1);
+    assert_eq!(standing[0].principal, "k8s:prod/api");
+    assert!(matches!(
         store
-            .workload_exchange(issued_at("wl_3", "j5", Some(after)))
-            .await
-            .unwrap(),
+            .principal_revocation_delete("rev_nope".into(), "admin".into())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .principal_revocation_delete(standing[0].id.clone(), "admin".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.workload_exchange(issue("wl_3", "j4")).await.unwrap(),
         Exchanged::Issued
     );
 

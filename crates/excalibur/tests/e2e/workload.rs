@@ -419,28 +419,39 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
         "k8s:prod-eu-west/payments/api"
     );
 
-    // The killed principal does not come straight back: a subject token issued before
-    // the kill switch is refused; one issued after it (the kubelet's next) is exchanged.
-    let stale = c
+    // The killed principal does not come back: its next exchange is refused, with a
+    // fresh token too, until an admin lifts the standing revocation.
+    let fresh = c
         .key
         .sign(
             &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill-2"),
             None,
         )
         .unwrap();
-    let (status, body) = exchange(gw, &stale, &[]).await;
+    let (status, body) = exchange(gw, &fresh, &[]).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("revoked"), "{body}");
-    let mut fresh = sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill-3");
-    fresh["iat"] = json!(fresh["iat"].as_i64().unwrap() + 10);
-    let fresh = c.key.sign(&fresh, None).unwrap();
+    wait_events(gw, "workload_exchange_denied", 1).await;
+    let (code, out, err) = crate::ctl(gw, &["workload", "revocations"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("k8s:prod-eu-west/payments/api"), "{out}");
+    let standing = gw.api().get("/api/revocations").await.unwrap();
+    let id = standing[0]["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = crate::ctl(gw, &["workload", "lift", &id], None).await;
+    assert_eq!(code, 0, "{out}{err}");
+    wait_events(gw, "principal_revocation_lifted", 1).await;
+    let fresh = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-kill-3"),
+            None,
+        )
+        .unwrap();
     let (status, body) = exchange(gw, &fresh, &[]).await;
     assert_eq!(status, 200, "{body}");
-
     // Revocation by the subject token's jti, through the API and the CLI.
     for (jti, via_cli) in [("jti-by-api", false), ("jti-by-cli", true)] {
-        let mut claims = sa_claims(ISSUER, AUDIENCE, "payments", "worker", 600, jti);
-        claims["iat"] = json!(claims["iat"].as_i64().unwrap() + 10);
+        let claims = sa_claims(ISSUER, AUDIENCE, "payments", "worker", 600, jti);
         let sa = c.key.sign(&claims, None).unwrap();
         let (status, body) = exchange(gw, &sa, &[]).await;
         assert_eq!(status, 200, "{body}");
@@ -929,6 +940,7 @@ async fn a_bearer_redeems_only_within_its_scopes() {
         .1
     };
     for (jti, scope, allowed) in [
+        ("jti-scope-bad", "provider:github admin", false),
         ("jti-scope-stripe", "provider:stripe", false),
         ("jti-scope-github", "provider:github", true),
         ("jti-scope-none", "", true),
@@ -960,6 +972,11 @@ async fn a_bearer_redeems_only_within_its_scopes() {
         args.push(&url);
         let (_, out, err) = curl(&args).await;
         let body: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out} {err}"));
+        if scope.contains("admin") {
+            // Unknown scopes are refused at exchange time (RFC 6749 invalid_scope).
+            assert_eq!(body["error"], "invalid_scope", "{body}");
+            continue;
+        }
         let bearer = body["access_token"].as_str().unwrap().to_owned();
         let out = redeem(bearer).await;
         if allowed {

@@ -1,5 +1,8 @@
--- The kill switch: a principal revoked at this time exchanges no subject token issued before it.
+-- The kill switch as a standing deny: a principal listed here exchanges no subject
+-- token until an admin lifts the revocation.
 CREATE TABLE principal_revocations (
-    principal TEXT PRIMARY KEY,
-    revoked_ms INTEGER NOT NULL
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL UNIQUE,
+    actor TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
 );
