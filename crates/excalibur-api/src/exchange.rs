@@ -235,6 +235,7 @@ const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
 /// signed by Excalibur (ES256); keys at `/.well-known/jwks.json`.
 pub(crate) async fn workload_token(
     State(s): State<ApiState>,
+    peer: Option<axum::Extension<PeerAddr>>,
     body: Result<Json<JsonExchange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(req)) = body else {
@@ -261,6 +262,37 @@ pub(crate) async fn workload_token(
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
+    // The declared type must be what the token is: a SPIFFE SVID type for a JWT-SVID only.
+    if req.subject_token_type == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
+        return invalid_request(&format!(
+            "`subject_token_type` is a SPIFFE SVID but the token is a `{}` token",
+            attested.attestation
+        ));
+    }
+    // One replay cache and one kill switch for every exchange endpoint.
+    let source = peer.map_or_else(String::new, |p| p.0.0.ip().to_canonical().to_string());
+    match s
+        .store
+        .subject_admit(
+            attested.principal.clone(),
+            attested.jti.clone(),
+            attested.exp * 1000 + 60_000,
+            attested.attestation.to_owned(),
+            source,
+        )
+        .await
+    {
+        Ok(excalibur_store::Exchanged::Issued) => {}
+        Ok(excalibur_store::Exchanged::Replay) => {
+            return invalid_request("the subject token was already exchanged (replay)");
+        }
+        Ok(excalibur_store::Exchanged::PrincipalRevoked) => {
+            return invalid_request(
+                "the principal is revoked (kill switch) until an admin lifts it",
+            );
+        }
+        Err(e) => return crate::ApiError::from(e).into_response(),
+    }
     let now = Timestamp::now();
     let cap = i64::try_from(s.exchange.max_workload_token_ttl.as_secs()).unwrap_or(i64::MAX);
     let exp = attested.exp.min(now.millis() / 1000 + cap);

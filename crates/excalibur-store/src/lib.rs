@@ -327,6 +327,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, Exchanged>;
     /// Revokes live workload bearers matching the revocation; returns how many.
     fn workload_revoke(&self, revocation: Revocation, actor: String) -> StoreFuture<'_, usize>;
+    /// Admits a subject token for an exchange that issues no bearer (`/v1`): the same
+    /// kill switch and replay cache as [`Store::workload_exchange`]. `Issued` when it
+    /// may be exchanged (its jti is then recorded).
+    fn subject_admit(
+        &self,
+        principal: String,
+        jti: String,
+        jti_expires_ms: i64,
+        attestation: String,
+        source: String,
+    ) -> StoreFuture<'_, Exchanged>;
     /// The standing revocations of principals (the kill switch), newest first.
     fn principal_revocation_list(&self) -> StoreFuture<'_, Vec<PrincipalRevocation>>;
     /// Lifts a standing revocation (`principal_revocation_lifted`); the principal may

@@ -965,34 +965,16 @@ impl Store for SqlStore {
     fn workload_exchange(&self, w: WorkloadIssue) -> StoreFuture<'_, Exchanged> {
         self.write(move |_, tx| {
             let now = Timestamp::now().millis();
-            // The kill switch is a standing deny: no exchange for a revoked principal
-            // until an admin lifts it.
-            let killed: Option<String> = tx.query_opt(
-                "SELECT id FROM principal_revocations WHERE principal = ?1",
-                params![&w.info.principal],
-                |r| r.get(0),
-            )?;
-            if let Some(revocation) = killed {
-                let event = NewEvent::new(
-                    EventType::WorkloadExchangeDenied,
-                    w.info.principal.clone(),
-                    json!({"reason": "principal_revoked", "revocation_id": revocation,
-                           "attestor": w.info.attestation, "source": w.info.source}),
-                );
-                return Ok((Exchanged::PrincipalRevoked, vec![event]));
+            let subject = Subject {
+                principal: &w.info.principal,
+                jti: &w.jti,
+                jti_expires_ms: w.jti_expires_ms,
+                attestation: &w.info.attestation,
+                source: &w.info.source,
+            };
+            if let Some(refused) = admit_subject(tx, &subject, now)? {
+                return Ok(refused);
             }
-            tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", params![now])?;
-            let seen: Option<i64> =
-                tx.query_opt("SELECT expires_ms FROM seen_jti WHERE jti = ?1", params![&w.jti], |r| r.get(0))?;
-            if seen.is_some() {
-                let event = NewEvent::new(
-                    EventType::WorkloadTokenReplayDenied,
-                    w.info.principal.clone(),
-                    json!({"jti": w.jti, "attestor": w.info.attestation, "source": w.info.source}),
-                );
-                return Ok((Exchanged::Replay, vec![event]));
-            }
-            tx.execute("INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)", params![w.jti, w.jti_expires_ms])?;
             let expires_ms = Timestamp::parse(&w.info.expires_at).map(Timestamp::millis).unwrap_or(now);
             tx.execute(
                 "INSERT INTO workload_tokens (id, principal, namespace, attestation, source, prefix, hash, details, created_ms, expires_ms)
@@ -1074,6 +1056,27 @@ impl Store for SqlStore {
                 ));
             }
             Ok((targets.len(), events))
+        })
+    }
+
+    fn subject_admit(
+        &self,
+        principal: String,
+        jti: String,
+        jti_expires_ms: i64,
+        attestation: String,
+        source: String,
+    ) -> StoreFuture<'_, Exchanged> {
+        self.write(move |_, tx| {
+            let subject = Subject {
+                principal: &principal,
+                jti: &jti,
+                jti_expires_ms,
+                attestation: &attestation,
+                source: &source,
+            };
+            Ok(admit_subject(tx, &subject, Timestamp::now().millis())?
+                .unwrap_or((Exchanged::Issued, Vec::new())))
         })
     }
 
@@ -1698,6 +1701,60 @@ fn list_policies(conn: &mut dyn Tx) -> Result<Vec<PolicyRecord>, StoreError> {
         },
     )?;
     Ok(rows)
+}
+
+/// A subject token presented for an exchange, as the replay cache and the kill switch
+/// see it.
+struct Subject<'a> {
+    principal: &'a str,
+    jti: &'a str,
+    jti_expires_ms: i64,
+    attestation: &'a str,
+    source: &'a str,
+}
+
+/// The one admission of a subject token, for every exchange endpoint: refused while its
+/// principal is revoked (the kill switch, a standing deny), or when its jti was seen
+/// within its life (a replay); else its jti is recorded. `Some` is the refusal and its
+/// event.
+fn admit_subject(
+    tx: &mut dyn Tx,
+    s: &Subject<'_>,
+    now: i64,
+) -> Result<Option<(Exchanged, Vec<NewEvent>)>, StoreError> {
+    let killed: Option<String> = tx.query_opt(
+        "SELECT id FROM principal_revocations WHERE principal = ?1",
+        params![s.principal],
+        |r| r.get(0),
+    )?;
+    if let Some(revocation) = killed {
+        let event = NewEvent::new(
+            EventType::WorkloadExchangeDenied,
+            s.principal.to_owned(),
+            json!({"reason": "principal_revoked", "revocation_id": revocation,
+                   "attestor": s.attestation, "source": s.source}),
+        );
+        return Ok(Some((Exchanged::PrincipalRevoked, vec![event])));
+    }
+    tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", params![now])?;
+    let seen: Option<i64> = tx.query_opt(
+        "SELECT expires_ms FROM seen_jti WHERE jti = ?1",
+        params![s.jti],
+        |r| r.get(0),
+    )?;
+    if seen.is_some() {
+        let event = NewEvent::new(
+            EventType::WorkloadTokenReplayDenied,
+            s.principal.to_owned(),
+            json!({"jti": s.jti, "attestor": s.attestation, "source": s.source}),
+        );
+        return Ok(Some((Exchanged::Replay, vec![event])));
+    }
+    tx.execute(
+        "INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)",
+        params![s.jti, s.jti_expires_ms],
+    )?;
+    Ok(None)
 }
 
 fn list_rules(conn: &mut dyn Tx) -> Result<Vec<TranslationRule>, StoreError> {

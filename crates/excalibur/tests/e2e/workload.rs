@@ -772,16 +772,52 @@ async fn seed_004_exchange_mints_audience_scoped_tokens_with_rotating_keys() {
         .post("/api/signing-keys/rotate", json!({}))
         .await
         .unwrap();
-    let (_, out, _) = curl(&[
-        "-X",
-        "POST",
-        &url,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &body,
-    ])
-    .await;
+    let post = |body: String| {
+        let url = url.clone();
+        async move {
+            let (_, out, _) = curl(&[
+                "-X",
+                "POST",
+                &url,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ])
+            .await;
+            serde_json::from_str::<Value>(&out).unwrap()
+        }
+    };
+    // One replay cache with /api/oauth/token: the same subject token is refused now,
+    // at /v1 and at the form endpoint.
+    let again = post(body.clone()).await;
+    assert_eq!(again["error"], "invalid_request", "{again}");
+    assert!(again.to_string().contains("replay"), "{again}");
+    let (status, form) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 400, "{form}");
+    // The declared type must match the token: a Kubernetes token is no SPIFFE SVID.
+    let fresh = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, "jti-v1b"),
+            None,
+        )
+        .unwrap();
+    let typed = body.replace(&sa, &fresh).replace(
+        "urn:ietf:params:oauth:token-type:jwt",
+        "urn:starfly:token-type:spiffe-svid",
+    );
+    let wrong = post(typed).await;
+    assert_eq!(wrong["error"], "invalid_request", "{wrong}");
+    assert!(wrong.to_string().contains("SPIFFE"), "{wrong}");
+    let fresh = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, "jti-v1c"),
+            None,
+        )
+        .unwrap();
+    let out = post(body.replace(&sa, &fresh)).await.to_string();
     let second = serde_json::from_str::<Value>(&out).unwrap()["access_token"]
         .as_str()
         .unwrap()
