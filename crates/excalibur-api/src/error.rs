@@ -71,7 +71,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Db(_)
             | StoreError::Corrupt(_)
             | StoreError::Column(_)
-            | StoreError::Task => ApiError::internal(&e),
+            | StoreError::Task
+            | StoreError::Tampered => ApiError::internal(&e),
         }
     }
 }

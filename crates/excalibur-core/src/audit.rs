@@ -86,6 +86,8 @@ event_types! {
     PrincipalRevocationLifted => "principal_revocation_lifted",
     /// An exchange was refused because its principal is revoked.
     WorkloadExchangeDenied => "workload_exchange_denied",
+    /// An operator accepted configuration rows edited outside Excalibur.
+    ConfigurationAccepted => "configuration_accepted",
     /// A SigV4 mapping was created.
     Sigv4MappingCreated => "sigv4_mapping_created",
     /// A SigV4 mapping was replaced (new keys or scope: a rotation).

@@ -69,6 +69,9 @@ pub enum StoreError {
     /// The database is unreachable (reconnecting).
     #[error("the database is unavailable")]
     Unavailable,
+    /// Configuration rows were changed outside Excalibur: their MAC does not verify.
+    #[error("configuration rows were modified outside Excalibur")]
+    Tampered,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -338,6 +341,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         attestation: String,
         source: String,
     ) -> StoreFuture<'_, Exchanged>;
+    /// Re-authenticates the configuration rows as they are now (after an operator edited
+    /// the database on purpose), with a `configuration_accepted` event.
+    fn config_accept(&self, actor: String) -> StoreFuture<'_, ()>;
     /// The standing revocations of principals (the kill switch), newest first.
     fn principal_revocation_list(&self) -> StoreFuture<'_, Vec<PrincipalRevocation>>;
     /// Lifts a standing revocation (`principal_revocation_lifted`); the principal may

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("migrations/postgres/0008_principal_revocations.sql"),
     ),
+    (9, include_str!("migrations/postgres/0009_config_mac.sql")),
 ];
 
 impl From<postgres::Error> for StoreError {

@@ -53,6 +53,13 @@ impl MasterKey {
     }
 
     /// A key for authenticating the audit head, derived from the master key.
+    /// The key that authenticates the configuration rows (not stored in the database).
+    pub(crate) fn config_key(&self) -> hmac::Key {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.expose());
+        let derived = hmac::sign(&k, b"excalibur configuration v1");
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    }
+
     pub(crate) fn audit_head_key(&self) -> hmac::Key {
         let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.expose());
         let derived = hmac::sign(&k, b"excalibur audit head v1");

@@ -38,6 +38,8 @@ struct Inner {
     conn: Mutex<Box<dyn Backend>>,
     sealer: Sealer,
     head_key: HeadKey,
+    /// Authenticates the configuration rows ([`config_mac`]).
+    config_key: HeadKey,
     /// How to open more PostgreSQL connections, for session-level advisory locks
     /// (`None`: SQLite, one process).
     postgres: Option<crate::postgres::PgConnect>,
@@ -83,6 +85,16 @@ impl SqlStore {
                     params![k.id, k.wrapped, Timestamp::now().millis()],
                 )?;
             }
+            // A database from before configuration MACs (or a new one): its rows are
+            // authenticated once, as they are now.
+            let config_key = HeadKey(master.config_key());
+            let stored_mac: Option<String> =
+                tx.query_opt("SELECT mac FROM config_mac WHERE id = 1", params![], |r| {
+                    r.get(0)
+                })?;
+            if stored_mac.is_none() {
+                store_config_mac(tx.as_mut(), &config_key)?;
+            }
             tx.commit()?;
             sealer
         };
@@ -91,6 +103,7 @@ impl SqlStore {
                 conn: Mutex::new(backend),
                 sealer,
                 head_key: HeadKey(master.audit_head_key()),
+                config_key: HeadKey(master.config_key()),
                 postgres,
             }),
         })
@@ -134,7 +147,13 @@ impl SqlStore {
         F: FnOnce(&Inner, &mut dyn Tx) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
     {
         self.tx(Mode::Write, move |inner, tx| {
+            // A write never launders rows edited outside Excalibur: it refuses until an
+            // operator accepts them (`config_accept`).
+            if !config_intact(tx, &inner.config_key)? {
+                return Err(StoreError::Tampered);
+            }
             let (value, events) = f(inner, tx)?;
+            store_config_mac(tx, &inner.config_key)?;
             append_events(tx, &inner.head_key, &events)?;
             Ok(value)
         })
@@ -180,6 +199,79 @@ fn migrate(backend: &mut dyn Backend, migrations: &[(i64, &str)]) -> Result<(), 
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The tables the request path is configured from, each with its key: a row edited,
+/// added or removed outside Excalibur changes [`config_digest`].
+const CONFIG_TABLES: &[(&str, &str)] = &[
+    ("providers", "id"),
+    ("placeholders", "name"),
+    ("service_credentials", "id"),
+    ("translation_rules", "id"),
+    ("policies", "id"),
+    ("namespaces", "name"),
+    ("workload_tokens", "id"),
+    ("crypto_mappings", "id"),
+    ("ssh_routes", "id"),
+    ("ssh_sessions", "id"),
+    ("principal_revocations", "id"),
+];
+
+/// SHA-256 over every configuration row, in key order, each value typed and
+/// length-prefixed (no two row sets share a digest).
+fn config_digest(tx: &mut dyn Tx) -> Result<Vec<u8>, StoreError> {
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut put = |tag: u8, bytes: &[u8]| {
+        h.update(&[tag]);
+        h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(bytes);
+    };
+    for (table, key) in CONFIG_TABLES {
+        put(b'T', table.as_bytes());
+        for row in tx.query(&format!("SELECT * FROM {table} ORDER BY {key}"), &[])? {
+            put(b'R', &[]);
+            for v in &row.0 {
+                match v {
+                    crate::db::Value::Null => put(b'N', &[]),
+                    crate::db::Value::I64(i) => put(b'I', &i.to_be_bytes()),
+                    crate::db::Value::Text(s) => put(b'S', s.as_bytes()),
+                    crate::db::Value::Blob(b) => put(b'B', b),
+                    crate::db::Value::Bool(b) => put(b'I', &i64::from(*b).to_be_bytes()),
+                }
+            }
+        }
+    }
+    Ok(h.finish().as_ref().to_vec())
+}
+
+fn config_mac(key: &HeadKey, digest: &[u8]) -> String {
+    hex(hmac::sign(&key.0, digest).as_ref())
+}
+
+/// Authenticates the configuration as it is now, in the writing transaction.
+fn store_config_mac(tx: &mut dyn Tx, key: &HeadKey) -> Result<(), StoreError> {
+    let mac = config_mac(key, &config_digest(tx)?);
+    tx.execute(
+        "INSERT INTO config_mac (id, mac) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET mac = excluded.mac",
+        params![mac],
+    )?;
+    Ok(())
+}
+
+/// Whether the configuration rows are as Excalibur last wrote them.
+fn config_intact(tx: &mut dyn Tx, key: &HeadKey) -> Result<bool, StoreError> {
+    let stored: Option<String> =
+        tx.query_opt("SELECT mac FROM config_mac WHERE id = 1", params![], |r| {
+            r.get(0)
+        })?;
+    let digest = config_digest(tx)?;
+    Ok(stored.is_some_and(|m| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            config_mac(key, &digest).as_bytes(),
+            m.as_bytes(),
+        )
+        .is_ok()
+    }))
 }
 
 fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
@@ -1080,6 +1172,20 @@ impl Store for SqlStore {
         })
     }
 
+    fn config_accept(&self, actor: String) -> StoreFuture<'_, ()> {
+        self.tx(Mode::Write, move |inner, tx| {
+            let was_intact = config_intact(tx, &inner.config_key)?;
+            store_config_mac(tx, &inner.config_key)?;
+            let event = NewEvent::new(
+                EventType::ConfigurationAccepted,
+                actor,
+                json!({"reason": "operator accepted the configuration rows as they are",
+                       "rows_were_edited": !was_intact}),
+            );
+            append_events(tx, &inner.head_key, &[event])
+        })
+    }
+
     fn principal_revocation_list(&self) -> StoreFuture<'_, Vec<PrincipalRevocation>> {
         self.run(|_, conn| {
             conn.query_map(
@@ -1214,6 +1320,13 @@ impl Store for SqlStore {
                 report.first_broken_seq = head.as_ref().map(|h| h.0);
                 report.reason = Some("the authenticated head has been altered".to_owned());
             }
+            if report.ok && !config_intact(tx, &inner.config_key)? {
+                report.ok = false;
+                report.reason = Some(
+                    "configuration rows were modified outside Excalibur (their MAC does not verify)"
+                        .to_owned(),
+                );
+            }
             Ok(report)
         })
     }
@@ -1342,6 +1455,11 @@ impl Store for SqlStore {
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
         self.run(|inner, conn| {
             let tx = conn;
+            // Rows edited in the database file (a provider's hosts, a rule) never
+            // configure the request path.
+            if !config_intact(tx, &inner.config_key)? {
+                return Err(StoreError::Tampered);
+            }
             let placeholders = {
 
                 let rows = tx.query_map("SELECT name, provider_id, route_family, key_id, sealed, expires_ms FROM placeholders ORDER BY name", params![], |r| {

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("migrations/sqlite/0008_principal_revocations.sql"),
     ),
+    (9, include_str!("migrations/sqlite/0009_config_mac.sql")),
 ];
 
 impl SqlStore {

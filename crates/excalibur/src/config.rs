@@ -88,6 +88,10 @@ pub(crate) struct ServeArgs {
     /// Start even if the audit hash chain does not verify (after an investigated incident).
     #[arg(long, env = "EXCALIBUR_DANGEROUS_ALLOW_BROKEN_AUDIT_CHAIN")]
     dangerous_allow_broken_audit_chain: bool,
+    /// Trust configuration rows edited outside Excalibur, as they are now (after an
+    /// investigated, deliberate database edit); writes `configuration_accepted`.
+    #[arg(long, env = "EXCALIBUR_DANGEROUS_ACCEPT_CONFIG_EDITS")]
+    dangerous_accept_config_edits: bool,
 }
 
 /// The TOML file's shape; unknown keys are errors.
@@ -255,6 +259,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Start even if the audit chain does not verify.
     pub(crate) dangerous_allow_broken_audit_chain: bool,
+    /// Re-authenticate edited configuration rows at start.
+    pub(crate) dangerous_accept_config_edits: bool,
     /// Kubernetes token exchange, when an issuer is configured.
     pub(crate) kubernetes: Option<Kubernetes>,
     /// Cap on exchanged bearers' life.
@@ -492,6 +498,7 @@ impl Config {
                 max_connections: raw.limits.max_connections.unwrap_or(4096).max(1),
             },
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
+            dangerous_accept_config_edits: args.dangerous_accept_config_edits,
             kubernetes,
             issuer_url: args.issuer_url.clone(),
             netbird,

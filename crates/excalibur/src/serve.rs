@@ -122,10 +122,20 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || init::store(&data_dir, database.as_ref())).await??
     };
     let store: Arc<dyn Store> = Arc::new(store);
+    if config.dangerous_accept_config_edits {
+        store.config_accept("system".into()).await?;
+        tracing::warn!("configuration rows accepted as they are (--dangerous-accept-config-edits)");
+    }
     let chain = store.audit_verify().await?;
     if !chain.ok {
         let reason = chain.reason.clone().unwrap_or_default();
         let seq = chain.first_broken_seq.unwrap_or(0);
+        if reason.starts_with("configuration rows") {
+            anyhow::bail!(
+                "{reason}: a provider's hosts, a rule or a credential may have been redirected; \
+                 investigate, then start once with --dangerous-accept-config-edits to trust them"
+            );
+        }
         if !config.dangerous_allow_broken_audit_chain {
             anyhow::bail!(
                 "the audit chain is broken at seq {seq} ({reason}); investigate, then start with \

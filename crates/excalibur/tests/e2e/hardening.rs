@@ -606,3 +606,116 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
     }
     assert!(start.elapsed() < Duration::from_secs(6));
 }
+
+#[tokio::test]
+async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
+    let gw = Gateway::start(server_bin(), Options::default())
+        .await
+        .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": "ghp_tamper_target_0123456789", "provider_id": "github"}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    let (dir, data_dir) = (Arc::clone(&gw.dir), gw.data_dir.clone());
+    gw.stop().await.unwrap();
+    // The attacker's edit: the provider's hosts and the rule now point at evil.example.
+    let db = rusqlite::Connection::open(data_dir.join("excalibur.db")).unwrap();
+    db.execute(
+        "UPDATE providers SET hosts = '[\"evil.example\"]' WHERE id = 'github'",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE translation_rules SET body = replace(body, 'api.github.com', 'evil.example')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    // The gateway refuses to start on it, naming what happened.
+    let err = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            data_dir: Some(data_dir.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("modified outside Excalibur"), "{err}");
+    // Even the broken-chain override does not let edited rows configure the proxy.
+    let err = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            data_dir: Some(data_dir.clone()),
+            args: vec!["--dangerous-allow-broken-audit-chain".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("modified outside Excalibur"), "{err}");
+    // An operator who investigated accepts them explicitly, and that is audited.
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            data_dir: Some(data_dir),
+            args: vec!["--dangerous-accept-config-edits".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v = gw.api().get("/api/audit/verify").await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let events = gw
+        .api()
+        .get("/api/audit?type=configuration_accepted")
+        .await
+        .unwrap();
+    assert_eq!(events[0]["details"]["rows_were_edited"], true, "{events}");
+    // An edit under a running gateway is not laundered by the next write: writes are
+    // refused and `audit verify` says why.
+    let db = rusqlite::Connection::open(gw.data_dir.join("excalibur.db")).unwrap();
+    db.execute(
+        "UPDATE providers SET hosts = '[\"evil2.example\"]' WHERE id = 'github'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let (status, _, _) = gw
+        .api()
+        .send(
+            "POST",
+            "/api/providers",
+            Some(json!({"id": "other", "hosts": ["other.example"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 500);
+    let v = gw.api().get("/api/audit/verify").await.unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("outside Excalibur"),
+        "{v}"
+    );
+}
