@@ -339,24 +339,60 @@ where
 
 /// Where a workload's request body waits when whoever read it let go early (the
 /// upstream answered before the upload ended, or the handler refused without reading):
-/// it is drained only after the response to the workload has been sent.
-#[derive(Debug, Clone, Default)]
-pub struct Parking(Arc<Mutex<Option<hyper::body::Incoming>>>);
+/// it is drained, bounded, once the response to the workload has been sent, whichever
+/// of the two lets go last.
+#[derive(Debug, Clone)]
+pub struct Parking(Arc<Mutex<ParkingState>>);
+
+#[derive(Debug)]
+struct ParkingState {
+    body: Option<hyper::body::Incoming>,
+    response_sent: bool,
+    tasks: tokio_util::task::TaskTracker,
+}
 
 impl Parking {
+    /// An empty slot; drains run on `tasks`.
+    pub fn new(tasks: tokio_util::task::TaskTracker) -> Self {
+        Self(Arc::new(Mutex::new(ParkingState {
+            body: None,
+            response_sent: false,
+            tasks,
+        })))
+    }
+
     /// A slot already holding `body` (a refusal that never reads it).
-    pub fn with(body: hyper::body::Incoming) -> Self {
-        Self(Arc::new(Mutex::new(Some(body))))
+    pub fn with(body: hyper::body::Incoming, tasks: tokio_util::task::TaskTracker) -> Self {
+        let p = Self::new(tasks);
+        p.park(body);
+        p
     }
 
-    fn take(&self) -> Option<hyper::body::Incoming> {
-        self.0.lock().ok().and_then(|mut b| b.take())
-    }
-
+    /// The request body let go: drained now if the response is out, else kept.
     fn park(&self, body: hyper::body::Incoming) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(body);
+        if let Ok(mut s) = self.0.lock() {
+            if s.response_sent {
+                drain_on(&s.tasks, body);
+            } else {
+                s.body = Some(body);
+            }
         }
+    }
+
+    /// The response is out: drain what waits, and what comes later.
+    fn response_sent(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.response_sent = true;
+            if let Some(body) = s.body.take() {
+                drain_on(&s.tasks, body);
+            }
+        }
+    }
+}
+
+fn drain_on(tasks: &tokio_util::task::TaskTracker, body: hyper::body::Incoming) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tasks.spawn(drain(body));
     }
 }
 
@@ -414,35 +450,26 @@ impl Body for Parked {
     }
 }
 
-/// A response body that, once sent (dropped), drains whatever request body waits in its
-/// [`Parking`], bounded, in the background: the stream then ends normally instead of
-/// with a reset some clients report as an empty reply; past the bound it is dropped, and
-/// HTTP/2 resets it with NO_ERROR (RFC 9113 §8.1), the response already complete.
+/// A response body that, once sent (dropped), lets its [`Parking`] drain the request
+/// body, bounded, in the background: the stream then ends normally instead of with a
+/// reset some clients report as an empty reply; past the bound it is dropped, and HTTP/2
+/// resets it with NO_ERROR (RFC 9113 §8.1), the response already complete.
 #[derive(Debug)]
 pub struct Held<B> {
     inner: B,
     parking: Parking,
-    tasks: tokio_util::task::TaskTracker,
 }
 
 impl<B> Held<B> {
-    /// `inner`, draining `parking` on `tasks` when it is done.
-    pub fn new(inner: B, parking: Parking, tasks: tokio_util::task::TaskTracker) -> Self {
-        Self {
-            inner,
-            parking,
-            tasks,
-        }
+    /// `inner`, releasing `parking` when it is done.
+    pub fn new(inner: B, parking: Parking) -> Self {
+        Self { inner, parking }
     }
 }
 
 impl<B> Drop for Held<B> {
     fn drop(&mut self) {
-        if let Some(body) = self.parking.take()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            self.tasks.spawn(drain(body));
-        }
+        self.parking.response_sent();
     }
 }
 

@@ -1,10 +1,12 @@
 //! The Excalibur CA: an ECDSA P-256 root that signs the API listener's certificate and
 //! the leaves used to terminate intercepted TLS. Leaves are minted off the async
-//! threads and cached as ready `ServerConfig`s.
+//! threads and cached as ready `ServerConfig`s, and re-minted once they have lived two
+//! thirds of their validity: a gateway up for months never presents an expired leaf.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use excalibur_core::Secret;
 use rcgen::{
@@ -19,6 +21,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Most leaves kept in the cache before it is cleared.
 const LEAF_CACHE_CAPACITY: usize = 4096;
+
+/// How long minted leaves are valid by default.
+pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::from_secs(30 * 86400);
 
 /// Errors creating or using the CA.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +47,9 @@ pub struct CertAuthority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: CertificateDer<'static>,
-    leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    /// Cached leaves and when they were minted.
+    leaves: Mutex<HashMap<String, (Arc<ServerConfig>, Instant)>>,
+    leaf_validity: Duration,
 }
 
 impl std::fmt::Debug for CertAuthority {
@@ -100,7 +107,26 @@ impl CertAuthority {
             cert_pem,
             cert_der,
             leaves: Mutex::new(HashMap::new()),
+            leaf_validity: DEFAULT_LEAF_VALIDITY,
         })
+    }
+
+    /// Leaves minted from now on are valid for `validity` (at least 3 s) and renewed
+    /// after two thirds of it.
+    #[must_use]
+    pub fn with_leaf_validity(mut self, validity: Duration) -> Self {
+        self.leaf_validity = validity.max(Duration::from_secs(3));
+        self
+    }
+
+    /// How long leaves are valid.
+    pub fn leaf_validity(&self) -> Duration {
+        self.leaf_validity
+    }
+
+    /// When a leaf minted now should be replaced: after two thirds of its validity.
+    pub fn renew_after(&self) -> Duration {
+        self.leaf_validity * 2 / 3
     }
 
     /// The CA certificate, PEM: what workloads add to their trust store.
@@ -136,7 +162,7 @@ impl CertAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = time_now();
         params.not_before = now - std::time::Duration::from_secs(3600);
-        params.not_after = now + std::time::Duration::from_secs(30 * 86400);
+        params.not_after = now + self.leaf_validity;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(CaError::Generate)?;
@@ -152,7 +178,13 @@ impl CertAuthority {
     /// blocking thread) and cached. ALPN offers `h2` and `http/1.1`.
     pub async fn server_config(self: &Arc<Self>, name: &str) -> Result<Arc<ServerConfig>, CaError> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(cfg) = self.leaves.lock().ok().and_then(|m| m.get(&name).cloned()) {
+        let renew_after = self.renew_after();
+        let cached = self.leaves.lock().ok().and_then(|m| {
+            m.get(&name)
+                .filter(|(_, minted)| minted.elapsed() < renew_after)
+                .map(|(cfg, _)| Arc::clone(cfg))
+        });
+        if let Some(cfg) = cached {
             return Ok(cfg);
         }
         let ca = Arc::clone(self);
@@ -165,7 +197,7 @@ impl CertAuthority {
             if m.len() >= LEAF_CACHE_CAPACITY {
                 m.clear();
             }
-            m.insert(name, Arc::clone(&cfg));
+            m.insert(name, (Arc::clone(&cfg), Instant::now()));
         }
         Ok(cfg)
     }
@@ -196,6 +228,46 @@ pub fn server_config_with_clients(
 
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
+}
+
+/// The API listener's certificate, replaced in place when it is renewed: handshakes
+/// after [`RenewingCert::swap`] present the new one, connections open keep theirs.
+#[derive(Debug)]
+pub struct RenewingCert(arc_swap::ArcSwap<CertifiedKey>);
+
+impl RenewingCert {
+    /// Starts with `key`.
+    pub fn new(key: CertifiedKey) -> Arc<Self> {
+        Arc::new(Self(arc_swap::ArcSwap::from_pointee(key)))
+    }
+
+    /// Presents `key` from now on.
+    pub fn swap(&self, key: CertifiedKey) {
+        self.0.store(Arc::new(key));
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RenewingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Like [`server_config_with_clients`], presenting whatever `cert` holds.
+pub fn server_config_renewing(
+    cert: Arc<RenewingCert>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, CaError> {
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(CaError::Tls)?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 /// Always presents one certified key.

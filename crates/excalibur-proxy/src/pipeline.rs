@@ -595,7 +595,7 @@ impl Inner {
         };
         // The request body goes upstream parked: an early upstream answer leaves it
         // waiting until the workload has that answer, then it is drained.
-        let parking = body::Parking::default();
+        let parking = body::Parking::new(self.tasks.clone());
         let incoming = body::Parked::new(incoming, &parking);
         let hop = Hop {
             snap,
@@ -607,7 +607,7 @@ impl Inner {
             pq: &pq,
         };
         let resp = self.relay(hop, parts, incoming, started).await;
-        resp.map(|b| body::Held::new(b, parking, self.tasks.clone()).boxed_unsync())
+        resp.map(|b| body::Held::new(b, parking).boxed_unsync())
     }
 
     /// Mediate, send and scrub one allowed request; the flow is recorded once.
@@ -788,8 +788,8 @@ impl Early {
             return resp;
         }
         if self.h2 {
-            let parking = body::Parking::with(body);
-            return resp.map(|b| body::Held::new(b, parking, tasks.clone()).boxed_unsync());
+            let parking = body::Parking::with(body, tasks.clone());
+            return resp.map(|b| body::Held::new(b, parking).boxed_unsync());
         }
         let (mut parts, b) = resp.into_parts();
         parts

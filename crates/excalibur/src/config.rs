@@ -209,6 +209,7 @@ struct RawProxy {
     allowed_ports: Option<Vec<u16>>,
     max_substitute_body_bytes: Option<u64>,
     max_decoded_response_bytes: Option<u64>,
+    leaf_validity_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +254,9 @@ pub(crate) struct Config {
     pub(crate) max_substitute_body: u64,
     /// Largest response body decoded (gzip, deflate) so it can be scrubbed.
     pub(crate) max_decoded_response: u64,
+    /// Validity of minted leaves and of the API listener's certificate (renewed after
+    /// two thirds of it).
+    pub(crate) leaf_validity: std::time::Duration,
     /// Webhook delivery.
     pub(crate) webhooks: Webhooks,
     /// Client connection limits.
@@ -489,6 +493,10 @@ impl Config {
                 .proxy
                 .max_decoded_response_bytes
                 .unwrap_or(256 * 1024 * 1024),
+            leaf_validity: raw.proxy.leaf_validity_secs.map_or(
+                excalibur_proxy::ca::DEFAULT_LEAF_VALIDITY,
+                std::time::Duration::from_secs,
+            ),
             limits: Limits {
                 header_read_timeout: ms(raw.limits.header_read_timeout_ms, 10_000),
                 idle_timeout: ms(raw.limits.idle_timeout_ms, 120_000),

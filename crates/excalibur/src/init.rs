@@ -121,7 +121,11 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
 /// Loads the CA: the operator's (`EXCALIBUR_CA_CERT_FILE` / `EXCALIBUR_CA_KEY_FILE`, e.g.
 /// mounted from a Kubernetes Secret; installed sealed in the store so every replica signs
 /// with it), else the stored one, else a new one (stored). Writes `ca.pem`.
-pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc<CertAuthority>> {
+pub(crate) async fn ca(
+    store: &dyn Store,
+    data_dir: &Path,
+    leaf_validity: std::time::Duration,
+) -> anyhow::Result<Arc<CertAuthority>> {
     let stored_cert = store.setting_get(CA_CERT_SETTING.to_owned()).await?;
     let ca = if let (Ok(cert_path), Ok(key_path)) = (
         std::env::var("EXCALIBUR_CA_CERT_FILE"),
@@ -154,7 +158,7 @@ pub(crate) async fn ca(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Arc
         ca
     };
     write_public(&data_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
-    Ok(Arc::new(ca))
+    Ok(Arc::new(ca.with_leaf_validity(leaf_validity)))
 }
 
 async fn store_ca(store: &dyn Store, ca: &CertAuthority, key: Secret) -> anyhow::Result<()> {

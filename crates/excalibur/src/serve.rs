@@ -146,16 +146,21 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     }
     // First-start initialization (CA, tokens, keys) once across replicas.
     let init_lock = store.exclusive("init".into(), true).await?;
-    let ca = init::ca(store.as_ref(), &config.data_dir).await?;
+    let ca = init::ca(store.as_ref(), &config.data_dir, config.leaf_validity).await?;
     init::admin_token(store.as_ref(), &config.data_dir).await?;
 
     let svids = Arc::new(SvidVerifiers::load(&config)?);
-    let api_tls = {
+    // The API listener's certificate is renewed in place after two thirds of its life.
+    let api_cert = {
         let ca = Arc::clone(&ca);
         let names = config.tls_names.clone();
         let key = tokio::task::spawn_blocking(move || ca.mint(&names)).await??;
-        excalibur_proxy::ca::server_config_with_clients(key, svids.handshake.clone())?
+        excalibur_proxy::ca::RenewingCert::new(key)
     };
+    let api_tls = excalibur_proxy::ca::server_config_renewing(
+        Arc::clone(&api_cert),
+        svids.handshake.clone(),
+    )?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let proxy_metrics = excalibur_proxy::metrics::ProxyMetrics::register(&mut registry);
@@ -393,6 +398,30 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             cancel.clone(),
         ));
     }
+    tracker.spawn({
+        let (ca, cert, names, cancel) = (
+            Arc::clone(&ca),
+            Arc::clone(&api_cert),
+            config.tls_names.clone(),
+            cancel.clone(),
+        );
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(ca.renew_after()) => {}
+                    () = cancel.cancelled() => return,
+                }
+                let (ca, names) = (Arc::clone(&ca), names.clone());
+                match tokio::task::spawn_blocking(move || ca.mint(&names)).await {
+                    Ok(Ok(key)) => {
+                        cert.swap(key);
+                        tracing::info!("renewed the API listener's certificate");
+                    }
+                    _ => tracing::error!("cannot renew the API listener's certificate; retrying"),
+                }
+            }
+        }
+    });
     tracker.spawn({
         let (store, snapshots, cancel) =
             (Arc::clone(&store), Arc::clone(&snapshots), cancel.clone());

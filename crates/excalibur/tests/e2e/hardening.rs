@@ -719,3 +719,82 @@ async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn certificates_renew_themselves() {
+    // Leaves (and the API listener's certificate) valid 6 s, renewed after 4 s.
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[proxy]\nleaf_validity_secs = 6\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "github", "hosts": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let api_url = format!("https://localhost:{}/healthz", gw.api_addr.port());
+    // The certificate the client was shown (leaf first), after a verified handshake.
+    let leaf_of = |args: Vec<String>| async move {
+        let mut all = vec![
+            "-o".to_owned(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{certs}".into(),
+        ];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (code, out, err) = curl(&refs).await;
+        assert_eq!(code, 0, "{err}");
+        out.split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let listener = || leaf_of(vec!["--cacert".into(), ca.clone(), api_url.clone()]);
+    let intercepted = || {
+        leaf_of(vec![
+            "-x".into(),
+            proxy_url(&gw),
+            "--proxy-header".into(),
+            auth.clone(),
+            "--cacert".into(),
+            ca.clone(),
+            "https://api.github.com/renew".into(),
+        ])
+    };
+    let (first_api, first_leaf) = (listener().await, intercepted().await);
+    assert!(first_api.contains("BEGIN CERTIFICATE") && first_leaf.contains("BEGIN CERTIFICATE"));
+    // Within its first two thirds, the same certificates are served.
+    assert_eq!(intercepted().await, first_leaf);
+    // Past them, new ones, still trusted; nothing expired is ever presented.
+    let start = Instant::now();
+    let (mut api_renewed, mut leaf_renewed) = (false, false);
+    while !(api_renewed && leaf_renewed) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "renewed: listener {api_renewed}, leaf {leaf_renewed}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        api_renewed |= listener().await != first_api;
+        leaf_renewed |= intercepted().await != first_leaf;
+    }
+}
