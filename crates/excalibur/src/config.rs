@@ -164,6 +164,7 @@ struct RawLimits {
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
 }
 
 /// Resource limits on client connections.
@@ -179,8 +180,10 @@ pub(crate) struct Limits {
     pub(crate) max_header_bytes: usize,
     /// Most header fields in an HTTP/1 request.
     pub(crate) max_headers: usize,
-    /// Most concurrent client connections across listeners.
+    /// Most concurrent client connections of each listener.
     pub(crate) max_connections: usize,
+    /// Most concurrent proxy connections from one source address.
+    pub(crate) max_connections_per_source: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +507,11 @@ impl Config {
                 max_header_bytes: raw.limits.max_header_bytes.unwrap_or(64 * 1024).max(8192),
                 max_headers: raw.limits.max_headers.unwrap_or(100).max(8),
                 max_connections: raw.limits.max_connections.unwrap_or(4096).max(1),
+                max_connections_per_source: raw
+                    .limits
+                    .max_connections_per_source
+                    .unwrap_or(1024)
+                    .max(1),
             },
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             dangerous_accept_config_edits: args.dangerous_accept_config_edits,

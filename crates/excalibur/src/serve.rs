@@ -53,6 +53,9 @@ struct Dispatch {
     connections: Arc<tokio::sync::Semaphore>,
     /// Connections that have not sent a byte yet, per source address and in all.
     pending: Arc<Pending>,
+    /// Connections of one source address (the proxy listener's
+    /// `max_connections_per_source`), held for the connection's life.
+    per_source: Option<Arc<Pending>>,
 }
 
 /// Connections waiting for their first byte: at most [`PENDING_PER_SOURCE`] per source
@@ -61,6 +64,7 @@ struct Dispatch {
 #[derive(Debug)]
 struct Pending {
     total: Arc<tokio::sync::Semaphore>,
+    per_source: usize,
     by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
@@ -75,9 +79,10 @@ struct PendingSlot {
 }
 
 impl Pending {
-    fn new(total: usize) -> Arc<Self> {
+    fn new(total: usize, per_source: usize) -> Arc<Self> {
         Arc::new(Self {
             total: Arc::new(tokio::sync::Semaphore::new(total)),
+            per_source,
             by_source: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -86,7 +91,7 @@ impl Pending {
         let total = Arc::clone(&self.total).try_acquire_owned().ok()?;
         let mut map = self.by_source.lock().ok()?;
         let n = map.entry(source).or_insert(0);
-        if *n >= PENDING_PER_SOURCE {
+        if *n >= self.per_source {
             return None;
         }
         *n += 1;
@@ -112,6 +117,11 @@ impl Drop for PendingSlot {
 }
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    // Every connection is a file descriptor: take the hard limit, and say what it is.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
@@ -476,14 +486,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         proxy: proxy.clone(),
         limits: config.limits.clone(),
         connections: budget(),
-        pending: Pending::new(config.limits.max_connections),
+        pending: Pending::new(config.limits.max_connections, PENDING_PER_SOURCE),
+        per_source: None,
     };
     let proxy_dispatch = Dispatch {
         api: None,
         proxy,
         limits: config.limits.clone(),
         connections: budget(),
-        pending: Pending::new(config.limits.max_connections),
+        pending: Pending::new(config.limits.max_connections, PENDING_PER_SOURCE),
+        per_source: Some(Pending::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_source,
+        )),
     };
     let accept_api = tokio::spawn(accept_with(
         Arc::clone(&svids),
@@ -978,6 +993,16 @@ async fn accept(
             let Ok(_permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
                 tracing::warn!(peer = %peer, "connection limit reached; closing");
                 return;
+            };
+            let _source_slot = match &dispatch.per_source {
+                Some(p) => match p.admit(peer.ip().to_canonical()) {
+                    Some(s) => Some(s),
+                    None => {
+                        tracing::warn!(peer = %peer, "too many connections from this source; closing");
+                        return;
+                    }
+                },
+                None => None,
             };
             let Some(acceptor) = acceptor else {
                 serve_connection(tcp, peer, None, dispatch, cancel).await;

@@ -528,7 +528,7 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
     let ca_file = dir.path().join("upstream-ca.pem");
     std::fs::write(&ca_file, &echo.ca_pem).unwrap();
     let config = format!(
-        "[limits]\nheader_read_timeout_ms = 1000\nmax_connections = 1000\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        "[limits]\nheader_read_timeout_ms = 1000\nmax_connections = 1000\nmax_connections_per_source = 100\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
         echo.tls_addr
     );
     let gw = Gateway::start_in(
@@ -556,12 +556,31 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
         token,
         ca,
     };
-    // 1,500 silent connections to the proxy port and 500 to the API port, from
-    // 127.0.0.2 and 127.0.0.3: twice the budget (1,000) the listeners once shared.
-    let mut flood = silent_flood("127.0.0.2", h.gw.proxy(), 1500).await;
+    // 4,200 silent connections to the proxy port and 500 to the API port, from
+    // 127.0.0.2 and 127.0.0.3: several times the budget (1,000) the listeners once shared.
+    let mut flood = silent_flood("127.0.0.2", h.gw.proxy(), 4200).await;
     flood.extend(silent_flood("127.0.0.3", h.gw.api_addr, 500).await);
+    // One more source opens 150 kept-alive connections, one after the other: it holds
+    // at most max_connections_per_source (100) of them; the rest are closed at once.
+    let (mut held, mut refused) = (Vec::new(), 0);
+    for _ in 0..150 {
+        let mut s = silent_flood("127.0.0.4", h.gw.proxy(), 1).await.remove(0);
+        let head = b"GET http://api.github.com/ HTTP/1.1\r\nHost: api.github.com\r\n\r\n";
+        let mut buf = [0u8; 12];
+        let answered = s.write_all(head).await.is_ok()
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0
+            );
+        if answered {
+            held.push(s);
+        } else {
+            refused += 1;
+        }
+    }
+    assert_eq!((held.len(), refused), (100, 50), "one source's connections");
     assert!(
-        flood.len() > 1900,
+        flood.len() > 4600,
         "only {} connections opened",
         flood.len()
     );
