@@ -66,6 +66,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/ui/services/create", post(service_create))
         .route("/ui/services/{id}/revoke", post(service_revoke))
         .route("/ui/sessions/{id}/revoke", post(session_revoke))
+        .route("/ui/revocations/{id}/lift", post(revocation_lift))
         .route("/ui/fleet", get(fleet))
         .route("/ui/netbird", get(netbird))
         .route("/ui/crypto", get(crypto))
@@ -744,13 +745,35 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
         .iter()
         .map(|n| vec![esc(&n.name), esc(&n.allowed_domains.join(", "))])
         .collect();
+    let revocations = load(s.store.principal_revocation_list()).await?;
+    let rev_rows: Vec<Vec<String>> = revocations
+        .iter()
+        .map(|r| {
+            let action = if ui.admin() {
+                format!(
+                    "<form method=\"post\" action=\"/ui/revocations/{}/lift\">{}<button>Lift</button></form>",
+                    esc(&r.id),
+                    ui.csrf()
+                )
+            } else {
+                String::new()
+            };
+            vec![
+                esc(&r.id),
+                esc(&r.principal),
+                esc(&r.created_at),
+                esc(&r.actor),
+                action,
+            ]
+        })
+        .collect();
     let hint = if s.attestors.is_empty() {
         "<p class=\"hint\">Token exchange is off (set <code>EXCALIBUR_K8S_ISSUER</code>, or configure <code>[[spiffe]]</code> / <code>[[oidc]]</code>).</p>"
     } else {
         ""
     };
     let body = format!(
-        "<h2>Workloads</h2>{}<h2>Namespaces</h2>{}{hint}",
+        "<h2>Workloads</h2>{}<h2>Revoked principals (kill switch)</h2>{}<h2>Namespaces</h2>{}{hint}",
         table(
             "workloads",
             &[
@@ -764,9 +787,25 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
             ],
             &rows
         ),
+        table(
+            "revocations",
+            &["ID", "Principal", "Revoked", "By", ""],
+            &rev_rows
+        ),
         table("namespaces", &["Namespace", "Allowed domains"], &ns_rows)
     );
     Ok(page("Fleet & Namespaces", &ui, &body))
+}
+
+async fn revocation_lift(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, Response> {
+    let ui = writer(&s, &headers, &f.csrf).await?;
+    load(s.store.principal_revocation_delete(id, ui.actor())).await?;
+    Ok(Redirect::to("/ui/fleet").into_response())
 }
 
 async fn netbird(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, Response> {

@@ -437,6 +437,22 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
     assert!(out.contains("k8s:prod-eu-west/payments/api"), "{out}");
     let standing = gw.api().get("/api/revocations").await.unwrap();
     let id = standing[0]["id"].as_str().unwrap().to_owned();
+    // The Fleet page lists it, with a Lift button for admins.
+    let cookie = crate::ui::ui_cookie(gw).await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/ui/fleet", gw.url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("k8s:prod-eu-west/payments/api"), "{page}");
+    assert!(
+        page.contains(&format!("/ui/revocations/{id}/lift")),
+        "{page}"
+    );
     let (code, out, err) = crate::ctl(gw, &["workload", "lift", &id], None).await;
     assert_eq!(code, 0, "{out}{err}");
     wait_events(gw, "principal_revocation_lifted", 1).await;
