@@ -93,3 +93,57 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
 }
 
 use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(120);
+
+    /// A read that is still waiting after `after` of silence (`None`), or its outcome.
+    async fn read_after(
+        io: &mut IdleIo<tokio::io::DuplexStream>,
+        after: Duration,
+    ) -> Option<io::Result<usize>> {
+        let mut buf = [0u8; 16];
+        tokio::time::timeout(after, io.read(&mut buf)).await.ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_in_both_directions_ends_a_connection_and_progress_resets_it() {
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let mut io = IdleIo::new(ours, LIMIT);
+        // Just under the limit: still open.
+        assert!(
+            read_after(&mut io, LIMIT - Duration::from_secs(1))
+                .await
+                .is_none()
+        );
+        // Progress (a byte from the peer) starts the clock again.
+        peer.write_all(b"x").await.unwrap();
+        assert!(matches!(
+            read_after(&mut io, Duration::from_secs(1)).await,
+            Some(Ok(1))
+        ));
+        assert!(
+            read_after(&mut io, LIMIT - Duration::from_secs(1))
+                .await
+                .is_none()
+        );
+        // Our own writes count as progress too.
+        io.write_all(b"y").await.unwrap();
+        assert!(
+            read_after(&mut io, LIMIT - Duration::from_secs(1))
+                .await
+                .is_none()
+        );
+        // Then a full limit of silence: the read fails with TimedOut.
+        let outcome = read_after(&mut io, LIMIT + Duration::from_secs(1)).await;
+        let Some(Err(e)) = outcome else {
+            panic!("still open after the limit: {outcome:?}")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}
