@@ -737,6 +737,17 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                 esc(&w.attestation),
                 esc(&w.source),
                 esc(&w.token_prefix),
+                esc(&w
+                    .details
+                    .get("scopes")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(serde_json::Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default()),
                 esc(&w.created_at),
             ]
         })
@@ -783,6 +794,7 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                 "Attestation",
                 "Source",
                 "Token prefix",
+                "Scopes",
                 "Created"
             ],
             &rows

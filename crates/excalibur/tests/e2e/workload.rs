@@ -450,6 +450,11 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
         .unwrap();
     assert!(page.contains("k8s:prod-eu-west/payments/api"), "{page}");
     assert!(
+        page.contains("<th>Scopes</th>") || page.contains(">Scopes<"),
+        "{page}"
+    );
+    assert!(page.contains("provider:github provider:stripe"), "{page}");
+    assert!(
         page.contains(&format!("/ui/revocations/{id}/lift")),
         "{page}"
     );
