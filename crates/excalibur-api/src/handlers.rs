@@ -58,9 +58,22 @@ pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
         .into_response())
 }
 
+/// Readiness (send me traffic): the store answers and records can be written; else 503
+/// naming why. Liveness (`/healthz`) stays 200 while
+/// the process can recover by itself.
 pub(crate) async fn readyz(State(s): State<ApiState>) -> ApiResult {
-    s.store.provider_list().await?;
-    Ok("ready".into_response())
+    let mut problems: Vec<&'static str> = (s.readiness)();
+    if s.store.provider_list().await.is_err() {
+        problems.push("database_unavailable");
+    }
+    if problems.is_empty() {
+        return Ok("ready".into_response());
+    }
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"ready": false, "problems": problems})),
+    )
+        .into_response())
 }
 
 pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {

@@ -151,6 +151,9 @@ pub struct ApiState {
     pub dpop_keygen: Arc<dyn Fn() -> Option<(excalibur_core::Secret, String)> + Send + Sync>,
     /// The SSH gateway's hooks.
     pub ssh: SshHooks,
+    /// Why this process should get no traffic now (e.g. `recording_failing`); empty
+    /// when ready. `/readyz` answers 503 with them.
+    pub readiness: Arc<dyn Fn() -> Vec<&'static str> + Send + Sync>,
 }
 
 /// What the API needs of the SSH gateway (wired by the binary).

@@ -319,7 +319,22 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(move |req: excalibur_core::api::PresignRequest| presign(&live.load(), &req))
             as excalibur_api::Presigner
     };
+    let readiness = {
+        let recorder = recorder.clone();
+        Arc::new(move || {
+            use excalibur_core::record::Recorder as _;
+            let mut problems = Vec::new();
+            if recorder.failing() {
+                problems.push("recording_failing");
+            }
+            if !recorder.has_capacity() {
+                problems.push("audit_queue_full");
+            }
+            problems
+        }) as Arc<dyn Fn() -> Vec<&'static str> + Send + Sync>
+    };
     let api = excalibur_api::router(ApiState {
+        readiness,
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,

@@ -700,6 +700,13 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
         refused > 0,
         "B kept redeeming while nothing could be recorded"
     );
+    // Not ready, and saying why; alive all the same (it recovers by itself).
+    let (ready, _, why) = c.b.api().send("GET", "/readyz", None).await.unwrap();
+    assert_eq!(ready, 503, "{why}");
+    assert!(why.to_string().contains("recording_failing"), "{why}");
+    assert!(why.to_string().contains("database_unavailable"), "{why}");
+    let (alive, _, _) = c.b.api().send("GET", "/healthz", None).await.unwrap();
+    assert_eq!(alive, 200);
     tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::task::block_in_place(|| c.pg.start_again()).unwrap();
     // Back within 5 s, without a restart: both replicas write and are ready.
