@@ -188,17 +188,8 @@ async fn token_inner(
         jti: attested.jti,
         jti_expires_ms: attested.exp * 1000 + 60_000,
     };
-    match s.store.workload_exchange(issue).await {
-        Ok(excalibur_store::Exchanged::Issued) => {}
-        Ok(excalibur_store::Exchanged::Replay) => {
-            return invalid_request("the subject token was already exchanged (replay)");
-        }
-        Ok(excalibur_store::Exchanged::PrincipalRevoked) => {
-            return invalid_request(
-                "the principal is revoked (kill switch) until an admin lifts it",
-            );
-        }
-        Err(e) => return crate::ApiError::from(e).into_response(),
+    if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
+        return refused;
     }
     (s.reload)().await;
     let mut body = json!({
@@ -262,36 +253,9 @@ pub(crate) async fn workload_token(
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
-    // The declared type must be what the token is: a SPIFFE SVID type for a JWT-SVID only.
-    if req.subject_token_type == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
-        return invalid_request(&format!(
-            "`subject_token_type` is a SPIFFE SVID but the token is a `{}` token",
-            attested.attestation
-        ));
-    }
-    // One replay cache and one kill switch for every exchange endpoint.
     let source = peer.map_or_else(String::new, |p| p.0.0.ip().to_canonical().to_string());
-    match s
-        .store
-        .subject_admit(
-            attested.principal.clone(),
-            attested.jti.clone(),
-            attested.exp * 1000 + 60_000,
-            attested.attestation.to_owned(),
-            source,
-        )
-        .await
-    {
-        Ok(excalibur_store::Exchanged::Issued) => {}
-        Ok(excalibur_store::Exchanged::Replay) => {
-            return invalid_request("the subject token was already exchanged (replay)");
-        }
-        Ok(excalibur_store::Exchanged::PrincipalRevoked) => {
-            return invalid_request(
-                "the principal is revoked (kill switch) until an admin lifts it",
-            );
-        }
-        Err(e) => return crate::ApiError::from(e).into_response(),
+    if let Some(refused) = admit_v1(&s, &req.subject_token_type, &attested, source).await {
+        return refused;
     }
     let now = Timestamp::now();
     let cap = i64::try_from(s.exchange.max_workload_token_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -330,6 +294,50 @@ pub(crate) async fn workload_token(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The checks `/v1` shares with `/api/oauth/token`: the declared type is what the token
+/// is (a SPIFFE SVID type for a JWT-SVID only), and the kill switch and the replay cache
+/// admit it. `Some` is the refusal.
+async fn admit_v1(
+    s: &ApiState,
+    declared: &str,
+    attested: &excalibur_identity::attest::Attested,
+    source: String,
+) -> Option<Response> {
+    if declared == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
+        return Some(invalid_request(&format!(
+            "`subject_token_type` is a SPIFFE SVID but the token is a `{}` token",
+            attested.attestation
+        )));
+    }
+    let admitted = s
+        .store
+        .subject_admit(
+            attested.principal.clone(),
+            attested.jti.clone(),
+            attested.exp * 1000 + 60_000,
+            attested.attestation.to_owned(),
+            source,
+        )
+        .await;
+    refused(admitted)
+}
+
+/// The answer for an exchange the store did not admit (`None`: admitted).
+fn refused(
+    admitted: Result<excalibur_store::Exchanged, excalibur_store::StoreError>,
+) -> Option<Response> {
+    match admitted {
+        Ok(excalibur_store::Exchanged::Issued) => None,
+        Ok(excalibur_store::Exchanged::Replay) => Some(invalid_request(
+            "the subject token was already exchanged (replay)",
+        )),
+        Ok(excalibur_store::Exchanged::PrincipalRevoked) => Some(invalid_request(
+            "the principal is revoked (kill switch) until an admin lifts it",
+        )),
+        Err(e) => Some(crate::ApiError::from(e).into_response()),
+    }
 }
 
 /// `GET /.well-known/jwks.json`: the public keys of audience-scoped tokens.

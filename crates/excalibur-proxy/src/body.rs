@@ -210,8 +210,12 @@ impl<B> Mediated<B> {
     }
 
     fn push(&mut self, data: &[u8]) -> Vec<u8> {
-        let mut out = data.to_vec();
-        for r in &mut self.rewriters {
+        let mut rewriters = self.rewriters.iter_mut();
+        let Some(first) = rewriters.next() else {
+            return data.to_vec();
+        };
+        let mut out = first.push(data);
+        for r in rewriters {
             out = r.push(&out);
         }
         out
@@ -473,8 +477,9 @@ impl<B> Drop for Held<B> {
     }
 }
 
-/// Reads and discards a request body, at most 8 MiB and 10 s.
-pub async fn drain(mut body: hyper::body::Incoming) {
+/// Reads and discards a request body, at most 8 MiB and 10 s: the peer still sending
+/// finishes, so the answer it is owed is not lost to a reset.
+pub async fn drain<B: Body<Data = Bytes> + Unpin>(mut body: B) {
     const LIMIT: usize = 8 << 20;
     let mut seen = 0;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {

@@ -122,19 +122,7 @@ pub(crate) fn redemption<'s>(
     head: &Head<'_>,
     now_ms: i64,
 ) -> Result<Redemption<'s>, Denied> {
-    let mediator = &snap.mediator;
-    let (mut found, mut encoded) = (BTreeSet::new(), BTreeSet::new());
-    let mut scan = |bytes: &[u8]| {
-        mediator.find(bytes, &mut found);
-        mediator.find_encoded(bytes, &mut encoded);
-    };
-    scan(head.path_and_query.as_bytes());
-    for (name, value) in head.headers {
-        scan(name.as_str().as_bytes());
-        scan(value.as_bytes());
-    }
-    let mut asked: Vec<String> = found.iter().cloned().collect();
-    asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
+    let mut asked = asked(snap, head);
     if let Some(name) = snap.expired(&asked, now_ms) {
         return Err(Denied {
             names: asked.clone(),
@@ -145,32 +133,7 @@ pub(crate) fn redemption<'s>(
             },
         });
     }
-    // A bearer exchanged with `scope=provider:<id> ...` redeems only those providers'
-    // placeholders and mappings, whatever the rules would allow.
-    let scoped = head.scoped_providers;
-    let out_of_scope = |names: &[String]| -> Option<Denied> {
-        let allowed = scoped?;
-        let name = names.iter().find(|n| {
-            snap.policy
-                .provider_of(n)
-                .is_none_or(|p| !allowed.iter().any(|a| a == p))
-        })?;
-        Some(Denied {
-            names: names.to_vec(),
-            deny: Deny {
-                reason: "scope_not_granted",
-                detail: format!(
-                    "`{name}` is not within the bearer's scopes ({})",
-                    allowed
-                        .iter()
-                        .map(|p| format!("provider:{p}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                policies: vec!["builtin:token_scope".to_owned()],
-            },
-        })
-    };
+    let out_of_scope = |names: &[String]| out_of_scope(snap, head.scoped_providers, names);
     if let Some(denied) = out_of_scope(&asked) {
         return Err(denied);
     }
@@ -228,6 +191,49 @@ pub(crate) fn redemption<'s>(
         permit,
         families,
         redeemed,
+    })
+}
+
+/// The placeholders a request names, literally or encoded, in its target and in its
+/// header names and values.
+fn asked(snap: &Snapshot, head: &Head<'_>) -> Vec<String> {
+    let mediator = &snap.mediator;
+    let (mut found, mut encoded) = (BTreeSet::new(), BTreeSet::new());
+    let mut scan = |bytes: &[u8]| {
+        mediator.find(bytes, &mut found);
+        mediator.find_encoded(bytes, &mut encoded);
+    };
+    scan(head.path_and_query.as_bytes());
+    for (name, value) in head.headers {
+        scan(name.as_str().as_bytes());
+        scan(value.as_bytes());
+    }
+    let mut asked: Vec<String> = found.iter().cloned().collect();
+    asked.extend(encoded.iter().filter(|n| !found.contains(*n)).cloned());
+    asked
+}
+
+/// A bearer exchanged with `scope=provider:<id> ...` redeems only those providers'
+/// placeholders and mappings, whatever the rules would allow: the refusal for the
+/// first of `names` outside them.
+fn out_of_scope(snap: &Snapshot, scoped: Option<&[String]>, names: &[String]) -> Option<Denied> {
+    let allowed = scoped?;
+    let name = names.iter().find(|n| {
+        snap.policy
+            .provider_of(n)
+            .is_none_or(|p| !allowed.iter().any(|a| a == p))
+    })?;
+    let scopes: Vec<String> = allowed.iter().map(|p| format!("provider:{p}")).collect();
+    Some(Denied {
+        names: names.to_vec(),
+        deny: Deny {
+            reason: "scope_not_granted",
+            detail: format!(
+                "`{name}` is not within the bearer's scopes ({})",
+                scopes.join(" ")
+            ),
+            policies: vec!["builtin:token_scope".to_owned()],
+        },
     })
 }
 

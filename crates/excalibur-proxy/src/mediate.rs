@@ -51,27 +51,10 @@ pub(crate) async fn request(
     flow: &Arc<FlowState>,
 ) -> Result<Outbound, ProxyError> {
     let mediator = &snap.mediator;
-    // Substitute into the target and the header values. Substituted values are marked
-    // sensitive: HTTP/2 sends them never-indexed, keeping them out of HPACK tables.
-    let mut upstream_pq = path_and_query.to_owned();
-    if let Some(permit) = &red.permit {
-        if let Some(new) = mediator.substitute(permit, path_and_query.as_bytes()) {
-            upstream_pq = String::from_utf8_lossy(&new).into_owned();
-        }
-        for value in parts.headers.values_mut() {
-            if let Some(new) = mediator.substitute(permit, value.as_bytes()) {
-                let mut v = HeaderValue::from_bytes(&new).map_err(|_| {
-                    refuse(
-                        StatusCode::BAD_GATEWAY,
-                        "substitution_failed",
-                        "substituted header value is invalid",
-                    )
-                })?;
-                v.set_sensitive(true);
-                *value = v;
-            }
-        }
-    }
+    let upstream_pq = match &red.permit {
+        Some(permit) => substitute_head(mediator, permit, path_and_query, &mut parts.headers)?,
+        None => path_and_query.to_owned(),
+    };
     let families = red.families;
     // A body is substituted only when every coding it carries is identity, and never
     // into a signed body (its signature covers it).
@@ -96,17 +79,7 @@ pub(crate) async fn request(
         })?;
     parts.version = Version::HTTP_11;
     parts.headers.append(header::VIA, inner.via.clone());
-    // A JWT-bearer or OAuth2 access token replaces whatever the workload sent.
-    let injected = match (families.jwt_bearer, families.oauth) {
-        (_, Some(route)) => Some(inner.oauth_access_token(route, &principal.id, None).await?),
-        (Some(route), None) => Some(inner.jwt_bearer_token(route, &principal.id).await?),
-        (None, None) => None,
-    };
-    if let Some(t) = &injected {
-        parts
-            .headers
-            .insert(header::AUTHORIZATION, t.header.clone());
-    }
+    let injected = inject(inner, &families, principal, &mut parts).await?;
     let body_empty = http_body::Body::is_end_stream(&incoming);
     // Signing is the last change to the request.
     let (parts, signed): (_, ProxyBody) = match families.sigv4 {
@@ -140,4 +113,56 @@ pub(crate) async fn request(
         injected,
         body_empty,
     })
+}
+
+/// Substitutes what `permit` allows into the target (returned) and the header values.
+/// Substituted values are marked sensitive: HTTP/2 sends them never-indexed, keeping
+/// them out of HPACK tables.
+fn substitute_head(
+    mediator: &excalibur_mediation::Mediator,
+    permit: &excalibur_policy::Permit,
+    path_and_query: &str,
+    headers: &mut http::HeaderMap,
+) -> Result<String, ProxyError> {
+    let pq = mediator
+        .substitute(permit, path_and_query.as_bytes())
+        .map_or_else(
+            || path_and_query.to_owned(),
+            |new| String::from_utf8_lossy(&new).into_owned(),
+        );
+    for value in headers.values_mut() {
+        if let Some(new) = mediator.substitute(permit, value.as_bytes()) {
+            let mut v = HeaderValue::from_bytes(&new).map_err(|_| {
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "substitution_failed",
+                    "substituted header value is invalid",
+                )
+            })?;
+            v.set_sensitive(true);
+            *value = v;
+        }
+    }
+    Ok(pq)
+}
+
+/// A JWT-bearer or OAuth2 access token replaces whatever `Authorization` the workload
+/// sent; returned so that the response is scrubbed of it.
+async fn inject(
+    inner: &Inner,
+    families: &crate::decide::Families<'_>,
+    principal: &Principal,
+    parts: &mut Parts,
+) -> Result<Option<Injected>, ProxyError> {
+    let injected = match (families.jwt_bearer, families.oauth) {
+        (_, Some(route)) => Some(inner.oauth_access_token(route, &principal.id, None).await?),
+        (Some(route), None) => Some(inner.jwt_bearer_token(route, &principal.id).await?),
+        (None, None) => None,
+    };
+    if let Some(t) = &injected {
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, t.header.clone());
+    }
+    Ok(injected)
 }

@@ -63,6 +63,12 @@ pub(crate) async fn upstream(
         },
         None => &inner.client,
     };
+    let leg = Leg {
+        inner,
+        client,
+        principal,
+        target,
+    };
     let Outbound {
         parts,
         body,
@@ -70,82 +76,116 @@ pub(crate) async fn upstream(
         body_empty,
     } = out;
     let sent = match red.families.dpop {
-        // A DPoP request may be retried once with a server nonce: its body is read
-        // (bounded) so it can be replayed.
-        Some(leg) => {
-            let limit = usize::try_from(inner.max_substitute_body).unwrap_or(usize::MAX);
-            let Some(bytes) = body::collect_limited(body, limit).await else {
-                return Err(refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the body is too large to replay",
-                )
-                .into());
-            };
-            let sent = tokio::time::timeout(
-                inner.request_timeout,
-                crate::dpop::send(
-                    client,
-                    &inner.dpop_nonces,
-                    leg,
-                    &parts,
-                    bytes,
-                    target.https,
-                    &target.host,
-                    target.port,
-                ),
-            )
-            .await
-            .map_err(|_| timeout())?;
-            let sent = sent.map_err(|e| match e {
-                Some(e) => classify(inner, principal, target, parts.method.as_str(), &e),
-                None => refuse(
-                    StatusCode::BAD_GATEWAY,
-                    "dpop_failed",
-                    "the DPoP proof could not be made",
-                )
-                .into(),
-            })?;
-            inner.event(EventType::DpopSigned, &principal.id, sent.details);
-            sent.response
-        }
+        Some(dpop) => leg.dpop(dpop, parts, body).await?,
         None => {
             // A bodiless request with a refreshed token can be replayed once on 401.
-            let replay = red
-                .families
-                .oauth
-                .filter(|_| body_empty)
-                .map(|route| (route, parts.clone()));
-            let method = parts.method.clone();
-            let first = request(inner, client, Request::from_parts(parts, body))
-                .await
-                .map_err(|e| failure(inner, principal, target, method.as_str(), e))?;
-            match (replay, injected.as_mut()) {
-                (Some((route, mut parts)), Some(inj))
-                    if first.status() == StatusCode::UNAUTHORIZED =>
-                {
-                    match inner
-                        .oauth_access_token(route, &principal.id, Some(&inj.token))
-                        .await
-                    {
-                        Ok(fresh) => {
-                            parts
-                                .headers
-                                .insert(header::AUTHORIZATION, fresh.header.clone());
-                            *inj = fresh;
-                            let req = Request::from_parts(parts, body::empty());
-                            request(inner, client, req).await.map_err(|e| {
-                                failure(inner, principal, target, method.as_str(), e)
-                            })?
-                        }
-                        Err(_) => first,
-                    }
-                }
-                _ => first,
-            }
+            let oauth = red.families.oauth.filter(|_| body_empty);
+            leg.plain(parts, body, oauth, injected.as_mut()).await?
         }
     };
     Ok((sent, injected))
+}
+
+/// One upstream leg: the client chosen for it, and whom and where it is for.
+struct Leg<'a> {
+    inner: &'a Inner,
+    client: &'a Client<Connector, ProxyBody>,
+    principal: &'a Principal,
+    target: &'a Target,
+}
+
+impl Leg<'_> {
+    /// A DPoP request may be retried once with a server nonce: its body is read
+    /// (bounded) so it can be replayed.
+    async fn dpop(
+        &self,
+        dpop: crate::dpop::Leg<'_>,
+        parts: http::request::Parts,
+        body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, SendFailure> {
+        let Self {
+            inner,
+            client,
+            principal,
+            target,
+        } = *self;
+        let limit = usize::try_from(inner.max_substitute_body).unwrap_or(usize::MAX);
+        let Some(bytes) = body::collect_limited(body, limit).await else {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is too large to replay",
+            )
+            .into());
+        };
+        let sent = tokio::time::timeout(
+            inner.request_timeout,
+            crate::dpop::send(
+                client,
+                &inner.dpop_nonces,
+                dpop,
+                &parts,
+                bytes,
+                target.https,
+                &target.host,
+                target.port,
+            ),
+        )
+        .await
+        .map_err(|_| timeout())?;
+        let sent = sent.map_err(|e| match e {
+            Some(e) => classify(inner, principal, target, parts.method.as_str(), &e),
+            None => refuse(
+                StatusCode::BAD_GATEWAY,
+                "dpop_failed",
+                "the DPoP proof could not be made",
+            )
+            .into(),
+        })?;
+        inner.event(EventType::DpopSigned, &principal.id, sent.details);
+        Ok(sent.response)
+    }
+
+    /// Sends once; with `oauth`, a 401 is answered by refreshing the token `injected`
+    /// and replaying the (bodiless) request once.
+    async fn plain(
+        &self,
+        parts: http::request::Parts,
+        body: ProxyBody,
+        oauth: Option<&crate::oauth_refresh::OauthRefreshRoute>,
+        injected: Option<&mut Injected>,
+    ) -> Result<Response<ProxyBody>, SendFailure> {
+        let Self {
+            inner,
+            client,
+            principal,
+            target,
+        } = *self;
+        let replay = oauth.map(|route| (route, parts.clone()));
+        let method = parts.method.clone();
+        let failed = |e| failure(inner, principal, target, method.as_str(), e);
+        let first = request(inner, client, Request::from_parts(parts, body))
+            .await
+            .map_err(failed)?;
+        let (Some((route, mut parts)), Some(inj)) = (replay, injected) else {
+            return Ok(first);
+        };
+        if first.status() != StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let Ok(fresh) = inner
+            .oauth_access_token(route, &principal.id, Some(&inj.token))
+            .await
+        else {
+            return Ok(first);
+        };
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, fresh.header.clone());
+        *inj = fresh;
+        let req = Request::from_parts(parts, body::empty());
+        request(inner, client, req).await.map_err(failed)
+    }
 }
 
 enum Failed {

@@ -161,7 +161,6 @@ enum Read {
 /// Reads a whole body of at most `cap` bytes. A larger one is read on (and discarded),
 /// bounded, so that the refusal reaches a client still sending instead of a reset.
 async fn read_capped(mut body: Parked, cap: u64) -> Result<Bytes, Read> {
-    const DRAIN: usize = 8 << 20;
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -169,16 +168,7 @@ async fn read_capped(mut body: Parked, cap: u64) -> Result<Bytes, Read> {
             continue;
         };
         if out.len() + data.len() > cap {
-            let mut seen = 0;
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    seen += frame.data_ref().map_or(0, Bytes::len);
-                    if seen > DRAIN {
-                        break;
-                    }
-                }
-            })
-            .await;
+            body::drain(body).await;
             return Err(Read::TooLarge);
         }
         out.extend_from_slice(&data);

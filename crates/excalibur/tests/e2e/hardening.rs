@@ -78,6 +78,44 @@ async fn hostile() -> Hostile {
     }
 }
 
+/// A gateway with `config` (TOML tables other than `[upstream]`), an echo upstream for
+/// api.github.com, the github provider, and a credential for 127.0.0.1.
+async fn plain_gateway(config: &str) -> Hostile {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "{config}[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        echo.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "github", "hosts": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    Hostile {
+        gw,
+        echo,
+        token,
+        ca,
+    }
+}
+
 /// Reads until EOF or error; returns how long that took (bounded by `max`).
 async fn time_to_close(stream: &mut TcpStream, max: Duration) -> Duration {
     let start = Instant::now();
@@ -523,39 +561,10 @@ async fn silent_flood(source: &str, to: std::net::SocketAddr, n: usize) -> Vec<T
 #[tokio::test]
 async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
     // The defaults' idle timeout (120 s), a budget of 1,000 connections per listener.
-    let echo = Echo::start(&["api.github.com"]).await.unwrap();
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let ca_file = dir.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
-    let config = format!(
-        "[limits]\nheader_read_timeout_ms = 1000\nmax_connections = 1000\nmax_connections_per_source = 100\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
-        echo.tls_addr
-    );
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            config_toml: config,
-            ..Default::default()
-        },
+    let h = plain_gateway(
+        "[limits]\nheader_read_timeout_ms = 1000\nmax_connections = 1000\nmax_connections_per_source = 100\n",
     )
-    .await
-    .unwrap();
-    gw.api()
-        .post(
-            "/api/providers",
-            json!({"id": "github", "hosts": ["api.github.com"]}),
-        )
-        .await
-        .unwrap();
-    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
-    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
-    let h = Hostile {
-        gw,
-        echo,
-        token,
-        ca,
-    };
+    .await;
     // 4,200 silent connections to the proxy port and 500 to the API port, from
     // 127.0.0.2 and 127.0.0.3: several times the budget (1,000) the listeners once shared.
     let mut flood = silent_flood("127.0.0.2", h.gw.proxy(), 4200).await;
@@ -742,33 +751,7 @@ async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
 #[tokio::test]
 async fn certificates_renew_themselves() {
     // Leaves (and the API listener's certificate) valid 6 s, renewed after 4 s.
-    let echo = Echo::start(&["api.github.com"]).await.unwrap();
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let ca_file = dir.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
-    let config = format!(
-        "[proxy]\nleaf_validity_secs = 6\n[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n",
-        echo.tls_addr
-    );
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            config_toml: config,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    gw.api()
-        .post(
-            "/api/providers",
-            json!({"id": "github", "hosts": ["api.github.com"]}),
-        )
-        .await
-        .unwrap();
-    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
-    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    let Hostile { gw, token, ca, .. } = plain_gateway("[proxy]\nleaf_validity_secs = 6\n").await;
     let auth = format!("Proxy-Authorization: Bearer {token}");
     let api_url = format!("https://localhost:{}/healthz", gw.api_addr.port());
     // The certificate the client was shown (leaf first), after a verified handshake.
