@@ -39,9 +39,23 @@ fn exposed(token: &IssuedToken) -> String {
     String::from_utf8_lossy(token.token.expose()).into_owned()
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// Liveness (restart me): 200 `ok` while the process can recover by itself; 503 naming
+/// what cannot (the recorder stopped, a snapshot that stays stale while the database
+/// answers).
+pub(crate) async fn healthz(State(s): State<ApiState>) -> Response {
+    let report = s.probes.liveness();
+    if report.problems.is_empty() {
+        return "ok".into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"alive": false, "problems": report.problems, "details": report.details})),
+    )
+        .into_response()
 }
+
+/// How long `/readyz` waits for the store: probes time out after ~1 s by default.
+const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Prometheus text exposition; needs an operator or admin token.
 pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
@@ -58,22 +72,26 @@ pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
         .into_response())
 }
 
-/// Readiness (send me traffic): the store answers and records can be written; else 503
-/// naming why. Liveness (`/healthz`) stays 200 while
-/// the process can recover by itself.
-pub(crate) async fn readyz(State(s): State<ApiState>) -> ApiResult {
-    let mut problems: Vec<&'static str> = (s.readiness)();
-    if s.store.provider_list().await.is_err() {
-        problems.push("database_unavailable");
-    }
-    if problems.is_empty() {
-        return Ok("ready".into_response());
-    }
-    Ok((
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(serde_json::json!({"ready": false, "problems": problems})),
-    )
-        .into_response())
+/// Readiness (send me traffic): 200 with `"ready": true` (and any `degraded` states),
+/// or 503 naming the `problems`; see docs/deploy.md for each state.
+pub(crate) async fn readyz(State(s): State<ApiState>) -> Response {
+    let answers = matches!(
+        tokio::time::timeout(READY_DB_TIMEOUT, s.store.provider_list()).await,
+        Ok(Ok(_))
+    );
+    let report = s.probes.readiness(answers);
+    let ready = report.problems.is_empty();
+    let mut body = serde_json::Map::new();
+    body.insert("ready".into(), ready.into());
+    body.insert("problems".into(), serde_json::json!(report.problems));
+    body.insert("degraded".into(), serde_json::json!(report.degraded));
+    body.extend(report.details);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::Value::Object(body))).into_response()
 }
 
 pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {

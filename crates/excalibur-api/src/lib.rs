@@ -151,9 +151,29 @@ pub struct ApiState {
     pub dpop_keygen: Arc<dyn Fn() -> Option<(excalibur_core::Secret, String)> + Send + Sync>,
     /// The SSH gateway's hooks.
     pub ssh: SshHooks,
-    /// Why this process should get no traffic now (e.g. `recording_failing`); empty
-    /// when ready. `/readyz` answers 503 with them.
-    pub readiness: Arc<dyn Fn() -> Vec<&'static str> + Send + Sync>,
+    /// What `/healthz` and `/readyz` report (wired by the binary).
+    pub probes: Arc<dyn Probes>,
+}
+
+/// What a probe reports. The probe answers 503 when `problems` is not empty.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ProbeReport {
+    /// Liveness: why a restart is needed. Readiness: why this process should get no
+    /// traffic now (a state other replicas do not share).
+    pub problems: Vec<&'static str>,
+    /// Readiness only: states worth an operator's attention that do not justify draining
+    /// this replica (shared by every replica, or early warnings).
+    pub degraded: Vec<&'static str>,
+    /// Figures behind them (snapshot age, CA expiry, database counters).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The binary's view of its own health, for the probes. Cheap and without I/O.
+pub trait Probes: Send + Sync {
+    /// Liveness: can this process still recover by itself?
+    fn liveness(&self) -> ProbeReport;
+    /// Readiness; `database_answers`: the store answered a query just now.
+    fn readiness(&self, database_answers: bool) -> ProbeReport;
 }
 
 /// What the API needs of the SSH gateway (wired by the binary).

@@ -50,6 +50,8 @@ pub struct CertAuthority {
     /// Cached leaves and when they were minted.
     leaves: Mutex<HashMap<String, (Arc<ServerConfig>, Instant)>>,
     leaf_validity: Duration,
+    /// The CA certificate's own `notAfter`, Unix seconds.
+    not_after: i64,
 }
 
 impl std::fmt::Debug for CertAuthority {
@@ -101,8 +103,15 @@ impl CertAuthority {
         let cert_der =
             CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| CaError::Load)?;
         // The issuer is the certificate's own subject (an operator's CA has its own name).
+        let not_after = {
+            use x509_parser::prelude::FromDer as _;
+            let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&cert_der)
+                .map_err(|_| CaError::Load)?;
+            cert.validity().not_after.timestamp()
+        };
         let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|_| CaError::Load)?;
         Ok(Self {
+            not_after,
             issuer,
             cert_pem,
             cert_der,
@@ -117,6 +126,12 @@ impl CertAuthority {
     pub fn with_leaf_validity(mut self, validity: Duration) -> Self {
         self.leaf_validity = validity.max(Duration::from_secs(3));
         self
+    }
+
+    /// When the CA certificate itself expires (Unix seconds): leaves cannot outlive it,
+    /// and workloads stop trusting everything it signed.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     /// How long leaves are valid.

@@ -249,3 +249,24 @@ pub(crate) trait Backend: Send {
     /// advisory lock).
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError>;
 }
+
+/// Where transactions get their connection: SQLite's one connection behind a mutex, or a
+/// pool of PostgreSQL connections. Blocking: called on blocking threads only.
+pub(crate) trait Connections: Send + Sync {
+    /// Runs `f` with a connection (waiting for one); [`StoreError::Unavailable`] when none
+    /// can be had.
+    fn with_backend(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Backend) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+impl Connections for std::sync::Mutex<Box<dyn Backend>> {
+    fn with_backend(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Backend) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock().map_err(|_| StoreError::Task)?;
+        f(conn.as_mut())
+    }
+}

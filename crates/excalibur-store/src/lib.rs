@@ -74,6 +74,57 @@ pub enum StoreError {
     Tampered,
 }
 
+/// How the store's database connection has fared since start (metrics and probes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// False from a transaction that found the database away until one succeeds again.
+    pub unavailable: bool,
+    /// Times the database was found away.
+    pub lost: u64,
+    /// Times it came back.
+    pub restored: u64,
+}
+
+/// Tracks losses and recoveries from the outcome of every transaction, and logs each
+/// transition once (not once per failed request).
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    unavailable: std::sync::atomic::AtomicBool,
+    lost: std::sync::atomic::AtomicU64,
+    restored: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    pub(crate) fn observe<T>(&self, outcome: &Result<T, StoreError>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match outcome {
+            Err(StoreError::Unavailable) => {
+                if !self.unavailable.swap(true, SeqCst) {
+                    self.lost.fetch_add(1, SeqCst);
+                    tracing::error!("database connection lost; reconnecting");
+                }
+            }
+            // Any answer from the database (a constraint error included) means it is back.
+            Err(StoreError::Task) => {}
+            _ => {
+                if self.unavailable.swap(false, SeqCst) {
+                    self.restored.fetch_add(1, SeqCst);
+                    tracing::warn!("database connection restored");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        use std::sync::atomic::Ordering::SeqCst;
+        ConnectionStats {
+            unavailable: self.unavailable.load(SeqCst),
+            lost: self.lost.load(SeqCst),
+            restored: self.restored.load(SeqCst),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Db(Box::new(e))
@@ -217,6 +268,9 @@ impl std::fmt::Debug for Exclusive {
 /// configuration takes the acting principal and appends its audit events in the same
 /// transaction, so nothing is half-written and nothing goes unrecorded.
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// How the database connection has fared since start (no I/O).
+    fn connection_stats(&self) -> ConnectionStats;
+
     /// Stores a new API token (hash only).
     fn token_create(&self, info: TokenInfo, hash: String, actor: String) -> StoreFuture<'_, ()>;
     /// Finds a live token by the hash of the presented value.

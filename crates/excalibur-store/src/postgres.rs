@@ -1,5 +1,5 @@
 //! The PostgreSQL backend, for several `excalibur serve` replicas sharing one database.
-//! Each store holds one connection behind its mutex (used from blocking threads). Write
+//! Each store holds a pool of connections (used from blocking threads). Write
 //! transactions take one transaction-scoped advisory lock, so the audit chain stays
 //! linear whatever the number of writers, and configuration writes `NOTIFY` the other
 //! replicas ([`listen`]) when they commit.
@@ -47,6 +47,28 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
+        // A connection that closed or broke mid-statement: the database is away (503),
+        // not an error in what was asked (500).
+        // (A TLS verification failure is an I/O error too, of kind `InvalidData`: it stays
+        // a configuration error.)
+        let gone = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                use std::io::ErrorKind::*;
+                matches!(
+                    io.kind(),
+                    ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | BrokenPipe
+                        | UnexpectedEof
+                        | TimedOut
+                        | NotConnected
+                )
+            });
+        if e.is_closed() || gone {
+            return StoreError::Unavailable;
+        }
         StoreError::Db(Box::new(e))
     }
 }
@@ -124,21 +146,77 @@ fn rustls_connector(pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConne
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
+/// Connections per replica: reads run side by side, writes queue on the cluster lock.
+const POOL_SIZE: u32 = 8;
+
+/// How long a transaction waits for a connection before answering
+/// [`StoreError::Unavailable`] (503): while PostgreSQL is away, requests fail fast
+/// instead of hanging.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl SqlStore {
-    /// Connects to PostgreSQL, applies migrations under the write lock and loads the data
-    /// keys with `master`. Blocking: call it from a blocking context.
+    /// Connects to PostgreSQL (a pool of [`POOL_SIZE`] connections), applies migrations
+    /// under the write lock and loads the data keys with `master`. Blocking: call it from
+    /// a blocking context.
     pub fn connect_postgres(connect: &PgConnect, master: &MasterKey) -> Result<Self, StoreError> {
-        let client = connect.connect()?;
-        SqlStore::new(
-            Box::new(PgBackend {
-                client: OwnedClient::new(client),
-                connect: connect.clone(),
-                next_attempt: None,
-            }),
-            MIGRATIONS,
-            master,
-            Some(connect.clone()),
-        )
+        // Fail at start, with the driver's reason, when the database cannot be reached.
+        let first = connect.connect().map_err(|e| StoreError::Db(Box::new(e)))?;
+        drop(OwnedClient::new(first));
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            // A connection is checked (an empty query) before each use, so a pool that
+            // held connections across a PostgreSQL restart hands out live ones only.
+            .test_on_check_out(true)
+            .error_handler(Box::new(LogErrors))
+            .build(Manager(connect.clone()))
+            .map_err(|_| StoreError::Unavailable)?;
+        SqlStore::new(Box::new(pool), MIGRATIONS, master, Some(connect.clone()))
+    }
+}
+
+/// Opens pooled connections. r2d2 (by the `postgres` crate's author) fits this store:
+/// its transactions run on blocking threads with the synchronous client, and the pool
+/// re-opens connections in the background with backoff while the database is away.
+#[derive(Debug)]
+struct Manager(PgConnect);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = OwnedClient;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<OwnedClient, StoreError> {
+        Ok(OwnedClient::new(self.0.connect()?))
+    }
+
+    fn is_valid(&self, conn: &mut OwnedClient) -> Result<(), StoreError> {
+        conn.get()?.simple_query("")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut OwnedClient) -> bool {
+        conn.is_closed()
+    }
+}
+
+/// The pool's failed connection attempts, in our log (once per attempt, with backoff).
+#[derive(Debug)]
+struct LogErrors;
+
+impl r2d2::HandleError<StoreError> for LogErrors {
+    fn handle_error(&self, error: StoreError) {
+        tracing::warn!(error = %excalibur_core::ErrorChain(&error), "database unreachable");
+    }
+}
+
+impl crate::db::Connections for r2d2::Pool<Manager> {
+    fn with_backend(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Backend) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.get().map_err(|_| StoreError::Unavailable)?;
+        f(&mut *conn)
     }
 }
 
@@ -179,51 +257,9 @@ impl Drop for OwnedClient {
     }
 }
 
-/// The store's connection. When PostgreSQL goes away (a restart, a failover), the next
-/// transaction reconnects, at most one attempt per [`RECONNECT_EVERY`]: writes fail
-/// (500) while it is away, and the replica is writing again within a second of its
-/// return, without a restart.
-struct PgBackend {
-    client: OwnedClient,
-    connect: PgConnect,
-    /// Set while disconnected: no new attempt before this.
-    next_attempt: Option<std::time::Instant>,
-}
-
-/// The pace of reconnection attempts while the database is away.
-const RECONNECT_EVERY: Duration = Duration::from_millis(500);
-
-impl PgBackend {
-    fn ensure_connected(&mut self) -> Result<(), StoreError> {
-        if !self.client.is_closed() {
-            return Ok(());
-        }
-        let now = std::time::Instant::now();
-        match self.next_attempt {
-            None => tracing::error!("database connection lost; reconnecting"),
-            Some(at) if now < at => return Err(StoreError::Unavailable),
-            Some(_) => {}
-        }
-        self.next_attempt = Some(now + RECONNECT_EVERY);
-        match self.connect.connect() {
-            Ok(c) => {
-                self.client = OwnedClient::new(c);
-                self.next_attempt = None;
-                tracing::warn!("database connection restored");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "database still unreachable");
-                Err(StoreError::Unavailable)
-            }
-        }
-    }
-}
-
-impl Backend for PgBackend {
+impl Backend for OwnedClient {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
-        self.ensure_connected()?;
-        let client = self.client.get()?;
+        let client = self.get()?;
         let tx = if mode == Mode::Read {
             // One snapshot for every statement of a read (the audit head and the events
             // it covers, a snapshot's tables), whatever other replicas commit meanwhile.

@@ -47,7 +47,13 @@ impl SqlStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        SqlStore::new(Box::new(SqliteBackend(conn)), MIGRATIONS, master, None)
+        let conn: Box<dyn Backend> = Box::new(SqliteBackend(conn));
+        SqlStore::new(
+            Box::new(std::sync::Mutex::new(conn)),
+            MIGRATIONS,
+            master,
+            None,
+        )
     }
 }
 

@@ -115,6 +115,8 @@ struct Raw {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
     spiffe: Vec<RawSpiffe>,
     #[serde(default)]
     oidc: Vec<RawOidc>,
@@ -184,6 +186,50 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     /// Most concurrent proxy connections from one source address.
     pub(crate) max_connections_per_source: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    resync_interval_ms: Option<u64>,
+    snapshot_stale_after_ms: Option<u64>,
+    snapshot_stuck_after_ms: Option<u64>,
+    ca_warn_days: Option<u64>,
+}
+
+/// Snapshot freshness and certificate warnings, for the probes (docs/deploy.md).
+#[derive(Debug, Clone)]
+pub(crate) struct Health {
+    /// With PostgreSQL, how often a replica re-reads the store without a notification.
+    pub(crate) resync_interval: std::time::Duration,
+    /// A replicated snapshot older than this makes the replica unready.
+    pub(crate) snapshot_stale_after: std::time::Duration,
+    /// ... and older than this while the database answers, fails liveness.
+    pub(crate) snapshot_stuck_after: std::time::Duration,
+    /// The CA is reported `ca_expiring` this long before it expires.
+    pub(crate) ca_warn: std::time::Duration,
+}
+
+impl RawHealth {
+    fn resolve(&self) -> anyhow::Result<Health> {
+        let ms = |v: Option<u64>, d: u64| std::time::Duration::from_millis(v.unwrap_or(d));
+        let h = Health {
+            resync_interval: ms(self.resync_interval_ms, 10_000)
+                .max(std::time::Duration::from_millis(100)),
+            snapshot_stale_after: ms(self.snapshot_stale_after_ms, 30_000),
+            snapshot_stuck_after: ms(self.snapshot_stuck_after_ms, 300_000),
+            ca_warn: std::time::Duration::from_secs(self.ca_warn_days.unwrap_or(30) * 86_400),
+        };
+        anyhow::ensure!(
+            h.snapshot_stale_after >= h.resync_interval * 2,
+            "[health] snapshot_stale_after_ms must be at least twice resync_interval_ms"
+        );
+        anyhow::ensure!(
+            h.snapshot_stuck_after > h.snapshot_stale_after,
+            "[health] snapshot_stuck_after_ms must exceed snapshot_stale_after_ms"
+        );
+        Ok(h)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +310,8 @@ pub(crate) struct Config {
     pub(crate) webhooks: Webhooks,
     /// Client connection limits.
     pub(crate) limits: Limits,
+    /// Probe bounds.
+    pub(crate) health: Health,
     /// Start even if the audit chain does not verify.
     pub(crate) dangerous_allow_broken_audit_chain: bool,
     /// Re-authenticate edited configuration rows at start.
@@ -513,6 +561,7 @@ impl Config {
                     .unwrap_or(1024)
                     .max(1),
             },
+            health: raw.health.resolve()?,
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             dangerous_accept_config_edits: args.dangerous_accept_config_edits,
             kubernetes,

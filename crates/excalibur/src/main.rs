@@ -2,6 +2,7 @@
 //! tasks and shutdown; nothing else.
 
 mod config;
+mod health;
 mod idle;
 mod init;
 mod netbird;

@@ -51,6 +51,14 @@ impl Recorder for ChannelRecorder {
     }
 }
 
+impl ChannelRecorder {
+    /// False once the writer task has ended (at shutdown, or after a panic): nothing
+    /// queued from then on is written.
+    pub(crate) fn writer_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
 /// Creates the queue and its writer; the writer drains everything left on shutdown.
 pub(crate) fn start(
     store: Arc<dyn Store>,

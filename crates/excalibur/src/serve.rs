@@ -319,22 +319,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(move |req: excalibur_core::api::PresignRequest| presign(&live.load(), &req))
             as excalibur_api::Presigner
     };
-    let readiness = {
-        let recorder = recorder.clone();
-        Arc::new(move || {
-            use excalibur_core::record::Recorder as _;
-            let mut problems = Vec::new();
-            if recorder.failing() {
-                problems.push("recording_failing");
-            }
-            if !recorder.has_capacity() {
-                problems.push("audit_queue_full");
-            }
-            problems
-        }) as Arc<dyn Fn() -> Vec<&'static str> + Send + Sync>
+    let health = crate::health::Health {
+        store: Arc::clone(&store),
+        recorder: recorder.clone(),
+        snapshots: Arc::clone(&snapshots),
+        replicated: config.database_url.is_some(),
+        ca_not_after: ca.not_after(),
+        bounds: config.health.clone(),
     };
+    registry.register_collector(Box::new(health.clone()));
     let api = excalibur_api::router(ApiState {
-        readiness,
+        probes: Arc::new(health),
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,
@@ -420,6 +415,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracker.spawn(follow_replicas(
             connect,
             Arc::clone(&snapshots),
+            config.health.resync_interval,
             cancel.clone(),
         ));
     }
@@ -792,20 +788,18 @@ async fn sweep_lost_sessions(store: &dyn Store, instance: &str) -> bool {
     ended
 }
 
-/// How often a replica rebuilds its snapshot even without a notification (one missed
-/// while its LISTEN connection was down, for instance).
-const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
-
 /// With PostgreSQL: rebuild the snapshot whenever another replica commits a change
-/// (LISTEN/NOTIFY), and every [`RESYNC_INTERVAL`] regardless.
+/// (LISTEN/NOTIFY), and every `resync` regardless (`[health] resync_interval_ms`: a
+/// notification missed while the LISTEN connection was down, for instance).
 async fn follow_replicas(
     connect: excalibur_store::postgres::PgConnect,
     snapshots: Arc<Snapshots>,
+    resync: Duration,
     cancel: CancellationToken,
 ) {
     let mut changes = excalibur_store::postgres::listen(connect);
     let mut listening = true;
-    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    let mut resync = tokio::time::interval(resync);
     resync.tick().await;
     loop {
         tokio::select! {

@@ -3,7 +3,7 @@
 //! older read never replaces a newer one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use excalibur_proxy::{Snapshot, SnapshotInput};
@@ -16,6 +16,8 @@ pub(crate) struct Snapshots {
     store: Arc<dyn Store>,
     lock: tokio::sync::Mutex<()>,
     version: AtomicU64,
+    /// When the last rebuild succeeded (Unix ms; 0 before the first).
+    refreshed_ms: AtomicI64,
     allowed_ports: Vec<u16>,
     version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
     /// NetBird devices (empty unless a sync is configured).
@@ -49,6 +51,7 @@ impl Snapshots {
             store,
             lock: tokio::sync::Mutex::new(()),
             version: AtomicU64::new(0),
+            refreshed_ms: AtomicI64::new(0),
             allowed_ports,
             version_gauge,
             netbird: crate::netbird::SharedView::default(),
@@ -57,9 +60,18 @@ impl Snapshots {
         })
     }
 
+    /// How long ago the snapshot in force was read from the store (`None` before the
+    /// first rebuild).
+    pub(crate) fn age(&self) -> Option<std::time::Duration> {
+        let at = self.refreshed_ms.load(Ordering::Relaxed);
+        let now = excalibur_core::time::Timestamp::now().millis();
+        (at > 0).then(|| std::time::Duration::from_millis(u64::try_from(now - at).unwrap_or(0)))
+    }
+
     /// Reads the store and swaps in a new snapshot.
     pub(crate) async fn rebuild(&self) -> anyhow::Result<()> {
         let _serial = self.lock.lock().await;
+        let read_at = excalibur_core::time::Timestamp::now().millis();
         let data = self.store.snapshot_data().await?;
         let route_infos = data.ssh_routes.iter().map(|(r, _)| r.clone()).collect();
         let (routes, problems) = excalibur_ssh::RouteTable::build(data.ssh_routes);
@@ -113,6 +125,7 @@ impl Snapshots {
             tracing::warn!(problem = %problem, "policy compilation");
         }
         self.live.store(Arc::new(snapshot));
+        self.refreshed_ms.store(read_at, Ordering::Relaxed);
         self.ssh_routes.store(Arc::new(routes));
         if let Some(hook) = self.ssh_sessions_hook.get() {
             (hook.0)(&active);

@@ -800,3 +800,79 @@ async fn certificates_renew_themselves() {
         leaf_renewed |= intercepted().await != first_leaf;
     }
 }
+
+#[tokio::test]
+async fn a_ca_near_its_expiry_is_reported_before_it_breaks_anything() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    // An operator's CA with 10 days left (the default warning starts 30 days ahead).
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Short-lived operator CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(10);
+    let cert = params.self_signed(&key).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (files.path().join("ca.crt"), files.path().join("ca.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let gw = Gateway::start(
+        server_bin(),
+        Options {
+            env: vec![
+                (
+                    "EXCALIBUR_CA_CERT_FILE".into(),
+                    cert_path.display().to_string(),
+                ),
+                (
+                    "EXCALIBUR_CA_KEY_FILE".into(),
+                    key_path.display().to_string(),
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Still ready (nothing is broken yet), but degraded and saying when.
+    let (status, _, ready) = gw.api().send("GET", "/readyz", None).await.unwrap();
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["degraded"], json!(["ca_expiring"]), "{ready}");
+    let not_after = ready["ca_not_after"].as_str().unwrap();
+    let left =
+        time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            - now;
+    assert!(
+        left > time::Duration::days(9) && left <= time::Duration::days(10),
+        "{not_after}"
+    );
+    // And as a metric an alert can watch.
+    let (_, _, metrics) = gw.api().send("GET", "/metrics", None).await.unwrap();
+    let metrics = metrics.as_str().unwrap();
+    let secs: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("excalibur_ca_expiry_seconds "))
+        .unwrap_or_else(|| panic!("no CA expiry metric in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((9 * 86_400..=10 * 86_400).contains(&secs), "{secs}");
+    assert!(
+        metrics.contains("excalibur_recording_failing 0"),
+        "{metrics}"
+    );
+
+    // The gateway's own CA (10 years) is not reported.
+    let fresh = Gateway::start(server_bin(), Options::default())
+        .await
+        .unwrap();
+    let (status, _, ready) = fresh.api().send("GET", "/readyz", None).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(ready["degraded"], json!([]), "{ready}");
+    assert_eq!(ready["problems"], json!([]), "{ready}");
+}

@@ -46,6 +46,7 @@ async fn replica(
     pg: &Postgres,
     echo: &Echo,
     ca: &(std::path::PathBuf, std::path::PathBuf, String),
+    extra_toml: &str,
 ) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let upstream_ca = dir.path().join("upstream-ca.pem");
@@ -56,7 +57,7 @@ async fn replica(
         Arc::new(dir),
         Options {
             config_toml: format!(
-                "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={t}\"]\n"
+                "{extra_toml}[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={t}\"]\n"
             ),
             env: vec![
                 ("EXCALIBUR_DATABASE_URL".into(), pg.url.clone()),
@@ -72,6 +73,11 @@ async fn replica(
 }
 
 async fn cluster() -> Cluster {
+    cluster_with("").await
+}
+
+/// Two replicas with `extra_toml` prepended to their configuration.
+async fn cluster_with(extra_toml: &str) -> Cluster {
     let pg = tokio::task::spawn_blocking(Postgres::start)
         .await
         .unwrap()
@@ -79,8 +85,8 @@ async fn cluster() -> Cluster {
     let echo = Echo::start(&["api.github.com"]).await.unwrap();
     let secrets = tempfile::tempdir().unwrap();
     let operator = operator_ca(secrets.path());
-    let a = replica(&pg, &echo, &operator).await;
-    let b = replica(&pg, &echo, &operator).await;
+    let a = replica(&pg, &echo, &operator, extra_toml).await;
+    let b = replica(&pg, &echo, &operator, extra_toml).await;
     // Both replicas sign leaves with the operator's CA: one trust anchor for workloads.
     let ca = operator.2.clone().into_bytes();
     for gw in [&a, &b] {
@@ -673,63 +679,58 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
     let token = configure(&c.a, "ghp_BEFORE_outage_1").await;
     let via_b = client(&c.b, &token, &c.ca);
     warm_up(&via_b).await;
-    // PostgreSQL away for 5 s: writes answer 503 `database_unavailable`, never hang.
+    // Load through B from 2 workers for the whole test: each answer is kept (id, status).
+    // (Paced so every flow fits one page of `/api/flows`.)
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<(String, u16)>::new()));
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let client = client(&c.b, &token, &c.ca);
+        let (stop, answers) = (Arc::clone(&stop), Arc::clone(&answers));
+        workers.push(tokio::spawn(async move {
+            for i in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let id = format!("load-{w}-{i}");
+                let status = send(&client, &id).await.as_u16();
+                answers.lock().unwrap().push((id, status));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // PostgreSQL away for 10 s: writes answer 503 `database_unavailable`, never hang.
     tokio::task::block_in_place(|| c.pg.stop()).unwrap();
+    let down = Instant::now();
     let provider = json!({"id": "during", "hosts": ["during.example"]});
     let (status, _, body) =
         c.a.api()
             .send("POST", "/api/providers", Some(provider))
             .await
             .unwrap();
-    assert!(status >= 500, "{status} {body}");
-    // Proxied requests fail closed once records cannot be written (503
-    // `audit_unavailable`); those answered before that keep their records in memory.
-    let mut answered = Vec::new();
-    let mut refused = 0;
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(4) {
-        let id = format!("outage-{}", answered.len() + refused);
-        match send(&via_b, &id).await.as_u16() {
-            200 => answered.push(id),
-            503 => refused += 1,
-            other => panic!("during the outage: {other}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable", "{body}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Every replica shares the outage: each stays ready (degraded, saying why) rather
+    // than being drained all at once, and alive (it recovers by itself).
+    for gw in [&c.a, &c.b] {
+        let (ready, _, why) = gw.api().send("GET", "/readyz", None).await.unwrap();
+        assert_eq!(ready, 200, "{why}");
+        let degraded = why["degraded"].to_string();
+        assert!(degraded.contains("database_unavailable"), "{why}");
+        let (alive, _, _) = gw.api().send("GET", "/healthz", None).await.unwrap();
+        assert_eq!(alive, 200);
     }
+    let (_, _, why) = c.b.api().send("GET", "/readyz", None).await.unwrap();
     assert!(
-        refused > 0,
-        "B kept redeeming while nothing could be recorded"
+        why["degraded"].to_string().contains("recording_failing"),
+        "{why}"
     );
-    // Not ready, and saying why; alive all the same (it recovers by itself).
-    let (ready, _, why) = c.b.api().send("GET", "/readyz", None).await.unwrap();
-    assert_eq!(ready, 503, "{why}");
-    assert!(why.to_string().contains("recording_failing"), "{why}");
-    assert!(why.to_string().contains("database_unavailable"), "{why}");
-    let (alive, _, _) = c.b.api().send("GET", "/healthz", None).await.unwrap();
-    assert_eq!(alive, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::block_in_place(|| c.pg.start_again()).unwrap();
-    // Back within 5 s, without a restart: both replicas write and are ready.
-    let back = Instant::now();
-    for (name, gw) in [("a", &c.a), ("b", &c.b)] {
-        loop {
-            let body = json!({"id": format!("after-{name}"), "hosts": [format!("{name}.example")]});
-            let (status, _, _) = gw
-                .api()
-                .send("POST", "/api/providers", Some(body))
-                .await
-                .unwrap();
-            let (ready, _, _) = gw.api().send("GET", "/readyz", None).await.unwrap();
-            if status == 200 && ready == 200 {
-                break;
-            }
-            assert!(
-                back.elapsed() < Duration::from_secs(5),
-                "replica {name} did not recover: write {status}, readyz {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    while down.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::task::block_in_place(|| c.pg.start_again()).unwrap();
     // B redeems again once its records are written, and none answered was lost.
     let resumed = Instant::now();
     while send(&via_b, &format!("resume-{}", resumed.elapsed().as_millis())).await != 200 {
@@ -739,19 +740,52 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let refused = answers.iter().filter(|(_, s)| *s == 503).count();
+    let answered: Vec<&String> = answers
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(id, _)| id)
+        .collect();
+    let other: Vec<&(String, u16)> = answers
+        .iter()
+        .filter(|(_, s)| *s != 200 && *s != 503)
+        .collect();
+    assert!(other.is_empty(), "answers besides 200 and 503: {other:?}");
+    assert!(
+        refused > 0,
+        "B kept redeeming while nothing could be recorded"
+    );
     let flows = c.a.api().get("/api/flows?limit=1000").await.unwrap();
-    let paths: Vec<&str> = flows
+    assert!(
+        flows.as_array().unwrap().len() < 1000,
+        "one page holds every flow"
+    );
+    let paths: std::collections::HashSet<&str> = flows
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|f| f["path"].as_str())
         .collect();
-    for id in &answered {
-        assert!(
-            paths.contains(&format!("/r/{id}").as_str()),
-            "no flow for {id}"
-        );
-    }
+    let lost: Vec<&&String> = answered
+        .iter()
+        .filter(|id| !paths.contains(format!("/r/{id}").as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered requests have no flow: {lost:?}",
+        lost.len(),
+        answered.len()
+    );
+    eprintln!(
+        "PostgreSQL down 10 s under load: {} answered (every one recorded), {refused} refused with 503",
+        answered.len()
+    );
     // Changes flow between them again (the LISTEN follower reconnected), within a second.
     c.a.api()
         .post(
@@ -781,5 +815,83 @@ async fn a_postgres_restart_is_survived_without_restarting_the_replicas() {
             gw.output().contains("database connection restored"),
             "no recovery logged"
         );
+        let (_, _, metrics) = gw.api().send("GET", "/metrics", None).await.unwrap();
+        let metrics = metrics.as_str().unwrap().to_owned();
+        for line in [
+            "excalibur_database_connections_lost_total 1",
+            "excalibur_database_connections_restored_total 1",
+            "excalibur_database_up 1",
+            "excalibur_recording_failing 0",
+        ] {
+            assert!(metrics.contains(line), "no `{line}` in {metrics}");
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_follow_the_database_goes_unready_then_fails_liveness() {
+    // Resync every 500 ms; stale after 2 s, stuck after 4 s.
+    let c = cluster_with(
+        "[health]\nresync_interval_ms = 500\nsnapshot_stale_after_ms = 2000\nsnapshot_stuck_after_ms = 4000\n",
+    )
+    .await;
+    let token = configure(&c.a, "ghp_FOLLOW_value_1").await;
+    let via_b = client(&c.b, &token, &c.ca);
+    warm_up(&via_b).await;
+    // Idle but following: every resync succeeds, so nobody is stale.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for gw in [&c.a, &c.b] {
+        let (status, _, ready) = gw.api().send("GET", "/readyz", None).await.unwrap();
+        assert_eq!(status, 200, "{ready}");
+        assert!(ready["snapshot_age_ms"].as_u64().unwrap() < 2000, "{ready}");
+    }
+    // A provider's hosts edited in the database behind Excalibur's back: the database
+    // answers, but no replica can rebuild from rows that fail their MAC.
+    let url = c.pg.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        db.execute(
+            "UPDATE providers SET hosts = '[\"evil.example\"]' WHERE id = 'github'",
+            &[],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let edited = Instant::now();
+    let mut unready_at = None;
+    let mut dead_at = None;
+    while dead_at.is_none() {
+        assert!(
+            edited.elapsed() < Duration::from_secs(10),
+            "unready {unready_at:?}, liveness never failed"
+        );
+        let (ready, _, why) = c.b.api().send("GET", "/readyz", None).await.unwrap();
+        let (alive, _, life) = c.b.api().send("GET", "/healthz", None).await.unwrap();
+        if ready == 503 && unready_at.is_none() {
+            assert!(
+                why["problems"].to_string().contains("snapshot_stale"),
+                "{why}"
+            );
+            unready_at = Some(edited.elapsed());
+        }
+        if alive == 503 {
+            assert!(
+                life["problems"].to_string().contains("snapshot_stuck"),
+                "{life}"
+            );
+            assert!(unready_at.is_some(), "unready before it fails liveness");
+            dead_at = Some(edited.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (unready_at, dead_at) = (unready_at.unwrap(), dead_at.unwrap());
+    assert!(unready_at < Duration::from_secs(3), "{unready_at:?}");
+    assert!(dead_at >= Duration::from_secs(3), "{dead_at:?}");
+    // Meanwhile the old snapshot kept serving, and the edited hosts never did.
+    assert_eq!(send(&via_b, "stale-still-serves").await, 200);
+    assert_eq!(
+        seen_value(&c.echo, "stale-still-serves").as_deref(),
+        Some("ghp_FOLLOW_value_1")
+    );
 }
