@@ -193,6 +193,42 @@ impl SqlStore {
             Ok(value)
         })
     }
+
+    /// Marks due placeholders and credentials expired (`credential_expired` events).
+    fn expire_now(&self) -> StoreFuture<'_, usize> {
+        self.write(|_, tx| {
+            let now = Timestamp::now().millis();
+            let mut events = Vec::new();
+            let expired: Vec<(String, String)> = {
+
+                tx.query_map("SELECT name, provider_id FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            };
+            for (name, provider) in &expired {
+                tx.execute("UPDATE placeholders SET expired_ms = ?2 WHERE name = ?1", params![name, now])?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "placeholder", "placeholder": name, "provider_id": provider}),
+                ));
+            }
+            let creds: Vec<(String, String)> = {
+
+                tx.query_map("SELECT id, name FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            };
+            for (id, name) in &creds {
+                tx.execute(
+                    "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = 'expired' WHERE id = ?1",
+                    params![id, now],
+                )?;
+                events.push(NewEvent::new(
+                    EventType::CredentialExpired,
+                    "system",
+                    json!({"kind": "service_credential", "id": id, "name": name}),
+                ));
+            }
+            Ok((expired.len() + creds.len(), events))
+        })
+    }
 }
 
 fn migrate(backend: &mut dyn Backend, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
@@ -1058,37 +1094,27 @@ impl Store for SqlStore {
     }
 
     fn expire_due(&self) -> StoreFuture<'_, usize> {
-        self.write(|_, tx| {
-            let now = Timestamp::now().millis();
-            let mut events = Vec::new();
-            let expired: Vec<(String, String)> = {
-
-                tx.query_map("SELECT name, provider_id FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
-            };
-            for (name, provider) in &expired {
-                tx.execute("UPDATE placeholders SET expired_ms = ?2 WHERE name = ?1", params![name, now])?;
-                events.push(NewEvent::new(
-                    EventType::CredentialExpired,
-                    "system",
-                    json!({"kind": "placeholder", "placeholder": name, "provider_id": provider}),
-                ));
+        Box::pin(async move {
+            // The sweep runs every second: a read first, so an idle gateway takes no
+            // write lock (and re-authenticates no configuration) when nothing is due.
+            let due = self
+                .run(|_, tx| {
+                    Ok(tx
+                        .query_opt(
+                            "SELECT 1 FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL
+                             UNION ALL
+                             SELECT 1 FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL
+                             LIMIT 1",
+                            params![Timestamp::now().millis()],
+                            |_| Ok(()),
+                        )?
+                        .is_some())
+                })
+                .await?;
+            if !due {
+                return Ok(0);
             }
-            let creds: Vec<(String, String)> = {
-
-                tx.query_map("SELECT id, name FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL", params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
-            };
-            for (id, name) in &creds {
-                tx.execute(
-                    "UPDATE service_credentials SET revoked_ms = ?2, revoked_reason = 'expired' WHERE id = ?1",
-                    params![id, now],
-                )?;
-                events.push(NewEvent::new(
-                    EventType::CredentialExpired,
-                    "system",
-                    json!({"kind": "service_credential", "id": id, "name": name}),
-                ));
-            }
-            Ok((expired.len() + creds.len(), events))
+            self.expire_now().await
         })
     }
 

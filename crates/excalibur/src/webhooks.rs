@@ -22,6 +22,9 @@ use crate::snapshot::Snapshots;
 
 const CURSOR: &str = "webhooks";
 const TICK: Duration = Duration::from_millis(250);
+/// How often a replica that is not the delivery leader tries to become it (each try
+/// opens a database connection): the bound on a failover's delay.
+const LEADER_RETRY_TICKS: u64 = 8;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries attempted per tick.
 const BATCH: usize = 32;
@@ -56,6 +59,7 @@ pub(crate) async fn run(
     let mut ticks: u64 = 0;
     // With several replicas, one of them (holding the cluster lock) sweeps and delivers.
     let mut leader: Option<excalibur_store::Exclusive> = None;
+    let mut waited: u64 = LEADER_RETRY_TICKS;
     loop {
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
@@ -65,6 +69,11 @@ pub(crate) async fn run(
             .as_ref()
             .is_some_and(excalibur_store::Exclusive::is_held)
         {
+            waited += 1;
+            if waited < LEADER_RETRY_TICKS {
+                continue;
+            }
+            waited = 0;
             leader = match store.exclusive("webhooks".into(), false).await {
                 Ok(l) => l,
                 Err(e) => {

@@ -603,13 +603,15 @@ async fn idle_replicas_sleep_and_wake_within_a_second_for_every_change() {
     // Idle: neither replica burns CPU (the LISTEN follower blocks on its socket).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pids = [c.a.pid().unwrap(), c.b.pid().unwrap()];
+    // Over 10 s (one periodic resync included): under 1% of a core.
     let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     for (pid, was) in pids.iter().zip(&before) {
         let used = cpu_seconds(*pid) - was;
+        eprintln!("idle replica {pid}: {used:.2} CPU s in 10 s");
         assert!(
-            used < 0.15,
-            "replica {pid} used {used:.2} CPU s in 3 s idle"
+            used < 0.10,
+            "replica {pid} used {used:.2} CPU s in 10 s idle"
         );
     }
     // After the idle gap, every rotation on A is in force on B within a second.
