@@ -90,6 +90,11 @@ impl FlowState {
         })
     }
 
+    /// The flow as it stands (for its write-ahead record).
+    pub fn current(&self) -> Option<Flow> {
+        self.flow.lock().ok().and_then(|f| f.clone())
+    }
+
     /// Updates the flow in place (status, latency, placeholders).
     pub fn update(&self, f: impl FnOnce(&mut Flow)) {
         if let Ok(mut guard) = self.flow.lock()

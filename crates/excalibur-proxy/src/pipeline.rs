@@ -636,6 +636,20 @@ impl Inner {
             Ok(o) => o,
             Err(r) => return failed(&flow, r),
         };
+        // No secret leaves without its record: the write-ahead flow is committed first.
+        if !red.redeemed.is_empty()
+            && let Some(intent) = flow.current()
+            && self.recorder.intent(intent).await.is_err()
+        {
+            return failed(
+                &flow,
+                crate::error::refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    "the record of this request could not be written, so nothing is redeemed; retry shortly",
+                ),
+            );
+        }
         let (resp, injected) = match crate::send::upstream(self, out, red, principal, target).await
         {
             Ok(sent) => sent,

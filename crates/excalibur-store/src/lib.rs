@@ -407,7 +407,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn workload_list(&self) -> StoreFuture<'_, Vec<WorkloadInfo>>;
 
     /// Writes a batch of flows and audit events in one transaction.
-    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()>;
+    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
+        self.record_with_intents(flows, events, Vec::new(), String::new())
+    }
+    /// [`Store::record`], plus the write-ahead rows of flows about to carry a secret
+    /// (`intents`, marked in flight by `gateway`), all in one transaction. A flow in
+    /// `flows` whose intent was written before replaces it (and clears the mark).
+    fn record_with_intents(
+        &self,
+        flows: Vec<Flow>,
+        events: Vec<NewEvent>,
+        intents: Vec<Flow>,
+        gateway: String,
+    ) -> StoreFuture<'_, ()>;
+    /// The gateway instances that have flows in flight (intents never completed).
+    fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>>;
+    /// Completes `gateway`'s flows still in flight as `interrupted` (it died with them
+    /// open), each with its `flow_recorded` event; how many.
+    fn flows_interrupted(&self, gateway: String) -> StoreFuture<'_, usize>;
     /// Lists flows, newest first.
     fn flow_list(&self, query: FlowQuery) -> StoreFuture<'_, Vec<Flow>>;
 

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0008_principal_revocations.sql"),
     ),
     (9, include_str!("migrations/postgres/0009_config_mac.sql")),
+    (
+        10,
+        include_str!("migrations/postgres/0010_flow_intents.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

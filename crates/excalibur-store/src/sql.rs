@@ -373,6 +373,7 @@ fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<
         tx,
         "audit_events (seq, ts, ts_ms, type, principal, details, prev_hash, hash)",
         rows,
+        "",
     )?;
     tx.execute(
         "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
@@ -382,10 +383,33 @@ fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<
     Ok(())
 }
 
+/// The columns of a flow row, as [`flow_values`] gives them.
+const FLOW_COLUMNS: &str = "flows (id, ts_ms, body, principal, host, decision, in_flight)";
+
+fn flow_values(f: &Flow, in_flight: Value) -> Result<Vec<Value>, StoreError> {
+    let ms = Timestamp::parse(&f.ts)
+        .map(Timestamp::millis)
+        .unwrap_or_default();
+    Ok(vec![
+        Value::from(&f.id),
+        Value::from(ms),
+        Value::from(serde_json::to_string(f).map_err(StoreError::Corrupt)?),
+        Value::from(&f.principal),
+        Value::from(&f.host),
+        Value::from(&f.decision),
+        in_flight,
+    ])
+}
+
 /// Inserts `rows` (each as many values as the column list names) with multi-row
-/// `INSERT`s: a batch of records costs a few round trips under the write lock, not two
-/// per record.
-fn insert_rows(tx: &mut dyn Tx, into: &str, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
+/// `INSERT`s followed by `conflict` (an `ON CONFLICT` clause or nothing): a batch of
+/// records costs a few round trips under the write lock, not two per record.
+fn insert_rows(
+    tx: &mut dyn Tx,
+    into: &str,
+    rows: Vec<Vec<Value>>,
+    conflict: &str,
+) -> Result<(), StoreError> {
     /// Rows per statement: 8 columns x 256 stays far below both databases' limit on
     /// parameters (SQLite 32,766; PostgreSQL 65,535).
     const CHUNK: usize = 256;
@@ -405,6 +429,7 @@ fn insert_rows(tx: &mut dyn Tx, into: &str, rows: Vec<Vec<Value>>) -> Result<(),
             }
             sql.push(')');
         }
+        sql.push_str(conflict);
         tx.execute(&sql, &params)?;
     }
     Ok(())
@@ -1318,28 +1343,69 @@ impl Store for SqlStore {
         })
     }
 
-    fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
+    fn record_with_intents(
+        &self,
+        flows: Vec<Flow>,
+        events: Vec<NewEvent>,
+        intents: Vec<Flow>,
+        gateway: String,
+    ) -> StoreFuture<'_, ()> {
         self.append(move |_, tx| {
-            let mut rows = Vec::with_capacity(flows.len());
-            for f in &flows {
-                let ms = Timestamp::parse(&f.ts)
-                    .map(Timestamp::millis)
-                    .unwrap_or_default();
-                rows.push(vec![
-                    Value::from(&f.id),
-                    Value::from(ms),
-                    Value::from(serde_json::to_string(f)?),
-                    Value::from(&f.principal),
-                    Value::from(&f.host),
-                    Value::from(&f.decision),
-                ]);
-            }
+            let mark = Value::from(gateway);
+            let rows = intents
+                .iter()
+                .map(|f| flow_values(f, mark.clone()))
+                .collect::<Result<_, _>>()?;
+            insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+            let rows = flows
+                .iter()
+                .map(|f| flow_values(f, Value::Null))
+                .collect::<Result<_, _>>()?;
             insert_rows(
                 tx,
-                "flows (id, ts_ms, body, principal, host, decision)",
+                FLOW_COLUMNS,
                 rows,
+                " ON CONFLICT (id) DO UPDATE SET ts_ms = excluded.ts_ms, body = excluded.body,
+                 principal = excluded.principal, host = excluded.host,
+                 decision = excluded.decision, in_flight = NULL",
             )?;
             Ok(((), events))
+        })
+    }
+
+    fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>> {
+        self.run(|_, tx| {
+            tx.query_map(
+                "SELECT DISTINCT in_flight FROM flows WHERE in_flight IS NOT NULL",
+                params![],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn flows_interrupted(&self, gateway: String) -> StoreFuture<'_, usize> {
+        self.append(move |_, tx| {
+            let open: Vec<String> = tx.query_map(
+                "SELECT body FROM flows WHERE in_flight = ?1 ORDER BY ts_ms, rowid",
+                params![gateway],
+                |r| r.get(0),
+            )?;
+            let mut events = Vec::with_capacity(open.len());
+            let mut rows = Vec::with_capacity(open.len());
+            for body in open {
+                let mut flow: Flow = serde_json::from_str(&body).map_err(StoreError::Corrupt)?;
+                flow.reason = Some("interrupted".to_owned());
+                events.push(excalibur_core::record::flow_event(&flow));
+                rows.push(flow_values(&flow, Value::Null)?);
+            }
+            let n = rows.len();
+            insert_rows(
+                tx,
+                FLOW_COLUMNS,
+                rows,
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, in_flight = NULL",
+            )?;
+            Ok((n, events))
         })
     }
 

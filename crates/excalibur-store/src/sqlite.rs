@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0008_principal_revocations.sql"),
     ),
     (9, include_str!("migrations/sqlite/0009_config_mac.sql")),
+    (10, include_str!("migrations/sqlite/0010_flow_intents.sql")),
 ];
 
 impl SqlStore {

@@ -357,6 +357,40 @@ async fn suite(store: &dyn Store) {
         .unwrap();
     assert_eq!(only_a.len(), 1);
 
+    // Write-ahead flows: an intent is a flow in flight until its completion replaces it;
+    // a gateway that died with some open has them completed as `interrupted`.
+    let mut open = flow("f3", "svc:a", "a.example", now + 2);
+    open.placeholders = vec!["XCALIBUR_X".into()];
+    let other = flow("f4", "svc:a", "a.example", now + 3);
+    store
+        .record_with_intents(
+            Vec::new(),
+            Vec::new(),
+            vec![open.clone(), other],
+            "gw_1".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_1"]);
+    let mut done = open.clone();
+    done.status = 200;
+    store.record(vec![done], Vec::new()).await.unwrap();
+    assert_eq!(store.flows_interrupted("gw_1".into()).await.unwrap(), 1);
+    assert!(store.flow_gateways_in_flight().await.unwrap().is_empty());
+    let latest = store
+        .flow_list(FlowQuery {
+            limit: 2,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (latest[0].id.as_str(), latest[0].reason.as_deref()),
+        ("f4", Some("interrupted"))
+    );
+    assert_eq!((latest[1].id.as_str(), latest[1].status), ("f3", 200));
+    assert_eq!(types(store, "flow_recorded").await, ["flow_recorded"]);
+
     // Settings (sealed), crypto mappings, SSH routes and sessions.
     store
         .setting_put("s1".into(), Secret::new(b"v".to_vec()))

@@ -117,6 +117,8 @@ struct Raw {
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     spiffe: Vec<RawSpiffe>,
     #[serde(default)]
     oidc: Vec<RawOidc>,
@@ -186,6 +188,26 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     /// Most concurrent proxy connections from one source address.
     pub(crate) max_connections_per_source: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// `durable` (default) or `batched`.
+    durability: Option<String>,
+}
+
+impl RawAudit {
+    fn durability(&self) -> anyhow::Result<crate::record::Durability> {
+        use crate::record::Durability;
+        match self.durability.as_deref() {
+            None | Some("durable") => Ok(Durability::Durable),
+            Some("batched") => Ok(Durability::Batched),
+            Some(other) => anyhow::bail!(
+                "[audit] durability must be \"durable\" or \"batched\", not {other:?}"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +334,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Probe bounds.
     pub(crate) health: Health,
+    /// When the record of a redemption is durable.
+    pub(crate) durability: crate::record::Durability,
     /// Start even if the audit chain does not verify.
     pub(crate) dangerous_allow_broken_audit_chain: bool,
     /// Re-authenticate edited configuration rows at start.
@@ -562,6 +586,7 @@ impl Config {
                     .max(1),
             },
             health: raw.health.resolve()?,
+            durability: raw.audit.durability()?,
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             dangerous_accept_config_edits: args.dangerous_accept_config_edits,
             kubernetes,

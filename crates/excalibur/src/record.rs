@@ -1,15 +1,18 @@
 //! The recording queue: a bounded channel the request path writes to without waiting,
-//! and one writer task that batches flows and audit events into the store.
+//! and one writer task that batches flows and audit events into the store. With
+//! `[audit] durability = "durable"` (the default) a request about to carry a secret
+//! first queues its write-ahead flow and waits for the transaction that commits it:
+//! every intent queued meanwhile rides in the same transaction (group commit), so the
+//! cost of a commit is shared by the concurrent requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use excalibur_core::api::Flow;
-use excalibur_core::audit::{EventType, NewEvent};
-use excalibur_core::record::{QueueFull, Recorder};
+use excalibur_core::audit::NewEvent;
+use excalibur_core::record::{Durable, NotDurable, QueueFull, Recorder};
 use excalibur_store::Store;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +25,17 @@ const BATCH: usize = 1024;
 enum Item {
     Event(NewEvent),
     Flow(Flow),
+    /// A write-ahead flow, and who waits for its commit.
+    Intent(Flow, tokio::sync::oneshot::Sender<bool>),
+}
+
+/// When the record of a redemption is durable (`[audit] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Committed before the request carrying a secret leaves (group commit).
+    Durable,
+    /// Queued and written in batches after the response: a crash loses what is queued.
+    Batched,
 }
 
 /// The request path's end of the queue.
@@ -30,6 +44,7 @@ pub(crate) struct ChannelRecorder {
     tx: mpsc::Sender<Item>,
     /// Set by the writer while the store refuses records.
     failing: Arc<AtomicBool>,
+    durability: Durability,
 }
 
 impl Recorder for ChannelRecorder {
@@ -49,6 +64,21 @@ impl Recorder for ChannelRecorder {
     fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
     }
+
+    fn intent(&self, flow: Flow) -> Durable {
+        if self.durability == Durability::Batched {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let queued = self.tx.try_send(Item::Intent(flow, done)).is_ok();
+        Box::pin(async move {
+            if queued && committed.await == Ok(true) {
+                Ok(())
+            } else {
+                Err(NotDurable)
+            }
+        })
+    }
 }
 
 impl ChannelRecorder {
@@ -60,32 +90,53 @@ impl ChannelRecorder {
 }
 
 /// Creates the queue and its writer; the writer drains everything left on shutdown.
+/// `gateway`: this process's instance id, the mark on its flows in flight.
 pub(crate) fn start(
     store: Arc<dyn Store>,
     cancel: CancellationToken,
     depth: prometheus_client::metrics::gauge::Gauge<i64>,
+    gateway: String,
+    durability: Durability,
 ) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let failing = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_loop(store, rx, cancel, depth, Arc::clone(&failing)));
-    (ChannelRecorder { tx, failing }, writer)
+    let writer = Writer {
+        store,
+        gateway,
+        failing: Arc::clone(&failing),
+        cancel,
+    };
+    let writer = tokio::spawn(write_loop(writer, rx, depth));
+    (
+        ChannelRecorder {
+            tx,
+            failing,
+            durability,
+        },
+        writer,
+    )
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    gateway: String,
+    failing: Arc<AtomicBool>,
+    cancel: CancellationToken,
 }
 
 async fn write_loop(
-    store: Arc<dyn Store>,
+    w: Writer,
     mut rx: mpsc::Receiver<Item>,
-    cancel: CancellationToken,
     depth: prometheus_client::metrics::gauge::Gauge<i64>,
-    failing: Arc<AtomicBool>,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     loop {
         let n = tokio::select! {
             n = rx.recv_many(&mut buf, BATCH) => n,
-            () = cancel.cancelled() => {
+            () = w.cancel.cancelled() => {
                 rx.close();
                 while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    flush(store.as_ref(), &mut buf, &failing, &cancel).await;
+                    w.flush(&mut buf).await;
                 }
                 return;
             }
@@ -94,7 +145,7 @@ async fn write_loop(
             return;
         }
         depth.set(i64::try_from(rx.len() + n).unwrap_or(i64::MAX));
-        flush(store.as_ref(), &mut buf, &failing, &cancel).await;
+        w.flush(&mut buf).await;
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
@@ -102,61 +153,75 @@ async fn write_loop(
 /// How long records are retried at shutdown before the process gives up on them.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 
-/// Writes one batch. While the store refuses it the batch is kept and retried (backoff
-/// up to 1 s) and `failing` is set, so the request path fails closed instead of
-/// redeeming with nothing recorded; the queue behind it is bounded. Only at shutdown
-/// (`cancel`), after [`SHUTDOWN_RETRY`], is a batch lost (and said so).
-async fn flush(
-    store: &dyn Store,
-    buf: &mut Vec<Item>,
-    failing: &AtomicBool,
-    cancel: &CancellationToken,
-) {
-    let mut flows = Vec::new();
-    let mut events = Vec::new();
-    for item in buf.drain(..) {
-        match item {
-            Item::Event(e) => events.push(e),
-            Item::Flow(f) => {
-                events.push(NewEvent::new(
-                    EventType::FlowRecorded,
-                    f.principal.clone(),
-                    json!({"flow_id": f.id, "method": f.method, "host": f.host, "path": f.path, "status": f.status,
-                           "decision": f.decision, "reason": f.reason, "placeholders": f.placeholders,
-                           "bytes_up": f.bytes_up, "bytes_down": f.bytes_down, "latency_ms": f.latency_ms}),
-                ));
-                flows.push(f);
+impl Writer {
+    /// Writes one batch in one transaction. Intents are answered by its outcome and
+    /// never retried: a request whose intent failed is refused, so nothing was sent.
+    /// While the store refuses the rest it is kept and retried (backoff up to 1 s) and
+    /// `failing` is set, so the request path fails closed instead of redeeming with
+    /// nothing recorded; the queue behind it is bounded. Only at shutdown, after
+    /// [`SHUTDOWN_RETRY`], is a batch lost (and said so).
+    async fn flush(&self, buf: &mut Vec<Item>) {
+        let mut flows = Vec::new();
+        let mut events = Vec::new();
+        let mut intents = Vec::new();
+        let mut waiting = Vec::new();
+        for item in buf.drain(..) {
+            match item {
+                Item::Event(e) => events.push(e),
+                Item::Flow(f) => {
+                    events.push(excalibur_core::record::flow_event(&f));
+                    flows.push(f);
+                }
+                Item::Intent(f, done) => {
+                    intents.push(f);
+                    waiting.push(done);
+                }
             }
         }
-    }
-    let mut cancelled_at: Option<std::time::Instant> = None;
-    let mut attempt = 0u32;
-    loop {
-        match store.record(flows.clone(), events.clone()).await {
-            Ok(()) => {
-                if failing.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(attempts = attempt + 1, "records are written again");
-                }
-                return;
+        let mut cancelled_at: Option<std::time::Instant> = None;
+        let mut attempt = 0u32;
+        loop {
+            let outcome = self
+                .store
+                .record_with_intents(
+                    flows.clone(),
+                    events.clone(),
+                    std::mem::take(&mut intents),
+                    self.gateway.clone(),
+                )
+                .await;
+            for done in waiting.drain(..) {
+                let _ = done.send(outcome.is_ok());
             }
-            Err(e) => {
-                if !failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %excalibur_core::ErrorChain(&e), "writing flows and audit events failed; redeeming nothing until they are written");
-                }
-                if cancel.is_cancelled() {
-                    cancelled_at.get_or_insert_with(std::time::Instant::now);
-                }
-                if cancelled_at.is_some_and(|at| at.elapsed() > SHUTDOWN_RETRY) {
-                    tracing::error!(
-                        flows = flows.len(),
-                        events = events.len(),
-                        "records lost at shutdown: the store refused them"
-                    );
+            match outcome {
+                Ok(()) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(attempts = attempt + 1, "records are written again");
+                    }
                     return;
                 }
-                attempt += 1;
-                let wait = 50 * u64::from(attempt.min(20));
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+                Err(e) => {
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %excalibur_core::ErrorChain(&e), "writing flows and audit events failed; redeeming nothing until they are written");
+                    }
+                    if self.cancel.is_cancelled() {
+                        cancelled_at.get_or_insert_with(std::time::Instant::now);
+                    }
+                    if cancelled_at.is_some_and(|at| at.elapsed() > SHUTDOWN_RETRY) {
+                        tracing::error!(
+                            flows = flows.len(),
+                            events = events.len(),
+                            "records lost at shutdown: the store refused them"
+                        );
+                        return;
+                    }
+                    if flows.is_empty() && events.is_empty() {
+                        return;
+                    }
+                    attempt += 1;
+                    let wait = 50 * u64::from(attempt.min(20));
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
             }
         }
     }

@@ -191,7 +191,20 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let writer_cancel = CancellationToken::new();
-    let (recorder, writer) = record::start(Arc::clone(&store), writer_cancel.clone(), queue_depth);
+    // This process holds its gateway lock for its whole life; sessions and flows in
+    // flight of gateways whose lock is free (a previous run, a replica that died) are
+    // ended, now and periodically.
+    let instance = format!(
+        "gw_{}",
+        excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
+    );
+    let (recorder, writer) = record::start(
+        Arc::clone(&store),
+        writer_cancel.clone(),
+        queue_depth,
+        instance.clone(),
+        config.durability,
+    );
 
     let snapshots = Arc::new(Snapshots::new(
         Arc::clone(&store),
@@ -222,12 +235,6 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    // This process holds its gateway lock for its whole life; sessions of gateways whose
-    // lock is free (a previous run, a replica that died) are ended, now and periodically.
-    let instance = format!(
-        "gw_{}",
-        excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
-    );
     let gateway_held = store
         .exclusive(gateway_lock(&instance), true)
         .await?
@@ -743,30 +750,16 @@ fn gateway_lock(instance: &str) -> String {
     format!("ssh-gateway:{instance}")
 }
 
-/// Ends the active SSH sessions whose gateway no longer holds its lock (it exited or
-/// died: its connections and shells are gone, so their proxy tokens must go too).
-/// True when one was ended.
+/// Ends what gateways that no longer hold their lock (they exited or died) left open:
+/// their active SSH sessions (their connections and shells are gone, so their proxy
+/// tokens must go too) and their flows in flight (completed as `interrupted`, with their
+/// `flow_recorded` events). True when a session was ended.
 async fn sweep_lost_sessions(store: &dyn Store, instance: &str) -> bool {
-    let Ok(active) = store.ssh_session_active().await else {
-        return false;
-    };
-    let mut alive: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut gone = std::collections::HashMap::new();
     let mut ended = false;
+    let active = store.ssh_session_active().await.unwrap_or_default();
     for s in active {
-        if s.gateway == instance {
-            continue;
-        }
-        let holder_alive = match alive.get(&s.gateway) {
-            Some(a) => *a,
-            None => {
-                // A free lock means its holder is gone (the probe's guard drops at once).
-                let probe = store.exclusive(gateway_lock(&s.gateway), false).await;
-                let a = !matches!(probe, Ok(Some(_)));
-                alive.insert(s.gateway.clone(), a);
-                a
-            }
-        };
-        if holder_alive {
+        if !gateway_gone(store, instance, &mut gone, &s.gateway).await {
             continue;
         }
         match store
@@ -785,7 +778,42 @@ async fn sweep_lost_sessions(store: &dyn Store, instance: &str) -> bool {
             }
         }
     }
+    for gateway in store.flow_gateways_in_flight().await.unwrap_or_default() {
+        if !gateway_gone(store, instance, &mut gone, &gateway).await {
+            continue;
+        }
+        match store.flows_interrupted(gateway.clone()).await {
+            Ok(n) => tracing::warn!(
+                flows = n,
+                gateway = %gateway,
+                "flows in flight when their gateway stopped are recorded as interrupted"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %excalibur_core::ErrorChain(&e), "cannot complete interrupted flows")
+            }
+        }
+    }
     ended
+}
+
+/// Whether `gateway` (not this `instance`) has let go of its lock, asked once per sweep.
+async fn gateway_gone(
+    store: &dyn Store,
+    instance: &str,
+    known: &mut std::collections::HashMap<String, bool>,
+    gateway: &str,
+) -> bool {
+    if gateway == instance {
+        return false;
+    }
+    if let Some(g) = known.get(gateway) {
+        return *g;
+    }
+    // A free lock means its holder is gone (the probe's guard drops at once).
+    let probe = store.exclusive(gateway_lock(gateway), false).await;
+    let g = matches!(probe, Ok(Some(_)));
+    known.insert(gateway.to_owned(), g);
+    g
 }
 
 /// With PostgreSQL: rebuild the snapshot whenever another replica commits a change

@@ -1,6 +1,8 @@
-//! Proxy benchmark: requests/s and p50/p99 latency through Excalibur with placeholder
-//! substitution, side by side with the same client going direct to the same upstream,
-//! in one run. Keep-alive and new-connection cases.
+//! Proxy benchmark: requests/s, p50/p99 latency and the proxy's CPU per request through
+//! Excalibur with placeholder substitution, side by side with the same client going
+//! direct to the same upstream, in one run: keep-alive at concurrency 1 and C, with the
+//! default durable recording and with `[audit] durability = "batched"`, and new
+//! connections.
 //!
 //! Usage: `excalibur-bench --gateway target/release/excalibur [--requests N] [--concurrency C]`
 //! (see `bench/run.sh`).
@@ -58,11 +60,106 @@ async fn main() -> anyhow::Result<()> {
     let args = args();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let echo = Echo::start(&["api.github.com"]).await?;
+    // The default (`durable`: the record of a redemption committed before the request
+    // leaves) and the opt-in `batched` recording, side by side.
+    let durable = gateway(&args, &echo, "").await?;
+    let batched = gateway(&args, &echo, "[audit]\ndurability = \"batched\"\n").await?;
+
+    println!(
+        "excalibur-bench: {} requests per case, HTTP/1.1 GET with a placeholder header, echo upstream on 127.0.0.1",
+        args.requests
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "case", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"
+    );
+    let mut cases: Vec<(usize, bool)> = vec![(1, true), (args.concurrency, true)];
+    cases.push((args.concurrency, false));
+    for (concurrency, keep_alive) in cases {
+        let mode = if keep_alive {
+            format!("keep-alive c{concurrency}")
+        } else {
+            format!("new connection c{concurrency}")
+        };
+        let direct = client(None, &echo.ca_pem, keep_alive, Some(echo.tls_addr))?;
+        let r = run(direct, args.requests, concurrency).await;
+        row(&format!("direct ({mode})"), &r, None);
+        for (name, gw) in [("durable", &durable), ("batched", &batched)] {
+            if !keep_alive && name == "batched" {
+                continue;
+            }
+            let c = client(
+                Some((gw.gw.proxy(), gw.token.as_str())),
+                &gw.ca,
+                keep_alive,
+                None,
+            )?;
+            let pid = gw.gw.pid().unwrap_or(0);
+            let cpu = cpu_seconds(pid);
+            let r = run(c, args.requests, concurrency).await;
+            let used = cpu_seconds(pid) - cpu;
+            row(
+                &format!("via excalibur, {name} ({mode})"),
+                &r,
+                Some(used * 1e6 / (r.ok.max(1) as f64)),
+            );
+        }
+    }
+    let seen = echo.seen();
+    let substituted = seen
+        .iter()
+        .filter(|s| s.header("authorization") == Some(format!("Bearer {SECRET}").as_str()))
+        .count();
+    println!(
+        "upstream saw {} requests; {substituted} carried the substituted real value",
+        seen.len()
+    );
+    durable.gw.stop().await?;
+    batched.gw.stop().await?;
+    Ok(())
+}
+
+fn row(name: &str, r: &Report, cpu_us: Option<f64>) {
+    println!(
+        "{:<44} {:>10.0} {:>10.2} {:>10.2} {:>12} {:>8}",
+        name,
+        r.rps,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        cpu_us.map_or_else(|| "-".to_owned(), |c| format!("{c:.0}")),
+        r.errors
+    );
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let rest = stat.rsplit_once(") ").map_or("", |r| r.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Bench {
+    gw: Gateway,
+    token: String,
+    ca: String,
+}
+
+/// A gateway configured for the benchmark: provider, placeholder, rule, credential.
+async fn gateway(args: &Args, echo: &Echo, extra: &str) -> anyhow::Result<Bench> {
     let dir = Arc::new(tempfile::tempdir()?);
     let upstream_ca = dir.path().join("upstream-ca.pem");
     std::fs::write(&upstream_ca, &echo.ca_pem)?;
     let config = format!(
-        "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\"]\n",
+        "{extra}[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\"]\n",
         echo.tls_addr
     );
     let gw = Gateway::start_in(
@@ -97,52 +194,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let token = cred["token"].as_str().unwrap().to_owned();
-    let gw_ca = std::fs::read(gw.data_dir.join("ca.pem"))?;
-
-    println!(
-        "excalibur-bench: {} requests per case, concurrency {}, HTTP/1.1 GET with a placeholder header, echo upstream on 127.0.0.1",
-        args.requests, args.concurrency
-    );
-    println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>8}",
-        "case", "req/s", "p50 ms", "p99 ms", "errors"
-    );
-    for keep_alive in [true, false] {
-        let mode = if keep_alive {
-            "keep-alive"
-        } else {
-            "new connection"
-        };
-        let direct = client(None, &echo.ca_pem, keep_alive, Some(echo.tls_addr))?;
-        let proxied = client(
-            Some((gw.proxy(), token.as_str())),
-            std::str::from_utf8(&gw_ca)?,
-            keep_alive,
-            None,
-        )?;
-        for (name, c) in [("direct", direct), ("via excalibur", proxied)] {
-            let r = run(c, args.requests, args.concurrency).await;
-            println!(
-                "{:<28} {:>10.0} {:>10.2} {:>10.2} {:>8}",
-                format!("{name} ({mode})"),
-                r.rps,
-                r.p50.as_secs_f64() * 1e3,
-                r.p99.as_secs_f64() * 1e3,
-                r.errors
-            );
-        }
-    }
-    let seen = echo.seen();
-    let substituted = seen
-        .iter()
-        .filter(|s| s.header("authorization") == Some(format!("Bearer {SECRET}").as_str()))
-        .count();
-    println!(
-        "upstream saw {} requests; {substituted} carried the substituted real value",
-        seen.len()
-    );
-    gw.stop().await?;
-    Ok(())
+    let ca = String::from_utf8(std::fs::read(gw.data_dir.join("ca.pem"))?)?;
+    Ok(Bench { gw, token, ca })
 }
 
 fn client(
@@ -172,6 +225,7 @@ fn client(
 }
 
 struct Report {
+    ok: usize,
     rps: f64,
     p50: Duration,
     p99: Duration,
@@ -216,6 +270,7 @@ async fn run(client: reqwest::Client, total: usize, concurrency: usize) -> Repor
             .unwrap_or_default()
     };
     Report {
+        ok: all.len(),
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
