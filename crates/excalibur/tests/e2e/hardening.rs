@@ -999,3 +999,183 @@ async fn kill_9_under_load_loses_no_record_of_an_answered_redemption() {
         );
     }
 }
+
+/// A small tmpfs mounted for one test (needs root, as `./test.sh` runs in CI); unmounted
+/// on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs to fill it (run it as root, as ./test.sh does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_redemption_until_space_is_back() {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &echo.ca_pem).unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("small"), "16m");
+    let data_dir = disk.0.join("data");
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            data_dir: Some(data_dir.clone()),
+            config_toml: format!(
+                "[upstream]\nca_file = {upstream_ca:?}\nresolve = [\"api.github.com:443={}\"]\n",
+                echo.tls_addr
+            ),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "real_value": "ghp_full_disk", "provider_id": "github"}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    let (_, token) = credential(&gw, "ci", "127.0.0.1/32", &["api.github.com"]).await;
+    let ca = gw.data_dir.join("ca.pem").to_string_lossy().into_owned();
+    let get = |id: String| {
+        let (token, ca, proxy) = (token.clone(), ca.clone(), proxy_url(&gw));
+        async move {
+            let (_, out, _) = curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-x",
+                &proxy,
+                "--proxy-header",
+                &format!("Proxy-Authorization: Bearer {token}"),
+                "--cacert",
+                &ca,
+                "-H",
+                "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+                &format!("https://api.github.com/r/{id}"),
+            ])
+            .await;
+            out
+        }
+    };
+    assert_eq!(get("before".into()).await, "200");
+
+    // Fill the disk (bounded: 64 x 1 MiB, far more than the 16 MiB there are).
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+    // Redemption stops: nothing leaves with a secret that cannot be recorded.
+    let seen_before = echo.seen().len();
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(get(format!("full-{i}")).await);
+    }
+    assert!(
+        statuses.iter().all(|s| s == "503"),
+        "requests on a full disk: {statuses:?}"
+    );
+    assert_eq!(
+        echo.seen().len(),
+        seen_before,
+        "nothing reached the upstream while nothing could be recorded"
+    );
+    let (ready, _, why) = api.send("GET", "/readyz", None).await.unwrap();
+    assert_eq!(ready, 503, "{why}");
+    assert!(
+        why["problems"].to_string().contains("recording_failing"),
+        "{why}"
+    );
+    let (_, _, metrics) = api.send("GET", "/metrics", None).await.unwrap();
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("excalibur_recording_failing 1"),
+        "{metrics}"
+    );
+    // A configuration write fails cleanly too (and loses nothing already stored).
+    let (status, _, body) = api
+        .send(
+            "POST",
+            "/api/providers",
+            Some(json!({"id": "other", "hosts": ["other.example"]})),
+        )
+        .await
+        .unwrap();
+    assert!(status >= 500, "{status} {body}");
+
+    // Space is back: it recovers by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    loop {
+        if get(format!("after-{}", freed.elapsed().as_millis())).await == "200" {
+            break;
+        }
+        assert!(freed.elapsed() < Duration::from_secs(10), "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ready, _, why) = api.send("GET", "/readyz", None).await.unwrap();
+    assert_eq!(ready, 200, "{why}");
+    assert_eq!(api.get("/api/audit/verify").await.unwrap()["ok"], true);
+    let flows = api.get("/api/flows?limit=1000").await.unwrap();
+    let paths: Vec<&str> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"/r/before"), "{paths:?}");
+    drop(gw);
+}
