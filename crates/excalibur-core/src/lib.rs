@@ -13,6 +13,7 @@ pub mod audit;
 pub mod canonical;
 pub mod error;
 pub mod hosts;
+pub mod merkle;
 pub mod ids;
 pub mod principal;
 pub mod record;
