@@ -608,6 +608,8 @@ pub(crate) struct AuditParams {
     since: Option<String>,
     after_seq: Option<i64>,
     limit: Option<usize>,
+    /// `desc` (newest first, the default) or `asc` (to page forward with `after_seq`).
+    order: Option<String>,
 }
 
 pub(crate) async fn audit_list(
@@ -621,13 +623,139 @@ pub(crate) async fn audit_list(
         event_type: p.event_type,
         principal: p.principal,
         after_seq: p.after_seq,
-        oldest_first: false,
+        oldest_first: match p.order.as_deref() {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(_) => return Err(ApiError::invalid("`order` must be `asc` or `desc`")),
+        },
     };
     Ok(Json(s.store.audit_list(q).await?).into_response())
 }
 
 pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.audit_verify().await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Checkpoints with `tree_size > after`, oldest first.
+pub(crate) async fn checkpoint_list(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(p): Query<CheckpointParams>,
+) -> ApiResult {
+    let list = s
+        .store
+        .checkpoint_list(p.after.unwrap_or(0), limit(p.limit)?)
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+pub(crate) async fn checkpoint_latest(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    match s.store.checkpoint_latest().await? {
+        Some((cp, _)) => Ok(Json(cp).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no checkpoint yet: the first is made within a minute of the first event",
+        )),
+    }
+}
+
+/// The checkpoint key (public; no token): what a witness or an offline verifier pins.
+pub(crate) async fn checkpoint_key(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        s.checkpoint_key_pem.to_string(),
+    )
+        .into_response()
+}
+
+/// The tree over the first `tree_size` events, or an error naming why not.
+async fn leaves(
+    s: &ApiState,
+    tree_size: u64,
+) -> Result<Vec<excalibur_core::merkle::Hash>, ApiError> {
+    if tree_size == 0 {
+        return Err(ApiError::invalid("`tree_size` must be at least 1"));
+    }
+    let leaves = s.store.audit_leaves(0, tree_size).await?;
+    if (leaves.len() as u64) < tree_size {
+        let have = leaves.len();
+        return Err(ApiError::invalid(format!(
+            "the log has {have} events, fewer than tree size {tree_size}"
+        )));
+    }
+    Ok(leaves)
+}
+
+fn hexes(hashes: &[excalibur_core::merkle::Hash]) -> Vec<String> {
+    hashes
+        .iter()
+        .map(|h| excalibur_core::secret::hex(h))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionParams {
+    seq: u64,
+    tree_size: u64,
+}
+
+/// RFC 9162 inclusion proof of event `seq` (leaf `seq - 1`) in the tree of `tree_size`.
+pub(crate) async fn inclusion_proof(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(p): Query<InclusionParams>,
+) -> ApiResult {
+    if p.seq == 0 || p.seq > p.tree_size {
+        return Err(ApiError::invalid("`seq` must be between 1 and `tree_size`"));
+    }
+    let leaves = leaves(&s, p.tree_size).await?;
+    let index = usize::try_from(p.seq - 1).map_err(|_| ApiError::invalid("`seq` is too large"))?;
+    let path = excalibur_core::merkle::inclusion_proof(&leaves, index);
+    Ok(Json(serde_json::json!({
+        "seq": p.seq,
+        "tree_size": p.tree_size,
+        "leaf_hash": leaves.get(index).map(|l| excalibur_core::secret::hex(l)),
+        "root_hash": excalibur_core::secret::hex(&excalibur_core::merkle::root(&leaves)),
+        "audit_path": hexes(&path),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyParams {
+    from: u64,
+    to: u64,
+}
+
+/// RFC 9162 consistency proof between the trees of sizes `from` and `to`.
+pub(crate) async fn consistency_proof(
+    _: Reader,
+    State(s): State<ApiState>,
+    Query(p): Query<ConsistencyParams>,
+) -> ApiResult {
+    if p.from == 0 || p.from > p.to {
+        return Err(ApiError::invalid("give 1 <= `from` <= `to`"));
+    }
+    let leaves = leaves(&s, p.to).await?;
+    let m = usize::try_from(p.from).map_err(|_| ApiError::invalid("`from` is too large"))?;
+    Ok(Json(serde_json::json!({
+        "from": p.from,
+        "to": p.to,
+        "from_root": excalibur_core::secret::hex(&excalibur_core::merkle::root(leaves.get(..m).unwrap_or_default())),
+        "to_root": excalibur_core::secret::hex(&excalibur_core::merkle::root(&leaves)),
+        "proof": hexes(&excalibur_core::merkle::consistency_proof(&leaves, m)),
+    }))
+    .into_response())
 }
 
 pub(crate) async fn sigv4_list(_: Reader, State(s): State<ApiState>) -> ApiResult {

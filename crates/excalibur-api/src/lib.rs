@@ -110,6 +110,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
+    ("get", "/api/audit/checkpoints"),
+    ("get", "/api/audit/checkpoints/latest"),
+    ("get", "/api/audit/checkpoint-key"),
+    ("get", "/api/audit/proof/inclusion"),
+    ("get", "/api/audit/proof/consistency"),
 ];
 
 /// Rebuilds the proxy's snapshot after a committed write; the API awaits it before
@@ -153,6 +158,8 @@ pub struct ApiState {
     pub ssh: SshHooks,
     /// What `/healthz` and `/readyz` report (wired by the binary).
     pub probes: Arc<dyn Probes>,
+    /// The audit checkpoint signing key's public half (PEM `PUBLIC KEY`).
+    pub checkpoint_key_pem: Arc<str>,
 }
 
 /// What a probe reports. The probe answers 503 when `problems` is not empty.
@@ -374,6 +381,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .route("/api/audit/checkpoints", get(checkpoint_list))
+        .route("/api/audit/checkpoints/latest", get(checkpoint_latest))
+        .route("/api/audit/checkpoint-key", get(checkpoint_key))
+        .route("/api/audit/proof/inclusion", get(inclusion_proof))
+        .route("/api/audit/proof/consistency", get(consistency_proof))
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

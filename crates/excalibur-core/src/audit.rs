@@ -158,6 +158,8 @@ event_types! {
     FlowRecorded => "flow_recorded",
     /// The gateway started.
     ServerStarted => "server_started",
+    /// A signed checkpoint (Merkle tree head) of the audit log was made.
+    AuditCheckpoint => "audit_checkpoint",
 }
 
 impl EventType {

@@ -47,14 +47,20 @@ fn split(n: usize) -> usize {
     k
 }
 
+/// `leaves` split at the largest power of two below their number (`len >= 2`).
+fn halves(leaves: &[Hash]) -> (&[Hash], &[Hash]) {
+    let k = split(leaves.len());
+    leaves.split_at_checked(k).unwrap_or((leaves, &[]))
+}
+
 /// The Merkle tree hash of `leaves` (`SHA-256("")` for none).
 pub fn root(leaves: &[Hash]) -> Hash {
     match leaves {
         [] => sha256(&[]),
         [one] => *one,
         _ => {
-            let k = split(leaves.len());
-            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+            let (left, right) = halves(leaves);
+            node_hash(&root(left), &root(right))
         }
     }
 }
@@ -64,11 +70,12 @@ pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Vec<Hash> {
     if leaves.len() <= 1 || index >= leaves.len() {
         return Vec::new();
     }
-    let k = split(leaves.len());
+    let (left, right) = halves(leaves);
+    let k = left.len();
     let (mut path, sibling) = if index < k {
-        (inclusion_proof(&leaves[..k], index), root(&leaves[k..]))
+        (inclusion_proof(left, index), root(right))
     } else {
-        (inclusion_proof(&leaves[k..], index - k), root(&leaves[..k]))
+        (inclusion_proof(right, index - k), root(left))
     };
     path.push(sibling);
     path
@@ -84,18 +91,22 @@ pub fn consistency_proof(leaves: &[Hash], m: usize) -> Vec<Hash> {
 }
 
 fn subproof(m: usize, leaves: &[Hash], whole: bool) -> Vec<Hash> {
-    let n = leaves.len();
-    if m == n {
-        return if whole { Vec::new() } else { vec![root(leaves)] };
+    if m == leaves.len() {
+        return if whole {
+            Vec::new()
+        } else {
+            vec![root(leaves)]
+        };
     }
-    let k = split(n);
+    let (left, right) = halves(leaves);
+    let k = left.len();
     if m <= k {
-        let mut p = subproof(m, &leaves[..k], whole);
-        p.push(root(&leaves[k..]));
+        let mut p = subproof(m, left, whole);
+        p.push(root(right));
         p
     } else {
-        let mut p = subproof(m - k, &leaves[k..], false);
-        p.push(root(&leaves[..k]));
+        let mut p = subproof(m - k, right, false);
+        p.push(root(left));
         p
     }
 }
@@ -199,7 +210,11 @@ impl Frontier {
 
     /// The root of the tree so far.
     pub fn root(&self) -> Hash {
-        let mut hashes = self.subtrees.iter().rev().map(|(_, h)| unhex32(h).unwrap_or_default());
+        let mut hashes = self
+            .subtrees
+            .iter()
+            .rev()
+            .map(|(_, h)| unhex32(h).unwrap_or_default());
         let Some(mut acc) = hashes.next() else {
             return sha256(&[]);
         };
@@ -437,7 +452,9 @@ mod tests {
         };
         assert!(verify_checkpoint(&cp, &public));
         assert_eq!(
-            parse_public_key_pem(&public_key_pem(&public)).as_ref().map(|k| &k[..]),
+            parse_public_key_pem(&public_key_pem(&public))
+                .as_ref()
+                .map(|k| &k[..]),
             Some(&public[..])
         );
         let mut bigger = cp.clone();

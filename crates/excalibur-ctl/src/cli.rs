@@ -516,8 +516,22 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Verify the hash chain; exits non-zero when it is broken.
-    Verify,
+    /// Verify the hash chain on the server (exit 2 when broken), or an export offline.
+    Verify {
+        /// Verify this `audit export` file instead, with no server: the chain, the Merkle
+        /// tree and every checkpoint's signature (exit 1 with the first bad seq).
+        #[arg(long, requires = "public_key")]
+        offline: Option<PathBuf>,
+        /// The checkpoint key to trust (PEM, from `GET /api/audit/checkpoint-key`).
+        #[arg(long, requires = "offline")]
+        public_key: Option<PathBuf>,
+    },
+    /// Write every event and checkpoint to a file (JSON lines), for offline verification.
+    Export {
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `ca` verbs.

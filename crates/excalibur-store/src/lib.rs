@@ -420,6 +420,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         intents: Vec<Flow>,
         gateway: String,
     ) -> StoreFuture<'_, ()>;
+    /// The Merkle leaf hashes of events `after_seq + 1 ..= to_seq` (fewer when the log
+    /// is shorter), in order.
+    fn audit_leaves(
+        &self,
+        after_seq: u64,
+        to_seq: u64,
+    ) -> StoreFuture<'_, Vec<excalibur_core::merkle::Hash>>;
+    /// The newest checkpoint and the tree's frontier at it.
+    fn checkpoint_latest(
+        &self,
+    ) -> StoreFuture<
+        '_,
+        Option<(
+            excalibur_core::merkle::Checkpoint,
+            excalibur_core::merkle::Frontier,
+        )>,
+    >;
+    /// Checkpoints with `tree_size > after`, oldest first, at most `limit`.
+    fn checkpoint_list(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<excalibur_core::merkle::Checkpoint>>;
+    /// Stores a checkpoint with its frontier, and its `audit_checkpoint` event.
+    fn checkpoint_append(
+        &self,
+        checkpoint: excalibur_core::merkle::Checkpoint,
+        frontier: excalibur_core::merkle::Frontier,
+    ) -> StoreFuture<'_, ()>;
     /// The gateway instances that have flows in flight (intents never completed).
     fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>>;
     /// Completes `gateway`'s flows still in flight as `interrupted` (it died with them

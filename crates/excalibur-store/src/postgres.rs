@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("migrations/postgres/0010_flow_intents.sql"),
     ),
+    (
+        11,
+        include_str!("migrations/postgres/0011_audit_checkpoints.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

@@ -529,6 +529,16 @@ fn audit_row(r: &Row) -> Result<AuditEvent, StoreError> {
     })
 }
 
+fn checkpoint_row(r: &Row) -> Result<excalibur_core::merkle::Checkpoint, StoreError> {
+    Ok(excalibur_core::merkle::Checkpoint {
+        tree_size: u64::try_from(r.get::<i64>(0)?).map_err(|_| StoreError::Column(0))?,
+        root_hash: r.get(1)?,
+        signature: r.get(2)?,
+        key_id: r.get(3)?,
+        ts: r.get(4)?,
+    })
+}
+
 /// Events read at a time by `audit_verify`.
 const VERIFY_PAGE: i64 = 10_000;
 
@@ -1373,6 +1383,98 @@ impl Store for SqlStore {
         })
     }
 
+    fn audit_leaves(
+        &self,
+        after_seq: u64,
+        to_seq: u64,
+    ) -> StoreFuture<'_, Vec<excalibur_core::merkle::Hash>> {
+        self.run(move |_, tx| {
+            let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+            let mut after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+            let sql = format!(
+                "SELECT {AUDIT_COLS} FROM audit_events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
+            );
+            let mut leaves = Vec::new();
+            loop {
+                let page = tx.query_map(&sql, params![after, to, VERIFY_PAGE], audit_row)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq.0;
+                leaves.extend(page.iter().map(excalibur_core::merkle::leaf_hash));
+            }
+            Ok(leaves)
+        })
+    }
+
+    fn checkpoint_latest(
+        &self,
+    ) -> StoreFuture<
+        '_,
+        Option<(
+            excalibur_core::merkle::Checkpoint,
+            excalibur_core::merkle::Frontier,
+        )>,
+    > {
+        self.run(|_, tx| {
+            let row = tx.query_opt(
+                "SELECT tree_size, root_hash, signature, key_id, ts, frontier FROM audit_checkpoints
+                 ORDER BY tree_size DESC LIMIT 1",
+                params![],
+                |r| Ok((checkpoint_row(r)?, r.get::<String>(5)?)),
+            )?;
+            row.map(|(cp, frontier)| {
+                Ok((
+                    cp,
+                    serde_json::from_str(&frontier).map_err(StoreError::Corrupt)?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
+    fn checkpoint_list(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<excalibur_core::merkle::Checkpoint>> {
+        self.run(move |_, tx| {
+            tx.query_map(
+                "SELECT tree_size, root_hash, signature, key_id, ts FROM audit_checkpoints
+                 WHERE tree_size > ?1 ORDER BY tree_size LIMIT ?2",
+                params![
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                checkpoint_row,
+            )
+        })
+    }
+
+    fn checkpoint_append(
+        &self,
+        cp: excalibur_core::merkle::Checkpoint,
+        frontier: excalibur_core::merkle::Frontier,
+    ) -> StoreFuture<'_, ()> {
+        self.append(move |_, tx| {
+            tx.execute(
+                "INSERT INTO audit_checkpoints (tree_size, root_hash, signature, key_id, ts, frontier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    i64::try_from(cp.tree_size).unwrap_or(i64::MAX),
+                    &cp.root_hash,
+                    &cp.signature,
+                    &cp.key_id,
+                    &cp.ts,
+                    serde_json::to_string(&frontier).map_err(StoreError::Corrupt)?
+                ],
+            )?;
+            let details = serde_json::to_value(&cp).map_err(StoreError::Corrupt)?;
+            Ok((
+                (),
+                vec![NewEvent::new(EventType::AuditCheckpoint, "system", details)],
+            ))
+        })
+    }
+
     fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>> {
         self.run(|_, tx| {
             tx.query_map(
@@ -1453,6 +1555,17 @@ impl Store for SqlStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let mut verifier = ChainVerifier::default();
+            // Every stored checkpoint's root is recomputed in the same pass.
+            let mut checkpoints = tx
+                .query_map(
+                    "SELECT tree_size, root_hash, signature, key_id, ts FROM audit_checkpoints ORDER BY tree_size",
+                    params![],
+                    checkpoint_row,
+                )?
+                .into_iter()
+                .peekable();
+            let mut tree = excalibur_core::merkle::Frontier::default();
+            let mut bad_checkpoint: Option<u64> = None;
             // In pages, so a long log is never held in memory at once.
             let sql = format!(
                 "SELECT {AUDIT_COLS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
@@ -1464,7 +1577,18 @@ impl Store for SqlStore {
                 after = last.seq.0;
                 for e in &page {
                     verifier.push(e);
+                    tree.push(excalibur_core::merkle::leaf_hash(e));
+                    while let Some(cp) = checkpoints.next_if(|cp| cp.tree_size <= tree.size) {
+                        if bad_checkpoint.is_none()
+                            && (cp.tree_size != tree.size || cp.root_hash != hex(&tree.root()))
+                        {
+                            bad_checkpoint = Some(cp.tree_size);
+                        }
+                    }
                 }
+            }
+            if bad_checkpoint.is_none() {
+                bad_checkpoint = checkpoints.next().map(|cp| cp.tree_size);
             }
             let head_ok = head.as_ref().is_none_or(|(s, h, m)| {
                 aws_lc_rs::constant_time::verify_slices_are_equal(
@@ -1478,6 +1602,14 @@ impl Store for SqlStore {
                 report.ok = false;
                 report.first_broken_seq = head.as_ref().map(|h| h.0);
                 report.reason = Some("the authenticated head has been altered".to_owned());
+            }
+            if let Some(size) = bad_checkpoint
+                && report.ok
+            {
+                report.ok = false;
+                report.reason = Some(format!(
+                    "the checkpoint at tree size {size} does not match the events it covers"
+                ));
             }
             if report.ok && !config_intact(tx, &inner.config_key)? {
                 report.ok = false;

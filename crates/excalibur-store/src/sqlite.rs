@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (9, include_str!("migrations/sqlite/0009_config_mac.sql")),
     (10, include_str!("migrations/sqlite/0010_flow_intents.sql")),
+    (
+        11,
+        include_str!("migrations/sqlite/0011_audit_checkpoints.sql"),
+    ),
 ];
 
 impl SqlStore {

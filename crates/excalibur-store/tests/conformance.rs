@@ -391,6 +391,40 @@ async fn suite(store: &dyn Store) {
     assert_eq!((latest[1].id.as_str(), latest[1].status), ("f3", 200));
     assert_eq!(types(store, "flow_recorded").await, ["flow_recorded"]);
 
+    // Checkpoints: leaves of the log, a checkpoint with its frontier and event, and
+    // `audit_verify` recomputing its root.
+    let leaves = store.audit_leaves(0, u64::MAX).await.unwrap();
+    assert!(!leaves.is_empty());
+    assert_eq!(store.audit_leaves(1, 2).await.unwrap(), leaves[1..2]);
+    let mut tree = excalibur_core::merkle::Frontier::default();
+    for l in &leaves {
+        tree.push(*l);
+    }
+    let cp = excalibur_core::merkle::Checkpoint {
+        tree_size: tree.size,
+        root_hash: excalibur_core::secret::hex(&tree.root()),
+        signature: "c2ln".into(),
+        key_id: "k".into(),
+        ts: Timestamp::now().to_rfc3339(),
+    };
+    assert!(store.checkpoint_latest().await.unwrap().is_none());
+    store
+        .checkpoint_append(cp.clone(), tree.clone())
+        .await
+        .unwrap();
+    let (latest, frontier) = store.checkpoint_latest().await.unwrap().unwrap();
+    assert_eq!((latest, frontier), (cp.clone(), tree));
+    assert_eq!(store.checkpoint_list(0, 10).await.unwrap(), [cp.clone()]);
+    assert!(
+        store
+            .checkpoint_list(cp.tree_size, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(types(store, "audit_checkpoint").await, ["audit_checkpoint"]);
+    assert!(store.audit_verify().await.unwrap().ok);
+
     // Settings (sealed), crypto mappings, SSH routes and sessions.
     store
         .setting_put("s1".into(), Secret::new(b"v".to_vec()))

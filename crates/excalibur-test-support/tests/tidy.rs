@@ -168,6 +168,8 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",
     "excalibur/src/webhooks.rs",
+    // The audit checkpoint signing key, loaded once at start.
+    "excalibur/src/checkpoint.rs",
     // SSH key loading, and the session token put in the target's environment.
     "excalibur-ssh/src/lib.rs",
     "excalibur-ssh/src/relay.rs",

@@ -195,6 +195,8 @@ pub(crate) struct Limits {
 struct RawAudit {
     /// `durable` (default) or `batched`.
     durability: Option<String>,
+    checkpoint_every_events: Option<u64>,
+    checkpoint_every_secs: Option<u64>,
 }
 
 impl RawAudit {
@@ -336,6 +338,10 @@ pub(crate) struct Config {
     pub(crate) health: Health,
     /// When the record of a redemption is durable.
     pub(crate) durability: crate::record::Durability,
+    /// A checkpoint after this many events ...
+    pub(crate) checkpoint_every_events: u64,
+    /// ... or this long, whichever comes first.
+    pub(crate) checkpoint_every: std::time::Duration,
     /// Start even if the audit chain does not verify.
     pub(crate) dangerous_allow_broken_audit_chain: bool,
     /// Re-authenticate edited configuration rows at start.
@@ -587,6 +593,10 @@ impl Config {
             },
             health: raw.health.resolve()?,
             durability: raw.audit.durability()?,
+            checkpoint_every_events: raw.audit.checkpoint_every_events.unwrap_or(10_000).max(1),
+            checkpoint_every: std::time::Duration::from_secs(
+                raw.audit.checkpoint_every_secs.unwrap_or(60).max(1),
+            ),
             dangerous_allow_broken_audit_chain: args.dangerous_allow_broken_audit_chain,
             dangerous_accept_config_edits: args.dangerous_accept_config_edits,
             kubernetes,

@@ -224,6 +224,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let (ssh_host_key, ssh_client_key) = init::ssh_keys(store.as_ref()).await?;
+    let checkpoint_key = Arc::new(crate::checkpoint::CheckpointKey::load(store.as_ref()).await?);
     drop(init_lock);
     let user_cas = match &config.ssh_user_ca_keys {
         Some(path) => {
@@ -337,6 +338,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     registry.register_collector(Box::new(health.clone()));
     let api = excalibur_api::router(ApiState {
         probes: Arc::new(health),
+        checkpoint_key_pem: checkpoint_key.public_pem().into(),
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,
@@ -496,6 +498,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
         Arc::clone(&snapshots),
         config.webhooks.clone(),
+        crate::checkpoint::Checkpointer {
+            store: Arc::clone(&store),
+            key: Arc::clone(&checkpoint_key),
+            every_events: config.checkpoint_every_events,
+            every: config.checkpoint_every,
+        },
         cancel.clone(),
     ));
     let budget = || Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));

@@ -1,6 +1,7 @@
-//! Background work that follows the audit log: the expiry sweeper (`credential_expired`)
-//! and the webhook dispatcher (signed deliveries with exponential backoff and a
-//! delivery log). Neither touches the request path.
+//! Background work that follows the audit log, run by one replica at a time: the expiry
+//! sweeper (`credential_expired`), audit checkpoints, and the webhook dispatcher (signed
+//! deliveries with exponential backoff and a delivery log). None touches the request
+//! path.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +55,7 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     snapshots: Arc<Snapshots>,
     cfg: Webhooks,
+    checkpoints: crate::checkpoint::Checkpointer,
     cancel: CancellationToken,
 ) {
     let mut ticks: u64 = 0;
@@ -86,6 +88,11 @@ pub(crate) async fn run(
             }
         }
         ticks += 1;
+        if ticks.is_multiple_of(4)
+            && let Err(e) = checkpoints.tick().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "audit checkpoint failed");
+        }
         if ticks.is_multiple_of(4) {
             match store.expire_due().await {
                 Ok(0) => {}

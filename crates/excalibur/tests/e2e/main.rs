@@ -9,6 +9,7 @@
     reason = "test code: a failed step should fail the test loudly"
 )]
 
+mod checkpoints;
 mod cli;
 mod data_plane;
 mod dpop;
