@@ -269,6 +269,9 @@ pub struct VerifyReport {
     pub first_broken_seq: Option<i64>,
     /// Why it is broken.
     pub reason: Option<String>,
+    /// Configuration rows edited outside Excalibur (`table/key (changed|added|removed)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_rows: Vec<String>,
 }
 
 /// Incremental chain verifier: feed events in seq order, then [`ChainVerifier::finish`].
@@ -349,6 +352,7 @@ impl ChainVerifier {
             head_hash: last.map(|l| l.1),
             first_broken_seq: broken.as_ref().map(|b| b.0),
             reason: broken.map(|b| b.1),
+            config_rows: Vec::new(),
         }
     }
 }

@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("migrations/postgres/0011_audit_checkpoints.sql"),
     ),
+    (
+        12,
+        include_str!("migrations/postgres/0012_config_row_macs.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

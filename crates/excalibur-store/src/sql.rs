@@ -111,12 +111,27 @@ impl SqlStore {
             // A database from before configuration MACs (or a new one): its rows are
             // authenticated once, as they are now.
             let config_key = HeadKey(master.config_key());
-            let stored_mac: Option<String> =
-                tx.query_opt("SELECT mac FROM config_mac WHERE id = 1", params![], |r| {
-                    r.get(0)
-                })?;
-            if stored_mac.is_none() {
-                store_config_mac(tx.as_mut(), &config_key)?;
+            let stored: Option<(String, Option<String>)> = tx.query_opt(
+                "SELECT mac, rows FROM config_mac WHERE id = 1",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            match stored {
+                None => store_config_mac(tx.as_mut(), &config_key)?,
+                // Authenticated before per-row MACs: re-authenticated in the new form
+                // only if the old MAC still verifies (else it stays refused).
+                Some((mac, None)) => {
+                    let old = config_mac(&config_key, &legacy_config_digest(tx.as_mut())?);
+                    if aws_lc_rs::constant_time::verify_slices_are_equal(
+                        old.as_bytes(),
+                        mac.as_bytes(),
+                    )
+                    .is_ok()
+                    {
+                        store_config_mac(tx.as_mut(), &config_key)?;
+                    }
+                }
+                Some(_) => {}
             }
             tx.commit()?;
             sealer
@@ -274,9 +289,8 @@ const CONFIG_TABLES: &[(&str, &str)] = &[
     ("principal_revocations", "id"),
 ];
 
-/// SHA-256 over every configuration row, in key order, each value typed and
-/// length-prefixed (no two row sets share a digest).
-fn config_digest(tx: &mut dyn Tx) -> Result<Vec<u8>, StoreError> {
+/// The digest of migration 9 (before per-row MACs), to upgrade a database once.
+fn legacy_config_digest(tx: &mut dyn Tx) -> Result<Vec<u8>, StoreError> {
     let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut put = |tag: u8, bytes: &[u8]| {
         h.update(&[tag]);
@@ -301,34 +315,118 @@ fn config_digest(tx: &mut dyn Tx) -> Result<Vec<u8>, StoreError> {
     Ok(h.finish().as_ref().to_vec())
 }
 
+/// The configuration as authenticated: one MAC per row (its table, key and values,
+/// so a row cannot move or swap), and the digest over all of them (so a deleted or
+/// added row shows too).
+struct ConfigRows {
+    /// `table/key` → the row's MAC.
+    rows: std::collections::BTreeMap<String, String>,
+    digest: Vec<u8>,
+}
+
+/// Reads and authenticates every configuration row, in key order, each value typed and
+/// length-prefixed (no two row sets share a digest).
+fn config_rows(tx: &mut dyn Tx, key: &HeadKey) -> Result<ConfigRows, StoreError> {
+    fn put(h: &mut aws_lc_rs::digest::Context, tag: u8, bytes: &[u8]) {
+        h.update(&[tag]);
+        h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(bytes);
+    }
+    let mut all = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut rows = std::collections::BTreeMap::new();
+    for (table, column) in CONFIG_TABLES {
+        put(&mut all, b'T', table.as_bytes());
+        let sql = format!("SELECT {column}, * FROM {table} ORDER BY {column}");
+        for row in tx.query(&sql, &[])? {
+            let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            put(&mut h, b'T', table.as_bytes());
+            let mut id = String::new();
+            for (i, v) in row.0.iter().enumerate() {
+                match v {
+                    crate::db::Value::Null => put(&mut h, b'N', &[]),
+                    crate::db::Value::I64(n) => put(&mut h, b'I', &n.to_be_bytes()),
+                    crate::db::Value::Text(t) => {
+                        if i == 0 {
+                            id.clone_from(t);
+                        }
+                        put(&mut h, b'S', t.as_bytes());
+                    }
+                    crate::db::Value::Blob(b) => put(&mut h, b'B', b),
+                    crate::db::Value::Bool(b) => put(&mut h, b'I', &i64::from(*b).to_be_bytes()),
+                }
+            }
+            let row_mac = hex(hmac::sign(&key.0, h.finish().as_ref()).as_ref());
+            put(&mut all, b'R', row_mac.as_bytes());
+            rows.insert(format!("{table}/{id}"), row_mac);
+        }
+    }
+    Ok(ConfigRows {
+        rows,
+        digest: all.finish().as_ref().to_vec(),
+    })
+}
+
 fn config_mac(key: &HeadKey, digest: &[u8]) -> String {
     hex(hmac::sign(&key.0, digest).as_ref())
 }
 
 /// Authenticates the configuration as it is now, in the writing transaction.
 fn store_config_mac(tx: &mut dyn Tx, key: &HeadKey) -> Result<(), StoreError> {
-    let mac = config_mac(key, &config_digest(tx)?);
+    let now = config_rows(tx, key)?;
+    let mac = config_mac(key, &now.digest);
+    let rows = serde_json::to_string(&now.rows).map_err(StoreError::Corrupt)?;
     tx.execute(
-        "INSERT INTO config_mac (id, mac) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET mac = excluded.mac",
-        params![mac],
+        "INSERT INTO config_mac (id, mac, rows) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET mac = excluded.mac, rows = excluded.rows",
+        params![mac, rows],
     )?;
     Ok(())
 }
 
 /// Whether the configuration rows are as Excalibur last wrote them.
 fn config_intact(tx: &mut dyn Tx, key: &HeadKey) -> Result<bool, StoreError> {
-    let stored: Option<String> =
-        tx.query_opt("SELECT mac FROM config_mac WHERE id = 1", params![], |r| {
-            r.get(0)
-        })?;
-    let digest = config_digest(tx)?;
-    Ok(stored.is_some_and(|m| {
-        aws_lc_rs::constant_time::verify_slices_are_equal(
-            config_mac(key, &digest).as_bytes(),
-            m.as_bytes(),
-        )
-        .is_ok()
-    }))
+    Ok(config_changes(tx, key)?.is_none())
+}
+
+/// `None` when the configuration rows are as Excalibur last wrote them; else the rows
+/// that differ (`table/key (changed|added|removed)`; empty when only the record of
+/// them was altered).
+fn config_changes(tx: &mut dyn Tx, key: &HeadKey) -> Result<Option<Vec<String>>, StoreError> {
+    let stored: Option<(String, Option<String>)> = tx.query_opt(
+        "SELECT mac, rows FROM config_mac WHERE id = 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let now = config_rows(tx, key)?;
+    let Some((mac, rows)) = stored else {
+        return Ok(Some(Vec::new()));
+    };
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        config_mac(key, &now.digest).as_bytes(),
+        mac.as_bytes(),
+    )
+    .is_ok()
+    {
+        return Ok(None);
+    }
+    // The per-row record is only a guide to what changed (the MAC above decides).
+    let before: std::collections::BTreeMap<String, String> = rows
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or_default();
+    let mut changed = Vec::new();
+    for (row, m) in &now.rows {
+        match before.get(row) {
+            None => changed.push(format!("{row} (added)")),
+            Some(b) if b != m => changed.push(format!("{row} (changed)")),
+            Some(_) => {}
+        }
+    }
+    for row in before.keys() {
+        if !now.rows.contains_key(row) {
+            changed.push(format!("{row} (removed)"));
+        }
+    }
+    Ok(Some(changed))
 }
 
 fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
@@ -1611,12 +1709,20 @@ impl Store for SqlStore {
                     "the checkpoint at tree size {size} does not match the events it covers"
                 ));
             }
-            if report.ok && !config_intact(tx, &inner.config_key)? {
+            if report.ok
+                && let Some(rows) = config_changes(tx, &inner.config_key)?
+            {
                 report.ok = false;
-                report.reason = Some(
+                report.reason = Some(if rows.is_empty() {
                     "configuration rows were modified outside Excalibur (their MAC does not verify)"
-                        .to_owned(),
-                );
+                        .to_owned()
+                } else {
+                    format!(
+                        "configuration rows were modified outside Excalibur (their MAC does not verify): {}",
+                        rows.join(", ")
+                    )
+                });
+                report.config_rows = rows;
             }
             Ok(report)
         })

@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("migrations/sqlite/0011_audit_checkpoints.sql"),
     ),
+    (
+        12,
+        include_str!("migrations/sqlite/0012_config_row_macs.sql"),
+    ),
 ];
 
 impl SqlStore {

@@ -721,14 +721,38 @@ async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
         .await
         .unwrap();
     assert_eq!(events[0]["details"]["rows_were_edited"], true, "{events}");
-    // An edit under a running gateway is not laundered by the next write: writes are
-    // refused and `audit verify` says why.
+    // Edits under a running gateway are not laundered by the next write: writes are
+    // refused and `audit verify` names each row: two providers' hosts swapped, a
+    // translation rule deleted.
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
+        )
+        .await
+        .unwrap();
     let db = rusqlite::Connection::open(gw.data_dir.join("excalibur.db")).unwrap();
+    let hosts = |id: &str| -> String {
+        db.query_row("SELECT hosts FROM providers WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let (github, stripe) = (hosts("github"), hosts("stripe"));
     db.execute(
-        "UPDATE providers SET hosts = '[\"evil2.example\"]' WHERE id = 'github'",
-        [],
+        "UPDATE providers SET hosts = ?1 WHERE id = 'github'",
+        [&stripe],
     )
     .unwrap();
+    db.execute(
+        "UPDATE providers SET hosts = ?1 WHERE id = 'stripe'",
+        [&github],
+    )
+    .unwrap();
+    let rule: String = db
+        .query_row("SELECT id FROM translation_rules", [], |r| r.get(0))
+        .unwrap();
+    db.execute("DELETE FROM translation_rules", []).unwrap();
     drop(db);
     let (status, _, _) = gw
         .api()
@@ -744,6 +768,15 @@ async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
     assert_eq!(v["ok"], false, "{v}");
     assert!(
         v["reason"].as_str().unwrap().contains("outside Excalibur"),
+        "{v}"
+    );
+    assert_eq!(
+        v["config_rows"],
+        json!([
+            "providers/github (changed)",
+            "providers/stripe (changed)",
+            format!("translation_rules/{rule} (removed)")
+        ]),
         "{v}"
     );
 }
