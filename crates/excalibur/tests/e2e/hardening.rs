@@ -593,9 +593,29 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
         "only {} connections opened",
         flood.len()
     );
-    // Meanwhile, from 127.0.0.1: liveness, the kill switch, and a workload's request.
+    // And a slowloris: 300 connections from 127.0.0.5 dribbling a head, a byte every
+    // 300 ms (bounded: 40 bytes each, or until the gateway closes them).
+    let mut slow = silent_flood("127.0.0.5", h.gw.proxy(), 300).await;
+    let dribble = tokio::spawn(async move {
+        let head = b"GET http://api.github.com/ HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaa";
+        for byte in head.iter().take(40) {
+            for s in &mut slow {
+                let _ = s.write_all(&[*byte]).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // Meanwhile, from 127.0.0.1, each within a second: liveness, the kill switch, and a
+    // workload's request.
+    let t = Instant::now();
     let (code, _, _) = h.gw.api().send("GET", "/healthz", None).await.unwrap();
     assert_eq!(code, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "healthz took {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
     let (code, _, body) =
         h.gw.api()
             .send(
@@ -606,7 +626,13 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
             .await
             .unwrap();
     assert_eq!(code, 200, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "revocation took {:?}",
+        t.elapsed()
+    );
     let auth = format!("Proxy-Authorization: Bearer {}", h.token);
+    let t = Instant::now();
     let (code, out, err) = curl(&[
         "-x",
         &proxy_url(&h.gw),
@@ -622,6 +648,12 @@ async fn an_idle_flood_starves_neither_the_api_nor_other_workloads() {
     ])
     .await;
     assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a proxied request took {:?}",
+        t.elapsed()
+    );
+    dribble.abort();
     // Silent connections are closed after the header read timeout (1 s here), not the
     // idle timeout (120 s): every one of them is gone within a few seconds.
     let start = Instant::now();
