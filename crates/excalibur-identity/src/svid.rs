@@ -30,6 +30,19 @@ pub enum SvidError {
     KeyUsage,
 }
 
+impl SvidError {
+    /// The audit and `x-excalibur-reason` code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SvidError::Parse => "svid_unparseable",
+            SvidError::UriSans(_) => "svid_uri_san_count",
+            SvidError::NotSpiffe => "svid_not_spiffe",
+            SvidError::Signing => "svid_not_leaf",
+            SvidError::KeyUsage => "svid_key_usage",
+        }
+    }
+}
+
 /// The SPIFFE ID of an X.509-SVID leaf (DER), after the leaf checks.
 pub fn spiffe_id(leaf_der: &[u8]) -> Result<String, SvidError> {
     let (_, cert) = X509Certificate::from_der(leaf_der).map_err(|_| SvidError::Parse)?;

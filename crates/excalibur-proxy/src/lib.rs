@@ -44,6 +44,16 @@ mod token;
 pub mod upstream;
 
 pub use body::ProxyBody;
+
+/// What a client certificate on the TLS listener established.
+#[derive(Debug, Clone)]
+pub enum TlsIdentity {
+    /// A verified X.509-SVID.
+    Svid(excalibur_core::principal::Principal),
+    /// A certificate was presented but is not an acceptable X.509-SVID: why
+    /// (`svid_uri_san_count`, `svid_trust_domain_unknown`, ...).
+    Refused(&'static str),
+}
 pub use snapshot::{Snapshot, SnapshotInput};
 
 /// Actions the proxy needs from the control plane (implemented by the binary).

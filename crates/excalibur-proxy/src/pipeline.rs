@@ -73,7 +73,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        tls_identity: Option<&Principal>,
+        tls_identity: Option<&crate::TlsIdentity>,
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
         if via_loops(req.headers(), &inner.via_name) {
@@ -105,7 +105,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-        tls_identity: Option<&Principal>,
+        tls_identity: Option<&crate::TlsIdentity>,
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
@@ -259,7 +259,7 @@ impl Proxy {
                 &principal.id,
                 json!({"reason": "credential_revoked", "host": target.host, "method": req.method().as_str()}),
             );
-            return proxy_auth_required("credential_revoked");
+            return proxy_auth_required("credential_revoked", Presented::of_principal(principal));
         }
         // The request's authority must be the tunnel's: Host / :authority agree with CONNECT and SNI.
         let authority = req
@@ -301,7 +301,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        tls_identity: Option<&Principal>,
+        tls_identity: Option<&crate::TlsIdentity>,
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
@@ -348,14 +348,33 @@ impl Proxy {
         snap: &Snapshot,
         headers: &HeaderMap,
         peer: SocketAddr,
-        tls_identity: Option<&Principal>,
+        tls_identity: Option<&crate::TlsIdentity>,
         method: &str,
         target: &Target,
     ) -> Result<(Principal, Subject), Response<ProxyBody>> {
         let principal = match tls_identity
             .filter(|_| !headers.contains_key(header::PROXY_AUTHORIZATION))
         {
-            Some(p) => {
+            Some(crate::TlsIdentity::Refused(reason)) => {
+                let source = peer.ip().to_canonical().to_string();
+                self.inner.event(
+                    EventType::ProxyAuthDenied,
+                    "unidentified",
+                    json!({"reason": reason, "method": method, "host": target.host, "port": target.port,
+                           "via": "x509-svid", "source": source}),
+                );
+                let flow = self.inner.flow_state_for(
+                    "unidentified",
+                    method,
+                    target,
+                    "",
+                    "deny",
+                    Some(reason),
+                );
+                flow.update(|f| f.status = 407);
+                return Err(proxy_auth_required(reason, Presented::Svid));
+            }
+            Some(crate::TlsIdentity::Svid(p)) => {
                 self.inner.event(
                     EventType::ProxyAuthOk,
                     &p.id,
@@ -431,7 +450,10 @@ impl Proxy {
                     Some(why.reason()),
                 );
                 flow.update(|f| f.status = 407);
-                Err(proxy_auth_required(why.reason()))
+                Err(proxy_auth_required(
+                    why.reason(),
+                    Presented::of_header(auth),
+                ))
             }
         }
     }
@@ -905,11 +927,71 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<ProxyBody>
     crate::error::respond(status, reason, detail)
 }
 
-fn proxy_auth_required(reason: &str) -> Response<ProxyBody> {
+/// The kind of credential a refused caller presented, for a 407 that says what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    Nothing,
+    ServiceCredential,
+    WorkloadBearer,
+    ApiToken,
+    Svid,
+    Other,
+}
+
+impl Presented {
+    fn of_header(header: Option<&[u8]>) -> Self {
+        let Some(h) = header else {
+            return Presented::Nothing;
+        };
+        let text = String::from_utf8_lossy(h);
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .unwrap_or_default();
+        match token.split_once('_').map(|(kind, _)| kind) {
+            Some("xcw") => Presented::WorkloadBearer,
+            Some("xcs") => Presented::ServiceCredential,
+            Some("xca") => Presented::ApiToken,
+            _ => Presented::Other,
+        }
+    }
+
+    fn of_principal(p: &Principal) -> Self {
+        match p.kind {
+            excalibur_core::principal::PrincipalKind::AttestedWorkload => Presented::WorkloadBearer,
+            _ => Presented::ServiceCredential,
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            Presented::Nothing => {
+                "no credential was presented: send `Proxy-Authorization: Bearer <service credential or workload bearer>`, or an X.509-SVID client certificate on the TLS listener"
+            }
+            Presented::ServiceCredential => {
+                "the service credential presented was refused: ask an admin for a live one (`excalibur-ctl credential create`)"
+            }
+            Presented::WorkloadBearer => {
+                "the workload bearer presented was refused: exchange the workload's token for a fresh one at /api/oauth/token"
+            }
+            Presented::ApiToken => {
+                "an API token was presented: the proxy takes a service credential or a workload bearer, not an API token"
+            }
+            Presented::Svid => {
+                "the client certificate presented is not an acceptable X.509-SVID of a configured trust domain"
+            }
+            Presented::Other => {
+                "the credential presented is not one this gateway issued: send `Proxy-Authorization: Bearer <service credential or workload bearer>`"
+            }
+        }
+    }
+}
+
+fn proxy_auth_required(reason: &'static str, presented: Presented) -> Response<ProxyBody> {
     let mut resp = refuse(
         StatusCode::PROXY_AUTHENTICATION_REQUIRED,
         reason,
-        "present `Proxy-Authorization: Bearer <service credential>`",
+        presented.advice(),
     );
     resp.headers_mut().insert(
         header::PROXY_AUTHENTICATE,

@@ -93,6 +93,8 @@ pub struct JwksServer {
     /// Its address; the JWKS is at `/openid/v1/jwks`.
     pub addr: SocketAddr,
     doc: Arc<Mutex<String>>,
+    tls: bool,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl JwksServer {
@@ -102,6 +104,8 @@ impl JwksServer {
         let server = Self {
             addr: listener.local_addr()?,
             doc: Arc::new(Mutex::new(String::new())),
+            tls: false,
+            seen: Arc::default(),
         };
         server.publish(keys);
         let doc = Arc::clone(&server.doc);
@@ -132,6 +136,72 @@ impl JwksServer {
         Ok(server)
     }
 
+    /// Serves `keys` over HTTPS (a certificate for 127.0.0.1 from a fresh test CA,
+    /// returned as PEM), like an in-cluster API server: 401 unless the request carries
+    /// `Authorization: Bearer <bearer>`. The answered requests' authorization headers
+    /// are kept ([`JwksServer::authorizations`]).
+    pub async fn start_tls(keys: &[&ClusterKey], bearer: &str) -> anyhow::Result<(Self, String)> {
+        let (tls, ca_pem) = crate::upstream::test_tls(&["127.0.0.1"], &[b"http/1.1"])?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let server = Self {
+            addr: listener.local_addr()?,
+            doc: Arc::new(Mutex::new(String::new())),
+            tls: true,
+            seen: Arc::default(),
+        };
+        server.publish(keys);
+        let (doc, seen) = (Arc::clone(&server.doc), Arc::clone(&server.seen));
+        let want = format!("Bearer {bearer}");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, doc, seen, want) = (
+                    acceptor.clone(),
+                    Arc::clone(&doc),
+                    Arc::clone(&seen),
+                    want.clone(),
+                );
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            if let Ok(mut s) = seen.lock() {
+                                s.push(auth.clone());
+                            }
+                            let resp = if auth == want {
+                                Response::new(Full::new(Bytes::from(
+                                    doc.lock().map(|d| d.clone()).unwrap_or_default(),
+                                )))
+                            } else {
+                                let mut r = Response::new(Full::new(Bytes::from("Unauthorized")));
+                                *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                                r
+                            };
+                            async move { Ok::<_, Infallible>(resp) }
+                        },
+                    );
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok((server, ca_pem))
+    }
+
+    /// The `Authorization` values of the requests this server answered (TLS servers).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Replaces the published keys.
     pub fn publish(&self, keys: &[&ClusterKey]) {
         let doc = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string();
@@ -154,7 +224,8 @@ impl JwksServer {
 
     /// The JWKS URL.
     pub fn url(&self) -> String {
-        format!("http://{}/openid/v1/jwks", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/openid/v1/jwks", self.addr)
     }
 }
 

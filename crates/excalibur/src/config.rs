@@ -44,6 +44,15 @@ pub(crate) struct ServeArgs {
     /// The audience SA tokens must carry to be exchanged [default: excalibur].
     #[arg(long, env = "EXCALIBUR_K8S_AUDIENCE", default_value = "excalibur")]
     k8s_audience: String,
+    /// A bearer token file sent when fetching the JWKS URL (in-cluster
+    /// `/openid/v1/jwks` often needs one) [default: the pod's own service-account token
+    /// when it exists].
+    #[arg(long, env = "EXCALIBUR_K8S_TOKEN_FILE")]
+    k8s_token_file: Option<PathBuf>,
+    /// CA certificates that verify the JWKS URL's server [default: the pod's `ca.crt`
+    /// when it exists].
+    #[arg(long, env = "EXCALIBUR_K8S_CA_FILE")]
+    k8s_ca_file: Option<PathBuf>,
     /// `iss` of the audience-scoped workload tokens Excalibur signs.
     #[arg(
         long,
@@ -393,7 +402,16 @@ pub(crate) struct Kubernetes {
     pub(crate) cluster: String,
     pub(crate) audience: String,
     pub(crate) jwks: JwksLocation,
+    /// Sent as `Authorization: Bearer` when fetching the JWKS URL (re-read each fetch:
+    /// kubelet rotates it).
+    pub(crate) token_file: Option<PathBuf>,
+    /// Trusted (with the system roots) for the JWKS URL.
+    pub(crate) ca_file: Option<PathBuf>,
 }
+
+/// Where a pod finds its own service-account token and cluster CA.
+const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
 /// Upstream connection settings.
 #[derive(Debug)]
@@ -455,6 +473,14 @@ impl Config {
                 issuer: issuer.clone(),
                 cluster: args.k8s_cluster.clone(),
                 audience: args.k8s_audience.clone(),
+                token_file: args.k8s_token_file.clone().or_else(|| {
+                    let p = PathBuf::from(IN_CLUSTER_TOKEN);
+                    (url.is_some() && p.exists()).then_some(p)
+                }),
+                ca_file: args.k8s_ca_file.clone().or_else(|| {
+                    let p = PathBuf::from(IN_CLUSTER_CA);
+                    (url.is_some() && p.exists()).then_some(p)
+                }),
                 jwks: match (url, file) {
                     (Some(u), _) => JwksLocation::Url(u.clone()),
                     (None, Some(f)) => JwksLocation::File(f.clone()),
@@ -462,6 +488,15 @@ impl Config {
                 },
             }),
         };
+        if let Some(k) = &kubernetes
+            && k.token_file.is_some()
+            && matches!(&k.jwks, JwksLocation::Url(u) if !u.starts_with("https://"))
+        {
+            errors.push(
+                "EXCALIBUR_K8S_TOKEN_FILE would send a bearer token in clear: EXCALIBUR_K8S_JWKS_URL must be https://"
+                    .to_owned(),
+            );
+        }
         for d in &raw.spiffe {
             if let Some(f) = &d.x509_bundle_file
                 && !f.exists()

@@ -136,7 +136,7 @@ async fn write_loop(
             () = w.cancel.cancelled() => {
                 rx.close();
                 while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    w.flush(&mut buf).await;
+                    w.flush(&mut buf, &mut rx).await;
                 }
                 return;
             }
@@ -145,7 +145,7 @@ async fn write_loop(
             return;
         }
         depth.set(i64::try_from(rx.len() + n).unwrap_or(i64::MAX));
-        w.flush(&mut buf).await;
+        w.flush(&mut buf, &mut rx).await;
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
@@ -160,7 +160,7 @@ impl Writer {
     /// `failing` is set, so the request path fails closed instead of redeeming with
     /// nothing recorded; the queue behind it is bounded. Only at shutdown, after
     /// [`SHUTDOWN_RETRY`], is a batch lost (and said so).
-    async fn flush(&self, buf: &mut Vec<Item>) {
+    async fn flush(&self, buf: &mut Vec<Item>, rx: &mut mpsc::Receiver<Item>) {
         let mut flows = Vec::new();
         let mut events = Vec::new();
         let mut intents = Vec::new();
@@ -219,8 +219,28 @@ impl Writer {
                         return;
                     }
                     attempt += 1;
-                    let wait = 50 * u64::from(attempt.min(20));
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let wait = Duration::from_millis(50 * u64::from(attempt.min(20)));
+                    // Meanwhile a request waiting for its intent is refused at once, not
+                    // kept waiting behind this retry; other records join the batch (up
+                    // to the queue's capacity, so memory stays bounded).
+                    let until = tokio::time::Instant::now() + wait;
+                    loop {
+                        let room = flows.len() + events.len() < QUEUE_CAPACITY;
+                        tokio::select! {
+                            () = tokio::time::sleep_until(until) => break,
+                            item = rx.recv(), if room => match item {
+                                Some(Item::Intent(_, done)) => {
+                                    let _ = done.send(false);
+                                }
+                                Some(Item::Flow(f)) => {
+                                    events.push(excalibur_core::record::flow_event(&f));
+                                    flows.push(f);
+                                }
+                                Some(Item::Event(e)) => events.push(e),
+                                None => tokio::time::sleep_until(until).await,
+                            },
+                        }
+                    }
                 }
             }
         }

@@ -589,6 +589,7 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
             (Some(url), _) => Box::new(UrlJwks {
                 url: url.clone(),
                 client: client()?,
+                bearer_file: None,
             }),
             (None, Some(path)) => Box::new(FileJwks(path.clone())),
             (None, None) => anyhow::bail!("no JWKS location"),
@@ -596,16 +597,47 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
     };
     let mut attestors = Attestors::default();
     if let Some(k) = &config.kubernetes {
-        let (url, file) = match &k.jwks {
-            crate::config::JwksLocation::Url(u) => (Some(u.clone()), None),
-            crate::config::JwksLocation::File(f) => (None, Some(f.clone())),
+        let jwks: Box<dyn JwksSource> = match &k.jwks {
+            crate::config::JwksLocation::Url(u) => {
+                let mut b = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .no_proxy();
+                let mut roots = extra_roots(config)?;
+                if let Some(ca) = &k.ca_file {
+                    let pem = std::fs::read(ca)
+                        .with_context(|| format!("EXCALIBUR_K8S_CA_FILE {}", ca.display()))?;
+                    let found = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                        .filter_map(Result::ok)
+                        .map(rustls_pki_types::CertificateDer::into_owned);
+                    let before = roots.len();
+                    roots.extend(found);
+                    anyhow::ensure!(
+                        roots.len() > before,
+                        "EXCALIBUR_K8S_CA_FILE {} holds no PEM certificate",
+                        ca.display()
+                    );
+                }
+                let roots: Vec<reqwest::Certificate> = roots
+                    .iter()
+                    .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+                    .collect();
+                if !roots.is_empty() {
+                    b = b.tls_certs_merge(roots);
+                }
+                Box::new(UrlJwks {
+                    url: u.clone(),
+                    client: b.build()?,
+                    bearer_file: k.token_file.clone(),
+                })
+            }
+            crate::config::JwksLocation::File(f) => Box::new(FileJwks(f.clone())),
         };
         let cfg = KubernetesConfig {
             issuer: k.issuer.clone(),
             cluster: k.cluster.clone(),
             audience: k.audience.clone(),
         };
-        attestors.kubernetes = Some(Kubernetes::new(cfg, source(&url, &file)?));
+        attestors.kubernetes = Some(Kubernetes::new(cfg, jwks));
         tracing::info!(issuer = %k.issuer, cluster = %k.cluster, "kubernetes token exchange enabled");
     }
     for d in &config.spiffe {
@@ -657,11 +689,26 @@ impl excalibur_identity::attest::JwksSource for FileJwks {
 struct UrlJwks {
     url: String,
     client: reqwest::Client,
+    /// A bearer token file sent with each fetch, re-read each time (Kubernetes rotates
+    /// the pod's projected token).
+    bearer_file: Option<std::path::PathBuf>,
 }
 
 impl excalibur_identity::attest::JwksSource for UrlJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
-        Box::pin(fetch_capped(&self.client, &self.url))
+        Box::pin(async move {
+            let bearer = match &self.bearer_file {
+                Some(path) => Some(
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            fetch_capped(&self.client, &self.url, bearer.as_deref()).await
+        })
     }
 }
 
@@ -670,9 +717,16 @@ const MAX_KEY_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 /// GETs `url` and returns its body as text, refusing non-2xx answers and bodies over
 /// [`MAX_KEY_DOCUMENT_BYTES`] (a hostile endpoint cannot exhaust memory).
-async fn fetch_capped(client: &reqwest::Client, url: &str) -> Result<String, String> {
-    let resp = client
-        .get(url)
+async fn fetch_capped(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<String, String> {
+    let mut req = client.get(url);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| format!("{url}: {}", e.without_url()))?;
@@ -720,7 +774,7 @@ impl excalibur_identity::attest::JwksSource for DiscoveredJwks {
                 self.issuer.trim_end_matches('/')
             );
             let doc: serde_json::Value =
-                serde_json::from_str(&fetch_capped(&self.client, &url).await?)
+                serde_json::from_str(&fetch_capped(&self.client, &url, None).await?)
                     .map_err(|e| format!("{url}: {e}"))?;
             if doc.get("issuer").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
                 return Err(format!("{url} names another issuer"));
@@ -729,7 +783,7 @@ impl excalibur_identity::attest::JwksSource for DiscoveredJwks {
                 .get("jwks_uri")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| format!("{url} has no jwks_uri"))?;
-            fetch_capped(&self.client, jwks_uri).await
+            fetch_capped(&self.client, jwks_uri, None).await
         })
     }
 }
@@ -1086,7 +1140,7 @@ async fn reject_plain(mut tcp: IdleIo<TcpStream>) {
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
-    identity: Option<Arc<excalibur_core::principal::Principal>>,
+    identity: Option<Arc<excalibur_proxy::TlsIdentity>>,
     dispatch: Dispatch,
     cancel: CancellationToken,
 ) where
@@ -1126,7 +1180,7 @@ async fn serve_connection<I>(
 async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
-    identity: Option<&excalibur_core::principal::Principal>,
+    identity: Option<&excalibur_proxy::TlsIdentity>,
     dispatch: Dispatch,
 ) -> Response<ProxyBody> {
     // HTTP/2 requests always carry :scheme and :authority, so only HTTP/1 absolute-form
@@ -1200,35 +1254,44 @@ impl SvidVerifiers {
         })
     }
 
-    /// The principal of a verified X.509-SVID presented on this connection, if any.
+    /// What the client certificate presented on this connection establishes: `None`
+    /// when there is none, else a verified X.509-SVID or why it is refused.
     fn identify(
         &self,
         conn: &rustls::ServerConnection,
         peer: SocketAddr,
-    ) -> Option<excalibur_core::principal::Principal> {
+    ) -> Option<excalibur_proxy::TlsIdentity> {
+        use excalibur_proxy::TlsIdentity;
         let certs = conn.peer_certificates()?;
         let (leaf, intermediates) = certs.split_first()?;
+        let refused = |reason: &'static str, detail: &str| {
+            tracing::warn!(reason, detail, peer = %peer, "client certificate is not an acceptable X.509-SVID");
+            Some(TlsIdentity::Refused(reason))
+        };
         let id = match excalibur_identity::svid::spiffe_id(leaf) {
             Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(error = %e, peer = %peer, "client certificate is not an acceptable X.509-SVID");
-                return None;
-            }
+            Err(e) => return refused(e.reason(), &e.to_string()),
         };
-        let (td, _) = excalibur_identity::attest::parse_spiffe_id(&id)?;
-        let verifier = self.by_domain.get(td)?;
+        let Some((td, _)) = excalibur_identity::attest::parse_spiffe_id(&id) else {
+            return refused("svid_not_spiffe", &id);
+        };
+        let Some(verifier) = self.by_domain.get(td) else {
+            return refused("svid_trust_domain_unknown", td);
+        };
         let now = rustls_pki_types::UnixTime::now();
         if verifier
             .verify_client_cert(leaf, intermediates, now)
             .is_err()
         {
-            tracing::warn!(peer = %peer, trust_domain = %td, "X.509-SVID does not chain to its own trust domain");
-            return None;
+            return refused(
+                "svid_trust_domain_mismatch",
+                "the certificate does not chain to its own trust domain's bundle",
+            );
         }
-        Some(excalibur_identity::svid::principal(
+        Some(TlsIdentity::Svid(excalibur_identity::svid::principal(
             &id,
             peer.ip().to_canonical(),
-        ))
+        )))
     }
 }
 

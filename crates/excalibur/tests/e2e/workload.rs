@@ -411,6 +411,13 @@ async fn kill_switch_revokes_bearers_even_in_open_tunnels() {
     let resp = get().await.unwrap();
     assert_eq!(resp.status(), 407);
     assert_eq!(resp.headers()["x-excalibur-reason"], "credential_revoked");
+    // The answer names what was presented (a workload bearer) and what to do.
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("workload bearer") && body.contains("/api/oauth/token"),
+        "{body}"
+    );
+    assert!(!body.contains("service credential"), "{body}");
     // A new connection is refused too.
     let (_, out, _) = curl(&[
         "-x",
@@ -891,6 +898,8 @@ async fn x509_svid_client_certificates_identify_workloads_on_8443() {
     let (rogue_cert, rogue_key) = rogue
         .leaf(&["spiffe://prod.example.com/svc/billing"])
         .unwrap();
+    // Signed by a trusted bundle, but naming another trust domain.
+    let (foreign_cert, foreign_key) = td.leaf(&["spiffe://other.example.org/svc/x"]).unwrap();
     let files: Vec<String> = [
         ("good.pem", &good_cert),
         ("good.key", &good_key),
@@ -898,6 +907,8 @@ async fn x509_svid_client_certificates_identify_workloads_on_8443() {
         ("two.key", &two_key),
         ("rogue.pem", &rogue_cert),
         ("rogue.key", &rogue_key),
+        ("foreign.pem", &foreign_cert),
+        ("foreign.key", &foreign_key),
     ]
     .iter()
     .map(|(n, t)| write(n, t))
@@ -953,6 +964,7 @@ async fn x509_svid_client_certificates_identify_workloads_on_8443() {
                 &key,
                 "--cacert",
                 &ours,
+                "-v",
                 "-H",
                 "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
                 "-w",
@@ -975,9 +987,27 @@ async fn x509_svid_client_certificates_identify_workloads_on_8443() {
         |e| e["principal"] == "spiffe://prod.example.com/svc/billing"
             && e["details"]["via"] == "x509-svid"
     ));
-    // Two URI SANs: not an SVID, so the caller is unidentified.
-    let (_, out, _) = through(&files[2], &files[3]).await;
-    assert!(out.ends_with("407"), "{out}");
+    // Two URI SANs, or a trust domain with no bundle here: refused for that reason (in
+    // the 407 and in the audit event), not as if nothing had been presented.
+    for (cert, key, reason) in [
+        (&files[2], &files[3], "svid_uri_san_count"),
+        (&files[6], &files[7], "svid_trust_domain_unknown"),
+    ] {
+        let (_, out, err) = through(cert, key).await;
+        assert!(out.ends_with("407"), "{out}");
+        assert!(
+            err.to_ascii_lowercase()
+                .contains(&format!("x-excalibur-reason: {reason}")),
+            "{err}"
+        );
+        let denied = wait_events(&gw, "proxy_auth_denied", 1).await;
+        assert!(
+            denied
+                .iter()
+                .any(|e| e["details"]["reason"] == reason && e["details"]["via"] == "x509-svid"),
+            "{denied:?}"
+        );
+    }
     // A certificate from a CA outside the bundle fails the handshake.
     let (code, _, _) = through(&files[4], &files[5]).await;
     assert_ne!(code, 0);
@@ -1050,4 +1080,94 @@ async fn a_bearer_redeems_only_within_its_scopes() {
             .any(|e| e["details"]["reason"] == "scope_not_granted"),
         "{denied:?}"
     );
+}
+
+#[tokio::test]
+async fn an_in_cluster_jwks_is_fetched_with_the_pods_token_and_cluster_ca() {
+    // The cluster's `/openid/v1/jwks` over HTTPS (its own CA) and 401 without a bearer.
+    let key = ClusterKey::generate("key-1").unwrap();
+    let (jwks, cluster_ca) = JwksServer::start_tls(&[&key], "pod-token-1").await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let token_file = dir.path().join("token");
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&token_file, "pod-token-1\n").unwrap();
+    std::fs::write(&ca_file, &cluster_ca).unwrap();
+    let env = |url: String| {
+        vec![
+            ("EXCALIBUR_K8S_ISSUER".to_owned(), ISSUER.to_owned()),
+            ("EXCALIBUR_K8S_JWKS_URL".to_owned(), url),
+            (
+                "EXCALIBUR_K8S_TOKEN_FILE".to_owned(),
+                token_file.display().to_string(),
+            ),
+            (
+                "EXCALIBUR_K8S_CA_FILE".to_owned(),
+                ca_file.display().to_string(),
+            ),
+        ]
+    };
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            env: env(jwks.url()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post(
+            "/api/namespaces",
+            json!({"name": "payments", "allowed_domains": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    let sa = key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, "jti-in-cluster-1"),
+            None,
+        )
+        .unwrap();
+    let (status, body) = exchange(&gw, &sa, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        jwks.authorizations()
+            .iter()
+            .all(|a| a == "Bearer pod-token-1"),
+        "{:?}",
+        jwks.authorizations()
+    );
+    // Kubelet rotates the pod's token: the next fetch (a new signing key) sends the new one.
+    std::fs::write(&token_file, "pod-token-2\n").unwrap();
+    let key2 = ClusterKey::generate("key-2").unwrap();
+    jwks.publish(&[&key, &key2]);
+    // (Refetches are at most one a second.)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sa2 = key2
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 300, "jti-in-cluster-2"),
+            None,
+        )
+        .unwrap();
+    let _ = exchange(&gw, &sa2, &[]).await;
+    assert_eq!(
+        jwks.authorizations().last().map(String::as_str),
+        Some("Bearer pod-token-2")
+    );
+    drop(gw);
+    // A bearer token is never sent in clear: a token file with an http:// JWKS URL
+    // refuses to start.
+    let err = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            env: env("http://127.0.0.1:9/openid/v1/jwks".to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("in clear"), "{err}");
 }
