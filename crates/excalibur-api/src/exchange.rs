@@ -29,6 +29,8 @@ pub struct ExchangeConfig {
     pub max_workload_token_ttl: Duration,
     /// `iss` of the audience-scoped tokens Excalibur signs.
     pub issuer_url: String,
+    /// Trust domain of their `sub` and `td` (principals that are not SPIFFE IDs).
+    pub trust_domain: String,
     /// Settings key under which the store seals the signing keys.
     pub signing_setting: String,
 }
@@ -254,8 +256,11 @@ pub(crate) async fn workload_token(
         Err(e) => return invalid_request(&e.to_string()),
     };
     let source = peer.map_or_else(String::new, |p| p.0.0.ip().to_canonical().to_string());
-    if let Some(refused) = admit_v1(&s, &req.subject_token_type, &attested, source).await {
-        return refused;
+    if req.subject_token_type == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
+        return invalid_request(&format!(
+            "`subject_token_type` is a SPIFFE SVID but the token is a `{}` token",
+            attested.attestation
+        ));
     }
     let now = Timestamp::now();
     let cap = i64::try_from(s.exchange.max_workload_token_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -265,9 +270,12 @@ pub(crate) async fn workload_token(
         return invalid_request("the subject token expires too soon");
     }
     let jti = excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<16>());
+    let td = s.exchange.trust_domain.as_str();
+    let sub = excalibur_identity::mint::spiffe_subject_in(td, &attested.principal);
+    let td = excalibur_identity::attest::parse_spiffe_id(&sub).map_or(td, |(td, _)| td);
     let mut claims = json!({
-        "iss": s.exchange.issuer_url, "sub": excalibur_identity::mint::spiffe_subject(&attested.principal),
-        "aud": audience, "iat": now.millis() / 1000, "exp": exp, "jti": jti,
+        "iss": s.exchange.issuer_url, "sub": sub, "aud": audience,
+        "iat": now.millis() / 1000, "exp": exp, "jti": jti, "td": td,
         "principal": attested.principal, "attestation": attested.attestation,
     });
     if let (Some(scope), Some(obj)) = (&req.scope, claims.as_object_mut()) {
@@ -277,14 +285,48 @@ pub(crate) async fn workload_token(
         Ok(t) => t,
         Err(e) => return crate::ApiError::internal(&e).into_response(),
     };
-    let event = excalibur_core::audit::NewEvent::new(
-        excalibur_core::audit::EventType::WorkloadTokenIssued,
-        attested.principal.clone(),
-        json!({"kind": "audience_jwt", "aud": claims.get("aud"), "jti": jti, "ttl_seconds": ttl,
-               "attestor": attested.attestation, "sub": claims.get("sub")}),
-    );
-    if let Err(e) = s.store.record(Vec::new(), vec![event]).await {
-        return crate::ApiError::from(e).into_response();
+    // Recorded like a bearer (prefix `jwt`, never accepted by the proxy): listed on the
+    // Workloads page, revocable by id, principal or jti, checked by `/v1/introspect`, and
+    // under the same kill switch and replay rules as `/api/oauth/token`.
+    let mut details = attested.details.clone();
+    if let Some(obj) = details.as_object_mut() {
+        obj.insert("kind".to_owned(), json!("audience_jwt"));
+        obj.insert("aud".to_owned(), json!(audience));
+        obj.insert("token_jti".to_owned(), json!(jti));
+        obj.insert("jti".to_owned(), json!(attested.jti));
+        obj.insert("sub".to_owned(), json!(claims.get("sub")));
+        obj.insert(
+            "scopes".to_owned(),
+            json!(
+                req.scope
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    let issue = WorkloadIssue {
+        info: WorkloadInfo {
+            id: format!(
+                "wl_{}",
+                excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
+            ),
+            namespace: attested.namespace.clone(),
+            principal: attested.principal.clone(),
+            attestation: attested.attestation.to_owned(),
+            source,
+            token_prefix: "jwt".to_owned(),
+            created_at: now.to_rfc3339(),
+            expires_at: Timestamp::from_millis(exp * 1000).to_rfc3339(),
+            details,
+        },
+        hash: excalibur_core::ids::token_hash(&token),
+        jti: attested.jti.clone(),
+        jti_expires_ms: attested.exp * 1000 + 60_000,
+    };
+    if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
+        return refused;
     }
     let mut resp = (
         StatusCode::OK,
@@ -296,32 +338,84 @@ pub(crate) async fn workload_token(
     resp
 }
 
-/// The checks `/v1` shares with `/api/oauth/token`: the declared type is what the token
-/// is (a SPIFFE SVID type for a JWT-SVID only), and the kill switch and the replay cache
-/// admit it. `Some` is the refusal.
-async fn admit_v1(
-    s: &ApiState,
-    declared: &str,
-    attested: &excalibur_identity::attest::Attested,
-    source: String,
-) -> Option<Response> {
-    if declared == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
-        return Some(invalid_request(&format!(
-            "`subject_token_type` is a SPIFFE SVID but the token is a `{}` token",
-            attested.attestation
-        )));
-    }
-    let admitted = s
+/// RFC 7662 request.
+#[derive(Deserialize)]
+pub(crate) struct IntrospectForm {
+    token: Option<String>,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "the hint is optional and the lookup covers both kinds"
+    )]
+    token_type_hint: Option<String>,
+}
+
+/// `POST /v1/introspect` (RFC 7662): is this audience token (or workload bearer) live?
+/// `{"active": false}` once it is revoked or expired, or when Excalibur never issued it.
+/// Authenticated by an API token; give downstreams one with the `introspection` role,
+/// which can do nothing else.
+pub(crate) async fn introspect(
+    _: crate::auth::Introspector,
+    State(s): State<ApiState>,
+    form: Result<Form<IntrospectForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return invalid_request("the body must be application/x-www-form-urlencoded with `token`");
+    };
+    let Some(token) = f.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        return invalid_request("`token` is required");
+    };
+    let found = match s
         .store
-        .subject_admit(
-            attested.principal.clone(),
-            attested.jti.clone(),
-            attested.exp * 1000 + 60_000,
-            attested.attestation.to_owned(),
-            source,
-        )
-        .await;
-    refused(admitted)
+        .workload_by_hash(excalibur_core::ids::token_hash(token))
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => return crate::ApiError::from(e).into_response(),
+    };
+    let body = match found {
+        Some((info, true)) if info.token_prefix == "jwt" => {
+            // Issued here (its hash is on record), so its claims are ours to repeat.
+            let mut claims = jwt_claims(token).unwrap_or_else(|| json!({}));
+            if let Some(obj) = claims.as_object_mut() {
+                obj.insert("active".to_owned(), json!(true));
+                obj.insert("token_type".to_owned(), json!("Bearer"));
+            }
+            claims
+        }
+        Some((info, true)) => {
+            let secs = |t: &str| Timestamp::parse(t).map(|t| t.millis() / 1000).ok();
+            let scopes = info
+                .details
+                .get("scopes")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+            json!({"active": true, "token_type": "Bearer", "sub": info.principal,
+                   "principal": info.principal, "exp": secs(&info.expires_at),
+                   "iat": secs(&info.created_at), "scope": scopes, "workload_id": info.id,
+                   "iss": s.exchange.issuer_url})
+        }
+        _ => json!({"active": false}),
+    };
+    let mut resp = (StatusCode::OK, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The payload of a compact JWS, undecoded from base64url.
+fn jwt_claims(token: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The answer for an exchange the store did not admit (`None`: admitted).

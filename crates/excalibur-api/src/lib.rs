@@ -80,6 +80,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/revocations"),
     ("delete", "/api/revocations/{id}"),
     ("post", "/v1/exchange/token"),
+    ("post", "/v1/introspect"),
     ("get", "/.well-known/jwks.json"),
     ("post", "/api/signing-keys/rotate"),
     ("get", "/api/crypto/dpop/mappings"),
@@ -333,6 +334,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/revocations", post(revoke).get(revocation_list))
         .route("/api/revocations/{id}", delete(revocation_delete))
         .route("/v1/exchange/token", post(exchange::workload_token))
+        .route("/v1/introspect", post(exchange::introspect))
         .route("/.well-known/jwks.json", get(exchange::jwks))
         .route("/api/signing-keys/rotate", post(exchange::rotate))
         .route(

@@ -28,7 +28,7 @@ pub struct Problem {
 pub struct CreateToken {
     /// A label for the token.
     pub name: String,
-    /// `admin` or `operator`.
+    /// `admin`, `operator` or `introspection` (only `POST /v1/introspect`).
     pub role: Role,
 }
 

@@ -80,6 +80,9 @@ event_types! {
     WorkloadTokenRevoked => "workload_token_revoked",
     /// A platform token was presented a second time within its lifetime.
     WorkloadTokenReplayDenied => "workload_token_replay_denied",
+    /// The same subject token was exchanged again from the address that first
+    /// exchanged it (a restarted workload): its earlier bearer was revoked.
+    WorkloadTokenReissued => "workload_token_reissued",
     /// A principal was killed: its bearers revoked and its exchanges refused until lifted.
     PrincipalRevoked => "principal_revoked",
     /// An admin lifted a principal's standing revocation.

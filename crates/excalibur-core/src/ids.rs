@@ -104,6 +104,8 @@ pub enum Role {
     Admin,
     /// Reads only.
     Operator,
+    /// Only `POST /v1/introspect`: what a downstream that receives audience tokens holds.
+    Introspection,
 }
 
 impl Role {
@@ -112,6 +114,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Operator => "operator",
+            Role::Introspection => "introspection",
         }
     }
 
@@ -120,6 +123,7 @@ impl Role {
         match s {
             "admin" => Some(Role::Admin),
             "operator" => Some(Role::Operator),
+            "introspection" => Some(Role::Introspection),
             _ => None,
         }
     }
@@ -127,6 +131,11 @@ impl Role {
     /// True when this role may perform writes.
     pub fn can_write(self) -> bool {
         matches!(self, Role::Admin)
+    }
+
+    /// True when this role may read the API and the UI.
+    pub fn can_read(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator)
     }
 }
 

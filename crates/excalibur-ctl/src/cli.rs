@@ -159,7 +159,7 @@ pub enum TokenCmd {
         /// Label.
         #[arg(long)]
         name: String,
-        /// `admin` or `operator`.
+        /// `admin`, `operator`, or `introspection` (only `POST /v1/introspect`).
         #[arg(long, default_value = "operator")]
         role: String,
     },

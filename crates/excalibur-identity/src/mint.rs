@@ -138,6 +138,11 @@ impl SigningKeys {
 /// A SPIFFE-shaped subject for a principal id: SPIFFE IDs stay as they are; others are
 /// mapped into an `excalibur` trust domain (`spiffe://excalibur/k8s/<cluster>/<ns>/<sa>`).
 pub fn spiffe_subject(principal: &str) -> String {
+    spiffe_subject_in("excalibur", principal)
+}
+
+/// [`spiffe_subject`] in the trust domain `td` (`spiffe://<td>/k8s/<cluster>/<ns>/<sa>`).
+pub fn spiffe_subject_in(td: &str, principal: &str) -> String {
     if principal.starts_with("spiffe://") {
         return principal.to_owned();
     }
@@ -155,7 +160,7 @@ pub fn spiffe_subject(principal: &str) -> String {
         .split('/')
         .filter(|s| !s.is_empty() && *s != "." && *s != "..")
         .collect();
-    format!("spiffe://excalibur/{}", segments.join("/"))
+    format!("spiffe://{td}/{}", segments.join("/"))
 }
 
 #[cfg(test)]

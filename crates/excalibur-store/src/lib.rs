@@ -384,17 +384,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn workload_exchange(&self, issue: WorkloadIssue) -> StoreFuture<'_, Exchanged>;
     /// Revokes live workload bearers matching the revocation; returns how many.
     fn workload_revoke(&self, revocation: Revocation, actor: String) -> StoreFuture<'_, usize>;
-    /// Admits a subject token for an exchange that issues no bearer (`/v1`): the same
-    /// kill switch and replay cache as [`Store::workload_exchange`]. `Issued` when it
-    /// may be exchanged (its jti is then recorded).
-    fn subject_admit(
-        &self,
-        principal: String,
-        jti: String,
-        jti_expires_ms: i64,
-        attestation: String,
-        source: String,
-    ) -> StoreFuture<'_, Exchanged>;
+    /// A workload bearer or audience token by the hash of its value, with whether it is
+    /// live now (not revoked, not expired).
+    fn workload_by_hash(&self, hash: String) -> StoreFuture<'_, Option<(WorkloadInfo, bool)>>;
     /// Re-authenticates the configuration rows as they are now (after an operator edited
     /// the database on purpose), with a `configuration_accepted` event.
     fn config_accept(&self, actor: String) -> StoreFuture<'_, ()>;

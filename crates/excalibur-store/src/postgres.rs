@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("migrations/postgres/0012_config_row_macs.sql"),
     ),
+    (13, include_str!("migrations/postgres/0013_reissue.sql")),
+    (
+        14,
+        include_str!("migrations/postgres/0014_introspection_role.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

@@ -1277,9 +1277,11 @@ impl Store for SqlStore {
                 jti_expires_ms: w.jti_expires_ms,
                 attestation: &w.info.attestation,
                 source: &w.info.source,
+                bearer: &w.info.id,
             };
-            if let Some(refused) = admit_subject(tx, &subject, now)? {
-                return Ok(refused);
+            let (refused, mut events) = admit_subject(tx, &subject, now)?;
+            if let Some(refused) = refused {
+                return Ok((refused, events));
             }
             let expires_ms = Timestamp::parse(&w.info.expires_at).map(Timestamp::millis).unwrap_or(now);
             tx.execute(
@@ -1302,15 +1304,17 @@ impl Store for SqlStore {
             if let Some(obj) = attested.as_object_mut() {
                 obj.insert("attestor".to_owned(), json!(w.info.attestation));
             }
-            let events = vec![
-                NewEvent::new(EventType::WorkloadAttested, w.info.principal.clone(), attested),
-                NewEvent::new(
-                    EventType::WorkloadTokenIssued,
-                    w.info.principal.clone(),
-                    json!({"token_prefix": w.info.token_prefix, "ttl_seconds": (expires_ms - now) / 1000,
-                           "scopes": w.info.details.get("scopes"), "workload_id": w.info.id}),
-                ),
-            ];
+            let mut issued = json!({"token_prefix": w.info.token_prefix, "ttl_seconds": (expires_ms - now) / 1000,
+                                    "scopes": w.info.details.get("scopes"), "workload_id": w.info.id});
+            if let (Some(obj), Some(d)) = (issued.as_object_mut(), w.info.details.as_object()) {
+                for k in ["kind", "aud", "token_jti", "sub", "act"] {
+                    if let Some(v) = d.get(k) {
+                        obj.insert(k.to_owned(), v.clone());
+                    }
+                }
+            }
+            events.push(NewEvent::new(EventType::WorkloadAttested, w.info.principal.clone(), attested));
+            events.push(NewEvent::new(EventType::WorkloadTokenIssued, w.info.principal.clone(), issued));
             Ok((Exchanged::Issued, events))
         })
     }
@@ -1320,14 +1324,16 @@ impl Store for SqlStore {
             let now = Timestamp::now().millis();
             let targets: Vec<(String, String, String)> = {
 
-                let jti = match tx.dialect() {
-                    Dialect::Sqlite => "json_extract(details, '$.jti')",
-                    Dialect::Postgres => "(details::jsonb ->> 'jti')",
+                let (jti, token_jti) = match tx.dialect() {
+                    Dialect::Sqlite => ("json_extract(details, '$.jti')", "json_extract(details, '$.token_jti')"),
+                    Dialect::Postgres => ("(details::jsonb ->> 'jti')", "(details::jsonb ->> 'token_jti')"),
                 };
+                // `jti`: the subject token's (every bearer exchanged for it) or an issued
+                // audience token's own.
                 let sql = format!(
                     "SELECT id, principal, prefix FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1
                      AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) AND (CAST(?3 AS TEXT) IS NULL OR principal = ?3)
-                     AND (CAST(?4 AS TEXT) IS NULL OR {jti} = ?4)"
+                     AND (CAST(?4 AS TEXT) IS NULL OR {jti} = ?4 OR {token_jti} = ?4)"
                 );
                 tx.query_map(&sql, params![now, r.workload_id, r.principal, r.jti], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
@@ -1353,36 +1359,32 @@ impl Store for SqlStore {
                     ));
                 }
             }
+            // What an admin revoked is not re-issued to the same source later.
+            if let Some(jti) = &r.jti {
+                tx.execute("UPDATE seen_jti SET revoked = 1 WHERE jti = ?1", params![jti])?;
+            }
             for (id, principal, prefix) in &targets {
                 tx.execute("UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1", params![id, now])?;
-                events.push(NewEvent::new(
-                    EventType::WorkloadTokenRevoked,
-                    actor.clone(),
-                    json!({"workload_id": id, "principal": principal, "token_prefix": prefix}),
-                ));
+                tx.execute("UPDATE seen_jti SET revoked = 1 WHERE bearer = ?1", params![id])?;
+                events.push(revoked_event(id, principal, Some(prefix), "revoked", &actor, now));
             }
             Ok((targets.len(), events))
         })
     }
 
-    fn subject_admit(
-        &self,
-        principal: String,
-        jti: String,
-        jti_expires_ms: i64,
-        attestation: String,
-        source: String,
-    ) -> StoreFuture<'_, Exchanged> {
-        self.write(move |_, tx| {
-            let subject = Subject {
-                principal: &principal,
-                jti: &jti,
-                jti_expires_ms,
-                attestation: &attestation,
-                source: &source,
-            };
-            Ok(admit_subject(tx, &subject, Timestamp::now().millis())?
-                .unwrap_or((Exchanged::Issued, Vec::new())))
+    fn workload_by_hash(&self, hash: String) -> StoreFuture<'_, Option<(WorkloadInfo, bool)>> {
+        self.run(move |_, tx| {
+            tx.query_opt(
+                "SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details, revoked_ms
+                 FROM workload_tokens WHERE hash = ?1",
+                params![hash],
+                |r| {
+                    let revoked: Option<i64> = r.get(9)?;
+                    let expires: i64 = r.get(7)?;
+                    let live = revoked.is_none() && expires > Timestamp::now().millis();
+                    Ok((workload_row(r)?.0, live))
+                },
+            )
         })
     }
 
@@ -1901,7 +1903,7 @@ impl Store for SqlStore {
             let workloads = {
 
                 tx.query_map("SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details, hash
-                     FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1", params![Timestamp::now().millis()], |r| Ok((workload_row(r)?.0, r.get::<String>(9)?)))?
+                     FROM workload_tokens WHERE revoked_ms IS NULL AND expires_ms > ?1 AND prefix <> 'jwt'", params![Timestamp::now().millis()], |r| Ok((workload_row(r)?.0, r.get::<String>(9)?)))?
             };
             let mappings = {
 
@@ -2226,17 +2228,22 @@ struct Subject<'a> {
     jti_expires_ms: i64,
     attestation: &'a str,
     source: &'a str,
+    /// The id of the bearer this exchange issues.
+    bearer: &'a str,
 }
 
 /// The one admission of a subject token, for every exchange endpoint: refused while its
-/// principal is revoked (the kill switch, a standing deny), or when its jti was seen
-/// within its life (a replay); else its jti is recorded. `Some` is the refusal and its
-/// event.
+/// principal is revoked (the kill switch, a standing deny). A jti seen before within its
+/// life is a replay, unless it comes again from the address that first exchanged it and
+/// no admin revoked what it was exchanged for: a restarted workload re-reading the same
+/// projected token or cached JWT-SVID, whose earlier bearer is then revoked
+/// (`workload_token_reissued`). Else its jti is recorded. The refusal, if any, and the
+/// events.
 fn admit_subject(
     tx: &mut dyn Tx,
     s: &Subject<'_>,
     now: i64,
-) -> Result<Option<(Exchanged, Vec<NewEvent>)>, StoreError> {
+) -> Result<(Option<Exchanged>, Vec<NewEvent>), StoreError> {
     let killed: Option<String> = tx.query_opt(
         "SELECT id FROM principal_revocations WHERE principal = ?1",
         params![s.principal],
@@ -2249,27 +2256,85 @@ fn admit_subject(
             json!({"reason": "principal_revoked", "revocation_id": revocation,
                    "attestor": s.attestation, "source": s.source}),
         );
-        return Ok(Some((Exchanged::PrincipalRevoked, vec![event])));
+        return Ok((Some(Exchanged::PrincipalRevoked), vec![event]));
     }
     tx.execute("DELETE FROM seen_jti WHERE expires_ms < ?1", params![now])?;
-    let seen: Option<i64> = tx.query_opt(
-        "SELECT expires_ms FROM seen_jti WHERE jti = ?1",
+    let seen: Option<(Option<String>, Option<String>, i64)> = tx.query_opt(
+        "SELECT source, bearer, revoked FROM seen_jti WHERE jti = ?1",
         params![s.jti],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    if seen.is_some() {
+    let Some((source, previous, revoked)) = seen else {
+        tx.execute(
+            "INSERT INTO seen_jti (jti, expires_ms, source, bearer, revoked) VALUES (?1, ?2, ?3, ?4, 0)",
+            params![s.jti, s.jti_expires_ms, s.source, s.bearer],
+        )?;
+        return Ok((None, Vec::new()));
+    };
+    let same_source = !s.source.is_empty() && source.as_deref() == Some(s.source);
+    if !same_source || revoked != 0 {
+        let reason = if revoked != 0 { "revoked" } else { "replay" };
         let event = NewEvent::new(
             EventType::WorkloadTokenReplayDenied,
             s.principal.to_owned(),
-            json!({"jti": s.jti, "attestor": s.attestation, "source": s.source}),
+            json!({"jti": s.jti, "attestor": s.attestation, "source": s.source,
+                   "first_source": source, "reason": reason}),
         );
-        return Ok(Some((Exchanged::Replay, vec![event])));
+        return Ok((Some(Exchanged::Replay), vec![event]));
+    }
+    let mut events = Vec::new();
+    if let Some(prev) = &previous {
+        let revoked = tx.execute(
+            "UPDATE workload_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![prev, now],
+        )?;
+        if revoked > 0 {
+            events.push(revoked_event(
+                prev,
+                s.principal,
+                None,
+                "reissued",
+                "system",
+                now,
+            ));
+        }
     }
     tx.execute(
-        "INSERT INTO seen_jti (jti, expires_ms) VALUES (?1, ?2)",
-        params![s.jti, s.jti_expires_ms],
+        "UPDATE seen_jti SET bearer = ?2 WHERE jti = ?1",
+        params![s.jti, s.bearer],
     )?;
-    Ok(None)
+    events.push(NewEvent::new(
+        EventType::WorkloadTokenReissued,
+        s.principal.to_owned(),
+        json!({"jti": s.jti, "attestor": s.attestation, "source": s.source,
+               "previous_workload_id": previous, "workload_id": s.bearer}),
+    ));
+    Ok((None, events))
+}
+
+/// `workload_token_revoked`, with a CAEP `session-revoked` event (OpenID Shared Signals)
+/// that webhooks carry to the downstreams holding the token.
+fn revoked_event(
+    workload_id: &str,
+    principal: &str,
+    prefix: Option<&str>,
+    reason: &str,
+    actor: &str,
+    now_ms: i64,
+) -> NewEvent {
+    NewEvent::new(
+        EventType::WorkloadTokenRevoked,
+        actor.to_owned(),
+        json!({"workload_id": workload_id, "principal": principal, "token_prefix": prefix,
+        "reason": reason,
+        "caep": {
+            "event_type": "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+            "subject": {"format": "opaque", "id": workload_id},
+            "event_timestamp": now_ms / 1000,
+            "initiating_entity": if actor == "system" { "system" } else { "admin" },
+            "reason_admin": {"en": reason},
+        }}),
+    )
 }
 
 fn list_rules(conn: &mut dyn Tx) -> Result<Vec<TranslationRule>, StoreError> {

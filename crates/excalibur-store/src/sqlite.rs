@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("migrations/sqlite/0012_config_row_macs.sql"),
     ),
+    (13, include_str!("migrations/sqlite/0013_reissue.sql")),
+    (
+        14,
+        include_str!("migrations/sqlite/0014_introspection_role.sql"),
+    ),
 ];
 
 impl SqlStore {

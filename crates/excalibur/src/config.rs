@@ -60,6 +60,10 @@ pub(crate) struct ServeArgs {
         default_value = "https://excalibur.localhost"
     )]
     issuer_url: String,
+    /// Trust domain of the `sub` (and `td`) of the audience tokens Excalibur signs, for
+    /// principals that are not SPIFFE IDs already.
+    #[arg(long, env = "EXCALIBUR_TRUST_DOMAIN", default_value = "excalibur")]
+    trust_domain: String,
     /// Longest life of a proxy bearer issued by token exchange, in seconds.
     #[arg(long, env = "EXCALIBUR_MAX_WORKLOAD_TOKEN_TTL", default_value_t = 3600)]
     max_workload_token_ttl: u64,
@@ -361,6 +365,8 @@ pub(crate) struct Config {
     pub(crate) max_workload_token_ttl: std::time::Duration,
     /// `iss` of minted workload tokens.
     pub(crate) issuer_url: String,
+    /// Trust domain of minted tokens' subjects.
+    pub(crate) trust_domain: String,
     /// NetBird sync, when configured.
     pub(crate) netbird: Option<Netbird>,
     /// SPIFFE trust domains.
@@ -636,6 +642,7 @@ impl Config {
             dangerous_accept_config_edits: args.dangerous_accept_config_edits,
             kubernetes,
             issuer_url: args.issuer_url.clone(),
+            trust_domain: args.trust_domain.clone(),
             netbird,
             spiffe: raw.spiffe,
             oidc: raw.oidc,

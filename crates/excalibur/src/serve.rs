@@ -348,6 +348,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         exchange: excalibur_api::ExchangeConfig {
             max_workload_token_ttl: config.max_workload_token_ttl,
             issuer_url: config.issuer_url.clone(),
+            trust_domain: config.trust_domain.clone(),
             signing_setting: init::SIGNING_KEYS_SETTING.to_owned(),
         },
         signing: Arc::new(tokio::sync::RwLock::new(

@@ -358,6 +358,14 @@ async fn login(
     }
     let hash = token_hash(f.token.trim());
     match s.store.token_by_hash(hash.clone()).await {
+        Ok(Some(info)) if !info.role.can_read() => html(
+            StatusCode::FORBIDDEN,
+            page_shell(
+                "Log in",
+                None,
+                &login_form(Some("an introspection token cannot log in")),
+            ),
+        ),
         Ok(Some(info)) => {
             let id = s.sessions.create(info.id, hash, info.role);
             let cookie =

@@ -206,8 +206,8 @@ async fn seed_000_kubernetes_exchange_then_proxy() {
     let flows = wait_events(gw, "flow_recorded", 1).await;
     assert_eq!(flows[0]["principal"], "k8s:prod-eu-west/payments/api");
 
-    // The same SA token again: replay.
-    let (status, body) = exchange(gw, &sa, &[]).await;
+    // The same SA token again from another address: replay.
+    let (status, body) = exchange(gw, &sa, &["--interface", "127.0.0.2"]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
@@ -816,6 +816,8 @@ async fn seed_004_exchange_mints_audience_scoped_tokens_with_rotating_keys() {
         let url = url.clone();
         async move {
             let (_, out, _) = curl(&[
+                "--interface",
+                "127.0.0.2",
                 "-X",
                 "POST",
                 &url,
@@ -828,12 +830,12 @@ async fn seed_004_exchange_mints_audience_scoped_tokens_with_rotating_keys() {
             serde_json::from_str::<Value>(&out).unwrap()
         }
     };
-    // One replay cache with /api/oauth/token: the same subject token is refused now,
-    // at /v1 and at the form endpoint.
+    // One replay cache with /api/oauth/token: the same subject token from another
+    // address is refused now, at /v1 and at the form endpoint.
     let again = post(body.clone()).await;
     assert_eq!(again["error"], "invalid_request", "{again}");
     assert!(again.to_string().contains("replay"), "{again}");
-    let (status, form) = exchange(gw, &sa, &[]).await;
+    let (status, form) = exchange(gw, &sa, &["--interface", "127.0.0.2"]).await;
     assert_eq!(status, 400, "{form}");
     // The declared type must match the token: a Kubernetes token is no SPIFFE SVID.
     let fresh = c
@@ -1170,4 +1172,223 @@ async fn an_in_cluster_jwks_is_fetched_with_the_pods_token_and_cluster_ca() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("in clear"), "{err}");
+}
+
+/// Proxies one request with `bearer`; the CONNECT status.
+async fn connect_with(gw: &Gateway, bearer: &str) -> String {
+    curl(&[
+        "-x",
+        &format!("http://{}", gw.proxy()),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {bearer}"),
+        "--cacert",
+        gw.data_dir.join("ca.pem").to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/reissue",
+    ])
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn a_restarted_workload_re_exchanges_its_token_from_the_same_address() {
+    let c = cluster().await;
+    let gw = &c.gw;
+    let sa = c
+        .key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-restart"),
+            None,
+        )
+        .unwrap();
+    let (status, first) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(connect_with(gw, &first).await, "200");
+    // The container restarts and reads the same projected token file: from the same
+    // address it gets a new bearer, and the old one stops working.
+    let (status, second) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 200, "{second}");
+    let second = second["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    assert_eq!(connect_with(gw, &second).await, "200");
+    assert_eq!(connect_with(gw, &first).await, "407");
+    let reissued = wait_events(gw, "workload_token_reissued", 1).await;
+    assert_eq!(reissued[0]["details"]["jti"], "jti-restart");
+    assert!(reissued[0]["details"]["previous_workload_id"].is_string());
+    // From anywhere else it is a replay.
+    let (status, body) = exchange(gw, &sa, &["--interface", "127.0.0.2"]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("replay"), "{body}");
+    // What an admin revoked is not re-issued, even to the same address.
+    gw.api()
+        .post("/api/revocations", json!({"jti": "jti-restart"}))
+        .await
+        .unwrap();
+    assert_eq!(connect_with(gw, &second).await, "407");
+    let (status, body) = exchange(gw, &sa, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    let denied = wait_events(gw, "workload_token_replay_denied", 2).await;
+    assert!(
+        denied.iter().any(|e| e["details"]["reason"] == "revoked"),
+        "{denied:?}"
+    );
+}
+
+#[tokio::test]
+async fn downstreams_introspect_audience_tokens_and_hear_of_their_revocation() {
+    let receiver = excalibur_test_support::receiver::Receiver::start(0)
+        .await
+        .unwrap();
+    let key = ClusterKey::generate("key-1").unwrap();
+    let jwks = JwksServer::start(&[&key]).await.unwrap();
+    let gw = Gateway::start(
+        server_bin(),
+        Options {
+            config_toml:
+                "[webhooks]\nretry_base_ms = 100\ndangerous_allow_private_destinations = true\n"
+                    .into(),
+            env: vec![
+                ("EXCALIBUR_K8S_ISSUER".to_owned(), ISSUER.to_owned()),
+                ("EXCALIBUR_K8S_CLUSTER".to_owned(), "prod".to_owned()),
+                ("EXCALIBUR_K8S_JWKS_URL".to_owned(), jwks.url()),
+                (
+                    "EXCALIBUR_TRUST_DOMAIN".to_owned(),
+                    "corp.example".to_owned(),
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/webhooks",
+        json!({"url": format!("http://{}/hook", receiver.addr), "event_types": ["workload_token_revoked"]}),
+    )
+    .await
+    .unwrap();
+    // The downstream's credential: it can introspect and nothing else.
+    let client = api
+        .post(
+            "/api/tokens",
+            json!({"name": "mcp-server", "role": "introspection"}),
+        )
+        .await
+        .unwrap();
+    let client = client["token"].as_str().unwrap().to_owned();
+    let (status, _, _) = gw
+        .api_as(Some(&client))
+        .send("GET", "/api/workloads", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "an introspection token reads nothing");
+    let sa = key
+        .sign(
+            &sa_claims(ISSUER, AUDIENCE, "payments", "api", 600, "jti-intro"),
+            None,
+        )
+        .unwrap();
+    let body = json!({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": sa,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": "https://mcp.example.com",
+        "scope": "tools:search"
+    })
+    .to_string();
+    let url = format!("{}/v1/exchange/token", gw.url());
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+    ])
+    .await;
+    let minted: Value = serde_json::from_str(&out).unwrap();
+    let jwt = minted["access_token"].as_str().unwrap().to_owned();
+    let keys = gw.api_as(None).get("/.well-known/jwks.json").await.unwrap();
+    let claims = verify_minted(&jwt, &keys, "https://mcp.example.com").unwrap();
+    // The configured trust domain, and the WIMSE/Starfly claims.
+    assert_eq!(claims["sub"], "spiffe://corp.example/k8s/prod/payments/api");
+    assert_eq!(claims["td"], "corp.example");
+    assert_eq!(claims["scope"], "tools:search");
+    for c in ["iss", "aud", "exp", "iat", "jti"] {
+        assert!(!claims[c].is_null(), "{c} in {claims}");
+    }
+    let introspect = |token: String, auth: Option<String>| {
+        let url = format!("{}/v1/introspect", gw.url());
+        async move {
+            let mut args = vec![
+                "-X".to_owned(),
+                "POST".to_owned(),
+                url,
+                "--data-urlencode".to_owned(),
+                format!("token={token}"),
+                "-w".to_owned(),
+                "\n%{http_code}".to_owned(),
+            ];
+            if let Some(a) = auth {
+                args.extend(["-H".to_owned(), format!("Authorization: Bearer {a}")]);
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (_, out, _) = curl(&refs).await;
+            let (body, code) = out.rsplit_once('\n').unwrap();
+            (
+                code.to_owned(),
+                serde_json::from_str::<Value>(body).unwrap_or_default(),
+            )
+        }
+    };
+    // No client credential: 401.
+    assert_eq!(introspect(jwt.clone(), None).await.0, "401");
+    let (code, live) = introspect(jwt.clone(), Some(client.clone())).await;
+    assert_eq!(code, "200");
+    assert_eq!(live["active"], true, "{live}");
+    assert_eq!(live["sub"], claims["sub"]);
+    assert_eq!(live["jti"], claims["jti"]);
+    assert_eq!(live["aud"], "https://mcp.example.com");
+    // Something Excalibur never issued (a token it signed for nobody, garbage): inactive.
+    let (_, forged) = introspect(format!("{jwt}x"), Some(client.clone())).await;
+    assert_eq!(forged, json!({"active": false}));
+    // The audience token is no proxy bearer.
+    assert_eq!(connect_with(&gw, &jwt).await, "407");
+    // Revoked by its own jti: inactive at once, and pushed to the webhook receiver as
+    // CAEP session-revoked.
+    api.post("/api/revocations", json!({"jti": claims["jti"]}))
+        .await
+        .unwrap();
+    let (_, dead) = introspect(jwt.clone(), Some(client.clone())).await;
+    assert_eq!(dead, json!({"active": false}));
+    let started = std::time::Instant::now();
+    let pushed = loop {
+        let got: Vec<Value> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .filter(|v| v["event_type"] == "workload_token_revoked")
+            .collect();
+        if let Some(v) = got.first() {
+            break v.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "nothing pushed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let caep = &pushed["event"]["details"]["caep"];
+    assert_eq!(
+        caep["event_type"],
+        "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+    );
+    assert_eq!(caep["subject"]["format"], "opaque");
+    assert!(caep["event_timestamp"].is_i64(), "{caep}");
 }
