@@ -44,6 +44,7 @@ pub(crate) struct ExchangeForm {
     audience: Option<String>,
     scope: Option<String>,
     actor_token: Option<String>,
+    actor_token_type: Option<String>,
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -114,9 +115,6 @@ async fn token_inner(
         }
         None => return invalid_request("`subject_token_type` is required"),
     }
-    if f.actor_token.is_some() {
-        return invalid_request("delegation with `actor_token` is not supported");
-    }
     if s.attestors.is_empty() {
         return invalid_request(
             "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]])",
@@ -126,6 +124,10 @@ async fn token_inner(
     let attested = match s.attestors.verify(subject).await {
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
+    };
+    let act = match actor(s, f.actor_token.as_deref(), f.actor_token_type.as_deref()).await {
+        Ok(a) => a,
+        Err(refused) => return refused,
     };
     let Some(peer) = peer.map(|p| p.0.0.ip().to_canonical()) else {
         return oauth_error(
@@ -169,6 +171,7 @@ async fn token_inner(
         obj.insert("audience".to_owned(), json!(f.audience));
         obj.insert("jti".to_owned(), json!(attested.jti));
         obj.insert("scopes".to_owned(), json!(scopes));
+        insert_identity(obj, &attested, act.as_ref());
     }
     let info = WorkloadInfo {
         id: format!(
@@ -220,6 +223,10 @@ pub(crate) struct JsonExchange {
     audience: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    actor_token: Option<String>,
+    #[serde(default)]
+    actor_token_type: Option<String>,
 }
 
 const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
@@ -255,6 +262,16 @@ pub(crate) async fn workload_token(
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
+    let act = match actor(
+        &s,
+        req.actor_token.as_deref(),
+        req.actor_token_type.as_deref(),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
     let source = peer.map_or_else(String::new, |p| p.0.0.ip().to_canonical().to_string());
     if req.subject_token_type == SPIFFE_SVID_TYPE && attested.attestation != "spiffe-jwt" {
         return invalid_request(&format!(
@@ -281,6 +298,9 @@ pub(crate) async fn workload_token(
     if let (Some(scope), Some(obj)) = (&req.scope, claims.as_object_mut()) {
         obj.insert("scope".to_owned(), json!(scope));
     }
+    if let (Some(act), Some(obj)) = (&act, claims.as_object_mut()) {
+        obj.insert("act".to_owned(), act.clone());
+    }
     let token = match s.signing.read().await.sign(&claims) {
         Ok(t) => t,
         Err(e) => return crate::ApiError::internal(&e).into_response(),
@@ -305,6 +325,7 @@ pub(crate) async fn workload_token(
                     .collect::<Vec<_>>()
             ),
         );
+        insert_identity(obj, &attested, act.as_ref());
     }
     let issue = WorkloadIssue {
         info: WorkloadInfo {
@@ -336,6 +357,62 @@ pub(crate) async fn workload_token(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Records the principal's tags and, for a delegated exchange, its actor.
+fn insert_identity(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    attested: &excalibur_identity::attest::Attested,
+    act: Option<&serde_json::Value>,
+) {
+    if !attested.tags.is_empty() {
+        let tags: serde_json::Map<String, serde_json::Value> = attested
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        obj.insert("tags".to_owned(), serde_json::Value::Object(tags));
+    }
+    if let Some(act) = act {
+        obj.insert("act".to_owned(), act.clone());
+    }
+}
+
+/// RFC 8693 delegation: the actor token (any kind a subject token may be) verified, as
+/// the `act` claim (`sub`, and `principal` for Cedar's `principal.actor`). `Ok(None)`
+/// without one.
+async fn actor(
+    s: &ApiState,
+    token: Option<&str>,
+    token_type: Option<&str>,
+) -> Result<Option<serde_json::Value>, Response> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match token_type {
+        Some(JWT_TYPE | SPIFFE_SVID_TYPE) => {}
+        Some(_) => {
+            return Err(invalid_request(
+                "`actor_token_type` must be a JWT or a SPIFFE SVID token type",
+            ));
+        }
+        None => return Err(invalid_request("`actor_token` needs `actor_token_type`")),
+    }
+    let actor = s
+        .attestors
+        .verify(token)
+        .await
+        .map_err(|e| invalid_request(&format!("actor_token: {e}")))?;
+    if token_type == Some(SPIFFE_SVID_TYPE) && actor.attestation != "spiffe-jwt" {
+        return Err(invalid_request(
+            "`actor_token_type` is a SPIFFE SVID but the actor token is not",
+        ));
+    }
+    Ok(Some(json!({
+        "sub": excalibur_identity::mint::spiffe_subject_in(&s.exchange.trust_domain, &actor.principal),
+        "principal": actor.principal,
+        "attestation": actor.attestation,
+    })))
 }
 
 /// RFC 7662 request.

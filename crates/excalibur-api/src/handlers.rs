@@ -377,6 +377,8 @@ pub(crate) async fn policy_evaluate(
         factors: req.principal.factors_completed,
         credential_id: None,
         source,
+        tags: Vec::new(),
+        actor: None,
     };
     let policy = (s.policy)();
     let principal = Subject::new(&principal);

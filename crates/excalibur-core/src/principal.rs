@@ -53,4 +53,9 @@ pub struct Principal {
     pub credential_id: Option<CredentialId>,
     /// The address the connection came from.
     pub source: IpAddr,
+    /// Attributes mapped from the claims of the token it was attested with (Cedar entity
+    /// tags: `principal.getTag("tenant_id")`), sorted by name.
+    pub tags: Vec<(String, String)>,
+    /// The principal acting for it, when it was exchanged with an RFC 8693 `actor_token`.
+    pub actor: Option<String>,
 }

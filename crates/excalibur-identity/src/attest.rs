@@ -60,6 +60,48 @@ pub struct Attested {
     pub exp: i64,
     /// Attestation facts for the audit event.
     pub details: serde_json::Value,
+    /// Attributes mapped from the token's claims (`tag_claims`), sorted by name.
+    pub tags: Vec<(String, String)>,
+}
+
+/// `(tag, claim path)` pairs: the tag gets the claim's value; a path walks nested
+/// objects with `/` (`kubernetes.io/namespace`). Strings, numbers and booleans only.
+pub type TagClaims = Vec<(String, String)>;
+
+/// The tags of a verified token (its payload read again, after verification).
+fn tags_of(token: &str, mapping: &[(String, String)]) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    if mapping.is_empty() {
+        return Vec::new();
+    }
+    let claims: serde_json::Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut tags: Vec<(String, String)> = mapping
+        .iter()
+        .filter_map(|(tag, path)| {
+            let mut v = &claims;
+            for segment in path.split('/') {
+                v = v.get(segment)?;
+            }
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            (text.len() <= 256).then(|| (tag.clone(), text))
+        })
+        .collect();
+    tags.sort();
+    tags
 }
 
 struct Keys(HashMap<String, (DecodingKey, Algorithm)>);
@@ -242,6 +284,8 @@ struct Named {
 pub struct Kubernetes {
     config: KubernetesConfig,
     keys: JwksCache,
+    /// Claims mapped to tags.
+    pub tag_claims: TagClaims,
 }
 
 impl Kubernetes {
@@ -250,6 +294,7 @@ impl Kubernetes {
         Self {
             config,
             keys: JwksCache::new(source),
+            tag_claims: Vec::new(),
         }
     }
 
@@ -293,6 +338,7 @@ impl Kubernetes {
             details: serde_json::json!({
                 "cluster": cluster, "subject": format!("{ns}/{sa}"), "pod": c.kubernetes.pod.map(|p| p.name),
             }),
+            tags: tags_of(token, &self.tag_claims),
         })
     }
 }
@@ -309,6 +355,8 @@ pub struct SpiffeTrustDomain {
     /// Path prefixes admitted (empty = any path in the domain).
     pub admit_paths: Vec<String>,
     keys: JwksCache,
+    /// Claims mapped to tags.
+    pub tag_claims: TagClaims,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +405,7 @@ impl SpiffeTrustDomain {
             audience,
             admit_paths,
             keys: JwksCache::with_use(bundle, "jwt-svid"),
+            tag_claims: Vec::new(),
         }
     }
 
@@ -409,6 +458,7 @@ impl SpiffeTrustDomain {
             jti: replay_key(c.jti, token),
             exp: c.exp,
             details: serde_json::json!({"trust_domain": td, "subject": c.sub}),
+            tags: tags_of(token, &self.tag_claims),
         })
     }
 }
@@ -429,6 +479,8 @@ pub struct OidcIssuer {
     /// Claim giving its namespace (e.g. `repository_owner`), if any.
     pub namespace_claim: Option<String>,
     keys: JwksCache,
+    /// Claims mapped to tags.
+    pub tag_claims: TagClaims,
 }
 
 impl OidcIssuer {
@@ -448,6 +500,7 @@ impl OidcIssuer {
             principal_claim,
             namespace_claim,
             keys: JwksCache::new(jwks),
+            tag_claims: Vec::new(),
         }
     }
 
@@ -488,6 +541,7 @@ impl OidcIssuer {
             jti: replay_key(text("jti"), token),
             exp,
             details: serde_json::json!({"issuer": self.issuer, "subject": text("sub"), self.principal_claim.clone(): who}),
+            tags: tags_of(token, &self.tag_claims),
         })
     }
 }

@@ -57,6 +57,10 @@ pub struct WorkloadEntry {
     /// Providers this bearer may redeem toward (`scope=provider:<id> ...` at the
     /// exchange); empty: not restricted by scope.
     pub providers: Vec<String>,
+    /// Attributes mapped from the subject token's claims (Cedar tags), sorted.
+    pub tags: Vec<(String, String)>,
+    /// The actor of a delegated exchange (RFC 8693 `actor_token`).
+    pub actor: Option<String>,
 }
 
 /// A NetBird developer device: identified by its overlay address.
@@ -233,6 +237,8 @@ pub fn identify(
             factors: Vec::new(),
             credential_id: Some(CredentialId::new(device.principal.clone())),
             source,
+            tags: Vec::new(),
+            actor: None,
         });
     };
     let token = bearer_token(header)?;
@@ -255,6 +261,8 @@ pub fn identify(
             factors: Vec::new(),
             credential_id: Some(w.id.clone()),
             source,
+            tags: w.tags.clone(),
+            actor: w.actor.clone(),
         });
     }
     if let Some(sess) = index.sessions.get(&hash) {
@@ -271,6 +279,8 @@ pub fn identify(
             factors: vec![sess.factor.clone()],
             credential_id: Some(sess.id.clone()),
             source,
+            tags: Vec::new(),
+            actor: None,
         });
     }
     let entry = index.by_hash.get(&hash).ok_or(Unidentified::Unknown)?;
@@ -291,6 +301,8 @@ pub fn identify(
         factors: Vec::new(),
         credential_id: Some(entry.id.clone()),
         source,
+        tags: Vec::new(),
+        actor: None,
     })
 }
 

@@ -92,5 +92,7 @@ pub fn principal(spiffe_id: &str, source: std::net::IpAddr) -> Principal {
         factors: Vec::new(),
         credential_id: None,
         source,
+        tags: Vec::new(),
+        actor: None,
     }
 }

@@ -87,6 +87,8 @@ fn subject() -> Subject {
         factors: vec![],
         credential_id: None,
         source: "127.0.0.1".parse().unwrap(),
+        tags: Vec::new(),
+        actor: None,
     })
 }
 

@@ -532,8 +532,16 @@ fn principal_entity(p: &Principal) -> Entity {
     if p.kind.is_human() {
         attrs.insert("factors_completed".to_owned(), strings(&p.factors));
     }
+    attrs.insert(
+        "actor".to_owned(),
+        RestrictedExpression::new_string(p.actor.clone().unwrap_or_default()),
+    );
+    let tags = p
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
     let uid = principal_uid(p);
-    Entity::new(uid.clone(), attrs, HashSet::new())
+    Entity::new_with_tags(uid.clone(), attrs, HashSet::new(), tags)
         .unwrap_or_else(|_| Entity::new_no_attrs(uid, HashSet::new()))
 }
 

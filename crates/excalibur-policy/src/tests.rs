@@ -138,6 +138,8 @@ fn principal(id: &str, kind: PrincipalKind) -> Principal {
         factors: Vec::new(),
         credential_id: None,
         source: "10.0.0.1".parse().unwrap(),
+        tags: Vec::new(),
+        actor: None,
     }
 }
 
@@ -295,6 +297,46 @@ when {
         ),
         "deny placeholder_host_not_bound [provider:vault:hosts]"
     );
+}
+
+#[test]
+fn tags_from_claims_and_the_actor_are_visible_to_policies() {
+    // Seed 003 written with tags: the tenant comes from the token's claims.
+    let text = r#"permit (principal, action == Action::"redeem", resource)
+when {
+  resource.name == "XCALIBUR_VAULT_KEY"
+  && principal.hasTag("tenant_id") && principal.getTag("tenant_id") == "acme"
+  && (principal is Workload || (principal is Human && principal.factors_completed.contains("Fido2")))
+};"#;
+    validate_operator_policy("transfer-funds", text).unwrap();
+    let p = policy_with(&[operator("transfer-funds", text)]);
+    let target = ("db.vault.example", "/", "GET", "XCALIBUR_VAULT_KEY");
+    let check = |who: &Principal| redeem(&p, who, target.0, target.1, target.2, target.3);
+    let mut acme = workload("oidc:gha/acme/app");
+    assert_eq!(check(&acme), "deny no_translation_rule []", "no tag");
+    acme.tags = vec![("tenant_id".into(), "acme".into())];
+    assert_eq!(check(&acme), "allow [transfer-funds]");
+    let mut globex = workload("oidc:gha/globex/app");
+    globex.tags = vec![("tenant_id".into(), "globex".into())];
+    assert_eq!(check(&globex), "deny no_translation_rule []");
+    let mut alice = principal("alice", PrincipalKind::Human);
+    alice.tags = vec![("tenant_id".into(), "acme".into())];
+    assert_eq!(check(&alice), "deny no_translation_rule []", "no Fido2");
+    alice.factors = vec!["Fido2".into()];
+    assert_eq!(check(&alice), "allow [transfer-funds]");
+    // Delegation: who acts for the principal.
+    let only_ci = r#"forbid (principal, action == Action::"redeem", resource)
+when { principal.actor != "" && principal.actor != "oidc:gha/ci" };"#;
+    validate_operator_policy("only-ci-acts", only_ci).unwrap();
+    let p = policy_with(&[
+        operator("transfer-funds", text),
+        operator("only-ci-acts", only_ci),
+    ]);
+    let check = |who: &Principal| redeem(&p, who, target.0, target.1, target.2, target.3);
+    acme.actor = Some("oidc:gha/ci".into());
+    assert_eq!(check(&acme), "allow [transfer-funds]");
+    acme.actor = Some("oidc:gha/intruder".into());
+    assert_eq!(check(&acme), "deny forbidden_by_policy [only-ci-acts]");
 }
 
 #[test]

@@ -320,6 +320,8 @@ mod tests {
             factors: Vec::new(),
             credential_id: None,
             source: "127.0.0.1".parse().unwrap(),
+            tags: Vec::new(),
+            actor: None,
         })
     }
 

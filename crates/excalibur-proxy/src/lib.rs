@@ -49,7 +49,7 @@ pub use body::ProxyBody;
 #[derive(Debug, Clone)]
 pub enum TlsIdentity {
     /// A verified X.509-SVID.
-    Svid(excalibur_core::principal::Principal),
+    Svid(Box<excalibur_core::principal::Principal>),
     /// A certificate was presented but is not an acceptable X.509-SVID: why
     /// (`svid_uri_san_count`, `svid_trust_domain_unknown`, ...).
     Refused(&'static str),

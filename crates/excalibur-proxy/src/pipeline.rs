@@ -381,7 +381,7 @@ impl Proxy {
                     json!({"method": method, "host": target.host, "port": target.port, "via": "x509-svid",
                            "source": peer.ip().to_canonical().to_string()}),
                 );
-                p.clone()
+                (**p).clone()
             }
             None => self.identify(snap, headers, peer, method, target).await?,
         };

@@ -165,6 +165,19 @@ impl Snapshot {
                         .filter_map(|s| s.as_str()?.strip_prefix("provider:"))
                         .map(str::to_owned)
                         .collect(),
+                    tags: w
+                        .details
+                        .get("tags")
+                        .and_then(serde_json::Value::as_object)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect(),
+                    actor: w
+                        .details
+                        .pointer("/act/principal")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
                 },
             );
         }

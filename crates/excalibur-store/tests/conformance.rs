@@ -250,10 +250,10 @@ async fn suite(store: &dyn Store) {
             .len(),
         1
     );
-    let issue = |id: &str, jti: &str| WorkloadIssue {
+    let issue_from = |id: &str, jti: &str, source: &str| WorkloadIssue {
         info: from(
             json!({"id": id, "namespace": "prod", "principal": "k8s:prod/api", "attestation": "kubernetes",
-            "source": "10.1.1.1", "token_prefix": "xwt_1", "created_at": "",
+            "source": source, "token_prefix": "xwt_1", "created_at": "",
             "expires_at": Timestamp::from_millis(Timestamp::now().millis() + 60_000).to_rfc3339(),
             "details": {"jti": jti}}),
         ),
@@ -261,20 +261,39 @@ async fn suite(store: &dyn Store) {
         jti: jti.into(),
         jti_expires_ms: Timestamp::now().millis() + 60_000,
     };
+    let issue = |id: &str, jti: &str| issue_from(id, jti, "10.1.1.1");
+    assert_eq!(
+        store.workload_exchange(issue("wl_0", "j1")).await.unwrap(),
+        Exchanged::Issued
+    );
+    assert_eq!(
+        store
+            .workload_exchange(issue_from("wl_x", "j1", "10.9.9.9"))
+            .await
+            .unwrap(),
+        Exchanged::Replay,
+        "a jti replayed from another address"
+    );
+    // From the first address again (a restart): a new bearer, the earlier one revoked.
     assert_eq!(
         store.workload_exchange(issue("wl_1", "j1")).await.unwrap(),
         Exchanged::Issued
     );
-    assert_eq!(
-        store.workload_exchange(issue("wl_x", "j1")).await.unwrap(),
-        Exchanged::Replay,
-        "a replayed jti"
-    );
+    assert_eq!(types(store, "workload_token_reissued").await.len(), 1);
     assert_eq!(
         store.workload_exchange(issue("wl_2", "j2")).await.unwrap(),
         Exchanged::Issued
     );
-    assert_eq!(store.workload_list().await.unwrap().len(), 2);
+    let mut live: Vec<String> = store
+        .snapshot_data()
+        .await
+        .unwrap()
+        .workloads
+        .into_iter()
+        .map(|(w, _)| w.id)
+        .collect();
+    live.sort();
+    assert_eq!(live, ["wl_1", "wl_2"], "wl_0 was revoked by the re-issue");
     let by_jti = Revocation {
         workload_id: None,
         principal: None,

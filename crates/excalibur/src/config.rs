@@ -53,6 +53,10 @@ pub(crate) struct ServeArgs {
     /// when it exists].
     #[arg(long, env = "EXCALIBUR_K8S_CA_FILE")]
     k8s_ca_file: Option<PathBuf>,
+    /// Principal tags from SA token claims, `tag=claim` pairs separated by commas
+    /// (nested claims with `/`: `tenant=kubernetes.io/namespace`).
+    #[arg(long, env = "EXCALIBUR_K8S_TAGS")]
+    k8s_tags: Option<String>,
     /// `iss` of the audience-scoped workload tokens Excalibur signs.
     #[arg(
         long,
@@ -149,6 +153,9 @@ pub(crate) struct RawSpiffe {
     pub(crate) admit_paths: Vec<String>,
     /// PEM roots of this trust domain's X.509-SVIDs (client certificates on 8443).
     pub(crate) x509_bundle_file: Option<PathBuf>,
+    /// Principal tags from JWT-SVID claims: `tag = "claim"` (nested: `"a/b"`).
+    #[serde(default)]
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
 }
 
 /// A generic OIDC workload issuer (GitHub Actions, GitLab CI, ...).
@@ -166,6 +173,9 @@ pub(crate) struct RawOidc {
     #[serde(default = "sub_claim")]
     pub(crate) principal_claim: String,
     pub(crate) namespace_claim: Option<String>,
+    /// Principal tags from claims: `tag = "claim"` (nested: `"a/b"`).
+    #[serde(default)]
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
 }
 
 fn sub_claim() -> String {
@@ -413,6 +423,8 @@ pub(crate) struct Kubernetes {
     pub(crate) token_file: Option<PathBuf>,
     /// Trusted (with the system roots) for the JWKS URL.
     pub(crate) ca_file: Option<PathBuf>,
+    /// `(tag, claim path)` pairs.
+    pub(crate) tags: Vec<(String, String)>,
 }
 
 /// Where a pod finds its own service-account token and cluster CA.
@@ -483,6 +495,17 @@ impl Config {
                     let p = PathBuf::from(IN_CLUSTER_TOKEN);
                     (url.is_some() && p.exists()).then_some(p)
                 }),
+                tags: args
+                    .k8s_tags
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .filter_map(|p| {
+                        let (tag, claim) = p.split_once('=')?;
+                        Some((tag.trim().to_owned(), claim.trim().to_owned()))
+                    })
+                    .collect(),
                 ca_file: args.k8s_ca_file.clone().or_else(|| {
                     let p = PathBuf::from(IN_CLUSTER_CA);
                     (url.is_some() && p.exists()).then_some(p)

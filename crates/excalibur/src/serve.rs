@@ -638,17 +638,21 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
             cluster: k.cluster.clone(),
             audience: k.audience.clone(),
         };
-        attestors.kubernetes = Some(Kubernetes::new(cfg, jwks));
+        let mut verifier = Kubernetes::new(cfg, jwks);
+        verifier.tag_claims.clone_from(&k.tags);
+        attestors.kubernetes = Some(verifier);
         tracing::info!(issuer = %k.issuer, cluster = %k.cluster, "kubernetes token exchange enabled");
     }
     for d in &config.spiffe {
         let bundle = source(&d.bundle_url, &d.bundle_file)?;
-        attestors.spiffe.push(SpiffeTrustDomain::new(
+        let mut verifier = SpiffeTrustDomain::new(
             d.trust_domain.clone(),
             d.audience.clone(),
             d.admit_paths.clone(),
             bundle,
-        ));
+        );
+        verifier.tag_claims = d.tags.clone().into_iter().collect();
+        attestors.spiffe.push(verifier);
         tracing::info!(trust_domain = %d.trust_domain, "spiffe jwt-svid exchange enabled");
     }
     for o in &config.oidc {
@@ -660,14 +664,16 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         } else {
             source(&o.jwks_url, &o.jwks_file)?
         };
-        attestors.oidc.push(OidcIssuer::new(
+        let mut verifier = OidcIssuer::new(
             o.name.clone(),
             o.issuer.clone(),
             o.audience.clone(),
             o.principal_claim.clone(),
             o.namespace_claim.clone(),
             jwks,
-        ));
+        );
+        verifier.tag_claims = o.tags.clone().into_iter().collect();
+        attestors.oidc.push(verifier);
         tracing::info!(issuer = %o.issuer, name = %o.name, "oidc workload exchange enabled");
     }
     Ok(attestors)
@@ -1289,9 +1295,8 @@ impl SvidVerifiers {
                 "the certificate does not chain to its own trust domain's bundle",
             );
         }
-        Some(TlsIdentity::Svid(excalibur_identity::svid::principal(
-            &id,
-            peer.ip().to_canonical(),
+        Some(TlsIdentity::Svid(Box::new(
+            excalibur_identity::svid::principal(&id, peer.ip().to_canonical()),
         )))
     }
 }

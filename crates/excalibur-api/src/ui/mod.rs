@@ -756,6 +756,22 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                             .join(" ")
                     })
                     .unwrap_or_default()),
+                esc(&w
+                    .details
+                    .get("tags")
+                    .and_then(serde_json::Value::as_object)
+                    .map(|t| {
+                        t.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default()),
+                esc(w
+                    .details
+                    .pointer("/act/principal")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()),
                 esc(&w.created_at),
             ]
         })
@@ -803,6 +819,8 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                 "Source",
                 "Token prefix",
                 "Scopes",
+                "Tags",
+                "Actor",
                 "Created"
             ],
             &rows

@@ -66,6 +66,8 @@ fn permit(names: &[&str]) -> Permit {
         factors: Vec::new(),
         credential_id: None,
         source: "127.0.0.1".parse().unwrap(),
+        tags: Vec::new(),
+        actor: None,
     };
     let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     policy

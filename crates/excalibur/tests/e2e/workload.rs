@@ -1392,3 +1392,209 @@ async fn downstreams_introspect_audience_tokens_and_hear_of_their_revocation() {
     assert_eq!(caep["subject"]["format"], "opaque");
     assert!(caep["event_timestamp"].is_i64(), "{caep}");
 }
+
+/// Seed 003's transfer-funds policy for this schema (README "Policy"): the tenant comes
+/// from the workload token's claims, as a Cedar tag.
+const TENANT_POLICY: &str = r#"permit (principal, action == Action::"redeem", resource)
+when {
+  resource.name == "XCALIBUR_VAULT_KEY"
+  && principal.hasTag("tenant_id") && principal.getTag("tenant_id") == "acme"
+  && (principal is Workload || (principal is Human && principal.factors_completed.contains("Fido2")))
+};"#;
+
+#[tokio::test]
+async fn claims_become_tags_a_tenant_policy_decides_and_delegation_names_the_actor() {
+    let echo = Echo::start(&["api.github.com"]).await.unwrap();
+    let gha_key = ClusterKey::generate("gha-1").unwrap();
+    let gha = JwksServer::start(&[&gha_key]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, &echo.ca_pem).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {ca_file:?}\nresolve = [\"api.github.com:443={}\"]\n\n\
+         [[oidc]]\nname = \"gha\"\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = \"excalibur\"\n\
+         jwks_url = \"{}\"\nprincipal_claim = \"repository\"\nnamespace_claim = \"repository_owner\"\n\
+         tags = {{ tenant_id = \"repository_owner\", environment = \"environment\" }}\n",
+        echo.tls_addr,
+        gha.url(),
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    for ns in ["acme", "globex"] {
+        api.post(
+            "/api/namespaces",
+            json!({"name": ns, "allowed_domains": ["api.github.com"]}),
+        )
+        .await
+        .unwrap();
+    }
+    api.post(
+        "/api/providers",
+        json!({"id": "bank", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_VAULT_KEY", "real_value": REAL, "provider_id": "bank"}),
+    )
+    .await
+    .unwrap();
+    // No translation rule: the operator's policy is what permits.
+    api.post(
+        "/api/policies",
+        json!({"id": "transfer-funds", "description": "seed 003", "policy": TENANT_POLICY}),
+    )
+    .await
+    .unwrap();
+    let now = excalibur_core::time::Timestamp::now().millis() / 1000;
+    let token = |owner: &str, repo: &str, jti: &str| {
+        gha_key
+            .sign(
+                &json!({"iss": "https://token.actions.githubusercontent.com", "aud": "excalibur",
+                        "exp": now + 300, "iat": now, "sub": format!("repo:{repo}"), "repository": repo,
+                        "repository_owner": owner, "environment": "production", "jti": jti}),
+                None,
+            )
+            .unwrap()
+    };
+    let redeem = |bearer: String| {
+        let gw = &gw;
+        async move {
+            curl(&[
+                "-x",
+                &format!("http://{}", gw.proxy()),
+                "--proxy-header",
+                &format!("Proxy-Authorization: Bearer {bearer}"),
+                "--cacert",
+                gw.data_dir.join("ca.pem").to_str().unwrap(),
+                "-H",
+                "Authorization: Bearer XCALIBUR_VAULT_KEY",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://api.github.com/transfer",
+            ])
+            .await
+            .1
+        }
+    };
+    let bearer = |body: Value| body["access_token"].as_str().unwrap().to_owned();
+    // acme's workload: tagged tenant_id=acme, so the policy permits.
+    let (status, acme) =
+        exchange_scoped(&gw, &token("acme", "acme/app", "t-acme"), None, &[]).await;
+    assert_eq!(status, 200, "{acme}");
+    assert_eq!(redeem(bearer(acme)).await, "200");
+    assert_eq!(
+        echo.seen().last().unwrap().header("authorization"),
+        Some(format!("Bearer {REAL}").as_str())
+    );
+    // globex's is refused, and nothing reaches the upstream.
+    let seen = echo.seen().len();
+    let (_, globex) =
+        exchange_scoped(&gw, &token("globex", "globex/app", "t-globex"), None, &[]).await;
+    assert_eq!(redeem(bearer(globex)).await, "403");
+    assert_eq!(echo.seen().len(), seen);
+    // The tags are listed with the workload.
+    let workloads = api.get("/api/workloads").await.unwrap();
+    let acme_row = workloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["principal"] == "oidc:gha/acme/app")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        acme_row["details"]["tags"],
+        json!({"environment": "production", "tenant_id": "acme"})
+    );
+
+    // Delegation (RFC 8693): acme's CI acts for acme/app; the actor is in the token
+    // (`act`), in the audit event, and visible to Cedar as `principal.actor`.
+    api.post(
+        "/api/policies",
+        json!({"id": "only-ci-acts", "description": "delegation only from CI",
+               "policy": "forbid (principal, action == Action::\"redeem\", resource) when { principal.actor != \"\" && principal.actor != \"oidc:gha/acme/ci\" };"}),
+    )
+    .await
+    .unwrap();
+    let actor_args = |actor: String| {
+        vec![
+            "--data-urlencode".to_owned(),
+            format!("actor_token={actor}"),
+            "--data-urlencode".to_owned(),
+            "actor_token_type=urn:ietf:params:oauth:token-type:jwt".to_owned(),
+        ]
+    };
+    let ci = actor_args(token("acme", "acme/ci", "t-ci"));
+    let refs: Vec<&str> = ci.iter().map(String::as_str).collect();
+    let (status, delegated) =
+        exchange_scoped(&gw, &token("acme", "acme/app", "t-acme-2"), None, &refs).await;
+    assert_eq!(status, 200, "{delegated}");
+    assert_eq!(redeem(bearer(delegated)).await, "200");
+    let intruder = actor_args(token("acme", "acme/intruder", "t-x"));
+    let refs: Vec<&str> = intruder.iter().map(String::as_str).collect();
+    let (status, other) =
+        exchange_scoped(&gw, &token("acme", "acme/app", "t-acme-3"), None, &refs).await;
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(redeem(bearer(other)).await, "403");
+    let issued = wait_events(&gw, "workload_token_issued", 3).await;
+    assert!(
+        issued
+            .iter()
+            .any(|e| e["details"]["act"]["principal"] == "oidc:gha/acme/ci"),
+        "{issued:?}"
+    );
+    // An actor token of an unknown kind is refused.
+    let bad = [
+        "--data-urlencode",
+        "actor_token=not-a-token",
+        "--data-urlencode",
+        "actor_token_type=urn:ietf:params:oauth:token-type:jwt",
+    ];
+    let (status, body) =
+        exchange_scoped(&gw, &token("acme", "acme/app", "t-acme-4"), None, &bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("actor_token"), "{body}");
+    // /v1: the audience token carries `act`.
+    let v1 = json!({
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": token("acme", "acme/app", "t-acme-5"),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "actor_token": token("acme", "acme/ci", "t-ci-2"),
+        "actor_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": "https://mcp.example.com"
+    })
+    .to_string();
+    let url = format!("{}/v1/exchange/token", gw.url());
+    let (_, out, _) = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &v1,
+    ])
+    .await;
+    let minted: Value = serde_json::from_str(&out).unwrap();
+    let keys = gw.api_as(None).get("/.well-known/jwks.json").await.unwrap();
+    let claims = verify_minted(
+        minted["access_token"].as_str().unwrap(),
+        &keys,
+        "https://mcp.example.com",
+    )
+    .unwrap();
+    assert_eq!(claims["act"]["sub"], "spiffe://excalibur/oidc/gha/acme/ci");
+    assert_eq!(claims["act"]["principal"], "oidc:gha/acme/ci");
+}
