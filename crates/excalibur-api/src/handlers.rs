@@ -377,8 +377,15 @@ pub(crate) async fn policy_evaluate(
         factors: req.principal.factors_completed,
         credential_id: None,
         source,
-        tags: Vec::new(),
-        actor: None,
+        tags: req.principal.tags.into_iter().collect(),
+        actor: req.principal.actor,
+        scopes: req
+            .principal
+            .scopes
+            .iter()
+            .filter_map(|s| s.strip_prefix("provider:"))
+            .map(str::to_owned)
+            .collect(),
     };
     let policy = (s.policy)();
     let principal = Subject::new(&principal);

@@ -308,6 +308,15 @@ pub struct EvalPrincipal {
     /// Source address (default 127.0.0.1).
     #[serde(default)]
     pub source: Option<String>,
+    /// Tags (what claims map to), e.g. `{"tenant_id": "acme"}`.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The actor of a delegated exchange.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// A scoped bearer's scopes (`provider:<id>`); none: unscoped.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// The resource of a dry-run evaluation.
@@ -1411,6 +1420,13 @@ pub struct SshSession {
     /// The gateway process holding the connection (a replica instance id).
     #[serde(default)]
     pub gateway: String,
+    /// Factors the user CA asserted in the certificate (`factors@excalibur.dev`, e.g.
+    /// `Fido2`), beyond the login method in `auth`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<String>,
+    /// Tags the user CA asserted (`<tag>@excalibur.dev` extensions), for Cedar.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /api/ssh/gateway`: what operators put on targets and in `known_hosts`.

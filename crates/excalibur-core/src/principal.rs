@@ -58,4 +58,7 @@ pub struct Principal {
     pub tags: Vec<(String, String)>,
     /// The principal acting for it, when it was exchanged with an RFC 8693 `actor_token`.
     pub actor: Option<String>,
+    /// Providers a scoped workload bearer may redeem (`scope=provider:<id>`); empty: not
+    /// restricted by scope. Cedar: `principal.scoped`, `principal.scopes`.
+    pub scopes: Vec<String>,
 }

@@ -290,6 +290,15 @@ pub enum PolicyCmd {
         /// A completed authentication factor (humans); repeat for more.
         #[arg(long = "factor")]
         factors: Vec<String>,
+        /// A tag as `name=value` (what claims map to); repeat for more.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The actor of a delegated exchange.
+        #[arg(long)]
+        actor: Option<String>,
+        /// A bearer scope, `provider:<id>`; repeat for more.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
     },
 }
 

@@ -476,11 +476,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             port,
             namespace,
             factors,
+            tags,
+            actor,
+            scopes,
         }) => {
             let (ptype, pid) = entity(&principal)?;
             let (rtype, rid) = entity(&resource)?;
+            let mut tag_map = serde_json::Map::new();
+            for t in &tags {
+                let Some((k, v)) = t.split_once('=') else {
+                    bail!("`--tag {t}` is not `name=value`")
+                };
+                tag_map.insert(k.to_owned(), json!(v));
+            }
             let body = json!({
-                "principal": {"type": ptype, "id": pid, "namespace": namespace, "factors_completed": factors},
+                "principal": {"type": ptype, "id": pid, "namespace": namespace, "factors_completed": factors,
+                              "tags": tag_map, "actor": actor, "scopes": scopes},
                 "action": action,
                 "resource": {"type": rtype, "id": rid},
                 "context": {"host": host, "path": path, "method": method, "port": port},

@@ -85,8 +85,13 @@ pub struct SessionEntry {
     pub user: String,
     /// The policy namespace of the session's route (`ssh-route:<id>`).
     pub namespace: String,
-    /// How the user authenticated to the gateway (`publickey`, `certificate`).
+    /// How the user authenticated to the gateway (`publickey`, `certificate`), and the
+    /// factors its certificate's CA asserted (e.g. `Fido2`).
     pub factor: String,
+    /// Factors asserted by the user CA.
+    pub factors: Vec<String>,
+    /// Tags asserted by the user CA, sorted.
+    pub tags: Vec<(String, String)>,
     /// The only address the token works from: the target host the shell runs on.
     pub source: IpAddr,
 }
@@ -239,6 +244,7 @@ pub fn identify(
             source,
             tags: Vec::new(),
             actor: None,
+            scopes: Vec::new(),
         });
     };
     let token = bearer_token(header)?;
@@ -263,6 +269,7 @@ pub fn identify(
             source,
             tags: w.tags.clone(),
             actor: w.actor.clone(),
+            scopes: w.providers.clone(),
         });
     }
     if let Some(sess) = index.sessions.get(&hash) {
@@ -276,11 +283,14 @@ pub fn identify(
             namespace: sess.namespace.clone(),
             groups: Vec::new(),
             attestation: "ssh".to_owned(),
-            factors: vec![sess.factor.clone()],
+            factors: std::iter::once(sess.factor.clone())
+                .chain(sess.factors.iter().cloned())
+                .collect(),
             credential_id: Some(sess.id.clone()),
             source,
-            tags: Vec::new(),
+            tags: sess.tags.clone(),
             actor: None,
+            scopes: Vec::new(),
         });
     }
     let entry = index.by_hash.get(&hash).ok_or(Unidentified::Unknown)?;
@@ -303,6 +313,7 @@ pub fn identify(
         source,
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     })
 }
 
@@ -358,6 +369,8 @@ mod tests {
                 user: "alice".into(),
                 namespace: "ssh-route:sshr_1".into(),
                 factor: "publickey".into(),
+                factors: Vec::new(),
+                tags: Vec::new(),
                 source: "10.9.9.9".parse().unwrap(),
             },
         );

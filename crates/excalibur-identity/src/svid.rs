@@ -94,5 +94,6 @@ pub fn principal(spiffe_id: &str, source: std::net::IpAddr) -> Principal {
         source,
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     }
 }

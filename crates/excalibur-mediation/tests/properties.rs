@@ -89,6 +89,7 @@ fn subject() -> Subject {
         source: "127.0.0.1".parse().unwrap(),
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     })
 }
 

@@ -100,6 +100,7 @@ fn main() {
         source: "10.0.0.1".parse().unwrap(),
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     };
     // The proxy builds a principal's Cedar entity once per connection and reuses it.
     let principals: Vec<Subject> = (0..N).map(|i| Subject::new(&principal(i))).collect();

@@ -32,6 +32,13 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         &mut text,
     )?;
 
+    // A scoped bearer redeems only its providers' placeholders and mappings.
+    let scopes_policy = parse(
+        "builtin:scopes",
+        "forbid (principal, action == Action::\"redeem\", resource)\nwhen { principal.scoped && !principal.scopes.contains(resource.provider) };",
+        &mut text,
+    )?;
+
     let mut operator = Vec::new();
     for rec in input.operator {
         let (id, src) = (&rec.policy.id, &rec.policy.policy);
@@ -44,6 +51,7 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
     let mut connect_global = PolicySet::new();
     add(&mut connect_global, &ports_policy)?;
     let mut redeem_global = PolicySet::new();
+    add(&mut redeem_global, &scopes_policy)?;
     for p in &operator {
         add(&mut connect_global, p)?;
         add(&mut redeem_global, p)?;

@@ -456,6 +456,8 @@ impl Policy {
 fn deny_reason(policies: &[String], default: &'static str) -> &'static str {
     if policies.iter().any(|p| p == "builtin:allowed_ports") {
         "port_not_allowed"
+    } else if policies.iter().any(|p| p == "builtin:scopes") {
+        "scope_not_granted"
     } else if policies
         .iter()
         .any(|p| p.starts_with("provider:") && p.ends_with(":tls"))
@@ -536,6 +538,11 @@ fn principal_entity(p: &Principal) -> Entity {
         "actor".to_owned(),
         RestrictedExpression::new_string(p.actor.clone().unwrap_or_default()),
     );
+    attrs.insert(
+        "scoped".to_owned(),
+        RestrictedExpression::new_bool(!p.scopes.is_empty()),
+    );
+    attrs.insert("scopes".to_owned(), strings(&p.scopes));
     let tags = p
         .tags
         .iter()

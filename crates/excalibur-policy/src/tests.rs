@@ -140,6 +140,7 @@ fn principal(id: &str, kind: PrincipalKind) -> Principal {
         source: "10.0.0.1".parse().unwrap(),
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     }
 }
 
@@ -337,6 +338,27 @@ when { principal.actor != "" && principal.actor != "oidc:gha/ci" };"#;
     assert_eq!(check(&acme), "allow [transfer-funds]");
     acme.actor = Some("oidc:gha/intruder".into());
     assert_eq!(check(&acme), "deny forbidden_by_policy [only-ci-acts]");
+}
+
+#[test]
+fn a_scoped_bearer_redeems_only_its_providers() {
+    let p = policy();
+    let mut ci = workload("service:ci");
+    let github = |who: &Principal| {
+        redeem(
+            &p,
+            who,
+            "api.github.com",
+            "/repo",
+            "GET",
+            "XCALIBUR_GITHUB_TOKEN",
+        )
+    };
+    assert_eq!(github(&ci), "allow [r_gh]", "unscoped");
+    ci.scopes = vec!["github".into()];
+    assert_eq!(github(&ci), "allow [r_gh]");
+    ci.scopes = vec!["stripe".into()];
+    assert_eq!(github(&ci), "deny scope_not_granted [builtin:scopes]");
 }
 
 #[test]

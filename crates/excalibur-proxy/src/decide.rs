@@ -322,6 +322,7 @@ mod tests {
             source: "127.0.0.1".parse().unwrap(),
             tags: Vec::new(),
             actor: None,
+            scopes: Vec::new(),
         })
     }
 

@@ -193,6 +193,8 @@ impl Snapshot {
                     user: s.user.clone(),
                     namespace: ssh_route_namespace(&s.route_id),
                     factor: s.auth.clone(),
+                    factors: s.factors.clone(),
+                    tags: s.tags.clone().into_iter().collect(),
                     source: source.to_canonical(),
                 },
             );

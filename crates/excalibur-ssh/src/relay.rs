@@ -47,6 +47,39 @@ impl russh::client::Handler for TargetHandler {
 struct Routed {
     route: Arc<Route>,
     auth: &'static str,
+    /// From the certificate's `@excalibur.dev` extensions.
+    factors: Vec<String>,
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+/// What a user certificate's CA asserts beyond the login: `factors@excalibur.dev`
+/// (comma-separated, e.g. `Fido2` after a WebAuthn login at the CA) and any other
+/// `<tag>@excalibur.dev` extension as a tag. Only a trusted user CA's certificates get
+/// here, and the extensions are covered by its signature.
+fn asserted(cert: &Certificate) -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let mut factors = Vec::new();
+    let mut tags = std::collections::BTreeMap::new();
+    for (name, value) in cert.extensions().iter() {
+        let Some(key) = name.strip_suffix("@excalibur.dev") else {
+            continue;
+        };
+        let value: String = value.chars().filter(|c| !c.is_control()).collect();
+        if value.len() > 256 {
+            continue;
+        }
+        if key == "factors" {
+            factors.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned),
+            );
+        } else if !key.is_empty() {
+            tags.insert(key.to_owned(), value);
+        }
+    }
+    (factors, tags)
 }
 
 /// The established session, shared by the user's channels.
@@ -90,7 +123,13 @@ impl UserHandler {
 
     /// Connects to the route's target, records the session and registers it as live.
     async fn establish(&mut self) -> Result<(), russh::Error> {
-        let Some(Routed { route, auth }) = self.routed.take() else {
+        let Some(Routed {
+            route,
+            auth,
+            factors,
+            tags,
+        }) = self.routed.take()
+        else {
             return Err(russh::Error::NotAuthenticated);
         };
         let (target, local, remote) = match self.connect_target(&route).await {
@@ -117,6 +156,8 @@ impl UserHandler {
             end_reason: None,
             proxy_source: remote.ip().to_canonical().to_string(),
             gateway: self.inner.config.instance.clone(),
+            factors,
+            tags,
         };
         if let Err(e) = self
             .inner
@@ -275,6 +316,8 @@ impl russh::server::Handler for UserHandler {
                 self.routed = Some(Routed {
                     route,
                     auth: "publickey",
+                    factors: Vec::new(),
+                    tags: std::collections::BTreeMap::new(),
                 });
                 Ok(Auth::Accept)
             }
@@ -308,9 +351,12 @@ impl russh::server::Handler for UserHandler {
             .cloned();
         match route {
             Some(route) => {
+                let (factors, tags) = asserted(cert);
                 self.routed = Some(Routed {
                     route,
                     auth: "certificate",
+                    factors,
+                    tags,
                 });
                 Ok(Auth::Accept)
             }

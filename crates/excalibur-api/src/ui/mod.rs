@@ -67,6 +67,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/ui/services/{id}/revoke", post(service_revoke))
         .route("/ui/sessions/{id}/revoke", post(session_revoke))
         .route("/ui/revocations/{id}/lift", post(revocation_lift))
+        .route("/ui/revocations", post(revocation_create))
         .route("/ui/fleet", get(fleet))
         .route("/ui/netbird", get(netbird))
         .route("/ui/crypto", get(crypto))
@@ -773,6 +774,15 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                     .and_then(serde_json::Value::as_str)
                     .unwrap_or_default()),
                 esc(&w.created_at),
+                if ui.admin() {
+                    format!(
+                        "<form method=\"post\" action=\"/ui/revocations\">{}<input type=\"hidden\" name=\"kind\" value=\"workload_id\"><input type=\"hidden\" name=\"value\" value=\"{}\"><button class=\"danger\">Revoke</button></form>",
+                        ui.csrf(),
+                        esc(&w.id)
+                    )
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -807,8 +817,20 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
     } else {
         ""
     };
+    let revoke_form = if ui.admin() {
+        format!(
+            "<form method=\"post\" action=\"/ui/revocations\" class=\"inline\">{}\
+             <label>Revoke <select name=\"kind\"><option value=\"principal\">principal (kill switch)</option>\
+             <option value=\"jti\">token jti</option><option value=\"workload_id\">workload id</option></select></label> \
+             <input name=\"value\" required maxlength=\"512\" placeholder=\"k8s:prod/payments/api\"> \
+             <button class=\"danger\">Revoke</button></form>",
+            ui.csrf()
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<h2>Workloads</h2>{}<h2>Revoked principals (kill switch)</h2>{}<h2>Namespaces</h2>{}{hint}",
+        "<h2>Workloads</h2>{}<h2>Revoked principals (kill switch)</h2>{revoke_form}{}<h2>Namespaces</h2>{}{hint}",
         table(
             "workloads",
             &[
@@ -821,7 +843,8 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
                 "Scopes",
                 "Tags",
                 "Actor",
-                "Created"
+                "Created",
+                ""
             ],
             &rows
         ),
@@ -833,6 +856,41 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
         table("namespaces", &["Namespace", "Allowed domains"], &ns_rows)
     );
     Ok(page("Fleet & Namespaces", &ui, &body))
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    csrf: String,
+    kind: String,
+    value: String,
+}
+
+/// Revokes by workload id, subject or token `jti`, or principal (the kill switch), as
+/// `POST /api/revocations` does.
+async fn revocation_create(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Form(f): Form<RevokeForm>,
+) -> Result<Response, Response> {
+    let ui = writer(&s, &headers, &f.csrf).await?;
+    let value = f.value.trim().to_owned();
+    if value.is_empty() || value.len() > 512 {
+        return Err(Redirect::to("/ui/fleet").into_response());
+    }
+    let mut r = excalibur_core::api::Revocation {
+        workload_id: None,
+        principal: None,
+        jti: None,
+    };
+    match f.kind.as_str() {
+        "workload_id" => r.workload_id = Some(value),
+        "principal" => r.principal = Some(value),
+        "jti" => r.jti = Some(value),
+        _ => return Err(Redirect::to("/ui/fleet").into_response()),
+    }
+    load(s.store.workload_revoke(r, ui.actor())).await?;
+    (s.reload)().await;
+    Ok(Redirect::to("/ui/fleet").into_response())
 }
 
 async fn revocation_lift(

@@ -68,6 +68,7 @@ fn permit(names: &[&str]) -> Permit {
         source: "127.0.0.1".parse().unwrap(),
         tags: Vec::new(),
         actor: None,
+        scopes: Vec::new(),
     };
     let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     policy

@@ -324,6 +324,8 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         end_reason: None,
         proxy_source: "10.2.2.2".into(),
         gateway: "gw_1".into(),
+        factors: Vec::new(),
+        tags: std::collections::BTreeMap::new(),
     };
     store
         .ssh_session_start(session, "hash1".into())

@@ -26,7 +26,7 @@ mod sigv4;
 pub(crate) mod ssh;
 mod ui;
 mod webhooks;
-mod workload;
+pub(crate) mod workload;
 
 use std::path::{Path, PathBuf};
 

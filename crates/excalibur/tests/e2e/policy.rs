@@ -124,6 +124,35 @@ async fn operator_policies_decide_real_requests() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["policies"], json!(["no-deletes"]));
+    // A scoped bearer, a tag and an actor can be tried too: scopes are a Cedar forbid.
+    let (code, out, _) = ctl(
+        gw,
+        &[
+            "--json",
+            "policy",
+            "test",
+            "--principal",
+            "Workload::\"k8s:prod/payments/api\"",
+            "--action",
+            "redeem",
+            "--resource",
+            "Placeholder::\"XCALIBUR_GITHUB_TOKEN\"",
+            "--host",
+            "api.github.com",
+            "--scope",
+            "provider:stripe",
+            "--tag",
+            "tenant_id=acme",
+            "--actor",
+            "oidc:gha/acme/ci",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["reason"], "scope_not_granted", "{v}");
+    assert_eq!(v["policies"], json!(["builtin:scopes"]), "{v}");
     let v = gw
         .api()
         .post(

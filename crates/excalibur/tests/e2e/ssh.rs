@@ -776,3 +776,110 @@ async fn logins_without_a_route_key_or_trusted_target_are_refused_and_audited() 
         3
     );
 }
+
+/// Signs `key.pub` for alice with the user CA, adding `-O` options.
+fn certify(dir: &Path, key: &str, options: &[&str]) {
+    let mut cmd = std::process::Command::new("ssh-keygen");
+    cmd.args(["-q", "-s"]).arg(dir.join("user_ca")).args([
+        "-I",
+        "alice@corp",
+        "-n",
+        "alice",
+        "-V",
+        "-5m:+1h",
+    ]);
+    for o in options {
+        cmd.args(["-O", o]);
+    }
+    let out = cmd.arg(dir.join(format!("{key}.pub"))).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_human_redeems_under_seed_003s_tenant_policy_only_with_the_factor_its_ca_asserts() {
+    let w = world().await;
+    // Certificates from the trusted user CA: tenant acme after a Fido2 login at the CA,
+    // tenant acme without it, and tenant globex with it.
+    for (key, options) in [
+        (
+            "acme_fido2",
+            &[
+                "extension:tenant_id@excalibur.dev=acme",
+                "extension:factors@excalibur.dev=Fido2",
+            ][..],
+        ),
+        (
+            "acme_plain",
+            &["extension:tenant_id@excalibur.dev=acme"][..],
+        ),
+        (
+            "globex_fido2",
+            &[
+                "extension:tenant_id@excalibur.dev=globex",
+                "extension:factors@excalibur.dev=Fido2",
+            ][..],
+        ),
+    ] {
+        keygen(&w.path(key));
+        certify(w.dir.path(), key, options);
+    }
+    let api = w.gw().api();
+    api.post(
+        "/api/providers",
+        json!({"id": "bank", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_VAULT_KEY", "real_value": "vault-real-value-42", "provider_id": "bank"}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/policies",
+        json!({"id": "transfer-funds", "description": "seed 003", "policy": crate::workload::TENANT_POLICY}),
+    )
+    .await
+    .unwrap();
+    w.route(w.base_route()).await;
+    let ca = w.s.ca.display().to_string();
+    let redeem = format!(
+        "curl -sS --max-time 10 --cacert {ca} -H 'Authorization: Bearer XCALIBUR_VAULT_KEY' \
+         -o /dev/null -w '%{{http_code}}' https://api.github.com/transfer"
+    );
+    let mut codes = Vec::new();
+    for key in ["acme_fido2", "acme_plain", "globex_fido2"] {
+        let (code, out, err) = w.run("alice", key, &redeem).await;
+        assert_eq!(code, 0, "{key}: {out} {err}");
+        codes.push((key, out.trim().to_owned()));
+    }
+    assert_eq!(
+        codes,
+        [
+            ("acme_fido2", "200".to_owned()),
+            ("acme_plain", "403".to_owned()),
+            ("globex_fido2", "403".to_owned()),
+        ]
+    );
+    // Only the first reached the upstream with the real value.
+    let carried =
+        w.s.echo
+            .seen()
+            .iter()
+            .filter(|r| r.header("authorization") == Some("Bearer vault-real-value-42"))
+            .count();
+    assert_eq!(carried, 1);
+    // The session records what the CA asserted.
+    let listed = sessions(w.gw()).await;
+    assert!(
+        listed
+            .iter()
+            .any(|s| s["factors"] == json!(["Fido2"]) && s["tags"] == json!({"tenant_id": "acme"})),
+        "{listed:?}"
+    );
+}

@@ -239,3 +239,103 @@ pub(crate) async fn ui_cookie(gw: &excalibur_test_support::Gateway) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test]
+async fn the_fleet_page_revokes_by_principal_and_jti_and_an_introspection_token_cannot_log_in() {
+    let gw = gateway().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = gw.url();
+    // A token for downstream introspection is refused at the login page.
+    let intro = gw
+        .api()
+        .post(
+            "/api/tokens",
+            json!({"name": "mcp", "role": "introspection"}),
+        )
+        .await
+        .unwrap();
+    let refused = client
+        .post(format!("{base}/login"))
+        .form(&[("token", intro["token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let ok = client
+        .post(format!("{base}/login"))
+        .form(&[("token", gw.admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = ok.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = client
+        .get(format!("{base}/ui/fleet"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("action=\"/ui/revocations\""), "{page}");
+    for header in ["Tags", "Actor"] {
+        assert!(page.contains(&format!("<th>{header}</th>")), "{header}");
+    }
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (kind, value) in [
+        ("principal", "k8s:prod/payments/api"),
+        ("jti", "jti-from-ui"),
+    ] {
+        let resp = client
+            .post(format!("{base}/ui/revocations"))
+            .header("cookie", &session)
+            .form(&[("csrf", csrf.as_str()), ("kind", kind), ("value", value)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "{kind}");
+    }
+    // Without the CSRF token nothing is written.
+    let forged = client
+        .post(format!("{base}/ui/revocations"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", "guess"),
+            ("kind", "principal"),
+            ("value", "k8s:other/x/y"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(forged.status(), 303);
+    let standing = gw.api().get("/api/revocations").await.unwrap();
+    let principals: Vec<&str> = standing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["principal"].as_str())
+        .collect();
+    assert_eq!(principals, ["k8s:prod/payments/api"]);
+    let revoked = gw
+        .api()
+        .get("/api/audit?type=principal_revoked")
+        .await
+        .unwrap();
+    assert_eq!(revoked.as_array().unwrap().len(), 1);
+}

@@ -1395,7 +1395,7 @@ async fn downstreams_introspect_audience_tokens_and_hear_of_their_revocation() {
 
 /// Seed 003's transfer-funds policy for this schema (README "Policy"): the tenant comes
 /// from the workload token's claims, as a Cedar tag.
-const TENANT_POLICY: &str = r#"permit (principal, action == Action::"redeem", resource)
+pub(crate) const TENANT_POLICY: &str = r#"permit (principal, action == Action::"redeem", resource)
 when {
   resource.name == "XCALIBUR_VAULT_KEY"
   && principal.hasTag("tenant_id") && principal.getTag("tenant_id") == "acme"
