@@ -7,7 +7,9 @@ use excalibur_core::ids::AuditSeq;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(events) = serde_json::from_slice::<Vec<AuditEvent>>(data) else { return };
+    let Ok(events) = serde_json::from_slice::<Vec<AuditEvent>>(data) else {
+        return;
+    };
     let mut v = ChainVerifier::default();
     events.iter().for_each(|e| v.push(e));
     let _ = v.finish(events.last().map(|e| (e.seq.0, e.hash.as_str())));

@@ -17,7 +17,10 @@ fn chain() -> SignatureChain {
         Secret::new(b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_vec()),
         None,
     );
-    let scope = Scope { region: "us-east-1", service: "s3" };
+    let scope = Scope {
+        region: "us-east-1",
+        service: "s3",
+    };
     let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     SignatureChain::new(&creds, scope, t, "0".repeat(64)).expect("chain")
 }
@@ -41,12 +44,18 @@ fuzz_target!(|data: &[u8]| {
         match m & 3 {
             0 => Box::new(ChunkResigner::new(chain(), false, 4096)),
             1 => Box::new(ChunkResigner::new(chain(), true, 4096)),
-            _ => Box::new(EventResigner::new(chain(), Box::new(move || -> SystemTime { t }))),
+            _ => Box::new(EventResigner::new(
+                chain(),
+                Box::new(move || -> SystemTime { t }),
+            )),
         }
     };
     let whole = run(make(mode).as_mut(), body, body.len());
     let split = run(make(mode).as_mut(), body, step);
-    assert_eq!(whole, split, "the result depends on how the input was split");
+    assert_eq!(
+        whole, split,
+        "the result depends on how the input was split"
+    );
     if let Some(out) = whole {
         assert_eq!(out.len(), body.len(), "an accepted body changed length");
     }

@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
         cluster: "fuzz".into(),
         audience: "excalibur".into(),
     };
-    let attestors = Attestors { kubernetes: Some(Kubernetes::new(cfg, Box::new(Fixed(jwks.to_owned())))), ..Default::default() };
+    let attestors = Attestors {
+        kubernetes: Some(Kubernetes::new(cfg, Box::new(Fixed(jwks.to_owned())))),
+        ..Default::default()
+    };
     // Without a private key no fuzz input can carry a valid signature.
     if let Some(result) = run(attestors.verify(token)) {
         assert!(result.is_err(), "a fuzzed token was accepted");

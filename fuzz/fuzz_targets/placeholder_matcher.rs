@@ -20,7 +20,10 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
     static S: OnceLock<(Arc<Mediator>, Permit)> = OnceLock::new();
     S.get_or_init(|| {
         let m = Arc::new(Mediator::new(vec![
-            (NAMES[0].into(), Secret::new(b"ghp#value_0123456789".to_vec())),
+            (
+                NAMES[0].into(),
+                Secret::new(b"ghp#value_0123456789".to_vec()),
+            ),
             (NAMES[1].into(), Secret::new(b"k#v".to_vec())),
         ]));
         let rules = vec![TranslationRule {
@@ -35,9 +38,18 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
             },
             created_at: String::new(),
         }];
-        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false, dangerous_allow_plaintext: false }];
-        let bindings: Vec<(String, String)> = NAMES.iter().map(|n| ((*n).into(), "p".into())).collect();
-        let egress = [("service:f".to_owned(), vec![HostPattern::parse("h.example").expect("host")])];
+        let providers = vec![Provider {
+            id: "p".into(),
+            hosts: vec!["h.example".into()],
+            passthrough: false,
+            dangerous_allow_plaintext: false,
+        }];
+        let bindings: Vec<(String, String)> =
+            NAMES.iter().map(|n| ((*n).into(), "p".into())).collect();
+        let egress = [(
+            "service:f".to_owned(),
+            vec![HostPattern::parse("h.example").expect("host")],
+        )];
         let policy = Policy::compile(PolicyInput {
             rules: &rules,
             providers: &providers,
@@ -58,6 +70,9 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
             factors: vec![],
             credential_id: None,
             source: "127.0.0.1".parse().expect("ip"),
+            tags: Vec::new(),
+            actor: None,
+            scopes: Vec::new(),
         });
         let found: Vec<String> = NAMES.iter().map(|n| (*n).into()).collect();
         let permit = policy

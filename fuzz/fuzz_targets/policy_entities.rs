@@ -25,7 +25,12 @@ fn policy() -> &'static Policy {
             },
             created_at: String::new(),
         }];
-        let providers = vec![Provider { id: "p".into(), hosts: vec!["h.example".into()], passthrough: false, dangerous_allow_plaintext: false }];
+        let providers = vec![Provider {
+            id: "p".into(),
+            hosts: vec!["h.example".into()],
+            passthrough: false,
+            dangerous_allow_plaintext: false,
+        }];
         let bindings = [("XCALIBUR_TOKEN".to_owned(), "p".to_owned())];
         Policy::compile(PolicyInput {
             rules: &rules,
@@ -48,7 +53,11 @@ fuzz_target!(|data: &[u8]| {
     let human = data.first().is_some_and(|b| b & 1 == 1);
     let subject = Subject::new(&Principal {
         id,
-        kind: if human { PrincipalKind::Human } else { PrincipalKind::ServiceCredential },
+        kind: if human {
+            PrincipalKind::Human
+        } else {
+            PrincipalKind::ServiceCredential
+        },
         user: ns.clone(),
         namespace: ns,
         groups: vec![name.clone()],
@@ -56,11 +65,15 @@ fuzz_target!(|data: &[u8]| {
         factors: vec![path.clone()],
         credential_id: None,
         source: "::1".parse().expect("ip"),
+        tags: Vec::new(),
+        actor: None,
+        scopes: Vec::new(),
     });
     let p = policy();
     let _ = p.decide_egress(&subject, &host, 443);
     let found = vec!["XCALIBUR_TOKEN".to_owned(), name];
-    if let Ok(permit) = p.decide_redeem(&subject, RedeemTarget::tls(&host, &path, &method), &found) {
+    if let Ok(permit) = p.decide_redeem(&subject, RedeemTarget::tls(&host, &path, &method), &found)
+    {
         assert_eq!(permit.host(), "h.example");
     }
 });
