@@ -16,18 +16,22 @@
 #
 # --quick: fewer requests and one round (under 2 minutes once installed).
 # BENCH_DEBUG=1 prints each oha command and its status codes.
+# --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
+# 15 s and print where its CPU went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 REQUESTS=20000
 ROUNDS=3
 INSTALL=1
+PROFILE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) REQUESTS=3000; ROUNDS=1 ;;
     --no-install) INSTALL=0 ;;
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
+    --profile) PROFILE=1 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -297,6 +301,22 @@ cpu = f"{(after - before) * 1e6 / max(ok, 1):.0f}" if pid else "-"
 print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {ok}")
 PY
 }
+
+if [ "$PROFILE" = 1 ]; then
+  command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
+  case_args excalibur 16 ka
+  ARGS=("${ARGS[@]/#-n/-z}")
+  for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = "$REQUESTS" ] && ARGS[$i]=20s; done
+  oha "${ARGS[@]}" >/dev/null 2>&1 &
+  LOAD=$!
+  sleep 3
+  perf record -F 499 --call-graph dwarf,16384 -p "$(cat "$WORK/excalibur/pid")" -o "$ROOT/target/perf.data" -- sleep 8 >/dev/null 2>&1
+  wait "$LOAD" || true
+  perf report -i "$ROOT/target/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9]' | sed -E 's/ +$//' | cut -c1-110 | head -n 45
+  echo "(perf data kept in target/perf.data)"
+  exit 0
+fi
 
 CASES="direct excalibur batched squid envoy"
 MODES="16:ka 1:ka 16:new"

@@ -508,12 +508,21 @@ fn insert_rows(
     rows: Vec<Vec<Value>>,
     conflict: &str,
 ) -> Result<(), StoreError> {
-    /// Rows per statement: 8 columns x 256 stays far below both databases' limit on
-    /// parameters (SQLite 32,766; PostgreSQL 65,535).
+    /// Most rows per statement: 8 columns x 256 stays far below both databases' limit
+    /// on parameters (SQLite 32,766; PostgreSQL 65,535).
     const CHUNK: usize = 256;
     let mut rows = rows.into_iter().peekable();
+    let mut left = rows.len();
     while rows.peek().is_some() {
-        let chunk: Vec<Vec<Value>> = rows.by_ref().take(CHUNK).collect();
+        // Chunks of a power of two rows: at most nine statement shapes per table, so
+        // the prepared statements stay cached whatever the batch size.
+        let take = if left >= CHUNK {
+            CHUNK
+        } else {
+            1 << left.ilog2()
+        };
+        left -= take;
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(take).collect();
         let mut sql = format!("INSERT INTO {into} VALUES ");
         let mut params = Vec::new();
         for (i, row) in chunk.into_iter().enumerate() {
