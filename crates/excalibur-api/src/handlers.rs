@@ -456,6 +456,16 @@ pub(crate) async fn create_webhook(
     actor: String,
 ) -> Result<CreatedWebhook, ApiError> {
     validate::webhook(&req)?;
+    // Refused now, naming the address, rather than accepted and failed at delivery.
+    if let Err(why) = (s.check_receiver)(req.url.clone()).await {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "webhook_destination_forbidden",
+            format!(
+                "`url`: {why} (set [webhooks] dangerous_allow_private_destinations to allow it)"
+            ),
+        ));
+    }
     let (secret, shown) = match req.secret {
         Some(secret) => (Secret::new(secret.into_bytes()), None),
         None => {

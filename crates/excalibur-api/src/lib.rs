@@ -161,7 +161,20 @@ pub struct ApiState {
     pub probes: Arc<dyn Probes>,
     /// The audit checkpoint signing key's public half (PEM `PUBLIC KEY`).
     pub checkpoint_key_pem: Arc<str>,
+    /// Checks a webhook receiver URL the way deliveries will (its host resolved, private,
+    /// loopback and metadata addresses refused unless configured): why not, if not.
+    pub check_receiver: ReceiverCheck,
 }
+
+/// See [`ApiState::check_receiver`].
+pub type ReceiverCheck = Arc<
+    dyn Fn(
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// What a probe reports. The probe answers 503 when `problems` is not empty.
 #[derive(Debug, Default, Clone, serde::Serialize)]

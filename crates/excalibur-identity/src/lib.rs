@@ -108,9 +108,17 @@ pub struct CredentialIndex {
     device_ids: std::collections::HashSet<CredentialId>,
     sessions: HashMap<String, Arc<SessionEntry>>,
     session_ids: std::collections::HashSet<CredentialId>,
+    /// Revoked service credentials by token hash: `(id, name)`, for attribution only.
+    revoked: HashMap<String, (CredentialId, String)>,
 }
 
 impl CredentialIndex {
+    /// Remembers a revoked credential under its token hash: it identifies nobody, but a
+    /// request that presents it is refused as `credential_revoked`, attributed to it.
+    pub fn insert_revoked(&mut self, hash: String, id: CredentialId, name: String) {
+        self.revoked.insert(hash, (id, name));
+    }
+
     /// Adds a credential under the hex SHA-256 of its token.
     pub fn insert(&mut self, hash: String, entry: CredentialEntry) {
         self.ids.insert(entry.id.clone());
@@ -183,9 +191,17 @@ pub enum Unidentified {
     /// The header is not `Bearer <token>` or `Basic <user:token>`.
     #[error("malformed proxy credentials")]
     Malformed,
-    /// No live credential has this token.
-    #[error("unknown or revoked proxy credential")]
+    /// No credential has this token.
+    #[error("unknown proxy credential")]
     Unknown,
+    /// A revoked service credential's token.
+    #[error("credential `{name}` is revoked")]
+    Revoked {
+        /// Which.
+        credential: CredentialId,
+        /// Its name.
+        name: String,
+    },
     /// A workload bearer past its expiry.
     #[error("the workload token has expired")]
     Expired,
@@ -211,6 +227,7 @@ impl Unidentified {
             Unidentified::Missing => "missing_credentials",
             Unidentified::Malformed => "malformed_credentials",
             Unidentified::Unknown => "unknown_credential",
+            Unidentified::Revoked { .. } => "credential_revoked",
             Unidentified::Expired => "token_expired",
             Unidentified::WrongSource => "workload_source_mismatch",
             Unidentified::SourceMismatch { .. } => "source_network_mismatch",
@@ -293,7 +310,15 @@ pub fn identify(
             scopes: Vec::new(),
         });
     }
-    let entry = index.by_hash.get(&hash).ok_or(Unidentified::Unknown)?;
+    let Some(entry) = index.by_hash.get(&hash) else {
+        return Err(match index.revoked.get(&hash) {
+            Some((credential, name)) => Unidentified::Revoked {
+                credential: credential.clone(),
+                name: name.clone(),
+            },
+            None => Unidentified::Unknown,
+        });
+    };
     if !entry.source_network.contains(&source) {
         return Err(Unidentified::SourceMismatch {
             credential: entry.id.clone(),

@@ -427,7 +427,10 @@ impl Proxy {
                 let (principal, credential_id) = match &why {
                     Unidentified::SourceMismatch {
                         credential, name, ..
-                    } => (format!("service:{name}"), Some(credential)),
+                    }
+                    | Unidentified::Revoked { credential, name } => {
+                        (format!("service:{name}"), Some(credential))
+                    }
                     _ => ("unidentified".to_owned(), None),
                 };
                 let details = json!({

@@ -30,6 +30,8 @@ pub struct SnapshotInput {
     pub providers: Vec<Provider>,
     /// Live service credentials with their token hashes.
     pub credentials: Vec<(ServiceCredentialInfo, String)>,
+    /// Revoked ones (attribution of a request that still presents one).
+    pub revoked_credentials: Vec<(ServiceCredentialInfo, String)>,
     /// Translation rules.
     pub rules: Vec<TranslationRule>,
     /// Operator Cedar policies.
@@ -120,6 +122,9 @@ impl Snapshot {
                     allowed_domains,
                 },
             );
+        }
+        for (info, hash) in input.revoked_credentials {
+            credentials.insert_revoked(hash, info.id, info.name);
         }
         for d in &input.devices {
             let Ok(ip) = d.ip.parse::<std::net::IpAddr>() else {

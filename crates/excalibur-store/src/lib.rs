@@ -208,6 +208,8 @@ pub struct SnapshotData {
     pub providers: Vec<Provider>,
     /// Live (unrevoked) service credentials.
     pub credentials: Vec<ServiceCredentialRecord>,
+    /// Revoked ones, so a request that still presents one is attributed to it.
+    pub revoked_credentials: Vec<ServiceCredentialRecord>,
     /// Translation rules.
     pub rules: Vec<TranslationRule>,
     /// Operator Cedar policies.

@@ -1906,6 +1906,17 @@ impl Store for SqlStore {
                     .map(|(info, hash)| ServiceCredentialRecord { info, hash })
                     .collect()
             };
+            let revoked_credentials = tx
+                .query_map(
+                    &format!(
+                        "SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE revoked_ms IS NOT NULL ORDER BY id"
+                    ),
+                    params![],
+                    credential_row,
+                )?
+                .into_iter()
+                .map(|(info, hash)| ServiceCredentialRecord { info, hash })
+                .collect();
             let rules = list_rules(tx)?;
             let policies = list_policies(tx)?;
             let namespaces = list_namespaces(tx)?;
@@ -1952,6 +1963,7 @@ impl Store for SqlStore {
                 placeholders,
                 providers,
                 credentials,
+                revoked_credentials,
                 rules,
                 policies,
                 namespaces,

@@ -33,8 +33,15 @@ pub(crate) fn logging(config: &Config) {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
+    // Colour only for a person at a terminal: never into a file, a pipe or a log
+    // collector, and never with NO_COLOR set (https://no-color.org).
+    let ansi = {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

@@ -339,6 +339,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let api = excalibur_api::router(ApiState {
         probes: Arc::new(health),
         checkpoint_key_pem: checkpoint_key.public_pem().into(),
+        check_receiver: {
+            let allow = config.webhooks.dangerous_allow_private_destinations;
+            Arc::new(move |url: String| {
+                Box::pin(async move {
+                    // A name that does not resolve yet is accepted (deliveries check
+                    // again); one that resolves only to forbidden addresses is not.
+                    match crate::webhooks::receiver_address(&url, allow).await {
+                        Err(e) if e.starts_with("cannot resolve") => Ok(()),
+                        other => other.map(|_| ()),
+                    }
+                }) as Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+            })
+        },
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,

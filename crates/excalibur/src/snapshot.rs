@@ -96,6 +96,11 @@ impl Snapshots {
                 .into_iter()
                 .map(|c| (c.info, c.hash))
                 .collect(),
+            revoked_credentials: data
+                .revoked_credentials
+                .into_iter()
+                .map(|c| (c.info, c.hash))
+                .collect(),
             rules: data.rules,
             policies: data.policies,
             namespaces: data.namespaces,

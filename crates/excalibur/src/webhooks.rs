@@ -258,8 +258,13 @@ async fn deliver(
     }
 }
 
-/// A client pinned to the receiver's checked address (no second lookup).
-async fn client_for(url: &str, cfg: &Webhooks) -> Result<reqwest::Client, String> {
+/// The address a delivery to `url` goes to: its host resolved, and the first address
+/// that is not private, loopback, link-local, CGNAT or a metadata endpoint (any, with
+/// `allow_private`). The error names the host and what it resolved to.
+pub(crate) async fn receiver_address(
+    url: &str,
+    allow_private: bool,
+) -> Result<(String, SocketAddr), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url: {e}"))?;
     let host = parsed.host_str().ok_or("url has no host")?.to_owned();
     let port = parsed.port_or_known_default().unwrap_or(443);
@@ -267,13 +272,33 @@ async fn client_for(url: &str, cfg: &Webhooks) -> Result<reqwest::Client, String
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .collect();
-    let addr = addrs
-        .into_iter()
-        .find(|a| {
-            cfg.dangerous_allow_private_destinations
-                || excalibur_proxy::guard::forbidden(a.ip()).is_none()
-        })
-        .ok_or_else(|| format!("{host} resolves only to forbidden addresses"))?;
+    let allowed = addrs
+        .iter()
+        .find(|a| allow_private || excalibur_proxy::guard::forbidden(a.ip()).is_none());
+    match allowed {
+        Some(a) => Ok((host, *a)),
+        None => {
+            let why: Vec<String> = addrs
+                .iter()
+                .map(|a| {
+                    let ip = a.ip().to_canonical();
+                    match excalibur_proxy::guard::forbidden(ip) {
+                        Some(reason) => format!("{ip} ({reason})"),
+                        None => ip.to_string(),
+                    }
+                })
+                .collect();
+            Err(format!(
+                "{host} resolves only to forbidden addresses: {}",
+                why.join(", ")
+            ))
+        }
+    }
+}
+
+/// A client pinned to the receiver's checked address (no second lookup).
+async fn client_for(url: &str, cfg: &Webhooks) -> Result<reqwest::Client, String> {
+    let (host, addr) = receiver_address(url, cfg.dangerous_allow_private_destinations).await?;
     reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())

@@ -97,7 +97,16 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn webhook_add_url_is_the_receiver_and_never_gets_the_token() {
-    let gw = gateway().await;
+    // (The receiver is on loopback: allowed here as a test would.)
+    let gw = excalibur_test_support::Gateway::start(
+        crate::server_bin(),
+        excalibur_test_support::Options {
+            config_toml: "[webhooks]\ndangerous_allow_private_destinations = true\n".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let receiver = Tripwire::receiver().await;
     let cwd = tempfile::tempdir().unwrap();
     let hook = receiver.url("/r");

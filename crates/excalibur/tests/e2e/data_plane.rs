@@ -908,3 +908,60 @@ async fn passthrough_private_destinations_and_duplicate_names() {
         .unwrap();
     assert_eq!(status, 409, "{body}");
 }
+
+#[tokio::test]
+async fn a_revoked_credential_is_refused_and_attributed_to_itself() {
+    let s = setup().await;
+    let (id, token) = credential(&s.gw, "ci-old", "127.0.0.0/8", &["api.github.com"]).await;
+    s.gw.api()
+        .send("DELETE", &format!("/api/service-credentials/{id}"), None)
+        .await
+        .unwrap();
+    let (_, out, err) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--cacert",
+        &ca_arg(&s),
+        "-v",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_eq!(out, "407");
+    assert!(
+        err.to_ascii_lowercase()
+            .contains("x-excalibur-reason: credential_revoked"),
+        "{err}"
+    );
+    let denied = wait_events(&s.gw, "proxy_auth_denied", 1).await;
+    assert_eq!(denied[0]["principal"], "service:ci-old", "{denied:?}");
+    assert_eq!(denied[0]["details"]["reason"], "credential_revoked");
+    assert_eq!(denied[0]["details"]["credential_id"], id.as_str());
+    // A token nobody issued stays unknown, and unattributed.
+    let (_, out, _) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-header",
+        "Proxy-Authorization: Bearer xcs_never_issued_anywhere_0123456789",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ])
+    .await;
+    assert_eq!(out, "407");
+    let denied = wait_events(&s.gw, "proxy_auth_denied", 2).await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["details"]["reason"] == "unknown_credential"
+                && e["principal"] == "unidentified"
+                && e["details"]["credential_id"].is_null())
+    );
+}

@@ -1244,3 +1244,24 @@ async fn a_full_disk_stops_redemption_until_space_is_back() {
     assert!(paths.contains(&"/r/before"), "{paths:?}");
     drop(gw);
 }
+
+#[tokio::test]
+async fn text_logs_carry_no_colour_codes_off_a_terminal() {
+    // Captured output is not a terminal: no ANSI escapes in the text log format.
+    let gw = Gateway::start(
+        server_bin(),
+        Options {
+            env: vec![("EXCALIBUR_LOG_FORMAT".into(), "text".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.api()
+        .post("/api/providers", json!({"id": "p", "hosts": ["x.example"]}))
+        .await
+        .unwrap();
+    let out = gw.output();
+    assert!(out.contains("api listening"), "{out}");
+    assert!(!out.contains('\u{1b}'), "ANSI escape in the log: {out:?}");
+}

@@ -204,18 +204,55 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
     .await
     .unwrap();
     let api = gw.api();
-    let hook = api
+    // Refused when created, naming the address, rather than accepted and failed at
+    // every delivery: loopback (also by name and IPv4-mapped), private, metadata.
+    let port = receiver.addr.port();
+    for (url, named) in [
+        (format!("http://{}/hook", receiver.addr), "127.0.0.1"),
+        (format!("http://localhost:{port}/hook"), "127.0.0.1"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            "127.0.0.1",
+        ),
+        ("http://10.1.2.3/hook".to_owned(), "10.1.2.3"),
+        (
+            "http://169.254.169.254/latest".to_owned(),
+            "169.254.169.254",
+        ),
+        ("http://100.64.0.1/hook".to_owned(), "100.64.0.1"),
+    ] {
+        let (status, _, body) = api
+            .send(
+                "POST",
+                "/api/webhooks",
+                Some(json!({"url": url, "event_types": ["placeholder_*"]})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 422, "{url}: {body}");
+        assert_eq!(body["code"], "webhook_destination_forbidden", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(named),
+            "{url}: {body}"
+        );
+    }
+    assert!(
+        api.get("/api/webhooks")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // A name that does not resolve yet is accepted; deliveries check it again.
+    let later = api
         .post(
             "/api/webhooks",
-            json!({"url": format!("http://{}/hook", receiver.addr), "event_types": ["placeholder_*"]}),
+            json!({"url": "https://hooks.unresolved.invalid/x", "event_types": ["placeholder_*"]}),
         )
         .await
         .unwrap();
-    assert!(
-        hook["secret"].as_str().unwrap().starts_with("whsec_"),
-        "a generated secret is shown once"
-    );
-    let id = hook["id"].as_str().unwrap().to_owned();
+    assert!(later["secret"].as_str().unwrap().starts_with("whsec_"));
     api.post(
         "/api/providers",
         json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
@@ -228,6 +265,7 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
     )
     .await
     .unwrap();
+    let id = later["id"].as_str().unwrap().to_owned();
     let log = until("a failed delivery", async || {
         let log = api
             .get(&format!("/api/webhooks/{id}/deliveries"))
@@ -237,7 +275,7 @@ async fn webhooks_to_private_addresses_are_refused_by_default() {
     })
     .await;
     assert!(
-        log[0]["last_error"].as_str().unwrap().contains("forbidden"),
+        log[0]["last_error"].as_str().unwrap().contains("resolve"),
         "{log}"
     );
     assert!(receiver.received().is_empty());
