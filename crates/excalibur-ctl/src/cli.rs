@@ -18,22 +18,36 @@ pub struct Cli {
     #[arg(
         long = "api-url",
         env = "EXCALIBUR_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8443",
         global = true,
-        value_name = "API_URL"
+        value_name = "API_URL",
+        help_heading = "Global options"
     )]
     pub api_url: String,
     /// API token (admin for writes, operator for reads).
-    #[arg(long, env = "EXCALIBUR_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "EXCALIBUR_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an https:// URL, e.g. the output of `ca export`.
-    #[arg(long, env = "EXCALIBUR_CACERT", global = true)]
+    #[arg(
+        long,
+        env = "EXCALIBUR_CACERT",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
     pub cacert: Option<PathBuf>,
     /// Allow an `http://` API base that is not loopback (the token then travels in clear).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub insecure_http: bool,
     /// Print JSON instead of a table.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// What to do.
     #[command(subcommand)]

@@ -128,3 +128,29 @@ fn a_receiver_url_never_becomes_the_api_base() {
     };
     assert_eq!(url, "https://hooks.example.com/x");
 }
+
+/// The help of the tool and of every subcommand: globals under their own heading, and no
+/// environment value (`[env: X=...]`) printed, set or not.
+#[test]
+fn help_groups_the_global_options_and_prints_no_environment_values() {
+    fn check(cmd: &mut clap::Command, path: &str) {
+        let help = cmd.render_long_help().to_string();
+        assert!(help.contains("Global options:"), "{path}: {help}");
+        assert!(!help.contains("[env: EXCALIBUR_URL="), "{path}: {help}");
+        assert!(!help.contains("[env: EXCALIBUR_CACERT="), "{path}: {help}");
+        // (clap's generated `help` subcommand takes no options.)
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .filter(|n| n != "help")
+            .collect();
+        for name in names {
+            if let Some(sub) = cmd.find_subcommand_mut(&name) {
+                check(sub, &format!("{path} {name}"));
+            }
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    check(&mut cmd, "excalibur-ctl");
+}
