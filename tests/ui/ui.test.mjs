@@ -1,9 +1,11 @@
 // Headless Chromium drives the Excalibur web UI like an operator would.
 // Run by crates/excalibur/tests/e2e/ui.rs with BASE, ADMIN_TOKEN, OPERATOR_TOKEN and OUT set.
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 
 const { BASE, ADMIN_TOKEN, OPERATOR_TOKEN, OUT } = process.env;
+// A fresh directory each run, so the screenshot count the Rust side checks is this run's.
+rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });
 
 const browser = await chromium.launch({

@@ -27,6 +27,8 @@ pub use session::Sessions;
 use session::{COOKIE, Session};
 
 const CSS: &str = include_str!("app.css");
+/// A sword on a shield, in the UI's accent colour.
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\"><path d=\"M16 2 4 6v9c0 7.5 5 12.5 12 15 7-2.5 12-7.5 12-15V6z\" fill=\"#1f4e8c\"/><path d=\"M16 6v18M12 20h8M15 24h2v3h-2z\" stroke=\"#fff\" stroke-width=\"2\" fill=\"none\"/></svg>";
 const JS: &str = include_str!("app.js");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -52,6 +54,14 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route(
+            "/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/favicon.svg") }),
+        )
         .route(
             "/ui/static/app.css",
             get(|| async { asset("text/css", CSS) }),
@@ -230,6 +240,7 @@ fn page_shell(title: &str, ui: Option<&Ui>, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Excalibur</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"icon\" type=\"image/svg+xml\" href=\"/favicon.svg\">\
          <link rel=\"stylesheet\" href=\"/ui/static/app.css\"><script src=\"/ui/static/app.js\" defer></script></head>\
          <body><header><strong>Excalibur</strong><nav>{nav}</nav>{who}</header><main><h1>{t}</h1>{body}</main></body></html>",
         t = esc(title)

@@ -287,6 +287,16 @@ async fn the_fleet_page_revokes_by_principal_and_jti_and_an_introspection_token_
         .await
         .unwrap();
     assert!(page.contains("action=\"/ui/revocations\""), "{page}");
+    // Every page names the favicon, served without a session.
+    assert!(page.contains("rel=\"icon\" type=\"image/svg+xml\" href=\"/favicon.svg\""));
+    let icon = client
+        .get(format!("{base}/favicon.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
     for header in ["Tags", "Actor"] {
         assert!(page.contains(&format!("<th>{header}</th>")), "{header}");
     }
