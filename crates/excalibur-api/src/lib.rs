@@ -42,6 +42,9 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest `POST /api/import` body.
+pub const IMPORT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Every route the API serves, as `(method, path)`; the OpenAPI document must list exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
@@ -111,6 +114,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/flows"),
     ("get", "/api/audit"),
     ("get", "/api/audit/verify"),
+    ("post", "/api/import"),
     ("get", "/api/audit/checkpoints"),
     ("get", "/api/audit/checkpoints/latest"),
     ("get", "/api/audit/checkpoint-key"),
@@ -396,6 +400,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/flows", get(flow_list))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .route(
+            "/api/import",
+            post(import).layer(DefaultBodyLimit::max(IMPORT_MAX_BODY_BYTES)),
+        )
         .route("/api/audit/checkpoints", get(checkpoint_list))
         .route("/api/audit/checkpoints/latest", get(checkpoint_latest))
         .route("/api/audit/checkpoint-key", get(checkpoint_key))

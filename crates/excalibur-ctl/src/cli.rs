@@ -102,6 +102,14 @@ pub enum Command {
     /// The Excalibur CA.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Import many providers, placeholders, translation rules and service credentials
+    /// at once (one transaction: all or nothing).
+    Import {
+        /// A JSON document `{"providers": [...], "placeholders": [...],
+        /// "translation_rules": [...], "service_credentials": [...]}`; `-` for stdin.
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 /// `placeholder` verbs.

@@ -800,6 +800,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             show(&v, SESSION_COLS);
         }
+        Command::Import { file } => {
+            let text = read_value(None, Some(file))?;
+            let doc: Value = serde_json::from_str(&text).context("the document is not JSON")?;
+            let v = client.post(&["api", "import"], &doc).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let n = |k: &str| v.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+                println!(
+                    "imported {} providers, {} placeholders, {} translation rules, {} service credentials",
+                    n("providers"),
+                    n("placeholders"),
+                    n("translation_rules"),
+                    n("service_credentials")
+                );
+                // The tokens exist only in this answer: print them (shown once).
+                show(
+                    &v.get("service_credentials").cloned().unwrap_or_default(),
+                    &[
+                        ("NAME", "name"),
+                        ("ID", "id"),
+                        ("TOKEN (shown once)", "token"),
+                    ],
+                );
+            }
+        }
         Command::Ca(CaCmd::Export { out }) => {
             let pem = client.get_text(&["api", "ca.pem"]).await?;
             match out {

@@ -239,6 +239,30 @@ pub struct WorkloadIssue {
     pub jti_expires_ms: i64,
 }
 
+/// A bulk import (`POST /api/import`): written in one transaction, all or nothing.
+#[derive(Debug, Default)]
+pub struct ImportBatch {
+    /// Providers (created or replaced).
+    pub providers: Vec<Provider>,
+    /// Placeholders (created or rotated).
+    pub placeholders: Vec<UpsertPlaceholder>,
+    /// Translation rules (created).
+    pub rules: Vec<CreateTranslationRule>,
+    /// Service credentials with their token hashes (created).
+    pub credentials: Vec<(ServiceCredentialInfo, String)>,
+}
+
+/// What an import wrote.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// Providers as stored.
+    pub providers: Vec<Provider>,
+    /// Placeholders as stored.
+    pub placeholders: Vec<UpsertedPlaceholder>,
+    /// Rules as stored.
+    pub rules: Vec<TranslationRule>,
+}
+
 /// What became of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exchanged {
@@ -308,6 +332,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         hash: String,
         actor: String,
     ) -> StoreFuture<'_, ()>;
+    /// Writes a bulk import in one transaction, with one audit event per object as the
+    /// single-object writes have.
+    fn import(&self, batch: ImportBatch, actor: String) -> StoreFuture<'_, Imported>;
     /// Lists service credentials, revoked ones included.
     fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>>;
     /// Revokes a credential with a reason; revoking twice keeps the first reason.

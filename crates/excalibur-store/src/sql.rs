@@ -246,6 +246,178 @@ impl SqlStore {
     }
 }
 
+/// `provider_upsert` inside a write transaction (shared with `import`).
+fn provider_upsert_tx(
+    tx: &mut dyn Tx,
+    provider: Provider,
+    actor: &str,
+) -> Result<(Provider, Vec<NewEvent>), StoreError> {
+    let now = Timestamp::now().millis();
+    tx.execute(
+                "INSERT INTO providers (id, hosts, passthrough, dangerous_allow_plaintext, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?4)
+                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough,
+                 dangerous_allow_plaintext = excluded.dangerous_allow_plaintext, updated_ms = excluded.updated_ms",
+                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now, provider.dangerous_allow_plaintext],
+            )?;
+    let event = NewEvent::new(
+        EventType::ProviderUpdated,
+        actor.to_owned(),
+        json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough,
+                       "dangerous_allow_plaintext": provider.dangerous_allow_plaintext}),
+    );
+    Ok((provider, vec![event]))
+}
+
+/// `placeholder_upsert` inside a write transaction (shared with `import`).
+fn placeholder_upsert_tx(
+    inner: &Inner,
+    tx: &mut dyn Tx,
+    req: UpsertPlaceholder,
+    actor: &str,
+) -> Result<(UpsertedPlaceholder, Vec<NewEvent>), StoreError> {
+    let provider_exists: Option<String> = tx.query_opt(
+        "SELECT id FROM providers WHERE id = ?1",
+        params![&req.provider_id],
+        |r| r.get(0),
+    )?;
+    if provider_exists.is_none() {
+        return Err(StoreError::Invalid(format!(
+            "provider `{}` does not exist; create it first with POST /api/providers",
+            req.provider_id
+        )));
+    }
+    let value = Secret::new(req.real_value.into_bytes());
+    let fp = value.fingerprint();
+    let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
+    let (key_id, sealed) = inner
+        .sealer
+        .seal(&value, &format!("placeholder:{}", req.placeholder))?;
+    let expires_ms = parse_time("expires_at", req.expires_at.as_deref())?;
+    let previous: Option<String> = tx.query_opt(
+        "SELECT fingerprint FROM placeholders WHERE name = ?1",
+        params![&req.placeholder],
+        |r| r.get(0),
+    )?;
+    let now = Timestamp::now().millis();
+    let created = previous.is_none();
+    let rotated = previous.as_ref().is_some_and(|p| *p != fp);
+    tx.execute(
+                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8)
+                 ON CONFLICT (name) DO UPDATE SET provider_id = excluded.provider_id, route_family = excluded.route_family,
+                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
+                   expires_ms = excluded.expires_ms, expired_ms = NULL,
+                   rotated_ms = CASE WHEN placeholders.fingerprint = excluded.fingerprint THEN placeholders.rotated_ms ELSE excluded.rotated_ms END,
+                   updated_ms = excluded.updated_ms",
+                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now, expires_ms],
+            )?;
+    let sql = format!("SELECT {PLACEHOLDER_COLS} FROM placeholders WHERE name = ?1");
+    let info = tx.query_row(&sql, params![&req.placeholder], placeholder_row)?;
+    let details = json!({
+        "placeholder": info.placeholder,
+        "provider_id": info.provider_id,
+        "route_family": info.route_family,
+        "fingerprint": info.fingerprint,
+        "created": created,
+    });
+    let mut events = vec![NewEvent::new(
+        EventType::PlaceholderUpdated,
+        actor.to_owned(),
+        details,
+    )];
+    if rotated {
+        events.push(NewEvent::new(
+            EventType::PlaceholderRotated,
+            actor,
+            json!({
+                "placeholder": info.placeholder,
+                "provider_id": info.provider_id,
+                "previous_fingerprint": previous,
+                "fingerprint": info.fingerprint,
+            }),
+        ));
+    }
+    Ok((
+        UpsertedPlaceholder {
+            info,
+            created,
+            rotated,
+        },
+        events,
+    ))
+}
+
+/// `credential_create` inside a write transaction (shared with `import`).
+fn credential_create_tx(
+    tx: &mut dyn Tx,
+    info: &ServiceCredentialInfo,
+    hash: &str,
+    actor: &str,
+) -> Result<((), Vec<NewEvent>), StoreError> {
+    // The name is the principal id (`service:<name>`): one live credential per name.
+    let live: i64 = tx.query_row(
+        "SELECT count(*) FROM service_credentials WHERE name = ?1 AND revoked_ms IS NULL",
+        params![&info.name],
+        |r| r.get(0),
+    )?;
+    if live > 0 {
+        return Err(StoreError::Conflict(format!(
+            "a live service credential named `{}` exists; revoke it first",
+            info.name
+        )));
+    }
+    tx.execute(
+                "INSERT INTO service_credentials (id, name, \"user\", source_network, allowed_domains, prefix, hash, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    info.id.as_str(),
+                    info.name,
+                    info.user,
+                    info.source_network,
+                    serde_json::to_string(&info.allowed_domains)?,
+                    info.prefix,
+                    hash,
+                    Timestamp::now().millis(),
+                    parse_time("expires_at", info.expires_at.as_deref())?
+                ],
+            )?;
+    let event = NewEvent::new(
+        EventType::ServiceCredentialCreated,
+        actor.to_owned(),
+        json!({
+            "id": info.id, "name": info.name, "user": info.user,
+            "source_network": info.source_network, "allowed_domains": info.allowed_domains,
+            "prefix": info.prefix,
+        }),
+    );
+    Ok(((), vec![event]))
+}
+
+/// `rule_create` inside a write transaction (shared with `import`).
+fn rule_create_tx(
+    tx: &mut dyn Tx,
+    rule: CreateTranslationRule,
+    actor: &str,
+) -> Result<(TranslationRule, Vec<NewEvent>), StoreError> {
+    let id = RuleId::generate();
+    let now = Timestamp::now().millis();
+    tx.execute(
+        "INSERT INTO translation_rules (id, body, created_ms) VALUES (?1, ?2, ?3)",
+        params![id.as_str(), serde_json::to_string(&rule)?, now],
+    )?;
+    let stored = TranslationRule {
+        id,
+        rule,
+        created_at: ts(now),
+    };
+    let event = NewEvent::new(
+        EventType::TranslationRuleCreated,
+        actor.to_owned(),
+        serde_json::to_value(&stored)?,
+    );
+    Ok((stored, vec![event]))
+}
+
 fn migrate(backend: &mut dyn Backend, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     {
         let mut tx = backend.begin(Mode::Write)?;
@@ -724,22 +896,7 @@ impl Store for SqlStore {
     }
 
     fn provider_upsert(&self, provider: Provider, actor: String) -> StoreFuture<'_, Provider> {
-        self.write(move |_, tx| {
-            let now = Timestamp::now().millis();
-            tx.execute(
-                "INSERT INTO providers (id, hosts, passthrough, dangerous_allow_plaintext, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?4)
-                 ON CONFLICT (id) DO UPDATE SET hosts = excluded.hosts, passthrough = excluded.passthrough,
-                 dangerous_allow_plaintext = excluded.dangerous_allow_plaintext, updated_ms = excluded.updated_ms",
-                params![provider.id, serde_json::to_string(&provider.hosts)?, provider.passthrough, now, provider.dangerous_allow_plaintext],
-            )?;
-            let event = NewEvent::new(
-                EventType::ProviderUpdated,
-                actor,
-                json!({"id": provider.id, "hosts": provider.hosts, "passthrough": provider.passthrough,
-                       "dangerous_allow_plaintext": provider.dangerous_allow_plaintext}),
-            );
-            Ok((provider, vec![event]))
-        })
+        self.write(move |_, tx| provider_upsert_tx(tx, provider, &actor))
     }
 
     fn provider_list(&self) -> StoreFuture<'_, Vec<Provider>> {
@@ -796,60 +953,7 @@ impl Store for SqlStore {
         req: UpsertPlaceholder,
         actor: String,
     ) -> StoreFuture<'_, UpsertedPlaceholder> {
-        self.write(move |inner, tx| {
-            let provider_exists: Option<String> =
-                tx.query_opt("SELECT id FROM providers WHERE id = ?1", params![&req.provider_id], |r| r.get(0))?;
-            if provider_exists.is_none() {
-                return Err(StoreError::Invalid(format!(
-                    "provider `{}` does not exist; create it first with POST /api/providers",
-                    req.provider_id
-                )));
-            }
-            let value = Secret::new(req.real_value.into_bytes());
-            let fp = value.fingerprint();
-            let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
-            let (key_id, sealed) = inner.sealer.seal(&value, &format!("placeholder:{}", req.placeholder))?;
-            let expires_ms = parse_time("expires_at", req.expires_at.as_deref())?;
-            let previous: Option<String> = tx
-                .query_opt("SELECT fingerprint FROM placeholders WHERE name = ?1", params![&req.placeholder], |r| r.get(0))
-                ?;
-            let now = Timestamp::now().millis();
-            let created = previous.is_none();
-            let rotated = previous.as_ref().is_some_and(|p| *p != fp);
-            tx.execute(
-                "INSERT INTO placeholders (name, provider_id, route_family, key_id, sealed, fingerprint, created_ms, rotated_ms, updated_ms, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?8)
-                 ON CONFLICT (name) DO UPDATE SET provider_id = excluded.provider_id, route_family = excluded.route_family,
-                   key_id = excluded.key_id, sealed = excluded.sealed, fingerprint = excluded.fingerprint,
-                   expires_ms = excluded.expires_ms, expired_ms = NULL,
-                   rotated_ms = CASE WHEN placeholders.fingerprint = excluded.fingerprint THEN placeholders.rotated_ms ELSE excluded.rotated_ms END,
-                   updated_ms = excluded.updated_ms",
-                params![req.placeholder, req.provider_id, route_family, key_id, sealed, fp, now, expires_ms],
-            )?;
-            let sql = format!("SELECT {PLACEHOLDER_COLS} FROM placeholders WHERE name = ?1");
-            let info = tx.query_row(&sql, params![&req.placeholder], placeholder_row)?;
-            let details = json!({
-                "placeholder": info.placeholder,
-                "provider_id": info.provider_id,
-                "route_family": info.route_family,
-                "fingerprint": info.fingerprint,
-                "created": created,
-            });
-            let mut events = vec![NewEvent::new(EventType::PlaceholderUpdated, actor.clone(), details)];
-            if rotated {
-                events.push(NewEvent::new(
-                    EventType::PlaceholderRotated,
-                    actor,
-                    json!({
-                        "placeholder": info.placeholder,
-                        "provider_id": info.provider_id,
-                        "previous_fingerprint": previous,
-                        "fingerprint": info.fingerprint,
-                    }),
-                ));
-            }
-            Ok((UpsertedPlaceholder { info, created, rotated }, events))
-        })
+        self.write(move |inner, tx| placeholder_upsert_tx(inner, tx, req, &actor))
     }
 
     fn placeholder_list(&self) -> StoreFuture<'_, Vec<PlaceholderInfo>> {
@@ -887,44 +991,7 @@ impl Store for SqlStore {
         hash: String,
         actor: String,
     ) -> StoreFuture<'_, ()> {
-        self.write(move |_, tx| {
-            // The name is the principal id (`service:<name>`): one live credential per name.
-            let live: i64 = tx.query_row(
-                "SELECT count(*) FROM service_credentials WHERE name = ?1 AND revoked_ms IS NULL", params![&info.name],
-                |r| r.get(0),
-            )?;
-            if live > 0 {
-                return Err(StoreError::Conflict(format!(
-                    "a live service credential named `{}` exists; revoke it first",
-                    info.name
-                )));
-            }
-            tx.execute(
-                "INSERT INTO service_credentials (id, name, \"user\", source_network, allowed_domains, prefix, hash, created_ms, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    info.id.as_str(),
-                    info.name,
-                    info.user,
-                    info.source_network,
-                    serde_json::to_string(&info.allowed_domains)?,
-                    info.prefix,
-                    hash,
-                    Timestamp::now().millis(),
-                    parse_time("expires_at", info.expires_at.as_deref())?
-                ],
-            )?;
-            let event = NewEvent::new(
-                EventType::ServiceCredentialCreated,
-                actor,
-                json!({
-                    "id": info.id, "name": info.name, "user": info.user,
-                    "source_network": info.source_network, "allowed_domains": info.allowed_domains,
-                    "prefix": info.prefix,
-                }),
-            );
-            Ok(((), vec![event]))
-        })
+        self.write(move |_, tx| credential_create_tx(tx, &info, &hash, &actor))
     }
 
     fn credential_list(&self) -> StoreFuture<'_, Vec<ServiceCredentialInfo>> {
@@ -977,24 +1044,33 @@ impl Store for SqlStore {
         rule: CreateTranslationRule,
         actor: String,
     ) -> StoreFuture<'_, TranslationRule> {
-        self.write(move |_, tx| {
-            let id = RuleId::generate();
-            let now = Timestamp::now().millis();
-            tx.execute(
-                "INSERT INTO translation_rules (id, body, created_ms) VALUES (?1, ?2, ?3)",
-                params![id.as_str(), serde_json::to_string(&rule)?, now],
-            )?;
-            let stored = TranslationRule {
-                id,
-                rule,
-                created_at: ts(now),
-            };
-            let event = NewEvent::new(
-                EventType::TranslationRuleCreated,
-                actor,
-                serde_json::to_value(&stored)?,
-            );
-            Ok((stored, vec![event]))
+        self.write(move |_, tx| rule_create_tx(tx, rule, &actor))
+    }
+
+    fn import(&self, batch: crate::ImportBatch, actor: String) -> StoreFuture<'_, crate::Imported> {
+        self.write(move |inner, tx| {
+            let mut events = Vec::new();
+            let mut out = crate::Imported::default();
+            for p in batch.providers {
+                let (p, ev) = provider_upsert_tx(tx, p, &actor)?;
+                out.providers.push(p);
+                events.extend(ev);
+            }
+            for req in batch.placeholders {
+                let (p, ev) = placeholder_upsert_tx(inner, tx, req, &actor)?;
+                out.placeholders.push(p);
+                events.extend(ev);
+            }
+            for rule in batch.rules {
+                let (r, ev) = rule_create_tx(tx, rule, &actor)?;
+                out.rules.push(r);
+                events.extend(ev);
+            }
+            for (info, hash) in &batch.credentials {
+                let ((), ev) = credential_create_tx(tx, info, hash, &actor)?;
+                events.extend(ev);
+            }
+            Ok((out, events))
         })
     }
 

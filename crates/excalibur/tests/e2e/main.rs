@@ -15,6 +15,7 @@ mod data_plane;
 mod dpop;
 mod foundation;
 mod hardening;
+mod import;
 mod jwt_bearer;
 mod leaks;
 mod mtls;
