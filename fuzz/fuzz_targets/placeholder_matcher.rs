@@ -70,9 +70,9 @@ fn setup() -> &'static (Arc<Mediator>, Permit) {
             factors: vec![],
             credential_id: None,
             source: "127.0.0.1".parse().expect("ip"),
-            tags: Vec::new(),
+            tags: Default::default(),
             actor: None,
-            scopes: Vec::new(),
+            scopes: Default::default(),
         });
         let found: Vec<String> = NAMES.iter().map(|n| (*n).into()).collect();
         let permit = policy

@@ -65,9 +65,9 @@ fuzz_target!(|data: &[u8]| {
         factors: vec![path.clone()],
         credential_id: None,
         source: "::1".parse().expect("ip"),
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     });
     let p = policy();
     let _ = p.decide_egress(&subject, &host, 443);

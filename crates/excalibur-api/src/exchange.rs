@@ -453,7 +453,8 @@ pub(crate) async fn introspect(
     let body = match found {
         Some((info, true)) if info.token_prefix == "jwt" => {
             // Issued here (its hash is on record), so its claims are ours to repeat.
-            let mut claims = jwt_claims(token).unwrap_or_else(|| json!({}));
+            let mut claims =
+                excalibur_identity::attest::unverified_claims(token).unwrap_or_else(|| json!({}));
             if let Some(obj) = claims.as_object_mut() {
                 obj.insert("active".to_owned(), json!(true));
                 obj.insert("token_type".to_owned(), json!("Bearer"));
@@ -483,16 +484,6 @@ pub(crate) async fn introspect(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// The payload of a compact JWS, undecoded from base64url.
-fn jwt_claims(token: &str) -> Option<serde_json::Value> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The answer for an exchange the store did not admit (`None`: admitted).

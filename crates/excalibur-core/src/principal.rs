@@ -55,10 +55,10 @@ pub struct Principal {
     pub source: IpAddr,
     /// Attributes mapped from the claims of the token it was attested with (Cedar entity
     /// tags: `principal.getTag("tenant_id")`), sorted by name.
-    pub tags: Vec<(String, String)>,
+    pub tags: std::sync::Arc<[(String, String)]>,
     /// The principal acting for it, when it was exchanged with an RFC 8693 `actor_token`.
     pub actor: Option<String>,
     /// Providers a scoped workload bearer may redeem (`scope=provider:<id>`); empty: not
     /// restricted by scope. Cedar: `principal.scoped`, `principal.scopes`.
-    pub scopes: Vec<String>,
+    pub scopes: std::sync::Arc<[String]>,
 }

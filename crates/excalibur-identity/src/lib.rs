@@ -56,9 +56,10 @@ pub struct WorkloadEntry {
     pub expires_ms: i64,
     /// Providers this bearer may redeem toward (`scope=provider:<id> ...` at the
     /// exchange); empty: not restricted by scope.
-    pub providers: Vec<String>,
-    /// Attributes mapped from the subject token's claims (Cedar tags), sorted.
-    pub tags: Vec<(String, String)>,
+    pub providers: Arc<[String]>,
+    /// Attributes mapped from the subject token's claims (Cedar tags), sorted; shared
+    /// with every principal it identifies (no copy per request).
+    pub tags: Arc<[(String, String)]>,
     /// The actor of a delegated exchange (RFC 8693 `actor_token`).
     pub actor: Option<String>,
 }
@@ -91,7 +92,7 @@ pub struct SessionEntry {
     /// Factors asserted by the user CA.
     pub factors: Vec<String>,
     /// Tags asserted by the user CA, sorted.
-    pub tags: Vec<(String, String)>,
+    pub tags: Arc<[(String, String)]>,
     /// The only address the token works from: the target host the shell runs on.
     pub source: IpAddr,
 }
@@ -103,7 +104,7 @@ pub struct CredentialIndex {
     ids: std::collections::HashSet<CredentialId>,
     workloads: HashMap<String, Arc<WorkloadEntry>>,
     workload_expiry: HashMap<CredentialId, i64>,
-    workload_providers: HashMap<CredentialId, Vec<String>>,
+    workload_providers: HashMap<CredentialId, Arc<[String]>>,
     devices: HashMap<IpAddr, Arc<DeviceEntry>>,
     device_ids: std::collections::HashSet<CredentialId>,
     sessions: HashMap<String, Arc<SessionEntry>>,
@@ -143,7 +144,7 @@ impl CredentialIndex {
 
     /// The providers a workload bearer's scopes allow, when its scopes restrict them.
     pub fn scoped_providers(&self, id: &CredentialId) -> Option<&[String]> {
-        self.workload_providers.get(id).map(Vec::as_slice)
+        self.workload_providers.get(id).map(|p| &p[..])
     }
 
     /// Adds a NetBird device under its overlay address (which must lie in the configured
@@ -259,9 +260,9 @@ pub fn identify(
             factors: Vec::new(),
             credential_id: Some(CredentialId::new(device.principal.clone())),
             source,
-            tags: Vec::new(),
+            tags: Default::default(),
             actor: None,
-            scopes: Vec::new(),
+            scopes: Default::default(),
         });
     };
     let token = bearer_token(header)?;
@@ -307,7 +308,7 @@ pub fn identify(
             source,
             tags: sess.tags.clone(),
             actor: None,
-            scopes: Vec::new(),
+            scopes: Default::default(),
         });
     }
     let Some(entry) = index.by_hash.get(&hash) else {
@@ -336,9 +337,9 @@ pub fn identify(
         factors: Vec::new(),
         credential_id: Some(entry.id.clone()),
         source,
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     })
 }
 
@@ -395,7 +396,7 @@ mod tests {
                 namespace: "ssh-route:sshr_1".into(),
                 factor: "publickey".into(),
                 factors: Vec::new(),
-                tags: Vec::new(),
+                tags: Default::default(),
                 source: "10.9.9.9".parse().unwrap(),
             },
         );

@@ -92,8 +92,8 @@ pub fn principal(spiffe_id: &str, source: std::net::IpAddr) -> Principal {
         factors: Vec::new(),
         credential_id: None,
         source,
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     }
 }

@@ -87,9 +87,9 @@ fn subject() -> Subject {
         factors: vec![],
         credential_id: None,
         source: "127.0.0.1".parse().unwrap(),
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     })
 }
 

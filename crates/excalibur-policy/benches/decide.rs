@@ -98,9 +98,9 @@ fn main() {
         factors: Vec::new(),
         credential_id: None,
         source: "10.0.0.1".parse().unwrap(),
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     };
     // The proxy builds a principal's Cedar entity once per connection and reuses it.
     let principals: Vec<Subject> = (0..N).map(|i| Subject::new(&principal(i))).collect();

@@ -138,9 +138,9 @@ fn principal(id: &str, kind: PrincipalKind) -> Principal {
         factors: Vec::new(),
         credential_id: None,
         source: "10.0.0.1".parse().unwrap(),
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     }
 }
 
@@ -315,13 +315,13 @@ when {
     let check = |who: &Principal| redeem(&p, who, target.0, target.1, target.2, target.3);
     let mut acme = workload("oidc:gha/acme/app");
     assert_eq!(check(&acme), "deny no_translation_rule []", "no tag");
-    acme.tags = vec![("tenant_id".into(), "acme".into())];
+    acme.tags = vec![("tenant_id".into(), "acme".into())].into();
     assert_eq!(check(&acme), "allow [transfer-funds]");
     let mut globex = workload("oidc:gha/globex/app");
-    globex.tags = vec![("tenant_id".into(), "globex".into())];
+    globex.tags = vec![("tenant_id".into(), "globex".into())].into();
     assert_eq!(check(&globex), "deny no_translation_rule []");
     let mut alice = principal("alice", PrincipalKind::Human);
-    alice.tags = vec![("tenant_id".into(), "acme".into())];
+    alice.tags = vec![("tenant_id".into(), "acme".into())].into();
     assert_eq!(check(&alice), "deny no_translation_rule []", "no Fido2");
     alice.factors = vec!["Fido2".into()];
     assert_eq!(check(&alice), "allow [transfer-funds]");
@@ -355,9 +355,9 @@ fn a_scoped_bearer_redeems_only_its_providers() {
         )
     };
     assert_eq!(github(&ci), "allow [r_gh]", "unscoped");
-    ci.scopes = vec!["github".into()];
+    ci.scopes = vec!["github".into()].into();
     assert_eq!(github(&ci), "allow [r_gh]");
-    ci.scopes = vec!["stripe".into()];
+    ci.scopes = vec!["stripe".into()].into();
     assert_eq!(github(&ci), "deny scope_not_granted [builtin:scopes]");
 }
 

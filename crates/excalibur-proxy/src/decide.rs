@@ -320,9 +320,9 @@ mod tests {
             factors: Vec::new(),
             credential_id: None,
             source: "127.0.0.1".parse().unwrap(),
-            tags: Vec::new(),
+            tags: Default::default(),
             actor: None,
-            scopes: Vec::new(),
+            scopes: Default::default(),
         })
     }
 

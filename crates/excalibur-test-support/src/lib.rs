@@ -50,6 +50,24 @@ pub struct Options {
     pub args: Vec<String>,
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used, from
+/// `/proc/PID/stat`; 0 when it cannot be read.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(") ").map_or("", |r| r.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A free loopback port, for a listener a test must know before it starts.
 pub fn free_port() -> anyhow::Result<std::net::SocketAddr> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -153,6 +153,35 @@ async fn write_loop(
 /// How long records are retried at shutdown before the process gives up on them.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 
+/// Waits `wait` before a retry. Meanwhile a request waiting for its intent is refused
+/// at once, not kept waiting behind the retry; other records join the batch (up to the
+/// queue's capacity, so memory stays bounded).
+async fn backoff(
+    wait: Duration,
+    rx: &mut mpsc::Receiver<Item>,
+    flows: &mut Vec<Flow>,
+    events: &mut Vec<NewEvent>,
+) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let room = flows.len() + events.len() < QUEUE_CAPACITY;
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return,
+            item = rx.recv(), if room => match item {
+                Some(Item::Intent(_, done)) => {
+                    let _ = done.send(false);
+                }
+                Some(Item::Flow(f)) => {
+                    events.push(excalibur_core::record::flow_event(&f));
+                    flows.push(f);
+                }
+                Some(Item::Event(e)) => events.push(e),
+                None => tokio::time::sleep_until(until).await,
+            },
+        }
+    }
+}
+
 impl Writer {
     /// Writes one batch in one transaction. Intents are answered by its outcome and
     /// never retried: a request whose intent failed is refused, so nothing was sent.
@@ -220,27 +249,7 @@ impl Writer {
                     }
                     attempt += 1;
                     let wait = Duration::from_millis(50 * u64::from(attempt.min(20)));
-                    // Meanwhile a request waiting for its intent is refused at once, not
-                    // kept waiting behind this retry; other records join the batch (up
-                    // to the queue's capacity, so memory stays bounded).
-                    let until = tokio::time::Instant::now() + wait;
-                    loop {
-                        let room = flows.len() + events.len() < QUEUE_CAPACITY;
-                        tokio::select! {
-                            () = tokio::time::sleep_until(until) => break,
-                            item = rx.recv(), if room => match item {
-                                Some(Item::Intent(_, done)) => {
-                                    let _ = done.send(false);
-                                }
-                                Some(Item::Flow(f)) => {
-                                    events.push(excalibur_core::record::flow_event(&f));
-                                    flows.push(f);
-                                }
-                                Some(Item::Event(e)) => events.push(e),
-                                None => tokio::time::sleep_until(until).await,
-                            },
-                        }
-                    }
+                    backoff(wait, rx, &mut flows, &mut events).await;
                 }
             }
         }

@@ -611,41 +611,7 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
     };
     let mut attestors = Attestors::default();
     if let Some(k) = &config.kubernetes {
-        let jwks: Box<dyn JwksSource> = match &k.jwks {
-            crate::config::JwksLocation::Url(u) => {
-                let mut b = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .no_proxy();
-                let mut roots = extra_roots(config)?;
-                if let Some(ca) = &k.ca_file {
-                    let pem = std::fs::read(ca)
-                        .with_context(|| format!("EXCALIBUR_K8S_CA_FILE {}", ca.display()))?;
-                    let found = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-                        .filter_map(Result::ok)
-                        .map(rustls_pki_types::CertificateDer::into_owned);
-                    let before = roots.len();
-                    roots.extend(found);
-                    anyhow::ensure!(
-                        roots.len() > before,
-                        "EXCALIBUR_K8S_CA_FILE {} holds no PEM certificate",
-                        ca.display()
-                    );
-                }
-                let roots: Vec<reqwest::Certificate> = roots
-                    .iter()
-                    .filter_map(|der| reqwest::Certificate::from_der(der).ok())
-                    .collect();
-                if !roots.is_empty() {
-                    b = b.tls_certs_merge(roots);
-                }
-                Box::new(UrlJwks {
-                    url: u.clone(),
-                    client: b.build()?,
-                    bearer_file: k.token_file.clone(),
-                })
-            }
-            crate::config::JwksLocation::File(f) => Box::new(FileJwks(f.clone())),
-        };
+        let jwks = kubernetes_jwks(config, k)?;
         let cfg = KubernetesConfig {
             issuer: k.issuer.clone(),
             cluster: k.cluster.clone(),
@@ -690,6 +656,49 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         tracing::info!(issuer = %o.issuer, name = %o.name, "oidc workload exchange enabled");
     }
     Ok(attestors)
+}
+
+/// The cluster's JWKS: a file, or a URL fetched with the pod's token (re-read at each
+/// fetch) and trusting the cluster CA besides the configured roots.
+fn kubernetes_jwks(
+    config: &Config,
+    k: &crate::config::Kubernetes,
+) -> anyhow::Result<Box<dyn excalibur_identity::attest::JwksSource>> {
+    Ok(match &k.jwks {
+        crate::config::JwksLocation::Url(u) => {
+            let mut b = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .no_proxy();
+            let mut roots = extra_roots(config)?;
+            if let Some(ca) = &k.ca_file {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("EXCALIBUR_K8S_CA_FILE {}", ca.display()))?;
+                let found = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                    .filter_map(Result::ok)
+                    .map(rustls_pki_types::CertificateDer::into_owned);
+                let before = roots.len();
+                roots.extend(found);
+                anyhow::ensure!(
+                    roots.len() > before,
+                    "EXCALIBUR_K8S_CA_FILE {} holds no PEM certificate",
+                    ca.display()
+                );
+            }
+            let roots: Vec<reqwest::Certificate> = roots
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+                .collect();
+            if !roots.is_empty() {
+                b = b.tls_certs_merge(roots);
+            }
+            Box::new(UrlJwks {
+                url: u.clone(),
+                client: b.build()?,
+                bearer_file: k.token_file.clone(),
+            })
+        }
+        crate::config::JwksLocation::File(f) => Box::new(FileJwks(f.clone())),
+    })
 }
 
 #[derive(Debug)]

@@ -66,9 +66,9 @@ fn permit(names: &[&str]) -> Permit {
         factors: Vec::new(),
         credential_id: None,
         source: "127.0.0.1".parse().unwrap(),
-        tags: Vec::new(),
+        tags: Default::default(),
         actor: None,
-        scopes: Vec::new(),
+        scopes: Default::default(),
     };
     let found: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     policy

@@ -152,7 +152,10 @@ async fn case(args: &Args, echo: &Echo, url: &str, n: usize) -> anyhow::Result<R
     let db = url.to_owned();
     let before = tokio::task::spawn_blocking(move || db_counters(&db)).await??;
     let pids: Vec<u32> = fleet.iter().filter_map(Gateway::pid).collect();
-    let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let cpu_before: f64 = pids
+        .iter()
+        .map(|p| excalibur_test_support::cpu_seconds(*p))
+        .sum();
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -203,7 +206,11 @@ async fn case(args: &Args, echo: &Echo, url: &str, n: usize) -> anyhow::Result<R
     let recorded = started.elapsed();
     stop.store(true, Ordering::SeqCst);
     let (samples, waited) = sampler.await??;
-    let cpu: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+    let cpu: f64 = pids
+        .iter()
+        .map(|p| excalibur_test_support::cpu_seconds(*p))
+        .sum::<f64>()
+        - cpu_before;
     for gw in fleet {
         gw.stop().await?;
     }
@@ -270,21 +277,6 @@ fn lock_cost(url: &str) -> anyhow::Result<f64> {
     let with = time(&mut c, true)?;
     let without = time(&mut c, false)?;
     Ok((with.as_secs_f64() - without.as_secs_f64()) * 1e6 / f64::from(rounds))
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let rest = stat.rsplit_once(") ").map_or("", |r| r.1);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn configure(gw: &Gateway) -> anyhow::Result<String> {

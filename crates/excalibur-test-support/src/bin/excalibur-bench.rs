@@ -95,9 +95,9 @@ async fn main() -> anyhow::Result<()> {
                 None,
             )?;
             let pid = gw.gw.pid().unwrap_or(0);
-            let cpu = cpu_seconds(pid);
+            let cpu = excalibur_test_support::cpu_seconds(pid);
             let r = run(c, args.requests, concurrency).await;
-            let used = cpu_seconds(pid) - cpu;
+            let used = excalibur_test_support::cpu_seconds(pid) - cpu;
             row(
                 &format!("via excalibur, {name} ({mode})"),
                 &r,
@@ -129,22 +129,6 @@ fn row(name: &str, r: &Report, cpu_us: Option<f64>) {
         cpu_us.map_or_else(|| "-".to_owned(), |c| format!("{c:.0}")),
         r.errors
     );
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let rest = stat.rsplit_once(") ").map_or("", |r| r.1);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Bench {

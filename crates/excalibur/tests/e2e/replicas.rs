@@ -584,16 +584,6 @@ async fn an_ssh_session_revoked_on_one_replica_closes_on_the_other() {
     drop(held);
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(") ").unwrap().1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 #[tokio::test]
 async fn idle_replicas_sleep_and_wake_within_a_second_for_every_change() {
     let c = cluster().await;
@@ -604,10 +594,13 @@ async fn idle_replicas_sleep_and_wake_within_a_second_for_every_change() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pids = [c.a.pid().unwrap(), c.b.pid().unwrap()];
     // Over 10 s (one periodic resync included): under 1% of a core.
-    let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let before: Vec<f64> = pids
+        .iter()
+        .map(|p| excalibur_test_support::cpu_seconds(*p))
+        .collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
     for (pid, was) in pids.iter().zip(&before) {
-        let used = cpu_seconds(*pid) - was;
+        let used = excalibur_test_support::cpu_seconds(*pid) - was;
         eprintln!("idle replica {pid}: {used:.2} CPU s in 10 s");
         assert!(
             used < 0.10,
