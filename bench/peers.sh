@@ -15,7 +15,8 @@
 #   bash bench/peers.sh [--quick] [--no-install] [--requests N] [--rounds R]
 #
 # --quick: fewer requests and one round (under 2 minutes once installed).
-# BENCH_DEBUG=1 prints each oha command and its status codes.
+# BENCH_DEBUG=1 prints each oha command and its status codes. BENCH_CASES and
+# BENCH_MODES (e.g. "direct excalibur", "16:ka") run a subset while tuning.
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
 # 15 s and print where its CPU went.
 set -euo pipefail
@@ -318,8 +319,8 @@ if [ "$PROFILE" = 1 ]; then
   exit 0
 fi
 
-CASES="direct excalibur batched squid envoy"
-MODES="16:ka 1:ka 16:new"
+CASES=${BENCH_CASES:-"direct excalibur batched squid envoy"}
+MODES=${BENCH_MODES:-"16:ka 1:ka 16:new"}
 declare -A RESULTS
 echo "== running: $REQUESTS requests per case, $ROUNDS round(s), interleaved"
 for round in $(seq 1 "$ROUNDS"); do
@@ -343,6 +344,8 @@ print(f"{'case':<46}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'v
 for mode, label in modes:
     direct = None
     for name, title in names:
+        if f"{mode}/{name}/1" not in raw:
+            continue
         rows = [raw[f"{mode}/{name}/{r}"].split() for r in range(1, rounds + 1)]
         med = lambda i: statistics.median(float(x[i]) for x in rows)
         rps = med(0)

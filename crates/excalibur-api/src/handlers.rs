@@ -696,6 +696,7 @@ pub(crate) async fn flow_list(
         host: p.host,
         decision: p.decision,
     };
+    s.settled().await;
     Ok(Json(s.store.flow_list(q).await?).into_response())
 }
 
@@ -729,10 +730,12 @@ pub(crate) async fn audit_list(
             Some(_) => return Err(ApiError::invalid("`order` must be `asc` or `desc`")),
         },
     };
+    s.settled().await;
     Ok(Json(s.store.audit_list(q).await?).into_response())
 }
 
 pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    s.settled().await;
     Ok(Json(s.store.audit_verify().await?).into_response())
 }
 

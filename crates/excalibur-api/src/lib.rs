@@ -168,6 +168,18 @@ pub struct ApiState {
     /// Checks a webhook receiver URL the way deliveries will (its host resolved, private,
     /// loopback and metadata addresses refused unless configured): why not, if not.
     pub check_receiver: ReceiverCheck,
+    /// The proxy's and SSH gateway's recording queue: readers of flows and audit
+    /// events wait for what was queued before them ([`ApiState::settled`]).
+    pub recorder: Arc<dyn excalibur_core::record::Recorder>,
+}
+
+impl ApiState {
+    /// Waits (at most 2 s) until every flow and event queued before the call is
+    /// written, so a list read after a request shows that request.
+    pub(crate) async fn settled(&self) {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.recorder.settle()).await;
+    }
 }
 
 /// See [`ApiState::check_receiver`].

@@ -6,7 +6,7 @@
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::canonical;
 use crate::ids::AuditSeq;
@@ -229,17 +229,42 @@ pub fn chain_hash(
     details: &Value,
     prev_hash: &str,
 ) -> String {
-    let body = json!({
-        "seq": seq.0,
-        "ts": ts,
-        "type": event_type,
-        "principal": principal,
-        "details": details,
-        "prev_hash": prev_hash,
-    });
+    chain_hash_canonical(
+        seq,
+        ts,
+        event_type,
+        principal,
+        &canonical::to_vec(details),
+        prev_hash,
+    )
+}
+
+/// [`chain_hash`] over details already in canonical form (the recorder stores those
+/// same bytes). The hashed body is the canonical JSON of
+/// `{seq, ts, type, principal, details, prev_hash}`, written here in sorted key order.
+pub fn chain_hash_canonical(
+    seq: AuditSeq,
+    ts: &str,
+    event_type: &str,
+    principal: &str,
+    details: &[u8],
+    prev_hash: &str,
+) -> String {
+    let mut body = Vec::with_capacity(details.len() + 256);
+    body.extend_from_slice(b"{\"details\":");
+    body.extend_from_slice(details);
+    body.extend_from_slice(b",\"prev_hash\":");
+    canonical::write_str(&mut body, prev_hash);
+    body.extend_from_slice(b",\"principal\":");
+    canonical::write_str(&mut body, principal);
+    body.extend_from_slice(format!(",\"seq\":{},\"ts\":", seq.0).as_bytes());
+    canonical::write_str(&mut body, ts);
+    body.extend_from_slice(b",\"type\":");
+    canonical::write_str(&mut body, event_type);
+    body.push(b'}');
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(prev_hash.as_bytes());
-    ctx.update(&canonical::to_vec(&body));
+    ctx.update(&body);
     hex(ctx.finish().as_ref())
 }
 
@@ -392,6 +417,29 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// The hashed body written by hand in sorted key order is the canonical JSON of the
+    /// event's fields, so chains written before (and verifiers elsewhere) still agree.
+    #[test]
+    fn chain_hash_is_hash_of_canonical_body() {
+        let details = json!({"b": [1, "x\"y"], "a": {"d": null, "c": 2}});
+        let body = json!({"seq": 42, "ts": "2026-01-01T00:00:00.000Z", "type": "flow_recorded",
+                          "principal": "svc:ci \u{e9}", "details": details, "prev_hash": "ab\\cd"});
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"ab\\cd");
+        ctx.update(&canonical::to_vec(&body));
+        let expected = hex(ctx.finish().as_ref());
+        let got = chain_hash(
+            AuditSeq(42),
+            "2026-01-01T00:00:00.000Z",
+            "flow_recorded",
+            "svc:ci \u{e9}",
+            &details,
+            "ab\\cd",
+        );
+        assert_eq!(got, expected);
+    }
 
     fn chain(n: i64) -> Vec<AuditEvent> {
         let mut prev = GENESIS_HASH.to_owned();

@@ -54,4 +54,10 @@ pub trait Recorder: Send + Sync + std::fmt::Debug {
         drop(flow);
         Box::pin(std::future::ready(Ok(())))
     }
+    /// Resolves once every record queued before the call is written (or could not
+    /// be): a reader of flows and audit events sees what was answered before it asked.
+    /// Default: nothing is queued.
+    fn settle(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

@@ -514,7 +514,7 @@ impl Inner {
         decision: &str,
         reason: Option<&str>,
     ) -> Arc<FlowState> {
-        let id = FlowId::generate().to_string();
+        let id = FlowId::generate_ordered().to_string();
         // Log lines of this request carry the flow's id (JSON logs: `span.request_id`).
         tracing::Span::current().record("request_id", id.as_str());
         FlowState::with_metrics(

@@ -290,6 +290,19 @@ impl std::fmt::Debug for Exclusive {
     }
 }
 
+/// One transaction's worth of records ([`Store::record_with_intents`]).
+#[derive(Debug, Clone, Default)]
+pub struct RecordBatch {
+    /// Completed flows, each with its `flow_recorded` event among `events`.
+    pub flows: Vec<Flow>,
+    /// Audit events, appended to the chain in order.
+    pub events: Vec<NewEvent>,
+    /// Write-ahead flows about to carry a secret.
+    pub intents: Vec<Flow>,
+    /// The instance id that marks `intents` in flight.
+    pub gateway: String,
+}
+
 /// The persistence seam: SQLite now, PostgreSQL later. Every write that changes
 /// configuration takes the acting principal and appends its audit events in the same
 /// transaction, so nothing is half-written and nothing goes unrecorded.
@@ -429,18 +442,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Writes a batch of flows and audit events in one transaction.
     fn record(&self, flows: Vec<Flow>, events: Vec<NewEvent>) -> StoreFuture<'_, ()> {
-        self.record_with_intents(flows, events, Vec::new(), String::new())
+        self.record_with_intents(std::sync::Arc::new(RecordBatch {
+            flows,
+            events,
+            ..RecordBatch::default()
+        }))
     }
     /// [`Store::record`], plus the write-ahead rows of flows about to carry a secret
     /// (`intents`, marked in flight by `gateway`), all in one transaction. A flow in
-    /// `flows` whose intent was written before replaces it (and clears the mark).
-    fn record_with_intents(
-        &self,
-        flows: Vec<Flow>,
-        events: Vec<NewEvent>,
-        intents: Vec<Flow>,
-        gateway: String,
-    ) -> StoreFuture<'_, ()>;
+    /// `flows` whose intent was written before replaces it (and clears the mark). The
+    /// batch is shared so that a caller who retries it keeps it without a copy.
+    fn record_with_intents(&self, batch: std::sync::Arc<RecordBatch>) -> StoreFuture<'_, ()>;
     /// The Merkle leaf hashes of events `after_seq + 1 ..= to_seq` (fewer when the log
     /// is shorter), in order.
     fn audit_leaves(

@@ -14,7 +14,8 @@ use excalibur_core::api::{
 };
 use excalibur_core::api::{CryptoFamily, MappingRecord, PrincipalRevocation, SshRoute, SshSession};
 use excalibur_core::audit::{
-    AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport, chain_hash,
+    AuditEvent, ChainVerifier, EventType, GENESIS_HASH, NewEvent, VerifyReport,
+    chain_hash_canonical,
 };
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
 use excalibur_core::secret::hex;
@@ -620,12 +621,13 @@ fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<
         seq += 1;
         let now = Timestamp::now();
         let ts = now.to_rfc3339();
-        let hash = chain_hash(
+        let details = excalibur_core::canonical::to_vec(&e.details);
+        let hash = chain_hash_canonical(
             AuditSeq(seq),
             &ts,
             e.event_type.as_str(),
             &e.principal,
-            &e.details,
+            &details,
             &prev,
         );
         rows.push(vec![
@@ -634,7 +636,7 @@ fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<
             Value::from(now.millis()),
             Value::from(e.event_type.as_str()),
             Value::from(&e.principal),
-            Value::from(excalibur_core::canonical::to_string(&e.details)),
+            Value::from(String::from_utf8(details).unwrap_or_default()),
             Value::from(std::mem::replace(&mut prev, hash.clone())),
             Value::from(hash),
         ]);
@@ -1538,21 +1540,18 @@ impl Store for SqlStore {
         })
     }
 
-    fn record_with_intents(
-        &self,
-        flows: Vec<Flow>,
-        events: Vec<NewEvent>,
-        intents: Vec<Flow>,
-        gateway: String,
-    ) -> StoreFuture<'_, ()> {
-        self.append(move |_, tx| {
-            let mark = Value::from(gateway);
-            let rows = intents
+    fn record_with_intents(&self, batch: Arc<crate::RecordBatch>) -> StoreFuture<'_, ()> {
+        // As `append`, with the events appended from the shared batch (no copy).
+        self.tx(Mode::Record, move |inner, tx| {
+            let mark = Value::from(&batch.gateway);
+            let rows = batch
+                .intents
                 .iter()
                 .map(|f| flow_values(f, mark.clone()))
                 .collect::<Result<_, _>>()?;
             insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
-            let rows = flows
+            let rows = batch
+                .flows
                 .iter()
                 .map(|f| flow_values(f, Value::Null))
                 .collect::<Result<_, _>>()?;
@@ -1564,7 +1563,7 @@ impl Store for SqlStore {
                  principal = excluded.principal, host = excluded.host,
                  decision = excluded.decision, in_flight = NULL",
             )?;
-            Ok(((), events))
+            append_events(tx, &inner.head_key, &batch.events)
         })
     }
 

@@ -382,12 +382,11 @@ async fn suite(store: &dyn Store) {
     open.placeholders = vec!["XCALIBUR_X".into()];
     let other = flow("f4", "svc:a", "a.example", now + 3);
     store
-        .record_with_intents(
-            Vec::new(),
-            Vec::new(),
-            vec![open.clone(), other],
-            "gw_1".into(),
-        )
+        .record_with_intents(std::sync::Arc::new(excalibur_store::RecordBatch {
+            intents: vec![open.clone(), other],
+            gateway: "gw_1".into(),
+            ..Default::default()
+        }))
         .await
         .unwrap();
     assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_1"]);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use excalibur_core::api::Flow;
 use excalibur_core::audit::NewEvent;
 use excalibur_core::record::{Durable, NotDurable, QueueFull, Recorder};
-use excalibur_store::Store;
+use excalibur_store::{RecordBatch, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 const QUEUE_CAPACITY: usize = 65_536;
 /// Most records written in one transaction.
 const BATCH: usize = 1024;
+/// How long records that nobody waits for wait for company before they are written.
+/// It bounds how late a flow shows in the API, and what a crash can lose in batched
+/// mode beyond what is queued.
+const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 enum Item {
@@ -27,6 +31,15 @@ enum Item {
     Flow(Flow),
     /// A write-ahead flow, and who waits for its commit.
     Intent(Flow, tokio::sync::oneshot::Sender<bool>),
+    /// A reader waiting for everything queued before it to be written.
+    Settle(tokio::sync::oneshot::Sender<bool>),
+}
+
+impl Item {
+    /// Someone waits for this item's commit: its batch does not linger.
+    fn waited_for(&self) -> bool {
+        matches!(self, Item::Intent(..) | Item::Settle(..))
+    }
 }
 
 /// When the record of a redemption is durable (`[audit] durability`).
@@ -73,6 +86,18 @@ impl Recorder for ChannelRecorder {
         let queued = self.tx.try_send(Item::Intent(flow, done)).is_ok();
         Box::pin(async move {
             if queued && committed.await == Ok(true) {
+                Ok(())
+            } else {
+                Err(NotDurable)
+            }
+        })
+    }
+
+    fn settle(&self) -> Durable {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let queued = self.tx.try_send(Item::Settle(done)).is_ok();
+        Box::pin(async move {
+            if queued && written.await == Ok(true) {
                 Ok(())
             } else {
                 Err(NotDurable)
@@ -144,9 +169,33 @@ async fn write_loop(
         if n == 0 {
             return;
         }
-        depth.set(i64::try_from(rx.len() + n).unwrap_or(i64::MAX));
+        linger(&mut buf, &mut rx, &w.cancel).await;
+        depth.set(i64::try_from(rx.len() + buf.len()).unwrap_or(i64::MAX));
         w.flush(&mut buf, &mut rx).await;
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Holds a batch nobody waits for up to [`LINGER`], gathering what comes meanwhile; it
+/// goes at once when an intent or a reader arrives (someone waits), the batch is
+/// full, or the process stops.
+async fn linger(buf: &mut Vec<Item>, rx: &mut mpsc::Receiver<Item>, cancel: &CancellationToken) {
+    let waited_for = |items: &[Item]| items.iter().any(Item::waited_for);
+    if waited_for(buf) {
+        return;
+    }
+    let until = tokio::time::Instant::now() + LINGER;
+    while buf.len() < BATCH {
+        let seen = buf.len();
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return,
+            () = cancel.cancelled() => return,
+            n = rx.recv_many(buf, BATCH - seen) => {
+                if n == 0 || waited_for(buf.get(seen..).unwrap_or_default()) {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -168,7 +217,7 @@ async fn backoff(
         tokio::select! {
             () = tokio::time::sleep_until(until) => return,
             item = rx.recv(), if room => match item {
-                Some(Item::Intent(_, done)) => {
+                Some(Item::Intent(_, done) | Item::Settle(done)) => {
                     let _ = done.send(false);
                 }
                 Some(Item::Flow(f)) => {
@@ -190,35 +239,41 @@ impl Writer {
     /// nothing recorded; the queue behind it is bounded. Only at shutdown, after
     /// [`SHUTDOWN_RETRY`], is a batch lost (and said so).
     async fn flush(&self, buf: &mut Vec<Item>, rx: &mut mpsc::Receiver<Item>) {
-        let mut flows = Vec::new();
-        let mut events = Vec::new();
-        let mut intents = Vec::new();
+        let mut batch = RecordBatch {
+            gateway: self.gateway.clone(),
+            ..RecordBatch::default()
+        };
         let mut waiting = Vec::new();
         for item in buf.drain(..) {
             match item {
-                Item::Event(e) => events.push(e),
+                Item::Event(e) => batch.events.push(e),
                 Item::Flow(f) => {
-                    events.push(excalibur_core::record::flow_event(&f));
-                    flows.push(f);
+                    batch.events.push(excalibur_core::record::flow_event(&f));
+                    batch.flows.push(f);
                 }
                 Item::Intent(f, done) => {
-                    intents.push(f);
+                    batch.intents.push(f);
                     waiting.push(done);
                 }
+                Item::Settle(done) => waiting.push(done),
             }
+        }
+        if batch.flows.is_empty() && batch.events.is_empty() && batch.intents.is_empty() {
+            // Only readers waiting: what came before them is written.
+            for done in waiting {
+                let _ = done.send(true);
+            }
+            return;
         }
         let mut cancelled_at: Option<std::time::Instant> = None;
         let mut attempt = 0u32;
         loop {
-            let outcome = self
-                .store
-                .record_with_intents(
-                    flows.clone(),
-                    events.clone(),
-                    std::mem::take(&mut intents),
-                    self.gateway.clone(),
-                )
-                .await;
+            let shared = Arc::new(batch);
+            let outcome = self.store.record_with_intents(Arc::clone(&shared)).await;
+            // The store has let go of its handle: no copy unless it still holds one.
+            batch = Arc::unwrap_or_clone(shared);
+            // Intents are answered once and never retried.
+            batch.intents.clear();
             for done in waiting.drain(..) {
                 let _ = done.send(outcome.is_ok());
             }
@@ -238,18 +293,18 @@ impl Writer {
                     }
                     if cancelled_at.is_some_and(|at| at.elapsed() > SHUTDOWN_RETRY) {
                         tracing::error!(
-                            flows = flows.len(),
-                            events = events.len(),
+                            flows = batch.flows.len(),
+                            events = batch.events.len(),
                             "records lost at shutdown: the store refused them"
                         );
                         return;
                     }
-                    if flows.is_empty() && events.is_empty() {
+                    if batch.flows.is_empty() && batch.events.is_empty() {
                         return;
                     }
                     attempt += 1;
                     let wait = Duration::from_millis(50 * u64::from(attempt.min(20)));
-                    backoff(wait, rx, &mut flows, &mut events).await;
+                    backoff(wait, rx, &mut batch.flows, &mut batch.events).await;
                 }
             }
         }

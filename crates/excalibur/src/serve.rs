@@ -337,6 +337,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     registry.register_collector(Box::new(health.clone()));
     let api = excalibur_api::router(ApiState {
+        recorder: Arc::new(recorder.clone()),
         probes: Arc::new(health),
         checkpoint_key_pem: checkpoint_key.public_pem().into(),
         check_receiver: {

@@ -416,6 +416,7 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
 async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, Response> {
     let ui = current(&s, &headers).await?;
     let hour_ago = Timestamp::now().millis() - 3600 * 1000;
+    s.settled().await;
     let flows = load(s.store.flow_list(FlowQuery {
         since_ms: Some(hour_ago),
         limit: 10_000,
@@ -490,6 +491,7 @@ async fn flows(
         host: nonempty(q.host),
         decision: nonempty(q.decision),
     };
+    s.settled().await;
     let flows = load(s.store.flow_list(FlowQuery {
         principal: q.principal.clone(),
         host: q.host.clone(),
@@ -1443,6 +1445,7 @@ async fn audit(
     let ui = current(&s, &headers).await?;
     let ty = q.event_type.filter(|t| !t.is_empty());
     let principal = q.principal.filter(|t| !t.is_empty());
+    s.settled().await;
     let events = load(s.store.audit_list(AuditQuery {
         event_type: ty.clone(),
         principal: principal.clone(),

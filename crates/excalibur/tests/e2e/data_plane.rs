@@ -965,3 +965,44 @@ async fn a_revoked_credential_is_refused_and_attributed_to_itself() {
                 && e["details"]["credential_id"].is_null())
     );
 }
+
+/// The recorder batches flows off the request path, but a read of flows or audit
+/// events waits for what was queued before it: the very next read after a response
+/// shows that request's flow and its `flow_recorded` event, every time (no polling).
+#[tokio::test]
+async fn a_flow_is_listed_by_the_first_read_after_its_response() {
+    let s = setup().await;
+    let (_, token) = credential(&s.gw, "ci-read", "127.0.0.0/8", &["api.github.com"]).await;
+    let api = s.gw.api();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..5 {
+        let path = format!("/read-after-write/{i}");
+        let (code, out, err) = curl(&[
+            "-x",
+            &proxy_url(&s.gw),
+            "--proxy-header",
+            &format!("Proxy-Authorization: Bearer {token}"),
+            "--cacert",
+            &ca_arg(&s),
+            "-H",
+            "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://api.github.com{path}"),
+        ])
+        .await;
+        assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+        let flows = api.get("/api/flows?limit=1").await.unwrap();
+        let flow = &flows[0];
+        assert_eq!(flow["path"], path.as_str(), "{flows}");
+        assert_eq!(flow["placeholders"], json!(["XCALIBUR_GITHUB_TOKEN"]));
+        assert!(seen.insert(flow["id"].as_str().unwrap().to_owned()));
+        let recorded = api
+            .get("/api/audit?type=flow_recorded&limit=1")
+            .await
+            .unwrap();
+        assert_eq!(recorded[0]["details"]["flow_id"], flow["id"], "{recorded}");
+    }
+}
