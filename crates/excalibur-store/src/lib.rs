@@ -453,6 +453,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `flows` whose intent was written before replaces it (and clears the mark). The
     /// batch is shared so that a caller who retries it keeps it without a copy.
     fn record_with_intents(&self, batch: std::sync::Arc<RecordBatch>) -> StoreFuture<'_, ()>;
+    /// The seq of the newest audit event (0 for an empty log): one row read, for loops
+    /// that must know whether anything is new before reading it.
+    fn audit_head_seq(&self) -> StoreFuture<'_, u64>;
     /// The Merkle leaf hashes of events `after_seq + 1 ..= to_seq` (fewer when the log
     /// is shorter), in order.
     fn audit_leaves(

@@ -1567,6 +1567,16 @@ impl Store for SqlStore {
         })
     }
 
+    fn audit_head_seq(&self) -> StoreFuture<'_, u64> {
+        self.run(|_, tx| {
+            let seq: Option<i64> =
+                tx.query_opt("SELECT seq FROM audit_head WHERE id = 1", params![], |r| {
+                    r.get(0)
+                })?;
+            Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+        })
+    }
+
     fn audit_leaves(
         &self,
         after_seq: u64,

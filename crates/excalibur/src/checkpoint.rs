@@ -94,19 +94,24 @@ impl Checkpointer {
             Some((cp, f)) => (f, Timestamp::parse(&cp.ts).ok().map(Timestamp::millis)),
             None => (Frontier::default(), None),
         };
-        let new = self.store.audit_leaves(tree.size, u64::MAX).await?;
+        // Whether one is due is decided from the head's seq alone; the events are read
+        // (and hashed) only for the checkpoint that is made.
+        let head = self.store.audit_head_seq().await?;
         // The last checkpoint's own event is not news.
-        let news = new.len().saturating_sub(usize::from(last_ms.is_some()));
+        let news = head
+            .saturating_sub(tree.size)
+            .saturating_sub(u64::from(last_ms.is_some()));
         if news == 0 {
             return Ok(None);
         }
         let elapsed = last_ms.map(|at| Timestamp::now().millis() - at);
-        let due = u64::try_from(news).unwrap_or(u64::MAX) >= self.every_events
+        let due = news >= self.every_events
             || elapsed
                 .is_none_or(|ms| ms >= i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX));
         if !due {
             return Ok(None);
         }
+        let new = self.store.audit_leaves(tree.size, head).await?;
         for leaf in new {
             tree.push(leaf);
         }
