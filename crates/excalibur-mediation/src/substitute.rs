@@ -54,12 +54,24 @@ impl Mediator {
         // literal, percent-encoded, base64/base64url at every alignment, JSON escapes.
         let mut scrub_patterns: Vec<Vec<u8>> = Vec::new();
         let mut scrub_owner = Vec::new();
+        // Deduplicated by index into `scrub_patterns` (a set lookup, not a scan: the
+        // build stays linear in the number of placeholders).
+        let mut seen: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+        let state = std::hash::RandomState::new();
         for (i, v) in value_bytes.iter().enumerate() {
             for form in echo_forms(v) {
-                if !scrub_patterns.contains(&form) {
-                    scrub_patterns.push(form);
-                    scrub_owner.push(i);
+                let slot = seen
+                    .entry(std::hash::BuildHasher::hash_one(&state, &form))
+                    .or_default();
+                if slot
+                    .iter()
+                    .any(|&j| scrub_patterns.get(j).is_some_and(|p| *p == form))
+                {
+                    continue;
                 }
+                slot.push(scrub_patterns.len());
+                scrub_patterns.push(form);
+                scrub_owner.push(i);
             }
         }
         let scrub_refs: Vec<&[u8]> = scrub_patterns.iter().map(Vec::as_slice).collect();

@@ -14,8 +14,15 @@ use excalibur_core::hosts::HostPattern;
 
 use crate::{Policy, PolicyError, PolicyInput, resource_entity, uid, validate_operator_policy};
 
-pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
-    let mut text = String::new();
+pub(crate) fn compile(
+    input: PolicyInput<'_>,
+    previous: Option<&Policy>,
+) -> Result<Policy, PolicyError> {
+    let mut parser = Parser {
+        text: String::new(),
+        previous: previous.map(|p| &p.parsed),
+        parsed: HashMap::new(),
+    };
     let mut problems = Vec::new();
 
     let ports: Vec<String> = input
@@ -23,27 +30,25 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let ports_policy = parse(
+    let ports_policy = parser.parse(
         "builtin:allowed_ports",
         &format!(
             "forbid (principal, action == Action::\"connect\", resource)\nunless {{ [{}].contains(context.port) }};",
             ports.join(", ")
         ),
-        &mut text,
     )?;
 
     // A scoped bearer redeems only its providers' placeholders and mappings.
-    let scopes_policy = parse(
+    let scopes_policy = parser.parse(
         "builtin:scopes",
         "forbid (principal, action == Action::\"redeem\", resource)\nwhen { principal.scoped && !principal.scopes.contains(resource.provider) };",
-        &mut text,
     )?;
 
     let mut operator = Vec::new();
     for rec in input.operator {
         let (id, src) = (&rec.policy.id, &rec.policy.policy);
         match validate_operator_policy(id, src) {
-            Ok(()) => operator.push(parse(id, src, &mut text)?),
+            Ok(()) => operator.push(parser.parse(id, src)?),
             Err(e) => problems.push(format!("operator policy `{id}` left out: {e}")),
         }
     }
@@ -66,7 +71,7 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             "permit (principal == Workload::{principal:?}, action == Action::\"connect\", resource)\nwhen {{ {} }};",
             hosts_condition("resource.name", domains)
         );
-        let policy = parse(&format!("egress:{principal}"), &src, &mut text)?;
+        let policy = parser.parse(&format!("egress:{principal}"), &src)?;
         let mut set = connect_global.clone();
         add(&mut set, &policy)?;
         connect_by_principal.insert(principal.clone(), set);
@@ -81,7 +86,7 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             "permit (principal, action == Action::\"connect\", resource)\nwhen {{ principal.namespace == {namespace:?} && ({}) }};",
             hosts_condition("resource.name", domains)
         );
-        let policy = parse(&format!("namespace:{namespace}:egress"), &src, &mut text)?;
+        let policy = parser.parse(&format!("namespace:{namespace}:egress"), &src)?;
         let mut set = connect_global.clone();
         add(&mut set, &policy)?;
         connect_by_namespace.insert(namespace.clone(), set);
@@ -104,20 +109,23 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
             "forbid (principal, action == Action::\"redeem\", resource in Provider::{:?})\nunless {{ {condition} }};",
             p.id
         );
-        let mut forbids = vec![parse(&format!("provider:{}:hosts", p.id), &src, &mut text)?];
+        let mut forbids = vec![parser.parse(&format!("provider:{}:hosts", p.id), &src)?];
         // A secret never crosses a cleartext leg unless the operator opted in, loudly.
         if !p.dangerous_allow_plaintext {
             let src = format!(
                 "forbid (principal, action == Action::\"redeem\", resource in Provider::{:?})\nwhen {{ context.scheme != \"https\" }};",
                 p.id
             );
-            forbids.push(parse(&format!("provider:{}:tls", p.id), &src, &mut text)?);
+            forbids.push(parser.parse(&format!("provider:{}:tls", p.id), &src)?);
         }
         provider_forbid.insert(p.id.clone(), forbids);
         providers.push((p.id.clone(), hosts));
     }
 
+    // Rules naming one placeholder are found by name; only glob rules are matched
+    // against every placeholder (the build stays linear in the usual case).
     let mut rules = Vec::new();
+    let mut exact_rules: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
     let mut body_rules = HashSet::new();
     for r in input.rules {
         let rule = &r.rule;
@@ -161,7 +169,15 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         if rule.substitute_body {
             body_rules.insert(id.clone());
         }
-        rules.push((rule.placeholder.clone(), parse(&id, &src, &mut text)?));
+        let policy = parser.parse(&id, &src)?;
+        if rule.placeholder.contains('*') {
+            rules.push((rule.placeholder.clone(), policy));
+        } else {
+            exact_rules
+                .entry(rule.placeholder.clone())
+                .or_default()
+                .push(policy);
+        }
     }
 
     let mut redeem_by_placeholder = HashMap::new();
@@ -180,6 +196,9 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         let mut set = redeem_global.clone();
         for forbid in provider_forbid.get(provider).into_iter().flatten() {
             add(&mut set, forbid)?;
+        }
+        for policy in exact_rules.get(name).into_iter().flatten() {
+            add(&mut set, policy)?;
         }
         for (glob, policy) in &rules {
             if glob_match(glob, name) {
@@ -211,15 +230,34 @@ pub(crate) fn compile(input: PolicyInput<'_>) -> Result<Policy, PolicyError> {
         placeholder_entities,
         passthrough,
         body_rules,
-        cedar_text: text,
+        cedar_text: parser.text,
+        parsed: parser.parsed,
         problems,
     })
 }
 
-fn parse(id: &str, src: &str, text: &mut String) -> Result<cedar_policy::Policy, PolicyError> {
-    text.push_str(&format!("// {id}\n{src}\n\n"));
-    cedar_policy::Policy::parse(Some(PolicyId::new(id)), src)
-        .map_err(|e| PolicyError::Parse(format!("{id}: {e}")))
+/// Parses policies, reusing what the previous compile parsed from the same id and
+/// text: a write re-parses only the policies it changed, not every rule's.
+struct Parser<'p> {
+    /// Every policy's text, for operators to read.
+    text: String,
+    previous: Option<&'p HashMap<String, cedar_policy::Policy>>,
+    /// What this compile used, for the next one.
+    parsed: HashMap<String, cedar_policy::Policy>,
+}
+
+impl Parser<'_> {
+    fn parse(&mut self, id: &str, src: &str) -> Result<cedar_policy::Policy, PolicyError> {
+        self.text.push_str(&format!("// {id}\n{src}\n\n"));
+        let key = format!("{id}\u{0}{src}");
+        let policy = match self.previous.and_then(|m| m.get(&key)) {
+            Some(p) => p.clone(),
+            None => cedar_policy::Policy::parse(Some(PolicyId::new(id)), src)
+                .map_err(|e| PolicyError::Parse(format!("{id}: {e}")))?,
+        };
+        self.parsed.insert(key, policy.clone());
+        Ok(policy)
+    }
 }
 
 fn add(set: &mut PolicySet, policy: &cedar_policy::Policy) -> Result<(), PolicyError> {

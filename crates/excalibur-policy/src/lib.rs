@@ -188,6 +188,8 @@ pub struct Policy {
     passthrough: Vec<HostPattern>,
     body_rules: HashSet<String>,
     cedar_text: String,
+    /// Every policy parsed, by id and text, for [`Policy::recompile`].
+    parsed: HashMap<String, cedar_policy::Policy>,
     problems: Vec<String>,
 }
 
@@ -243,7 +245,13 @@ impl Policy {
     /// per-placeholder Cedar policy sets. An operator policy that no longer validates
     /// is left out and reported by [`Policy::problems`].
     pub fn compile(input: PolicyInput<'_>) -> Result<Self, PolicyError> {
-        compile::compile(input)
+        compile::compile(input, None)
+    }
+
+    /// [`Policy::compile`], reusing the parsed policies of `previous` whose id and text
+    /// are unchanged.
+    pub fn recompile(input: PolicyInput<'_>, previous: &Policy) -> Result<Self, PolicyError> {
+        compile::compile(input, Some(previous))
     }
 
     /// An empty policy: everything is denied.

@@ -224,6 +224,18 @@ impl Snapshot {
             input.placeholder_expiry.iter().cloned().collect();
         let built_at = excalibur_core::time::Timestamp::now().millis();
         let expired = |name: &str| expiry.get(name).is_some_and(|at| *at <= built_at);
+        // Placeholders grouped by provider once (not a scan of all per provider).
+        let mut by_provider: std::collections::HashMap<&str, Vec<String>> =
+            std::collections::HashMap::new();
+        for (n, provider, _) in &input.placeholders {
+            // Expired at build time: never a body candidate again.
+            if !expired(n) {
+                by_provider
+                    .entry(provider.as_str())
+                    .or_default()
+                    .push(n.clone());
+            }
+        }
         let body_candidates = input
             .providers
             .iter()
@@ -233,13 +245,7 @@ impl Snapshot {
                     .iter()
                     .filter_map(|h| HostPattern::parse(h).ok())
                     .collect();
-                // Expired at build time: never a body candidate again.
-                let names = input
-                    .placeholders
-                    .iter()
-                    .filter(|(n, provider, _)| *provider == p.id && !expired(n))
-                    .map(|(n, _, _)| n.clone())
-                    .collect();
+                let names = by_provider.remove(p.id.as_str()).unwrap_or_default();
                 (hosts, names)
             })
             .collect();
@@ -282,15 +288,21 @@ impl Snapshot {
             .map(|p| Arc::clone(&p.policy));
         let policy = match reused {
             Some(p) => p,
-            None => Arc::new(Policy::compile(PolicyInput {
-                rules: &input.rules,
-                providers: &input.providers,
-                placeholders: &bindings,
-                egress: &egress,
-                namespaces: &namespaces,
-                operator: &input.policies,
-                allowed_ports,
-            })?),
+            None => {
+                let input = PolicyInput {
+                    rules: &input.rules,
+                    providers: &input.providers,
+                    placeholders: &bindings,
+                    egress: &egress,
+                    namespaces: &namespaces,
+                    operator: &input.policies,
+                    allowed_ports,
+                };
+                Arc::new(match previous {
+                    Some(p) => Policy::recompile(input, &p.policy)?,
+                    None => Policy::compile(input)?,
+                })
+            }
         };
         let mediator = Arc::new(Mediator::new(
             input

@@ -196,6 +196,11 @@ pub(crate) trait Tx {
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
     /// Commits.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// A number that changes when another connection commits to the database (SQLite's
+    /// `PRAGMA data_version`); `None` when the backend cannot tell (PostgreSQL).
+    fn data_version(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
 }
 
 impl dyn Tx + '_ {

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("migrations/postgres/0014_introspection_role.sql"),
     ),
+    (
+        15,
+        include_str!("migrations/postgres/0015_config_row_macs_table.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

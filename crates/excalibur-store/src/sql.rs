@@ -46,6 +46,37 @@ struct Inner {
     /// How to open more PostgreSQL connections, for session-level advisory locks
     /// (`None`: SQLite, one process).
     postgres: Option<crate::postgres::PgConnect>,
+    /// The configuration as this process last authenticated and committed it, with
+    /// the database's data version then (SQLite only). While no other connection has
+    /// committed since (the version is unchanged), the rows are known without reading
+    /// and authenticating them again: a write reads them once, not three times.
+    verified: std::sync::Mutex<Option<(i64, ConfigRows)>>,
+    /// What the write in progress will make [`Inner::verified`] once it commits.
+    staged: std::sync::Mutex<Option<(i64, ConfigRows)>>,
+}
+
+impl Inner {
+    /// The authenticated configuration, if no other connection committed since it
+    /// was (taken: a write that fails leaves nothing cached).
+    fn take_verified(&self, tx: &mut dyn Tx) -> Result<Option<ConfigRows>, StoreError> {
+        let Some(version) = tx.data_version()? else {
+            return Ok(None);
+        };
+        let cached = self.verified.lock().ok().and_then(|mut v| v.take());
+        Ok(cached.and_then(|(at, rows)| (at == version).then_some(rows)))
+    }
+
+    /// True when the configuration is known intact without reading it.
+    fn known_intact(&self, tx: &mut dyn Tx) -> Result<bool, StoreError> {
+        let Some(version) = tx.data_version()? else {
+            return Ok(false);
+        };
+        Ok(self
+            .verified
+            .lock()
+            .ok()
+            .is_some_and(|v| v.as_ref().is_some_and(|(at, _)| *at == version)))
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -83,6 +114,8 @@ impl SqlStore {
                 head_key: HeadKey(master.audit_head_key()),
                 config_key: HeadKey(master.config_key()),
                 postgres,
+                verified: std::sync::Mutex::new(None),
+                staged: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -118,7 +151,7 @@ impl SqlStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             match stored {
-                None => store_config_mac(tx.as_mut(), &config_key)?,
+                None => drop(store_config_mac(tx.as_mut(), &config_key, None)?),
                 // Authenticated before per-row MACs: re-authenticated in the new form
                 // only if the old MAC still verifies (else it stays refused).
                 Some((mac, None)) => {
@@ -129,7 +162,7 @@ impl SqlStore {
                     )
                     .is_ok()
                     {
-                        store_config_mac(tx.as_mut(), &config_key)?;
+                        drop(store_config_mac(tx.as_mut(), &config_key, None)?);
                     }
                 }
                 Some(_) => {}
@@ -155,8 +188,20 @@ impl SqlStore {
                 let result = inner.conns.with_backend(&mut |conn| {
                     let f = f.take().ok_or(StoreError::Task)?;
                     let mut tx = conn.begin(mode)?;
-                    value = Some(f(&inner, tx.as_mut())?);
-                    tx.commit()
+                    let done = f(&inner, tx.as_mut()).and_then(|v| {
+                        value = Some(v);
+                        tx.commit()
+                    });
+                    // Still holding the connection: what a committed write authenticated
+                    // becomes the known configuration; a failed one leaves none.
+                    let staged = inner.staged.lock().ok().and_then(|mut s| s.take());
+                    if done.is_ok()
+                        && let Some(staged) = staged
+                        && let Ok(mut v) = inner.verified.lock()
+                    {
+                        *v = Some(staged);
+                    }
+                    done
                 });
                 inner.health.observe(&result);
                 result?;
@@ -186,11 +231,24 @@ impl SqlStore {
         self.tx(Mode::Write, move |inner, tx| {
             // A write never launders rows edited outside Excalibur: it refuses until an
             // operator accepts them (`config_accept`).
-            if !config_intact(tx, &inner.config_key)? {
+            let before = match inner.take_verified(tx)? {
+                Some(now) => ConfigState {
+                    now,
+                    changes: None,
+                    in_table: true,
+                },
+                None => config_state(tx, &inner.config_key)?,
+            };
+            if before.changes.is_some() {
                 return Err(StoreError::Tampered);
             }
             let (value, events) = f(inner, tx)?;
-            store_config_mac(tx, &inner.config_key)?;
+            let now = store_config_mac(tx, &inner.config_key, Some(&before))?;
+            if let Some(version) = tx.data_version()?
+                && let Ok(mut staged) = inner.staged.lock()
+            {
+                *staged = Some((version, now));
+            }
             append_events(tx, &inner.head_key, &events)?;
             Ok(value)
         })
@@ -543,17 +601,69 @@ fn config_mac(key: &HeadKey, digest: &[u8]) -> String {
     hex(hmac::sign(&key.0, digest).as_ref())
 }
 
-/// Authenticates the configuration as it is now, in the writing transaction.
-fn store_config_mac(tx: &mut dyn Tx, key: &HeadKey) -> Result<(), StoreError> {
+/// `config_mac.rows` when the per-row MACs are in `config_row_macs` (migration 15);
+/// before, it held them as one JSON document.
+const ROWS_IN_TABLE: &str = "table";
+
+/// The configuration as read at the start of a write, and how it compares with what
+/// Excalibur last authenticated.
+struct ConfigState {
+    now: ConfigRows,
+    /// `None` when intact; else the rows that differ ([`config_changes`]).
+    changes: Option<Vec<String>>,
+    /// The per-row MACs are kept in `config_row_macs` (so a write updates only the
+    /// entries of the rows it changed).
+    in_table: bool,
+}
+
+/// Authenticates the configuration as it is now, in the writing transaction. With the
+/// state read at the start of the same write (intact), only the per-row entries that
+/// changed since are written; otherwise all of them.
+fn store_config_mac(
+    tx: &mut dyn Tx,
+    key: &HeadKey,
+    before: Option<&ConfigState>,
+) -> Result<ConfigRows, StoreError> {
     let now = config_rows(tx, key)?;
     let mac = config_mac(key, &now.digest);
-    let rows = serde_json::to_string(&now.rows).map_err(StoreError::Corrupt)?;
     tx.execute(
         "INSERT INTO config_mac (id, mac, rows) VALUES (1, ?1, ?2)
          ON CONFLICT (id) DO UPDATE SET mac = excluded.mac, rows = excluded.rows",
-        params![mac, rows],
+        params![mac, ROWS_IN_TABLE],
     )?;
-    Ok(())
+    let mut upserts = Vec::new();
+    match before.filter(|b| b.in_table && b.changes.is_none()) {
+        Some(before) => {
+            for (row, m) in &now.rows {
+                if before.now.rows.get(row) != Some(m) {
+                    upserts.push(vec![Value::from(row), Value::from(m)]);
+                }
+            }
+            for row in before.now.rows.keys() {
+                if !now.rows.contains_key(row) {
+                    tx.execute(
+                        "DELETE FROM config_row_macs WHERE row_key = ?1",
+                        params![row],
+                    )?;
+                }
+            }
+        }
+        None => {
+            tx.execute("DELETE FROM config_row_macs", &[])?;
+            upserts = now
+                .rows
+                .iter()
+                .map(|(row, m)| vec![Value::from(row), Value::from(m)])
+                .collect();
+        }
+    }
+    insert_rows(
+        tx,
+        "config_row_macs (row_key, mac)",
+        upserts,
+        " ON CONFLICT (row_key) DO UPDATE SET mac = excluded.mac",
+    )?;
+    Ok(now)
 }
 
 /// Whether the configuration rows are as Excalibur last wrote them.
@@ -565,6 +675,11 @@ fn config_intact(tx: &mut dyn Tx, key: &HeadKey) -> Result<bool, StoreError> {
 /// that differ (`table/key (changed|added|removed)`; empty when only the record of
 /// them was altered).
 fn config_changes(tx: &mut dyn Tx, key: &HeadKey) -> Result<Option<Vec<String>>, StoreError> {
+    Ok(config_state(tx, key)?.changes)
+}
+
+/// Reads and authenticates the configuration ([`ConfigState`]).
+fn config_state(tx: &mut dyn Tx, key: &HeadKey) -> Result<ConfigState, StoreError> {
     let stored: Option<(String, Option<String>)> = tx.query_opt(
         "SELECT mac, rows FROM config_mac WHERE id = 1",
         params![],
@@ -572,20 +687,36 @@ fn config_changes(tx: &mut dyn Tx, key: &HeadKey) -> Result<Option<Vec<String>>,
     )?;
     let now = config_rows(tx, key)?;
     let Some((mac, rows)) = stored else {
-        return Ok(Some(Vec::new()));
+        return Ok(ConfigState {
+            now,
+            changes: Some(Vec::new()),
+            in_table: false,
+        });
     };
+    let in_table = rows.as_deref() == Some(ROWS_IN_TABLE);
     if aws_lc_rs::constant_time::verify_slices_are_equal(
         config_mac(key, &now.digest).as_bytes(),
         mac.as_bytes(),
     )
     .is_ok()
     {
-        return Ok(None);
+        return Ok(ConfigState {
+            now,
+            changes: None,
+            in_table,
+        });
     }
     // The per-row record is only a guide to what changed (the MAC above decides).
-    let before: std::collections::BTreeMap<String, String> = rows
-        .and_then(|r| serde_json::from_str(&r).ok())
-        .unwrap_or_default();
+    let before: std::collections::BTreeMap<String, String> = if in_table {
+        tx.query_map("SELECT row_key, mac FROM config_row_macs", params![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect()
+    } else {
+        rows.and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or_default()
+    };
     let mut changed = Vec::new();
     for (row, m) in &now.rows {
         match before.get(row) {
@@ -599,7 +730,11 @@ fn config_changes(tx: &mut dyn Tx, key: &HeadKey) -> Result<Option<Vec<String>>,
             changed.push(format!("{row} (removed)"));
         }
     }
-    Ok(Some(changed))
+    Ok(ConfigState {
+        now,
+        changes: Some(changed),
+        in_table,
+    })
 }
 
 fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
@@ -1477,8 +1612,10 @@ impl Store for SqlStore {
 
     fn config_accept(&self, actor: String) -> StoreFuture<'_, ()> {
         self.tx(Mode::Write, move |inner, tx| {
+            // Whatever was cached is forgotten: the rows are read and authenticated now.
+            drop(inner.take_verified(tx)?);
             let was_intact = config_intact(tx, &inner.config_key)?;
-            store_config_mac(tx, &inner.config_key)?;
+            drop(store_config_mac(tx, &inner.config_key, None)?);
             let event = NewEvent::new(
                 EventType::ConfigurationAccepted,
                 actor,
@@ -1950,7 +2087,7 @@ impl Store for SqlStore {
             let tx = conn;
             // Rows edited in the database file (a provider's hosts, a rule) never
             // configure the request path.
-            if !config_intact(tx, &inner.config_key)? {
+            if !inner.known_intact(tx)? && !config_intact(tx, &inner.config_key)? {
                 return Err(StoreError::Tampered);
             }
             let placeholders = {

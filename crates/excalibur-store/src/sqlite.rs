@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("migrations/sqlite/0014_introspection_role.sql"),
     ),
+    (
+        15,
+        include_str!("migrations/sqlite/0015_config_row_macs_table.sql"),
+    ),
 ];
 
 impl SqlStore {
@@ -150,5 +154,11 @@ impl Tx for SqliteTx<'_> {
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         Ok(self.0.commit()?)
+    }
+
+    fn data_version(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(Some(
+            self.0.query_row("PRAGMA data_version", [], |r| r.get(0))?,
+        ))
     }
 }
