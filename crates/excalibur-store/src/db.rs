@@ -201,6 +201,13 @@ pub(crate) trait Tx {
     fn data_version(&mut self) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
+    /// Starts recording, for this connection only, the keys of the rows its own
+    /// statements change in `tables` (`(table, key column)`), in `temp.config_dirty`.
+    /// False when the backend cannot (PostgreSQL): the caller reads every row instead.
+    fn track_changes(&mut self, tables: &[(&str, &str)]) -> Result<bool, StoreError> {
+        let _ = tables;
+        Ok(false)
+    }
 }
 
 impl dyn Tx + '_ {

@@ -53,6 +53,9 @@ struct Inner {
     verified: std::sync::Mutex<Option<(i64, ConfigRows)>>,
     /// What the write in progress will make [`Inner::verified`] once it commits.
     staged: std::sync::Mutex<Option<(i64, ConfigRows)>>,
+    /// This connection records the configuration rows its statements change
+    /// (SQLite), so a write authenticates only those.
+    tracked: bool,
 }
 
 impl Inner {
@@ -100,10 +103,13 @@ impl SqlStore {
         postgres: Option<crate::postgres::PgConnect>,
     ) -> Result<Self, StoreError> {
         let mut sealer = None;
+        let mut tracked = false;
         conns.with_backend(&mut |backend| {
             migrate(backend, migrations)?;
             sealer = Some(Self::load_keys(backend, master)?);
-            Ok(())
+            let mut tx = backend.begin(Mode::Write)?;
+            tracked = tx.track_changes(CONFIG_TABLES)?;
+            tx.commit()
         })?;
         let sealer = sealer.ok_or(StoreError::Task)?;
         Ok(Self {
@@ -116,6 +122,7 @@ impl SqlStore {
                 postgres,
                 verified: std::sync::Mutex::new(None),
                 staged: std::sync::Mutex::new(None),
+                tracked,
             }),
         })
     }
@@ -151,7 +158,7 @@ impl SqlStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             match stored {
-                None => drop(store_config_mac(tx.as_mut(), &config_key, None)?),
+                None => drop(store_config_mac(tx.as_mut(), &config_key, None, false)?),
                 // Authenticated before per-row MACs: re-authenticated in the new form
                 // only if the old MAC still verifies (else it stays refused).
                 Some((mac, None)) => {
@@ -162,7 +169,7 @@ impl SqlStore {
                     )
                     .is_ok()
                     {
-                        drop(store_config_mac(tx.as_mut(), &config_key, None)?);
+                        drop(store_config_mac(tx.as_mut(), &config_key, None, false)?);
                     }
                 }
                 Some(_) => {}
@@ -243,7 +250,7 @@ impl SqlStore {
                 return Err(StoreError::Tampered);
             }
             let (value, events) = f(inner, tx)?;
-            let now = store_config_mac(tx, &inner.config_key, Some(&before))?;
+            let now = store_config_mac(tx, &inner.config_key, Some(before), inner.tracked)?;
             if let Some(version) = tx.data_version()?
                 && let Ok(mut staged) = inner.staged.lock()
             {
@@ -547,62 +554,118 @@ fn legacy_config_digest(tx: &mut dyn Tx) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The configuration as authenticated: one MAC per row (its table, key and values,
-/// so a row cannot move or swap), and the digest over all of them (so a deleted or
-/// added row shows too).
+/// so a row cannot move or swap), and digests over all of them (so a deleted or added
+/// row shows too).
+#[derive(Clone)]
 struct ConfigRows {
     /// `table/key` → the row's MAC.
     rows: std::collections::BTreeMap<String, String>,
-    digest: Vec<u8>,
+    /// The digest before migration 15: SHA-256 over the row MACs in key order (only
+    /// from a full read; used to upgrade a database authenticated that way).
+    legacy_digest: Vec<u8>,
+    /// XOR of SHA-256(row key, row MAC) over every row: one row changes it by two
+    /// XORs, so a write authenticates what it changed without reading the rest.
+    set: [u8; 32],
 }
 
-/// Reads and authenticates every configuration row, in key order, each value typed and
-/// length-prefixed (no two row sets share a digest).
-fn config_rows(tx: &mut dyn Tx, key: &HeadKey) -> Result<ConfigRows, StoreError> {
-    fn put(h: &mut aws_lc_rs::digest::Context, tag: u8, bytes: &[u8]) {
-        h.update(&[tag]);
-        h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
-        h.update(bytes);
-    }
-    let mut all = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut rows = std::collections::BTreeMap::new();
-    for (table, column) in CONFIG_TABLES {
-        put(&mut all, b'T', table.as_bytes());
-        let sql = format!("SELECT {column}, * FROM {table} ORDER BY {column}");
-        for row in tx.query(&sql, &[])? {
-            let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-            put(&mut h, b'T', table.as_bytes());
-            let mut id = String::new();
-            for (i, v) in row.0.iter().enumerate() {
-                match v {
-                    crate::db::Value::Null => put(&mut h, b'N', &[]),
-                    crate::db::Value::I64(n) => put(&mut h, b'I', &n.to_be_bytes()),
-                    crate::db::Value::Text(t) => {
-                        if i == 0 {
-                            id.clone_from(t);
-                        }
-                        put(&mut h, b'S', t.as_bytes());
-                    }
-                    crate::db::Value::Blob(b) => put(&mut h, b'B', b),
-                    crate::db::Value::Bool(b) => put(&mut h, b'I', &i64::from(*b).to_be_bytes()),
-                }
-            }
-            let row_mac = hex(hmac::sign(&key.0, h.finish().as_ref()).as_ref());
-            put(&mut all, b'R', row_mac.as_bytes());
-            rows.insert(format!("{table}/{id}"), row_mac);
+impl ConfigRows {
+    fn empty() -> Self {
+        Self {
+            rows: std::collections::BTreeMap::new(),
+            legacy_digest: Vec::new(),
+            set: [0; 32],
         }
     }
-    Ok(ConfigRows {
-        rows,
-        digest: all.finish().as_ref().to_vec(),
-    })
+
+    /// The digest the configuration MAC covers (migration 15 on): the row count and
+    /// the XOR set hash. Forging it needs a row MAC, which needs the key.
+    fn digest(&self) -> Vec<u8> {
+        let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        h.update(b"excalibur config rows v2\0");
+        h.update(
+            &u64::try_from(self.rows.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+        h.update(&self.set);
+        h.finish().as_ref().to_vec()
+    }
+
+    fn toggle(&mut self, row: &str, mac: &str) {
+        let d = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{row}\0{mac}").as_bytes(),
+        );
+        for (a, b) in self.set.iter_mut().zip(d.as_ref()) {
+            *a ^= b;
+        }
+    }
+
+    /// Sets (or, with `None`, removes) one row's MAC.
+    fn put(&mut self, row: String, mac: Option<String>) {
+        if let Some(old) = self.rows.remove(&row) {
+            self.toggle(&row, &old);
+        }
+        if let Some(mac) = mac {
+            self.toggle(&row, &mac);
+            self.rows.insert(row, mac);
+        }
+    }
+}
+
+fn put_field(h: &mut aws_lc_rs::digest::Context, tag: u8, bytes: &[u8]) {
+    h.update(&[tag]);
+    h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+    h.update(bytes);
+}
+
+/// One row (`SELECT key, * ...`) of `table`: its key and its MAC over the table name
+/// and every value, typed and length-prefixed.
+fn row_mac(key: &HeadKey, table: &str, row: &crate::db::Row) -> (String, String) {
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    put_field(&mut h, b'T', table.as_bytes());
+    let mut id = String::new();
+    for (i, v) in row.0.iter().enumerate() {
+        match v {
+            crate::db::Value::Null => put_field(&mut h, b'N', &[]),
+            crate::db::Value::I64(n) => put_field(&mut h, b'I', &n.to_be_bytes()),
+            crate::db::Value::Text(t) => {
+                if i == 0 {
+                    id.clone_from(t);
+                }
+                put_field(&mut h, b'S', t.as_bytes());
+            }
+            crate::db::Value::Blob(b) => put_field(&mut h, b'B', b),
+            crate::db::Value::Bool(b) => put_field(&mut h, b'I', &i64::from(*b).to_be_bytes()),
+        }
+    }
+    (id, hex(hmac::sign(&key.0, h.finish().as_ref()).as_ref()))
+}
+
+/// Reads and authenticates every configuration row, in key order.
+fn config_rows(tx: &mut dyn Tx, key: &HeadKey) -> Result<ConfigRows, StoreError> {
+    let mut all = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut out = ConfigRows::empty();
+    for (table, column) in CONFIG_TABLES {
+        put_field(&mut all, b'T', table.as_bytes());
+        let sql = format!("SELECT {column}, * FROM {table} ORDER BY {column}");
+        for row in tx.query(&sql, &[])? {
+            let (id, mac) = row_mac(key, table, &row);
+            put_field(&mut all, b'R', mac.as_bytes());
+            out.put(format!("{table}/{id}"), Some(mac));
+        }
+    }
+    out.legacy_digest = all.finish().as_ref().to_vec();
+    Ok(out)
 }
 
 fn config_mac(key: &HeadKey, digest: &[u8]) -> String {
     hex(hmac::sign(&key.0, digest).as_ref())
 }
 
-/// `config_mac.rows` when the per-row MACs are in `config_row_macs` (migration 15);
-/// before, it held them as one JSON document.
+/// `config_mac.rows` when the MAC covers [`ConfigRows::digest`] and the per-row MACs
+/// are in `config_row_macs` (migration 15); before, it held them as one JSON document
+/// and the MAC covered the legacy digest.
 const ROWS_IN_TABLE: &str = "table";
 
 /// The configuration as read at the start of a write, and how it compares with what
@@ -611,52 +674,107 @@ struct ConfigState {
     now: ConfigRows,
     /// `None` when intact; else the rows that differ ([`config_changes`]).
     changes: Option<Vec<String>>,
-    /// The per-row MACs are kept in `config_row_macs` (so a write updates only the
-    /// entries of the rows it changed).
+    /// Authenticated in the migration-15 form.
     in_table: bool,
 }
 
-/// Authenticates the configuration as it is now, in the writing transaction. With the
-/// state read at the start of the same write (intact), only the per-row entries that
-/// changed since are written; otherwise all of them.
+/// `table/key` and the row's MAC now (`None`: deleted).
+type RowChange = (String, Option<String>);
+
+/// The rows this connection's statements changed since the last call (`None` when
+/// the backend does not track them).
+fn dirty_rows(
+    tx: &mut dyn Tx,
+    key: &HeadKey,
+    tracked: bool,
+) -> Result<Option<Vec<RowChange>>, StoreError> {
+    if !tracked {
+        return Ok(None);
+    }
+    let dirty: Vec<(String, String)> = tx.query_map(
+        "SELECT DISTINCT tbl, row_key FROM temp.config_dirty",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute("DELETE FROM temp.config_dirty", &[])?;
+    let mut out = Vec::with_capacity(dirty.len());
+    for (table, id) in dirty {
+        let (table, column) = CONFIG_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| StoreError::Invalid(format!("unknown configuration table {table}")))?;
+        let sql = format!("SELECT {column}, * FROM {table} WHERE {column} = ?1");
+        let row = tx.query(&sql, params![id])?;
+        let mac = row.first().map(|r| row_mac(key, table, r).1);
+        out.push((format!("{table}/{id}"), mac));
+    }
+    Ok(Some(out))
+}
+
+/// Authenticates the configuration as it is now, in the writing transaction. From the
+/// state read (intact) at the start of the same write, only the rows this write
+/// changed are read and authenticated, when the backend tracks them; otherwise all.
 fn store_config_mac(
     tx: &mut dyn Tx,
     key: &HeadKey,
-    before: Option<&ConfigState>,
+    before: Option<ConfigState>,
+    tracked: bool,
 ) -> Result<ConfigRows, StoreError> {
-    let now = config_rows(tx, key)?;
-    let mac = config_mac(key, &now.digest);
+    let base = before.filter(|b| b.in_table && b.changes.is_none());
+    let dirty = dirty_rows(tx, key, tracked)?;
+    let mut upserts = Vec::new();
+    let now = match (base, dirty) {
+        (Some(base), Some(dirty)) => {
+            let mut now = base.now;
+            for (row, mac) in dirty {
+                match &mac {
+                    Some(m) => upserts.push(vec![Value::from(&row), Value::from(m)]),
+                    None => {
+                        tx.execute(
+                            "DELETE FROM config_row_macs WHERE row_key = ?1",
+                            params![row],
+                        )?;
+                    }
+                }
+                now.put(row, mac);
+            }
+            now
+        }
+        (base, _) => {
+            let now = config_rows(tx, key)?;
+            match base {
+                Some(base) => {
+                    for (row, m) in &now.rows {
+                        if base.now.rows.get(row) != Some(m) {
+                            upserts.push(vec![Value::from(row), Value::from(m)]);
+                        }
+                    }
+                    for row in base.now.rows.keys() {
+                        if !now.rows.contains_key(row) {
+                            tx.execute(
+                                "DELETE FROM config_row_macs WHERE row_key = ?1",
+                                params![row],
+                            )?;
+                        }
+                    }
+                }
+                None => {
+                    tx.execute("DELETE FROM config_row_macs", &[])?;
+                    upserts = now
+                        .rows
+                        .iter()
+                        .map(|(row, m)| vec![Value::from(row), Value::from(m)])
+                        .collect();
+                }
+            }
+            now
+        }
+    };
     tx.execute(
         "INSERT INTO config_mac (id, mac, rows) VALUES (1, ?1, ?2)
          ON CONFLICT (id) DO UPDATE SET mac = excluded.mac, rows = excluded.rows",
-        params![mac, ROWS_IN_TABLE],
+        params![config_mac(key, &now.digest()), ROWS_IN_TABLE],
     )?;
-    let mut upserts = Vec::new();
-    match before.filter(|b| b.in_table && b.changes.is_none()) {
-        Some(before) => {
-            for (row, m) in &now.rows {
-                if before.now.rows.get(row) != Some(m) {
-                    upserts.push(vec![Value::from(row), Value::from(m)]);
-                }
-            }
-            for row in before.now.rows.keys() {
-                if !now.rows.contains_key(row) {
-                    tx.execute(
-                        "DELETE FROM config_row_macs WHERE row_key = ?1",
-                        params![row],
-                    )?;
-                }
-            }
-        }
-        None => {
-            tx.execute("DELETE FROM config_row_macs", &[])?;
-            upserts = now
-                .rows
-                .iter()
-                .map(|(row, m)| vec![Value::from(row), Value::from(m)])
-                .collect();
-        }
-    }
     insert_rows(
         tx,
         "config_row_macs (row_key, mac)",
@@ -694,8 +812,13 @@ fn config_state(tx: &mut dyn Tx, key: &HeadKey) -> Result<ConfigState, StoreErro
         });
     };
     let in_table = rows.as_deref() == Some(ROWS_IN_TABLE);
+    let digest = if in_table {
+        now.digest()
+    } else {
+        now.legacy_digest.clone()
+    };
     if aws_lc_rs::constant_time::verify_slices_are_equal(
-        config_mac(key, &now.digest).as_bytes(),
+        config_mac(key, &digest).as_bytes(),
         mac.as_bytes(),
     )
     .is_ok()
@@ -1615,7 +1738,12 @@ impl Store for SqlStore {
             // Whatever was cached is forgotten: the rows are read and authenticated now.
             drop(inner.take_verified(tx)?);
             let was_intact = config_intact(tx, &inner.config_key)?;
-            drop(store_config_mac(tx, &inner.config_key, None)?);
+            drop(store_config_mac(
+                tx,
+                &inner.config_key,
+                None,
+                inner.tracked,
+            )?);
             let event = NewEvent::new(
                 EventType::ConfigurationAccepted,
                 actor,

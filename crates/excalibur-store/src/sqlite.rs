@@ -156,6 +156,37 @@ impl Tx for SqliteTx<'_> {
         Ok(self.0.commit()?)
     }
 
+    fn track_changes(&mut self, tables: &[(&str, &str)]) -> Result<bool, StoreError> {
+        // No key on the log: inside a trigger an upsert's conflict clause would override
+        // an `OR IGNORE`; duplicates are folded when it is read. TEMP objects belong to
+        // this connection: another process's edits (or the
+        // sqlite3 shell's) are not recorded here; they change `data_version` instead.
+        let mut sql = String::from(
+            "CREATE TEMP TABLE IF NOT EXISTS config_dirty (tbl TEXT NOT NULL, row_key TEXT NOT NULL);\n",
+        );
+        for (table, key) in tables {
+            for (event, rows) in [
+                ("INSERT", vec!["NEW"]),
+                ("UPDATE", vec!["OLD", "NEW"]),
+                ("DELETE", vec!["OLD"]),
+            ] {
+                let inserts: String = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "INSERT INTO config_dirty VALUES ('{table}', CAST({r}.{key} AS TEXT)); "
+                        )
+                    })
+                    .collect();
+                sql.push_str(&format!(
+                    "CREATE TEMP TRIGGER IF NOT EXISTS config_dirty_{table}_{event} AFTER {event} ON main.{table} BEGIN {inserts}END;\n"
+                ));
+            }
+        }
+        self.0.execute_batch(&sql)?;
+        Ok(true)
+    }
+
     fn data_version(&mut self) -> Result<Option<i64>, StoreError> {
         Ok(Some(
             self.0.query_row("PRAGMA data_version", [], |r| r.get(0))?,

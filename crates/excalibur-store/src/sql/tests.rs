@@ -391,3 +391,94 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
         .unwrap();
     assert!(store.ssh_route_list().await.unwrap().is_empty());
 }
+
+/// A write authenticates only the rows it changed (from this connection's change log);
+/// the result must be what reading and authenticating every row gives: a fresh
+/// process (no cache) finds the configuration intact, the per-row guide matches, and
+/// an edit through another connection is still refused and named.
+#[tokio::test]
+async fn incremental_configuration_macs_match_a_full_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = MasterKey::generate();
+    let store = open(&dir, &mk);
+    seed(&store).await;
+    for i in 0..5 {
+        store
+            .placeholder_upsert(upsert(&format!("XCALIBUR_P{i}"), "v1"), "admin".into())
+            .await
+            .unwrap();
+    }
+    // Rotate, delete, upsert again: updates, deletes and re-inserts of the same keys.
+    store
+        .placeholder_upsert(upsert("XCALIBUR_P1", "v2"), "admin".into())
+        .await
+        .unwrap();
+    store
+        .placeholder_delete("XCALIBUR_P2".into(), "admin".into())
+        .await
+        .unwrap();
+    store
+        .placeholder_upsert(upsert("XCALIBUR_P2", "v3"), "admin".into())
+        .await
+        .unwrap();
+    store
+        .placeholder_delete("XCALIBUR_P3".into(), "admin".into())
+        .await
+        .unwrap();
+    let key = HeadKey(mk.config_key());
+    let full = {
+        let inner = Arc::clone(&store.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut out = None;
+            inner
+                .conns
+                .with_backend(&mut |b| {
+                    let mut tx = b.begin(Mode::Read)?;
+                    let state = config_state(tx.as_mut(), &key)?;
+                    let guide: std::collections::BTreeMap<String, String> = tx
+                        .query_map("SELECT row_key, mac FROM config_row_macs", params![], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .into_iter()
+                        .collect();
+                    out = Some((state.changes, state.now.rows, guide));
+                    Ok(())
+                })
+                .unwrap();
+            out.unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(full.0, None, "a full read finds the configuration intact");
+    assert_eq!(full.1, full.2, "the per-row guide is every row's MAC");
+    assert!(!full.1.contains_key("placeholders/XCALIBUR_P3"));
+    drop(store);
+
+    // A new process trusts nothing cached; an edit through another connection (a
+    // shell on the file) is refused by the next write and named by verify.
+    let store = open(&dir, &mk);
+    store
+        .placeholder_upsert(upsert("XCALIBUR_P4", "v5"), "admin".into())
+        .await
+        .unwrap();
+    let db = Connection::open(dir.path().join("x.db")).unwrap();
+    db.execute(
+        "UPDATE providers SET hosts = '[\"evil.example\"]' WHERE id = 'github'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = store
+        .placeholder_upsert(upsert("XCALIBUR_P0", "v6"), "admin".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Tampered), "{err:?}");
+    let report = store.audit_verify().await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(
+        report.config_rows,
+        vec!["providers/github (changed)".to_owned()],
+        "{report:?}"
+    );
+}
