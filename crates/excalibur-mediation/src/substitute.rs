@@ -26,21 +26,35 @@ pub struct Mediator {
     max_scrub: usize,
 }
 
-impl Mediator {
-    /// Builds the automata for `(placeholder name, real value)` pairs.
-    pub fn new(entries: Vec<(String, Secret)>) -> Self {
-        let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
-        let build = |patterns: &[&[u8]]| {
-            if patterns.is_empty() {
-                return None;
-            }
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(patterns)
-                .ok()
-        };
+/// The automata over placeholder names (they change only when names do).
+struct NameAutomata {
+    find: Option<AhoCorasick>,
+    encoded: Option<AhoCorasick>,
+    encoded_owner: Vec<usize>,
+    max_name: usize,
+}
+
+/// The automata over real values, for scrubbing echoes.
+struct ScrubAutomata {
+    scrub: Option<AhoCorasick>,
+    scrub_owner: Vec<usize>,
+    scrub_folded: Option<AhoCorasick>,
+    max_scrub: usize,
+}
+
+fn build_automaton(patterns: &[&[u8]]) -> Option<AhoCorasick> {
+    if patterns.is_empty() {
+        return None;
+    }
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(patterns)
+        .ok()
+}
+
+impl NameAutomata {
+    fn build(names: &[String]) -> Self {
         let name_bytes: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-        let value_bytes: Vec<&[u8]> = values.iter().map(|v| v.expose()).collect();
         let mut encoded_patterns = Vec::new();
         let mut encoded_owner = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -50,6 +64,17 @@ impl Mediator {
             }
         }
         let encoded_refs: Vec<&[u8]> = encoded_patterns.iter().map(|p| p.as_bytes()).collect();
+        Self {
+            find: build_automaton(&name_bytes),
+            encoded: build_automaton(&encoded_refs),
+            encoded_owner,
+            max_name: names.iter().map(String::len).max().unwrap_or(0),
+        }
+    }
+}
+
+impl ScrubAutomata {
+    fn build(values: &[Secret]) -> Self {
         // Echoes are scrubbed in every form the outbound detector catches, and more:
         // literal, percent-encoded, base64/base64url at every alignment, JSON escapes.
         let mut scrub_patterns: Vec<Vec<u8>> = Vec::new();
@@ -58,8 +83,8 @@ impl Mediator {
         // build stays linear in the number of placeholders).
         let mut seen: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
         let state = std::hash::RandomState::new();
-        for (i, v) in value_bytes.iter().enumerate() {
-            for form in echo_forms(v) {
+        for (i, v) in values.iter().enumerate() {
+            for form in echo_forms(v.expose()) {
                 let slot = seen
                     .entry(std::hash::BuildHasher::hash_one(&state, &form))
                     .or_default();
@@ -84,14 +109,70 @@ impl Mediator {
             })
             .flatten();
         Self {
-            find: build(&name_bytes),
-            scrub: build(&scrub_refs),
+            scrub: build_automaton(&scrub_refs),
             scrub_owner,
             scrub_folded,
-            encoded: build(&encoded_refs),
-            encoded_owner,
-            max_name: names.iter().map(String::len).max().unwrap_or(0),
             max_scrub: scrub_patterns.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+}
+
+impl Mediator {
+    /// Builds the automata for `(placeholder name, real value)` pairs.
+    pub fn new(entries: Vec<(String, Secret)>) -> Self {
+        let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
+        let n = NameAutomata::build(&names);
+        let v = ScrubAutomata::build(&values);
+        Self::assemble(names, values, n, v)
+    }
+
+    /// [`Mediator::new`] for the next snapshot: the same pairs as `previous` give
+    /// `previous` itself; the same names with other values (a rotation) keep its name
+    /// automata and rebuild only the scrub automata.
+    pub fn rebuild(previous: &Arc<Mediator>, entries: Vec<(String, Secret)>) -> Arc<Self> {
+        let same_names = previous.names.len() == entries.len()
+            && previous
+                .names
+                .iter()
+                .zip(&entries)
+                .all(|(a, (b, _))| a == b);
+        if !same_names {
+            return Arc::new(Self::new(entries));
+        }
+        let same_values = previous
+            .values
+            .iter()
+            .zip(&entries)
+            .all(|(a, (_, b))| a.expose() == b.expose());
+        if same_values {
+            return Arc::clone(previous);
+        }
+        let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
+        let n = NameAutomata {
+            find: previous.find.clone(),
+            encoded: previous.encoded.clone(),
+            encoded_owner: previous.encoded_owner.clone(),
+            max_name: previous.max_name,
+        };
+        let v = ScrubAutomata::build(&values);
+        Arc::new(Self::assemble(names, values, n, v))
+    }
+
+    fn assemble(
+        names: Vec<String>,
+        values: Vec<Secret>,
+        n: NameAutomata,
+        v: ScrubAutomata,
+    ) -> Self {
+        Self {
+            find: n.find,
+            scrub: v.scrub,
+            scrub_owner: v.scrub_owner,
+            scrub_folded: v.scrub_folded,
+            encoded: n.encoded,
+            encoded_owner: n.encoded_owner,
+            max_name: n.max_name,
+            max_scrub: v.max_scrub,
             names,
             values,
         }

@@ -304,13 +304,17 @@ impl Snapshot {
                 })
             }
         };
-        let mediator = Arc::new(Mediator::new(
-            input
-                .placeholders
-                .into_iter()
-                .map(|(n, _, v)| (n, v))
-                .collect(),
-        ));
+        let entries: Vec<(String, Secret)> = input
+            .placeholders
+            .into_iter()
+            .map(|(n, _, v)| (n, v))
+            .collect();
+        // Unchanged placeholders keep their automata; a rotation rebuilds only the
+        // scrub automata.
+        let mediator = match previous {
+            Some(p) => Mediator::rebuild(&p.mediator, entries),
+            None => Arc::new(Mediator::new(entries)),
+        };
         Ok(Self {
             version,
             credentials,

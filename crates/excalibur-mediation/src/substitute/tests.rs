@@ -163,3 +163,75 @@ fn streaming_equals_whole_for_every_chunking() {
         }
     }
 }
+
+/// The next snapshot's mediator: unchanged pairs give the same one; a rotation keeps
+/// the name automata and scrubs and substitutes the new value (and still scrubs the
+/// values that did not change); a new name builds everything again.
+#[test]
+fn rebuild_reuses_what_did_not_change_and_serves_the_rotated_value() {
+    let first = mediator();
+    let same = Mediator::rebuild(
+        &first,
+        vec![
+            (
+                "XCALIBUR_GITHUB_TOKEN".into(),
+                Secret::new(b"ghp_realvalue_1234567890".to_vec()),
+            ),
+            (
+                "XCALIBUR_STRIPE_KEY".into(),
+                Secret::new(b"sk_live_abc".to_vec()),
+            ),
+        ],
+    );
+    assert!(Arc::ptr_eq(&first, &same));
+    let rotated = Mediator::rebuild(
+        &first,
+        vec![
+            (
+                "XCALIBUR_GITHUB_TOKEN".into(),
+                Secret::new(b"ghp_rotated_value_0987654321".to_vec()),
+            ),
+            (
+                "XCALIBUR_STRIPE_KEY".into(),
+                Secret::new(b"sk_live_abc".to_vec()),
+            ),
+        ],
+    );
+    assert!(!Arc::ptr_eq(&first, &rotated));
+    let p = permit(&["XCALIBUR_GITHUB_TOKEN", "XCALIBUR_STRIPE_KEY"]);
+    assert_eq!(
+        rotated
+            .substitute(&p, b"Bearer XCALIBUR_GITHUB_TOKEN")
+            .unwrap(),
+        b"Bearer ghp_rotated_value_0987654321"
+    );
+    assert_eq!(
+        rotated
+            .scrub(b"echo ghp_rotated_value_0987654321 and sk_live_abc")
+            .unwrap(),
+        b"echo XCALIBUR_GITHUB_TOKEN and XCALIBUR_STRIPE_KEY"
+    );
+    let mut found = BTreeSet::new();
+    rotated.find(b"x XCALIBUR_STRIPE_KEY y", &mut found);
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        ["XCALIBUR_STRIPE_KEY"]
+    );
+    let grown = Mediator::rebuild(
+        &rotated,
+        vec![
+            (
+                "XCALIBUR_A".into(),
+                Secret::new(b"value_of_a_0001".to_vec()),
+            ),
+            (
+                "XCALIBUR_GITHUB_TOKEN".into(),
+                Secret::new(b"ghp_rotated_value_0987654321".to_vec()),
+            ),
+        ],
+    );
+    assert_eq!(grown.len(), 2);
+    let mut found = BTreeSet::new();
+    grown.find(b"XCALIBUR_A and XCALIBUR_STRIPE_KEY", &mut found);
+    assert_eq!(found.into_iter().collect::<Vec<_>>(), ["XCALIBUR_A"]);
+}
