@@ -18,7 +18,7 @@
 # BENCH_DEBUG=1 prints each oha command and its status codes. BENCH_CASES and
 # BENCH_MODES (e.g. "direct excalibur", "16:ka") run a subset while tuning.
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
-# 15 s and print where its CPU went.
+# 15 s and print where its CPU went (PROFILE_CONC=1 for one client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -305,7 +305,7 @@ PY
 
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
-  case_args excalibur 16 ka
+  case_args excalibur "${PROFILE_CONC:-16}" ka
   ARGS=("${ARGS[@]/#-n/-z}")
   for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = "$REQUESTS" ] && ARGS[$i]=20s; done
   oha "${ARGS[@]}" >/dev/null 2>&1 &
