@@ -262,6 +262,15 @@ pub(crate) trait Backend: Send {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError>;
 }
 
+/// Named locks across every process sharing the database (PostgreSQL session advisory
+/// locks, each held by its own connection). Blocking. A single-process backend has
+/// none: `exclusive` then always succeeds.
+pub(crate) trait ClusterLocks: Send + Sync {
+    /// Takes the lock `name`: waiting for it (`wait`), or `None` at once when another
+    /// process holds it.
+    fn lock(&self, name: &str, wait: bool) -> Result<Option<crate::Exclusive>, StoreError>;
+}
+
 /// Where transactions get their connection: SQLite's one connection behind a mutex, or a
 /// pool of PostgreSQL connections. Blocking: called on blocking threads only.
 pub(crate) trait Connections: Send + Sync {

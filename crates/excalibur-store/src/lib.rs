@@ -278,6 +278,16 @@ pub enum Exchanged {
 pub struct Exclusive(Option<postgres::OwnedClient>);
 
 impl Exclusive {
+    /// A lock held by `client`'s connection.
+    pub(crate) fn held(client: postgres::OwnedClient) -> Self {
+        Self(Some(client))
+    }
+
+    /// The lock of a single-process backend: nobody else can hold it.
+    pub(crate) fn alone() -> Self {
+        Self(None)
+    }
+
     /// False once the lock was lost (its PostgreSQL connection closed).
     pub fn is_held(&self) -> bool {
         self.0.as_ref().is_none_or(|c| !c.is_closed())

@@ -5,6 +5,7 @@
 //! replicas ([`listen`]) when they commit.
 
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -193,7 +194,12 @@ impl SqlStore {
             .error_handler(Box::new(LogErrors))
             .build(Manager(connect.clone()))
             .map_err(|_| StoreError::Unavailable)?;
-        SqlStore::new(Box::new(pool), MIGRATIONS, master, Some(connect.clone()))
+        SqlStore::new(
+            Box::new(pool),
+            MIGRATIONS,
+            master,
+            Some(Arc::new(connect.clone())),
+        )
     }
 }
 
@@ -468,14 +474,16 @@ pub fn listen(connect: PgConnect) -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
+impl crate::db::ClusterLocks for PgConnect {
+    fn lock(&self, name: &str, wait: bool) -> Result<Option<crate::Exclusive>, StoreError> {
+        Ok(lock(self, name, wait)?.map(crate::Exclusive::held))
+    }
+}
+
 /// Takes the session-level advisory lock for `name` on a new connection (released when
 /// the connection closes): waiting for it (`wait`), or `None` at once when another
 /// process holds it.
-pub(crate) fn lock(
-    connect: &PgConnect,
-    name: &str,
-    wait: bool,
-) -> Result<Option<OwnedClient>, StoreError> {
+fn lock(connect: &PgConnect, name: &str, wait: bool) -> Result<Option<OwnedClient>, StoreError> {
     // FNV-1a of the name: a stable 64-bit key.
     let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

@@ -43,9 +43,8 @@ struct Inner {
     head_key: HeadKey,
     /// Authenticates the configuration rows ([`config_mac`]).
     config_key: HeadKey,
-    /// How to open more PostgreSQL connections, for session-level advisory locks
-    /// (`None`: SQLite, one process).
-    postgres: Option<crate::postgres::PgConnect>,
+    /// Cluster-wide named locks (`None`: SQLite, one process).
+    locks: Option<Arc<dyn crate::db::ClusterLocks>>,
     /// The configuration as this process last authenticated and committed it, with
     /// the database's data version then (SQLite only). While no other connection has
     /// committed since (the version is unchanged), the rows are known without reading
@@ -100,7 +99,7 @@ impl SqlStore {
         conns: Box<dyn Connections>,
         migrations: &[(i64, &str)],
         master: &MasterKey,
-        postgres: Option<crate::postgres::PgConnect>,
+        locks: Option<Arc<dyn crate::db::ClusterLocks>>,
     ) -> Result<Self, StoreError> {
         let mut sealer = None;
         let mut tracked = false;
@@ -119,7 +118,7 @@ impl SqlStore {
                 sealer,
                 head_key: HeadKey(master.audit_head_key()),
                 config_key: HeadKey(master.config_key()),
-                postgres,
+                locks,
                 verified: std::sync::Mutex::new(None),
                 staged: std::sync::Mutex::new(None),
                 tracked,
@@ -2198,15 +2197,14 @@ impl Store for SqlStore {
     }
 
     fn exclusive(&self, name: String, wait: bool) -> StoreFuture<'_, Option<Exclusive>> {
-        let connect = self.inner.postgres.clone();
+        let locks = self.inner.locks.clone();
         Box::pin(async move {
-            let Some(connect) = connect else {
-                return Ok(Some(Exclusive(None)));
+            let Some(locks) = locks else {
+                return Ok(Some(Exclusive::alone()));
             };
-            tokio::task::spawn_blocking(move || crate::postgres::lock(&connect, &name, wait))
+            tokio::task::spawn_blocking(move || locks.lock(&name, wait))
                 .await
                 .map_err(|_| StoreError::Task)?
-                .map(|c| c.map(|c| Exclusive(Some(c))))
         })
     }
 

@@ -1,6 +1,7 @@
 //! `excalibur`: the gateway server. Config, wiring, snapshot rebuilds, background
 //! tasks and shutdown; nothing else.
 
+mod bounded;
 mod checkpoint;
 mod config;
 mod health;

@@ -1,7 +1,8 @@
 //! NetBird sync: read peers, groups, routes and policies from the NetBird management
 //! REST API, derive each peer's allowed domains (domain routes distributed to its groups),
 //! networks and default-route state, and hand the peers to the snapshot as
-//! `developer_device:<peer-id>` principals. A failed sync keeps the last good state.
+//! `developer_device:<peer-id>` principals (sent on a channel the snapshot follows). A
+//! failed sync keeps the last good state.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -14,7 +15,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Netbird;
-use crate::snapshot::Snapshots;
 
 /// Largest NetBird API response read (a big account's peer list is a few MB).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -96,7 +96,7 @@ async fn fetch<T: for<'de> Deserialize<'de>>(
         .await
         .map_err(|e| format!("{path}: {}", e.without_url()))?;
     let status = resp.status();
-    let bytes = crate::serve::read_capped(resp, MAX_RESPONSE_BYTES)
+    let bytes = crate::bounded::read_capped(resp, MAX_RESPONSE_BYTES)
         .await
         .map_err(|e| format!("{path}: {e}"))?;
     if !status.is_success() {
@@ -163,7 +163,7 @@ fn derive(cfg: &Netbird, peers: Vec<Peer>, routes: &[Route]) -> Vec<NetbirdPeer>
 pub(crate) async fn run(
     cfg: Netbird,
     view: SharedView,
-    snapshots: Arc<Snapshots>,
+    devices: tokio::sync::watch::Sender<Vec<NetbirdPeer>>,
     store: Arc<dyn Store>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
@@ -238,7 +238,13 @@ pub(crate) async fn run(
             tracing::error!(error = %excalibur_core::ErrorChain(&e), "NetBird event not recorded");
         }
         if changed {
-            snapshots.rebuild_logged().await;
+            // The snapshot follower rebuilds with them.
+            let peers = view
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .peers
+                .clone();
+            devices.send_replace(peers);
         }
         tokio::select! {
             () = cancel.cancelled() => return,

@@ -206,10 +206,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.durability,
     );
 
+    // NetBird peers reach snapshots through a channel: the sync sends, the snapshot
+    // follower rebuilds.
+    let (devices_tx, devices_rx) = tokio::sync::watch::channel(Vec::new());
+    let netbird_view: crate::netbird::SharedView = Arc::default();
     let snapshots = Arc::new(Snapshots::new(
         Arc::clone(&store),
         config.allowed_ports.clone(),
         snapshot_version,
+        devices_rx,
     )?);
     snapshots
         .rebuild()
@@ -372,7 +377,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         metrics: api_metrics,
         presign,
         netbird: {
-            let view = Arc::clone(&snapshots.netbird);
+            let view = Arc::clone(&netbird_view);
             Arc::new(move || {
                 let v = view
                     .read()
@@ -420,17 +425,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     crate::webhooks::init_cursor(store.as_ref()).await?;
     if let Some(nb) = config.netbird.clone() {
         {
-            let mut v = snapshots
-                .netbird
+            let mut v = netbird_view
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             v.status.configured = true;
             v.status.sync_url = Some(nb.url.clone());
         }
+        tracker.spawn(Arc::clone(&snapshots).follow_devices(cancel.clone()));
         tracker.spawn(crate::netbird::run(
             nb,
-            Arc::clone(&snapshots.netbird),
-            Arc::clone(&snapshots),
+            Arc::clone(&netbird_view),
+            devices_tx,
             Arc::clone(&store),
             cancel.clone(),
         ));
@@ -511,7 +516,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     });
     let background = tokio::spawn(crate::webhooks::run(
         Arc::clone(&store),
-        Arc::clone(&snapshots),
+        crate::snapshot::Rebuilder::new(&snapshots),
         config.webhooks.clone(),
         crate::checkpoint::Checkpointer {
             store: Arc::clone(&store),
@@ -763,29 +768,10 @@ async fn fetch_capped(
     if !resp.status().is_success() {
         return Err(format!("{url} answered {}", resp.status()));
     }
-    let body = read_capped(resp, MAX_KEY_DOCUMENT_BYTES)
+    let body = crate::bounded::read_capped(resp, MAX_KEY_DOCUMENT_BYTES)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     String::from_utf8(body).map_err(|_| format!("{url}: the document is not UTF-8"))
-}
-
-/// Reads a response body of at most `limit` bytes, chunk by chunk (never more in memory).
-pub(crate) async fn read_capped(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("the response is larger than {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// OIDC discovery: `<issuer>/.well-known/openid-configuration` names the JWKS; its

@@ -20,8 +20,8 @@ pub(crate) struct Snapshots {
     refreshed_ms: AtomicI64,
     allowed_ports: Vec<u16>,
     version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
-    /// NetBird devices (empty unless a sync is configured).
-    pub(crate) netbird: crate::netbird::SharedView,
+    /// NetBird devices, as the sync last sent them (empty unless one is configured).
+    devices: tokio::sync::watch::Receiver<Vec<excalibur_core::api::NetbirdPeer>>,
     /// The SSH gateway's routes, swapped with every snapshot.
     pub(crate) ssh_routes: Arc<ArcSwap<excalibur_ssh::RouteTable>>,
     /// Told the active SSH session ids after every rebuild (the gateway closes the rest).
@@ -45,6 +45,7 @@ impl Snapshots {
         store: Arc<dyn Store>,
         allowed_ports: Vec<u16>,
         version_gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+        devices: tokio::sync::watch::Receiver<Vec<excalibur_core::api::NetbirdPeer>>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             live: Arc::new(ArcSwap::from_pointee(Snapshot::empty()?)),
@@ -54,7 +55,7 @@ impl Snapshots {
             refreshed_ms: AtomicI64::new(0),
             allowed_ports,
             version_gauge,
-            netbird: crate::netbird::SharedView::default(),
+            devices,
             ssh_routes: Arc::default(),
             ssh_sessions_hook: std::sync::OnceLock::new(),
         })
@@ -106,11 +107,7 @@ impl Snapshots {
             namespaces: data.namespaces,
             workloads: data.workloads,
             mappings: data.mappings,
-            devices: self
-                .netbird
-                .read()
-                .map(|v| v.peers.clone())
-                .unwrap_or_default(),
+            devices: self.devices.borrow().clone(),
             ssh_routes: route_infos,
             ssh_sessions: data.ssh_sessions,
         };
@@ -146,5 +143,40 @@ impl Snapshots {
         if let Err(e) = self.rebuild().await {
             tracing::error!(error = %format!("{e:#}"), "snapshot rebuild failed; the previous snapshot stays in force");
         }
+    }
+
+    /// Rebuilds whenever new devices arrive on the channel, until `cancel` fires.
+    pub(crate) async fn follow_devices(
+        self: Arc<Self>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut devices = self.devices.clone();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = devices.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.rebuild_logged().await;
+                }
+            }
+        }
+    }
+}
+
+/// The one thing a background task may do to snapshots: ask for a rebuild (after a
+/// write of its own, such as the expiry sweep).
+#[derive(Debug, Clone)]
+pub(crate) struct Rebuilder(Arc<Snapshots>);
+
+impl Rebuilder {
+    pub(crate) fn new(snapshots: &Arc<Snapshots>) -> Self {
+        Self(Arc::clone(snapshots))
+    }
+
+    /// [`Snapshots::rebuild_logged`].
+    pub(crate) async fn rebuild(&self) {
+        self.0.rebuild_logged().await;
     }
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Webhooks;
-use crate::snapshot::Snapshots;
+use crate::snapshot::Rebuilder;
 
 const CURSOR: &str = "webhooks";
 const TICK: Duration = Duration::from_millis(250);
@@ -53,7 +53,7 @@ pub(crate) async fn init_cursor(store: &dyn Store) -> anyhow::Result<()> {
 /// Runs until `cancel` fires.
 pub(crate) async fn run(
     store: Arc<dyn Store>,
-    snapshots: Arc<Snapshots>,
+    snapshots: Rebuilder,
     cfg: Webhooks,
     checkpoints: crate::checkpoint::Checkpointer,
     cancel: CancellationToken,
@@ -98,7 +98,7 @@ pub(crate) async fn run(
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(expired = n, "credentials expired");
-                    snapshots.rebuild_logged().await;
+                    snapshots.rebuild().await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed")
