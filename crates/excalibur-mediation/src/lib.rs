@@ -15,4 +15,4 @@ pub mod jwt_bearer;
 pub mod sigv4;
 mod substitute;
 
-pub use substitute::{Mediator, StreamRewriter};
+pub use substitute::{Mediator, Rebuilt, StreamRewriter};

@@ -17,14 +17,27 @@ pub struct Mediator {
     find: Option<AhoCorasick>,
     encoded: Option<AhoCorasick>,
     encoded_owner: Vec<usize>,
-    scrub: Option<AhoCorasick>,
-    /// For each scrub pattern, the placeholder whose value it is (literal or encoded).
-    scrub_owner: Vec<usize>,
-    /// The scrub patterns, ASCII case-insensitive: header names arrive lowercased.
-    scrub_folded: Option<AhoCorasick>,
     max_name: usize,
-    max_scrub: usize,
+    /// The scrub automata: built from `values`, except at the indices in `stale`
+    /// (rotated since; their new values are in the [`Rebuilt::recent`] mediator and
+    /// their old ones are still scrubbed here, which is harmless).
+    scrub: Arc<ScrubAutomata>,
+    stale: Arc<BTreeSet<usize>>,
 }
+
+/// A mediator for the next snapshot ([`Mediator::rebuild`]).
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// Substitutes and detects every placeholder, and scrubs all values but the
+    /// recently rotated ones.
+    pub main: Arc<Mediator>,
+    /// Scrubs the values rotated since `main`'s scrub automata were built (empty when
+    /// there are none): a response must be scrubbed with both.
+    pub recent: Arc<Mediator>,
+}
+
+/// Rotations scrubbed by a small second automaton before the whole set is rebuilt.
+const MAX_RECENT: usize = 64;
 
 /// The automata over placeholder names (they change only when names do).
 struct NameAutomata {
@@ -35,6 +48,7 @@ struct NameAutomata {
 }
 
 /// The automata over real values, for scrubbing echoes.
+#[derive(Debug, Default)]
 struct ScrubAutomata {
     scrub: Option<AhoCorasick>,
     scrub_owner: Vec<usize>,
@@ -100,14 +114,15 @@ impl ScrubAutomata {
             }
         }
         let scrub_refs: Vec<&[u8]> = scrub_patterns.iter().map(Vec::as_slice).collect();
-        let scrub_folded = (!scrub_refs.is_empty())
-            .then(|| {
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .build(&scrub_refs)
-                    .ok()
-            })
-            .flatten();
+        // For header names, which arrive lowercased: the patterns lowercased, matched
+        // against lowercased input (the same as ignoring ASCII case, at a fraction of a
+        // case-insensitive automaton's build cost).
+        let lowered: Vec<Vec<u8>> = scrub_patterns
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        let lowered_refs: Vec<&[u8]> = lowered.iter().map(Vec::as_slice).collect();
+        let scrub_folded = build_automaton(&lowered_refs);
         Self {
             scrub: build_automaton(&scrub_refs),
             scrub_owner,
@@ -126,10 +141,16 @@ impl Mediator {
         Self::assemble(names, values, n, v)
     }
 
-    /// [`Mediator::new`] for the next snapshot: the same pairs as `previous` give
-    /// `previous` itself; the same names with other values (a rotation) keep its name
-    /// automata and rebuild only the scrub automata.
-    pub fn rebuild(previous: &Arc<Mediator>, entries: Vec<(String, Secret)>) -> Arc<Self> {
+    /// [`Mediator::new`] for the next snapshot. The same pairs as `previous` give
+    /// `previous` itself. The same names with other values (rotations) keep the name
+    /// automata and the scrub automata, and the rotated values are scrubbed by a small
+    /// `recent` mediator, until more than [`MAX_RECENT`] values have rotated since the
+    /// scrub automata were built; then, or when names change, everything is rebuilt.
+    pub fn rebuild(previous: &Arc<Mediator>, entries: Vec<(String, Secret)>) -> Rebuilt {
+        let full = |entries| Rebuilt {
+            main: Arc::new(Self::new(entries)),
+            recent: Arc::new(Self::default()),
+        };
         let same_names = previous.names.len() == entries.len()
             && previous
                 .names
@@ -137,25 +158,47 @@ impl Mediator {
                 .zip(&entries)
                 .all(|(a, (b, _))| a == b);
         if !same_names {
-            return Arc::new(Self::new(entries));
+            return full(entries);
         }
-        let same_values = previous
+        let changed: Vec<usize> = previous
             .values
             .iter()
             .zip(&entries)
-            .all(|(a, (_, b))| a.expose() == b.expose());
-        if same_values {
-            return Arc::clone(previous);
+            .enumerate()
+            .filter(|(_, (a, (_, b)))| a.expose() != b.expose())
+            .map(|(i, _)| i)
+            .collect();
+        let mut stale = (*previous.stale).clone();
+        stale.extend(changed.iter().copied());
+        if stale.len() > MAX_RECENT {
+            return full(entries);
+        }
+        let recent_pairs: Vec<(String, Secret)> = stale
+            .iter()
+            .filter_map(|&i| entries.get(i).cloned())
+            .collect();
+        let recent = Arc::new(Self::new(recent_pairs));
+        if changed.is_empty() {
+            return Rebuilt {
+                main: Arc::clone(previous),
+                recent,
+            };
         }
         let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
-        let n = NameAutomata {
+        let main = Self {
+            names,
+            values,
             find: previous.find.clone(),
             encoded: previous.encoded.clone(),
             encoded_owner: previous.encoded_owner.clone(),
             max_name: previous.max_name,
+            scrub: Arc::clone(&previous.scrub),
+            stale: Arc::new(stale),
         };
-        let v = ScrubAutomata::build(&values);
-        Arc::new(Self::assemble(names, values, n, v))
+        Rebuilt {
+            main: Arc::new(main),
+            recent,
+        }
     }
 
     fn assemble(
@@ -166,13 +209,11 @@ impl Mediator {
     ) -> Self {
         Self {
             find: n.find,
-            scrub: v.scrub,
-            scrub_owner: v.scrub_owner,
-            scrub_folded: v.scrub_folded,
             encoded: n.encoded,
             encoded_owner: n.encoded_owner,
             max_name: n.max_name,
-            max_scrub: v.max_scrub,
+            scrub: Arc::new(v),
+            stale: Arc::default(),
             names,
             values,
         }
@@ -245,11 +286,12 @@ impl Mediator {
     /// Replaces every real value in `input`, literal or encoded, with its placeholder
     /// name. `None` when none found.
     pub fn scrub(&self, input: &[u8]) -> Option<Vec<u8>> {
-        let ac = self.scrub.as_ref()?;
+        let ac = self.scrub.scrub.as_ref()?;
         if !ac.is_match(input) {
             return None;
         }
         let names: Vec<&[u8]> = self
+            .scrub
             .scrub_owner
             .iter()
             .map(|i| self.names.get(*i).map_or(&b""[..], |n| n.as_bytes()))
@@ -260,9 +302,10 @@ impl Mediator {
     /// True when `input` carries a real value in any form, ignoring ASCII case (for
     /// header names, which arrive lowercased).
     pub fn leaks_folded(&self, input: &[u8]) -> bool {
-        self.scrub_folded
+        self.scrub
+            .scrub_folded
             .as_ref()
-            .is_some_and(|ac| ac.is_match(input))
+            .is_some_and(|ac| ac.is_match(&input.to_ascii_lowercase()))
     }
 
     /// A streaming substituter for a request body.
@@ -306,7 +349,10 @@ impl StreamRewriter {
         buf.extend_from_slice(chunk);
         let (ac, longest) = match &self.mode {
             Mode::Substitute(_) => (self.mediator.find.as_ref(), self.mediator.max_name),
-            Mode::Scrub => (self.mediator.scrub.as_ref(), self.mediator.max_scrub),
+            Mode::Scrub => (
+                self.mediator.scrub.scrub.as_ref(),
+                self.mediator.scrub.max_scrub,
+            ),
         };
         let Some(ac) = ac else { return buf };
         let hold = longest.saturating_sub(1);
@@ -351,7 +397,7 @@ impl StreamRewriter {
                     .then(|| self.mediator.values.get(i).map(Secret::expose))?
             }
             Mode::Scrub => {
-                let owner = self.mediator.scrub_owner.get(i)?;
+                let owner = self.mediator.scrub.scrub_owner.get(i)?;
                 self.mediator.names.get(*owner).map(String::as_bytes)
             }
         }

@@ -686,7 +686,7 @@ impl Inner {
             }
         };
         self.answered(&flow, &resp, started, red.redeemed.len());
-        let scrubber = Scrubber::for_response(&snap.mediator, red, injected.as_ref());
+        let scrubber = Scrubber::for_response(snap, red, injected.as_ref());
         let head_only = method == "HEAD";
         match crate::scrub::response(
             &scrubber,

@@ -31,14 +31,16 @@ impl Scrubber {
         s
     }
 
-    /// The scrubber for one response: the placeholders, the SigV4 key ids the request
+    /// The scrubber for one response: the placeholders (and recent rotations), the SigV4 key ids the request
     /// was signed with (not from S3 object bodies), the injected token.
     pub(crate) fn for_response(
-        placeholders: &Arc<Mediator>,
+        snap: &crate::Snapshot,
         red: &crate::decide::Redemption<'_>,
         injected: Option<&crate::jwt_bearer::Injected>,
     ) -> Self {
-        let mut s = Self::new(placeholders);
+        let mut s = Self::new(&snap.mediator);
+        // Values rotated since the snapshot's scrub automata were built.
+        s.add(&snap.recent, true);
         if let Some(route) = red.families.sigv4 {
             s.add(route.scrub(), !route.is_s3());
         }

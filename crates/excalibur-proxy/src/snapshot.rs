@@ -66,6 +66,9 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     /// Placeholder automata and values.
     pub mediator: Arc<Mediator>,
+    /// Scrubs the values rotated since `mediator`'s scrub automata were built (empty
+    /// when none): responses are scrubbed with both.
+    pub recent: Arc<Mediator>,
     /// SigV4 mappings, ready to sign.
     pub sigv4: Sigv4Routes,
     /// JWT-bearer mappings, ready to sign assertions.
@@ -311,15 +314,19 @@ impl Snapshot {
             .collect();
         // Unchanged placeholders keep their automata; a rotation rebuilds only the
         // scrub automata.
-        let mediator = match previous {
-            Some(p) => Mediator::rebuild(&p.mediator, entries),
-            None => Arc::new(Mediator::new(entries)),
+        let (mediator, recent) = match previous {
+            Some(p) => {
+                let r = Mediator::rebuild(&p.mediator, entries);
+                (r.main, r.recent)
+            }
+            None => (Arc::new(Mediator::new(entries)), Arc::default()),
         };
         Ok(Self {
             version,
             credentials,
             policy,
             mediator,
+            recent,
             sigv4,
             jwt_bearer,
             mtls,

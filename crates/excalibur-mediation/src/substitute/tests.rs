@@ -165,8 +165,8 @@ fn streaming_equals_whole_for_every_chunking() {
 }
 
 /// The next snapshot's mediator: unchanged pairs give the same one; a rotation keeps
-/// the name automata and scrubs and substitutes the new value (and still scrubs the
-/// values that did not change); a new name builds everything again.
+/// the automata, substitutes the new value and scrubs it (in `recent`), and still
+/// scrubs the values that did not change; a new name builds everything again.
 #[test]
 fn rebuild_reuses_what_did_not_change_and_serves_the_rotated_value() {
     let first = mediator();
@@ -183,7 +183,8 @@ fn rebuild_reuses_what_did_not_change_and_serves_the_rotated_value() {
             ),
         ],
     );
-    assert!(Arc::ptr_eq(&first, &same));
+    assert!(Arc::ptr_eq(&first, &same.main));
+    assert!(same.recent.is_empty());
     let rotated = Mediator::rebuild(
         &first,
         vec![
@@ -197,28 +198,35 @@ fn rebuild_reuses_what_did_not_change_and_serves_the_rotated_value() {
             ),
         ],
     );
-    assert!(!Arc::ptr_eq(&first, &rotated));
+    assert!(!Arc::ptr_eq(&first, &rotated.main));
     let p = permit(&["XCALIBUR_GITHUB_TOKEN", "XCALIBUR_STRIPE_KEY"]);
     assert_eq!(
         rotated
+            .main
             .substitute(&p, b"Bearer XCALIBUR_GITHUB_TOKEN")
             .unwrap(),
         b"Bearer ghp_rotated_value_0987654321"
     );
     assert_eq!(
         rotated
-            .scrub(b"echo ghp_rotated_value_0987654321 and sk_live_abc")
+            .main
+            .scrub(
+                &rotated
+                    .recent
+                    .scrub(b"echo ghp_rotated_value_0987654321 and sk_live_abc")
+                    .unwrap()
+            )
             .unwrap(),
         b"echo XCALIBUR_GITHUB_TOKEN and XCALIBUR_STRIPE_KEY"
     );
     let mut found = BTreeSet::new();
-    rotated.find(b"x XCALIBUR_STRIPE_KEY y", &mut found);
+    rotated.main.find(b"x XCALIBUR_STRIPE_KEY y", &mut found);
     assert_eq!(
         found.into_iter().collect::<Vec<_>>(),
         ["XCALIBUR_STRIPE_KEY"]
     );
     let grown = Mediator::rebuild(
-        &rotated,
+        &rotated.main,
         vec![
             (
                 "XCALIBUR_A".into(),
@@ -230,8 +238,64 @@ fn rebuild_reuses_what_did_not_change_and_serves_the_rotated_value() {
             ),
         ],
     );
-    assert_eq!(grown.len(), 2);
+    assert_eq!(grown.main.len(), 2);
+    assert!(grown.recent.is_empty());
     let mut found = BTreeSet::new();
-    grown.find(b"XCALIBUR_A and XCALIBUR_STRIPE_KEY", &mut found);
+    grown
+        .main
+        .find(b"XCALIBUR_A and XCALIBUR_STRIPE_KEY", &mut found);
     assert_eq!(found.into_iter().collect::<Vec<_>>(), ["XCALIBUR_A"]);
+}
+
+/// Rotations keep the scrub automata and put the new values in `recent`; past
+/// MAX_RECENT rotated values everything is rebuilt and `recent` is empty again.
+#[test]
+fn rotations_are_scrubbed_by_the_recent_layer_until_a_full_rebuild() {
+    let pairs = |n: usize, version: usize| -> Vec<(String, Secret)> {
+        (0..n)
+            .map(|i| {
+                let value = if i < version {
+                    format!("rotated_value_{i:04}_v2")
+                } else {
+                    format!("original_value_{i:04}")
+                };
+                (format!("XCALIBUR_P{i:04}"), Secret::new(value.into_bytes()))
+            })
+            .collect()
+    };
+    let n = MAX_RECENT + 10;
+    let base = Arc::new(Mediator::new(pairs(n, 0)));
+    let r = Mediator::rebuild(&base, pairs(n, 3));
+    assert!(
+        Arc::ptr_eq(&r.main.scrub, &base.scrub),
+        "scrub automata kept"
+    );
+    assert_eq!(r.recent.len(), 3);
+    // The main mediator substitutes the new value; the recent one scrubs it.
+    let p = permit(&["XCALIBUR_P0001"]);
+    assert_eq!(
+        r.main.substitute(&p, b"XCALIBUR_P0001").unwrap(),
+        b"rotated_value_0001_v2"
+    );
+    assert_eq!(
+        r.recent.scrub(b"got rotated_value_0001_v2").unwrap(),
+        b"got XCALIBUR_P0001"
+    );
+    assert!(r.recent.leaks_folded(b"x-rotated_value_0001_v2"));
+    assert_eq!(
+        r.main.scrub(b"got original_value_0050").unwrap(),
+        b"got XCALIBUR_P0050"
+    );
+    // A later rotation keeps the earlier ones in `recent`.
+    let r2 = Mediator::rebuild(&r.main, pairs(n, 5));
+    assert_eq!(r2.recent.len(), 5);
+    assert!(r2.recent.scrub(b"rotated_value_0001_v2").is_some());
+    // Past the bound: a full rebuild covers every current value itself.
+    let r3 = Mediator::rebuild(&r2.main, pairs(n, MAX_RECENT + 1));
+    assert!(r3.recent.is_empty());
+    assert!(!Arc::ptr_eq(&r3.main.scrub, &base.scrub));
+    assert_eq!(
+        r3.main.scrub(b"rotated_value_0001_v2").unwrap(),
+        b"XCALIBUR_P0001"
+    );
 }

@@ -730,6 +730,16 @@ async fn rotation_under_load_has_no_failures_and_switches_values() {
                     .await
                     .expect("request through the proxy");
                 assert_eq!(resp.status(), 200, "request {id} failed during rotation");
+                // The upstream echoes what it got: neither the old value nor the new one
+                // (scrubbed by the snapshot's automaton for recent rotations) comes back.
+                let header = format!("{:?}", resp.headers().get("x-echo-authorization"));
+                let echoed = format!("{header}{}", resp.text().await.expect("response body"));
+                assert!(
+                    !echoed.contains(STRIPE_REAL)
+                        && !echoed.contains("sk_live_NEW_VALUE_FROM_VAULT"),
+                    "request {id}: a real value was echoed back: {echoed}"
+                );
+                assert!(echoed.contains("XCALIBUR_STRIPE_SECRET_KEY"), "{echoed}");
                 ok.fetch_add(1, Ordering::SeqCst);
                 if started_after {
                     after.push(id);
