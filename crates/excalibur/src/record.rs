@@ -54,7 +54,11 @@ pub(crate) enum Durability {
 /// The request path's end of the queue.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelRecorder {
+    /// Flows and events: nobody waits for them, so sending one never wakes a writer
+    /// that is lingering (only [`Self::urgent`] does).
     tx: mpsc::Sender<Item>,
+    /// Intents and settle barriers: someone waits for each.
+    urgent: mpsc::Sender<Item>,
     /// Set by the writer while the store refuses records.
     failing: Arc<AtomicBool>,
     durability: Durability,
@@ -83,7 +87,7 @@ impl Recorder for ChannelRecorder {
             return Box::pin(std::future::ready(Ok(())));
         }
         let (done, committed) = tokio::sync::oneshot::channel();
-        let queued = self.tx.try_send(Item::Intent(flow, done)).is_ok();
+        let queued = self.urgent.try_send(Item::Intent(flow, done)).is_ok();
         Box::pin(async move {
             if queued && committed.await == Ok(true) {
                 Ok(())
@@ -95,7 +99,7 @@ impl Recorder for ChannelRecorder {
 
     fn settle(&self) -> Durable {
         let (done, written) = tokio::sync::oneshot::channel();
-        let queued = self.tx.try_send(Item::Settle(done)).is_ok();
+        let queued = self.urgent.try_send(Item::Settle(done)).is_ok();
         Box::pin(async move {
             if queued && written.await == Ok(true) {
                 Ok(())
@@ -110,7 +114,7 @@ impl ChannelRecorder {
     /// False once the writer task has ended (at shutdown, or after a panic): nothing
     /// queued from then on is written.
     pub(crate) fn writer_alive(&self) -> bool {
-        !self.tx.is_closed()
+        !self.tx.is_closed() && !self.urgent.is_closed()
     }
 }
 
@@ -123,7 +127,12 @@ pub(crate) fn start(
     gateway: String,
     durability: Durability,
 ) -> (ChannelRecorder, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (tx, lazy) = mpsc::channel(QUEUE_CAPACITY);
+    let (urgent, urgent_rx) = mpsc::channel(QUEUE_CAPACITY);
+    let rx = Queues {
+        lazy,
+        urgent: urgent_rx,
+    };
     let failing = Arc::new(AtomicBool::new(false));
     let writer = Writer {
         store,
@@ -135,6 +144,7 @@ pub(crate) fn start(
     (
         ChannelRecorder {
             tx,
+            urgent,
             failing,
             durability,
         },
@@ -149,53 +159,105 @@ struct Writer {
     cancel: CancellationToken,
 }
 
+/// The writer's ends of the two queues.
+struct Queues {
+    lazy: mpsc::Receiver<Item>,
+    urgent: mpsc::Receiver<Item>,
+}
+
+impl Queues {
+    /// Waits for records on either queue (or `cancel`); 0 once both are closed and
+    /// empty, or when cancelled.
+    async fn recv(&mut self, buf: &mut Vec<Item>, cancel: &CancellationToken) -> usize {
+        let mut lazy = Vec::new();
+        loop {
+            let urgent_open = !self.urgent.is_closed() || !self.urgent.is_empty();
+            let lazy_open = !self.lazy.is_closed() || !self.lazy.is_empty();
+            if !urgent_open && !lazy_open {
+                return 0;
+            }
+            let n = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return 0,
+                n = self.urgent.recv_many(buf, BATCH), if urgent_open => n,
+                n = self.lazy.recv_many(&mut lazy, BATCH), if lazy_open => n,
+            };
+            buf.append(&mut lazy);
+            if n > 0 {
+                return n;
+            }
+        }
+    }
+
+    /// Moves what the lazy queue holds now into `buf`, without waiting: up to
+    /// [`BATCH`], or all of it when a reader waits (it must see everything queued
+    /// before it).
+    fn drain_lazy(&mut self, buf: &mut Vec<Item>) {
+        let settling = buf.iter().any(|i| matches!(i, Item::Settle(_)));
+        let limit = if settling {
+            BATCH.max(buf.len() + self.lazy.len())
+        } else {
+            BATCH
+        };
+        while buf.len() < limit {
+            match self.lazy.try_recv() {
+                Ok(item) => buf.push(item),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lazy.len() + self.urgent.len()
+    }
+
+    fn close(&mut self) {
+        self.lazy.close();
+        self.urgent.close();
+    }
+}
+
 async fn write_loop(
     w: Writer,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: Queues,
     depth: prometheus_client::metrics::gauge::Gauge<i64>,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
+    let never = CancellationToken::new();
     loop {
-        let n = tokio::select! {
-            n = rx.recv_many(&mut buf, BATCH) => n,
-            () = w.cancel.cancelled() => {
-                rx.close();
-                while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    w.flush(&mut buf, &mut rx).await;
-                }
-                return;
+        let n = rx.recv(&mut buf, &w.cancel).await;
+        if w.cancel.is_cancelled() {
+            rx.close();
+            while rx.recv(&mut buf, &never).await > 0 || !buf.is_empty() {
+                rx.drain_lazy(&mut buf);
+                w.flush(&mut buf, &mut rx).await;
             }
-        };
+            return;
+        }
         if n == 0 {
             return;
         }
         linger(&mut buf, &mut rx, &w.cancel).await;
+        // Everything queued so far goes in this batch: all a settle barrier waits for.
+        rx.drain_lazy(&mut buf);
         depth.set(i64::try_from(rx.len() + buf.len()).unwrap_or(i64::MAX));
         w.flush(&mut buf, &mut rx).await;
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
 
-/// Holds a batch nobody waits for up to [`LINGER`], gathering what comes meanwhile; it
-/// goes at once when an intent or a reader arrives (someone waits), the batch is
-/// full, or the process stops.
-async fn linger(buf: &mut Vec<Item>, rx: &mut mpsc::Receiver<Item>, cancel: &CancellationToken) {
-    let waited_for = |items: &[Item]| items.iter().any(Item::waited_for);
-    if waited_for(buf) {
+/// Holds a batch nobody waits for up to [`LINGER`]; it goes at once when an intent or
+/// a reader arrives (someone waits) or the process stops. Flows and events sent
+/// meanwhile wait in their queue without waking the writer.
+async fn linger(buf: &mut Vec<Item>, rx: &mut Queues, cancel: &CancellationToken) {
+    if buf.iter().any(Item::waited_for) {
         return;
     }
     let until = tokio::time::Instant::now() + LINGER;
-    while buf.len() < BATCH {
-        let seen = buf.len();
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => return,
-            () = cancel.cancelled() => return,
-            n = rx.recv_many(buf, BATCH - seen) => {
-                if n == 0 || waited_for(buf.get(seen..).unwrap_or_default()) {
-                    return;
-                }
-            }
-        }
+    tokio::select! {
+        () = tokio::time::sleep_until(until) => {}
+        () = cancel.cancelled() => {}
+        _ = rx.urgent.recv_many(buf, BATCH) => {}
     }
 }
 
@@ -207,7 +269,7 @@ const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 /// queue's capacity, so memory stays bounded).
 async fn backoff(
     wait: Duration,
-    rx: &mut mpsc::Receiver<Item>,
+    rx: &mut Queues,
     flows: &mut Vec<Flow>,
     events: &mut Vec<NewEvent>,
 ) {
@@ -216,7 +278,14 @@ async fn backoff(
         let room = flows.len() + events.len() < QUEUE_CAPACITY;
         tokio::select! {
             () = tokio::time::sleep_until(until) => return,
-            item = rx.recv(), if room => match item {
+            item = rx.urgent.recv() => match item {
+                Some(Item::Intent(_, done) | Item::Settle(done)) => {
+                    let _ = done.send(false);
+                }
+                Some(_) => {}
+                None => tokio::time::sleep_until(until).await,
+            },
+            item = rx.lazy.recv(), if room => match item {
                 Some(Item::Intent(_, done) | Item::Settle(done)) => {
                     let _ = done.send(false);
                 }
@@ -238,7 +307,7 @@ impl Writer {
     /// `failing` is set, so the request path fails closed instead of redeeming with
     /// nothing recorded; the queue behind it is bounded. Only at shutdown, after
     /// [`SHUTDOWN_RETRY`], is a batch lost (and said so).
-    async fn flush(&self, buf: &mut Vec<Item>, rx: &mut mpsc::Receiver<Item>) {
+    async fn flush(&self, buf: &mut Vec<Item>, rx: &mut Queues) {
         let mut batch = RecordBatch {
             gateway: self.gateway.clone(),
             ..RecordBatch::default()
