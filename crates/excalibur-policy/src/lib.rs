@@ -484,13 +484,32 @@ fn now() -> i64 {
     excalibur_core::time::Timestamp::now().millis() / 1000
 }
 
+/// The schema's entity type names, parsed once (a redemption builds several uids).
+static TYPE_NAMES: std::sync::LazyLock<HashMap<&'static str, EntityTypeName>> =
+    std::sync::LazyLock::new(|| {
+        [
+            "Action",
+            "Host",
+            "Placeholder",
+            "Provider",
+            "Human",
+            "Workload",
+        ]
+        .into_iter()
+        .filter_map(|k| Some((k, EntityTypeName::from_str(k).ok()?)))
+        .collect()
+    });
+
 fn uid(kind: &str, id: &str) -> EntityUid {
-    // INVARIANT: the type names used here are fixed identifiers from our schema.
-    #[expect(
-        clippy::expect_used,
-        reason = "constant entity type names always parse"
-    )]
-    let ty = EntityTypeName::from_str(kind).expect("valid entity type name");
+    let ty = match TYPE_NAMES.get(kind) {
+        Some(ty) => ty.clone(),
+        // INVARIANT: the type names used here are fixed identifiers from our schema.
+        #[expect(
+            clippy::expect_used,
+            reason = "constant entity type names always parse"
+        )]
+        None => EntityTypeName::from_str(kind).expect("valid entity type name"),
+    };
     EntityUid::from_type_name_and_id(ty, EntityId::new(id))
 }
 

@@ -84,9 +84,10 @@ pub struct Snapshot {
     /// When placeholders stop being redeemable (Unix ms). Expired ones stay in the
     /// mediator so that they are still found (and refused) and their echoes scrubbed.
     expiry: std::collections::HashMap<String, i64>,
-    /// Everything the compiled policy was built from, canonical JSON: a rebuild whose
-    /// inputs are unchanged (e.g. only workload bearers changed) reuses the policy.
-    policy_key: String,
+    /// SHA-256 of everything the compiled policy was built from (as JSON, streamed into
+    /// the hash, never held whole): a rebuild whose inputs are unchanged (e.g. only
+    /// workload bearers or a value changed) reuses the policy.
+    policy_key: Option<[u8; 32]>,
 }
 
 impl Snapshot {
@@ -276,18 +277,25 @@ impl Snapshot {
             .iter()
             .map(|(n, d)| (n, d.iter().map(HostPattern::as_str).collect()))
             .collect();
-        let policy_key = serde_json::to_string(&(
-            &input.rules,
-            &input.providers,
-            &bindings,
-            &egress_key,
-            &namespaces_key,
-            &input.policies,
-            allowed_ports,
-        ))
-        .unwrap_or_default();
+        let policy_key = {
+            let mut h = HashWriter(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+            serde_json::to_writer(
+                &mut h,
+                &(
+                    &input.rules,
+                    &input.providers,
+                    &bindings,
+                    &egress_key,
+                    &namespaces_key,
+                    &input.policies,
+                    allowed_ports,
+                ),
+            )
+            .ok()
+            .and_then(|()| h.0.finish().as_ref().try_into().ok())
+        };
         let reused = previous
-            .filter(|p| !policy_key.is_empty() && p.policy_key == policy_key)
+            .filter(|p| policy_key.is_some() && p.policy_key == policy_key)
             .map(|p| Arc::clone(&p.policy));
         let policy = match reused {
             Some(p) => p,
@@ -352,6 +360,20 @@ impl Snapshot {
             .iter()
             .filter(move |(hosts, _)| hosts.iter().any(|h| h.matches(host)))
             .flat_map(|(_, names)| names)
+    }
+}
+
+/// Feeds written bytes into a digest (for [`Snapshot::policy_key`]).
+struct HashWriter(aws_lc_rs::digest::Context);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
