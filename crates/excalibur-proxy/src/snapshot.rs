@@ -226,33 +226,7 @@ impl Snapshot {
             .collect();
         let expiry: std::collections::HashMap<String, i64> =
             input.placeholder_expiry.iter().cloned().collect();
-        let built_at = excalibur_core::time::Timestamp::now().millis();
-        let expired = |name: &str| expiry.get(name).is_some_and(|at| *at <= built_at);
-        // Placeholders grouped by provider once (not a scan of all per provider).
-        let mut by_provider: std::collections::HashMap<&str, Vec<String>> =
-            std::collections::HashMap::new();
-        for (n, provider, _) in &input.placeholders {
-            // Expired at build time: never a body candidate again.
-            if !expired(n) {
-                by_provider
-                    .entry(provider.as_str())
-                    .or_default()
-                    .push(n.clone());
-            }
-        }
-        let body_candidates = input
-            .providers
-            .iter()
-            .map(|p| {
-                let hosts = p
-                    .hosts
-                    .iter()
-                    .filter_map(|h| HostPattern::parse(h).ok())
-                    .collect();
-                let names = by_provider.remove(p.id.as_str()).unwrap_or_default();
-                (hosts, names)
-            })
-            .collect();
+        let body_candidates = body_candidates(&input.providers, &input.placeholders, &expiry);
         let sigv4 = Sigv4Routes::build(&input.mappings);
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         let mtls = MtlsRoutes::build(&input.mappings);
@@ -269,31 +243,13 @@ impl Snapshot {
             .chain(dpop.bindings())
             .chain(oauth_refresh.bindings())
             .collect();
-        let egress_key: Vec<(&String, Vec<&str>)> = egress
-            .iter()
-            .map(|(p, d)| (p, d.iter().map(HostPattern::as_str).collect()))
-            .collect();
-        let namespaces_key: Vec<(&String, Vec<&str>)> = namespaces
-            .iter()
-            .map(|(n, d)| (n, d.iter().map(HostPattern::as_str).collect()))
-            .collect();
-        let policy_key = {
-            let mut h = HashWriter(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
-            serde_json::to_writer(
-                &mut h,
-                &(
-                    &input.rules,
-                    &input.providers,
-                    &bindings,
-                    &egress_key,
-                    &namespaces_key,
-                    &input.policies,
-                    allowed_ports,
-                ),
-            )
-            .ok()
-            .and_then(|()| h.0.finish().as_ref().try_into().ok())
-        };
+        let policy_key = policy_key(
+            (&input.rules, &input.providers, &input.policies),
+            &bindings,
+            &egress,
+            &namespaces,
+            allowed_ports,
+        );
         let reused = previous
             .filter(|p| policy_key.is_some() && p.policy_key == policy_key)
             .map(|p| Arc::clone(&p.policy));
@@ -361,6 +317,68 @@ impl Snapshot {
             .filter(move |(hosts, _)| hosts.iter().any(|h| h.matches(host)))
             .flat_map(|(_, names)| names)
     }
+}
+
+/// Placeholder names by their provider's hosts, grouped once (not a scan of every
+/// placeholder per provider). Expired at build time: never a body candidate again.
+fn body_candidates(
+    providers: &[Provider],
+    placeholders: &[(String, String, Secret)],
+    expiry: &std::collections::HashMap<String, i64>,
+) -> Vec<(Vec<HostPattern>, Vec<String>)> {
+    let built_at = excalibur_core::time::Timestamp::now().millis();
+    let mut by_provider: std::collections::HashMap<&str, Vec<String>> =
+        std::collections::HashMap::new();
+    for (n, provider, _) in placeholders {
+        if expiry.get(n).is_none_or(|at| *at > built_at) {
+            by_provider
+                .entry(provider.as_str())
+                .or_default()
+                .push(n.clone());
+        }
+    }
+    providers
+        .iter()
+        .map(|p| {
+            let hosts = p
+                .hosts
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect();
+            (hosts, by_provider.remove(p.id.as_str()).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// SHA-256 of everything the compiled policy is built from, as JSON streamed into the
+/// hash ([`Snapshot::policy_key`]); `None` if it cannot be serialized (never reused).
+fn policy_key(
+    (rules, providers, policies): (&[TranslationRule], &[Provider], &[PolicyRecord]),
+    bindings: &[(String, String)],
+    egress: &[(String, Vec<HostPattern>)],
+    namespaces: &[(String, Vec<HostPattern>)],
+    allowed_ports: &[u16],
+) -> Option<[u8; 32]> {
+    fn hosts(list: &[(String, Vec<HostPattern>)]) -> Vec<(&String, Vec<&str>)> {
+        list.iter()
+            .map(|(p, d)| (p, d.iter().map(HostPattern::as_str).collect()))
+            .collect()
+    }
+    let mut h = HashWriter(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+    serde_json::to_writer(
+        &mut h,
+        &(
+            rules,
+            providers,
+            bindings,
+            hosts(egress),
+            hosts(namespaces),
+            policies,
+            allowed_ports,
+        ),
+    )
+    .ok()?;
+    h.0.finish().as_ref().try_into().ok()
 }
 
 /// Feeds written bytes into a digest (for [`Snapshot::policy_key`]).

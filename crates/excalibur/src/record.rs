@@ -194,6 +194,8 @@ impl Queues {
     /// before it).
     fn drain_lazy(&mut self, buf: &mut Vec<Item>) {
         let settling = buf.iter().any(|i| matches!(i, Item::Settle(_)));
+        // INVARIANT: nothing else receives from `lazy`, so its length only grows
+        // while this runs; taking what it held on entry is all a reader waits for.
         let limit = if settling {
             BATCH.max(buf.len() + self.lazy.len())
         } else {
@@ -228,7 +230,7 @@ async fn write_loop(
         let n = rx.recv(&mut buf, &w.cancel).await;
         if w.cancel.is_cancelled() {
             rx.close();
-            while rx.recv(&mut buf, &never).await > 0 || !buf.is_empty() {
+            while rx.recv(&mut buf, &never).await > 0 {
                 rx.drain_lazy(&mut buf);
                 w.flush(&mut buf, &mut rx).await;
             }

@@ -392,6 +392,41 @@ async fn ssh_routes_seal_their_key_and_sessions_end_once() {
     assert!(store.ssh_route_list().await.unwrap().is_empty());
 }
 
+/// A full read of the configuration in `store`: what differs from what was last
+/// authenticated (`None`: nothing), every row's MAC, and the per-row guide table.
+async fn full_config_read(
+    store: &SqliteStore,
+    mk: &MasterKey,
+) -> (
+    Option<Vec<String>>,
+    std::collections::BTreeMap<String, String>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let key = HeadKey(mk.config_key());
+    let inner = Arc::clone(&store.inner);
+    tokio::task::spawn_blocking(move || {
+        let mut out = None;
+        inner
+            .conns
+            .with_backend(&mut |b| {
+                let mut tx = b.begin(Mode::Read)?;
+                let state = config_state(tx.as_mut(), &key)?;
+                let guide = tx
+                    .query_map("SELECT row_key, mac FROM config_row_macs", params![], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .into_iter()
+                    .collect();
+                out = Some((state.changes, state.now.rows, guide));
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// A write authenticates only the rows it changed (from this connection's change log);
 /// the result must be what reading and authenticating every row gives: a fresh
 /// process (no cache) finds the configuration intact, the per-row guide matches, and
@@ -425,31 +460,7 @@ async fn incremental_configuration_macs_match_a_full_read() {
         .placeholder_delete("XCALIBUR_P3".into(), "admin".into())
         .await
         .unwrap();
-    let key = HeadKey(mk.config_key());
-    let full = {
-        let inner = Arc::clone(&store.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut out = None;
-            inner
-                .conns
-                .with_backend(&mut |b| {
-                    let mut tx = b.begin(Mode::Read)?;
-                    let state = config_state(tx.as_mut(), &key)?;
-                    let guide: std::collections::BTreeMap<String, String> = tx
-                        .query_map("SELECT row_key, mac FROM config_row_macs", params![], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .into_iter()
-                        .collect();
-                    out = Some((state.changes, state.now.rows, guide));
-                    Ok(())
-                })
-                .unwrap();
-            out.unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let full = full_config_read(&store, &mk).await;
     assert_eq!(full.0, None, "a full read finds the configuration intact");
     assert_eq!(full.1, full.2, "the per-row guide is every row's MAC");
     assert!(!full.1.contains_key("placeholders/XCALIBUR_P3"));
