@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use excalibur_store::Store;
 
 mod auth;
@@ -45,82 +44,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest `POST /api/import` body.
 pub const IMPORT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// Every route the API serves, as `(method, path)`; the OpenAPI document must list exactly these.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/api/ca.pem"),
-    ("get", "/api/openapi.json"),
-    ("get", "/api/tokens"),
-    ("post", "/api/tokens"),
-    ("delete", "/api/tokens/{id}"),
-    ("get", "/api/providers"),
-    ("post", "/api/providers"),
-    ("delete", "/api/providers/{id}"),
-    ("get", "/api/placeholders"),
-    ("post", "/api/placeholders"),
-    ("delete", "/api/placeholders/{name}"),
-    ("get", "/api/service-credentials"),
-    ("post", "/api/service-credentials"),
-    ("delete", "/api/service-credentials/{id}"),
-    ("get", "/api/translation-rules"),
-    ("post", "/api/translation-rules"),
-    ("delete", "/api/translation-rules/{id}"),
-    ("get", "/api/policies"),
-    ("post", "/api/policies"),
-    ("delete", "/api/policies/{id}"),
-    ("post", "/api/policies/evaluate"),
-    ("get", "/api/webhooks"),
-    ("post", "/api/webhooks"),
-    ("delete", "/api/webhooks/{id}"),
-    ("get", "/api/webhooks/{id}/deliveries"),
-    ("get", "/api/events/stream"),
-    ("post", "/api/oauth/token"),
-    ("get", "/api/namespaces"),
-    ("post", "/api/namespaces"),
-    ("get", "/api/workloads"),
-    ("post", "/api/revocations"),
-    ("get", "/api/revocations"),
-    ("delete", "/api/revocations/{id}"),
-    ("post", "/v1/exchange/token"),
-    ("post", "/v1/introspect"),
-    ("get", "/.well-known/jwks.json"),
-    ("post", "/api/signing-keys/rotate"),
-    ("get", "/api/crypto/dpop/mappings"),
-    ("post", "/api/crypto/dpop/mappings"),
-    ("delete", "/api/crypto/dpop/mappings/{id}"),
-    ("get", "/api/crypto/jwt-bearer/mappings"),
-    ("post", "/api/crypto/jwt-bearer/mappings"),
-    ("delete", "/api/crypto/jwt-bearer/mappings/{id}"),
-    ("get", "/api/crypto/mtls/mappings"),
-    ("post", "/api/crypto/mtls/mappings"),
-    ("delete", "/api/crypto/mtls/mappings/{id}"),
-    ("get", "/api/crypto/oauth-refresh/mappings"),
-    ("post", "/api/crypto/oauth-refresh/mappings"),
-    ("delete", "/api/crypto/oauth-refresh/mappings/{id}"),
-    ("get", "/api/crypto/sigv4/mappings"),
-    ("post", "/api/crypto/sigv4/mappings"),
-    ("delete", "/api/crypto/sigv4/mappings/{id}"),
-    ("post", "/api/crypto/sigv4/presign"),
-    ("get", "/api/ssh/routes"),
-    ("post", "/api/ssh/routes"),
-    ("delete", "/api/ssh/routes/{id}"),
-    ("get", "/api/ssh/gateway"),
-    ("get", "/api/sessions"),
-    ("post", "/api/sessions/{id}/revoke"),
-    ("get", "/api/netbird/status"),
-    ("get", "/api/netbird/peers"),
-    ("get", "/metrics"),
-    ("get", "/api/flows"),
-    ("get", "/api/audit"),
-    ("get", "/api/audit/verify"),
-    ("post", "/api/import"),
-    ("get", "/api/audit/checkpoints"),
-    ("get", "/api/audit/checkpoints/latest"),
-    ("get", "/api/audit/checkpoint-key"),
-    ("get", "/api/audit/proof/inclusion"),
-    ("get", "/api/audit/proof/consistency"),
-];
+/// Every route the API serves, as `(method, path)`; the OpenAPI document must list
+/// exactly these. Built from the same per-resource lists as the router.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    handlers::all().into_parts().1
+}
 
 /// Rebuilds the proxy's snapshot after a committed write; the API awaits it before
 /// answering, so a write is in effect for every request that starts after the response.
@@ -325,105 +253,10 @@ impl std::fmt::Debug for ApiState {
 
 /// Builds the API router.
 pub fn router(state: ApiState) -> Router {
-    use handlers::*;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/ca.pem", get(ca_pem))
-        .route("/api/openapi.json", get(openapi))
-        .route("/api/tokens", get(token_list).post(token_create))
-        .route("/api/tokens/{id}", delete(token_revoke))
-        .route("/api/providers", get(provider_list).post(provider_upsert))
-        .route("/api/providers/{id}", delete(provider_delete))
-        .route(
-            "/api/placeholders",
-            get(placeholder_list).post(placeholder_upsert),
-        )
-        .route("/api/placeholders/{name}", delete(placeholder_delete))
-        .route(
-            "/api/service-credentials",
-            get(credential_list).post(credential_create),
-        )
-        .route("/api/service-credentials/{id}", delete(credential_revoke))
-        .route("/api/translation-rules", get(rule_list).post(rule_create))
-        .route("/api/translation-rules/{id}", delete(rule_delete))
-        .route("/api/policies", get(policy_list).post(policy_create))
-        .route("/api/policies/{id}", delete(policy_delete))
-        .route("/api/policies/evaluate", post(policy_evaluate))
-        .route("/api/webhooks", get(webhook_list).post(webhook_create))
-        .route("/api/webhooks/{id}", delete(webhook_delete))
-        .route("/api/webhooks/{id}/deliveries", get(webhook_deliveries))
-        .route("/api/events/stream", get(events::stream))
-        .route("/api/oauth/token", post(exchange::token))
-        .route(
-            "/api/namespaces",
-            get(namespace_list).post(namespace_upsert),
-        )
-        .route("/api/workloads", get(workload_list))
-        .route("/api/revocations", post(revoke).get(revocation_list))
-        .route("/api/revocations/{id}", delete(revocation_delete))
-        .route("/v1/exchange/token", post(exchange::workload_token))
-        .route("/v1/introspect", post(exchange::introspect))
-        .route("/.well-known/jwks.json", get(exchange::jwks))
-        .route("/api/signing-keys/rotate", post(exchange::rotate))
-        .route(
-            "/api/crypto/dpop/mappings",
-            get(dpop_list).post(dpop_create),
-        )
-        .route("/api/crypto/dpop/mappings/{id}", delete(dpop_delete))
-        .route(
-            "/api/crypto/jwt-bearer/mappings",
-            get(jwt_bearer_list).post(jwt_bearer_create),
-        )
-        .route(
-            "/api/crypto/jwt-bearer/mappings/{id}",
-            delete(jwt_bearer_delete),
-        )
-        .route(
-            "/api/crypto/mtls/mappings",
-            get(mtls_list).post(mtls_create),
-        )
-        .route("/api/crypto/mtls/mappings/{id}", delete(mtls_delete))
-        .route(
-            "/api/crypto/oauth-refresh/mappings",
-            get(oauth_refresh_list).post(oauth_refresh_create),
-        )
-        .route(
-            "/api/crypto/oauth-refresh/mappings/{id}",
-            delete(oauth_refresh_delete),
-        )
-        .route(
-            "/api/crypto/sigv4/mappings",
-            get(sigv4_list).post(sigv4_create),
-        )
-        .route("/api/crypto/sigv4/mappings/{id}", delete(sigv4_delete))
-        .route("/api/crypto/sigv4/presign", post(sigv4_presign))
-        .route(
-            "/api/ssh/routes",
-            get(ssh_route_list).post(ssh_route_create),
-        )
-        .route("/api/ssh/routes/{id}", delete(ssh_route_delete))
-        .route("/api/ssh/gateway", get(ssh_gateway))
-        .route("/api/sessions", get(session_list))
-        .route("/api/sessions/{id}/revoke", post(session_revoke))
-        .route("/api/netbird/status", get(netbird_status))
-        .route("/api/netbird/peers", get(netbird_peers))
-        .route("/metrics", get(metrics))
-        .route("/api/flows", get(flow_list))
-        .route("/api/audit", get(audit_list))
-        .route("/api/audit/verify", get(audit_verify))
-        .route(
-            "/api/import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_MAX_BODY_BYTES)),
-        )
-        .route("/api/audit/checkpoints", get(checkpoint_list))
-        .route("/api/audit/checkpoints/latest", get(checkpoint_latest))
-        .route("/api/audit/checkpoint-key", get(checkpoint_key))
-        .route("/api/audit/proof/inclusion", get(inclusion_proof))
-        .route("/api/audit/proof/consistency", get(consistency_proof))
-        .merge(ui::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    let (api, _) = handlers::all().into_parts();
+    api.merge(ui::routes())
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -441,7 +274,7 @@ mod tests {
                 documented.insert((method.clone(), path.clone()));
             }
         }
-        let served: BTreeSet<_> = super::ROUTES
+        let served: BTreeSet<_> = super::routes()
             .iter()
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();

@@ -263,6 +263,10 @@ pub struct TranslationRule {
 pub struct Flow {
     /// Flow id.
     pub id: String,
+    /// Its place in the recording order (the paging cursor of `GET /api/flows`); set
+    /// when read back, absent in what is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
     /// RFC 3339 start time.
     pub ts: String,
     /// Principal id, or empty when unidentified.

@@ -515,7 +515,7 @@ pub enum WebhookCmd {
 /// `flows` verbs.
 #[derive(Debug, Subcommand)]
 pub enum FlowsCmd {
-    /// List recent flows.
+    /// List flows, newest recorded first.
     List {
         /// Only this principal.
         #[arg(long)]
@@ -523,10 +523,37 @@ pub enum FlowsCmd {
         /// Only this host.
         #[arg(long)]
         host: Option<String>,
-        /// Maximum number of flows.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Only `allow` or `deny`.
+        #[arg(long, value_parser = ["allow", "deny"])]
+        decision: Option<String>,
+        /// Which page.
+        #[command(flatten)]
+        page: PageArgs,
     },
+}
+
+/// Which page of a newest-first list: the next page is `--before <last SEQ>`.
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// Only records at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records older than this SEQ (the last one shown), or this RFC 3339 time.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Maximum number of records (1-1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+impl PageArgs {
+    /// The query parameters this page asks for.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = vec![("limit", self.limit.to_string())];
+        q.extend(self.since.clone().map(|v| ("since", v)));
+        q.extend(self.before.clone().map(|v| ("before", v)));
+        q
+    }
 }
 
 /// `audit` verbs.
@@ -540,12 +567,9 @@ pub enum AuditCmd {
         /// Only this principal.
         #[arg(long)]
         principal: Option<String>,
-        /// Only events at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        /// Maximum number of events.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Which page.
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Verify the hash chain on the server (exit 2 when broken), or an export offline.
     Verify {

@@ -296,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ("DETAILS", "details"),
     ];
     const FLOW_COLS: &[(&str, &str)] = &[
+        ("SEQ", "seq"),
         ("TIME", "ts"),
         ("PRINCIPAL", "principal"),
         ("METHOD", "method"),
@@ -713,29 +714,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flows(FlowsCmd::List {
             principal,
             host,
-            limit,
+            decision,
+            page,
         }) => {
-            let limit = limit.to_string();
-            let mut q = vec![("limit", limit.as_str())];
-            q.extend(principal.as_deref().map(|p| ("principal", p)));
-            q.extend(host.as_deref().map(|h| ("host", h)));
+            let mut q = page.query();
+            q.extend(principal.map(|v| ("principal", v)));
+            q.extend(host.map(|v| ("host", v)));
+            q.extend(decision.map(|v| ("decision", v)));
+            let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
             show(&client.get(&["api", "flows"], &q).await?, FLOW_COLS);
         }
         Command::Audit(AuditCmd::List {
             event_type,
             principal,
-            since,
-            limit,
+            page,
         }) => {
-            let limit = limit.to_string();
-            let mut q = vec![("limit", limit.as_str())];
-            for (k, v) in [
-                ("type", &event_type),
-                ("principal", &principal),
-                ("since", &since),
-            ] {
-                q.extend(v.as_deref().map(|v| (k, v)));
-            }
+            let mut q = page.query();
+            q.extend(event_type.map(|v| ("type", v)));
+            q.extend(principal.map(|v| ("principal", v)));
+            let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
             show(&client.get(&["api", "audit"], &q).await?, AUDIT_COLS);
         }
         Command::Audit(AuditCmd::Export { out }) => {

@@ -520,6 +520,7 @@ impl Inner {
         FlowState::with_metrics(
             Flow {
                 id,
+                seq: None,
                 ts: Timestamp::now().to_rfc3339(),
                 principal: principal.to_owned(),
                 method: method.to_owned(),

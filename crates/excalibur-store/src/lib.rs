@@ -154,6 +154,10 @@ pub struct AuditQuery {
     pub since_ms: Option<i64>,
     /// Only events with seq greater than this.
     pub after_seq: Option<i64>,
+    /// Only events with seq less than this (the cursor of an older page).
+    pub before_seq: Option<i64>,
+    /// Only events before this time (ms since epoch, exclusive).
+    pub until_ms: Option<i64>,
     /// Maximum number of events.
     pub limit: usize,
     /// Oldest first (for consumers following the log) instead of newest first.
@@ -171,8 +175,16 @@ pub struct FlowQuery {
     pub decision: Option<String>,
     /// Only flows at or after this time (ms since epoch).
     pub since_ms: Option<i64>,
-    /// Maximum number of flows (newest first).
+    /// Only flows before this time (ms since epoch, exclusive).
+    pub until_ms: Option<i64>,
+    /// Only flows recorded after the one with this `seq` (a newer page).
+    pub after_seq: Option<i64>,
+    /// Only flows recorded before the one with this `seq` (an older page).
+    pub before_seq: Option<i64>,
+    /// Maximum number of flows.
     pub limit: usize,
+    /// Oldest recorded first instead of newest first (to page toward newer flows).
+    pub oldest_first: bool,
 }
 
 /// A placeholder with its opened value, for building the proxy's snapshot.

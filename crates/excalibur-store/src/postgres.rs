@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("migrations/postgres/0015_config_row_macs_table.sql"),
     ),
+    (16, include_str!("migrations/postgres/0016_flow_seq.sql")),
 ];
 
 impl From<postgres::Error> for StoreError {

@@ -1971,15 +1971,36 @@ impl Store for SqlStore {
 
     fn flow_list(&self, q: FlowQuery) -> StoreFuture<'_, Vec<Flow>> {
         self.run(move |_, conn| {
-
+            // Listed and paged by the recording sequence (`rowid`, a flow's `seq`): a
+            // completion replaces its intent in place, so a flow keeps its place.
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-            let rows = conn.query_map("SELECT body FROM flows WHERE (CAST(?1 AS TEXT) IS NULL OR principal = ?1) AND (CAST(?2 AS TEXT) IS NULL OR host = ?2)
-                 AND (CAST(?3 AS TEXT) IS NULL OR decision = ?3) AND (CAST(?4 AS BIGINT) IS NULL OR ts_ms >= ?4)
-                 ORDER BY ts_ms DESC, rowid DESC LIMIT ?5", params![q.principal, q.host, q.decision, q.since_ms, limit], |r| {
-                    r.get::<String>(0)
-                })?;
+            let rows = conn.query_map(
+                &format!(
+                    "SELECT rowid, body FROM flows WHERE (CAST(?1 AS TEXT) IS NULL OR principal = ?1)
+                     AND (CAST(?2 AS TEXT) IS NULL OR host = ?2) AND (CAST(?3 AS TEXT) IS NULL OR decision = ?3)
+                     AND (CAST(?4 AS BIGINT) IS NULL OR ts_ms >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR ts_ms < ?5)
+                     AND (CAST(?6 AS BIGINT) IS NULL OR rowid > ?6) AND (CAST(?7 AS BIGINT) IS NULL OR rowid < ?7)
+                     ORDER BY rowid {} LIMIT ?8",
+                    if q.oldest_first { "ASC" } else { "DESC" }
+                ),
+                params![
+                    q.principal,
+                    q.host,
+                    q.decision,
+                    q.since_ms,
+                    q.until_ms,
+                    q.after_seq,
+                    q.before_seq,
+                    limit
+                ],
+                |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)),
+            )?;
             rows.iter()
-                .map(|b| serde_json::from_str(b).map_err(StoreError::from))
+                .map(|(seq, body)| {
+                    let mut flow: Flow = serde_json::from_str(body)?;
+                    flow.seq = Some(*seq);
+                    Ok(flow)
+                })
                 .collect()
         })
     }
@@ -1998,9 +2019,10 @@ impl Store for SqlStore {
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             conn.query_map(&format!(
                 "SELECT {AUDIT_COLS} FROM audit_events WHERE (CAST(?1 AS TEXT) IS NULL OR {matches}) AND (CAST(?2 AS TEXT) IS NULL OR principal = ?2)
-                 AND (CAST(?3 AS BIGINT) IS NULL OR ts_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR seq > ?4) ORDER BY seq {} LIMIT ?5",
+                 AND (CAST(?3 AS BIGINT) IS NULL OR ts_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR seq > ?4)
+                 AND (CAST(?5 AS BIGINT) IS NULL OR seq < ?5) AND (CAST(?6 AS BIGINT) IS NULL OR ts_ms < ?6) ORDER BY seq {} LIMIT ?7",
                 if q.oldest_first { "ASC" } else { "DESC" }
-            ), params![glob, q.principal, q.since_ms, q.after_seq, limit], audit_row)
+            ), params![glob, q.principal, q.since_ms, q.after_seq, q.before_seq, q.until_ms, limit], audit_row)
         })
     }
 

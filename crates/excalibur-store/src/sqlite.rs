@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("migrations/sqlite/0015_config_row_macs_table.sql"),
     ),
+    (16, include_str!("migrations/sqlite/0016_flow_seq.sql")),
 ];
 
 impl SqlStore {

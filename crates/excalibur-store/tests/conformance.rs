@@ -375,6 +375,68 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(only_a.len(), 1);
+    assert!(
+        flows[0].seq > flows[1].seq,
+        "{:?}",
+        (flows[0].seq, flows[1].seq)
+    );
+
+    // Cursor paging: older than a flow's seq, newer than it (oldest first), and by time.
+    let older = store
+        .flow_list(FlowQuery {
+            before_seq: flows[0].seq,
+            limit: 10,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f1"]
+    );
+    let newer = store
+        .flow_list(FlowQuery {
+            after_seq: flows[1].seq,
+            oldest_first: true,
+            limit: 10,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newer.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f2"]
+    );
+    let until = store
+        .flow_list(FlowQuery {
+            until_ms: Some(now + 1),
+            limit: 10,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        until.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f1"]
+    );
+    let all = store
+        .audit_list(AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let pivot = all[1].seq.0;
+    let before = store
+        .audit_list(AuditQuery {
+            before_seq: Some(pivot),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before.len(), all.len() - 2);
+    assert!(before.iter().all(|e| e.seq.0 < pivot));
 
     // Write-ahead flows: an intent is a flow in flight until its completion replaces it;
     // a gateway that died with some open has them completed as `interrupted`.

@@ -1,0 +1,107 @@
+//! `POST /api/import`: many objects in one transaction.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use excalibur_core::api::{CreatedServiceCredential, ServiceCredentialInfo};
+use excalibur_core::ids::{CredentialId, IssuedToken};
+use excalibur_core::time::Timestamp;
+
+use crate::auth::Admin;
+use crate::extract::JsonBody;
+use crate::{ApiError, ApiState, validate};
+
+use super::{ApiResult, Routes, exposed};
+
+/// This resource's routes.
+pub(super) fn routes() -> Routes {
+    Routes::default().add(
+        "post",
+        "/api/import",
+        axum::routing::post(import).layer(axum::extract::DefaultBodyLimit::max(
+            crate::IMPORT_MAX_BODY_BYTES,
+        )),
+    )
+}
+
+/// Most objects in one import.
+const IMPORT_MAX_OBJECTS: usize = 50_000;
+
+/// `POST /api/import`: validated like the single-object endpoints (an error names the
+/// item), written in one transaction with one audit event per object, one snapshot
+/// rebuild for all of them.
+pub(crate) async fn import(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<excalibur_core::api::ImportRequest>,
+) -> ApiResult {
+    let total = req.providers.len()
+        + req.placeholders.len()
+        + req.translation_rules.len()
+        + req.service_credentials.len();
+    if total == 0 {
+        return Err(ApiError::unprocessable("nothing to import"));
+    }
+    if total > IMPORT_MAX_OBJECTS {
+        return Err(ApiError::unprocessable(format!(
+            "{total} objects: at most {IMPORT_MAX_OBJECTS} per import"
+        )));
+    }
+    let at = |what: &str, i: usize, e: ApiError| {
+        ApiError::unprocessable(format!("`{what}[{i}]`: {}", e.detail()))
+    };
+    let lower = |hosts: &[String]| -> Vec<String> {
+        hosts
+            .iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect()
+    };
+    let mut batch = excalibur_store::ImportBatch::default();
+    for (i, mut p) in req.providers.into_iter().enumerate() {
+        validate::provider(&p).map_err(|e| at("providers", i, e))?;
+        p.hosts = lower(&p.hosts);
+        batch.providers.push(p);
+    }
+    for (i, p) in req.placeholders.into_iter().enumerate() {
+        validate::placeholder(&p).map_err(|e| at("placeholders", i, e))?;
+        batch.placeholders.push(p);
+    }
+    for (i, mut r) in req.translation_rules.into_iter().enumerate() {
+        validate::rule(&r).map_err(|e| at("translation_rules", i, e))?;
+        r.hosts = lower(&r.hosts);
+        batch.rules.push(r);
+    }
+    let mut created = Vec::with_capacity(req.service_credentials.len());
+    for (i, r) in req.service_credentials.into_iter().enumerate() {
+        let source_network =
+            validate::credential(&r).map_err(|e| at("service_credentials", i, e))?;
+        let issued = IssuedToken::generate("xcs");
+        let info = ServiceCredentialInfo {
+            id: CredentialId::generate(),
+            name: r.name,
+            user: r.user,
+            source_network,
+            allowed_domains: lower(&r.allowed_domains),
+            prefix: issued.prefix.clone(),
+            created_at: Timestamp::now().to_rfc3339(),
+            revoked_at: None,
+            revoked_reason: None,
+            expires_at: r.expires_at,
+        };
+        created.push(CreatedServiceCredential {
+            info: info.clone(),
+            token: exposed(&issued),
+        });
+        batch.credentials.push((info, issued.hash.clone()));
+    }
+    let out = s.store.import(batch, c.actor()).await?;
+    (s.reload)().await;
+    let body = excalibur_core::api::ImportResponse {
+        providers: out.providers,
+        placeholders: out.placeholders,
+        translation_rules: out.rules,
+        service_credentials: created,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}

@@ -1,0 +1,140 @@
+//! `/api/policies`: operator Cedar policies and the dry run.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use excalibur_core::api::{CreatePolicy, EvaluateRequest, EvaluateResponse};
+use excalibur_core::principal::{Principal, PrincipalKind};
+use excalibur_policy::{RedeemTarget, Subject};
+
+use crate::auth::{Admin, Reader};
+use crate::extract::JsonBody;
+use crate::{ApiError, ApiState};
+
+use super::{ApiResult, Routes};
+
+/// This resource's routes.
+pub(super) fn routes() -> Routes {
+    Routes::default()
+        .get("/api/policies", policy_list)
+        .post("/api/policies", policy_create)
+        .delete("/api/policies/{id}", policy_delete)
+        .post("/api/policies/evaluate", policy_evaluate)
+}
+
+pub(crate) async fn policy_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.store.policy_list().await?).into_response())
+}
+
+pub(crate) async fn policy_create(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<CreatePolicy>,
+) -> ApiResult {
+    excalibur_policy::validate_operator_policy(&req.id, &req.policy)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let record = s.store.policy_create(req, c.actor()).await?;
+    (s.reload)().await;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+pub(crate) async fn policy_delete(
+    Admin(c): Admin,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    s.store.policy_delete(id, c.actor()).await?;
+    (s.reload)().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A dry run against the policy in force: the same decision functions the proxy calls.
+pub(crate) async fn policy_evaluate(
+    _: Reader,
+    State(s): State<ApiState>,
+    JsonBody(req): JsonBody<EvaluateRequest>,
+) -> ApiResult {
+    let kind = match req.principal.kind.as_str() {
+        "Workload" => PrincipalKind::ServiceCredential,
+        "Human" => PrincipalKind::Human,
+        other => {
+            return Err(ApiError::unprocessable(format!(
+                "`principal.type`: `{other}` is not `Workload` or `Human`"
+            )));
+        }
+    };
+    let source = req.principal.source.as_deref().unwrap_or("127.0.0.1");
+    let source = source.parse().map_err(|_| {
+        ApiError::unprocessable(format!(
+            "`principal.source`: `{source}` is not an IP address"
+        ))
+    })?;
+    let principal = Principal {
+        id: req.principal.id,
+        kind,
+        user: req.principal.user,
+        namespace: req.principal.namespace,
+        groups: req.principal.groups,
+        attestation: req.principal.attestation,
+        factors: req.principal.factors_completed,
+        credential_id: None,
+        source,
+        tags: req.principal.tags.into_iter().collect(),
+        actor: req.principal.actor,
+        scopes: req
+            .principal
+            .scopes
+            .iter()
+            .filter_map(|s| s.strip_prefix("provider:"))
+            .map(str::to_owned)
+            .collect(),
+    };
+    let policy = (s.policy)();
+    let principal = Subject::new(&principal);
+    let outcome = match (req.action.as_str(), req.resource.kind.as_str()) {
+        ("connect", "Host") => {
+            let port = req.context.port.unwrap_or(443);
+            policy.decide_egress(&principal, &req.resource.id.to_ascii_lowercase(), port)
+        }
+        ("redeem", "Placeholder") => {
+            let Some(host) = req.context.host.as_deref() else {
+                return Err(ApiError::unprocessable(
+                    "`context.host` is required for `redeem`",
+                ));
+            };
+            let scheme = req.context.scheme.as_deref().unwrap_or("https");
+            let target = RedeemTarget {
+                host: &host.to_ascii_lowercase(),
+                path: req.context.path.as_deref().unwrap_or("/"),
+                method: req.context.method.as_deref().unwrap_or("GET"),
+                scheme,
+                port: req
+                    .context
+                    .port
+                    .unwrap_or(if scheme == "http" { 80 } else { 443 }),
+            };
+            policy
+                .decide_redeem(&principal, target, std::slice::from_ref(&req.resource.id))
+                .map(|p| p.rules().to_vec())
+        }
+        (action, kind) => {
+            return Err(ApiError::unprocessable(format!(
+                "`{action}` on `{kind}` is not a decision; use `connect` on `Host` or `redeem` on `Placeholder`"
+            )));
+        }
+    };
+    let response = match outcome {
+        Ok(policies) => EvaluateResponse {
+            decision: "allow".into(),
+            policies,
+            reason: None,
+        },
+        Err(deny) => EvaluateResponse {
+            decision: "deny".into(),
+            policies: deny.policies,
+            reason: Some(deny.reason.to_owned()),
+        },
+    };
+    Ok(Json(response).into_response())
+}
