@@ -16,11 +16,17 @@ const browser = await chromium.launch({
 const results = {};
 const fail = (msg) => { throw new Error(msg); };
 const cspViolations = [];
+const consoleErrors = [];
 
 async function login(token) {
-  const context = await browser.newContext();
+  // The width an operator's laptop gives a browser window.
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
-  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    else if (m.type() === "error") consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e}`));
   await page.goto(`${BASE}/ui`);
   if (!page.url().endsWith("/login")) fail(`unauthenticated /ui did not redirect to /login: ${page.url()}`);
   await page.fill("input[name=token]", token);
@@ -40,9 +46,49 @@ try {
     await page.goto(`${BASE}/${path}`);
     const h1 = await page.textContent("h1");
     if (h1 !== title) fail(`/${path}: heading ${h1} != ${title}`);
+    // No page is wider than the window.
+    const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    if (scroll > inner) fail(`/${path} scrolls sideways at 1400 px: ${scroll} > ${inner}`);
     await page.screenshot({ path: `${OUT}/${String(++n).padStart(2, "0")}-${path.replace(/[/?=]/g, "-")}.png`, fullPage: true });
   }
   results.pages = n;
+
+  // The Overview chart has labelled axes and a value for every minute on hover.
+  await page.goto(`${BASE}/ui`);
+  const ticks = await page.locator("svg.chart text").allTextContents();
+  if (!ticks.includes("now") || !ticks.some((t) => /min$/.test(t))) fail(`chart axis labels: ${ticks}`);
+  const bars = await page.locator("svg.chart rect.bar title").allTextContents();
+  if (bars.length !== 60 || !bars.every((t) => /^\d\d:\d\d UTC: \d+ flows$/.test(t))) fail(`chart hover values: ${bars.slice(0, 3)}`);
+  if (!bars.some((t) => !/: 0 flows$/.test(t))) fail("the chart shows no flows");
+
+  // Page through every flow with the Older link: each once, newest first, the filter kept.
+  await page.goto(`${BASE}/ui/flows?host=api.github.com`);
+  const seqs = [];
+  for (let i = 0; i < 40; i++) {
+    if (!page.url().includes("host=api.github.com")) fail(`filter lost: ${page.url()}`);
+    const cells = await page.locator("#flows tbody tr td:first-child").allTextContents();
+    seqs.push(...cells.map(Number));
+    const older = page.locator("nav.pager a[rel=next]").first();
+    if ((await older.count()) === 0) break;
+    await Promise.all([page.waitForURL(/before=/), older.click()]);
+  }
+  if (new Set(seqs).size !== seqs.length) fail("a flow listed twice while paging");
+  if (!seqs.every((v, i) => i === 0 || seqs[i - 1] > v)) fail("flows not newest first across pages");
+  results.flowsPaged = seqs.length;
+  // Newer goes back one page.
+  // From page 3 (older than the last flow of page 2), Newer shows page 2.
+  await page.goto(`${BASE}/ui/flows?host=api.github.com&before=${seqs[99]}`);
+  await page.locator("nav.pager a[rel=prev]").first().click();
+  await page.waitForURL(/after=/);
+  const back = (await page.locator("#flows tbody tr td:first-child").allTextContents()).map(Number);
+  if (back.join() !== seqs.slice(50, 100).join()) fail(`Newer page: ${back[0]}..${back[back.length - 1]}`);
+  if ((await page.locator("#flows time .rel").count()) === 0) fail("no relative times on the flows page");
+
+  // Audit details read as key/value rows.
+  await page.goto(`${BASE}/ui/audit?type=flow_recorded`);
+  const keys = await page.locator("#audit tbody tr").first().locator("dl.kv dt").allTextContents();
+  if (!keys.includes("flow_id")) fail(`audit details not as rows: ${keys}`);
+  await page.screenshot({ path: `${OUT}/15-audit-details.png` });
 
   // Create a service credential in the card at the bottom; the token is shown once.
   await page.goto(`${BASE}/ui/services`);
@@ -65,6 +111,8 @@ try {
 
   // Rotate a placeholder through the API; the lifecycle panel shows it live (SSE).
   await page.goto(`${BASE}/ui/escrow`);
+  const vaultRow = page.locator("#placeholder-vault tr", { has: page.locator("code[data-placeholder=XCALIBUR_STRIPE_SECRET_KEY]") });
+  const rotatedBefore = await vaultRow.locator(".last-rotated time").getAttribute("datetime");
   await page.waitForTimeout(300);
   const r = await fetch(`${BASE}/api/placeholders`, {
     method: "POST",
@@ -73,6 +121,15 @@ try {
   });
   if (r.status !== 200) fail(`rotation answered ${r.status}`);
   await page.waitForSelector("#lifecycle li.live >> text=placeholder_rotated", { timeout: 10000 });
+  // The vault row's Last rotated follows, without a reload.
+  await page.waitForFunction((before) => {
+    const code = document.querySelector("#placeholder-vault code[data-placeholder=XCALIBUR_STRIPE_SECRET_KEY]");
+    const t = code && code.closest("tr").querySelector(".last-rotated time");
+    return t && t.getAttribute("datetime") !== before;
+  }, rotatedBefore, { timeout: 5000 });
+  const rotatedAfter = await vaultRow.locator(".last-rotated time").getAttribute("datetime");
+  if (!(Date.parse(rotatedAfter) > Date.parse(rotatedBefore))) fail(`Last rotated ${rotatedBefore} -> ${rotatedAfter}`);
+  results.vaultRow = "live";
   await page.screenshot({ path: `${OUT}/13-lifecycle-live.png`, fullPage: true });
   if ((await page.content()).includes("sk_live_ROTATED_in_ui_test")) fail("secret on the page");
   results.lifecycle = "live";
@@ -89,6 +146,7 @@ try {
   results.operator = "read-only";
 
   if (cspViolations.length) fail(`CSP violations: ${cspViolations.join("; ")}`);
+  if (consoleErrors.length) fail(`console errors: ${consoleErrors.join("; ")}`);
   console.log(JSON.stringify(results));
   await browser.close();
 } catch (e) {

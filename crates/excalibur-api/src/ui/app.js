@@ -51,6 +51,7 @@
     if (event.type === "placeholder_rotated" && (cell = vaultCell(d.placeholder, "last-rotated"))) {
       cell.textContent = "";
       cell.appendChild(timeEl(event.ts));
+      relative(cell);
       cell.closest("tr").classList.add("changed");
     }
     if (event.type === "credential_expired" && d.kind === "placeholder" &&

@@ -128,9 +128,12 @@ pub(super) fn details(v: &Value) -> Markup {
                                 (self::details(v))
                             }
                         }
+                        Value::Array(a) if !a.is_empty() && short_scalars(a) => {
+                            code { (a.iter().map(scalar).collect::<Vec<_>>().join(", ")) }
+                        }
                         Value::Array(a) if !a.is_empty() => {
                             details {
-                                summary { (a.len()) " items" }
+                                summary { (a.len()) @if a.len() == 1 { " item" } @else { " items" } }
                                 pre { (serde_json::to_string_pretty(v).unwrap_or_default()) }
                             }
                         }
@@ -140,4 +143,19 @@ pub(super) fn details(v: &Value) -> Markup {
             }
         }
     }
+}
+
+/// A string as itself, anything else as JSON.
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an array is a few scalars, shown inline rather than collapsed.
+fn short_scalars(a: &[Value]) -> bool {
+    a.len() <= 8
+        && a.iter().all(|v| !v.is_object() && !v.is_array())
+        && a.iter().map(|v| scalar(v).len()).sum::<usize>() <= 200
 }

@@ -19,8 +19,46 @@ fn workspace() -> PathBuf {
 
 #[tokio::test]
 async fn chromium_drives_the_ui() {
-    let gw = gateway().await;
+    // A gateway with an upstream, and 1,000 flows through it to page through.
+    let s = crate::data_plane::setup().await;
+    let gw = &s.gw;
     let api = gw.api();
+    let (_, token) =
+        crate::data_plane::credential(gw, "load", "127.0.0.0/8", &["api.github.com"]).await;
+    let (code, out, err) = crate::data_plane::curl(&[
+        "--max-time",
+        "120",
+        "-x",
+        &crate::data_plane::proxy_url(gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--cacert",
+        s.ca.to_str().unwrap(),
+        "-H",
+        "Authorization: Bearer XCALIBUR_GITHUB_TOKEN",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}\n",
+        "https://api.github.com/ui-flow/[1-1000]",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| *l == "200").count(), 1000);
+    // Long unbroken values must wrap, not widen the page (checked at 1400 px).
+    let long = "x".repeat(300);
+    api.post(
+        "/api/translation-rules",
+        json!({"principal": "*", "placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"], "path_prefix": format!("/{long}")}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/policies",
+        json!({"id": "long-description", "description": long, "policy": "forbid (principal, action == Action::\"redeem\", resource) when { resource.name == \"XCALIBUR_NEVER\" };"}),
+    )
+    .await
+    .unwrap();
     api.post(
         "/api/providers",
         json!({"id": "stripe", "hosts": ["api.stripe.com"]}),
@@ -66,12 +104,20 @@ async fn chromium_drives_the_ui() {
     let results: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(results["pages"], 11);
     assert_eq!(results["lifecycle"], "live");
+    assert_eq!(results["vaultRow"], "live");
+    assert_eq!(results["flowsPaged"], 1000);
     assert_eq!(results["operator"], "read-only");
     let shots = std::fs::read_dir(&out).unwrap().count();
     assert!(shots >= 14, "{shots} screenshots");
     // The credential created in the browser is real.
     let creds = api.get("/api/service-credentials").await.unwrap();
-    assert_eq!(creds[0]["name"], "ci-runner");
+    let names: Vec<&str> = creds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["load", "ci-runner"]);
 }
 
 #[tokio::test]

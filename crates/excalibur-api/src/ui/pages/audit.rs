@@ -10,7 +10,7 @@ use excalibur_store::AuditQuery;
 use maud::html;
 use serde::Deserialize;
 
-use super::super::view::{Pager, details, table, time, url};
+use super::super::view::{Pager, code, details, table, time, url};
 use super::super::{current, load, page};
 use super::flows::{PAGE, window};
 use crate::ApiState;
@@ -85,7 +85,7 @@ async fn audit(
                 html! { (e.seq.0) },
                 time(&e.ts),
                 html! { (e.event_type) },
-                html! { (e.principal) },
+                code(&e.principal),
                 details(&e.details),
             ]
         })

@@ -138,14 +138,14 @@ fn row(f: &Flow) -> Vec<maud::Markup> {
     vec![
         html! { (f.seq.unwrap_or_default()) },
         time(&f.ts),
-        html! { (f.principal) },
+        code(&f.principal),
         html! { (f.method) },
-        html! { (f.host) },
+        code(&f.host),
         code(&f.path),
         html! { (f.status) },
         html! { span class={ "decision " (f.decision) } { (f.decision) } },
         html! { (f.reason.as_deref().unwrap_or("")) },
-        html! { (f.placeholders.join(", ")) },
+        code(&f.placeholders.join(", ")),
         html! { (f.bytes_up) " / " (f.bytes_down) },
         html! { (f.latency_ms) " ms" },
     ]

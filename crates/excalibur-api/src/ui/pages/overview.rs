@@ -70,7 +70,7 @@ async fn overview(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respo
 /// A bar chart of the last hour with both axes labelled; each bar's value on hover.
 fn chart(per_minute: &[u32; MINUTES], now_ms: i64) -> Markup {
     const LEFT: u32 = 44;
-    const TOP: u32 = 12;
+    const TOP: u32 = 22;
     const HEIGHT: u32 = 120;
     let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
     let bottom = TOP + HEIGHT;
@@ -80,7 +80,7 @@ fn chart(per_minute: &[u32; MINUTES], now_ms: i64) -> Markup {
         ts.get(11..16).unwrap_or_default().to_owned()
     };
     html! {
-        svg.chart viewBox="0 0 660 160" role="img" aria-label="flows per minute, last hour" {
+        svg.chart viewBox="0 0 660 180" role="img" aria-label="flows per minute, last hour" {
             line.axis x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(bottom) {}
             line.axis x1=(LEFT) y1=(bottom) x2=(LEFT + 600) y2=(bottom) {}
             @for (value, y) in [(max, TOP), (max / 2, TOP + HEIGHT / 2), (0, bottom)] {
@@ -92,8 +92,8 @@ fn chart(per_minute: &[u32; MINUTES], now_ms: i64) -> Markup {
                     @if i == MINUTES - 1 { "now" } @else { "−" (MINUTES - i) " min" }
                 }
             }
-            text.label x="4" y=(TOP - 2) { "flows" }
-            text.label x=(LEFT + 600) y=(bottom + 30) text-anchor="end" { "time (UTC)" }
+            text.label x="4" y=(TOP - 10) { "flows per minute" }
+            text.label x=(LEFT + 600) y=(bottom + 32) text-anchor="end" { "minutes before now" }
             @for (i, n) in per_minute.iter().enumerate() {
                 @let h = n * HEIGHT / max;
                 @let x = LEFT + u32::try_from(i).unwrap_or(0) * 10 + 1;
