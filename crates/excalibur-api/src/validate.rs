@@ -52,7 +52,12 @@ pub(crate) fn placeholder(req: &UpsertPlaceholder) -> Result<(), ApiError> {
         )));
     }
     // The value is written into HTTP headers: control characters would split them.
-    if req.real_value.bytes().any(|b| b.is_ascii_control()) {
+    if req
+        .real_value
+        .expose()
+        .bytes()
+        .any(|b| b.is_ascii_control())
+    {
         return Err(ApiError::unprocessable(
             "`real_value` must not contain control characters (CR, LF, NUL, ...)",
         ));
@@ -215,9 +220,13 @@ pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(),
     lower("region", &req.region)?;
     lower("service", &req.service)?;
     ident("real_access_key_id", &req.real_access_key_id, 16, 128, b"")?;
-    printable("real_secret_access_key", &req.real_secret_access_key, 256)?;
+    printable(
+        "real_secret_access_key",
+        req.real_secret_access_key.expose(),
+        256,
+    )?;
     if let Some(t) = &req.real_session_token {
-        printable("real_session_token", t, 8192)?;
+        printable("real_session_token", t.expose(), 8192)?;
     }
     Ok(())
 }
@@ -266,7 +275,7 @@ pub(crate) fn jwt_bearer(
             printable(field, v, 2048)?;
         }
     }
-    printable_pem(&req.real_private_pem)
+    printable_pem(req.real_private_pem.expose())
 }
 
 fn printable_pem(pem: &str) -> Result<(), ApiError> {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CredentialId, Role, RuleId, TokenId};
+use crate::secret::{SecretString, ShownOnce};
 
 /// `application/problem+json` body (RFC 9457).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,23 +51,23 @@ pub struct TokenInfo {
 }
 
 /// Response of `POST /api/tokens`: the only time the token is shown.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedToken {
     /// The stored record.
     #[serde(flatten)]
     pub info: TokenInfo,
     /// The bearer token; shown once.
-    pub token: String,
+    pub token: ShownOnce,
 }
 
 /// `POST /api/placeholders`: an atomic upsert by placeholder name.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPlaceholder {
     /// The placeholder the workload sends, e.g. `XCALIBUR_GITHUB_TOKEN`.
     pub placeholder: String,
     /// The real value; sealed at rest, never returned.
-    pub real_value: String,
+    pub real_value: SecretString,
     /// The provider whose hosts may receive the value.
     pub provider_id: String,
     /// Route family (defaults to the provider id).
@@ -175,13 +176,13 @@ pub struct ServiceCredentialInfo {
 }
 
 /// Response of `POST /api/service-credentials`: the token is shown once.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedServiceCredential {
     /// The stored record.
     #[serde(flatten)]
     pub info: ServiceCredentialInfo,
     /// The proxy bearer.
-    pub token: String,
+    pub token: ShownOnce,
 }
 
 /// `POST /api/import`: many objects at once, written in one transaction (all or
@@ -414,7 +415,7 @@ pub struct EvaluateResponse {
 }
 
 /// `POST /api/webhooks`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// `https://` (or `http://`) receiver URL.
@@ -423,7 +424,7 @@ pub struct CreateWebhook {
     pub event_types: Vec<String>,
     /// Signing secret (at least 16 characters); generated and shown once when absent.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<SecretString>,
 }
 
 /// A webhook as listed (never its secret).
@@ -442,13 +443,13 @@ pub struct WebhookInfo {
 }
 
 /// Response of `POST /api/webhooks`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedWebhook {
     /// The stored record.
     #[serde(flatten)]
     pub info: WebhookInfo,
     /// The generated signing secret, shown once (absent when the caller chose it).
-    pub secret: Option<String>,
+    pub secret: Option<ShownOnce>,
 }
 
 /// One delivery attempt series of one event to one webhook.
@@ -540,51 +541,6 @@ pub struct PrincipalRevocation {
     pub actor: String,
 }
 
-// Hand-written so the secret it carries never reaches a log through `{:?}`.
-impl std::fmt::Debug for CreatedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedToken")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
-// Hand-written so the secret it carries never reaches a log through `{:?}`.
-impl std::fmt::Debug for UpsertPlaceholder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpsertPlaceholder")
-            .field("placeholder", &self.placeholder)
-            .finish_non_exhaustive()
-    }
-}
-
-// Hand-written so the secret it carries never reaches a log through `{:?}`.
-impl std::fmt::Debug for CreatedServiceCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedServiceCredential")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
-// Hand-written so the secret it carries never reaches a log through `{:?}`.
-impl std::fmt::Debug for CreateWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateWebhook")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-// Hand-written so the secret it carries never reaches a log through `{:?}`.
-impl std::fmt::Debug for CreatedWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedWebhook")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +562,55 @@ mod tests {
         for text in [format!("{req:?}"), format!("{hook:?}")] {
             assert!(!text.contains("SECRET"), "{text}");
         }
+    }
+
+    /// Every request DTO with a secret field, read from JSON as the API reads it: its
+    /// `Debug` shows none of the secrets (the field type redacts, not a hand-written impl).
+    #[test]
+    fn request_dtos_redact_their_secrets_structurally() {
+        fn debug_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+            v: serde_json::Value,
+        ) -> String {
+            format!("{:?}", serde_json::from_value::<T>(v).unwrap())
+        }
+        let texts = [
+            debug_of::<CreateSigv4Mapping>(serde_json::json!({
+                "provider_id": "aws", "target_host": "s3.example", "region": "us-east-1", "service": "s3",
+                "real_access_key_id": "AKIAEXAMPLE", "real_secret_access_key": "SECRET_sak", "real_session_token": "SECRET_st"})),
+            debug_of::<CreateJwtBearerMapping>(serde_json::json!({
+                "provider_id": "p", "token_host": "t.example", "resource_host": "r.example", "issuer": "i",
+                "real_private_pem": "-----BEGIN PRIVATE KEY-----SECRET"})),
+            debug_of::<CreateMtlsMapping>(serde_json::json!({
+                "provider_id": "p", "target_authority": "m.example:443",
+                "real_client_cert_pem": "cert", "real_client_key_pem": "-----BEGIN PRIVATE KEY-----SECRET"})),
+            debug_of::<CreateOauthRefreshMapping>(serde_json::json!({
+                "provider_id": "p", "token_host": "t.example", "resource_host": "r.example", "client_id": "c",
+                "real_client_secret": "SECRET_cs", "real_refresh_token": "SECRET_rt"})),
+            debug_of::<CreateSshRoute>(serde_json::json!({
+                "user": "u", "source_network": "10.0.0.0/8", "target_host": "h", "target_user": "t",
+                "target_host_key": "ssh-ed25519 AAAA", "target_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----SECRET"})),
+            format!(
+                "{:?}",
+                Sigv4Keys {
+                    access_key_id: "AKIAEXAMPLE".into(),
+                    secret_access_key: "SECRET_sak".into(),
+                    session_token: Some("SECRET_st".into()),
+                }
+            ),
+        ];
+        for text in texts {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+        // The sealed payload still carries the values (it is sealed, never answered).
+        let keys = Sigv4Keys {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: "SECRET_sak".into(),
+            session_token: None,
+        };
+        let sealed = serde_json::to_string(&keys).unwrap();
+        assert!(sealed.contains("SECRET_sak"), "{sealed}");
+        let back: Sigv4Keys = serde_json::from_str(&sealed).unwrap();
+        assert_eq!(back.secret_access_key.expose(), "SECRET_sak");
     }
 }
 
@@ -715,7 +720,7 @@ impl MappingRecord {
 
 /// `POST /api/crypto/sigv4/mappings` (seed 001 §4). With `id`, replaces that mapping
 /// (rotation); without, creates one.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSigv4Mapping {
     /// Existing mapping to replace.
@@ -735,45 +740,28 @@ pub struct CreateSigv4Mapping {
     /// Real access key id (sealed; listed as a prefix).
     pub real_access_key_id: String,
     /// Real secret access key (sealed; never returned).
-    pub real_secret_access_key: String,
+    pub real_secret_access_key: SecretString,
     /// Session token for temporary credentials (sealed; never returned).
     #[serde(default)]
-    pub real_session_token: Option<String>,
+    pub real_session_token: Option<SecretString>,
 }
 
 fn root_path() -> String {
     "/".to_owned()
 }
 
-impl std::fmt::Debug for CreateSigv4Mapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateSigv4Mapping")
-            .field("id", &self.id)
-            .field("provider_id", &self.provider_id)
-            .field("target_host", &self.target_host)
-            .field("path_prefix", &self.path_prefix)
-            .field("region", &self.region)
-            .field("service", &self.service)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The sealed part of a SigV4 mapping.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sigv4Keys {
     /// Access key id.
     pub access_key_id: String,
     /// Secret access key.
-    pub secret_access_key: String,
+    #[serde(serialize_with = "SecretString::serialize_for_sealing")]
+    pub secret_access_key: SecretString,
     /// Session token.
     #[serde(default)]
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Sigv4Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sigv4Keys(**REDACTED**)")
-    }
+    #[serde(serialize_with = "SecretString::serialize_option_for_sealing")]
+    pub session_token: Option<SecretString>,
 }
 
 /// A SigV4 mapping as listed (the seed's table columns plus its settings).
@@ -860,20 +848,12 @@ pub struct PresignRequest {
 }
 
 /// Response of `POST /api/crypto/sigv4/presign`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PresignedUrl {
     /// The URL (a bearer credential until it expires).
-    pub url: String,
+    pub url: ShownOnce,
     /// RFC 3339 expiry.
     pub expires_at: String,
-}
-
-impl std::fmt::Debug for PresignedUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresignedUrl")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// How a JWT-bearer mapping turns its key into the credential it injects.
@@ -894,7 +874,7 @@ pub enum JwtBearerPreset {
 }
 
 /// `POST /api/crypto/jwt-bearer/mappings` (seed 001 §1). With `id`, replaces that mapping.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJwtBearerMapping {
     /// Existing mapping to replace.
@@ -931,18 +911,7 @@ pub struct CreateJwtBearerMapping {
     #[serde(default)]
     pub preset: JwtBearerPreset,
     /// PKCS#8 / SEC1 / PKCS#1 private key, PEM (RSA -> RS256, P-256 -> ES256, Ed25519 -> EdDSA).
-    pub real_private_pem: String,
-}
-
-impl std::fmt::Debug for CreateJwtBearerMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateJwtBearerMapping")
-            .field("id", &self.id)
-            .field("provider_id", &self.provider_id)
-            .field("token_host", &self.token_host)
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
-    }
+    pub real_private_pem: SecretString,
 }
 
 /// A JWT-bearer mapping as listed (the seed's table columns plus its settings).
@@ -1011,7 +980,7 @@ impl JwtBearerMapping {
 }
 
 /// `POST /api/crypto/mtls/mappings` (seed 001 §3). With `id`, replaces that mapping.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMtlsMapping {
     /// Existing mapping to replace.
@@ -1024,17 +993,7 @@ pub struct CreateMtlsMapping {
     /// Client certificate chain, PEM (leaf first).
     pub real_client_cert_pem: String,
     /// Its private key, PEM (sealed; never returned).
-    pub real_client_key_pem: String,
-}
-
-impl std::fmt::Debug for CreateMtlsMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateMtlsMapping")
-            .field("id", &self.id)
-            .field("provider_id", &self.provider_id)
-            .field("target_authority", &self.target_authority)
-            .finish_non_exhaustive()
-    }
+    pub real_client_key_pem: SecretString,
 }
 
 /// An mTLS mapping as listed.
@@ -1175,7 +1134,7 @@ impl DpopMapping {
 
 /// `POST /api/crypto/oauth-refresh/mappings`. With `id`, replaces that mapping (a new
 /// refresh token from the operator starts afresh).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOauthRefreshMapping {
     /// Existing mapping to replace.
@@ -1198,38 +1157,24 @@ pub struct CreateOauthRefreshMapping {
     pub client_id: String,
     /// Client secret (sealed; omit for public clients).
     #[serde(default)]
-    pub real_client_secret: Option<String>,
+    pub real_client_secret: Option<SecretString>,
     /// Refresh token (sealed; rotated ones are stored by the proxy).
-    pub real_refresh_token: String,
+    pub real_refresh_token: SecretString,
     /// Scope to ask for on refresh.
     #[serde(default)]
     pub scope: Option<String>,
 }
 
-impl std::fmt::Debug for CreateOauthRefreshMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateOauthRefreshMapping")
-            .field("id", &self.id)
-            .field("provider_id", &self.provider_id)
-            .field("token_host", &self.token_host)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The sealed part of an OAuth2 refresh mapping.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OauthRefreshKeys {
     /// Client secret.
     #[serde(default)]
-    pub client_secret: Option<String>,
+    #[serde(serialize_with = "SecretString::serialize_option_for_sealing")]
+    pub client_secret: Option<SecretString>,
     /// Current refresh token.
-    pub refresh_token: String,
-}
-
-impl std::fmt::Debug for OauthRefreshKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OauthRefreshKeys(**REDACTED**)")
-    }
+    #[serde(serialize_with = "SecretString::serialize_for_sealing")]
+    pub refresh_token: SecretString,
 }
 
 /// An OAuth2 refresh mapping as listed.
@@ -1339,7 +1284,7 @@ pub struct NetbirdPeer {
 
 /// `POST /api/ssh/routes`: which target a user reaches from which network (seed 000 §2).
 /// With an existing `id` it replaces that route (a rotation of its target key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSshRoute {
     /// Replace this route (absent: a new route).
@@ -1362,7 +1307,7 @@ pub struct CreateSshRoute {
     /// The gateway's private key for the target (OpenSSH PEM; sealed, never returned).
     /// Absent: the gateway's own client key (`GET /api/ssh/gateway`).
     #[serde(default)]
-    pub target_private_key: Option<String>,
+    pub target_private_key: Option<SecretString>,
     /// Public keys (OpenSSH lines) the user may log in with; users with a certificate
     /// from a trusted user CA need none.
     #[serde(default)]

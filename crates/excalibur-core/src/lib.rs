@@ -21,4 +21,4 @@ pub mod secret;
 pub mod time;
 
 pub use error::ErrorChain;
-pub use secret::Secret;
+pub use secret::{Secret, SecretString, ShownOnce};

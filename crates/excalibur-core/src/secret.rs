@@ -51,6 +51,128 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret given as text in a request (a real value, a private key, a client secret):
+/// read from JSON or a form, zeroized on drop, redacted in `Debug`, and **not**
+/// `Serialize`, so a DTO that holds one cannot be echoed back or logged as JSON. The
+/// sealed payloads that must carry one opt in field by field with
+/// `#[serde(serialize_with = "SecretString::serialize_for_sealing")]`.
+///
+/// ```compile_fail
+/// fn answerable<T: serde::Serialize>() {}
+/// answerable::<excalibur_core::SecretString>();
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// Wraps a value; the caller's copy moves in.
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+
+    /// The text, for sealing, validation of its shape, or the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value as a [`Secret`] (bytes).
+    pub fn to_secret(&self) -> Secret {
+        Secret::new(self.0.as_bytes().to_vec())
+    }
+
+    /// `sha256:<hex>` of the value: safe to show and log.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.as_bytes())
+    }
+
+    /// Serializes the value itself: only for payloads that are sealed before they are
+    /// stored (never for a response).
+    pub fn serialize_for_sealing<S: serde::Serializer>(v: &Self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.0)
+    }
+
+    /// [`Self::serialize_for_sealing`] for an optional value.
+    pub fn serialize_option_for_sealing<S: serde::Serializer>(
+        v: &Option<Self>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(v.0.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(s: &str) -> Self {
+        Self::new(s.to_owned())
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+/// A secret the API shows exactly once, in the response that creates it (a new token,
+/// a generated signing secret, a presigned URL): serialized into that response, redacted
+/// in `Debug`, zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShownOnce(Zeroizing<String>);
+
+impl ShownOnce {
+    /// Wraps a value; the caller's copy moves in.
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ShownOnce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+impl serde::Serialize for ShownOnce {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ShownOnce {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
 /// `sha256:<hex>` of arbitrary bytes.
 pub fn fingerprint(bytes: &[u8]) -> String {
     format!(

@@ -214,14 +214,16 @@ pub fn open_refresh_keys(sealed: &Secret) -> Option<(Option<Secret>, Secret)> {
     Some((
         keys.client_secret
             .as_ref()
-            .map(|s| Secret::new(s.as_bytes().to_vec())),
-        Secret::new(keys.refresh_token.as_bytes().to_vec()),
+            .map(excalibur_core::SecretString::to_secret),
+        keys.refresh_token.to_secret(),
     ))
 }
 
 /// The sealed form of an OAuth2 refresh mapping's keys.
 pub fn seal_refresh_keys(client_secret: Option<&Secret>, refresh_token: &Secret) -> Secret {
-    let text = |s: &Secret| String::from_utf8_lossy(s.expose()).into_owned();
+    let text = |s: &Secret| {
+        excalibur_core::SecretString::new(String::from_utf8_lossy(s.expose()).into_owned())
+    };
     let keys = excalibur_core::api::OauthRefreshKeys {
         client_secret: client_secret.map(text),
         refresh_token: text(refresh_token),

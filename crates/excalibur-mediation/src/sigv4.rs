@@ -88,10 +88,10 @@ impl Credentials {
             serde_json::from_slice(sealed.expose()).map_err(|_| SignError::BadCredentials)?;
         Ok(Self::new(
             keys.access_key_id.clone(),
-            Secret::new(keys.secret_access_key.as_bytes().to_vec()),
+            keys.secret_access_key.to_secret(),
             keys.session_token
                 .as_ref()
-                .map(|t| Secret::new(t.as_bytes().to_vec())),
+                .map(excalibur_core::SecretString::to_secret),
         ))
     }
 

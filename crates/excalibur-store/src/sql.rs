@@ -351,7 +351,7 @@ fn placeholder_upsert_tx(
             req.provider_id
         )));
     }
-    let value = Secret::new(req.real_value.into_bytes());
+    let value = req.real_value.to_secret();
     let fp = value.fingerprint();
     let route_family = req.route_family.unwrap_or_else(|| req.provider_id.clone());
     let (key_id, sealed) = inner

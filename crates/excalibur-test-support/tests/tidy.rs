@@ -164,7 +164,12 @@ const EXPOSE_ALLOWED: &[&str] = &[
     "excalibur-mediation/src/sigv4.rs",
     "excalibur-mediation/src/jwt_bearer.rs",
     "excalibur-mediation/src/dpop.rs",
-    "excalibur-api/src/handlers.rs",
+    // The one-time display of a freshly issued token (`handlers::exposed`), the shape
+    // checks of submitted secrets, and the UI's shown-once box.
+    "excalibur-api/src/handlers/mod.rs",
+    "excalibur-api/src/handlers/crypto.rs",
+    "excalibur-api/src/validate.rs",
+    "excalibur-api/src/ui/view.rs",
     "excalibur-api/src/exchange.rs",
     "excalibur/src/init.rs",
     "excalibur/src/webhooks.rs",

@@ -1342,7 +1342,7 @@ fn presign(
     .to_rfc3339();
     Ok(excalibur_api::Presigned {
         url: excalibur_core::api::PresignedUrl {
-            url: out.url,
+            url: excalibur_core::ShownOnce::new(out.url),
             expires_at,
         },
         host: out.host,

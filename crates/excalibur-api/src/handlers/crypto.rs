@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use excalibur_core::Secret;
 use excalibur_core::api::{
     CreateDpopMapping, CreateJwtBearerMapping, CreateMtlsMapping, CreateOauthRefreshMapping,
     CreateSigv4Mapping, CryptoFamily, DpopMapping, JwtBearerMapping, JwtBearerPreset,
@@ -16,6 +15,7 @@ use excalibur_core::hosts::HostPattern;
 use excalibur_core::ids::{
     DpopMappingId, JwtBearerMappingId, MtlsMappingId, OauthRefreshMappingId, Sigv4MappingId,
 };
+use excalibur_core::{Secret, SecretString};
 
 use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
@@ -249,7 +249,7 @@ pub(crate) async fn jwt_bearer_create(
         ],
     )
     .await?;
-    let pem = Secret::new(req.real_private_pem.clone().into_bytes());
+    let pem = req.real_private_pem.to_secret();
     let (alg, kid) = (s.key_info)(&pem).ok_or_else(|| {
         ApiError::unprocessable(
             "`real_private_pem` is not an RSA, EC (P-256/P-384) or Ed25519 private key",
@@ -328,7 +328,7 @@ pub(crate) async fn mtls_create(
             "the certificate or key PEM is too large",
         ));
     }
-    let key = Secret::new(req.real_client_key_pem.clone().into_bytes());
+    let key = req.real_client_key_pem.to_secret();
     let cert_fp =
         (s.client_identity)(&req.real_client_cert_pem, &key).map_err(ApiError::unprocessable)?;
     let id = mapping_id(&s, CryptoFamily::Mtls, req.id.as_ref(), || {
@@ -497,9 +497,12 @@ pub(crate) async fn oauth_refresh_create(
         }
     }
     for (field, v) in [
-        ("client_id", Some(&req.client_id)),
-        ("real_client_secret", req.real_client_secret.as_ref()),
-        ("real_refresh_token", Some(&req.real_refresh_token)),
+        ("client_id", Some(req.client_id.as_str())),
+        (
+            "real_client_secret",
+            req.real_client_secret.as_ref().map(SecretString::expose),
+        ),
+        ("real_refresh_token", Some(req.real_refresh_token.expose())),
     ] {
         if let Some(v) = v
             && (v.is_empty() || v.len() > 8192 || !v.bytes().all(|b| (0x21..0x7f).contains(&b)))

@@ -6,6 +6,7 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::response::Response;
 use axum::routing::MethodRouter;
+use excalibur_core::ShownOnce;
 use excalibur_core::ids::IssuedToken;
 
 use crate::{ApiError, ApiState};
@@ -103,7 +104,7 @@ pub(crate) fn all() -> Routes {
         .merge(ssh::routes())
 }
 
-fn exposed(token: &IssuedToken) -> String {
+fn exposed(token: &IssuedToken) -> ShownOnce {
     // Shown once, in the creation response only.
-    String::from_utf8_lossy(token.token.expose()).into_owned()
+    ShownOnce::new(String::from_utf8_lossy(token.token.expose()).into_owned())
 }

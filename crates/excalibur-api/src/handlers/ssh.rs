@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use excalibur_core::Secret;
 
 use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
@@ -43,7 +42,7 @@ pub(crate) async fn ssh_route_create(
     let key = req
         .target_private_key
         .as_ref()
-        .map(|pem| Secret::new(pem.as_bytes().to_vec()));
+        .map(excalibur_core::SecretString::to_secret);
     if let Some(k) = &key {
         (s.ssh.check_private)(k)
             .map_err(|e| ApiError::unprocessable(format!("`target_private_key`: {e}")))?;

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use excalibur_core::Secret;
 use excalibur_core::api::{CreateWebhook, CreatedWebhook, WebhookInfo};
 use excalibur_core::ids::IssuedToken;
 use excalibur_core::time::Timestamp;
@@ -55,7 +54,7 @@ pub(crate) async fn create_webhook(
         ));
     }
     let (secret, shown) = match req.secret {
-        Some(secret) => (Secret::new(secret.into_bytes()), None),
+        Some(secret) => (secret.to_secret(), None),
         None => {
             let generated = IssuedToken::generate("whsec");
             let text = exposed(&generated);

@@ -1,6 +1,7 @@
 //! Pieces every page uses: tables with empty states, times, notices, buttons, pagers
 //! and JSON shown as rows. All of them take text and let the template escape it.
 
+use excalibur_core::ShownOnce;
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -39,8 +40,10 @@ pub(super) fn error_box(e: &ApiError) -> Markup {
     html! { p.error role="alert" { (e.detail()) } }
 }
 
-/// A value shown once after it is created (a token, a signing secret).
-pub(super) fn once_box(label: &str, value: &str) -> Markup {
+/// A value shown once after it is created (a token, a signing secret): the one place
+/// the UI reads a secret's text.
+pub(super) fn once_box(label: &str, value: &ShownOnce) -> Markup {
+    let value = value.expose();
     html! {
         div.once role="status" {
             p { (label) " (shown once; store it now):" }

@@ -144,7 +144,7 @@ async fn escrow_upsert(
     let ui = writer(&s, &headers, &f.csrf).await?;
     let req = UpsertPlaceholder {
         placeholder: f.placeholder,
-        real_value: f.real_value,
+        real_value: f.real_value.into(),
         provider_id: f.provider_id,
         route_family: None,
         expires_at: None,

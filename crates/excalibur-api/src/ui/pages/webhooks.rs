@@ -85,10 +85,12 @@ async fn webhook_create(
         secret: None,
     };
     let notice = match crate::handlers::create_webhook(&s, req, ui.actor()).await {
-        Ok(created) => once_box(
-            "Signing secret",
-            created.secret.as_deref().unwrap_or_default(),
-        ),
+        Ok(created) => match &created.secret {
+            Some(secret) => once_box("Signing secret", secret),
+            None => {
+                html! { p.ok role="status" { "Added; deliveries are signed with the secret you chose." } }
+            }
+        },
         Err(e) => error_box(&e),
     };
     webhooks_page(&s, &ui, &notice).await
