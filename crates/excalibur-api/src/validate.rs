@@ -332,3 +332,27 @@ pub(crate) fn ssh_route(r: &excalibur_core::api::CreateSshRoute) -> Result<Strin
         })?;
     Ok(net.trunc().to_string())
 }
+
+/// The client id and the secrets of an OAuth2 refresh mapping: 1 to 8192 printable
+/// characters without spaces (they go into a form body verbatim).
+pub(crate) fn oauth_refresh_credentials(
+    req: &excalibur_core::api::CreateOauthRefreshMapping,
+) -> Result<(), ApiError> {
+    for (field, v) in [
+        ("client_id", Some(req.client_id.as_str())),
+        (
+            "real_client_secret",
+            req.real_client_secret.as_ref().map(|v| v.expose()),
+        ),
+        ("real_refresh_token", Some(req.real_refresh_token.expose())),
+    ] {
+        if let Some(v) = v
+            && (v.is_empty() || v.len() > 8192 || !v.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        {
+            return Err(ApiError::unprocessable(format!(
+                "`{field}` must be 1 to 8192 printable characters without spaces"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -167,7 +167,6 @@ const EXPOSE_ALLOWED: &[&str] = &[
     // The one-time display of a freshly issued token (`handlers::exposed`), the shape
     // checks of submitted secrets, and the UI's shown-once box.
     "excalibur-api/src/handlers/mod.rs",
-    "excalibur-api/src/handlers/crypto.rs",
     "excalibur-api/src/validate.rs",
     "excalibur-api/src/ui/view.rs",
     "excalibur-api/src/exchange.rs",

@@ -1,0 +1,59 @@
+//! AWS SigV4: the proxy signs with an access key the workload never holds.
+
+use excalibur_core::api::{
+    CreateSigv4Mapping, CryptoFamily, MappingRecord, Sigv4Keys, Sigv4Mapping,
+};
+use excalibur_core::hosts::HostPattern;
+use excalibur_core::ids::Sigv4MappingId;
+
+use super::{Family, Prepared, mapping_provider, sealed_json};
+use crate::{ApiError, ApiState, validate};
+
+pub(super) struct Sigv4;
+
+impl Family for Sigv4 {
+    const FAMILY: CryptoFamily = CryptoFamily::Sigv4;
+    const PATH: &'static str = "/api/crypto/sigv4/mappings";
+    const ITEM: &'static str = "/api/crypto/sigv4/mappings/{id}";
+    type Create = CreateSigv4Mapping;
+    type Listed = Sigv4Mapping;
+
+    fn listed(record: &MappingRecord) -> Sigv4Mapping {
+        Sigv4Mapping::from_record(record)
+    }
+
+    fn fresh_id() -> String {
+        Sigv4MappingId::generate().as_str().to_owned()
+    }
+
+    async fn prepare(
+        s: &ApiState,
+        req: CreateSigv4Mapping,
+        _: &[MappingRecord],
+    ) -> Result<Prepared, ApiError> {
+        validate::sigv4(&req)?;
+        let target = HostPattern::parse(&req.target_host)
+            .map_err(|e| ApiError::unprocessable(format!("`target_host`: {e}")))?;
+        mapping_provider(s, &req.provider_id, &[("target_host", target.as_str())]).await?;
+        let prefix: String = req.real_access_key_id.chars().take(8).collect();
+        let config = serde_json::json!({
+            "target_host": target.as_str(),
+            "path_prefix": req.path_prefix,
+            "region": req.region,
+            "service": req.service,
+            "access_key_id_prefix": format!("{prefix}…"),
+            "session_token": req.real_session_token.is_some(),
+        });
+        let secret = sealed_json(&Sigv4Keys {
+            access_key_id: req.real_access_key_id,
+            secret_access_key: req.real_secret_access_key,
+            session_token: req.real_session_token,
+        })?;
+        Ok(Prepared {
+            replace: req.id,
+            provider_id: req.provider_id,
+            config,
+            secret,
+        })
+    }
+}
