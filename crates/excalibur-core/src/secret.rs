@@ -53,9 +53,10 @@ impl fmt::Debug for Secret {
 
 /// A secret given as text in a request (a real value, a private key, a client secret):
 /// read from JSON or a form, zeroized on drop, redacted in `Debug`, and **not**
-/// `Serialize`, so a DTO that holds one cannot be echoed back or logged as JSON. The
-/// sealed payloads that must carry one opt in field by field with
-/// `#[serde(serialize_with = "SecretString::serialize_for_sealing")]`.
+/// `Serialize`, so no response type can carry one by accident. The two places that must
+/// write one out opt in field by field with
+/// `#[serde(serialize_with = "SecretString::serialize_exposed")]`: a request DTO a client
+/// sends (`excalibur-ctl`), and a payload sealed before it is stored.
 ///
 /// ```compile_fail
 /// fn answerable<T: serde::Serialize>() {}
@@ -95,14 +96,14 @@ impl SecretString {
         fingerprint(self.0.as_bytes())
     }
 
-    /// Serializes the value itself: only for payloads that are sealed before they are
-    /// stored (never for a response).
-    pub fn serialize_for_sealing<S: serde::Serializer>(v: &Self, s: S) -> Result<S::Ok, S::Error> {
+    /// Serializes the value itself: for a request a client sends, or a payload sealed
+    /// before it is stored; never for a response.
+    pub fn serialize_exposed<S: serde::Serializer>(v: &Self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&v.0)
     }
 
-    /// [`Self::serialize_for_sealing`] for an optional value.
-    pub fn serialize_option_for_sealing<S: serde::Serializer>(
+    /// [`Self::serialize_exposed`] for an optional value.
+    pub fn serialize_option_exposed<S: serde::Serializer>(
         v: &Option<Self>,
         s: S,
     ) -> Result<S::Ok, S::Error> {

@@ -182,8 +182,8 @@ pub enum TokenCmd {
         #[arg(long)]
         name: String,
         /// `admin`, `operator`, or `introspection` (only `POST /v1/introspect`).
-        #[arg(long, default_value = "operator")]
-        role: String,
+        #[arg(long, default_value = "operator", value_parser = parse_role)]
+        role: excalibur_core::ids::Role,
     },
     /// List tokens.
     List,
@@ -598,4 +598,10 @@ pub enum CaCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// A role by its wire name.
+fn parse_role(s: &str) -> Result<excalibur_core::ids::Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not a role: use admin, operator or introspection"))
 }

@@ -142,7 +142,7 @@ impl Client {
         method: Method,
         segments: &[&str],
         query: &[(&str, &str)],
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
     ) -> anyhow::Result<Value> {
         let url = self.base.endpoint(segments, query)?;
         // INVARIANT: `endpoint` only appends to the base's path; checked again here because
@@ -158,7 +158,9 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         let resp = req
             .send()
@@ -225,7 +227,12 @@ impl Client {
     /// POSTs `body` and returns what was created or done: a JSON object with at least one
     /// field. Errors as [`Client::call`], and on any other answer (an empty 2xx is not a
     /// success).
-    pub async fn post(&self, segments: &[&str], body: &Value) -> anyhow::Result<Value> {
+    pub async fn post<T: serde::Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        body: &T,
+    ) -> anyhow::Result<Value> {
+        let body = serde_json::to_vec(body).context("cannot encode the request")?;
         let v = self.call(Method::POST, segments, &[], Some(body)).await?;
         if v.as_object().is_none_or(serde_json::Map::is_empty) {
             bail!(

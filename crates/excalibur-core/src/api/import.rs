@@ -8,7 +8,7 @@ use super::vault::{Provider, UpsertPlaceholder, UpsertedPlaceholder};
 
 /// `POST /api/import`: many objects at once, written in one transaction (all or
 /// nothing), each with the audit event its own endpoint writes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// Providers (created or replaced), written first.

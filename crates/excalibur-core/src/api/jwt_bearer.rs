@@ -24,7 +24,7 @@ pub enum JwtBearerPreset {
 }
 
 /// `POST /api/crypto/jwt-bearer/mappings` (seed 001 §1). With `id`, replaces that mapping.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJwtBearerMapping {
     /// Existing mapping to replace.
@@ -61,6 +61,7 @@ pub struct CreateJwtBearerMapping {
     #[serde(default)]
     pub preset: JwtBearerPreset,
     /// PKCS#8 / SEC1 / PKCS#1 private key, PEM (RSA -> RS256, P-256 -> ES256, Ed25519 -> EdDSA).
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub real_private_pem: SecretString,
 }
 

@@ -7,7 +7,7 @@ use crate::secret::SecretString;
 use super::crypto::MappingRecord;
 
 /// `POST /api/crypto/mtls/mappings` (seed 001 §3). With `id`, replaces that mapping.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMtlsMapping {
     /// Existing mapping to replace.
@@ -20,6 +20,7 @@ pub struct CreateMtlsMapping {
     /// Client certificate chain, PEM (leaf first).
     pub real_client_cert_pem: String,
     /// Its private key, PEM (sealed; never returned).
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub real_client_key_pem: SecretString,
 }
 

@@ -8,7 +8,7 @@ use super::crypto::{MappingRecord, root_path};
 
 /// `POST /api/crypto/oauth-refresh/mappings`. With `id`, replaces that mapping (a new
 /// refresh token from the operator starts afresh).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOauthRefreshMapping {
     /// Existing mapping to replace.
@@ -31,8 +31,10 @@ pub struct CreateOauthRefreshMapping {
     pub client_id: String,
     /// Client secret (sealed; omit for public clients).
     #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub real_client_secret: Option<SecretString>,
     /// Refresh token (sealed; rotated ones are stored by the proxy).
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub real_refresh_token: SecretString,
     /// Scope to ask for on refresh.
     #[serde(default)]
@@ -44,10 +46,10 @@ pub struct CreateOauthRefreshMapping {
 pub struct OauthRefreshKeys {
     /// Client secret.
     #[serde(default)]
-    #[serde(serialize_with = "SecretString::serialize_option_for_sealing")]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub client_secret: Option<SecretString>,
     /// Current refresh token.
-    #[serde(serialize_with = "SecretString::serialize_for_sealing")]
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub refresh_token: SecretString,
 }
 

@@ -27,7 +27,7 @@ pub struct PolicyRecord {
 }
 
 /// The principal of a dry-run evaluation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalPrincipal {
     /// `Workload` or `Human`.

@@ -8,7 +8,7 @@ use super::crypto::{MappingRecord, root_path};
 
 /// `POST /api/crypto/sigv4/mappings` (seed 001 §4). With `id`, replaces that mapping
 /// (rotation); without, creates one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSigv4Mapping {
     /// Existing mapping to replace.
@@ -28,9 +28,11 @@ pub struct CreateSigv4Mapping {
     /// Real access key id (sealed; listed as a prefix).
     pub real_access_key_id: String,
     /// Real secret access key (sealed; never returned).
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub real_secret_access_key: SecretString,
     /// Session token for temporary credentials (sealed; never returned).
     #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub real_session_token: Option<SecretString>,
 }
 
@@ -40,11 +42,11 @@ pub struct Sigv4Keys {
     /// Access key id.
     pub access_key_id: String,
     /// Secret access key.
-    #[serde(serialize_with = "SecretString::serialize_for_sealing")]
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub secret_access_key: SecretString,
     /// Session token.
     #[serde(default)]
-    #[serde(serialize_with = "SecretString::serialize_option_for_sealing")]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub session_token: Option<SecretString>,
 }
 

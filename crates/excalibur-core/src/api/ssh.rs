@@ -6,7 +6,7 @@ use crate::secret::SecretString;
 
 /// `POST /api/ssh/routes`: which target a user reaches from which network (seed 000 §2).
 /// With an existing `id` it replaces that route (a rotation of its target key).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSshRoute {
     /// Replace this route (absent: a new route).
@@ -29,6 +29,7 @@ pub struct CreateSshRoute {
     /// The gateway's private key for the target (OpenSSH PEM; sealed, never returned).
     /// Absent: the gateway's own client key (`GET /api/ssh/gateway`).
     #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub target_private_key: Option<SecretString>,
     /// Public keys (OpenSSH lines) the user may log in with; users with a certificate
     /// from a trusted user CA need none.

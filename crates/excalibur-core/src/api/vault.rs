@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 use crate::secret::SecretString;
 
 /// `POST /api/placeholders`: an atomic upsert by placeholder name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPlaceholder {
     /// The placeholder the workload sends, e.g. `XCALIBUR_GITHUB_TOKEN`.
     pub placeholder: String,
     /// The real value; sealed at rest, never returned.
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub real_value: SecretString,
     /// The provider whose hosts may receive the value.
     pub provider_id: String,

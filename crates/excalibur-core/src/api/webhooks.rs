@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::{SecretString, ShownOnce};
 
 /// `POST /api/webhooks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// `https://` (or `http://`) receiver URL.
@@ -14,6 +14,7 @@ pub struct CreateWebhook {
     pub event_types: Vec<String>,
     /// Signing secret (at least 16 characters); generated and shown once when absent.
     #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub secret: Option<SecretString>,
 }
 

@@ -426,3 +426,55 @@ async fn cleartext_api_base_only_on_loopback() {
         assert!(out.contains("ROLE"), "{out}");
     }
 }
+
+/// Issue 22: the CLI builds its requests from the API's own DTOs. A document with a
+/// misspelt field, or a role that does not exist, fails in the CLI with the field named,
+/// and nothing reaches the server; a well-formed document round-trips, secrets included.
+#[tokio::test]
+async fn requests_are_the_api_types_checked_before_sending() {
+    let gw = gateway().await;
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "partner", "hosts": ["auth.partner.example", "api.partner.example"]}),
+    )
+    .await
+    .unwrap();
+    let before = api.get("/api/audit?limit=1").await.unwrap()[0]["seq"].clone();
+
+    let typo = json!({"provider_id": "partner", "token_host": "auth.partner.example",
+                      "resource_host": "api.partner.example", "clientid": "x"});
+    let (code, _, err) = crate::ctl(
+        &gw,
+        &["crypto", "dpop", "add", "--file", "-"],
+        Some(&typo.to_string()),
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown field `clientid`"), "{err}");
+    let (code, _, err) = crate::ctl(
+        &gw,
+        &["token", "create", "--name", "x", "--role", "root"],
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("`root` is not a role"), "{err}");
+    let after = api.get("/api/audit?limit=1").await.unwrap()[0]["seq"].clone();
+    assert_eq!(before, after, "nothing reached the server");
+
+    // The secret of a typed request still travels (once, to the API) and is sealed.
+    let refresh = json!({"provider_id": "partner", "token_host": "auth.partner.example",
+                         "resource_host": "api.partner.example", "path_prefix": "/",
+                         "client_id": "cli", "real_refresh_token": "rt_TYPED_cli_value"});
+    let (code, out, err) = crate::ctl(
+        &gw,
+        &["--json", "crypto", "oauth-refresh", "add", "--file", "-"],
+        Some(&refresh.to_string()),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("rt_TYPED_cli_value"), "{out}");
+    let listed = api.get("/api/crypto/oauth-refresh/mappings").await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
