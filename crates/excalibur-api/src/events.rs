@@ -27,6 +27,14 @@ pub(crate) struct StreamParams {
     after_seq: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/events/stream",
+    tag = "audit",
+    summary = "Audit events as Server-Sent Events (event name = type, id = seq), from the head or after_seq (role: operator)",
+    params(("type" = Option<String>, Query, description = "Event type or glob"), ("after_seq" = Option<i64>, Query, description = "Start after this seq")),
+    responses((status = 200, description = "event stream", body = String, content_type = "text/event-stream"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn stream(
     _: Reader,
     State(s): State<ApiState>,

@@ -73,6 +73,15 @@ fn counted(s: &ApiState, resp: Response) -> Response {
     resp
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/oauth/token",
+    tag = "workloads",
+    summary = "RFC 8693 token exchange: a Kubernetes projected service-account token for a short-lived proxy bearer",
+    request_body(content = crate::docs::TokenExchangeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "issued", body = crate::docs::TokenExchangeResponse), (status = 400, description = "RFC 6749 error", body = crate::docs::OAuthError)),
+    security(())
+)]
 pub(crate) async fn token(
     State(s): State<ApiState>,
     peer: Option<axum::Extension<PeerAddr>>,
@@ -233,6 +242,15 @@ const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
 
 /// `POST /v1/exchange/token`: any accepted subject token for an audience-scoped JWT
 /// signed by Excalibur (ES256); keys at `/.well-known/jwks.json`.
+#[utoipa::path(
+    post,
+    path = "/v1/exchange/token",
+    tag = "workloads",
+    summary = "Exchange an accepted subject token (K8s SA JWT, JWT-SVID, OIDC) for an audience-scoped ES256 JWT signed by Excalibur",
+    request_body(content = crate::docs::TokenExchangeRequest, content_type = "application/json"),
+    responses((status = 200, description = "issued", body = crate::docs::TokenExchangeResponse), (status = 400, description = "RFC 6749 error", body = crate::docs::OAuthError)),
+    security(())
+)]
 pub(crate) async fn workload_token(
     State(s): State<ApiState>,
     peer: Option<axum::Extension<PeerAddr>>,
@@ -431,6 +449,14 @@ pub(crate) struct IntrospectForm {
 /// `{"active": false}` once it is revoked or expired, or when Excalibur never issued it.
 /// Authenticated by an API token; give downstreams one with the `introspection` role,
 /// which can do nothing else.
+#[utoipa::path(
+    post,
+    path = "/v1/introspect",
+    tag = "workloads",
+    summary = "RFC 7662 introspection of an audience token from /v1/exchange/token (or a workload bearer): active until revoked or expired",
+    request_body(content = crate::docs::IntrospectRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`{\"active\": false}`, or the token's claims with `active: true`", body = crate::docs::Introspection), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn introspect(
     _: crate::auth::Introspector,
     State(s): State<ApiState>,
@@ -503,6 +529,14 @@ fn refused(
 }
 
 /// `GET /.well-known/jwks.json`: the public keys of audience-scoped tokens.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "workloads",
+    summary = "Public keys of Excalibur-signed workload tokens (retired keys stay until their tokens expire)",
+    responses((status = 200, description = "JWKS", body = serde_json::Value), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub(crate) async fn jwks(State(s): State<ApiState>) -> Response {
     let doc = s.signing.read().await.jwks();
     let mut resp = Json(doc).into_response();
@@ -515,6 +549,13 @@ pub(crate) async fn jwks(State(s): State<ApiState>) -> Response {
 
 /// `POST /api/signing-keys/rotate` (admin): a new signing key; the old one stays
 /// published until every token it signed has expired.
+#[utoipa::path(
+    post,
+    path = "/api/signing-keys/rotate",
+    tag = "workloads",
+    summary = "Rotate the workload-token signing key (role: admin)",
+    responses((status = 200, description = "new key id", body = crate::docs::KeyId), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn rotate(
     crate::auth::Admin(c): crate::auth::Admin,
     State(s): State<ApiState>,

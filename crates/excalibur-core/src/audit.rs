@@ -201,7 +201,7 @@ impl NewEvent {
 }
 
 /// A stored audit event as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the chain, from 1, without gaps.
     pub seq: AuditSeq,
@@ -283,7 +283,7 @@ impl AuditEvent {
 }
 
 /// The outcome of verifying the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// True when every event links and the head matches the authenticated head.
     pub ok: bool,

@@ -238,7 +238,7 @@ pub fn unhex32(s: &str) -> Option<Hash> {
 }
 
 /// A signed tree head over the first `tree_size` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     /// Events covered (seq 1 ..= tree_size).
     pub tree_size: u64,

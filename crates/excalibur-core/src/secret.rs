@@ -207,6 +207,30 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+impl utoipa::PartialSchema for SecretString {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .write_only(Some(true))
+            .description(Some("A secret: sealed at rest, never returned."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SecretString {}
+
+impl utoipa::PartialSchema for ShownOnce {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .read_only(Some(true))
+            .description(Some("Shown once, in this response only."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ShownOnce {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

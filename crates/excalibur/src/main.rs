@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the gateway: API and UI on 8443, proxy on 3128.
     Serve(Box<config::ServeArgs>),
+    /// Print the OpenAPI document (the one `GET /api/openapi.json` serves) and exit.
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +41,15 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(serve::run(config))
+        }
+        Command::Openapi => {
+            use std::io::Write as _;
+            let doc = excalibur_api::openapi().to_pretty_json()?;
+            match writeln!(std::io::stdout().lock(), "{doc}") {
+                // `excalibur openapi | head` is not a failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => Ok(r?),
+            }
         }
     }
 }

@@ -14,20 +14,37 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes, exposed};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/service-credentials", credential_list)
-        .post("/api/service-credentials", credential_create)
-        .delete("/api/service-credentials/{id}", credential_revoke)
+        .add(routes!(credential_list))
+        .add(routes!(credential_create))
+        .add(routes!(credential_revoke))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/service-credentials",
+    tag = "service-credentials",
+    summary = "List service credentials (role: operator)",
+    responses((status = 200, description = "credentials", body = Vec<excalibur_core::api::ServiceCredentialInfo>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn credential_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.credential_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/service-credentials",
+    tag = "service-credentials",
+    summary = "Mint a service credential bound to a source network; the token is shown once (role: admin)",
+    request_body = excalibur_core::api::CreateServiceCredential,
+    responses((status = 201, description = "created", body = excalibur_core::api::CreatedServiceCredential), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn credential_create(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -72,6 +89,14 @@ pub(crate) async fn create_credential(
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/service-credentials/{id}",
+    tag = "service-credentials",
+    summary = "Revoke a service credential (role: admin)",
+    params(("id" = String, Path, description = "credential id")),
+    responses((status = 200, description = "revoked", body = excalibur_core::api::ServiceCredentialInfo), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn credential_revoke(
     Admin(c): Admin,
     State(s): State<ApiState>,

@@ -12,17 +12,16 @@ use crate::auth::Admin;
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::router::UtoipaMethodRouterExt as _;
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes, exposed};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
-    Routes::default().add(
-        "post",
-        "/api/import",
-        axum::routing::post(import).layer(axum::extract::DefaultBodyLimit::max(
-            crate::IMPORT_MAX_BODY_BYTES,
-        )),
-    )
+    Routes::default().add(routes!(import).layer(axum::extract::DefaultBodyLimit::max(
+        crate::IMPORT_MAX_BODY_BYTES,
+    )))
 }
 
 /// Most objects in one import.
@@ -31,6 +30,14 @@ const IMPORT_MAX_OBJECTS: usize = 50_000;
 /// `POST /api/import`: validated like the single-object endpoints (an error names the
 /// item), written in one transaction with one audit event per object, one snapshot
 /// rebuild for all of them.
+#[utoipa::path(
+    post,
+    path = "/api/import",
+    tag = "config",
+    summary = "Import providers, placeholders, translation rules and service credentials at once: one transaction (all or nothing), one audit event per object, one snapshot rebuild; an invalid item is named (`placeholders[3]`)",
+    request_body(content = excalibur_core::api::ImportRequest, content_type = "application/json"),
+    responses((status = 201, description = "what was written; the service credentials' tokens are shown once", body = excalibur_core::api::ImportResponse), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn import(
     Admin(c): Admin,
     State(s): State<ApiState>,

@@ -1,13 +1,13 @@
 //! Route handlers, one module per resource: validate, call the store, reload the
-//! snapshot, answer. Each module lists its routes ([`Routes`]); [`all`] merges them, so
-//! the router and the route list the OpenAPI test checks come from one place.
+//! snapshot, answer. Each handler carries its OpenAPI operation (`#[utoipa::path]`) and
+//! each module lists its handlers ([`Routes`]); [`all`] merges them, so the router and
+//! the OpenAPI document come from one place.
 
 use axum::Router;
-use axum::handler::Handler;
 use axum::response::Response;
-use axum::routing::MethodRouter;
 use excalibur_core::ShownOnce;
 use excalibur_core::ids::IssuedToken;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::{ApiError, ApiState};
 
@@ -33,55 +33,35 @@ pub(crate) use webhooks::create_webhook;
 
 type ApiResult = Result<Response, ApiError>;
 
-/// A resource's routes: the router and its `(method, path)` list, built together.
-#[derive(Default)]
-pub(crate) struct Routes {
-    router: Router<ApiState>,
-    list: Vec<(&'static str, &'static str)>,
+/// A resource's routes. A route can only be added with its OpenAPI operation
+/// (`routes!(handler)` of a `#[utoipa::path]` handler), so the router and the document
+/// come from the same attribute: no route is served undocumented.
+pub(crate) struct Routes(OpenApiRouter<ApiState>);
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self(OpenApiRouter::new())
+    }
 }
 
 impl Routes {
-    /// Serves `method` on `path` with `endpoint` (a method router that may carry layers).
-    pub(crate) fn add(
-        mut self,
-        method: &'static str,
-        path: &'static str,
-        endpoint: MethodRouter<ApiState>,
-    ) -> Self {
-        self.router = self.router.route(path, endpoint);
-        self.list.push((method, path));
-        self
+    /// Serves a documented handler (its method and path come from its attribute).
+    pub(crate) fn add(self, route: UtoipaMethodRouter<ApiState>) -> Self {
+        Self(self.0.routes(route))
     }
 
-    pub(crate) fn get<H: Handler<T, ApiState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("get", path, axum::routing::get(h))
+    pub(crate) fn merge(self, other: Routes) -> Self {
+        Self(self.0.merge(other.0))
     }
 
-    pub(crate) fn post<H: Handler<T, ApiState>, T: 'static>(
+    /// The router, and the document: `frame` (info, security) with every route's operation.
+    pub(crate) fn split(
         self,
-        path: &'static str,
-        h: H,
-    ) -> Self {
-        self.add("post", path, axum::routing::post(h))
-    }
-
-    pub(crate) fn delete<H: Handler<T, ApiState>, T: 'static>(
-        self,
-        path: &'static str,
-        h: H,
-    ) -> Self {
-        self.add("delete", path, axum::routing::delete(h))
-    }
-
-    fn merge(mut self, other: Routes) -> Self {
-        self.router = self.router.merge(other.router);
-        self.list.extend(other.list);
-        self
-    }
-
-    /// The router, and every `(method, path)` it serves.
-    pub(crate) fn into_parts(self) -> (Router<ApiState>, Vec<(&'static str, &'static str)>) {
-        (self.router, self.list)
+        frame: utoipa::openapi::OpenApi,
+    ) -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+        OpenApiRouter::with_openapi(frame)
+            .merge(self.0)
+            .split_for_parts()
     }
 }
 

@@ -12,20 +12,22 @@ use crate::auth::Reader;
 use crate::extract::Query;
 use crate::{ApiError, ApiState};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/flows", flow_list)
-        .get("/api/audit", audit_list)
-        .get("/api/audit/verify", audit_verify)
-        .get("/api/audit/checkpoints", checkpoint_list)
-        .get("/api/audit/checkpoints/latest", checkpoint_latest)
-        .get("/api/audit/checkpoint-key", checkpoint_key)
-        .get("/api/audit/proof/inclusion", inclusion_proof)
-        .get("/api/audit/proof/consistency", consistency_proof)
-        .get("/api/events/stream", crate::events::stream)
+        .add(routes!(flow_list))
+        .add(routes!(audit_list))
+        .add(routes!(audit_verify))
+        .add(routes!(checkpoint_list))
+        .add(routes!(checkpoint_latest))
+        .add(routes!(checkpoint_key))
+        .add(routes!(inclusion_proof))
+        .add(routes!(consistency_proof))
+        .add(routes!(crate::events::stream))
 }
 
 /// The window fields of a params struct, moved into a [`WindowParams`].
@@ -190,6 +192,14 @@ impl Window {
 }
 
 /// `GET /api/flows`: newest recorded first; the next page is `before=<last seq>`.
+#[utoipa::path(
+    get,
+    path = "/api/flows",
+    tag = "flows",
+    summary = "List recorded flows, newest recorded first; page with before=<last seq> (role: operator)",
+    params(("principal" = Option<String>, Query, description = "Exact principal id"), ("host" = Option<String>, Query, description = "Exact host"), ("decision" = Option<String>, Query, description = "allow or deny"), ("since" = Option<String>, Query, description = "Only results at or after this RFC 3339 time"), ("until" = Option<String>, Query, description = "Only results before this RFC 3339 time"), ("before" = Option<String>, Query, description = "Only records older than this: a record's seq (the cursor of the next page: the last seq of this page) or an RFC 3339 time"), ("after" = Option<String>, Query, description = "Only records newer than this: a seq or an RFC 3339 time (with order=asc, the page just newer than a seq)"), ("limit" = Option<i64>, Query, description = "Maximum results (1-1000, default 100)"), ("order" = Option<String>, Query, description = "desc (newest first, default) or asc (oldest first: page toward newer flows with after)")),
+    responses((status = 200, description = "flows", body = Vec<excalibur_core::api::Flow>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn flow_list(
     _: Reader,
     State(s): State<ApiState>,
@@ -218,6 +228,14 @@ pub(crate) struct AuditParams {
 }
 
 /// `GET /api/audit`: newest first; the next page is `before=<last seq>`.
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    tag = "audit",
+    summary = "List audit events, newest first (role: operator)",
+    params(("type" = Option<String>, Query, description = "Event type or glob with *, e.g. placeholder_*"), ("principal" = Option<String>, Query, description = "Exact principal"), ("since" = Option<String>, Query, description = "Only results at or after this RFC 3339 time"), ("after_seq" = Option<i64>, Query, description = "Only events with a greater seq (the older spelling of after=<seq>)"), ("until" = Option<String>, Query, description = "Only results before this RFC 3339 time"), ("before" = Option<String>, Query, description = "Only records older than this: a record's seq (the cursor of the next page: the last seq of this page) or an RFC 3339 time"), ("after" = Option<String>, Query, description = "Only records newer than this: a seq or an RFC 3339 time (with order=asc, the page just newer than a seq)"), ("limit" = Option<i64>, Query, description = "Maximum results (1-1000, default 100)"), ("order" = Option<String>, Query, description = "desc (newest first, default) or asc (oldest first: page forward with after_seq)")),
+    responses((status = 200, description = "events", body = Vec<excalibur_core::audit::AuditEvent>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn audit_list(
     _: Reader,
     State(s): State<ApiState>,
@@ -232,6 +250,13 @@ pub(crate) async fn audit_list(
     Ok(Json(s.store.audit_list(q).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/audit/verify",
+    tag = "audit",
+    summary = "Verify the hash chain and its authenticated head (role: operator)",
+    responses((status = 200, description = "report", body = excalibur_core::audit::VerifyReport), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn audit_verify(_: Reader, State(s): State<ApiState>) -> ApiResult {
     s.settled().await;
     Ok(Json(s.store.audit_verify().await?).into_response())
@@ -245,6 +270,14 @@ pub(crate) struct CheckpointParams {
 }
 
 /// Checkpoints with `tree_size > after`, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/audit/checkpoints",
+    tag = "audit",
+    summary = "Signed checkpoints with tree_size > after, oldest first",
+    params(("after" = Option<i64>, Query, description = "tree size to list after (default 0)"), ("limit" = Option<i64>, Query, description = "1..1000 (default 100)")),
+    responses((status = 200, description = "ok", body = Vec<excalibur_core::merkle::Checkpoint>), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn checkpoint_list(
     _: Reader,
     State(s): State<ApiState>,
@@ -257,6 +290,13 @@ pub(crate) async fn checkpoint_list(
     Ok(Json(list).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/audit/checkpoints/latest",
+    tag = "audit",
+    summary = "The newest signed checkpoint (404 before the first)",
+    responses((status = 200, description = "ok", body = excalibur_core::merkle::Checkpoint), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn checkpoint_latest(_: Reader, State(s): State<ApiState>) -> ApiResult {
     match s.store.checkpoint_latest().await? {
         Some((cp, _)) => Ok(Json(cp).into_response()),
@@ -269,6 +309,14 @@ pub(crate) async fn checkpoint_latest(_: Reader, State(s): State<ApiState>) -> A
 }
 
 /// The checkpoint key (public; no token): what a witness or an offline verifier pins.
+#[utoipa::path(
+    get,
+    path = "/api/audit/checkpoint-key",
+    tag = "audit",
+    summary = "The checkpoint signing key, PEM PUBLIC KEY (Ed25519); no token",
+    responses((status = 200, description = "ok", body = String, content_type = "application/x-pem-file"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub(crate) async fn checkpoint_key(State(s): State<ApiState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],
@@ -310,6 +358,14 @@ pub(crate) struct InclusionParams {
 }
 
 /// RFC 9162 inclusion proof of event `seq` (leaf `seq - 1`) in the tree of `tree_size`.
+#[utoipa::path(
+    get,
+    path = "/api/audit/proof/inclusion",
+    tag = "audit",
+    summary = "RFC 9162 inclusion proof of event seq in the tree of tree_size",
+    params(("seq" = i64, Query, description = "event seq (leaf seq-1)"), ("tree_size" = i64, Query, description = "tree size")),
+    responses((status = 200, description = "ok", body = crate::docs::InclusionProof), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn inclusion_proof(
     _: Reader,
     State(s): State<ApiState>,
@@ -339,6 +395,14 @@ pub(crate) struct ConsistencyParams {
 }
 
 /// RFC 9162 consistency proof between the trees of sizes `from` and `to`.
+#[utoipa::path(
+    get,
+    path = "/api/audit/proof/consistency",
+    tag = "audit",
+    summary = "RFC 9162 consistency proof between two tree sizes",
+    params(("from" = i64, Query, description = "older tree size (>= 1)"), ("to" = i64, Query, description = "newer tree size")),
+    responses((status = 200, description = "ok", body = crate::docs::ConsistencyProof), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn consistency_proof(
     _: Reader,
     State(s): State<ApiState>,

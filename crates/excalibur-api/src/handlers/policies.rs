@@ -12,21 +12,38 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/policies", policy_list)
-        .post("/api/policies", policy_create)
-        .delete("/api/policies/{id}", policy_delete)
-        .post("/api/policies/evaluate", policy_evaluate)
+        .add(routes!(policy_list))
+        .add(routes!(policy_create))
+        .add(routes!(policy_delete))
+        .add(routes!(policy_evaluate))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/policies",
+    tag = "policies",
+    summary = "List operator Cedar policies (role: operator)",
+    responses((status = 200, description = "policies", body = Vec<excalibur_core::api::PolicyRecord>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn policy_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.policy_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/policies",
+    tag = "policies",
+    summary = "Add an operator Cedar policy; rejected with the validator's message if it does not type-check against the schema (role: admin)",
+    request_body = excalibur_core::api::CreatePolicy,
+    responses((status = 201, description = "created", body = excalibur_core::api::PolicyRecord), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn policy_create(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -39,6 +56,14 @@ pub(crate) async fn policy_create(
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/policies/{id}",
+    tag = "policies",
+    summary = "Delete an operator policy (role: admin)",
+    params(("id" = String, Path, description = "policy id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn policy_delete(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -50,6 +75,14 @@ pub(crate) async fn policy_delete(
 }
 
 /// A dry run against the policy in force: the same decision functions the proxy calls.
+#[utoipa::path(
+    post,
+    path = "/api/policies/evaluate",
+    tag = "policies",
+    summary = "Dry-run a decision (connect on Host, redeem on Placeholder) against the policy in force (role: operator)",
+    request_body = excalibur_core::api::EvaluateRequest,
+    responses((status = 200, description = "decision", body = excalibur_core::api::EvaluateResponse), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn policy_evaluate(
     _: Reader,
     State(s): State<ApiState>,

@@ -10,20 +10,37 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/providers", provider_list)
-        .post("/api/providers", provider_upsert)
-        .delete("/api/providers/{id}", provider_delete)
+        .add(routes!(provider_list))
+        .add(routes!(provider_upsert))
+        .add(routes!(provider_delete))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/providers",
+    tag = "providers",
+    summary = "List providers (role: operator)",
+    responses((status = 200, description = "providers", body = Vec<excalibur_core::api::Provider>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn provider_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.provider_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/providers",
+    tag = "providers",
+    summary = "Create or replace a provider and the hosts its secrets may be sent to (role: admin)",
+    request_body = excalibur_core::api::Provider,
+    responses((status = 200, description = "stored", body = excalibur_core::api::Provider), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn provider_upsert(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -40,6 +57,14 @@ pub(crate) async fn provider_upsert(
     Ok(Json(p).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/providers/{id}",
+    tag = "providers",
+    summary = "Delete a provider no placeholder uses (role: admin)",
+    params(("id" = String, Path, description = "provider id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn provider_delete(
     Admin(c): Admin,
     State(s): State<ApiState>,

@@ -9,24 +9,41 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/ssh/routes", ssh_route_list)
-        .post("/api/ssh/routes", ssh_route_create)
-        .delete("/api/ssh/routes/{id}", ssh_route_delete)
-        .get("/api/ssh/gateway", ssh_gateway)
-        .get("/api/sessions", session_list)
-        .post("/api/sessions/{id}/revoke", session_revoke)
+        .add(routes!(ssh_route_list))
+        .add(routes!(ssh_route_create))
+        .add(routes!(ssh_route_delete))
+        .add(routes!(ssh_gateway))
+        .add(routes!(session_list))
+        .add(routes!(session_revoke))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ssh/routes",
+    tag = "ssh",
+    summary = "SSH routes: which target a user reaches from which network (role: operator)",
+    responses((status = 200, description = "routes", body = Vec<excalibur_core::api::SshRoute>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn ssh_route_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.ssh_route_list().await?).into_response())
 }
 
 /// `POST /api/ssh/routes`: creates a route, or replaces the one named by `id`.
+#[utoipa::path(
+    post,
+    path = "/api/ssh/routes",
+    tag = "ssh",
+    summary = "Create an SSH route, or replace the one named by `id` (a target-key rotation); the target key is sealed and never returned; emits ssh_route_created or ssh_route_updated (role: admin)",
+    request_body = excalibur_core::api::CreateSshRoute,
+    responses((status = 201, description = "created", body = excalibur_core::api::SshRoute), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 200, description = "replaced", body = excalibur_core::api::SshRoute), (status = 404, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 422, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn ssh_route_create(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -101,6 +118,14 @@ pub(crate) async fn ssh_route_create(
     Ok((status, Json(route)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/ssh/routes/{id}",
+    tag = "ssh",
+    summary = "Delete an SSH route; emits ssh_route_deleted (role: admin)",
+    params(("id" = String, Path, description = "route id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 404, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn ssh_route_delete(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -147,6 +172,13 @@ async fn end_route_sessions(
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ssh/gateway",
+    tag = "ssh",
+    summary = "The SSH gateway's host key (for known_hosts), client key (for targets' authorized_keys) and trusted user CAs (role: operator)",
+    responses((status = 200, description = "gateway", body = excalibur_core::api::SshGatewayInfo), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn ssh_gateway(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.ssh.info).into_response())
 }
@@ -154,12 +186,27 @@ pub(crate) async fn ssh_gateway(_: Reader, State(s): State<ApiState>) -> ApiResu
 /// Most sessions `GET /api/sessions` returns.
 const SESSION_LIST_LIMIT: usize = 500;
 
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "ssh",
+    summary = "SSH-gateway sessions, newest first (at most 500) (role: operator)",
+    responses((status = 200, description = "sessions", body = Vec<excalibur_core::api::SshSession>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn session_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.ssh_session_list(SESSION_LIST_LIMIT).await?).into_response())
 }
 
 /// `POST /api/sessions/{id}/revoke`: ends the session in the store (its proxy token
 /// stops working), then closes it on the gateway at once.
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/revoke",
+    tag = "ssh",
+    summary = "Revoke a live session: its proxy token stops working and the SSH connection is closed at once; emits ssh_session_ended with reason revoked (role: admin)",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, description = "revoked", body = excalibur_core::api::SshSession), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 404, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 409, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn session_revoke(
     Admin(c): Admin,
     State(s): State<ApiState>,

@@ -6,23 +6,33 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Reader;
-use crate::{ApiError, ApiState, OPENAPI};
+use crate::{ApiError, ApiState};
+
+use utoipa_axum::routes;
 
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/healthz", healthz)
-        .get("/readyz", readyz)
-        .get("/api/ca.pem", ca_pem)
-        .get("/api/openapi.json", openapi)
-        .get("/metrics", metrics)
+        .add(routes!(healthz))
+        .add(routes!(readyz))
+        .add(routes!(ca_pem))
+        .add(routes!(openapi))
+        .add(routes!(metrics))
 }
 
 /// Liveness (restart me): 200 `ok` while the process can recover by itself; 503 naming
 /// what cannot (the recorder stopped, a snapshot that stays stale while the database
 /// answers).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness (restart me): 503 only when the process cannot recover by itself",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain"), (status = 503, description = "a restart is needed", body = crate::docs::Liveness)),
+    security(())
+)]
 pub(crate) async fn healthz(State(s): State<ApiState>) -> Response {
     let report = s.probes.liveness();
     if report.problems.is_empty() {
@@ -39,6 +49,13 @@ pub(crate) async fn healthz(State(s): State<ApiState>) -> Response {
 const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Prometheus text exposition; needs an operator or admin token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    summary = "Prometheus metrics (OpenMetrics text): requests by decision and principal kind, upstream latency, substitutions, exchange results, audit queue depth, snapshot version (role: operator)",
+    responses((status = 200, description = "metrics", body = String, content_type = "application/openmetrics-text"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &s.registry)
@@ -55,6 +72,14 @@ pub(crate) async fn metrics(_: Reader, State(s): State<ApiState>) -> ApiResult {
 
 /// Readiness (send me traffic): 200 with `"ready": true` (and any `degraded` states),
 /// or 503 naming the `problems`; see docs/deploy.md for each state.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness (send me traffic): 503 names the problems; states shared by every replica (the database away) only degrade it",
+    responses((status = 200, description = "ready (possibly degraded)", body = crate::docs::Readiness), (status = 503, description = "not ready", body = crate::docs::Readiness)),
+    security(())
+)]
 pub(crate) async fn readyz(State(s): State<ApiState>) -> Response {
     let answers = matches!(
         tokio::time::timeout(READY_DB_TIMEOUT, s.store.provider_list()).await,
@@ -75,6 +100,14 @@ pub(crate) async fn readyz(State(s): State<ApiState>) -> Response {
     (status, Json(serde_json::Value::Object(body))).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ca.pem",
+    tag = "ca",
+    summary = "The Excalibur CA certificate (PEM) for workloads to trust",
+    responses((status = 200, description = "PEM", body = String, content_type = "application/x-pem-file"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],
@@ -83,8 +116,19 @@ pub(crate) async fn ca_pem(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = serde_json::Value), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub(crate) async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    /// Generated once per process (it never changes while it runs).
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| crate::openapi().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
 }
 
 pub(crate) async fn not_found() -> ApiError {

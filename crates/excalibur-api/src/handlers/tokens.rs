@@ -12,20 +12,37 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes, exposed};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/tokens", token_list)
-        .post("/api/tokens", token_create)
-        .delete("/api/tokens/{id}", token_revoke)
+        .add(routes!(token_list))
+        .add(routes!(token_create))
+        .add(routes!(token_revoke))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    tag = "tokens",
+    summary = "List API tokens (prefixes only) (role: operator)",
+    responses((status = 200, description = "tokens", body = Vec<excalibur_core::api::TokenInfo>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn token_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.token_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    tag = "tokens",
+    summary = "Mint an API token; the token is shown once (role: admin)",
+    request_body = excalibur_core::api::CreateToken,
+    responses((status = 201, description = "created", body = excalibur_core::api::CreatedToken), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn token_create(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -54,6 +71,14 @@ pub(crate) async fn token_create(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke an API token (role: admin)",
+    params(("id" = String, Path, description = "token id")),
+    responses((status = 200, description = "revoked", body = excalibur_core::api::TokenInfo), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn token_revoke(
     Admin(c): Admin,
     State(s): State<ApiState>,

@@ -12,21 +12,38 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes, exposed};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     Routes::default()
-        .get("/api/webhooks", webhook_list)
-        .post("/api/webhooks", webhook_create)
-        .delete("/api/webhooks/{id}", webhook_delete)
-        .get("/api/webhooks/{id}/deliveries", webhook_deliveries)
+        .add(routes!(webhook_list))
+        .add(routes!(webhook_create))
+        .add(routes!(webhook_delete))
+        .add(routes!(webhook_deliveries))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks",
+    tag = "webhooks",
+    summary = "List webhooks (secret fingerprints only) (role: operator)",
+    responses((status = 200, description = "webhooks", body = Vec<excalibur_core::api::WebhookInfo>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn webhook_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.webhook_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks",
+    tag = "webhooks",
+    summary = "Add a webhook; deliveries are signed with X-Excalibur-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>; a generated secret is shown once (role: admin)",
+    request_body = excalibur_core::api::CreateWebhook,
+    responses((status = 201, description = "created", body = excalibur_core::api::CreatedWebhook), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn webhook_create(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -78,6 +95,14 @@ pub(crate) async fn create_webhook(
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/webhooks/{id}",
+    tag = "webhooks",
+    summary = "Delete a webhook and its pending deliveries (role: admin)",
+    params(("id" = String, Path, description = "webhook id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn webhook_delete(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -87,6 +112,14 @@ pub(crate) async fn webhook_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    summary = "A webhook's delivery log, newest first (role: operator)",
+    params(("id" = String, Path, description = "webhook id")),
+    responses((status = 200, description = "deliveries", body = Vec<excalibur_core::api::Delivery>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn webhook_deliveries(
     _: Reader,
     State(s): State<ApiState>,

@@ -10,29 +10,46 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState, validate};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 /// This resource's routes.
 pub(super) fn routes() -> Routes {
     use crate::exchange;
     Routes::default()
-        .get("/api/namespaces", namespace_list)
-        .post("/api/namespaces", namespace_upsert)
-        .get("/api/workloads", workload_list)
-        .post("/api/revocations", revoke)
-        .get("/api/revocations", revocation_list)
-        .delete("/api/revocations/{id}", revocation_delete)
-        .post("/api/oauth/token", exchange::token)
-        .post("/v1/exchange/token", exchange::workload_token)
-        .post("/v1/introspect", exchange::introspect)
-        .get("/.well-known/jwks.json", exchange::jwks)
-        .post("/api/signing-keys/rotate", exchange::rotate)
+        .add(routes!(namespace_list))
+        .add(routes!(namespace_upsert))
+        .add(routes!(workload_list))
+        .add(routes!(revoke))
+        .add(routes!(revocation_list))
+        .add(routes!(revocation_delete))
+        .add(routes!(exchange::token))
+        .add(routes!(exchange::workload_token))
+        .add(routes!(exchange::introspect))
+        .add(routes!(exchange::jwks))
+        .add(routes!(exchange::rotate))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/namespaces",
+    tag = "workloads",
+    summary = "List namespaces (role: operator)",
+    responses((status = 200, description = "namespaces", body = Vec<excalibur_core::api::Namespace>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn namespace_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.namespace_list().await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/namespaces",
+    tag = "workloads",
+    summary = "Create or replace a namespace and the domains its workloads may reach (role: admin)",
+    request_body = excalibur_core::api::Namespace,
+    responses((status = 200, description = "stored", body = excalibur_core::api::Namespace), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn namespace_upsert(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -49,6 +66,14 @@ pub(crate) async fn namespace_upsert(
     Ok(Json(ns).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/revocations",
+    tag = "workloads",
+    summary = "Revoke one workload bearer (by workload_id or its subject token's jti), or every bearer of a principal (kill switch: also refuses the principal's exchanges until lifted); effective at once, open tunnels included (role: admin)",
+    request_body = excalibur_core::api::Revocation,
+    responses((status = 200, description = "revoked", body = crate::docs::Revoked), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn revoke(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -79,11 +104,26 @@ pub(crate) async fn revoke(
 }
 
 /// `GET /api/revocations`: the standing revocations of principals (the kill switch).
+#[utoipa::path(
+    get,
+    path = "/api/revocations",
+    tag = "workloads",
+    summary = "The standing revocations of principals (kill switch), newest first (role: operator)",
+    responses((status = 200, description = "revocations", body = Vec<excalibur_core::api::PrincipalRevocation>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn revocation_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.principal_revocation_list().await?).into_response())
 }
 
 /// `DELETE /api/revocations/{id}`: lifts a principal's standing revocation.
+#[utoipa::path(
+    delete,
+    path = "/api/revocations/{id}",
+    tag = "workloads",
+    summary = "Lift a principal's standing revocation: it may exchange again (role: admin)",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "lifted"), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 404, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn revocation_delete(
     Admin(c): Admin,
     State(s): State<ApiState>,
@@ -93,6 +133,13 @@ pub(crate) async fn revocation_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workloads",
+    tag = "workloads",
+    summary = "Workloads that exchanged a platform token (role: operator)",
+    responses((status = 200, description = "workloads", body = Vec<excalibur_core::api::WorkloadInfo>), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn workload_list(_: Reader, State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.store.workload_list().await?).into_response())
 }

@@ -6,7 +6,7 @@ use crate::ids::CredentialId;
 use crate::secret::ShownOnce;
 
 /// `POST /api/service-credentials` (seed 000 §1).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceCredential {
     /// Label.
@@ -24,7 +24,7 @@ pub struct CreateServiceCredential {
 }
 
 /// A service credential as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceCredentialInfo {
     /// Id.
     pub id: CredentialId,
@@ -49,7 +49,7 @@ pub struct ServiceCredentialInfo {
 }
 
 /// Response of `POST /api/service-credentials`: the token is shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedServiceCredential {
     /// The stored record.
     #[serde(flatten)]

@@ -9,7 +9,7 @@ use super::oauth_refresh::OauthRefreshMapping;
 use super::sigv4::Sigv4Mapping;
 
 /// A crypto-mediation family; each has its own mappings table in the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CryptoFamily {
     /// AWS Signature Version 4.
@@ -70,7 +70,7 @@ impl CryptoFamily {
 }
 
 /// A stored crypto mapping: non-secret settings as JSON, the secret sealed elsewhere.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MappingRecord {
     /// Family.
     pub family: CryptoFamily,

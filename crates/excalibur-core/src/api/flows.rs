@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One proxied request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Flow {
     /// Flow id.
     pub id: String,

@@ -8,7 +8,7 @@ use super::vault::{Provider, UpsertPlaceholder, UpsertedPlaceholder};
 
 /// `POST /api/import`: many objects at once, written in one transaction (all or
 /// nothing), each with the audit event its own endpoint writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// Providers (created or replaced), written first.
@@ -26,7 +26,7 @@ pub struct ImportRequest {
 }
 
 /// The answer to `POST /api/import`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportResponse {
     /// Providers as stored.
     pub providers: Vec<Provider>,

@@ -7,7 +7,7 @@ use crate::secret::SecretString;
 use super::crypto::{MappingRecord, root_path};
 
 /// How a JWT-bearer mapping turns its key into the credential it injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JwtBearerPreset {
     /// RFC 7523 §2.1: POST `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and the
@@ -24,7 +24,7 @@ pub enum JwtBearerPreset {
 }
 
 /// `POST /api/crypto/jwt-bearer/mappings` (seed 001 §1). With `id`, replaces that mapping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJwtBearerMapping {
     /// Existing mapping to replace.
@@ -66,7 +66,7 @@ pub struct CreateJwtBearerMapping {
 }
 
 /// A JWT-bearer mapping as listed (the seed's table columns plus its settings).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JwtBearerMapping {
     /// Mapping id; translation rules name it as the placeholder to redeem.
     pub id: String,

@@ -7,7 +7,7 @@ use crate::secret::SecretString;
 use super::crypto::MappingRecord;
 
 /// `POST /api/crypto/mtls/mappings` (seed 001 §3). With `id`, replaces that mapping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMtlsMapping {
     /// Existing mapping to replace.
@@ -25,7 +25,7 @@ pub struct CreateMtlsMapping {
 }
 
 /// An mTLS mapping as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MtlsMapping {
     /// Mapping id; translation rules name it as the placeholder to redeem.
     pub id: String,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/netbird/status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetbirdStatus {
     /// Whether `EXCALIBUR_NETBIRD_SYNC_URL` is set.
     pub configured: bool,
@@ -26,7 +26,7 @@ pub struct NetbirdStatus {
 }
 
 /// A NetBird peer as Excalibur uses it (`GET /api/netbird/peers`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NetbirdPeer {
     /// NetBird peer id.
     pub id: String,

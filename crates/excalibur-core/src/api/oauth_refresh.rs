@@ -8,7 +8,7 @@ use super::crypto::{MappingRecord, root_path};
 
 /// `POST /api/crypto/oauth-refresh/mappings`. With `id`, replaces that mapping (a new
 /// refresh token from the operator starts afresh).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOauthRefreshMapping {
     /// Existing mapping to replace.
@@ -42,7 +42,7 @@ pub struct CreateOauthRefreshMapping {
 }
 
 /// The sealed part of an OAuth2 refresh mapping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OauthRefreshKeys {
     /// Client secret.
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct OauthRefreshKeys {
 }
 
 /// An OAuth2 refresh mapping as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OauthRefreshMapping {
     /// Mapping id; translation rules name it as the placeholder to redeem.
     pub id: String,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/policies`: an operator Cedar policy, validated against the schema on write.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePolicy {
     /// Policy id (letters, digits, `-`, `_`, `.`; the prefixes `egress:`, `provider:`,
@@ -17,7 +17,7 @@ pub struct CreatePolicy {
 }
 
 /// A stored operator policy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRecord {
     /// The policy as created.
     #[serde(flatten)]
@@ -27,7 +27,7 @@ pub struct PolicyRecord {
 }
 
 /// The principal of a dry-run evaluation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalPrincipal {
     /// `Workload` or `Human`.
@@ -65,7 +65,7 @@ pub struct EvalPrincipal {
 }
 
 /// The resource of a dry-run evaluation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalResource {
     /// `Host` (for `connect`) or `Placeholder` (for `redeem`).
@@ -76,7 +76,7 @@ pub struct EvalResource {
 }
 
 /// The context of a dry-run evaluation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalContext {
     /// Destination host (redeem).
@@ -97,7 +97,7 @@ pub struct EvalContext {
 }
 
 /// `POST /api/policies/evaluate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateRequest {
     /// Who.
@@ -112,7 +112,7 @@ pub struct EvaluateRequest {
 }
 
 /// The decision of a dry run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvaluateResponse {
     /// `allow` or `deny`.
     pub decision: String,

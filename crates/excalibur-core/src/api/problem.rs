@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `application/problem+json` body (RFC 9457).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the problem type.
     #[serde(rename = "type")]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::RuleId;
 
 /// `POST /api/translation-rules`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTranslationRule {
     /// Principal selector: `*`, an exact principal id (`service:ci-runner`) or a glob.
@@ -35,7 +35,7 @@ fn slash() -> String {
 }
 
 /// A stored translation rule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TranslationRule {
     /// Id.
     pub id: RuleId,

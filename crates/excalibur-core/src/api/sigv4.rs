@@ -8,7 +8,7 @@ use super::crypto::{MappingRecord, root_path};
 
 /// `POST /api/crypto/sigv4/mappings` (seed 001 §4). With `id`, replaces that mapping
 /// (rotation); without, creates one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSigv4Mapping {
     /// Existing mapping to replace.
@@ -37,7 +37,7 @@ pub struct CreateSigv4Mapping {
 }
 
 /// The sealed part of a SigV4 mapping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sigv4Keys {
     /// Access key id.
     pub access_key_id: String,
@@ -51,7 +51,7 @@ pub struct Sigv4Keys {
 }
 
 /// A SigV4 mapping as listed (the seed's table columns plus its settings).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sigv4Mapping {
     /// Mapping id; translation rules name it as the placeholder to redeem.
     pub id: String,
@@ -115,7 +115,7 @@ impl Sigv4Mapping {
 }
 
 /// `POST /api/crypto/sigv4/presign`: an operator asks for a presigned URL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresignRequest {
     /// Mapping to sign with.
@@ -134,7 +134,7 @@ pub struct PresignRequest {
 }
 
 /// Response of `POST /api/crypto/sigv4/presign`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresignedUrl {
     /// The URL (a bearer credential until it expires).
     pub url: ShownOnce,

@@ -6,7 +6,7 @@ use crate::secret::SecretString;
 
 /// `POST /api/ssh/routes`: which target a user reaches from which network (seed 000 §2).
 /// With an existing `id` it replaces that route (a rotation of its target key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSshRoute {
     /// Replace this route (absent: a new route).
@@ -55,7 +55,7 @@ fn default_true() -> bool {
 }
 
 /// An SSH route as listed (the target key only as a fingerprint).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SshRoute {
     /// Id (`sshr_…`).
     pub id: String,
@@ -92,7 +92,7 @@ pub struct SshRoute {
 
 /// An SSH-gateway session (`GET /api/sessions`; the seed's Session, User, Source,
 /// Started, State).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SshSession {
     /// Session id (`sess_…`).
     pub id: String,
@@ -134,7 +134,7 @@ pub struct SshSession {
 }
 
 /// `GET /api/ssh/gateway`: what operators put on targets and in `known_hosts`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SshGatewayInfo {
     /// Whether the gateway listens.
     pub enabled: bool,

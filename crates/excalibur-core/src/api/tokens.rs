@@ -6,7 +6,7 @@ use crate::ids::{Role, TokenId};
 use crate::secret::ShownOnce;
 
 /// `POST /api/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// A label for the token.
@@ -16,7 +16,7 @@ pub struct CreateToken {
 }
 
 /// An API token as listed (never the token itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Token id.
     pub id: TokenId,
@@ -33,7 +33,7 @@ pub struct TokenInfo {
 }
 
 /// Response of `POST /api/tokens`: the only time the token is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The stored record.
     #[serde(flatten)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::SecretString;
 
 /// `POST /api/placeholders`: an atomic upsert by placeholder name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPlaceholder {
     /// The placeholder the workload sends, e.g. `XCALIBUR_GITHUB_TOKEN`.
@@ -24,7 +24,7 @@ pub struct UpsertPlaceholder {
 }
 
 /// A placeholder as listed: fingerprint only.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlaceholderInfo {
     /// Placeholder name.
     pub placeholder: String,
@@ -48,7 +48,7 @@ pub struct PlaceholderInfo {
 }
 
 /// Response of `POST /api/placeholders`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpsertedPlaceholder {
     /// The record after the upsert.
     #[serde(flatten)]
@@ -60,7 +60,7 @@ pub struct UpsertedPlaceholder {
 }
 
 /// `POST /api/providers` (upsert) and the listed form.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     /// Provider id, e.g. `github`.

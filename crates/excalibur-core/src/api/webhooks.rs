@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::{SecretString, ShownOnce};
 
 /// `POST /api/webhooks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// `https://` (or `http://`) receiver URL.
@@ -19,7 +19,7 @@ pub struct CreateWebhook {
 }
 
 /// A webhook as listed (never its secret).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookInfo {
     /// Id.
     pub id: String,
@@ -34,7 +34,7 @@ pub struct WebhookInfo {
 }
 
 /// Response of `POST /api/webhooks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedWebhook {
     /// The stored record.
     #[serde(flatten)]
@@ -44,7 +44,7 @@ pub struct CreatedWebhook {
 }
 
 /// One delivery attempt series of one event to one webhook.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// Delivery id (also sent as `X-Excalibur-Delivery`).
     pub id: String,

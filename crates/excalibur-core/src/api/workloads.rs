@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/namespaces` (upsert) and the listed form.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Namespace {
     /// Kubernetes namespace (or tenant) name.
@@ -14,7 +14,7 @@ pub struct Namespace {
 }
 
 /// A workload that exchanged a platform token for a proxy bearer (Fleet & Namespaces).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkloadInfo {
     /// Id.
     pub id: String,
@@ -38,7 +38,7 @@ pub struct WorkloadInfo {
 
 /// `POST /api/revocations`: revoke one workload bearer (by id or by its subject token's
 /// `jti`), or every bearer of a principal (the kill switch). Exactly one field.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
     /// A workload id from `GET /api/workloads`.
@@ -54,7 +54,7 @@ pub struct Revocation {
 
 /// A standing revocation of a principal (the kill switch), listed at
 /// `GET /api/revocations` and lifted with `DELETE /api/revocations/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PrincipalRevocation {
     /// Id, `rev_<hex>`.
     pub id: String,

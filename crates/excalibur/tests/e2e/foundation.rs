@@ -466,6 +466,17 @@ async fn every_documented_route_is_served() {
     let doc = gw.api().get("/api/openapi.json").await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 10);
+    // `excalibur openapi` prints the same document, without a server.
+    let printed = tokio::process::Command::new(crate::server_bin())
+        .arg("openapi")
+        .output()
+        .await
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&printed.stdout).unwrap(),
+        doc
+    );
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let concrete = path.replace("{id}", "none").replace("{name}", "none");

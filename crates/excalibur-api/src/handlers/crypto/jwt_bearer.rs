@@ -11,10 +11,19 @@ use crate::{ApiError, ApiState, validate};
 
 pub(super) struct JwtBearer;
 
+super::family_api!(
+    JwtBearer,
+    "/api/crypto/jwt-bearer/mappings",
+    "/api/crypto/jwt-bearer/mappings/{id}",
+    excalibur_core::api::CreateJwtBearerMapping,
+    excalibur_core::api::JwtBearerMapping,
+    list: "List JWT-bearer mappings (key id and fingerprint, never the key) (role: operator)",
+    create: "Create a JWT-bearer mapping, or replace one by `id` (rotation); emits jwt_bearer_mapping_created / jwt_bearer_mapping_updated. Token and resource hosts must be the provider's hosts; workloads need a translation rule naming the mapping id (role: admin)",
+    delete: "Delete a JWT-bearer mapping; emits jwt_bearer_mapping_deleted (role: admin)"
+);
+
 impl Family for JwtBearer {
     const FAMILY: CryptoFamily = CryptoFamily::JwtBearer;
-    const PATH: &'static str = "/api/crypto/jwt-bearer/mappings";
-    const ITEM: &'static str = "/api/crypto/jwt-bearer/mappings/{id}";
     type Create = CreateJwtBearerMapping;
     type Listed = JwtBearerMapping;
 

@@ -22,6 +22,8 @@ use crate::auth::{Admin, Reader};
 use crate::extract::JsonBody;
 use crate::{ApiError, ApiState};
 
+use utoipa_axum::routes;
+
 use super::{ApiResult, Routes};
 
 mod dpop;
@@ -32,22 +34,77 @@ mod sigv4;
 
 /// This resource's routes: every family's three, and presigning.
 pub(super) fn routes() -> Routes {
-    family::<dpop::Dpop>()
-        .merge(family::<jwt_bearer::JwtBearer>())
-        .merge(family::<mtls::Mtls>())
-        .merge(family::<oauth_refresh::OauthRefresh>())
-        .merge(family::<sigv4::Sigv4>())
-        .post("/api/crypto/sigv4/presign", sigv4_presign)
+    dpop::api::routes()
+        .merge(jwt_bearer::api::routes())
+        .merge(mtls::api::routes())
+        .merge(oauth_refresh::api::routes())
+        .merge(sigv4::api::routes())
+        .add(routes!(sigv4_presign))
 }
+
+/// A family's three documented routes over the generic handlers: `GET` and `POST` on
+/// `$path`, `DELETE` on `$item`, with the family's DTOs in the OpenAPI document.
+macro_rules! family_api {
+    ($family:ident, $path:tt, $item:tt, $create:ty, $listed:ty,
+     list: $list_doc:tt, create: $create_doc:tt, delete: $delete_doc:tt) => {
+        /// The family's documented routes.
+        pub(super) mod api {
+            use axum::extract::{Path, State};
+            use utoipa_axum::routes;
+
+            use super::super::{ApiResult, Routes};
+            use crate::ApiState;
+            use crate::auth::{Admin, Reader};
+            use crate::extract::JsonBody;
+
+            #[utoipa::path(get, path = $path, tag = "crypto", summary = $list_doc,
+                responses(
+                    (status = 200, description = "mappings", body = Vec<$listed>),
+                    (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")))]
+            async fn list(r: Reader, s: State<ApiState>) -> ApiResult {
+                super::super::list::<super::$family>(r, s).await
+            }
+
+            #[utoipa::path(post, path = $path, tag = "crypto", summary = $create_doc,
+                request_body = $create,
+                responses(
+                    (status = 201, description = "created", body = $listed),
+                    (status = 200, description = "replaced", body = $listed),
+                    (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")))]
+            async fn create(a: Admin, s: State<ApiState>, req: JsonBody<$create>) -> ApiResult {
+                super::super::create::<super::$family>(a, s, req).await
+            }
+
+            #[utoipa::path(delete, path = $item, tag = "crypto", summary = $delete_doc,
+                params(("id" = String, Path, description = "Mapping id")),
+                responses(
+                    (status = 204, description = "deleted"),
+                    (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"),
+                    (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json")))]
+            async fn delete(a: Admin, s: State<ApiState>, id: Path<String>) -> ApiResult {
+                super::super::delete::<super::$family>(a, s, id).await
+            }
+
+            pub(in super::super) fn routes() -> Routes {
+                Routes::default()
+                    .add(routes!(list))
+                    .add(routes!(create))
+                    .add(routes!(delete))
+            }
+        }
+    };
+}
+use family_api;
 
 /// One crypto mediation family, as the API sees it.
 pub(super) trait Family: Send + Sync + 'static {
     /// The family.
     const FAMILY: CryptoFamily;
-    /// `/api/crypto/<family>/mappings`.
-    const PATH: &'static str;
-    /// `/api/crypto/<family>/mappings/{id}`.
-    const ITEM: &'static str;
     /// The create/replace request.
     type Create: DeserializeOwned + Send + 'static;
     /// The listed form (never a secret).
@@ -78,13 +135,6 @@ pub(super) struct Prepared {
     pub(super) config: serde_json::Value,
     /// What is sealed at rest.
     pub(super) secret: Secret,
-}
-
-fn family<F: Family>() -> Routes {
-    Routes::default()
-        .get(F::PATH, list::<F>)
-        .post(F::PATH, create::<F>)
-        .delete(F::ITEM, delete::<F>)
 }
 
 /// `GET`: the family's mappings in their listed form.
@@ -223,6 +273,14 @@ fn sealed_json<T: Serialize>(keys: &T) -> Result<Secret, ApiError> {
 
 /// Presigns a URL with a mapping's key. The URL is a bearer credential until it expires:
 /// admin only, audited, never cached.
+#[utoipa::path(
+    post,
+    path = "/api/crypto/sigv4/presign",
+    tag = "crypto",
+    summary = "Presign a URL with a SigV4 mapping's key (query authentication, at most 7 days); emits sigv4_presigned; the URL is a bearer credential (role: admin)",
+    request_body = excalibur_core::api::PresignRequest,
+    responses((status = 200, description = "presigned URL", body = excalibur_core::api::PresignedUrl), (status = 401, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = 403, description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"), (status = "default", description = "Problem details (RFC 9457)", body = excalibur_core::api::Problem, content_type = "application/problem+json"))
+)]
 pub(crate) async fn sigv4_presign(
     Admin(c): Admin,
     State(s): State<ApiState>,

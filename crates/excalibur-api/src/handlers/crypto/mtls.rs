@@ -9,10 +9,19 @@ use crate::{ApiError, ApiState};
 
 pub(super) struct Mtls;
 
+super::family_api!(
+    Mtls,
+    "/api/crypto/mtls/mappings",
+    "/api/crypto/mtls/mappings/{id}",
+    excalibur_core::api::CreateMtlsMapping,
+    excalibur_core::api::MtlsMapping,
+    list: "List upstream mTLS mappings (certificate fingerprint, never the key) (role: operator)",
+    create: "Create an upstream mTLS mapping, or replace one by `id` (rotation); emits mtls_mapping_created / mtls_mapping_updated. The key must match the certificate; the host must be the provider's (role: admin)",
+    delete: "Delete an mTLS mapping; emits mtls_mapping_deleted (role: admin)"
+);
+
 impl Family for Mtls {
     const FAMILY: CryptoFamily = CryptoFamily::Mtls;
-    const PATH: &'static str = "/api/crypto/mtls/mappings";
-    const ITEM: &'static str = "/api/crypto/mtls/mappings/{id}";
     type Create = CreateMtlsMapping;
     type Listed = MtlsMapping;
 

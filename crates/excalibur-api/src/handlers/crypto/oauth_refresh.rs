@@ -11,10 +11,19 @@ use crate::{ApiError, ApiState, validate};
 
 pub(super) struct OauthRefresh;
 
+super::family_api!(
+    OauthRefresh,
+    "/api/crypto/oauth-refresh/mappings",
+    "/api/crypto/oauth-refresh/mappings/{id}",
+    excalibur_core::api::CreateOauthRefreshMapping,
+    excalibur_core::api::OauthRefreshMapping,
+    list: "List OAuth2 refresh mappings (never the tokens or secret) (role: operator)",
+    create: "Create an OAuth2 refresh mapping, or replace one by `id` (bumps its generation); emits oauth_refresh_mapping_created / oauth_refresh_mapping_updated. Rotated refresh tokens are stored by the proxy (oauth_refresh_mapping_updated by `system`) (role: admin)",
+    delete: "Delete an OAuth2 refresh mapping; emits oauth_refresh_mapping_deleted (role: admin)"
+);
+
 impl Family for OauthRefresh {
     const FAMILY: CryptoFamily = CryptoFamily::OauthRefresh;
-    const PATH: &'static str = "/api/crypto/oauth-refresh/mappings";
-    const ITEM: &'static str = "/api/crypto/oauth-refresh/mappings/{id}";
     type Create = CreateOauthRefreshMapping;
     type Listed = OauthRefreshMapping;
 

@@ -11,10 +11,19 @@ use crate::{ApiError, ApiState, validate};
 
 pub(super) struct Sigv4;
 
+super::family_api!(
+    Sigv4,
+    "/api/crypto/sigv4/mappings",
+    "/api/crypto/sigv4/mappings/{id}",
+    excalibur_core::api::CreateSigv4Mapping,
+    excalibur_core::api::Sigv4Mapping,
+    list: "List SigV4 mappings (key id prefix and fingerprint, never keys) (role: operator)",
+    create: "Create a SigV4 mapping, or replace one by `id` (rotation); emits sigv4_mapping_created / sigv4_mapping_updated. `target_host` must be one of the provider's hosts. Workloads need a translation rule whose placeholder glob matches the mapping id (role: admin)",
+    delete: "Delete a SigV4 mapping; emits sigv4_mapping_deleted (role: admin)"
+);
+
 impl Family for Sigv4 {
     const FAMILY: CryptoFamily = CryptoFamily::Sigv4;
-    const PATH: &'static str = "/api/crypto/sigv4/mappings";
-    const ITEM: &'static str = "/api/crypto/sigv4/mappings/{id}";
     type Create = CreateSigv4Mapping;
     type Listed = Sigv4Mapping;
 
