@@ -58,6 +58,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     resp
 }
 
+/// A refusal on its way out of a helper (boxed: a `Response` is large).
+type Refused = Box<Response>;
+
+fn refuse(resp: Response) -> Refused {
+    Box::new(resp)
+}
+
 fn invalid_request(description: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
@@ -101,29 +108,10 @@ async fn token_inner(
             "the body must be application/x-www-form-urlencoded token exchange parameters",
         );
     };
-    match f.grant_type.as_deref() {
-        Some(TOKEN_EXCHANGE) => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only token exchange is supported",
-            );
-        }
-        None => return invalid_request("`grant_type` is required"),
-    }
-    let Some(subject) = f.subject_token.as_deref().filter(|t| !t.is_empty()) else {
-        return invalid_request("`subject_token` is required");
+    let subject = match form_subject(&f) {
+        Ok(subject) => subject,
+        Err(refused) => return *refused,
     };
-    match f.subject_token_type.as_deref() {
-        Some(JWT_TYPE) => {}
-        Some(_) => {
-            return invalid_request(
-                "`subject_token_type` must be urn:ietf:params:oauth:token-type:jwt",
-            );
-        }
-        None => return invalid_request("`subject_token_type` is required"),
-    }
     if s.attestors.is_empty() {
         return invalid_request(
             "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]])",
@@ -153,28 +141,10 @@ async fn token_inner(
         return invalid_request("the subject token expires too soon");
     }
     let issued = IssuedToken::generate("xcw");
-    let scopes: Vec<&str> = f
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    // RFC 6749 §5.2: a scope we do not know is refused, not ignored.
-    if let Some(bad) = scopes.iter().find(|s| {
-        s.strip_prefix("provider:").is_none_or(|id| {
-            id.is_empty()
-                || id.len() > 64
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
-        })
-    }) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            &format!("unknown scope `{bad}`: scopes are `provider:<id>`"),
-        );
-    }
+    let scopes = match bearer_scopes(f.scope.as_deref()) {
+        Ok(scopes) => scopes,
+        Err(refused) => return *refused,
+    };
     let mut details = attested.details.clone();
     if let Some(obj) = details.as_object_mut() {
         obj.insert("audience".to_owned(), json!(f.audience));
@@ -182,26 +152,15 @@ async fn token_inner(
         obj.insert("scopes".to_owned(), json!(scopes));
         insert_identity(obj, &attested, act.as_ref());
     }
-    let info = WorkloadInfo {
-        id: format!(
-            "wl_{}",
-            excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
-        ),
-        namespace: attested.namespace.clone(),
-        principal: attested.principal.clone(),
-        attestation: attested.attestation.to_owned(),
+    let issue = workload_issue(Issue {
+        attested: &attested,
         source: peer.to_string(),
         token_prefix: issued.prefix.clone(),
-        created_at: now.to_rfc3339(),
-        expires_at: Timestamp::from_millis(now.millis() + ttl_ms).to_rfc3339(),
-        details,
-    };
-    let issue = WorkloadIssue {
-        info,
         hash: issued.hash.clone(),
-        jti: attested.jti,
-        jti_expires_ms: attested.exp * 1000 + 60_000,
-    };
+        created: now,
+        expires_ms: now.millis() + ttl_ms,
+        details,
+    });
     if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
         return refused;
     }
@@ -215,7 +174,58 @@ async fn token_inner(
     if let (Some(scope), Some(obj)) = (f.scope, body.as_object_mut()) {
         obj.insert("scope".to_owned(), json!(scope));
     }
-    let mut resp = (StatusCode::OK, Json(body)).into_response();
+    no_store(Json(body))
+}
+
+/// The subject token of a form exchange, once its grant and token types are ours.
+fn form_subject(f: &ExchangeForm) -> Result<&str, Refused> {
+    match f.grant_type.as_deref() {
+        Some(TOKEN_EXCHANGE) => {}
+        Some(_) => {
+            return Err(refuse(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only token exchange is supported",
+            )));
+        }
+        None => return Err(refuse(invalid_request("`grant_type` is required"))),
+    }
+    let Some(subject) = f.subject_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(refuse(invalid_request("`subject_token` is required")));
+    };
+    match f.subject_token_type.as_deref() {
+        Some(JWT_TYPE) => Ok(subject),
+        Some(_) => Err(refuse(invalid_request(
+            "`subject_token_type` must be urn:ietf:params:oauth:token-type:jwt",
+        ))),
+        None => Err(refuse(invalid_request("`subject_token_type` is required"))),
+    }
+}
+
+/// The requested scopes; RFC 6749 §5.2: a scope we do not know is refused, not ignored.
+fn bearer_scopes(scope: Option<&str>) -> Result<Vec<&str>, Refused> {
+    let scopes: Vec<&str> = scope.unwrap_or_default().split_whitespace().collect();
+    if let Some(bad) = scopes.iter().find(|s| {
+        s.strip_prefix("provider:").is_none_or(|id| {
+            id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        })
+    }) {
+        return Err(refuse(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!("unknown scope `{bad}`: scopes are `provider:<id>`"),
+        )));
+    }
+    Ok(scopes)
+}
+
+/// A 200 that no cache keeps (it carries a token).
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -259,22 +269,9 @@ pub(crate) async fn workload_token(
     let Ok(Json(req)) = body else {
         return invalid_request("the body must be a JSON token exchange request");
     };
-    if req.grant_type != TOKEN_EXCHANGE {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only token exchange is supported",
-        );
-    }
-    if req.subject_token_type != JWT_TYPE && req.subject_token_type != SPIFFE_SVID_TYPE {
-        return invalid_request("`subject_token_type` must be a JWT or a SPIFFE SVID token type");
-    }
-    let Some(audience) = req.audience.filter(|a| !a.is_empty() && a.len() <= 2048) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_target",
-            "`audience` is required",
-        );
+    let audience = match json_audience(&req) {
+        Ok(audience) => audience,
+        Err(refused) => return *refused,
     };
     let attested = match s.attestors.verify(&req.subject_token).await {
         Ok(a) => a,
@@ -305,6 +302,141 @@ pub(crate) async fn workload_token(
         return invalid_request("the subject token expires too soon");
     }
     let jti = excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<16>());
+    let claims = audience_claims(
+        &s,
+        &attested,
+        act.as_ref(),
+        &audience,
+        req.scope.as_deref(),
+        (now, exp, &jti),
+    );
+    let token = match s.signing.read().await.sign(&claims) {
+        Ok(t) => t,
+        Err(e) => return crate::ApiError::internal(&e).into_response(),
+    };
+    // Recorded like a bearer (prefix `jwt`, never accepted by the proxy): listed on the
+    // Workloads page, revocable by id, principal or jti, checked by `/v1/introspect`, and
+    // under the same kill switch and replay rules as `/api/oauth/token`.
+    let details = audience_details(
+        &attested,
+        act.as_ref(),
+        &audience,
+        &jti,
+        &claims,
+        req.scope.as_deref(),
+    );
+    let issue = workload_issue(Issue {
+        attested: &attested,
+        source,
+        token_prefix: "jwt".to_owned(),
+        hash: excalibur_core::ids::token_hash(&token),
+        created: now,
+        expires_ms: exp * 1000,
+        details,
+    });
+    if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
+        return refused;
+    }
+    no_store(Json(
+        json!({"access_token": token, "issued_token_type": JWT_TYPE, "token_type": "Bearer", "expires_in": ttl}),
+    ))
+}
+
+/// The Workloads row details of an audience JWT: the attested identity plus the
+/// token's audience, ids, subject and scopes.
+fn audience_details(
+    attested: &excalibur_identity::attest::Attested,
+    act: Option<&serde_json::Value>,
+    audience: &str,
+    jti: &str,
+    claims: &serde_json::Value,
+    scope: Option<&str>,
+) -> serde_json::Value {
+    let mut details = attested.details.clone();
+    if let Some(obj) = details.as_object_mut() {
+        let scopes: Vec<&str> = scope.unwrap_or_default().split_whitespace().collect();
+        obj.insert("kind".to_owned(), json!("audience_jwt"));
+        obj.insert("aud".to_owned(), json!(audience));
+        obj.insert("token_jti".to_owned(), json!(jti));
+        obj.insert("jti".to_owned(), json!(attested.jti));
+        obj.insert("sub".to_owned(), json!(claims.get("sub")));
+        obj.insert("scopes".to_owned(), json!(scopes));
+        insert_identity(obj, attested, act);
+    }
+    details
+}
+
+/// What an exchange issued, for its Workloads row.
+struct Issue<'a> {
+    attested: &'a excalibur_identity::attest::Attested,
+    source: String,
+    token_prefix: String,
+    hash: String,
+    created: Timestamp,
+    expires_ms: i64,
+    details: serde_json::Value,
+}
+
+/// The record of an issued token: a Workloads row, and the subject token's `jti` kept
+/// (a minute past its expiry) so it cannot be exchanged twice.
+fn workload_issue(i: Issue<'_>) -> WorkloadIssue {
+    WorkloadIssue {
+        info: WorkloadInfo {
+            id: format!(
+                "wl_{}",
+                excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
+            ),
+            namespace: i.attested.namespace.clone(),
+            principal: i.attested.principal.clone(),
+            attestation: i.attested.attestation.to_owned(),
+            source: i.source,
+            token_prefix: i.token_prefix,
+            created_at: i.created.to_rfc3339(),
+            expires_at: Timestamp::from_millis(i.expires_ms).to_rfc3339(),
+            details: i.details,
+        },
+        hash: i.hash,
+        jti: i.attested.jti.clone(),
+        jti_expires_ms: i.attested.exp * 1000 + 60_000,
+    }
+}
+
+/// The audience of a JSON exchange, once its grant and token types are ours.
+fn json_audience(req: &JsonExchange) -> Result<String, Refused> {
+    if req.grant_type != TOKEN_EXCHANGE {
+        return Err(refuse(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only token exchange is supported",
+        )));
+    }
+    if req.subject_token_type != JWT_TYPE && req.subject_token_type != SPIFFE_SVID_TYPE {
+        return Err(refuse(invalid_request(
+            "`subject_token_type` must be a JWT or a SPIFFE SVID token type",
+        )));
+    }
+    req.audience
+        .clone()
+        .filter(|a| !a.is_empty() && a.len() <= 2048)
+        .ok_or_else(|| {
+            refuse(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                "`audience` is required",
+            ))
+        })
+}
+
+/// The claims of an audience-scoped JWT: `when` is (now, exp in s, jti).
+fn audience_claims(
+    s: &ApiState,
+    attested: &excalibur_identity::attest::Attested,
+    act: Option<&serde_json::Value>,
+    audience: &str,
+    scope: Option<&str>,
+    when: (Timestamp, i64, &str),
+) -> serde_json::Value {
+    let (now, exp, jti) = when;
     let td = s.exchange.trust_domain.as_str();
     let sub = excalibur_identity::mint::spiffe_subject_in(td, &attested.principal);
     let td = excalibur_identity::attest::parse_spiffe_id(&sub).map_or(td, |(td, _)| td);
@@ -313,68 +445,15 @@ pub(crate) async fn workload_token(
         "iat": now.millis() / 1000, "exp": exp, "jti": jti, "td": td,
         "principal": attested.principal, "attestation": attested.attestation,
     });
-    if let (Some(scope), Some(obj)) = (&req.scope, claims.as_object_mut()) {
-        obj.insert("scope".to_owned(), json!(scope));
+    if let Some(obj) = claims.as_object_mut() {
+        if let Some(scope) = scope {
+            obj.insert("scope".to_owned(), json!(scope));
+        }
+        if let Some(act) = act {
+            obj.insert("act".to_owned(), act.clone());
+        }
     }
-    if let (Some(act), Some(obj)) = (&act, claims.as_object_mut()) {
-        obj.insert("act".to_owned(), act.clone());
-    }
-    let token = match s.signing.read().await.sign(&claims) {
-        Ok(t) => t,
-        Err(e) => return crate::ApiError::internal(&e).into_response(),
-    };
-    // Recorded like a bearer (prefix `jwt`, never accepted by the proxy): listed on the
-    // Workloads page, revocable by id, principal or jti, checked by `/v1/introspect`, and
-    // under the same kill switch and replay rules as `/api/oauth/token`.
-    let mut details = attested.details.clone();
-    if let Some(obj) = details.as_object_mut() {
-        obj.insert("kind".to_owned(), json!("audience_jwt"));
-        obj.insert("aud".to_owned(), json!(audience));
-        obj.insert("token_jti".to_owned(), json!(jti));
-        obj.insert("jti".to_owned(), json!(attested.jti));
-        obj.insert("sub".to_owned(), json!(claims.get("sub")));
-        obj.insert(
-            "scopes".to_owned(),
-            json!(
-                req.scope
-                    .as_deref()
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-            ),
-        );
-        insert_identity(obj, &attested, act.as_ref());
-    }
-    let issue = WorkloadIssue {
-        info: WorkloadInfo {
-            id: format!(
-                "wl_{}",
-                excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<8>())
-            ),
-            namespace: attested.namespace.clone(),
-            principal: attested.principal.clone(),
-            attestation: attested.attestation.to_owned(),
-            source,
-            token_prefix: "jwt".to_owned(),
-            created_at: now.to_rfc3339(),
-            expires_at: Timestamp::from_millis(exp * 1000).to_rfc3339(),
-            details,
-        },
-        hash: excalibur_core::ids::token_hash(&token),
-        jti: attested.jti.clone(),
-        jti_expires_ms: attested.exp * 1000 + 60_000,
-    };
-    if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
-        return refused;
-    }
-    let mut resp = (
-        StatusCode::OK,
-        Json(json!({"access_token": token, "issued_token_type": JWT_TYPE, "token_type": "Bearer", "expires_in": ttl})),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    claims
 }
 
 /// Records the principal's tags and, for a delegated exchange, its actor.

@@ -88,41 +88,7 @@ pub(crate) async fn policy_evaluate(
     State(s): State<ApiState>,
     JsonBody(req): JsonBody<EvaluateRequest>,
 ) -> ApiResult {
-    let kind = match req.principal.kind.as_str() {
-        "Workload" => PrincipalKind::ServiceCredential,
-        "Human" => PrincipalKind::Human,
-        other => {
-            return Err(ApiError::unprocessable(format!(
-                "`principal.type`: `{other}` is not `Workload` or `Human`"
-            )));
-        }
-    };
-    let source = req.principal.source.as_deref().unwrap_or("127.0.0.1");
-    let source = source.parse().map_err(|_| {
-        ApiError::unprocessable(format!(
-            "`principal.source`: `{source}` is not an IP address"
-        ))
-    })?;
-    let principal = Principal {
-        id: req.principal.id,
-        kind,
-        user: req.principal.user,
-        namespace: req.principal.namespace,
-        groups: req.principal.groups,
-        attestation: req.principal.attestation,
-        factors: req.principal.factors_completed,
-        credential_id: None,
-        source,
-        tags: req.principal.tags.into_iter().collect(),
-        actor: req.principal.actor,
-        scopes: req
-            .principal
-            .scopes
-            .iter()
-            .filter_map(|s| s.strip_prefix("provider:"))
-            .map(str::to_owned)
-            .collect(),
-    };
+    let principal = eval_principal(req.principal)?;
     let policy = (s.policy)();
     let principal = Subject::new(&principal);
     let outcome = match (req.action.as_str(), req.resource.kind.as_str()) {
@@ -170,4 +136,42 @@ pub(crate) async fn policy_evaluate(
         },
     };
     Ok(Json(response).into_response())
+}
+
+/// The principal a dry run decides for, as the proxy would have identified it.
+fn eval_principal(p: excalibur_core::api::EvalPrincipal) -> Result<Principal, ApiError> {
+    let kind = match p.kind.as_str() {
+        "Workload" => PrincipalKind::ServiceCredential,
+        "Human" => PrincipalKind::Human,
+        other => {
+            return Err(ApiError::unprocessable(format!(
+                "`principal.type`: `{other}` is not `Workload` or `Human`"
+            )));
+        }
+    };
+    let source = p.source.as_deref().unwrap_or("127.0.0.1");
+    let source = source.parse().map_err(|_| {
+        ApiError::unprocessable(format!(
+            "`principal.source`: `{source}` is not an IP address"
+        ))
+    })?;
+    Ok(Principal {
+        id: p.id,
+        kind,
+        user: p.user,
+        namespace: p.namespace,
+        groups: p.groups,
+        attestation: p.attestation,
+        factors: p.factors_completed,
+        credential_id: None,
+        source,
+        tags: p.tags.into_iter().collect(),
+        actor: p.actor,
+        scopes: p
+            .scopes
+            .iter()
+            .filter_map(|s| s.strip_prefix("provider:"))
+            .map(str::to_owned)
+            .collect(),
+    })
 }

@@ -101,7 +101,50 @@ pub(super) struct Pager {
     pub(super) newest: Option<String>,
 }
 
+/// Where a page read by cursor came from and what it found, for [`Pager::links`].
+pub(super) struct PageRead<'a> {
+    /// The page's URL without cursor.
+    pub(super) base: &'a str,
+    /// The filters to keep in every link.
+    pub(super) filters: &'a [(&'a str, Option<&'a str>)],
+    /// The cursor asked for: `before` (older than) or `after` (newer than).
+    pub(super) before: Option<i64>,
+    pub(super) after: Option<i64>,
+    /// Whether the read found more than a page.
+    pub(super) more: bool,
+    /// The seqs of the first (newest) and last (oldest) rows shown.
+    pub(super) first: Option<i64>,
+    pub(super) last: Option<i64>,
+}
+
 impl Pager {
+    /// The links of a newest-first page: Older when older rows exist (a page read
+    /// forward always has them), Newer when newer ones do, Newest when not on it.
+    pub(super) fn links(p: &PageRead<'_>) -> Self {
+        let forward = p.after.is_some();
+        let link = |k: &str, seq: Option<i64>| {
+            seq.map(|n| {
+                let n = n.to_string();
+                let mut pairs = p.filters.to_vec();
+                pairs.push((k, Some(n.as_str())));
+                url(p.base, &pairs)
+            })
+        };
+        Pager {
+            older: if forward || p.more {
+                link("before", p.last)
+            } else {
+                None
+            },
+            newer: if p.before.is_some() || (forward && p.more) {
+                link("after", p.first)
+            } else {
+                None
+            },
+            newest: (p.before.is_some() || forward).then(|| url(p.base, p.filters)),
+        }
+    }
+
     pub(super) fn render(&self) -> Markup {
         html! {
             nav.pager aria-label="pages" {

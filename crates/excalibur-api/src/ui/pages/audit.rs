@@ -10,7 +10,7 @@ use excalibur_store::AuditQuery;
 use maud::html;
 use serde::Deserialize;
 
-use super::super::view::{Pager, code, details, table, time, url};
+use super::super::view::{PageRead, Pager, code, details, table, time};
 use super::super::{current, load, page};
 use super::flows::{PAGE, window};
 use crate::ApiState;
@@ -55,29 +55,15 @@ async fn audit(
     }
     let report = load(s.store.audit_verify()).await?;
     let filters = [("type", ty.as_deref()), ("principal", principal.as_deref())];
-    let link = |k: &'static str, seq: Option<i64>| {
-        seq.map(|n| {
-            let n = n.to_string();
-            let mut pairs = filters.to_vec();
-            pairs.push((k, Some(n.as_str())));
-            url("/ui/audit", &pairs)
-        })
-    };
-    let first = events.first().map(|e| e.seq.0);
-    let last = events.last().map(|e| e.seq.0);
-    let pager = Pager {
-        older: if oldest_first || more {
-            link("before", last)
-        } else {
-            None
-        },
-        newer: if q.before.is_some() || (oldest_first && more) {
-            link("after", first)
-        } else {
-            None
-        },
-        newest: (q.before.is_some() || q.after.is_some()).then(|| url("/ui/audit", &filters)),
-    };
+    let pager = Pager::links(&PageRead {
+        base: "/ui/audit",
+        filters: &filters,
+        before: q.before,
+        after: q.after,
+        more,
+        first: events.first().map(|e| e.seq.0),
+        last: events.last().map(|e| e.seq.0),
+    });
     let rows = events
         .iter()
         .map(|e| {

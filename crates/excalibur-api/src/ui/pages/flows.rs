@@ -11,7 +11,7 @@ use excalibur_store::FlowQuery;
 use maud::html;
 use serde::Deserialize;
 
-use super::super::view::{Pager, code, table, time, url};
+use super::super::view::{PageRead, Pager, code, table, time};
 use super::super::{current, load, page};
 use crate::ApiState;
 
@@ -80,44 +80,19 @@ async fn flows(
         ("host", host.as_deref()),
         ("decision", decision.as_deref()),
     ];
-    let link = |k: &'static str, seq: Option<i64>| {
-        seq.map(|n| {
-            let n = n.to_string();
-            let mut pairs = filters.to_vec();
-            pairs.push((k, Some(n.as_str())));
-            url("/ui/flows", &pairs)
-        })
-    };
-    let first = flows.first().and_then(|f| f.seq);
-    let last = flows.last().and_then(|f| f.seq);
-    let pager = Pager {
-        older: if oldest_first || more {
-            link("before", last)
-        } else {
-            None
-        },
-        newer: if q.before.is_some() || (oldest_first && more) {
-            link("after", first)
-        } else {
-            None
-        },
-        newest: (q.before.is_some() || q.after.is_some()).then(|| url("/ui/flows", &filters)),
-    };
+    let pager = Pager::links(&PageRead {
+        base: "/ui/flows",
+        filters: &filters,
+        before: q.before,
+        after: q.after,
+        more,
+        first: flows.first().and_then(|f| f.seq),
+        last: flows.last().and_then(|f| f.seq),
+    });
     let rows = flows.iter().map(row).collect();
     let filtered = filters.iter().any(|(_, v)| v.is_some());
     let body = html! {
-        form.filters method="get" {
-            label { "Principal " input name="principal" value=[principal.as_deref()]; }
-            label { "Host " input name="host" value=[host.as_deref()]; }
-            label { "Decision "
-                select name="decision" {
-                    option value="" { "any" }
-                    option selected[decision.as_deref() == Some("allow")] { "allow" }
-                    option selected[decision.as_deref() == Some("deny")] { "deny" }
-                }
-            }
-            button { "Filter" }
-        }
+        (filter_form(principal.as_deref(), host.as_deref(), decision.as_deref()))
         (pager.render())
         (table(
             "flows",
@@ -149,4 +124,25 @@ fn row(f: &Flow) -> Vec<maud::Markup> {
         html! { (f.bytes_up) " / " (f.bytes_down) },
         html! { (f.latency_ms) " ms" },
     ]
+}
+
+fn filter_form(
+    principal: Option<&str>,
+    host: Option<&str>,
+    decision: Option<&str>,
+) -> maud::Markup {
+    html! {
+        form.filters method="get" {
+            label { "Principal " input name="principal" value=[principal]; }
+            label { "Host " input name="host" value=[host]; }
+            label { "Decision "
+                select name="decision" {
+                    option value="" { "any" }
+                    option selected[decision == Some("allow")] { "allow" }
+                    option selected[decision == Some("deny")] { "deny" }
+                }
+            }
+            button { "Filter" }
+        }
+    }
 }

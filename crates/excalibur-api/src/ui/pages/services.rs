@@ -23,9 +23,11 @@ pub(in crate::ui) fn routes() -> Router<ApiState> {
         .route("/ui/sessions/{id}/revoke", post(session_revoke))
 }
 
-async fn services_page(s: &ApiState, ui: &Ui, notice: &Markup) -> Result<Response, Response> {
-    let creds = load(s.store.credential_list()).await?;
-    let rows = creds
+fn credential_rows(
+    ui: &Ui,
+    creds: &[excalibur_core::api::ServiceCredentialInfo],
+) -> Vec<Vec<Markup>> {
+    creds
         .iter()
         .map(|c| {
             let action = if ui.admin() && c.revoked_at.is_none() {
@@ -49,9 +51,11 @@ async fn services_page(s: &ApiState, ui: &Ui, notice: &Markup) -> Result<Respons
                 action,
             ]
         })
-        .collect();
-    let sessions = load(s.store.ssh_session_list(200)).await?;
-    let session_rows = sessions
+        .collect()
+}
+
+fn session_rows(ui: &Ui, sessions: &[excalibur_core::api::SshSession]) -> Vec<Vec<Markup>> {
+    sessions
         .iter()
         .map(|x| {
             let action = if ui.admin() && x.state == "active" {
@@ -69,9 +73,11 @@ async fn services_page(s: &ApiState, ui: &Ui, notice: &Markup) -> Result<Respons
                 action,
             ]
         })
-        .collect();
-    let routes = load(s.store.ssh_route_list()).await?;
-    let route_rows = routes
+        .collect()
+}
+
+fn route_rows(routes: &[excalibur_core::api::SshRoute]) -> Vec<Vec<Markup>> {
+    routes
         .iter()
         .map(|r| {
             vec![
@@ -84,31 +90,41 @@ async fn services_page(s: &ApiState, ui: &Ui, notice: &Markup) -> Result<Respons
                 yes_no(r.port_forwarding),
             ]
         })
-        .collect();
+        .collect()
+}
+
+fn create_form(ui: &Ui) -> Markup {
+    html! {
+        section.card #create-service-credential {
+            h2 { "Create service credential" }
+            form method="post" action="/ui/services/create" {
+                (ui.csrf())
+                label { "Name " input name="name" required; }
+                label { "User " input name="user" required; }
+                label { "Source network " input name="source_network" placeholder="10.0.0.0/8" required; }
+                label { "Allowed domains " input name="allowed_domains" placeholder="api.github.com, *.npmjs.org"; }
+                button { "Create" }
+            }
+        }
+    }
+}
+
+async fn services_page(s: &ApiState, ui: &Ui, notice: &Markup) -> Result<Response, Response> {
+    let creds = load(s.store.credential_list()).await?;
+    let sessions = load(s.store.ssh_session_list(200)).await?;
+    let routes = load(s.store.ssh_route_list()).await?;
     let body = html! {
         (notice)
         h2 { "Sessions" }
-        (table("sessions", &["Session", "User", "Source", "Started", "State", "Target", ""], session_rows,
+        (table("sessions", &["Session", "User", "Source", "Started", "State", "Target", ""], session_rows(ui, &sessions),
             &html! { "No SSH sessions. Operators connect with " code { "ssh -p 2222 <user>@<gateway>" } " once an SSH route exists." }))
         h2 { "SSH routes" }
-        (table("ssh-routes", &["ID", "User", "Source network", "Target", "Allowed domains", "Proxy injected", "Port forwarding"], route_rows,
+        (table("ssh-routes", &["ID", "User", "Source network", "Target", "Allowed domains", "Proxy injected", "Port forwarding"], route_rows(&routes),
             &html! { "No SSH routes. Add one with " code { "excalibur-ctl ssh route add" } "." }))
         h2 { "Service credentials" }
-        (table("service-credentials", &["ID", "Name", "User", "Source", "Allowed domains", "Prefix", "Created", ""], rows,
+        (table("service-credentials", &["ID", "Name", "User", "Source", "Allowed domains", "Prefix", "Created", ""], credential_rows(ui, &creds),
             &html! { "No service credentials. Create one below (or " code { "excalibur-ctl service-credential create" } ") and give its token to a workload as its proxy password." }))
-        @if ui.admin() {
-            section.card #create-service-credential {
-                h2 { "Create service credential" }
-                form method="post" action="/ui/services/create" {
-                    (ui.csrf())
-                    label { "Name " input name="name" required; }
-                    label { "User " input name="user" required; }
-                    label { "Source network " input name="source_network" placeholder="10.0.0.0/8" required; }
-                    label { "Allowed domains " input name="allowed_domains" placeholder="api.github.com, *.npmjs.org"; }
-                    button { "Create" }
-                }
-            }
-        }
+        @if ui.admin() { (create_form(ui)) }
     };
     Ok(page("Sessions & Services", ui, &body))
 }
