@@ -130,6 +130,23 @@ try {
   const rotatedAfter = await vaultRow.locator(".last-rotated time").getAttribute("datetime");
   if (!(Date.parse(rotatedAfter) > Date.parse(rotatedBefore))) fail(`Last rotated ${rotatedBefore} -> ${rotatedAfter}`);
   results.vaultRow = "live";
+
+  // A placeholder that expires while the page is open gets its Expired badge live.
+  const created = await fetch(`${BASE}/api/placeholders`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN_TOKEN}` },
+    body: JSON.stringify({ placeholder: "XCALIBUR_SHORT_LIVED", real_value: "short_lived_in_ui_test",
+                           provider_id: "stripe", expires_at: new Date(Date.now() + 5000).toISOString() }),
+  });
+  if (created.status !== 201 && created.status !== 200) fail(`short-lived placeholder: ${created.status}`);
+  await page.goto(`${BASE}/ui/escrow`);
+  const badge = () => {
+    const code = document.querySelector("#placeholder-vault code[data-placeholder=XCALIBUR_SHORT_LIVED]");
+    return !!(code && code.closest("tr").querySelector(".expires .badge.expired"));
+  };
+  if (await page.evaluate(badge)) fail("Expired badge before the expiry");
+  await page.waitForFunction(badge, null, { timeout: 15000 });
+  results.expiredBadge = "live";
   await page.screenshot({ path: `${OUT}/13-lifecycle-live.png`, fullPage: true });
   if ((await page.content()).includes("sk_live_ROTATED_in_ui_test")) fail("secret on the page");
   results.lifecycle = "live";

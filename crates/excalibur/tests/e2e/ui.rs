@@ -105,6 +105,7 @@ async fn chromium_drives_the_ui() {
     assert_eq!(results["pages"], 11);
     assert_eq!(results["lifecycle"], "live");
     assert_eq!(results["vaultRow"], "live");
+    assert_eq!(results["expiredBadge"], "live");
     assert_eq!(results["flowsPaged"], 1000);
     assert_eq!(results["operator"], "read-only");
     let shots = std::fs::read_dir(&out).unwrap().count();
