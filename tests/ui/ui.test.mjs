@@ -53,6 +53,15 @@ try {
   }
   results.pages = n;
 
+  // Empty tables say what to do next, not just that they are empty.
+  for (const [path, table, hint] of [["ui/webhooks", "#webhooks", "Add a receiver"],
+                                     ["ui/fleet", "#workloads", "/v1/exchange/token"],
+                                     ["ui/netbird", "#netbird-peers", "sync is configured"]]) {
+    await page.goto(`${BASE}/${path}`);
+    const empty = await page.textContent(`${table} td.empty`);
+    if (!empty || !empty.includes(hint)) fail(`/${path}: empty state says ${empty}`);
+  }
+
   // The Overview chart has labelled axes and a value for every minute on hover.
   await page.goto(`${BASE}/ui`);
   const ticks = await page.locator("svg.chart text").allTextContents();
