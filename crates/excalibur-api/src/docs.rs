@@ -62,7 +62,9 @@ pub(crate) struct TokenExchangeRequest {
     /// `urn:ietf:params:oauth:grant-type:token-exchange`.
     grant_type: String,
     subject_token: String,
-    /// A JWT, SPIFFE SVID or other accepted subject token type.
+    /// `urn:ietf:params:oauth:token-type:jwt`, `urn:starfly:token-type:spiffe-svid`,
+    /// `urn:starfly:token-type:gcp-wif` (a GCP service account's ID token) or
+    /// `urn:starfly:token-type:azure-mi` (an Azure managed identity's token).
     subject_token_type: String,
     audience: Option<String>,
     scope: Option<String>,

@@ -16,6 +16,8 @@ use excalibur_store::WorkloadIssue;
 use serde::Deserialize;
 use serde_json::json;
 
+use excalibur_identity::attest::SubjectKind;
+
 use crate::{ApiState, PeerAddr};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -108,17 +110,17 @@ async fn token_inner(
             "the body must be application/x-www-form-urlencoded token exchange parameters",
         );
     };
-    let subject = match form_subject(&f) {
-        Ok(subject) => subject,
+    let (subject, kind) = match form_subject(&f) {
+        Ok(found) => found,
         Err(refused) => return *refused,
     };
     if s.attestors.is_empty() {
         return invalid_request(
-            "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]])",
+            "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]], [[gcp]], [[azure]])",
         );
     }
     let now = Timestamp::now();
-    let attested = match s.attestors.verify(subject).await {
+    let attested = match s.attestors.verify_as(kind, subject).await {
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
@@ -178,7 +180,7 @@ async fn token_inner(
 }
 
 /// The subject token of a form exchange, once its grant and token types are ours.
-fn form_subject(f: &ExchangeForm) -> Result<&str, Refused> {
+fn form_subject(f: &ExchangeForm) -> Result<(&str, SubjectKind), Refused> {
     match f.grant_type.as_deref() {
         Some(TOKEN_EXCHANGE) => {}
         Some(_) => {
@@ -194,10 +196,9 @@ fn form_subject(f: &ExchangeForm) -> Result<&str, Refused> {
         return Err(refuse(invalid_request("`subject_token` is required")));
     };
     match f.subject_token_type.as_deref() {
-        Some(JWT_TYPE) => Ok(subject),
-        Some(_) => Err(refuse(invalid_request(
-            "`subject_token_type` must be urn:ietf:params:oauth:token-type:jwt",
-        ))),
+        Some(t) => subject_kind(t)
+            .map(|kind| (subject, kind))
+            .ok_or_else(|| refuse(invalid_request(SUBJECT_TYPES))),
         None => Err(refuse(invalid_request("`subject_token_type` is required"))),
     }
 }
@@ -249,6 +250,24 @@ pub(crate) struct JsonExchange {
 }
 
 const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
+/// A GCP service account's Google-signed ID token (seed 004).
+const GCP_WIF_TYPE: &str = "urn:starfly:token-type:gcp-wif";
+/// An Azure managed identity's Entra ID token (seed 004).
+const AZURE_MI_TYPE: &str = "urn:starfly:token-type:azure-mi";
+
+/// The subject token types an exchange accepts, and which verifier each goes to.
+fn subject_kind(token_type: &str) -> Option<SubjectKind> {
+    match token_type {
+        JWT_TYPE | SPIFFE_SVID_TYPE => Some(SubjectKind::Jwt),
+        GCP_WIF_TYPE => Some(SubjectKind::GcpWif),
+        AZURE_MI_TYPE => Some(SubjectKind::AzureMi),
+        _ => None,
+    }
+}
+
+/// What a refused `subject_token_type` is told.
+const SUBJECT_TYPES: &str = "`subject_token_type` must be urn:ietf:params:oauth:token-type:jwt, \
+     urn:starfly:token-type:spiffe-svid, urn:starfly:token-type:gcp-wif or urn:starfly:token-type:azure-mi";
 
 /// `POST /v1/exchange/token`: any accepted subject token for an audience-scoped JWT
 /// signed by Excalibur (ES256); keys at `/.well-known/jwks.json`.
@@ -273,7 +292,8 @@ pub(crate) async fn workload_token(
         Ok(audience) => audience,
         Err(refused) => return *refused,
     };
-    let attested = match s.attestors.verify(&req.subject_token).await {
+    let kind = subject_kind(&req.subject_token_type).unwrap_or(SubjectKind::Jwt);
+    let attested = match s.attestors.verify_as(kind, &req.subject_token).await {
         Ok(a) => a,
         Err(e) => return invalid_request(&e.to_string()),
     };
@@ -410,10 +430,8 @@ fn json_audience(req: &JsonExchange) -> Result<String, Refused> {
             "only token exchange is supported",
         )));
     }
-    if req.subject_token_type != JWT_TYPE && req.subject_token_type != SPIFFE_SVID_TYPE {
-        return Err(refuse(invalid_request(
-            "`subject_token_type` must be a JWT or a SPIFFE SVID token type",
-        )));
+    if subject_kind(&req.subject_token_type).is_none() {
+        return Err(refuse(invalid_request(SUBJECT_TYPES)));
     }
     req.audience
         .clone()

@@ -52,7 +52,7 @@ pub struct Attested {
     pub principal: String,
     /// Namespace (Kubernetes namespace, SPIFFE trust domain, mapped OIDC claim).
     pub namespace: String,
-    /// `kubernetes`, `spiffe-jwt` or `oidc`.
+    /// `kubernetes`, `spiffe-jwt`, `oidc`, `gcp` or `azure`.
     pub attestation: &'static str,
     /// Replay key: the token's `jti`, or a hash of the token when it has none.
     pub jti: String,
@@ -80,7 +80,7 @@ pub fn unverified_claims(token: &str) -> Option<serde_json::Value> {
 }
 
 /// The tags of a verified token (its payload read again, after verification).
-fn tags_of(token: &str, mapping: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn tags_of(token: &str, mapping: &[(String, String)]) -> Vec<(String, String)> {
     if mapping.is_empty() {
         return Vec::new();
     }
@@ -169,7 +169,7 @@ impl JwksCache {
 
     /// Verifies `token`'s signature with the key its header names, with the algorithm
     /// that key pins (which must be in `allowed`), then the claim checks `configure` sets.
-    async fn decode<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn decode<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         allowed: &[Algorithm],
@@ -242,7 +242,7 @@ fn now_secs() -> i64 {
     excalibur_core::time::Timestamp::now().millis() / 1000
 }
 
-fn replay_key(jti: Option<String>, token: &str) -> String {
+pub(crate) fn replay_key(jti: Option<String>, token: &str) -> String {
     jti.unwrap_or_else(|| excalibur_core::secret::fingerprint(token.as_bytes()))
 }
 
@@ -559,6 +559,21 @@ pub struct Attestors {
     pub spiffe: Vec<SpiffeTrustDomain>,
     /// Generic OIDC issuers.
     pub oidc: Vec<OidcIssuer>,
+    /// GCP projects whose service accounts' ID tokens are accepted (`gcp-wif`).
+    pub gcp: Vec<crate::cloud::Gcp>,
+    /// Azure tenants whose managed identities' tokens are accepted (`azure-mi`).
+    pub azure: Vec<crate::cloud::Azure>,
+}
+
+/// What kind of subject token an exchange says it carries (`subject_token_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// Any JWT: routed by its `iss` (or SPIFFE `sub`) to Kubernetes, SPIFFE or OIDC.
+    Jwt,
+    /// A GCP service account's Google-signed ID token.
+    GcpWif,
+    /// An Azure managed identity's Entra ID access token.
+    AzureMi,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,7 +585,21 @@ struct Peek {
 impl Attestors {
     /// True when no issuer is configured.
     pub fn is_empty(&self) -> bool {
-        self.kubernetes.is_none() && self.spiffe.is_empty() && self.oidc.is_empty()
+        self.kubernetes.is_none()
+            && self.spiffe.is_empty()
+            && self.oidc.is_empty()
+            && self.gcp.is_empty()
+            && self.azure.is_empty()
+    }
+
+    /// Verifies a subject token of the kind the exchange names: a cloud token only by
+    /// the cloud attestors of that kind, any other JWT as [`Attestors::verify`] does.
+    pub async fn verify_as(&self, kind: SubjectKind, token: &str) -> Result<Attested, TokenError> {
+        match kind {
+            SubjectKind::Jwt => self.verify(token).await,
+            SubjectKind::GcpWif => crate::cloud::verify_gcp(&self.gcp, token).await,
+            SubjectKind::AzureMi => crate::cloud::verify_azure(&self.azure, token).await,
+        }
     }
 
     /// Verifies a subject token against the one issuer it claims to come from.

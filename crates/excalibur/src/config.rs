@@ -139,6 +139,91 @@ struct Raw {
     spiffe: Vec<RawSpiffe>,
     #[serde(default)]
     oidc: Vec<RawOidc>,
+    #[serde(default)]
+    gcp: Vec<RawGcp>,
+    #[serde(default)]
+    azure: Vec<RawAzure>,
+}
+
+/// GCP service accounts whose Google-signed ID tokens are exchanged (`gcp-wif`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGcp {
+    /// The `audience` the workload asks the metadata server for.
+    pub(crate) audience: String,
+    /// Projects admitted (required: an allowlist, never "any project").
+    pub(crate) projects: Vec<String>,
+    /// Service-account emails admitted (`*` globs); empty: any in the projects.
+    #[serde(default)]
+    pub(crate) service_accounts: Vec<String>,
+    /// Namespace of the principals (default: the project id).
+    pub(crate) namespace: Option<String>,
+    /// Google's JWKS by default; a URL or a file for tests and private deployments.
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// Principal tags from claims: `tag = "claim"` (nested: `"a/b"`).
+    #[serde(default)]
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
+}
+
+/// Azure managed identities whose Entra ID tokens are exchanged (`azure-mi`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAzure {
+    /// Tenant id (`tid`).
+    pub(crate) tenant: String,
+    /// The resource (`aud`) the workload asks IMDS for.
+    pub(crate) audience: String,
+    /// Object ids (`oid`) admitted; empty: any identity of the tenant.
+    #[serde(default)]
+    pub(crate) object_ids: Vec<String>,
+    /// Namespace of the principals (default: the tenant id).
+    pub(crate) namespace: Option<String>,
+    /// The tenant's JWKS by default; a URL or a file for tests and sovereign clouds.
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// Principal tags from claims: `tag = "claim"` (nested: `"a/b"`).
+    #[serde(default)]
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
+}
+
+/// What is wrong with the cloud attestors' settings.
+fn cloud_errors(gcp: &[RawGcp], azure: &[RawAzure]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for g in gcp {
+        if g.audience.is_empty() || g.projects.iter().all(String::is_empty) {
+            errors.push(format!(
+                "gcp `{}`: give an audience and at least one project",
+                g.audience
+            ));
+        }
+        if g.jwks_url.is_some() && g.jwks_file.is_some() {
+            errors.push(format!(
+                "gcp `{}`: give at most one of jwks_url or jwks_file",
+                g.audience
+            ));
+        }
+    }
+    for a in azure {
+        let tenant_ok = !a.tenant.is_empty()
+            && a.tenant.len() <= 64
+            && a.tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+        if !tenant_ok || a.audience.is_empty() {
+            errors.push(format!(
+                "azure `{}`: give a tenant id (letters, digits, `-`, `.`) and an audience",
+                a.tenant
+            ));
+        }
+        if a.jwks_url.is_some() && a.jwks_file.is_some() {
+            errors.push(format!(
+                "azure `{}`: give at most one of jwks_url or jwks_file",
+                a.tenant
+            ));
+        }
+    }
+    errors
 }
 
 /// A SPIFFE trust domain whose JWT-SVIDs are accepted for token exchange.
@@ -383,6 +468,10 @@ pub(crate) struct Config {
     pub(crate) spiffe: Vec<RawSpiffe>,
     /// OIDC issuers.
     pub(crate) oidc: Vec<RawOidc>,
+    /// GCP audiences and projects (`gcp-wif`).
+    pub(crate) gcp: Vec<RawGcp>,
+    /// Azure tenants (`azure-mi`).
+    pub(crate) azure: Vec<RawAzure>,
 }
 
 /// NetBird sync settings.
@@ -555,6 +644,7 @@ impl Config {
                 ));
             }
         }
+        errors.extend(cloud_errors(&raw.gcp, &raw.azure));
         let netbird = match (&args.netbird_sync_url, &args.netbird_sync_token) {
             (None, None) => None,
             (Some(url), Some(token)) => {
@@ -669,6 +759,8 @@ impl Config {
             netbird,
             spiffe: raw.spiffe,
             oidc: raw.oidc,
+            gcp: raw.gcp,
+            azure: raw.azure,
             max_workload_token_ttl: std::time::Duration::from_secs(
                 args.max_workload_token_ttl.max(60),
             ),

@@ -661,6 +661,40 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         attestors.oidc.push(verifier);
         tracing::info!(issuer = %o.issuer, name = %o.name, "oidc workload exchange enabled");
     }
+    for g in &config.gcp {
+        use excalibur_identity::cloud::{GOOGLE_JWKS_URL, Gcp, GcpConfig};
+        let url = g
+            .jwks_url
+            .clone()
+            .or_else(|| g.jwks_file.is_none().then(|| GOOGLE_JWKS_URL.to_owned()));
+        let cfg = GcpConfig {
+            audience: g.audience.clone(),
+            projects: g.projects.clone(),
+            service_accounts: g.service_accounts.clone(),
+            namespace: g.namespace.clone(),
+        };
+        let mut verifier = Gcp::new(cfg, source(&url, &g.jwks_file)?);
+        verifier.tag_claims = g.tags.clone().into_iter().collect();
+        attestors.gcp.push(verifier);
+        tracing::info!(audience = %g.audience, projects = ?g.projects, "gcp workload identity exchange enabled");
+    }
+    for a in &config.azure {
+        use excalibur_identity::cloud::{Azure, AzureConfig, azure_jwks_url};
+        let url = a
+            .jwks_url
+            .clone()
+            .or_else(|| a.jwks_file.is_none().then(|| azure_jwks_url(&a.tenant)));
+        let cfg = AzureConfig {
+            tenant: a.tenant.clone(),
+            audience: a.audience.clone(),
+            object_ids: a.object_ids.clone(),
+            namespace: a.namespace.clone(),
+        };
+        let mut verifier = Azure::new(cfg, source(&url, &a.jwks_file)?);
+        verifier.tag_claims = a.tags.clone().into_iter().collect();
+        attestors.azure.push(verifier);
+        tracing::info!(tenant = %a.tenant, "azure managed identity exchange enabled");
+    }
     Ok(attestors)
 }
 

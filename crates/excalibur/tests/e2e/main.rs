@@ -11,6 +11,7 @@
 
 mod checkpoints;
 mod cli;
+mod cloud_identity;
 mod crypto_families;
 mod data_plane;
 mod dpop;
