@@ -8,7 +8,8 @@
 #         playwright-core), nginx (upstream mTLS peer), openssh-server + openssh-client
 #         (SSH gateway), postgresql (store conformance, two-replica tests)
 #   cargo install s3s-fs@0.14.1 (a real S3 server that verifies SigV4; ~4 min to build)
-#   target/aws-venv: awscli, boto3, requests, authlib, flask (AWS CLI, boto3, OAuth peer)
+#   target/aws-venv: awscli, boto3, requests, authlib, flask, moto[server] (AWS CLI, boto3,
+#         OAuth peer, a real STS API for the aws-sts exchange)
 #   npm ci in tests/ui (playwright-core) and tests/peers/dpop (oidc-provider, oauth4webapi)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -45,8 +46,8 @@ if [ "$install" = 1 ]; then
   command -v s3s-fs >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ] \
     || cargo install s3s-fs@0.14.1 --features binary --locked
   [ -x target/aws-venv/bin/aws ] || python3 -m venv target/aws-venv
-  target/aws-venv/bin/python -c 'import awscli, boto3, requests, authlib, flask' 2>/dev/null \
-    || target/aws-venv/bin/pip install --quiet --disable-pip-version-check awscli boto3 requests authlib flask
+  target/aws-venv/bin/python -c 'import awscli, boto3, requests, authlib, flask, moto' 2>/dev/null \
+    || target/aws-venv/bin/pip install --quiet --disable-pip-version-check awscli boto3 requests authlib flask "moto[server]"
   for dir in tests/ui tests/peers/dpop; do
     # npm ci only when node_modules is missing or older than the lockfile.
     if [ ! -f "$dir/node_modules/.package-lock.json" ] \

@@ -63,6 +63,7 @@ pub(crate) struct TokenExchangeRequest {
     grant_type: String,
     subject_token: String,
     /// `urn:ietf:params:oauth:token-type:jwt`, `urn:starfly:token-type:spiffe-svid`,
+    /// `urn:starfly:token-type:aws-sts` (a signed GetCallerIdentity request, base64 JSON),
     /// `urn:starfly:token-type:gcp-wif` (a GCP service account's ID token) or
     /// `urn:starfly:token-type:azure-mi` (an Azure managed identity's token).
     subject_token_type: String,

@@ -116,7 +116,7 @@ async fn token_inner(
     };
     if s.attestors.is_empty() {
         return invalid_request(
-            "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]], [[gcp]], [[azure]])",
+            "no workload issuer is configured (EXCALIBUR_K8S_ISSUER, [[spiffe]], [[oidc]], [[aws]], [[gcp]], [[azure]])",
         );
     }
     let now = Timestamp::now();
@@ -254,6 +254,8 @@ const SPIFFE_SVID_TYPE: &str = "urn:starfly:token-type:spiffe-svid";
 const GCP_WIF_TYPE: &str = "urn:starfly:token-type:gcp-wif";
 /// An Azure managed identity's Entra ID token (seed 004).
 const AZURE_MI_TYPE: &str = "urn:starfly:token-type:azure-mi";
+/// A signed AWS `sts:GetCallerIdentity` request (seed 004).
+const AWS_STS_TYPE: &str = "urn:starfly:token-type:aws-sts";
 
 /// The subject token types an exchange accepts, and which verifier each goes to.
 fn subject_kind(token_type: &str) -> Option<SubjectKind> {
@@ -261,13 +263,15 @@ fn subject_kind(token_type: &str) -> Option<SubjectKind> {
         JWT_TYPE | SPIFFE_SVID_TYPE => Some(SubjectKind::Jwt),
         GCP_WIF_TYPE => Some(SubjectKind::GcpWif),
         AZURE_MI_TYPE => Some(SubjectKind::AzureMi),
+        AWS_STS_TYPE => Some(SubjectKind::AwsSts),
         _ => None,
     }
 }
 
 /// What a refused `subject_token_type` is told.
 const SUBJECT_TYPES: &str = "`subject_token_type` must be urn:ietf:params:oauth:token-type:jwt, \
-     urn:starfly:token-type:spiffe-svid, urn:starfly:token-type:gcp-wif or urn:starfly:token-type:azure-mi";
+     urn:starfly:token-type:spiffe-svid, urn:starfly:token-type:aws-sts, urn:starfly:token-type:gcp-wif \
+     or urn:starfly:token-type:azure-mi";
 
 /// `POST /v1/exchange/token`: any accepted subject token for an audience-scoped JWT
 /// signed by Excalibur (ES256); keys at `/.well-known/jwks.json`.

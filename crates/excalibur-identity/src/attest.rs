@@ -52,7 +52,7 @@ pub struct Attested {
     pub principal: String,
     /// Namespace (Kubernetes namespace, SPIFFE trust domain, mapped OIDC claim).
     pub namespace: String,
-    /// `kubernetes`, `spiffe-jwt`, `oidc`, `gcp` or `azure`.
+    /// `kubernetes`, `spiffe-jwt`, `oidc`, `gcp`, `azure` or `aws`.
     pub attestation: &'static str,
     /// Replay key: the token's `jti`, or a hash of the token when it has none.
     pub jti: String,
@@ -563,6 +563,8 @@ pub struct Attestors {
     pub gcp: Vec<crate::cloud::Gcp>,
     /// Azure tenants whose managed identities' tokens are accepted (`azure-mi`).
     pub azure: Vec<crate::cloud::Azure>,
+    /// AWS STS endpoints whose signed GetCallerIdentity requests are accepted (`aws-sts`).
+    pub aws: Vec<crate::aws::Aws>,
 }
 
 /// What kind of subject token an exchange says it carries (`subject_token_type`).
@@ -574,6 +576,8 @@ pub enum SubjectKind {
     GcpWif,
     /// An Azure managed identity's Entra ID access token.
     AzureMi,
+    /// A signed AWS `sts:GetCallerIdentity` request.
+    AwsSts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -590,6 +594,7 @@ impl Attestors {
             && self.oidc.is_empty()
             && self.gcp.is_empty()
             && self.azure.is_empty()
+            && self.aws.is_empty()
     }
 
     /// Verifies a subject token of the kind the exchange names: a cloud token only by
@@ -599,6 +604,7 @@ impl Attestors {
             SubjectKind::Jwt => self.verify(token).await,
             SubjectKind::GcpWif => crate::cloud::verify_gcp(&self.gcp, token).await,
             SubjectKind::AzureMi => crate::cloud::verify_azure(&self.azure, token).await,
+            SubjectKind::AwsSts => crate::aws::verify_aws(&self.aws, token).await,
         }
     }
 

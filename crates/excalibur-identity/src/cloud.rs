@@ -47,7 +47,7 @@ impl Claims {
 }
 
 /// Whether `value` matches a `*` glob (`*` matches any run of characters).
-fn glob(pattern: &str, value: &str) -> bool {
+pub(crate) fn glob(pattern: &str, value: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = value.strip_prefix(first) else {

@@ -21,6 +21,7 @@ use excalibur_core::principal::{Principal, PrincipalKind};
 use ipnet::IpNet;
 
 pub mod attest;
+pub mod aws;
 pub mod cloud;
 pub mod mint;
 pub mod svid;

@@ -143,6 +143,42 @@ struct Raw {
     gcp: Vec<RawGcp>,
     #[serde(default)]
     azure: Vec<RawAzure>,
+    #[serde(default)]
+    aws: Vec<RawAws>,
+}
+
+/// AWS roles whose signed `sts:GetCallerIdentity` requests are exchanged (`aws-sts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAws {
+    /// Accounts admitted (required: an allowlist, never "any account").
+    pub(crate) accounts: Vec<String>,
+    /// Role names admitted (`*` globs); empty: any role of the accounts.
+    #[serde(default)]
+    pub(crate) role_patterns: Vec<String>,
+    /// The value workloads sign into `X-Excalibur-Server-ID` (e.g. this server's name).
+    pub(crate) server_id: String,
+    /// Region of the default endpoint.
+    #[serde(default = "default_region")]
+    pub(crate) region: String,
+    /// The STS endpoint (default `https://sts.<region>.amazonaws.com/`; GovCloud, China
+    /// and tests set their own).
+    pub(crate) sts_endpoint: Option<String>,
+    /// Namespace of the principals (default: the account id).
+    pub(crate) namespace: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+impl RawAws {
+    /// The endpoint signed requests must name and are sent to.
+    pub(crate) fn endpoint(&self) -> String {
+        self.sts_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com/", self.region))
+    }
 }
 
 /// GCP service accounts whose Google-signed ID tokens are exchanged (`gcp-wif`).
@@ -188,8 +224,19 @@ pub(crate) struct RawAzure {
 }
 
 /// What is wrong with the cloud attestors' settings.
-fn cloud_errors(gcp: &[RawGcp], azure: &[RawAzure]) -> Vec<String> {
+fn cloud_errors(gcp: &[RawGcp], azure: &[RawAzure], aws: &[RawAws]) -> Vec<String> {
     let mut errors = Vec::new();
+    for a in aws {
+        let endpoint = a.endpoint();
+        let endpoint_ok = endpoint.starts_with("https://")
+            || endpoint.starts_with("http://127.")
+            || endpoint.starts_with("http://[::1]");
+        if a.accounts.iter().all(String::is_empty) || a.server_id.is_empty() || !endpoint_ok {
+            errors.push(format!(
+                "aws `{endpoint}`: give accounts, a server_id and an https:// sts_endpoint (http:// only on loopback)"
+            ));
+        }
+    }
     for g in gcp {
         if g.audience.is_empty() || g.projects.iter().all(String::is_empty) {
             errors.push(format!(
@@ -472,6 +519,8 @@ pub(crate) struct Config {
     pub(crate) gcp: Vec<RawGcp>,
     /// Azure tenants (`azure-mi`).
     pub(crate) azure: Vec<RawAzure>,
+    /// AWS STS endpoints and accounts (`aws-sts`).
+    pub(crate) aws: Vec<RawAws>,
 }
 
 /// NetBird sync settings.
@@ -644,7 +693,7 @@ impl Config {
                 ));
             }
         }
-        errors.extend(cloud_errors(&raw.gcp, &raw.azure));
+        errors.extend(cloud_errors(&raw.gcp, &raw.azure, &raw.aws));
         let netbird = match (&args.netbird_sync_url, &args.netbird_sync_token) {
             (None, None) => None,
             (Some(url), Some(token)) => {
@@ -761,6 +810,7 @@ impl Config {
             oidc: raw.oidc,
             gcp: raw.gcp,
             azure: raw.azure,
+            aws: raw.aws,
             max_workload_token_ttl: std::time::Duration::from_secs(
                 args.max_workload_token_ttl.max(60),
             ),

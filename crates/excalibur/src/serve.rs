@@ -695,7 +695,60 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         attestors.azure.push(verifier);
         tracing::info!(tenant = %a.tenant, "azure managed identity exchange enabled");
     }
+    for a in &config.aws {
+        use excalibur_identity::aws::{Aws, AwsConfig};
+        let cfg = AwsConfig {
+            sts_endpoint: a.endpoint(),
+            server_id: a.server_id.clone(),
+            accounts: a.accounts.clone(),
+            role_patterns: a.role_patterns.clone(),
+            namespace: a.namespace.clone(),
+        };
+        // Never redirected: the signed request goes to the configured endpoint only.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        let roots: Vec<reqwest::Certificate> = extra_roots(config)?
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .collect();
+        let client = if roots.is_empty() {
+            client
+        } else {
+            client.tls_certs_merge(roots)
+        };
+        attestors
+            .aws
+            .push(Aws::new(cfg, Box::new(HttpSts(client.build()?))));
+        tracing::info!(endpoint = %a.endpoint(), accounts = ?a.accounts, "aws sts exchange enabled");
+    }
     Ok(attestors)
+}
+
+/// Sends signed `GetCallerIdentity` requests to STS.
+#[derive(Debug)]
+struct HttpSts(reqwest::Client);
+
+impl excalibur_identity::aws::StsCaller for HttpSts {
+    fn call(
+        &self,
+        req: excalibur_identity::aws::StsRequest,
+    ) -> excalibur_identity::aws::StsAnswer<'_> {
+        Box::pin(async move {
+            let mut r = self.0.post(&req.url).body(req.body);
+            for (name, value) in &req.headers {
+                r = r.header(name.as_str(), value.as_str());
+            }
+            let resp = r
+                .send()
+                .await
+                .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await.map_err(|e| e.to_string())?;
+            Ok((status, text))
+        })
+    }
 }
 
 /// The cluster's JWKS: a file, or a URL fetched with the pod's token (re-read at each

@@ -388,3 +388,151 @@ async fn rs256_tokens_as_google_and_entra_sign_them_are_accepted() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A moto server (a real STS API that issues credentials and checks SigV4 signatures
+/// once its first `setup` actions are done), on a free loopback port.
+struct Moto {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start(setup: u32) -> Self {
+        let venv =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin");
+        assert!(
+            venv.join("moto_server").exists(),
+            "moto_server missing: run ./test.sh (it installs moto[server] in target/aws-venv)"
+        );
+        let port = excalibur_test_support::free_port().unwrap().port();
+        let child = tokio::process::Command::new(venv.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", setup.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+/// Issue 19: `aws-sts`. A workload holding credentials moto issued for role `ci-runner`
+/// signs `sts:GetCallerIdentity` with botocore (bound to this server's id) without
+/// sending it; Excalibur checks the envelope, sends it to moto, and names the principal
+/// after the ARN moto answers with. A tampered signature (moto refuses it), a request
+/// signed for another server or without the server id signed, an expired one, a role
+/// the config does not admit, a replay from another address and a request naming
+/// another URL are refused; the other URL is never contacted.
+#[tokio::test]
+async fn signed_aws_caller_identity_requests_become_principals() {
+    // create_role x2 and assume_role x2 run unauthenticated; then moto checks signatures.
+    let mut moto = Moto::start(4).await;
+    let tripwire = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trip_url = format!("http://{}/", tripwire.local_addr().unwrap());
+    let contacted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&contacted);
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = tripwire.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/peers/aws_sts_envelopes.py");
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin/python");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([moto.endpoint.as_str(), "excalibur.test", trip_url.as_str()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let config = format!(
+        "[[aws]]\naccounts = [\"123456789012\"]\nrole_patterns = [\"ci-*\"]\nserver_id = \"excalibur.test\"\nsts_endpoint = \"{}\"\n",
+        moto.endpoint
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        Options {
+            config_toml: config,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    const AWS_TYPE: &str = "urn:starfly:token-type:aws-sts";
+    let good = tokens["good"].as_str().unwrap();
+    let (status, body) = exchange(&gw, good, AWS_TYPE).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].as_str().unwrap().starts_with("xcw_"));
+    // No longer than the signed request's 15 minutes.
+    assert!(body["expires_in"].as_i64().unwrap() <= 15 * 60, "{body}");
+    let (status, body) = exchange_from(&gw, good, AWS_TYPE, "127.0.0.2").await;
+    assert_eq!(status, 400, "replay: {body}");
+    assert!(body.to_string().contains("replay"), "{body}");
+
+    for (name, why) in [
+        ("tampered", "STS refused"),
+        ("other_server", "another server"),
+        ("server_id_unsigned", "must be signed"),
+        ("expired", "expired"),
+        ("admin", "role `admin` is not admitted"),
+        ("other_url", "no trusted issuer"),
+    ] {
+        let (status, body) = exchange(&gw, tokens[name].as_str().unwrap(), AWS_TYPE).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{name}: {body}"
+        );
+        assert!(
+            body["error_description"].as_str().unwrap().contains(why),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(
+        contacted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "another URL was contacted"
+    );
+
+    let workloads = gw.api().get("/api/workloads").await.unwrap();
+    let row = &workloads.as_array().unwrap()[0];
+    assert_eq!(
+        row["principal"], "aws:123456789012/ci-runner",
+        "{workloads}"
+    );
+    assert_eq!(
+        (row["attestation"].as_str(), row["namespace"].as_str()),
+        (Some("aws"), Some("123456789012"))
+    );
+    let attested = gw
+        .api()
+        .get("/api/audit?type=workload_attested")
+        .await
+        .unwrap();
+    assert_eq!(attested[0]["details"]["attestor"], "aws");
+    assert_eq!(attested[0]["details"]["session"], "build-42");
+    assert_eq!(workloads.as_array().unwrap().len(), 1, "{workloads}");
+    let _ = moto.child.kill().await;
+}

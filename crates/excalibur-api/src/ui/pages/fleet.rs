@@ -134,7 +134,7 @@ async fn fleet(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response
         (table("namespaces", &["Namespace", "Allowed domains"], ns_rows,
             &html! { "No namespaces. Add one with " code { "excalibur-ctl namespace add" } " to bound what its workloads may reach." }))
         @if s.attestors.is_empty() {
-            p.hint { "Token exchange is off (set " code { "EXCALIBUR_K8S_ISSUER" } ", or configure " code { "[[spiffe]]" } ", " code { "[[oidc]]" } ", " code { "[[gcp]]" } " or " code { "[[azure]]" } ")." }
+            p.hint { "Token exchange is off (set " code { "EXCALIBUR_K8S_ISSUER" } ", or configure " code { "[[spiffe]]" } ", " code { "[[oidc]]" } ", " code { "[[aws]]" } ", " code { "[[gcp]]" } " or " code { "[[azure]]" } ")." }
         }
     };
     Ok(page("Fleet & Namespaces", &ui, &body))
