@@ -629,6 +629,30 @@ fn refused(
     }
 }
 
+/// `GET /.well-known/openid-configuration`: Excalibur as an OIDC issuer, so an operator
+/// can register it once (e.g. as an AWS IAM OIDC identity provider) for the
+/// web-identity tokens it presents when a SigV4 mapping assumes a role.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "workloads",
+    summary = "OIDC discovery: the issuer (EXCALIBUR_ISSUER_URL) and its JWKS, for cloud providers that trust Excalibur's tokens",
+    responses((status = 200, description = "OIDC provider metadata", body = serde_json::Value)),
+    security(())
+)]
+pub(crate) async fn openid_configuration(State(s): State<ApiState>) -> Response {
+    let issuer = s.exchange.issuer_url.trim_end_matches('/');
+    Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"],
+    }))
+    .into_response()
+}
+
 /// `GET /.well-known/jwks.json`: the public keys of audience-scoped tokens.
 #[utoipa::path(
     get,

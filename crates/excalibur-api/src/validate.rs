@@ -219,14 +219,69 @@ pub(crate) fn sigv4(req: &excalibur_core::api::CreateSigv4Mapping) -> Result<(),
     };
     lower("region", &req.region)?;
     lower("service", &req.service)?;
-    ident("real_access_key_id", &req.real_access_key_id, 16, 128, b"")?;
-    printable(
-        "real_secret_access_key",
-        req.real_secret_access_key.expose(),
-        256,
-    )?;
-    if let Some(t) = &req.real_session_token {
-        printable("real_session_token", t.expose(), 8192)?;
+    match (
+        &req.role_arn,
+        &req.real_access_key_id,
+        &req.real_secret_access_key,
+    ) {
+        (None, Some(akid), Some(secret)) => {
+            ident("real_access_key_id", akid, 16, 128, b"")?;
+            printable("real_secret_access_key", secret.expose(), 256)?;
+            if let Some(t) = &req.real_session_token {
+                printable("real_session_token", t.expose(), 8192)?;
+            }
+            if req.session_name.is_some()
+                || req.duration_seconds.is_some()
+                || req.sts_endpoint.is_some()
+            {
+                return Err(ApiError::unprocessable(
+                    "`session_name`, `duration_seconds` and `sts_endpoint` go with `role_arn`",
+                ));
+            }
+            Ok(())
+        }
+        (Some(role), None, None) if req.real_session_token.is_none() => sigv4_role(req, role),
+        _ => Err(ApiError::unprocessable(
+            "give either `real_access_key_id` and `real_secret_access_key`, or `role_arn` (no static key)",
+        )),
+    }
+}
+
+/// The assumed-role settings of a SigV4 mapping.
+fn sigv4_role(req: &excalibur_core::api::CreateSigv4Mapping, role: &str) -> Result<(), ApiError> {
+    // arn:<partition>:iam::<12 digits>:role/<path and name>
+    let parts: Vec<&str> = role.splitn(6, ':').collect();
+    let ok = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty() && n.len() <= 512
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))));
+    if !ok {
+        return Err(ApiError::unprocessable(
+            "`role_arn` must be arn:aws:iam::<account>:role/<name>",
+        ));
+    }
+    if let Some(name) = &req.session_name {
+        ident("session_name", name, 2, 64, b"+=,.@_-")?;
+    }
+    if let Some(d) = req.duration_seconds
+        && !(900..=43_200).contains(&d)
+    {
+        return Err(ApiError::unprocessable(
+            "`duration_seconds` must be 900 to 43200",
+        ));
+    }
+    if let Some(url) = &req.sts_endpoint {
+        let loopback = url.starts_with("http://127.") || url.starts_with("http://[::1]");
+        if !(url.starts_with("https://") || loopback)
+            || url.len() > 2048
+            || url.contains(char::is_whitespace)
+        {
+            return Err(ApiError::unprocessable(
+                "`sts_endpoint` must be an https:// URL (http:// only on loopback)",
+            ));
+        }
     }
     Ok(())
 }

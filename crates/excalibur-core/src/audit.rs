@@ -147,6 +147,9 @@ event_types! {
     SftpTransfer => "sftp_transfer",
     /// The proxy refreshed an access token (or failed to).
     OauthTokenRefreshed => "oauth_token_refreshed",
+    /// The proxy assumed a SigV4 mapping's role for temporary credentials (or failed to):
+    /// role, expiry, status; never the credentials.
+    Sigv4CredentialsAssumed => "sigv4_credentials_assumed",
     /// The NetBird peer list changed after a sync.
     NetbirdSynced => "netbird_synced",
     /// A NetBird sync failed (the last good state stays in force).

@@ -340,6 +340,54 @@ pub enum NamespaceCmd {
     List,
 }
 
+/// `crypto sigv4 add` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Sigv4Add {
+    /// Existing mapping to replace (rotation).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Provider whose hosts include the target host.
+    #[arg(long)]
+    pub provider: String,
+    /// Upstream host, e.g. s3.eu-west-1.amazonaws.com (or *.suffix).
+    #[arg(long)]
+    pub target_host: String,
+    /// Only requests under this path are signed.
+    #[arg(long, default_value = "/")]
+    pub path_prefix: String,
+    /// Signing region.
+    #[arg(long)]
+    pub region: String,
+    /// Signing service (s3, sts, ...).
+    #[arg(long)]
+    pub service: String,
+    /// Access key id (a static key; or give --role-arn).
+    #[arg(
+        long,
+        required_unless_present = "role_arn",
+        requires = "secret_key_file"
+    )]
+    pub access_key_id: Option<String>,
+    /// File holding the secret access key, or `-` for stdin.
+    #[arg(long, requires = "access_key_id")]
+    pub secret_key_file: Option<PathBuf>,
+    /// File holding a session token (temporary credentials).
+    #[arg(long, requires = "access_key_id")]
+    pub session_token_file: Option<PathBuf>,
+    /// No static key: the role Excalibur assumes with AssumeRoleWithWebIdentity.
+    #[arg(long, conflicts_with = "access_key_id")]
+    pub role_arn: Option<String>,
+    /// Session name of the assumed role (default: the mapping id).
+    #[arg(long, requires = "role_arn")]
+    pub session_name: Option<String>,
+    /// Lifetime asked for the assumed credentials, 900 to 43200 s.
+    #[arg(long, requires = "role_arn")]
+    pub duration_seconds: Option<u32>,
+    /// STS endpoint (default https://sts.<region>.amazonaws.com/).
+    #[arg(long, requires = "role_arn")]
+    pub sts_endpoint: Option<String>,
+}
+
 /// `ssh` verbs.
 #[derive(Debug, Subcommand)]
 pub enum SshCmd {
@@ -406,35 +454,7 @@ pub enum DocumentCmd {
 pub enum Sigv4Cmd {
     /// Create a mapping, or rotate one with --id. The secret key is read from a file or
     /// stdin, never from the command line.
-    Add {
-        /// Existing mapping to replace (rotation).
-        #[arg(long)]
-        id: Option<String>,
-        /// Provider whose hosts include the target host.
-        #[arg(long)]
-        provider: String,
-        /// Upstream host, e.g. s3.eu-west-1.amazonaws.com (or *.suffix).
-        #[arg(long)]
-        target_host: String,
-        /// Only requests under this path are signed.
-        #[arg(long, default_value = "/")]
-        path_prefix: String,
-        /// Signing region.
-        #[arg(long)]
-        region: String,
-        /// Signing service (s3, sts, ...).
-        #[arg(long)]
-        service: String,
-        /// Access key id.
-        #[arg(long)]
-        access_key_id: String,
-        /// File holding the secret access key, or `-` for stdin.
-        #[arg(long)]
-        secret_key_file: PathBuf,
-        /// File holding a session token (temporary credentials).
-        #[arg(long)]
-        session_token_file: Option<PathBuf>,
-    },
+    Add(Box<Sigv4Add>),
     /// List mappings (key id prefix and fingerprint only).
     List,
     /// Delete a mapping.

@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod assume;
 pub mod body;
 pub mod ca;
 mod decide;
@@ -76,6 +77,14 @@ pub trait Control: Send + Sync + std::fmt::Debug {
         generation: u64,
         secret: excalibur_core::Secret,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// Signs a short-lived JWT as Excalibur's OIDC issuer (its published keys) for
+    /// `AssumeRoleWithWebIdentity`: `sub` and `aud` as given.
+    fn web_identity_token(
+        &self,
+        subject: String,
+        audience: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 }
 
 /// Proxy settings.
@@ -120,6 +129,7 @@ struct Inner {
     mtls_clients: mtls::MtlsClients,
     dpop_nonces: dpop::Nonces,
     refresh_cache: oauth_refresh::RefreshCache,
+    role_cache: assume::RoleCache,
     roots: Arc<rustls::RootCertStore>,
 }
 
@@ -185,6 +195,7 @@ impl Proxy {
                 mtls_clients: mtls::MtlsClients::default(),
                 dpop_nonces: dpop::Nonces::default(),
                 refresh_cache: oauth_refresh::RefreshCache::default(),
+                role_cache: assume::RoleCache::default(),
                 roots,
             }),
         })

@@ -31,6 +31,9 @@ pub(crate) struct Outbound {
     pub(crate) injected: Option<Injected>,
     /// The workload sent no body.
     pub(crate) body_empty: bool,
+    /// The temporary SigV4 credentials' key id and session token (an assumed role),
+    /// scrubbed from the response like the mapping's static ones.
+    pub(crate) sigv4_scrub: Option<Arc<excalibur_mediation::Mediator>>,
 }
 
 /// Mediates `parts` and `incoming` under `red`. `path_and_query` is the target as the
@@ -82,10 +85,14 @@ pub(crate) async fn request(
     let injected = inject(inner, &families, principal, &mut parts).await?;
     let body_empty = http_body::Body::is_end_stream(&incoming);
     // Signing is the last change to the request.
+    let mut sigv4_scrub = None;
     let (parts, signed): (_, ProxyBody) = match families.sigv4 {
         Some(route) => {
+            let (creds, scrub) = inner.sigv4_credentials(route, &principal.id).await?;
+            sigv4_scrub = scrub;
             let signed = crate::sigv4::sign(
                 route,
+                &creds,
                 parts,
                 incoming,
                 target.https,
@@ -112,6 +119,7 @@ pub(crate) async fn request(
         body,
         injected,
         body_empty,
+        sigv4_scrub,
     })
 }
 

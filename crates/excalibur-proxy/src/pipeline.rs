@@ -676,18 +676,18 @@ impl Inner {
                 ),
             );
         }
-        let (resp, injected) = match crate::send::upstream(self, out, red, principal, target).await
-        {
-            Ok(sent) => sent,
-            Err(f) => {
-                if f.denied {
-                    flow.update(|fl| fl.decision = "deny".to_owned());
+        let (resp, injected, sigv4_scrub) =
+            match crate::send::upstream(self, out, red, principal, target).await {
+                Ok(sent) => sent,
+                Err(f) => {
+                    if f.denied {
+                        flow.update(|fl| fl.decision = "deny".to_owned());
+                    }
+                    return failed(&flow, f.refusal);
                 }
-                return failed(&flow, f.refusal);
-            }
-        };
+            };
         self.answered(&flow, &resp, started, red.redeemed.len());
-        let scrubber = Scrubber::for_response(snap, red, injected.as_ref());
+        let scrubber = Scrubber::for_response(snap, red, injected.as_ref(), sigv4_scrub.as_ref());
         let head_only = method == "HEAD";
         match crate::scrub::response(
             &scrubber,

@@ -37,12 +37,16 @@ impl Scrubber {
         snap: &crate::Snapshot,
         red: &crate::decide::Redemption<'_>,
         injected: Option<&crate::jwt_bearer::Injected>,
+        assumed: Option<&Arc<Mediator>>,
     ) -> Self {
         let mut s = Self::new(&snap.mediator);
         // Values rotated since the snapshot's scrub automata were built.
         s.add(&snap.recent, true);
         if let Some(route) = red.families.sigv4 {
             s.add(route.scrub(), !route.is_s3());
+            if let Some(assumed) = assumed {
+                s.add(assumed, !route.is_s3());
+            }
         }
         if let Some(inj) = injected {
             s.add(&inj.scrub, true);

@@ -35,15 +35,22 @@ impl From<ProxyError> for SendFailure {
     }
 }
 
-/// Sends `out` to `target` and returns the response head and body, and the injected
-/// token that went with it (possibly refreshed).
+/// What came back, and what went with the request that the response must not echo.
+pub(crate) type Sent = (
+    Response<ProxyBody>,
+    Option<Injected>,
+    Option<std::sync::Arc<excalibur_mediation::Mediator>>,
+);
+
+/// Sends `out` to `target` and returns the response head and body, the injected token
+/// that went with it (possibly refreshed) and the assumed SigV4 credentials' values.
 pub(crate) async fn upstream(
     inner: &Inner,
     out: Outbound,
     red: &Redemption<'_>,
     principal: &Principal,
     target: &Target,
-) -> Result<(Response<ProxyBody>, Option<Injected>), SendFailure> {
+) -> Result<Sent, SendFailure> {
     let own_client;
     let client = match red.families.mtls {
         Some(route) => match inner.mtls_clients.get(route, &inner.upstream, &inner.roots) {
@@ -74,6 +81,7 @@ pub(crate) async fn upstream(
         body,
         mut injected,
         body_empty,
+        sigv4_scrub,
     } = out;
     let sent = match red.families.dpop {
         Some(dpop) => leg.dpop(dpop, parts, body).await?,
@@ -83,7 +91,7 @@ pub(crate) async fn upstream(
             leg.plain(parts, body, oauth, injected.as_mut()).await?
         }
     };
-    Ok((sent, injected))
+    Ok((sent, injected, sigv4_scrub))
 }
 
 /// One upstream leg: the client chosen for it, and whom and where it is for.

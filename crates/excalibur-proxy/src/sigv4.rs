@@ -43,20 +43,58 @@ pub struct Sigv4Route {
     path_prefix: String,
     region: String,
     service: String,
-    creds: Credentials,
+    /// A static key (`None` when the credentials come from `role`).
+    creds: Option<Credentials>,
+    /// The role whose temporary credentials sign, when the mapping holds no key.
+    pub(crate) role: Option<RoleSpec>,
     /// The access key id and session token, sent upstream in the clear: scrubbed from
     /// responses (built once per snapshot, not per request).
     scrub: Arc<Mediator>,
+}
+
+/// A role assumed with `AssumeRoleWithWebIdentity` for a mapping's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RoleSpec {
+    pub(crate) arn: String,
+    pub(crate) session_name: String,
+    pub(crate) duration_seconds: u64,
+    pub(crate) sts_endpoint: String,
+}
+
+impl RoleSpec {
+    /// The cache version: a changed setting starts afresh.
+    pub(crate) fn version(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.arn, self.session_name, self.duration_seconds, self.sts_endpoint
+        )
+    }
 }
 
 impl Sigv4Route {
     /// Builds a route from a stored mapping and its opened keys.
     pub fn from_record(r: &MappingRecord, keys: &Secret) -> Option<Self> {
         let text = |k: &str| r.setting(k);
-        let creds = Credentials::from_sealed(keys).ok()?;
-        let mut sent = vec![(format!("{}.access_key_id", r.id), creds.access_key_id())];
-        if let Some(t) = creds.session_token() {
-            sent.push((r.id.clone(), t.clone()));
+        let role = text("role_arn").map(|arn| RoleSpec {
+            session_name: text("session_name").unwrap_or_else(|| r.id.clone()),
+            duration_seconds: r
+                .config
+                .get("duration_seconds")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(3600),
+            sts_endpoint: text("sts_endpoint").unwrap_or_default(),
+            arn,
+        });
+        let creds = match &role {
+            Some(_) => None,
+            None => Some(Credentials::from_sealed(keys).ok()?),
+        };
+        let mut sent = Vec::new();
+        if let Some(c) = &creds {
+            sent.push((format!("{}.access_key_id", r.id), c.access_key_id()));
+            if let Some(t) = c.session_token() {
+                sent.push((r.id.clone(), t.clone()));
+            }
         }
         Some(Self {
             id: r.id.clone(),
@@ -66,8 +104,14 @@ impl Sigv4Route {
             region: text("region")?,
             service: text("service")?,
             creds,
+            role,
             scrub: Arc::new(Mediator::new(sent)),
         })
+    }
+
+    /// The static key, if the mapping holds one.
+    pub(crate) fn static_credentials(&self) -> Option<&Credentials> {
+        self.creds.as_ref()
     }
 
     /// Whether response bodies are object data (S3): those are never rewritten.
@@ -279,6 +323,7 @@ fn set(parts: &mut Parts, name: &'static str, value: &str) -> Result<(), ProxyEr
 /// request's Host / :authority will be. Nothing is changed on the request after this.
 pub(crate) async fn sign(
     route: &Sigv4Route,
+    creds: &Credentials,
     mut parts: Parts,
     body: Parked,
     https: bool,
@@ -336,7 +381,7 @@ pub(crate) async fn sign(
     details.insert("host".into(), json!(authority));
     details.insert("service".into(), json!(route.service));
     details.insert("region".into(), json!(route.region));
-    details.insert("key_id_prefix".into(), json!(route.creds.key_id_prefix()));
+    details.insert("key_id_prefix".into(), json!(creds.key_id_prefix()));
 
     if presigned {
         let expires = Duration::from_secs(expires.unwrap_or(900).clamp(1, 604_800));
@@ -354,7 +399,7 @@ pub(crate) async fn sign(
             s3_uri: s3,
             content_sha256: false,
         };
-        let query = sigv4::presign(&route.creds, scope, &input, expires)
+        let query = sigv4::presign(creds, scope, &input, expires)
             .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string()))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         parts.uri = format!("{url}{sep}{query}").parse().map_err(|_| {
@@ -470,7 +515,7 @@ pub(crate) async fn sign(
         s3_uri: s3,
         content_sha256,
     };
-    let signed = sigv4::sign(&route.creds, scope, &input)
+    let signed = sigv4::sign(creds, scope, &input)
         .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string()))?;
     drop(input);
     for (name, value, sensitive) in signed.headers {
@@ -492,7 +537,7 @@ pub(crate) async fn sign(
         )
     })?;
     let chain = || {
-        SignatureChain::new(&route.creds, scope, now, signed.signature.clone())
+        SignatureChain::new(creds, scope, now, signed.signature.clone())
             .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "sigv4_failed", &e.to_string()))
     };
     let upstream_body = |b: Option<Parked>| -> ProxyBody {
@@ -618,8 +663,13 @@ pub fn presign(
         s3_uri: s3,
         content_sha256: false,
     };
-    let q =
-        sigv4::presign(&route.creds, scope, &input, expires).map_err(|e| Some(e.to_string()))?;
+    let creds = route.creds.as_ref().ok_or_else(|| {
+        Some(
+            "this mapping assumes a role: presigned URLs need a mapping with a static key"
+                .to_owned(),
+        )
+    })?;
+    let q = sigv4::presign(creds, scope, &input, expires).map_err(|e| Some(e.to_string()))?;
     let sep = if url.contains('?') { '&' } else { '?' };
     Ok(PresignedUrl {
         url: format!("{url}{sep}{q}"),

@@ -261,6 +261,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let proxy_addr = proxy_listener.local_addr()?;
     let ssh_addr = ssh_listener.local_addr()?;
 
+    // Excalibur's signing keys: workload tokens (the API) and the web-identity JWTs the
+    // proxy presents to STS for SigV4 mappings that assume a role.
+    let signing = Arc::new(tokio::sync::RwLock::new(
+        init::signing_keys(store.as_ref()).await?,
+    ));
     let proxy = Proxy::new(
         ProxyConfig {
             upstream: UpstreamConfig {
@@ -287,6 +292,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(BinControl {
             store: Arc::clone(&store),
             snapshots: Arc::clone(&snapshots),
+            signing: Arc::clone(&signing),
+            issuer_url: config.issuer_url.clone(),
         }),
         tracker.clone(),
         cancel.clone(),
@@ -370,9 +377,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             trust_domain: config.trust_domain.clone(),
             signing_setting: init::SIGNING_KEYS_SETTING.to_owned(),
         },
-        signing: Arc::new(tokio::sync::RwLock::new(
-            init::signing_keys(store.as_ref()).await?,
-        )),
+        signing,
         registry: Arc::new(registry),
         metrics: api_metrics,
         presign,
@@ -1057,6 +1062,8 @@ impl excalibur_ssh::SessionControl for SshSessions {
 struct BinControl {
     store: Arc<dyn Store>,
     snapshots: Arc<Snapshots>,
+    signing: Arc<tokio::sync::RwLock<excalibur_identity::mint::SigningKeys>>,
+    issuer_url: String,
 }
 
 impl Control for BinControl {
@@ -1094,9 +1101,43 @@ impl Control for BinControl {
             }
         })
     }
+
+    fn web_identity_token(
+        &self,
+        subject: String,
+        audience: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        Box::pin(Self::sign_web_identity(
+            Arc::clone(&self.signing),
+            self.issuer_url.clone(),
+            subject,
+            audience,
+        ))
+    }
 }
 
 impl BinControl {
+    /// A five-minute ES256 JWT from Excalibur's OIDC issuer (`iss` = the issuer URL, keys
+    /// at `<issuer>/.well-known/jwks.json`).
+    async fn sign_web_identity(
+        signing: Arc<tokio::sync::RwLock<excalibur_identity::mint::SigningKeys>>,
+        issuer: String,
+        subject: String,
+        audience: String,
+    ) -> Result<String, String> {
+        let now = excalibur_core::time::Timestamp::now().millis() / 1000;
+        let claims = serde_json::json!({
+            "iss": issuer, "sub": subject, "aud": audience, "iat": now, "nbf": now - 5,
+            "exp": now + 300,
+            "jti": excalibur_core::secret::hex(&excalibur_core::ids::random_bytes::<16>()),
+        });
+        signing
+            .read()
+            .await
+            .sign(&claims)
+            .map_err(|e| e.to_string())
+    }
+
     async fn store_secret(
         store: Arc<dyn Store>,
         snapshots: Arc<crate::snapshot::Snapshots>,

@@ -28,6 +28,7 @@ pub(super) fn routes() -> Routes {
         .add(routes!(exchange::workload_token))
         .add(routes!(exchange::introspect))
         .add(routes!(exchange::jwks))
+        .add(routes!(exchange::openid_configuration))
         .add(routes!(exchange::rotate))
 }
 

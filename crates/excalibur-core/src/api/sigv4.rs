@@ -25,15 +25,30 @@ pub struct CreateSigv4Mapping {
     pub region: String,
     /// Signing service name (`s3`, `sts`, ...).
     pub service: String,
-    /// Real access key id (sealed; listed as a prefix).
-    pub real_access_key_id: String,
-    /// Real secret access key (sealed; never returned).
-    #[serde(serialize_with = "SecretString::serialize_exposed")]
-    pub real_secret_access_key: SecretString,
+    /// Real access key id (sealed; listed as a prefix). Absent with `role_arn`.
+    #[serde(default)]
+    pub real_access_key_id: Option<String>,
+    /// Real secret access key (sealed; never returned). Absent with `role_arn`.
+    #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
+    pub real_secret_access_key: Option<SecretString>,
     /// Session token for temporary credentials (sealed; never returned).
     #[serde(default)]
     #[serde(serialize_with = "SecretString::serialize_option_exposed")]
     pub real_session_token: Option<SecretString>,
+    /// Instead of a static key: the role Excalibur assumes with
+    /// `AssumeRoleWithWebIdentity`, presenting a JWT it signs as an OIDC issuer.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Session name of the assumed role (default: the mapping id).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// Lifetime asked for the temporary credentials (900 to 43,200 s; default 3,600).
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
+    /// STS endpoint (default `https://sts.<region>.amazonaws.com/`).
+    #[serde(default)]
+    pub sts_endpoint: Option<String>,
 }
 
 /// The sealed part of a SigV4 mapping.
@@ -69,6 +84,8 @@ pub struct Sigv4Mapping {
     pub access_key_id_prefix: String,
     /// Whether a session token is configured.
     pub session_token: bool,
+    /// The role assumed for temporary credentials, when the mapping holds no key.
+    pub role_arn: Option<String>,
     /// `sha256:<hex>` of the sealed keys (changes on rotation).
     pub fingerprint: String,
     /// UI column "Authority": the host requests are signed for.
@@ -102,6 +119,7 @@ impl Sigv4Mapping {
                 .get("session_token")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
+            role_arn: r.setting("role_arn"),
             fingerprint: r.fingerprint.clone(),
             authority: host.clone(),
             token_host: None,

@@ -66,29 +66,28 @@ pub(crate) async fn crypto(ctx: &Ctx, cmd: CryptoCmd) -> anyhow::Result<ExitCode
 
 async fn sigv4(ctx: &Ctx, cmd: Sigv4Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Sigv4Cmd::Add {
-            id,
-            provider,
-            target_host,
-            path_prefix,
-            region,
-            service,
-            access_key_id,
-            secret_key_file,
-            session_token_file,
-        } => {
+        Sigv4Cmd::Add(a) => {
+            let a = *a;
             let body = CreateSigv4Mapping {
-                id,
-                provider_id: provider,
-                target_host,
-                path_prefix,
-                region,
-                service,
-                real_access_key_id: access_key_id,
-                real_secret_access_key: SecretString::new(read_value(None, Some(secret_key_file))?),
-                real_session_token: session_token_file
+                id: a.id,
+                provider_id: a.provider,
+                target_host: a.target_host,
+                path_prefix: a.path_prefix,
+                region: a.region,
+                service: a.service,
+                real_access_key_id: a.access_key_id,
+                real_secret_access_key: a
+                    .secret_key_file
                     .map(|f| read_value(None, Some(f)).map(SecretString::new))
                     .transpose()?,
+                real_session_token: a
+                    .session_token_file
+                    .map(|f| read_value(None, Some(f)).map(SecretString::new))
+                    .transpose()?,
+                role_arn: a.role_arn,
+                session_name: a.session_name,
+                duration_seconds: a.duration_seconds,
+                sts_endpoint: a.sts_endpoint,
             };
             ctx.create(SIGV4, &body, SIGV4_COLUMNS).await
         }

@@ -1064,3 +1064,231 @@ async fn aws_cli_default_presign_and_unknown_length_uploads_work_through_the_pro
     );
     assert!(object_on_disk(&s, "v2-bucket", "big.bin").is_none());
 }
+
+/// Issue 19 (outbound): a SigV4 mapping with `role_arn` and no key. Excalibur signs a
+/// web-identity JWT as an OIDC issuer, calls AssumeRoleWithWebIdentity on an STS
+/// stand-in (TLS, the documented shapes) that returns the key pair the S3 server
+/// (s3s-fs, checking signatures) knows, and signs with those temporary credentials, the
+/// session token included. The AWS CLI holds no AWS credentials at all. A failed STS
+/// call is not cached; the credentials are reused until shortly before they expire,
+/// then assumed again; the JWT verifies against Excalibur's published JWKS.
+#[tokio::test]
+async fn a_role_mapping_signs_with_assumed_credentials_and_no_static_key() {
+    const STS_HOST: &str = "sts.us-east-1.amazonaws.com";
+    const SESSION_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEsessionTOKENforTHEtest";
+    let s3 = S3Server::start(REAL_AKID, REAL_SECRET, &[HOST])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (sts_ca, sts_chain, sts_key) = excalibur_test_support::tls_files(&[STS_HOST]).unwrap();
+    let (cert, key, log) = (
+        dir.path().join("sts.pem"),
+        dir.path().join("sts.key"),
+        dir.path().join("sts.log"),
+    );
+    let log_path = log.clone();
+    std::fs::write(&cert, sts_chain).unwrap();
+    std::fs::write(&key, sts_key).unwrap();
+    let port = excalibur_test_support::free_port().unwrap().port();
+    let mut sts = tokio::process::Command::new(venv_bin("python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/sts_standin.py"))
+        .args([
+            port.to_string().as_str(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .args(["20", REAL_AKID, REAL_SECRET, SESSION_TOKEN])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    tokio::io::AsyncBufReadExt::read_line(
+        &mut tokio::io::BufReader::new(sts.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let roots = dir.path().join("upstream-ca.pem");
+    std::fs::write(&roots, format!("{}\n{sts_ca}", s3.ca_pem)).unwrap();
+    let config = format!(
+        "[upstream]\nca_file = {roots:?}\nresolve = [\"{HOST}:443={}\", \"{STS_HOST}:443=127.0.0.1:{port}\"]\n",
+        s3.tls_addr
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::new(dir),
+        Options {
+            config_toml: config,
+            env: vec![(
+                "EXCALIBUR_ISSUER_URL".into(),
+                "https://excalibur.test".into(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post("/api/providers", json!({"id": "aws-role", "hosts": [HOST]}))
+        .await
+        .unwrap();
+    let m = api
+        .post(
+            "/api/crypto/sigv4/mappings",
+            json!({"provider_id": "aws-role", "target_host": HOST, "region": "us-east-1", "service": "s3",
+                   "role_arn": "arn:aws:iam::123456789012:role/excalibur-s3", "session_name": "excalibur-ci"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        m["role_arn"], "arn:aws:iam::123456789012:role/excalibur-s3",
+        "{m}"
+    );
+    let mapping = m["id"].as_str().unwrap().to_owned();
+    // A key and a role at once is refused.
+    let (status, _, _) = api
+        .send(
+            "POST",
+            "/api/crypto/sigv4/mappings",
+            Some(json!({"provider_id": "aws-role", "target_host": HOST, "region": "us-east-1", "service": "s3",
+                        "role_arn": "arn:aws:iam::123456789012:role/x", "real_access_key_id": REAL_AKID,
+                        "real_secret_access_key": REAL_SECRET})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "sigv4_*", "hosts": [HOST], "principal": "service:ci-runner"}),
+    )
+    .await
+    .unwrap();
+    let (_, token) = crate::data_plane::credential(&gw, "ci-runner", "127.0.0.0/8", &[HOST]).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    let ca = gw.data_dir.join("ca.pem");
+    let cli = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(venv_bin("aws"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("HTTPS_PROXY", format!("http://ci:{token}@{}", gw.proxy()))
+            .env("AWS_CA_BUNDLE", &ca)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args([
+                "--no-sign-request",
+                "--endpoint-url",
+                &format!("https://{HOST}"),
+            ])
+            .args(args);
+        async move {
+            let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let calls = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The stand-in fails the first call: that request is refused (502) and the failure
+    // is not kept, so the CLI's retry makes Excalibur call STS again and succeeds.
+    let (code, out, err) = cli(vec!["s3".into(), "mb".into(), "s3://assumed".into()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        calls(),
+        2,
+        "a failed AssumeRoleWithWebIdentity is not cached"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("hello.txt");
+    std::fs::write(&file, b"signed with assumed credentials").unwrap();
+    let (code, out, err) = cli(vec![
+        "s3".into(),
+        "cp".into(),
+        file.to_str().unwrap().into(),
+        "s3://assumed/hello.txt".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(calls(), 2, "the assumed credentials are reused");
+    assert_eq!(
+        std::fs::read(s3.root.path().join("assumed/hello.txt")).unwrap(),
+        b"signed with assumed credentials"
+    );
+    for text in [&out, &err] {
+        assert_no_secret("the CLI's output", text);
+        assert!(!text.contains(SESSION_TOKEN));
+    }
+
+    // The web identity token verifies against the published issuer keys.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let form: Value = serde_json::from_str(log.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(form["Action"], "AssumeRoleWithWebIdentity");
+    assert_eq!(
+        form["RoleArn"],
+        "arn:aws:iam::123456789012:role/excalibur-s3"
+    );
+    assert_eq!(form["RoleSessionName"], "excalibur-ci");
+    let discovery = api.get("/.well-known/openid-configuration").await.unwrap();
+    assert_eq!(discovery["issuer"], "https://excalibur.test");
+    assert_eq!(
+        discovery["jwks_uri"],
+        "https://excalibur.test/.well-known/jwks.json"
+    );
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(api.get("/.well-known/jwks.json").await.unwrap()).unwrap();
+    let jwt = form["WebIdentityToken"].as_str().unwrap();
+    let kid = jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["sts.amazonaws.com"]);
+    validation.set_issuer(&["https://excalibur.test"]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], format!("sigv4:{mapping}"));
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300);
+
+    // Twenty-second credentials are assumed again ten seconds before they expire.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let (code, out, err) = cli(vec!["s3".into(), "ls".into(), "s3://assumed".into()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("hello.txt"), "{out}");
+    assert_eq!(calls(), 3, "renewed before expiry");
+    let assumed = crate::data_plane::wait_events(&gw, "sigv4_credentials_assumed", 3).await;
+    let results: Vec<&str> = assumed
+        .iter()
+        .map(|e| e["details"]["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        results.contains(&"refused") && results.iter().filter(|r| **r == "assumed").count() == 2,
+        "{results:?}"
+    );
+    for e in &assumed {
+        let text = e.to_string();
+        assert!(
+            !text.contains(REAL_SECRET)
+                && !text.contains(SESSION_TOKEN)
+                && !text.contains(REAL_AKID),
+            "{text}"
+        );
+    }
+    let _ = sts.kill().await;
+}

@@ -44,20 +44,48 @@ impl Family for Sigv4 {
         let target = HostPattern::parse(&req.target_host)
             .map_err(|e| ApiError::unprocessable(format!("`target_host`: {e}")))?;
         mapping_provider(s, &req.provider_id, &[("target_host", target.as_str())]).await?;
-        let prefix: String = req.real_access_key_id.chars().take(8).collect();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "target_host": target.as_str(),
             "path_prefix": req.path_prefix,
             "region": req.region,
             "service": req.service,
-            "access_key_id_prefix": format!("{prefix}…"),
-            "session_token": req.real_session_token.is_some(),
+            "session_token": req.real_session_token.is_some() || req.role_arn.is_some(),
         });
-        let secret = sealed_json(&Sigv4Keys {
-            access_key_id: req.real_access_key_id,
-            secret_access_key: req.real_secret_access_key,
-            session_token: req.real_session_token,
-        })?;
+        let secret = match (
+            req.role_arn,
+            req.real_access_key_id,
+            req.real_secret_access_key,
+        ) {
+            (Some(role), _, _) => {
+                if let Some(obj) = config.as_object_mut() {
+                    let endpoint = req
+                        .sts_endpoint
+                        .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com/", req.region));
+                    obj.insert("role_arn".into(), role.into());
+                    obj.insert("session_name".into(), req.session_name.into());
+                    obj.insert(
+                        "duration_seconds".into(),
+                        req.duration_seconds.unwrap_or(3600).into(),
+                    );
+                    obj.insert("sts_endpoint".into(), endpoint.into());
+                    obj.insert("access_key_id_prefix".into(), "assumed…".into());
+                }
+                // No key at rest: the credentials are assumed when needed.
+                excalibur_core::Secret::new(b"{}".to_vec())
+            }
+            (None, Some(akid), Some(secret)) => {
+                let prefix: String = akid.chars().take(8).collect();
+                if let Some(obj) = config.as_object_mut() {
+                    obj.insert("access_key_id_prefix".into(), format!("{prefix}…").into());
+                }
+                sealed_json(&Sigv4Keys {
+                    access_key_id: akid,
+                    secret_access_key: secret,
+                    session_token: req.real_session_token,
+                })?
+            }
+            _ => return Err(ApiError::unprocessable("no key and no role")),
+        };
         Ok(Prepared {
             replace: req.id,
             provider_id: req.provider_id,
