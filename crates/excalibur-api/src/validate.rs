@@ -319,7 +319,35 @@ pub(crate) fn jwt_bearer(
             )));
         }
     }
-    printable("issuer", &req.issuer, 512)?;
+    let federated = req.preset.federated();
+    match (&req.issuer, &req.real_private_pem, federated) {
+        (Some(issuer), Some(_), false) => printable("issuer", issuer, 512)?,
+        (None, None, true) => {}
+        (_, _, true) => {
+            return Err(ApiError::unprocessable(
+                "a federated preset stores no key and signs as Excalibur's issuer: omit `issuer` and `real_private_pem`",
+            ));
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "`issuer` and `real_private_pem` are required (or choose a federated preset)",
+            ));
+        }
+    }
+    if req.preset == excalibur_core::api::JwtBearerPreset::AzureFederated
+        && (req.client_id.is_none() || req.token_path.is_none())
+    {
+        return Err(ApiError::unprocessable(
+            "azure_federated needs `client_id` (the app registration) and `token_path` (/<tenant>/oauth2/v2.0/token)",
+        ));
+    }
+    if req.preset == excalibur_core::api::JwtBearerPreset::GcpWorkloadIdentity
+        && req.audience.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "gcp_workload_identity needs `audience`: //iam.googleapis.com/projects/<n>/locations/global/workloadIdentityPools/<pool>/providers/<provider>",
+        ));
+    }
     for (field, v) in [
         ("subject", &req.subject),
         ("audience", &req.audience),
@@ -330,7 +358,10 @@ pub(crate) fn jwt_bearer(
             printable(field, v, 2048)?;
         }
     }
-    printable_pem(req.real_private_pem.expose())
+    match &req.real_private_pem {
+        Some(pem) => printable_pem(pem.expose()),
+        None => Ok(()),
+    }
 }
 
 fn printable_pem(pem: &str) -> Result<(), ApiError> {

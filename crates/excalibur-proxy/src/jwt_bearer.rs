@@ -49,7 +49,8 @@ pub struct JwtBearerRoute {
     scope: Option<String>,
     client_id: Option<String>,
     preset: JwtBearerPreset,
-    key: AssertionKey,
+    /// The stored key; `None` for a federated preset (Excalibur's issuer signs).
+    key: Option<AssertionKey>,
 }
 
 impl JwtBearerRoute {
@@ -69,8 +70,13 @@ impl JwtBearerRoute {
             audience: text("audience"),
             scope: text("scope"),
             client_id: text("client_id"),
+            key: match serde_json::from_value::<JwtBearerPreset>(r.config.get("preset")?.clone())
+                .ok()?
+            {
+                p if p.federated() => None,
+                _ => Some(AssertionKey::from_pem(pem).ok()?),
+            },
             preset: serde_json::from_value(r.config.get("preset")?.clone()).ok()?,
-            key: AssertionKey::from_pem(pem).ok()?,
         })
     }
 
@@ -295,13 +301,23 @@ impl crate::Inner {
         route: &JwtBearerRoute,
         principal: &str,
     ) -> Result<(Secret, Option<Duration>), ProxyError> {
-        let assertion = jwt_bearer::sign(&route.key, &route.assertion(), SystemTime::now())
+        if route.preset.federated() {
+            return self.federated_exchange(route, principal).await;
+        }
+        let key = route.key.as_ref().ok_or_else(|| {
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "jwt_bearer_failed",
+                "the mapping has no key",
+            )
+        })?;
+        let assertion = jwt_bearer::sign(key, &route.assertion(), SystemTime::now())
             .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "jwt_bearer_failed", &e.to_string()))?;
         self.event(
             excalibur_core::audit::EventType::JwtBearerSigned,
             principal,
             json!({"mapping": route.id, "issuer": route.issuer, "audience": route.audience,
-                   "kid": route.key.kid(), "alg": route.key.alg()}),
+                   "kid": key.kid(), "alg": key.alg()}),
         );
         if route.preset == JwtBearerPreset::SelfSigned {
             return Ok((assertion, Some(Duration::from_secs(240))));
@@ -348,6 +364,90 @@ impl crate::Inner {
                     "bad token endpoint",
                 )
             })?;
+        self.token_call(route, principal, &endpoint, req).await
+    }
+
+    /// A federated preset: Excalibur's issuer signs the assertion (no stored key), then
+    /// Azure's client-credentials or GCP's token-exchange request carries it.
+    async fn federated_exchange(
+        &self,
+        route: &JwtBearerRoute,
+        principal: &str,
+    ) -> Result<(Secret, Option<Duration>), ProxyError> {
+        let azure = route.preset == JwtBearerPreset::AzureFederated;
+        let audience = route.audience.clone().unwrap_or_else(|| {
+            if azure {
+                "api://AzureADTokenExchange".to_owned()
+            } else {
+                String::new()
+            }
+        });
+        let subject = route
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("jwt-bearer:{}", route.id));
+        let assertion = self
+            .control
+            .web_identity_token(subject, audience.clone())
+            .await
+            .map_err(|e| refuse(StatusCode::BAD_GATEWAY, "jwt_bearer_failed", &e))?;
+        self.event(
+            excalibur_core::audit::EventType::JwtBearerSigned,
+            principal,
+            json!({"mapping": route.id, "issuer": route.issuer, "audience": audience,
+                   "kid": "excalibur-issuer", "alg": "ES256"}),
+        );
+        let enc = |v: &str| uri_encode(v, false);
+        let scope = route.scope.clone().unwrap_or_else(|| {
+            if azure {
+                format!("https://{}/.default", route.resource_host)
+            } else {
+                "https://www.googleapis.com/auth/cloud-platform".to_owned()
+            }
+        });
+        let form = if azure {
+            format!(
+                "grant_type=client_credentials&client_id={}&scope={}&client_assertion_type={}&client_assertion={}",
+                enc(route.client_id.as_deref().unwrap_or_default()),
+                enc(&scope),
+                enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                enc(&assertion)
+            )
+        } else {
+            format!(
+                "grant_type={}&audience={}&scope={}&requested_token_type={}&subject_token={}&subject_token_type={}",
+                enc("urn:ietf:params:oauth:grant-type:token-exchange"),
+                enc(&audience),
+                enc(&scope),
+                enc("urn:ietf:params:oauth:token-type:access_token"),
+                enc(&assertion),
+                enc("urn:ietf:params:oauth:token-type:jwt")
+            )
+        };
+        let endpoint = format!("https://{}{}", route.token_host, route.token_path);
+        let req = Request::post(&endpoint)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::VIA, self.via.clone())
+            .body(body::full(Bytes::from(form)))
+            .map_err(|_| {
+                refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "jwt_bearer_failed",
+                    "bad token endpoint",
+                )
+            })?;
+        self.token_call(route, principal, &endpoint, req).await
+    }
+
+    /// Posts a token request and reads the access token and its lifetime.
+    async fn token_call(
+        &self,
+        route: &JwtBearerRoute,
+        principal: &str,
+        endpoint: &str,
+        req: Request<crate::body::ProxyBody>,
+    ) -> Result<(Secret, Option<Duration>), ProxyError> {
         let (status, bytes) = match crate::token::post(
             &self.client,
             req,
@@ -358,20 +458,20 @@ impl crate::Inner {
         {
             Ok(answer) => answer,
             Err(f) => {
-                self.exchange_event(route, principal, &endpoint, f.status, f.result);
+                self.exchange_event(route, principal, endpoint, f.status, f.result);
                 return Err(f.refusal);
             }
         };
         match jwt_bearer::parse_token_response(&bytes, SystemTime::now()) {
             Ok(t) => {
-                self.exchange_event(route, principal, &endpoint, Some(status.as_u16()), "issued");
+                self.exchange_event(route, principal, endpoint, Some(status.as_u16()), "issued");
                 Ok((t.value, t.expires_in))
             }
             Err(e) => {
                 self.exchange_event(
                     route,
                     principal,
-                    &endpoint,
+                    endpoint,
                     Some(status.as_u16()),
                     "unusable",
                 );

@@ -21,6 +21,22 @@ pub enum JwtBearerPreset {
     GithubApp,
     /// No exchange: inject the self-signed assertion itself (GitHub `/app` endpoints).
     SelfSigned,
+    /// Azure workload identity federation: Excalibur's issuer signs the client assertion
+    /// (`aud` default `api://AzureADTokenExchange`) for an app registration's federated
+    /// credential; `client_credentials` at `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`.
+    /// No key is stored.
+    AzureFederated,
+    /// GCP workload identity federation: Excalibur's issuer signs the subject token,
+    /// exchanged at `https://sts.googleapis.com/v1/token` (RFC 8693; `audience` = the
+    /// pool provider resource) for a federated access token. No key is stored.
+    GcpWorkloadIdentity,
+}
+
+impl JwtBearerPreset {
+    /// The assertion is signed by Excalibur's OIDC issuer keys, not a stored key.
+    pub fn federated(self) -> bool {
+        matches!(self, Self::AzureFederated | Self::GcpWorkloadIdentity)
+    }
 }
 
 /// `POST /api/crypto/jwt-bearer/mappings` (seed 001 §1). With `id`, replaces that mapping.
@@ -47,7 +63,8 @@ pub struct CreateJwtBearerMapping {
     #[serde(default)]
     pub client_id: Option<String>,
     /// `iss` claim.
-    pub issuer: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// `sub` claim (default: `issuer`).
     #[serde(default)]
     pub subject: Option<String>,
@@ -61,8 +78,9 @@ pub struct CreateJwtBearerMapping {
     #[serde(default)]
     pub preset: JwtBearerPreset,
     /// PKCS#8 / SEC1 / PKCS#1 private key, PEM (RSA -> RS256, P-256 -> ES256, Ed25519 -> EdDSA).
-    #[serde(serialize_with = "SecretString::serialize_exposed")]
-    pub real_private_pem: SecretString,
+    #[serde(default)]
+    #[serde(serialize_with = "SecretString::serialize_option_exposed")]
+    pub real_private_pem: Option<SecretString>,
 }
 
 /// A JWT-bearer mapping as listed (the seed's table columns plus its settings).

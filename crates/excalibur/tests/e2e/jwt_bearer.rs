@@ -342,3 +342,187 @@ async fn bad_assertions_fail_and_stale_tokens_are_never_injected() {
     assert_eq!((code, out.as_str()), (0, "403"));
     let _ = s.peer.kill().await;
 }
+
+/// Issue 19 (outbound, GCP and Azure): the federated presets store no key. Excalibur's
+/// own issuer signs the assertion (verifiable at its JWKS), Azure AD's client-credentials
+/// endpoint and GCP STS's token exchange (stand-ins written from their documented shapes)
+/// answer with access tokens, and those tokens reach the resource hosts, never the
+/// workload.
+#[tokio::test]
+async fn azure_and_gcp_federated_presets_use_excalibur_signed_assertions() {
+    use excalibur_test_support::upstream::Echo;
+    const LOGIN: &str = "login.microsoftonline.com";
+    const GSTS: &str = "sts.googleapis.com";
+    const AZ_API: &str = "management.azure.com";
+    const G_API: &str = "storage.googleapis.com";
+    const POOL: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/excalibur/providers/excalibur";
+    let echo = Echo::start(&[AZ_API, G_API]).await.unwrap();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (ca, chain, key) = excalibur_test_support::tls_files(&[LOGIN, GSTS]).unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ep-cert.pem"), &chain).unwrap();
+    std::fs::write(p("ep-key.pem"), &key).unwrap();
+    std::fs::write(p("roots.pem"), format!("{}\n{ca}", echo.ca_pem)).unwrap();
+    let log = p("endpoints.log");
+    let port = excalibur_test_support::free_port().unwrap().port();
+    let mut endpoints = tokio::process::Command::new(python())
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/peers/federation_token_endpoints.py"),
+        )
+        .arg(port.to_string())
+        .args([p("ep-cert.pem"), p("ep-key.pem"), log.clone()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    tokio::io::AsyncBufReadExt::read_line(
+        &mut tokio::io::BufReader::new(endpoints.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let t = echo.tls_addr;
+    let config = format!(
+        "[upstream]\nca_file = {:?}\nresolve = [\"{LOGIN}:443=127.0.0.1:{port}\", \"{GSTS}:443=127.0.0.1:{port}\", \"{AZ_API}:443={t}\", \"{G_API}:443={t}\"]\n",
+        p("roots.pem")
+    );
+    let gw = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&dir),
+        Options {
+            config_toml: config,
+            env: vec![(
+                "EXCALIBUR_ISSUER_URL".into(),
+                "https://excalibur.test".into(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api = gw.api();
+    api.post(
+        "/api/providers",
+        json!({"id": "azure", "hosts": [LOGIN, AZ_API]}),
+    )
+    .await
+    .unwrap();
+    api.post(
+        "/api/providers",
+        json!({"id": "gcp", "hosts": [GSTS, G_API]}),
+    )
+    .await
+    .unwrap();
+    let azure = api
+        .post(
+            "/api/crypto/jwt-bearer/mappings",
+            json!({"provider_id": "azure", "preset": "azure_federated", "token_host": LOGIN,
+                   "token_path": "/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token",
+                   "resource_host": AZ_API, "client_id": "app-registration-1",
+                   "scope": "https://management.azure.com/.default"}),
+        )
+        .await
+        .unwrap();
+    let gcp = api
+        .post(
+            "/api/crypto/jwt-bearer/mappings",
+            json!({"provider_id": "gcp", "preset": "gcp_workload_identity", "token_host": GSTS,
+                   "resource_host": G_API, "audience": POOL}),
+        )
+        .await
+        .unwrap();
+    // A federated preset takes no key.
+    let (status, _, _) = api
+        .send(
+            "POST",
+            "/api/crypto/jwt-bearer/mappings",
+            Some(
+                json!({"provider_id": "gcp", "preset": "gcp_workload_identity", "token_host": GSTS,
+                        "resource_host": G_API, "audience": POOL, "issuer": "me",
+                        "real_private_pem": ec_key().0}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "jwtb_*", "hosts": [AZ_API, G_API], "principal": "service:ci-runner"}),
+    )
+    .await
+    .unwrap();
+    let (_, token) =
+        crate::data_plane::credential(&gw, "ci-runner", "127.0.0.0/8", &[AZ_API, G_API]).await;
+    for (host, path) in [
+        (AZ_API, "/subscriptions?api-version=2022-12-01"),
+        (G_API, "/storage/v1/b?project=acme"),
+    ] {
+        let (code, out, err) = curl(&[
+            "-x",
+            &proxy_url(&gw),
+            "--proxy-user",
+            &format!("ci:{token}"),
+            "--cacert",
+            gw.data_dir.join("ca.pem").to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://{host}{path}"),
+        ])
+        .await;
+        assert_eq!((code, out.as_str()), (0, "200"), "{host}: {err}");
+    }
+    let seen = echo.seen();
+    // (The echo records the path; each host got its own.)
+    let auth = |path: &str| {
+        seen.iter()
+            .find(|r| r.path.starts_with(path))
+            .and_then(|r| r.header("authorization"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        auth("/subscriptions").as_deref(),
+        Some("Bearer eyAzureAccessTokenFromFederation")
+    );
+    assert_eq!(
+        auth("/storage/v1/b").as_deref(),
+        Some("Bearer ya29.gcpFederatedAccessToken")
+    );
+
+    // Each assertion verifies against Excalibur's published keys, with the audience the
+    // cloud expects.
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(api.get("/.well-known/jwks.json").await.unwrap()).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(calls.len(), 2, "{text}");
+    for (call, field, audience, mapping) in [
+        (
+            &calls[0],
+            "client_assertion",
+            "api://AzureADTokenExchange",
+            &azure,
+        ),
+        (&calls[1], "subject_token", POOL, &gcp),
+    ] {
+        let jwt = call["form"][field].as_str().unwrap();
+        let kid = jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.set_audience(&[audience]);
+        v.set_issuer(&["https://excalibur.test"]);
+        let claims = jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims;
+        assert_eq!(
+            claims["sub"],
+            format!("jwt-bearer:{}", mapping["id"].as_str().unwrap())
+        );
+    }
+    let _ = endpoints.kill().await;
+}

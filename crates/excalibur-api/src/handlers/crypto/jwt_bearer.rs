@@ -55,12 +55,27 @@ impl Family for JwtBearer {
             ],
         )
         .await?;
-        let pem = req.real_private_pem.to_secret();
-        let (alg, kid) = (s.key_info)(&pem).ok_or_else(|| {
-            ApiError::unprocessable(
-                "`real_private_pem` is not an RSA, EC (P-256/P-384) or Ed25519 private key",
-            )
-        })?;
+        let (secret, alg, kid) = match &req.real_private_pem {
+            Some(pem) => {
+                let pem = pem.to_secret();
+                let (alg, kid) = (s.key_info)(&pem).ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "`real_private_pem` is not an RSA, EC (P-256/P-384) or Ed25519 private key",
+                    )
+                })?;
+                (pem, alg, kid)
+            }
+            // Federated: signed by Excalibur's issuer keys when needed; nothing stored.
+            None => (
+                excalibur_core::Secret::new(b"{}".to_vec()),
+                "ES256".to_owned(),
+                "excalibur-issuer".to_owned(),
+            ),
+        };
+        let issuer = req
+            .issuer
+            .clone()
+            .unwrap_or_else(|| s.exchange.issuer_url.clone());
         let token_path = match (&req.token_path, req.preset) {
             (Some(p), _) => p.clone(),
             (None, JwtBearerPreset::GithubApp) => {
@@ -68,6 +83,7 @@ impl Family for JwtBearer {
                     "`token_path` is required for github_app: /app/installations/{installation_id}/access_tokens",
                 ));
             }
+            (None, JwtBearerPreset::GcpWorkloadIdentity) => "/v1/token".to_owned(),
             (None, _) => "/token".to_owned(),
         };
         let config = serde_json::json!({
@@ -76,7 +92,7 @@ impl Family for JwtBearer {
             "resource_host": resource_host,
             "path_prefix": req.path_prefix,
             "client_id": req.client_id,
-            "issuer": req.issuer,
+            "issuer": issuer,
             "subject": req.subject,
             "audience": req.audience,
             "scope": req.scope,
@@ -88,7 +104,7 @@ impl Family for JwtBearer {
             replace: req.id,
             provider_id: req.provider_id,
             config,
-            secret: pem,
+            secret,
         })
     }
 }
