@@ -745,13 +745,20 @@ impl excalibur_identity::aws::StsCaller for HttpSts {
             for (name, value) in &req.headers {
                 r = r.header(name.as_str(), value.as_str());
             }
-            let resp = r
+            let mut resp = r
                 .send()
                 .await
                 .map_err(|e| excalibur_core::ErrorChain(&e).to_string())?;
             let status = resp.status().as_u16();
-            let text = resp.text().await.map_err(|e| e.to_string())?;
-            Ok((status, text))
+            // An STS answer is a few KiB: read at most 64 KiB of it.
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+                if body.len() + chunk.len() > 64 * 1024 {
+                    return Err("the STS answer is larger than 64 KiB".to_owned());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
         })
     }
 }
