@@ -91,7 +91,9 @@ try {
   await page.waitForURL(/after=/);
   const back = (await page.locator("#flows tbody tr td:first-child").allTextContents()).map(Number);
   if (back.join() !== seqs.slice(50, 100).join()) fail(`Newer page: ${back[0]}..${back[back.length - 1]}`);
-  if ((await page.locator("#flows time .rel").count()) === 0) fail("no relative times on the flows page");
+  if ((await page.locator("#flows time + .rel").count()) === 0) fail("no relative times on the flows page");
+  const stamp = await page.locator("#flows time").first().textContent();
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(stamp)) fail(`a <time> reads ${stamp}, not RFC 3339 with milliseconds`);
 
   // Audit details read as key/value rows.
   await page.goto(`${BASE}/ui/audit?type=flow_recorded`);

@@ -20,11 +20,12 @@
       var t = times[i];
       var ms = Date.parse(t.getAttribute("datetime"));
       if (isNaN(ms)) { continue; }
-      var rel = t.querySelector("span.rel");
-      if (!rel) {
+      // A sibling, so the <time> element's own text stays the RFC 3339 timestamp.
+      var rel = t.nextElementSibling;
+      if (!rel || !rel.classList.contains("rel")) {
         rel = document.createElement("span");
         rel.className = "rel";
-        t.appendChild(rel);
+        t.parentNode.insertBefore(rel, t.nextSibling);
       }
       rel.textContent = " (" + ago(ms) + ")";
     }
