@@ -19,6 +19,8 @@
 # BENCH_MODES (e.g. "direct excalibur", "16:ka") run a subset while tuning.
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
 # 15 s and print where its CPU went (PROFILE_CONC=1 for one client).
+# --idle N: instead, open N intercepted keep-alive connections (CONNECT, TLS, one
+# request each), leave them idle, and print the RSS each one costs Excalibur and squid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,6 +28,7 @@ REQUESTS=20000
 ROUNDS=3
 INSTALL=1
 PROFILE=0
+IDLE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) REQUESTS=3000; ROUNDS=1 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --requests) REQUESTS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --profile) PROFILE=1 ;;
+    --idle) IDLE=$2; shift ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -302,6 +306,50 @@ cpu = f"{(after - before) * 1e6 / max(ok, 1):.0f}" if pid else "-"
 print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {ok}")
 PY
 }
+
+if [ "$IDLE" -gt 0 ]; then
+  idle_cost() { # name proxy-port pid proxy-token -> KiB per idle connection
+    python3 - "$1" "$2" "$3" "$4" "$IDLE" "$HOST" "$WORK" <<'PY'
+import resource, socket, ssl, sys, time
+name, port, pid, token, n, host, work = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 100)), hard))
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+ctx = ssl.create_default_context(cafile=f"{work}/trust-excalibur.pem")
+def read_until(sock, done):
+    got = b""
+    while not done(got):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit(f"{name}: the connection closed early: {got[:200]!r}")
+        got += chunk
+    return got
+def one():
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connect = f"{host}:443"
+    s.sendall(f"CONNECT {connect} HTTP/1.1\r\nHost: {connect}\r\nProxy-Authorization: Bearer {token}\r\n\r\n".encode())
+    head = read_until(s, lambda g: b"\r\n\r\n" in g)
+    assert b" 200" in head.split(b"\r\n")[0], head
+    t = ctx.wrap_socket(s, server_hostname=host)
+    t.sendall(f"GET /bench HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer XCALIBUR_BENCH_TOKEN\r\n\r\n".encode())
+    read_until(t, lambda g: b"ok" in g or b"no\n" in g)
+    return t
+warm = [one() for _ in range(20)]
+time.sleep(1)
+before = rss()
+conns = [one() for _ in range(n)]
+time.sleep(2)
+after = rss()
+print(f"{name:10s} {n} idle connections: RSS {before} -> {after} KiB, {(after - before) / n:.1f} KiB per connection")
+PY
+  }
+  idle_cost excalibur "$(cat "$WORK/excalibur/proxy")" "$(cat "$WORK/excalibur/pid")" \
+    "$(cat "$WORK/excalibur/token")"
+  exit 0
+fi
 
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
