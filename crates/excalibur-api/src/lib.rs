@@ -31,6 +31,7 @@ pub use exchange::ExchangeConfig;
 pub struct PeerAddr(pub std::net::SocketAddr);
 mod extract;
 mod handlers;
+mod issuer;
 pub mod ui;
 mod validate;
 

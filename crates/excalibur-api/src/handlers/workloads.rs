@@ -27,9 +27,9 @@ pub(super) fn routes() -> Routes {
         .add(routes!(exchange::token))
         .add(routes!(exchange::workload_token))
         .add(routes!(exchange::introspect))
-        .add(routes!(exchange::jwks))
-        .add(routes!(exchange::openid_configuration))
-        .add(routes!(exchange::rotate))
+        .add(routes!(crate::issuer::jwks))
+        .add(routes!(crate::issuer::openid_configuration))
+        .add(routes!(crate::issuer::rotate))
 }
 
 #[utoipa::path(
