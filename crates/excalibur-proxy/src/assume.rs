@@ -27,7 +27,7 @@ const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// A mapping's assumed credentials.
 #[derive(Debug)]
 pub(crate) struct Assumed {
-    creds: Credentials,
+    creds: Arc<Credentials>,
     /// Their key id and session token, scrubbed from responses.
     scrub: Arc<Mediator>,
     renew_at: SystemTime,
@@ -38,7 +38,7 @@ pub(crate) struct Assumed {
 pub(crate) type RoleCache = crate::jwt_bearer::Slots<Assumed>;
 
 /// The credentials to sign with, and the values to scrub when they are temporary.
-pub(crate) type Signing = (Credentials, Option<Arc<Mediator>>);
+pub(crate) type Signing = (Arc<Credentials>, Option<Arc<Mediator>>);
 
 fn failed(why: &str) -> ProxyError {
     refuse(
@@ -64,7 +64,7 @@ impl crate::Inner {
         principal: &str,
     ) -> Result<Signing, ProxyError> {
         if let Some(c) = route.static_credentials() {
-            return Ok((c.clone(), None));
+            return Ok((Arc::clone(c), None));
         }
         let Some(role) = &route.role else {
             return Err(failed("the mapping has neither a key nor a role"));
@@ -74,18 +74,18 @@ impl crate::Inner {
         if let Some(a) = state.as_ref()
             && SystemTime::now() < a.renew_at
         {
-            return Ok((a.creds.clone(), Some(Arc::clone(&a.scrub))));
+            return Ok((Arc::clone(&a.creds), Some(Arc::clone(&a.scrub))));
         }
         match self.assume(route, role, principal).await {
             Ok(a) => {
-                let out = (a.creds.clone(), Some(Arc::clone(&a.scrub)));
+                let out = (Arc::clone(&a.creds), Some(Arc::clone(&a.scrub)));
                 *state = Some(a);
                 Ok(out)
             }
             // STS failed while the old credentials are still good for a while: use them.
             Err(refusal) => match state.as_ref() {
                 Some(a) if SystemTime::now() + Duration::from_secs(30) < a.expires => {
-                    Ok((a.creds.clone(), Some(Arc::clone(&a.scrub))))
+                    Ok((Arc::clone(&a.creds), Some(Arc::clone(&a.scrub))))
                 }
                 _ => {
                     *state = None;
@@ -101,25 +101,6 @@ impl crate::Inner {
         role: &RoleSpec,
         principal: &str,
     ) -> Result<Assumed, ProxyError> {
-        let jwt = self
-            .control
-            .web_identity_token(format!("sigv4:{}", route.id), STS_AUDIENCE.to_owned())
-            .await
-            .map_err(|e| failed(&format!("cannot sign the web identity token: {e}")))?;
-        let enc = |v: &str| excalibur_mediation::sigv4::uri_encode(v, false);
-        let form = format!(
-            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&DurationSeconds={}&WebIdentityToken={}",
-            enc(&role.arn),
-            enc(&role.session_name),
-            role.duration_seconds,
-            enc(&jwt)
-        );
-        let req = Request::post(&role.sts_endpoint)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/xml")
-            .header(header::VIA, self.via.clone())
-            .body(crate::body::full(Bytes::from(form)))
-            .map_err(|_| failed("bad STS endpoint"))?;
         let event = |status: Option<u16>, result: &str, expires: Option<&str>| {
             self.event(
                 EventType::Sigv4CredentialsAssumed,
@@ -128,6 +109,7 @@ impl crate::Inner {
                        "status": status, "result": result, "expires_at": expires}),
             );
         };
+        let req = self.assume_request(route, role).await?;
         let (status, bytes) = match crate::token::post(
             &self.client,
             req,
@@ -142,54 +124,99 @@ impl crate::Inner {
                 return Err(f.refusal);
             }
         };
-        let xml = String::from_utf8_lossy(&bytes);
-        let parsed = (status == StatusCode::OK)
-            .then(|| {
-                Some((
-                    element(&xml, "AccessKeyId")?,
-                    element(&xml, "SecretAccessKey")?,
-                    element(&xml, "SessionToken")?,
-                    element(&xml, "Expiration")?,
-                ))
-            })
-            .flatten();
-        let Some((akid, secret, token, expiration)) = parsed else {
-            let code = element(&xml, "Code").unwrap_or("no credentials in the answer");
-            event(Some(status.as_u16()), "refused", None);
-            return Err(failed(&format!(
-                "STS refused to assume the role ({status}: {code})"
-            )));
-        };
-        let expires = excalibur_core::time::Timestamp::parse(expiration)
-            .ok()
-            .and_then(|t| u64::try_from(t.millis()).ok())
-            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-            .filter(|e| *e > SystemTime::now())
-            .ok_or_else(|| {
-                event(Some(status.as_u16()), "expired", Some(expiration));
-                failed("STS returned credentials that are already expired")
-            })?;
-        let life = expires
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let renew_at = expires - RENEW_BEFORE.min(life / 2);
-        event(Some(status.as_u16()), "assumed", Some(expiration));
-        let (secret, token) = (
-            Secret::new(secret.as_bytes().to_vec()),
-            Secret::new(token.as_bytes().to_vec()),
-        );
-        let scrub = Arc::new(Mediator::new(vec![
-            (
-                format!("{}.access_key_id", route.id),
-                Secret::new(akid.as_bytes().to_vec()),
-            ),
-            (route.id.clone(), token.clone()),
-        ]));
-        Ok(Assumed {
-            creds: Credentials::new(akid.to_owned(), secret, Some(token)),
-            scrub,
-            renew_at,
-            expires,
-        })
+        let answer = parse_answer(route, status, &bytes);
+        match &answer {
+            Ok((_, expiration)) => event(Some(status.as_u16()), "assumed", Some(expiration)),
+            Err((result, _)) => event(Some(status.as_u16()), result, None),
+        }
+        answer.map(|(a, _)| a).map_err(|(_, refusal)| refusal)
     }
+
+    /// `AssumeRoleWithWebIdentity` for `role`, with a fresh web-identity JWT.
+    async fn assume_request(
+        &self,
+        route: &Sigv4Route,
+        role: &RoleSpec,
+    ) -> Result<Request<crate::body::ProxyBody>, ProxyError> {
+        let jwt = self
+            .control
+            .web_identity_token(format!("sigv4:{}", route.id), STS_AUDIENCE.to_owned())
+            .await
+            .map_err(|e| failed(&format!("cannot sign the web identity token: {e}")))?;
+        let enc = |v: &str| excalibur_mediation::sigv4::uri_encode(v, false);
+        let form = format!(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&DurationSeconds={}&WebIdentityToken={}",
+            enc(&role.arn),
+            enc(&role.session_name),
+            role.duration_seconds,
+            enc(&jwt)
+        );
+        Request::post(&role.sts_endpoint)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/xml")
+            .header(header::VIA, self.via.clone())
+            .body(crate::body::full(Bytes::from(form)))
+            .map_err(|_| failed("bad STS endpoint"))
+    }
+}
+
+/// The credentials of an `AssumeRoleWithWebIdentity` answer and their `Expiration`, or
+/// the audit `result` and the refusal.
+fn parse_answer(
+    route: &Sigv4Route,
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<(Assumed, String), (&'static str, ProxyError)> {
+    let xml = String::from_utf8_lossy(bytes);
+    let parsed = (status == StatusCode::OK)
+        .then(|| {
+            Some((
+                element(&xml, "AccessKeyId")?,
+                element(&xml, "SecretAccessKey")?,
+                element(&xml, "SessionToken")?,
+                element(&xml, "Expiration")?,
+            ))
+        })
+        .flatten();
+    let Some((akid, secret, token, expiration)) = parsed else {
+        let code = element(&xml, "Code").unwrap_or("no credentials in the answer");
+        return Err((
+            "refused",
+            failed(&format!(
+                "STS refused to assume the role ({status}: {code})"
+            )),
+        ));
+    };
+    let expires = excalibur_core::time::Timestamp::parse(expiration)
+        .ok()
+        .and_then(|t| u64::try_from(t.millis()).ok())
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+        .filter(|e| *e > SystemTime::now())
+        .ok_or_else(|| {
+            (
+                "expired",
+                failed("STS returned credentials that are already expired"),
+            )
+        })?;
+    let life = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let (secret, token) = (
+        Secret::new(secret.as_bytes().to_vec()),
+        Secret::new(token.as_bytes().to_vec()),
+    );
+    let scrub = Arc::new(Mediator::new(vec![
+        (
+            format!("{}.access_key_id", route.id),
+            Secret::new(akid.as_bytes().to_vec()),
+        ),
+        (route.id.clone(), token.clone()),
+    ]));
+    let assumed = Assumed {
+        creds: Arc::new(Credentials::new(akid.to_owned(), secret, Some(token))),
+        scrub,
+        renew_at: expires - RENEW_BEFORE.min(life / 2),
+        expires,
+    };
+    Ok((assumed, expiration.to_owned()))
 }

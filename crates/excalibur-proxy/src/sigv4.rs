@@ -44,7 +44,7 @@ pub struct Sigv4Route {
     region: String,
     service: String,
     /// A static key (`None` when the credentials come from `role`).
-    creds: Option<Credentials>,
+    creds: Option<Arc<Credentials>>,
     /// The role whose temporary credentials sign, when the mapping holds no key.
     pub(crate) role: Option<RoleSpec>,
     /// The access key id and session token, sent upstream in the clear: scrubbed from
@@ -87,7 +87,7 @@ impl Sigv4Route {
         });
         let creds = match &role {
             Some(_) => None,
-            None => Some(Credentials::from_sealed(keys).ok()?),
+            None => Some(Arc::new(Credentials::from_sealed(keys).ok()?)),
         };
         let mut sent = Vec::new();
         if let Some(c) = &creds {
@@ -110,7 +110,7 @@ impl Sigv4Route {
     }
 
     /// The static key, if the mapping holds one.
-    pub(crate) fn static_credentials(&self) -> Option<&Credentials> {
+    pub(crate) fn static_credentials(&self) -> Option<&Arc<Credentials>> {
         self.creds.as_ref()
     }
 
