@@ -666,6 +666,24 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
         attestors.oidc.push(verifier);
         tracing::info!(issuer = %o.issuer, name = %o.name, "oidc workload exchange enabled");
     }
+    cloud_attestors(config, &mut attestors, &source)?;
+    Ok(attestors)
+}
+
+/// How a JWKS location becomes a source (a URL fetched, or a file).
+type JwksFrom<'a> = dyn Fn(
+        &Option<String>,
+        &Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Box<dyn excalibur_identity::attest::JwksSource>>
+    + 'a;
+
+/// The cloud attestors: GCP and Azure (JWKS from `source`, their providers' keys by
+/// default) and AWS (signed requests sent to STS by a client that never redirects).
+fn cloud_attestors(
+    config: &Config,
+    attestors: &mut excalibur_identity::attest::Attestors,
+    source: &JwksFrom<'_>,
+) -> anyhow::Result<()> {
     for g in &config.gcp {
         use excalibur_identity::cloud::{GOOGLE_JWKS_URL, Gcp, GcpConfig};
         let url = g
@@ -728,7 +746,7 @@ fn attestors(config: &Config) -> anyhow::Result<excalibur_identity::attest::Atte
             .push(Aws::new(cfg, Box::new(HttpSts(client.build()?))));
         tracing::info!(endpoint = %a.endpoint(), accounts = ?a.accounts, "aws sts exchange enabled");
     }
-    Ok(attestors)
+    Ok(())
 }
 
 /// Sends signed `GetCallerIdentity` requests to STS.

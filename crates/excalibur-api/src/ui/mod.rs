@@ -235,6 +235,25 @@ where
     }
 }
 
+/// A write from a button (delete, revoke, lift): done as the session's actor, the
+/// snapshot reloaded when it changes what the proxy serves, then back to `back`.
+async fn write_then<T, Fut>(
+    s: &ApiState,
+    ui: &Ui,
+    back: &str,
+    reload: bool,
+    write: impl FnOnce(String) -> Fut,
+) -> Result<Response, Response>
+where
+    Fut: std::future::Future<Output = Result<T, excalibur_store::StoreError>>,
+{
+    load(write(ui.actor())).await?;
+    if reload {
+        (s.reload)().await;
+    }
+    Ok(Redirect::to(back).into_response())
+}
+
 async fn load<T>(
     f: impl std::future::Future<Output = Result<T, excalibur_store::StoreError>>,
 ) -> Result<T, Response> {

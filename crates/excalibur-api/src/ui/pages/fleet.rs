@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::view::{code, post_button, table, time};
-use super::super::{Ui, current, load, page, writer};
+use super::super::{Ui, current, load, page, write_then, writer};
 use super::CsrfForm;
 use crate::ApiState;
 
@@ -170,9 +170,10 @@ async fn revocation_create(
         "jti" => r.jti = Some(value),
         _ => return Err(Redirect::to("/ui/fleet").into_response()),
     }
-    load(s.store.workload_revoke(r, ui.actor())).await?;
-    (s.reload)().await;
-    Ok(Redirect::to("/ui/fleet").into_response())
+    write_then(&s, &ui, "/ui/fleet", true, |actor| {
+        s.store.workload_revoke(r, actor)
+    })
+    .await
 }
 
 async fn revocation_lift(
@@ -182,6 +183,8 @@ async fn revocation_lift(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    load(s.store.principal_revocation_delete(id, ui.actor())).await?;
-    Ok(Redirect::to("/ui/fleet").into_response())
+    write_then(&s, &ui, "/ui/fleet", false, |actor| {
+        s.store.principal_revocation_delete(id, actor)
+    })
+    .await
 }

@@ -3,14 +3,14 @@
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use excalibur_core::api::CreatePolicy;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::super::view::{code, post_button, table, time};
-use super::super::{Ui, apply, current, load, page, writer};
+use super::super::{Ui, apply, current, load, page, write_then, writer};
 use super::CsrfForm;
 use crate::{ApiError, ApiState};
 
@@ -114,7 +114,8 @@ async fn policy_delete(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    load(s.store.policy_delete(id, ui.actor())).await?;
-    (s.reload)().await;
-    Ok(Redirect::to("/ui/policies").into_response())
+    write_then(&s, &ui, "/ui/policies", true, |actor| {
+        s.store.policy_delete(id, actor)
+    })
+    .await
 }

@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use excalibur_core::api::CreateTranslationRule;
 use excalibur_core::ids::RuleId;
@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::super::view::{code, post_button, table, yes_no};
-use super::super::{Ui, apply, current, load, page, split_list, writer};
+use super::super::{Ui, apply, current, load, page, split_list, write_then, writer};
 use super::CsrfForm;
 use crate::{ApiState, validate};
 
@@ -119,7 +119,8 @@ async fn rule_delete(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    load(s.store.rule_delete(RuleId::new(id), ui.actor())).await?;
-    (s.reload)().await;
-    Ok(Redirect::to("/ui/rules").into_response())
+    write_then(&s, &ui, "/ui/rules", true, |actor| {
+        s.store.rule_delete(RuleId::new(id), actor)
+    })
+    .await
 }

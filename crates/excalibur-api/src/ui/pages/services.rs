@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::super::view::{code, error_box, once_box, post_button, table, time, yes_no};
-use super::super::{Ui, current, load, page, split_list, writer};
+use super::super::{Ui, current, load, page, split_list, write_then, writer};
 use super::CsrfForm;
 use crate::ApiState;
 
@@ -171,13 +171,11 @@ async fn service_revoke(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    load(
+    write_then(&s, &ui, "/ui/services", true, |actor| {
         s.store
-            .credential_revoke(CredentialId::new(id), "admin".to_owned(), ui.actor()),
-    )
-    .await?;
-    (s.reload)().await;
-    Ok(Redirect::to("/ui/services").into_response())
+            .credential_revoke(CredentialId::new(id), "admin".to_owned(), actor)
+    })
+    .await
 }
 
 async fn session_revoke(

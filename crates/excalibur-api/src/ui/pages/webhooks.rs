@@ -3,14 +3,14 @@
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use excalibur_core::api::CreateWebhook;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::super::view::{code, error_box, once_box, post_button, table, time};
-use super::super::{Ui, current, load, page, split_list, writer};
+use super::super::{Ui, current, load, page, split_list, write_then, writer};
 use super::CsrfForm;
 use crate::ApiState;
 
@@ -103,6 +103,8 @@ async fn webhook_delete(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, Response> {
     let ui = writer(&s, &headers, &f.csrf).await?;
-    load(s.store.webhook_delete(id, ui.actor())).await?;
-    Ok(Redirect::to("/ui/webhooks").into_response())
+    write_then(&s, &ui, "/ui/webhooks", false, |actor| {
+        s.store.webhook_delete(id, actor)
+    })
+    .await
 }
