@@ -15,10 +15,12 @@
 #   bash bench/peers.sh [--quick] [--no-install] [--requests N] [--rounds R]
 #
 # --quick: fewer requests and one round (under 2 minutes once installed).
-# BENCH_DEBUG=1 prints each oha command and its status codes. BENCH_CASES and
+# BENCH_DEBUG=1 prints each oha command and its status codes. EXCALIBUR_BIN=path runs
+# that binary instead of building the release one (to compare two builds). BENCH_CASES and
 # BENCH_MODES (e.g. "direct excalibur", "16:ka") run a subset while tuning.
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
-# 15 s and print where its CPU went (PROFILE_CONC=1 for one client).
+# 15 s and print where its CPU went (PROFILE_CONC=1 for one client, PROFILE_CASE=batched
+# for batched recording).
 # --idle N: instead, open N intercepted keep-alive connections (CONNECT, TLS, one
 # request each), leave them idle, and print the RSS each one costs Excalibur and squid.
 set -euo pipefail
@@ -60,8 +62,12 @@ for tool in nginx squid oha openssl curl python3; do
 done
 [ -x "$ENVOY" ] || { echo "missing envoy: run without --no-install" >&2; exit 1; }
 
-cargo build --release --locked --bin excalibur >/dev/null
-EXCALIBUR=$ROOT/target/release/excalibur
+if [ -n "${EXCALIBUR_BIN:-}" ]; then
+  EXCALIBUR=$EXCALIBUR_BIN
+else
+  cargo build --release --locked --bin excalibur >/dev/null
+  EXCALIBUR=$ROOT/target/release/excalibur
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -353,13 +359,14 @@ fi
 
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
-  case_args excalibur "${PROFILE_CONC:-16}" ka
+  PCASE=${PROFILE_CASE:-excalibur}
+  case_args "$PCASE" "${PROFILE_CONC:-16}" ka
   ARGS=("${ARGS[@]/#-n/-z}")
   for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = "$REQUESTS" ] && ARGS[$i]=20s; done
   oha "${ARGS[@]}" >/dev/null 2>&1 &
   LOAD=$!
   sleep 3
-  perf record -F 499 --call-graph dwarf,16384 -p "$(cat "$WORK/excalibur/pid")" -o "$ROOT/target/perf.data" -- sleep 8 >/dev/null 2>&1
+  perf record -F 499 --call-graph dwarf,16384 -p "$(cat "$WORK/$PCASE/pid")" -o "$ROOT/target/perf.data" -- sleep 8 >/dev/null 2>&1
   wait "$LOAD" || true
   perf report -i "$ROOT/target/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9]' | sed -E 's/ +$//' | cut -c1-110 | head -n 45

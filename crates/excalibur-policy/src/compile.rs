@@ -7,12 +7,22 @@
 //! policies are in every slice.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{Authorizer, PolicyId, PolicySet};
 use excalibur_core::audit::glob_match;
 use excalibur_core::hosts::HostPattern;
 
 use crate::{Policy, PolicyError, PolicyInput, resource_entity, uid, validate_operator_policy};
+
+/// Numbers compiled policies, so subjects can tell one policy's answers from another's.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Conservative: any mention of `time` (`context.time`, `context["time"]`,
+/// `context has time`) may make an answer depend on the clock.
+pub(crate) fn reads_the_clock(text: &str) -> bool {
+    text.contains("time")
+}
 
 pub(crate) fn compile(
     input: PolicyInput<'_>,
@@ -233,6 +243,11 @@ pub(crate) fn compile(
         cedar_text: parser.text,
         parsed: parser.parsed,
         problems,
+        generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        memoize: !input
+            .operator
+            .iter()
+            .any(|p| reads_the_clock(&p.policy.policy)),
     })
 }
 

@@ -24,6 +24,7 @@ use excalibur_core::hosts::HostPattern;
 use excalibur_core::principal::Principal;
 
 mod compile;
+mod memo;
 
 /// The Cedar schema (Cedar schema syntax).
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
@@ -88,6 +89,8 @@ pub struct Subject {
     namespace: String,
     uid: EntityUid,
     entity: Entity,
+    /// Its redeem decisions, while the policy that made them is in force.
+    memo: memo::Memo,
 }
 
 impl Subject {
@@ -98,6 +101,7 @@ impl Subject {
             namespace: principal.namespace.clone(),
             uid: principal_uid(principal),
             entity: principal_entity(principal),
+            memo: memo::Memo::default(),
         }
     }
 
@@ -191,6 +195,10 @@ pub struct Policy {
     /// Every policy parsed, by id and text, for [`Policy::recompile`].
     parsed: HashMap<String, cedar_policy::Policy>,
     problems: Vec<String>,
+    /// Unique per compile: the key under which subjects memoize this policy's answers.
+    generation: u64,
+    /// False when an operator policy may read the clock: every redemption is evaluated.
+    memoize: bool,
 }
 
 /// The schema, parsed. Errors only if the embedded schema is broken (a test guards it).
@@ -345,47 +353,9 @@ impl Policy {
             rules: Vec::new(),
         };
         for name in found {
-            let set = self
-                .redeem_by_placeholder
-                .get(name)
-                .unwrap_or(&self.redeem_global);
-            let provider = self
-                .placeholder_provider
-                .get(name)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let resource = uid("Placeholder", name);
-            let entity = match self.placeholder_entities.get(name) {
-                Some(e) => e.clone(),
-                None => resource_entity(&resource, &[("name", name), ("provider", "")], &[]),
-            };
-            let entities = self.entities(principal, entity);
-            let context = [
-                (
-                    "host",
-                    RestrictedExpression::new_string(target.host.to_owned()),
-                ),
-                (
-                    "path",
-                    RestrictedExpression::new_string(target.path.to_owned()),
-                ),
-                (
-                    "method",
-                    RestrictedExpression::new_string(target.method.to_owned()),
-                ),
-                (
-                    "scheme",
-                    RestrictedExpression::new_string(target.scheme.to_owned()),
-                ),
-                (
-                    "port",
-                    RestrictedExpression::new_long(i64::from(target.port)),
-                ),
-                ("time", RestrictedExpression::new_long(now())),
-            ];
-            match self.authorize(principal, &self.redeem, resource, context, set, &entities) {
-                (Decision::Allow, policies) => {
-                    permit.body |= policies.iter().any(|p| self.body_rules.contains(p));
+            match self.redeem_one(principal, &target, name) {
+                memo::Outcome::Allow { body, policies } => {
+                    permit.body |= body;
                     for p in policies {
                         if !permit.rules.contains(&p) {
                             permit.rules.push(p);
@@ -393,34 +363,107 @@ impl Policy {
                     }
                     permit.placeholders.push(name.clone());
                 }
-                (Decision::Deny, policies) => {
-                    let reason = if provider.is_empty() {
-                        "placeholder_host_not_bound"
-                    } else {
-                        deny_reason(&policies, "no_translation_rule")
-                    };
-                    let detail = match reason {
-                        "placeholder_host_not_bound" => {
-                            format!("`{name}` is not bound to `{}` by its provider", target.host)
-                        }
-                        "no_translation_rule" => format!(
-                            "no translation rule lets `{}` redeem `{name}` for {} {}{}",
-                            principal.id, target.method, target.host, target.path
-                        ),
-                        _ => format!(
-                            "a policy forbids `{}` to redeem `{name}` toward `{}`",
-                            principal.id, target.host
-                        ),
-                    };
-                    return Err(Deny {
-                        reason,
-                        detail,
-                        policies,
-                    });
-                }
+                memo::Outcome::Deny(deny) => return Err(deny),
             }
         }
         Ok(permit)
+    }
+
+    /// One placeholder's redeem decision: the subject's memo when it has this answer
+    /// under this policy, else Cedar's (and the memo keeps it).
+    fn redeem_one(
+        &self,
+        principal: &Subject,
+        target: &RedeemTarget<'_>,
+        name: &str,
+    ) -> memo::Outcome {
+        if self.memoize
+            && let Some(known) = principal.memo.get(self.generation, name, target)
+        {
+            return known;
+        }
+        let outcome = self.evaluate_redeem(principal, target, name);
+        if self.memoize {
+            principal.memo.put(self.generation, name, target, &outcome);
+        }
+        outcome
+    }
+
+    fn evaluate_redeem(
+        &self,
+        principal: &Subject,
+        target: &RedeemTarget<'_>,
+        name: &str,
+    ) -> memo::Outcome {
+        let set = self
+            .redeem_by_placeholder
+            .get(name)
+            .unwrap_or(&self.redeem_global);
+        let provider = self
+            .placeholder_provider
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let resource = uid("Placeholder", name);
+        let entity = match self.placeholder_entities.get(name) {
+            Some(e) => e.clone(),
+            None => resource_entity(&resource, &[("name", name), ("provider", "")], &[]),
+        };
+        let entities = self.entities(principal, entity);
+        let context = [
+            (
+                "host",
+                RestrictedExpression::new_string(target.host.to_owned()),
+            ),
+            (
+                "path",
+                RestrictedExpression::new_string(target.path.to_owned()),
+            ),
+            (
+                "method",
+                RestrictedExpression::new_string(target.method.to_owned()),
+            ),
+            (
+                "scheme",
+                RestrictedExpression::new_string(target.scheme.to_owned()),
+            ),
+            (
+                "port",
+                RestrictedExpression::new_long(i64::from(target.port)),
+            ),
+            ("time", RestrictedExpression::new_long(now())),
+        ];
+        match self.authorize(principal, &self.redeem, resource, context, set, &entities) {
+            (Decision::Allow, policies) => memo::Outcome::Allow {
+                body: policies.iter().any(|p| self.body_rules.contains(p)),
+                policies,
+            },
+            (Decision::Deny, policies) => {
+                let reason = if provider.is_empty() {
+                    "placeholder_host_not_bound"
+                } else {
+                    deny_reason(&policies, "no_translation_rule")
+                };
+                let detail = match reason {
+                    "placeholder_host_not_bound" => {
+                        format!("`{name}` is not bound to `{}` by its provider", target.host)
+                    }
+                    "no_translation_rule" => format!(
+                        "no translation rule lets `{}` redeem `{name}` for {} {}{}",
+                        principal.id, target.method, target.host, target.path
+                    ),
+                    _ => format!(
+                        "a policy forbids `{}` to redeem `{name}` toward `{}`",
+                        principal.id, target.host
+                    ),
+                };
+                memo::Outcome::Deny(Deny {
+                    reason,
+                    detail,
+                    policies,
+                })
+            }
+        }
     }
 
     fn entities(&self, principal: &Subject, resource: Entity) -> Entities {

@@ -471,3 +471,69 @@ fn cleartext_legs_need_the_providers_dangerous_opt_in() {
     assert_eq!(over(&p, "https", 443), "allow");
     assert!(over(&p, "https", 8443).starts_with("deny forbidden_by_policy"));
 }
+
+#[test]
+fn a_subject_asking_again_gets_the_answer_the_policy_in_force_gives() {
+    let ci = Subject::new(&workload("service:ci"));
+    let gh = ["XCALIBUR_GITHUB_TOKEN".to_owned()];
+    let ask = |p: &Policy, path: &str, method: &str| match p.decide_redeem(
+        &ci,
+        RedeemTarget::tls("api.github.com", path, method),
+        &gh,
+    ) {
+        Ok(permit) => format!("allow [{}]", permit.rules().join(",")),
+        Err(d) => format!("deny {}: {}", d.reason, d.detail),
+    };
+    let p = policy();
+    let no_admin = operator(
+        "no-admin",
+        "forbid (principal, action == Action::\"redeem\", resource) when { context.path like \"/admin*\" && context.method != \"GET\" };",
+    );
+    let q = policy_with(&[no_admin]);
+    // Past the memo's capacity, twice over: every answer is the one its policy gives.
+    for round in 0..2 {
+        for i in 0..300 {
+            let admin = format!("/admin/{i}");
+            assert_eq!(ask(&p, &admin, "POST"), "allow [r_gh]", "round {round}");
+            assert!(
+                ask(&q, &admin, "POST").starts_with("deny forbidden_by_policy"),
+                "round {round}"
+            );
+            assert_eq!(ask(&q, &admin, "GET"), "allow [r_gh]", "round {round}");
+            assert_eq!(ask(&q, &format!("/user/{i}"), "POST"), "allow [r_gh]");
+        }
+    }
+    // A denial names the request it is about, not an earlier one's.
+    let stripe = ["XCALIBUR_STRIPE_KEY".to_owned()];
+    for path in ["/v1/a", "/v1/b", "/v1/a"] {
+        let d = p
+            .decide_redeem(
+                &ci,
+                RedeemTarget::tls("api.stripe.com", path, "PUT"),
+                &stripe,
+            )
+            .unwrap_err();
+        assert!(
+            d.detail.ends_with(&format!("PUT api.stripe.com{path}")),
+            "{}",
+            d.detail
+        );
+    }
+    // A policy that reads the clock is asked every time.
+    let until = now() + 1;
+    let timed = operator(
+        "until",
+        &format!(
+            "forbid (principal, action == Action::\"redeem\", resource) when {{ context.time > {until} }};"
+        ),
+    );
+    let t = policy_with(&[timed]);
+    assert_eq!(ask(&t, "/user", "GET"), "allow [r_gh]");
+    for _ in 0..40 {
+        if now() > until {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ask(&t, "/user", "GET").starts_with("deny forbidden_by_policy"));
+}
