@@ -29,8 +29,59 @@ fn sha256(parts: &[&[u8]]) -> Hash {
 
 /// The leaf hash of one event.
 pub fn leaf_hash(event: &AuditEvent) -> Hash {
-    let value = serde_json::to_value(event).unwrap_or_default();
-    sha256(&[&[0u8], &crate::canonical::to_vec(&value)])
+    leaf_hash_stored(&StoredEvent {
+        seq: event.seq.0,
+        ts: &event.ts,
+        event_type: &event.event_type,
+        principal: &event.principal,
+        details: &crate::canonical::to_vec(&event.details),
+        prev_hash: &event.prev_hash,
+        hash: &event.hash,
+    })
+}
+
+/// An event's columns as stored, its details already canonical JSON (as the chain
+/// writes them): what the checkpointer reads, so it hashes leaves without parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEvent<'a> {
+    /// Position in the chain.
+    pub seq: i64,
+    /// RFC 3339 time.
+    pub ts: &'a str,
+    /// Event type wire name.
+    pub event_type: &'a str,
+    /// Principal.
+    pub principal: &'a str,
+    /// Details, canonical JSON bytes.
+    pub details: &'a [u8],
+    /// Previous event's hash.
+    pub prev_hash: &'a str,
+    /// This event's hash.
+    pub hash: &'a str,
+}
+
+/// [`leaf_hash`] from stored columns: the canonical event is assembled around the
+/// stored details bytes (keys in sorted order), never parsed and re-serialized.
+pub fn leaf_hash_stored(e: &StoredEvent<'_>) -> Hash {
+    use crate::canonical::write_str;
+    let mut body = Vec::with_capacity(e.details.len() + 320);
+    body.push(0u8);
+    body.extend_from_slice(b"{\"details\":");
+    body.extend_from_slice(e.details);
+    body.extend_from_slice(b",\"hash\":");
+    write_str(&mut body, e.hash);
+    body.extend_from_slice(b",\"prev_hash\":");
+    write_str(&mut body, e.prev_hash);
+    body.extend_from_slice(b",\"principal\":");
+    write_str(&mut body, e.principal);
+    body.extend_from_slice(b",\"seq\":");
+    body.extend_from_slice(e.seq.to_string().as_bytes());
+    body.extend_from_slice(b",\"ts\":");
+    write_str(&mut body, e.ts);
+    body.extend_from_slice(b",\"type\":");
+    write_str(&mut body, e.event_type);
+    body.push(b'}');
+    sha256(&[&body])
 }
 
 /// An interior node.
@@ -313,6 +364,45 @@ pub fn verify_checkpoint(cp: &Checkpoint, public_key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The leaf as first defined: the event serialized to a JSON tree, then canonical.
+    fn leaf_by_tree(event: &AuditEvent) -> Hash {
+        let value = serde_json::to_value(event).unwrap();
+        sha256(&[&[0u8], &crate::canonical::to_vec(&value)])
+    }
+
+    #[test]
+    fn leaves_from_stored_columns_equal_leaves_from_the_event_tree() {
+        let details = [
+            serde_json::json!({}),
+            serde_json::json!({"z": 1, "a": [true, null, -3, 1.5], "m": {"y": "\u{2028}", "b": "q\"\\"}}),
+            serde_json::json!({"host": "api.github.com", "status": 200, "bytes": 18446744073709551615u64}),
+            serde_json::json!({"reason": "ünïcödé 🗝", "tab": "\t\n\u{1}"}),
+        ];
+        for (i, d) in details.iter().enumerate() {
+            let e = AuditEvent {
+                seq: crate::ids::AuditSeq(i64::try_from(i).unwrap() * 1_000_003 + 1),
+                ts: "2026-12-01T18:00:00.123Z".into(),
+                event_type: "flow_recorded".into(),
+                principal: ["service:ci", "human:\"o'neil\"", "", "ns/ü"][i].into(),
+                details: d.clone(),
+                prev_hash: "ab".repeat(32),
+                hash: "cd".repeat(32),
+            };
+            let stored = crate::canonical::to_vec(&e.details);
+            let leaf = leaf_hash_stored(&StoredEvent {
+                seq: e.seq.0,
+                ts: &e.ts,
+                event_type: &e.event_type,
+                principal: &e.principal,
+                details: &stored,
+                prev_hash: &e.prev_hash,
+                hash: &e.hash,
+            });
+            assert_eq!(leaf, leaf_by_tree(&e), "event {i}");
+            assert_eq!(leaf_hash(&e), leaf_by_tree(&e), "event {i}");
+        }
+    }
 
     fn leaves(n: u8) -> Vec<Hash> {
         (0..n).map(|i| sha256(&[&[0u8], &[i]])).collect()

@@ -176,6 +176,14 @@ impl Row {
             .and_then(T::from_value)
             .ok_or(StoreError::Column(i))
     }
+
+    /// Column `i` as text, borrowed.
+    pub(crate) fn str(&self, i: usize) -> Result<&str, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Text(s)) => Ok(s),
+            _ => Err(StoreError::Column(i)),
+        }
+    }
 }
 
 /// Which SQL dialect a backend speaks (for the few queries that differ).

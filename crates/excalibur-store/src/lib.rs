@@ -475,6 +475,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `flows` whose intent was written before replaces it (and clears the mark). The
     /// batch is shared so that a caller who retries it keeps it without a copy.
     fn record_with_intents(&self, batch: std::sync::Arc<RecordBatch>) -> StoreFuture<'_, ()>;
+    /// [`Store::record_with_intents`] on the calling thread, which blocks until the
+    /// commit: for a recorder with a thread of its own (one handoff fewer per commit).
+    /// Never call it on an async worker.
+    fn record_with_intents_here(&self, batch: &RecordBatch) -> Result<(), StoreError>;
     /// The seq of the newest audit event (0 for an empty log): one row read, for loops
     /// that must know whether anything is new before reading it.
     fn audit_head_seq(&self) -> StoreFuture<'_, u64>;

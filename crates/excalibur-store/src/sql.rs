@@ -1,6 +1,7 @@
 //! The SQLite backend: one connection in WAL mode behind a mutex, used only from
 //! blocking threads (`spawn_blocking`), so the async runtime never waits on disk.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::db::{Backend, Connections, Dialect, Mode, Row, Tx, Value, params};
@@ -18,6 +19,7 @@ use excalibur_core::audit::{
     chain_hash_canonical,
 };
 use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
+use excalibur_core::merkle::StoredEvent;
 use excalibur_core::secret::hex;
 use excalibur_core::time::Timestamp;
 use serde_json::json;
@@ -188,37 +190,42 @@ impl SqlStore {
     {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut f = Some(f);
-                let mut value = None;
-                let result = inner.conns.with_backend(&mut |conn| {
-                    let f = f.take().ok_or(StoreError::Task)?;
-                    let mut tx = conn.begin(mode)?;
-                    let done = f(&inner, tx.as_mut()).and_then(|v| {
-                        value = Some(v);
-                        tx.commit()
-                    });
-                    // Still holding the connection: what a committed write authenticated
-                    // becomes the known configuration; a failed one leaves none.
-                    let staged = inner.staged.lock().ok().and_then(|mut s| s.take());
-                    if done.is_ok()
-                        && let Some(staged) = staged
-                        && let Ok(mut v) = inner.verified.lock()
-                    {
-                        *v = Some(staged);
-                    }
-                    done
-                });
-                inner.health.observe(&result);
-                result?;
-                value.ok_or(StoreError::Task)
-            })
-            .await
-            .map_err(|_| StoreError::Task)?
+            tokio::task::spawn_blocking(move || Self::tx_here(&inner, mode, f))
+                .await
+                .map_err(|_| StoreError::Task)?
         })
     }
 
-    /// A read.
+    /// [`Self::tx`] on the calling thread, which blocks until the commit.
+    fn tx_here<T, F>(inner: &Inner, mode: Mode, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Inner, &mut dyn Tx) -> Result<T, StoreError>,
+    {
+        let mut f = Some(f);
+        let mut value = None;
+        let result = inner.conns.with_backend(&mut |conn| {
+            let f = f.take().ok_or(StoreError::Task)?;
+            let mut tx = conn.begin(mode)?;
+            let done = f(inner, tx.as_mut()).and_then(|v| {
+                value = Some(v);
+                tx.commit()
+            });
+            // Still holding the connection: what a committed write authenticated
+            // becomes the known configuration; a failed one leaves none.
+            let staged = inner.staged.lock().ok().and_then(|mut s| s.take());
+            if done.is_ok()
+                && let Some(staged) = staged
+                && let Ok(mut v) = inner.verified.lock()
+            {
+                *v = Some(staged);
+            }
+            done
+        });
+        inner.health.observe(&result);
+        result?;
+        value.ok_or(StoreError::Task)
+    }
+
     fn run<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
@@ -863,6 +870,32 @@ fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
     hex(hmac::sign(&key.0, format!("{seq}:{hash}").as_bytes()).as_ref())
 }
 
+/// Writes one recording batch: intents (marked in flight), completions (replacing their
+/// intents) and events, in the caller's transaction.
+fn record(inner: &Inner, tx: &mut dyn Tx, batch: &crate::RecordBatch) -> Result<(), StoreError> {
+    let mark = Value::from(&batch.gateway);
+    let rows = batch
+        .intents
+        .iter()
+        .map(|f| flow_values(f, mark.clone()))
+        .collect::<Result<_, _>>()?;
+    insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+    let rows = batch
+        .flows
+        .iter()
+        .map(|f| flow_values(f, Value::Null))
+        .collect::<Result<_, _>>()?;
+    insert_rows(
+        tx,
+        FLOW_COLUMNS,
+        rows,
+        " ON CONFLICT (id) DO UPDATE SET ts_ms = excluded.ts_ms, body = excluded.body,
+         principal = excluded.principal, host = excluded.host,
+         decision = excluded.decision, in_flight = NULL",
+    )?;
+    append_events(tx, &inner.head_key, &batch.events)
+}
+
 fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -953,17 +986,19 @@ fn insert_rows(
             1 << left.ilog2()
         };
         left -= take;
-        let chunk: Vec<Vec<Value>> = rows.by_ref().take(take).collect();
-        let mut sql = format!("INSERT INTO {into} VALUES ");
+        let mut sql = String::with_capacity(into.len() + conflict.len() + take * 48);
+        sql.push_str("INSERT INTO ");
+        sql.push_str(into);
+        sql.push_str(" VALUES ");
         let mut params = Vec::new();
-        for (i, row) in chunk.into_iter().enumerate() {
+        for (i, row) in rows.by_ref().take(take).enumerate() {
             sql.push_str(if i == 0 { "(" } else { ", (" });
             for (j, v) in row.into_iter().enumerate() {
                 if j > 0 {
                     sql.push_str(", ");
                 }
                 params.push(v);
-                sql.push_str(&format!("?{}", params.len()));
+                let _ = write!(sql, "?{}", params.len());
             }
             sql.push(')');
         }
@@ -1805,29 +1840,19 @@ impl Store for SqlStore {
     }
 
     fn record_with_intents(&self, batch: Arc<crate::RecordBatch>) -> StoreFuture<'_, ()> {
-        // As `append`, with the events appended from the shared batch (no copy).
-        self.tx(Mode::Record, move |inner, tx| {
-            let mark = Value::from(&batch.gateway);
-            let rows = batch
-                .intents
-                .iter()
-                .map(|f| flow_values(f, mark.clone()))
-                .collect::<Result<_, _>>()?;
-            insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
-            let rows = batch
-                .flows
-                .iter()
-                .map(|f| flow_values(f, Value::Null))
-                .collect::<Result<_, _>>()?;
-            insert_rows(
-                tx,
-                FLOW_COLUMNS,
-                rows,
-                " ON CONFLICT (id) DO UPDATE SET ts_ms = excluded.ts_ms, body = excluded.body,
-                 principal = excluded.principal, host = excluded.host,
-                 decision = excluded.decision, in_flight = NULL",
-            )?;
-            append_events(tx, &inner.head_key, &batch.events)
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                Self::tx_here(&inner, Mode::Record, |inner, tx| record(inner, tx, &batch))
+            })
+            .await
+            .map_err(|_| StoreError::Task)?
+        })
+    }
+
+    fn record_with_intents_here(&self, batch: &crate::RecordBatch) -> Result<(), StoreError> {
+        Self::tx_here(&self.inner, Mode::Record, |inner, tx| {
+            record(inner, tx, batch)
         })
     }
 
@@ -1854,10 +1879,24 @@ impl Store for SqlStore {
             );
             let mut leaves = Vec::new();
             loop {
-                let page = tx.query_map(&sql, params![after, to, VERIFY_PAGE], audit_row)?;
-                let Some(last) = page.last() else { break };
-                after = last.seq.0;
-                leaves.extend(page.iter().map(excalibur_core::merkle::leaf_hash));
+                // Hashed from the stored columns: the details are canonical as written,
+                // so no row is parsed (a row whose details are not JSON gets a leaf
+                // that `audit_verify` will not reproduce: it reports that checkpoint).
+                let page = tx.query_map(&sql, params![after, to, VERIFY_PAGE], |r| {
+                    let leaf = excalibur_core::merkle::leaf_hash_stored(&StoredEvent {
+                        seq: r.get(0)?,
+                        ts: r.str(1)?,
+                        event_type: r.str(2)?,
+                        principal: r.str(3)?,
+                        details: r.str(4)?.as_bytes(),
+                        prev_hash: r.str(5)?,
+                        hash: r.str(6)?,
+                    });
+                    Ok((r.get::<i64>(0)?, leaf))
+                })?;
+                let Some(&(last, _)) = page.last() else { break };
+                after = last;
+                leaves.extend(page.into_iter().map(|(_, leaf)| leaf));
             }
             Ok(leaves)
         })

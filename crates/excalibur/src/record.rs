@@ -1,5 +1,6 @@
 //! The recording queue: a bounded channel the request path writes to without waiting,
-//! and one writer task that batches flows and audit events into the store. With
+//! and one writer (a task on a thread of its own, which commits on that thread) that
+//! batches flows and audit events into the store. With
 //! `[audit] durability = "durable"` (the default) a request about to carry a secret
 //! first queues its write-ahead flow and waits for the transaction that commits it:
 //! every intent queued meanwhile rides in the same transaction (group commit), so the
@@ -140,7 +141,31 @@ pub(crate) fn start(
         failing: Arc::clone(&failing),
         cancel,
     };
-    let writer = tokio::spawn(write_loop(writer, rx, depth));
+    // The writer has a thread of its own, with a runtime of its own (for its timers),
+    // and commits on it: a request waiting for its intent is woken by the thread that
+    // committed it, with no hop through a blocking pool in between.
+    let (ended, on_end) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("excalibur-recorder".to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => write_loop(&rt, &writer, rx, &depth),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the recorder's runtime; nothing is recorded");
+                }
+            }
+            drop(ended);
+        });
+    if let Err(e) = spawned {
+        // The queues' receivers are gone with the closure: every request fails closed.
+        tracing::error!(error = %e, "cannot start the recorder thread; nothing is recorded");
+    }
+    let writer = tokio::spawn(async move {
+        let _ = on_end.await;
+    });
     (
         ChannelRecorder {
             tx,
@@ -219,31 +244,35 @@ impl Queues {
     }
 }
 
-async fn write_loop(
-    w: Writer,
+/// The writer thread's loop. It waits for records inside `rt` and commits outside it:
+/// a store client may run a runtime of its own (PostgreSQL's does), which cannot start
+/// inside another.
+fn write_loop(
+    rt: &tokio::runtime::Runtime,
+    w: &Writer,
     mut rx: Queues,
-    depth: prometheus_client::metrics::gauge::Gauge<i64>,
+    depth: &prometheus_client::metrics::gauge::Gauge<i64>,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
     let never = CancellationToken::new();
     loop {
-        let n = rx.recv(&mut buf, &w.cancel).await;
+        let n = rt.block_on(rx.recv(&mut buf, &w.cancel));
         if w.cancel.is_cancelled() {
             rx.close();
-            while rx.recv(&mut buf, &never).await > 0 {
+            while rt.block_on(rx.recv(&mut buf, &never)) > 0 {
                 rx.drain_lazy(&mut buf);
-                w.flush(&mut buf, &mut rx).await;
+                w.flush(rt, &mut buf, &mut rx);
             }
             return;
         }
         if n == 0 {
             return;
         }
-        linger(&mut buf, &mut rx, &w.cancel).await;
+        rt.block_on(linger(&mut buf, &mut rx, &w.cancel));
         // Everything queued so far goes in this batch: all a settle barrier waits for.
         rx.drain_lazy(&mut buf);
         depth.set(i64::try_from(rx.len() + buf.len()).unwrap_or(i64::MAX));
-        w.flush(&mut buf, &mut rx).await;
+        w.flush(rt, &mut buf, &mut rx);
         depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
     }
 }
@@ -309,7 +338,7 @@ impl Writer {
     /// `failing` is set, so the request path fails closed instead of redeeming with
     /// nothing recorded; the queue behind it is bounded. Only at shutdown, after
     /// [`SHUTDOWN_RETRY`], is a batch lost (and said so).
-    async fn flush(&self, buf: &mut Vec<Item>, rx: &mut Queues) {
+    fn flush(&self, rt: &tokio::runtime::Runtime, buf: &mut Vec<Item>, rx: &mut Queues) {
         let mut batch = RecordBatch {
             gateway: self.gateway.clone(),
             ..RecordBatch::default()
@@ -339,10 +368,8 @@ impl Writer {
         let mut cancelled_at: Option<std::time::Instant> = None;
         let mut attempt = 0u32;
         loop {
-            let shared = Arc::new(batch);
-            let outcome = self.store.record_with_intents(Arc::clone(&shared)).await;
-            // The store has let go of its handle: no copy unless it still holds one.
-            batch = Arc::unwrap_or_clone(shared);
+            // On this thread, outside its runtime: the thread is the writer's own.
+            let outcome = self.store.record_with_intents_here(&batch);
             // Intents are answered once and never retried.
             batch.intents.clear();
             for done in waiting.drain(..) {
@@ -375,7 +402,7 @@ impl Writer {
                     }
                     attempt += 1;
                     let wait = Duration::from_millis(50 * u64::from(attempt.min(20)));
-                    backoff(wait, rx, &mut batch.flows, &mut batch.events).await;
+                    rt.block_on(backoff(wait, rx, &mut batch.flows, &mut batch.events));
                 }
             }
         }
