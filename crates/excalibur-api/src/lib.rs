@@ -67,6 +67,11 @@ pub fn routes() -> Vec<(String, String)> {
 /// answering, so a write is in effect for every request that starts after the response.
 pub type Reloader = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Brings the proxy's snapshot up to date after a committed write to one placeholder
+/// (a rotation patches it; anything else rebuilds it); awaited like [`Reloader`].
+pub type PlaceholderReloader =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Shared state of the API handlers.
 #[derive(Clone)]
 pub struct ApiState {
@@ -76,6 +81,8 @@ pub struct ApiState {
     pub ca_pem: Arc<str>,
     /// Called after every write that changes what the proxy serves.
     pub reload: Reloader,
+    /// Called instead of `reload` after a write to one placeholder.
+    pub reload_placeholder: PlaceholderReloader,
     /// The policy currently in force (for dry runs).
     pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
     /// Web UI sessions.

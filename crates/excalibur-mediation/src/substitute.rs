@@ -201,6 +201,21 @@ impl Mediator {
         }
     }
 
+    /// [`Mediator::rebuild`] over `previous`'s own pairs with `name`'s value replaced by
+    /// `value` (a rotation, without reading every value again); `None` when `previous`
+    /// has no placeholder `name`.
+    pub fn rotate(previous: &Arc<Mediator>, name: &str, value: &Secret) -> Option<Rebuilt> {
+        let at = previous.names.iter().position(|n| n == name)?;
+        let entries = previous
+            .names
+            .iter()
+            .zip(&previous.values)
+            .enumerate()
+            .map(|(i, (n, v))| (n.clone(), if i == at { value.clone() } else { v.clone() }))
+            .collect();
+        Some(Self::rebuild(previous, entries))
+    }
+
     fn assemble(
         names: Vec<String>,
         values: Vec<Secret>,

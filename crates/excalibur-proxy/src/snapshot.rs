@@ -61,7 +61,7 @@ pub struct Snapshot {
     /// Monotonic version, for logs and metrics.
     pub version: u64,
     /// Service credentials by token hash.
-    pub credentials: CredentialIndex,
+    pub credentials: Arc<CredentialIndex>,
     /// Compiled decisions (shared with the API's dry-run endpoint).
     pub policy: Arc<Policy>,
     /// Placeholder automata and values.
@@ -70,20 +70,20 @@ pub struct Snapshot {
     /// when none): responses are scrubbed with both.
     pub recent: Arc<Mediator>,
     /// SigV4 mappings, ready to sign.
-    pub sigv4: Sigv4Routes,
+    pub sigv4: Arc<Sigv4Routes>,
     /// JWT-bearer mappings, ready to sign assertions.
-    pub jwt_bearer: JwtBearerRoutes,
+    pub jwt_bearer: Arc<JwtBearerRoutes>,
     /// Upstream mTLS mappings.
-    pub mtls: MtlsRoutes,
+    pub mtls: Arc<MtlsRoutes>,
     /// DPoP mappings.
-    pub dpop: DpopRoutes,
+    pub dpop: Arc<DpopRoutes>,
     /// OAuth2 refresh mappings.
-    pub oauth_refresh: OauthRefreshRoutes,
+    pub oauth_refresh: Arc<OauthRefreshRoutes>,
     /// Placeholder names by their provider's hosts (candidates for body substitution).
-    body_candidates: Vec<(Vec<HostPattern>, Vec<String>)>,
+    body_candidates: Arc<Vec<(Vec<HostPattern>, Vec<String>)>>,
     /// When placeholders stop being redeemable (Unix ms). Expired ones stay in the
     /// mediator so that they are still found (and refused) and their echoes scrubbed.
-    expiry: std::collections::HashMap<String, i64>,
+    expiry: Arc<std::collections::HashMap<String, i64>>,
     /// SHA-256 of everything the compiled policy was built from (as JSON, streamed into
     /// the hash, never held whole): a rebuild whose inputs are unchanged (e.g. only
     /// workload bearers or a value changed) reuses the policy.
@@ -287,18 +287,54 @@ impl Snapshot {
         };
         Ok(Self {
             version,
-            credentials,
+            credentials: Arc::new(credentials),
             policy,
             mediator,
             recent,
-            sigv4,
-            jwt_bearer,
-            mtls,
-            dpop,
-            oauth_refresh,
-            body_candidates,
-            expiry,
+            sigv4: Arc::new(sigv4),
+            jwt_bearer: Arc::new(jwt_bearer),
+            mtls: Arc::new(mtls),
+            dpop: Arc::new(dpop),
+            oauth_refresh: Arc::new(oauth_refresh),
+            body_candidates: Arc::new(body_candidates),
+            expiry: Arc::new(expiry),
             policy_key,
+        })
+    }
+
+    /// This snapshot with one placeholder's value rotated: every index, the policy and
+    /// the automata are shared, and the new value is scrubbed by `recent` as in
+    /// [`Snapshot::build`]. `None` unless `name` is a placeholder here with the same
+    /// provider and the same expiry (anything else changes what the policy, the body
+    /// candidates or the expiry check see: build the snapshot whole).
+    pub fn rotated(
+        &self,
+        version: u64,
+        name: &str,
+        provider: &str,
+        value: &Secret,
+        expires_ms: Option<i64>,
+    ) -> Option<Self> {
+        if self.policy.provider_of(name) != Some(provider)
+            || self.expiry.get(name).copied() != expires_ms
+        {
+            return None;
+        }
+        let rebuilt = Mediator::rotate(&self.mediator, name, value)?;
+        Some(Self {
+            version,
+            credentials: Arc::clone(&self.credentials),
+            policy: Arc::clone(&self.policy),
+            mediator: rebuilt.main,
+            recent: rebuilt.recent,
+            sigv4: Arc::clone(&self.sigv4),
+            jwt_bearer: Arc::clone(&self.jwt_bearer),
+            mtls: Arc::clone(&self.mtls),
+            dpop: Arc::clone(&self.dpop),
+            oauth_refresh: Arc::clone(&self.oauth_refresh),
+            body_candidates: Arc::clone(&self.body_candidates),
+            expiry: Arc::clone(&self.expiry),
+            policy_key: self.policy_key,
         })
     }
 
@@ -447,5 +483,100 @@ mod tests {
         // So do different allowed ports.
         let fourth = Snapshot::build(4, input(1), &[443, 8443], Some(&second)).unwrap();
         assert!(!Arc::ptr_eq(&second.policy, &fourth.policy));
+    }
+
+    #[test]
+    fn a_rotation_patches_the_snapshot_and_anything_else_asks_for_a_build() {
+        use excalibur_core::api::{CreateTranslationRule, TranslationRule};
+        use excalibur_core::principal::{Principal, PrincipalKind};
+        let secret = |v: &str| Secret::new(v.as_bytes().to_vec());
+        let placeholders = |a: &str| {
+            vec![
+                ("XCALIBUR_A".to_owned(), "github".to_owned(), secret(a)),
+                (
+                    "XCALIBUR_B".to_owned(),
+                    "github".to_owned(),
+                    secret("value-b"),
+                ),
+            ]
+        };
+        let mut base = input(0);
+        base.placeholders = placeholders("old-a");
+        base.placeholder_expiry = vec![("XCALIBUR_B".into(), 4_102_444_800_000)];
+        let rule = TranslationRule {
+            id: excalibur_core::ids::RuleId::new("r_a"),
+            rule: CreateTranslationRule {
+                principal: "service:*".into(),
+                placeholder: "XCALIBUR_*".into(),
+                hosts: vec!["api.github.com".into()],
+                path_prefix: "/".into(),
+                methods: Vec::new(),
+                substitute_body: false,
+            },
+            created_at: String::new(),
+        };
+        base.rules = vec![rule.clone()];
+        let first = Snapshot::build(1, base, &[443], None).unwrap();
+        let ci = excalibur_policy::Subject::new(&Principal {
+            id: "service:ci".into(),
+            kind: PrincipalKind::ServiceCredential,
+            user: "ci".into(),
+            namespace: String::new(),
+            groups: Vec::new(),
+            attestation: "service_credential".into(),
+            factors: Vec::new(),
+            credential_id: None,
+            source: "127.0.0.1".parse().unwrap(),
+            tags: Default::default(),
+            actor: None,
+            scopes: Default::default(),
+        });
+        let sent = |snap: &Snapshot| {
+            let names = ["XCALIBUR_A".to_owned(), "XCALIBUR_B".to_owned()];
+            let target = excalibur_policy::RedeemTarget::tls("api.github.com", "/", "GET");
+            let permit = snap.policy.decide_redeem(&ci, target, &names).unwrap();
+            let out = snap
+                .mediator
+                .substitute(&permit, b"XCALIBUR_A XCALIBUR_B")
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(sent(&first), "old-a value-b");
+
+        let rotated = first
+            .rotated(2, "XCALIBUR_A", "github", &secret("new-a"), None)
+            .unwrap();
+        assert_eq!(rotated.version, 2);
+        assert_eq!(sent(&rotated), "new-a value-b");
+        // Shared, not rebuilt: the policy and every index.
+        assert!(Arc::ptr_eq(&first.policy, &rotated.policy));
+        assert!(Arc::ptr_eq(&first.credentials, &rotated.credentials));
+        // The new value is scrubbed (by the recent layer), the old snapshot untouched.
+        assert!(rotated.recent.scrub(b"echo new-a").is_some());
+        assert!(first.recent.scrub(b"echo new-a").is_none());
+        assert_eq!(sent(&first), "old-a value-b");
+        // The same as building it whole.
+        let mut whole = input(0);
+        whole.placeholders = placeholders("new-a");
+        whole.placeholder_expiry = vec![("XCALIBUR_B".into(), 4_102_444_800_000)];
+        whole.rules = vec![rule];
+        let built = Snapshot::build(3, whole, &[443], Some(&first)).unwrap();
+        assert_eq!(sent(&built), sent(&rotated));
+
+        // Anything but a rotation is built whole.
+        let v = secret("x");
+        assert!(first.rotated(4, "XCALIBUR_A", "gitlab", &v, None).is_none());
+        assert!(
+            first
+                .rotated(4, "XCALIBUR_A", "github", &v, Some(1))
+                .is_none()
+        );
+        assert!(first.rotated(4, "XCALIBUR_B", "github", &v, None).is_none());
+        assert!(
+            first
+                .rotated(4, "XCALIBUR_B", "github", &v, Some(4_102_444_800_000))
+                .is_some()
+        );
+        assert!(first.rotated(4, "XCALIBUR_C", "github", &v, None).is_none());
     }
 }

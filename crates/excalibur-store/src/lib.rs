@@ -578,6 +578,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// leaders), held until the guard drops: waiting for it (`wait`), or `None` at once
     /// when another replica holds it. SQLite serves one process: always granted.
     fn exclusive(&self, name: String, wait: bool) -> StoreFuture<'_, Option<Exclusive>>;
+    /// One placeholder as [`Store::snapshot_data`] gives it, after the same check that
+    /// the configuration rows are intact (a rotation patches the snapshot with it);
+    /// `None` when there is no such placeholder.
+    fn snapshot_placeholder(&self, name: String) -> StoreFuture<'_, Option<PlaceholderSecret>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
 }

@@ -2269,6 +2269,39 @@ impl Store for SqlStore {
         })
     }
 
+    fn snapshot_placeholder(&self, name: String) -> StoreFuture<'_, Option<PlaceholderSecret>> {
+        self.run(move |inner, tx| {
+            if !inner.known_intact(tx)? && !config_intact(tx, &inner.config_key)? {
+                return Err(StoreError::Tampered);
+            }
+            let row = tx.query_opt(
+                "SELECT name, provider_id, route_family, key_id, sealed, expires_ms FROM placeholders WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<Vec<u8>>(4)?,
+                        r.get::<Option<i64>>(5)?,
+                    ))
+                },
+            )?;
+            row.map(|(name, provider_id, route_family, kid, blob, expires_ms)| {
+                let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
+                Ok(PlaceholderSecret {
+                    name,
+                    provider_id,
+                    route_family,
+                    value,
+                    expires_ms,
+                })
+            })
+            .transpose()
+        })
+    }
+
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
         self.run(|inner, conn| {
             let tx = conn;

@@ -227,6 +227,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             Box::pin(async move { snapshots.rebuild_logged().await })
         })
     };
+    let reload_placeholder: excalibur_api::PlaceholderReloader = {
+        let snapshots = Arc::clone(&snapshots);
+        Arc::new(move |name| {
+            let snapshots = Arc::clone(&snapshots);
+            Box::pin(async move { snapshots.placeholder_changed_logged(name).await })
+        })
+    };
 
     let (ssh_host_key, ssh_client_key) = init::ssh_keys(store.as_ref()).await?;
     let checkpoint_key = Arc::new(crate::checkpoint::CheckpointKey::load(store.as_ref()).await?);
@@ -368,6 +375,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,
+        reload_placeholder,
         policy,
         sessions: Arc::default(),
         attestors: Arc::new(attestors(&config)?),

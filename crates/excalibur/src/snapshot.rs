@@ -138,6 +138,46 @@ impl Snapshots {
         Ok(())
     }
 
+    /// After a write to placeholder `name` alone: when it was a rotation (same provider,
+    /// same expiry), patches the live snapshot with the one row read back (every index,
+    /// the policy and the automata shared); anything else rebuilds it whole.
+    pub(crate) async fn placeholder_changed(&self, name: String) -> anyhow::Result<()> {
+        let serial = self.lock.lock().await;
+        let Some(row) = self.store.snapshot_placeholder(name).await? else {
+            drop(serial);
+            return self.rebuild().await;
+        };
+        let previous = self.live.load_full();
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let next = tokio::task::spawn_blocking(move || {
+            previous.rotated(
+                version,
+                &row.name,
+                &row.provider_id,
+                &row.value,
+                row.expires_ms,
+            )
+        })
+        .await?;
+        let Some(next) = next else {
+            drop(serial);
+            return self.rebuild().await;
+        };
+        self.live.store(Arc::new(next));
+        self.version_gauge
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        tracing::debug!(version, "snapshot patched for a rotation");
+        Ok(())
+    }
+
+    /// [`Self::placeholder_changed`], logging (not propagating) a failure: the old
+    /// snapshot stays in force.
+    pub(crate) async fn placeholder_changed_logged(&self, name: String) {
+        if let Err(e) = self.placeholder_changed(name).await {
+            tracing::error!(error = %format!("{e:#}"), "snapshot update failed; the previous snapshot stays in force");
+        }
+    }
+
     /// Rebuilds, logging (not propagating) a failure: the old snapshot stays in force.
     pub(crate) async fn rebuild_logged(&self) {
         if let Err(e) = self.rebuild().await {

@@ -47,8 +47,9 @@ pub(crate) async fn placeholder_upsert(
     JsonBody(req): JsonBody<UpsertPlaceholder>,
 ) -> ApiResult {
     validate::placeholder(&req)?;
+    let name = req.placeholder.clone();
     let out = s.store.placeholder_upsert(req, c.actor()).await?;
-    (s.reload)().await;
+    (s.reload_placeholder)(name).await;
     let status = if out.created {
         StatusCode::CREATED
     } else {
