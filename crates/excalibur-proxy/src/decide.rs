@@ -238,7 +238,7 @@ fn out_of_scope(snap: &Snapshot, scoped: Option<&[String]>, names: &[String]) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use excalibur_core::Secret;
     use excalibur_core::api::{CreateTranslationRule, Provider, TranslationRule};
     use excalibur_core::ids::RuleId;
@@ -309,7 +309,8 @@ mod tests {
         Snapshot::build(1, input, &[80, 443], None).unwrap()
     }
 
-    fn subject() -> Subject {
+    /// `service:ci`, as the proxy builds it for a service credential.
+    pub(crate) fn subject() -> Subject {
         Subject::new(&Principal {
             id: "service:ci".into(),
             kind: PrincipalKind::ServiceCredential,

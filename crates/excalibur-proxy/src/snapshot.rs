@@ -488,7 +488,6 @@ mod tests {
     #[test]
     fn a_rotation_patches_the_snapshot_and_anything_else_asks_for_a_build() {
         use excalibur_core::api::{CreateTranslationRule, TranslationRule};
-        use excalibur_core::principal::{Principal, PrincipalKind};
         let secret = |v: &str| Secret::new(v.as_bytes().to_vec());
         let placeholders = |a: &str| {
             vec![
@@ -517,20 +516,7 @@ mod tests {
         };
         base.rules = vec![rule.clone()];
         let first = Snapshot::build(1, base, &[443], None).unwrap();
-        let ci = excalibur_policy::Subject::new(&Principal {
-            id: "service:ci".into(),
-            kind: PrincipalKind::ServiceCredential,
-            user: "ci".into(),
-            namespace: String::new(),
-            groups: Vec::new(),
-            attestation: "service_credential".into(),
-            factors: Vec::new(),
-            credential_id: None,
-            source: "127.0.0.1".parse().unwrap(),
-            tags: Default::default(),
-            actor: None,
-            scopes: Default::default(),
-        });
+        let ci = crate::decide::tests::subject();
         let sent = |snap: &Snapshot| {
             let names = ["XCALIBUR_A".to_owned(), "XCALIBUR_B".to_owned()];
             let target = excalibur_policy::RedeemTarget::tls("api.github.com", "/", "GET");
