@@ -58,11 +58,23 @@ pub fn empty() -> ProxyBody {
 #[error("body exceeds the {0}-byte limit for substitution")]
 pub struct BodyTooLarge(pub u64);
 
+/// Why the workload's request body was cut off. The transport error that ends the
+/// upstream request (an HTTP/2 stream reset) need not carry the cause, so the flow
+/// keeps it for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFault {
+    /// Past `max_substitute_body_bytes`.
+    TooLarge,
+    /// A placeholder in the request trailers.
+    PlaceholderInTrailers,
+}
+
 /// A flow being recorded: emitted exactly once, when the last body referencing it is
 /// dropped (finished, failed or cancelled).
 #[derive(Debug)]
 pub struct FlowState {
     flow: Mutex<Option<Flow>>,
+    fault: std::sync::OnceLock<BodyFault>,
     metrics: Option<(crate::metrics::ProxyMetrics, &'static str)>,
     up: AtomicU64,
     down: AtomicU64,
@@ -84,6 +96,7 @@ impl FlowState {
         Arc::new(Self {
             metrics,
             flow: Mutex::new(Some(flow)),
+            fault: std::sync::OnceLock::new(),
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             recorder,
@@ -93,6 +106,16 @@ impl FlowState {
     /// The flow as it stands (for its write-ahead record).
     pub fn current(&self) -> Option<Flow> {
         self.flow.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Records why the request body failed (the first reason wins).
+    pub(crate) fn body_failed(&self, fault: BodyFault) {
+        let _ = self.fault.set(fault);
+    }
+
+    /// Why the request body failed, if it did.
+    pub(crate) fn body_fault(&self) -> Option<BodyFault> {
+        self.fault.get().copied()
     }
 
     /// Updates the flow in place (status, latency, placeholders).
@@ -237,6 +260,13 @@ impl<B> Mediated<B> {
         out
     }
 
+    /// Keeps why a request body failed on its flow.
+    fn fault(&self, fault: BodyFault) {
+        if let (Direction::Up, Some(flow)) = (self.direction, &self.flow) {
+            flow.body_failed(fault);
+        }
+    }
+
     /// Applies the trailer rule; `Err` fails the body.
     fn trailers(&self, mut trailers: http::HeaderMap) -> Result<http::HeaderMap, BoxError> {
         match &self.trailers {
@@ -256,6 +286,7 @@ impl<B> Mediated<B> {
                 if found.is_empty() {
                     Ok(trailers)
                 } else {
+                    self.fault(BodyFault::PlaceholderInTrailers);
                     Err(Box::new(PlaceholderInTrailers))
                 }
             }
@@ -293,6 +324,7 @@ where
                         if let Some(limit) = this.limit
                             && this.seen > limit
                         {
+                            this.fault(BodyFault::TooLarge);
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                         }
                         let out = if this.rewriters.is_empty() {

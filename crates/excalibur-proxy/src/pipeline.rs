@@ -677,7 +677,7 @@ impl Inner {
             );
         }
         let (resp, injected, sigv4_scrub) =
-            match crate::send::upstream(self, out, red, principal, target).await {
+            match crate::send::upstream(self, out, red, principal, target, &flow).await {
                 Ok(sent) => sent,
                 Err(f) => {
                     if f.denied {

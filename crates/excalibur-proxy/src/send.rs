@@ -50,6 +50,7 @@ pub(crate) async fn upstream(
     red: &Redemption<'_>,
     principal: &Principal,
     target: &Target,
+    flow: &body::FlowState,
 ) -> Result<Sent, SendFailure> {
     let own_client;
     let client = match red.families.mtls {
@@ -75,6 +76,7 @@ pub(crate) async fn upstream(
         client,
         principal,
         target,
+        flow,
     };
     let Outbound {
         parts,
@@ -100,6 +102,8 @@ struct Leg<'a> {
     client: &'a Client<Connector, ProxyBody>,
     principal: &'a Principal,
     target: &'a Target,
+    /// The request's flow: it keeps why the request body failed, if it did.
+    flow: &'a body::FlowState,
 }
 
 impl Leg<'_> {
@@ -116,6 +120,7 @@ impl Leg<'_> {
             client,
             principal,
             target,
+            flow,
         } = *self;
         let limit = usize::try_from(inner.max_substitute_body).unwrap_or(usize::MAX);
         let Some(bytes) = body::collect_limited(body, limit).await else {
@@ -142,7 +147,7 @@ impl Leg<'_> {
         .await
         .map_err(|_| timeout())?;
         let sent = sent.map_err(|e| match e {
-            Some(e) => classify(inner, principal, target, parts.method.as_str(), &e),
+            Some(e) => classify(inner, principal, target, parts.method.as_str(), &e, flow),
             None => refuse(
                 StatusCode::BAD_GATEWAY,
                 "dpop_failed",
@@ -168,10 +173,11 @@ impl Leg<'_> {
             client,
             principal,
             target,
+            flow,
         } = *self;
         let replay = oauth.map(|route| (route, parts.clone()));
         let method = parts.method.clone();
-        let failed = |e| failure(inner, principal, target, method.as_str(), e);
+        let failed = |e| failure(inner, principal, target, method.as_str(), e, flow);
         let first = request(inner, client, Request::from_parts(parts, body))
             .await
             .map_err(failed)?;
@@ -228,10 +234,11 @@ fn failure(
     target: &Target,
     method: &str,
     e: Failed,
+    flow: &body::FlowState,
 ) -> SendFailure {
     match e {
         Failed::Timeout => timeout(),
-        Failed::Request(e) => classify(inner, principal, target, method, &e),
+        Failed::Request(e) => classify(inner, principal, target, method, &e, flow),
     }
 }
 
@@ -243,6 +250,7 @@ fn classify(
     target: &Target,
     method: &str,
     e: &(dyn std::error::Error + 'static),
+    flow: &body::FlowState,
 ) -> SendFailure {
     if let Some(ce) = find_source::<ConnectError>(e) {
         let refusal = inner.connect_refusal(principal, target, method, ce);
@@ -250,7 +258,10 @@ fn classify(
         return SendFailure { refusal, denied };
     }
     tracing::warn!(error = %excalibur_core::ErrorChain(e), host = %target.host, "upstream request failed");
-    if find_source::<body::BodyTooLarge>(e).is_some() {
+    // The body's own error, or (when the transport's error does not carry it, as an
+    // HTTP/2 stream reset does not) the cause the body left on the flow.
+    let fault = flow.body_fault();
+    if fault == Some(body::BodyFault::TooLarge) || find_source::<body::BodyTooLarge>(e).is_some() {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -258,7 +269,9 @@ fn classify(
         )
         .into();
     }
-    if find_source::<body::PlaceholderInTrailers>(e).is_some() {
+    if fault == Some(body::BodyFault::PlaceholderInTrailers)
+        || find_source::<body::PlaceholderInTrailers>(e).is_some()
+    {
         inner.event(
             EventType::PlaceholderDenied,
             &principal.id,

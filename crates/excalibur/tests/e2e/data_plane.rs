@@ -1135,3 +1135,59 @@ async fn flows_and_audit_events_page_by_cursor() {
         assert!(ct.starts_with("application/problem+json"), "{bad}: {ct}");
     }
 }
+
+/// A body the rule would scan that is larger than `max_substitute_body_bytes` is refused
+/// with 413 `body_too_large` (not a 502), whatever HTTP version either leg speaks, and
+/// the upstream never sees a complete request.
+#[tokio::test]
+async fn a_body_over_the_substitution_cap_is_refused_with_413() {
+    let s = setup().await;
+    let gw = &s.gw;
+    let (_, token) = credential(gw, "billing", "127.0.0.0/8", &["api.stripe.com"]).await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    // The default cap is 10 MiB; the placeholder sits past it.
+    let mut body = vec![b'a'; 11 * 1024 * 1024];
+    body.extend_from_slice(b"XCALIBUR_STRIPE_SECRET_KEY");
+    std::fs::write(&big, &body).unwrap();
+    let upload = format!("@{}", big.display());
+    for flag in ["--http2", "--http1.1"] {
+        let (_, out, err) = curl(&[
+            "-x",
+            &proxy_url(gw),
+            "--proxy-header",
+            &auth,
+            "--cacert",
+            &ca_arg(&s),
+            flag,
+            "-H",
+            "Authorization: Bearer XCALIBUR_STRIPE_SECRET_KEY",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &upload,
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://api.stripe.com/v1/charges",
+        ])
+        .await;
+        assert!(out.ends_with("413"), "{flag}: {out} {err}");
+        assert!(
+            out.to_ascii_lowercase()
+                .contains("x-excalibur-reason: body_too_large"),
+            "{flag}: {out}"
+        );
+    }
+    assert!(
+        s.echo
+            .seen()
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains(STRIPE_REAL)),
+        "nothing past the cap was substituted"
+    );
+}
