@@ -21,6 +21,9 @@
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
 # 15 s and print where its CPU went (PROFILE_CONC=1 for one client, PROFILE_CASE=batched
 # for batched recording).
+# --bulk: instead, download and upload one 200 MB file (BULK_MB) with curl, direct and
+# through each proxy (Excalibur's upload also with a substitute_body rule), and print
+# MB/s, the ratio to direct and the proxy's CPU per MB (medians of --rounds).
 # --idle N: instead, open N intercepted keep-alive connections (CONNECT, TLS, one
 # request each), leave them idle, and print the RSS each one costs Excalibur and squid.
 set -euo pipefail
@@ -31,6 +34,7 @@ ROUNDS=3
 INSTALL=1
 PROFILE=0
 IDLE=0
+BULK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) REQUESTS=3000; ROUNDS=1 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift ;;
     --profile) PROFILE=1 ;;
     --idle) IDLE=$2; shift ;;
+    --bulk) BULK=1 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
   shift
@@ -113,6 +118,14 @@ http {
       if (\$http_authorization != "Bearer $REAL") { return 401 "no\n"; }
       return 200 "ok\n";
     }
+    location /files/ {
+      if (\$http_authorization != "Bearer $REAL") { return 401 "no\n"; }
+      root $WORK;
+      dav_methods PUT;
+      create_full_put_path on;
+      client_max_body_size 0;
+      client_body_temp_path $WORK/nginx/body;
+    }
   }
 }
 EOF
@@ -146,11 +159,18 @@ EOF
     -d "{\"placeholder\":\"XCALIBUR_BENCH_TOKEN\",\"real_value\":\"$REAL\",\"provider_id\":\"bench\"}" >/dev/null
   curl "${A[@]}" "http://127.0.0.1:$api/api/translation-rules" \
     -d "{\"placeholder\":\"XCALIBUR_BENCH_TOKEN\",\"hosts\":[\"$HOST\"]}" >/dev/null
+  curl "${A[@]}" "http://127.0.0.1:$api/api/placeholders" \
+    -d "{\"placeholder\":\"XCALIBUR_BENCH_BODY\",\"real_value\":\"body-$REAL\",\"provider_id\":\"bench\"}" >/dev/null
+  curl "${A[@]}" "http://127.0.0.1:$api/api/translation-rules" \
+    -d "{\"placeholder\":\"XCALIBUR_BENCH_BODY\",\"hosts\":[\"$HOST\"],\"path_prefix\":\"/files/body/\",\"substitute_body\":true}" >/dev/null
   curl "${A[@]}" "http://127.0.0.1:$api/api/service-credentials" \
     -d "{\"name\":\"bench\",\"user\":\"bench\",\"source_network\":\"127.0.0.0/8\",\"allowed_domains\":[\"$HOST\"]}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$dir/token"
 }
-start_excalibur excalibur ""
+# The bulk case uploads 200 MB through a substitute_body rule: room for it (the default
+# cap is 10 MiB).
+start_excalibur excalibur '[proxy]
+max_substitute_body_bytes = 268435456'
 start_excalibur batched '[audit]
 durability = "batched"'
 cat "$WORK/excalibur/data/ca.pem" "$WORK/batched/data/ca.pem" > "$WORK/trust-excalibur.pem"
@@ -354,6 +374,76 @@ PY
   }
   idle_cost excalibur "$(cat "$WORK/excalibur/proxy")" "$(cat "$WORK/excalibur/pid")" \
     "$(cat "$WORK/excalibur/token")"
+  exit 0
+fi
+
+if [ "$BULK" = 1 ]; then
+  MB=${BULK_MB:-200}
+  mkdir -p "$WORK/files/up" "$WORK/files/body" "$WORK/nginx/body"
+  # nginx's workers (nobody, when started as root) store the uploads.
+  chmod 0755 "$WORK" "$WORK/files"; chmod 0777 "$WORK/files/up" "$WORK/files/body"
+  head -c "${MB}M" /dev/urandom > "$WORK/files/big.bin"
+  bulk_curl() { # name -> curl arguments for $HOST (in CURL)
+    case "$1" in
+      direct) CURL=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$NGINX_PORT"
+                    -H "Authorization: Bearer $REAL") ; BASE="https://$HOST" ;;
+      excalibur|batched)
+        CURL=(--cacert "$WORK/trust-excalibur.pem" -x "http://127.0.0.1:$(cat "$WORK/$1/proxy")"
+              --proxy-header "Proxy-Authorization: Bearer $(cat "$WORK/$1/token")"
+              -H "Authorization: Bearer XCALIBUR_BENCH_TOKEN") ; BASE="https://$HOST" ;;
+      squid) CURL=(--cacert "$WORK/ca.pem" -x "http://127.0.0.1:$SQUID_PORT" -H "Authorization: Bearer dummy")
+             BASE="https://$HOST:$NGINX_PORT" ;;
+      envoy) CURL=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$ENVOY_PORT") ; BASE="https://$HOST" ;;
+    esac
+  }
+  bulk_one() { # name way(down|up|upbody) round -> "MBps cpu_s_per_MB status"
+    local name=$1 way=$2 round=$3 pid before=0 after=0 out
+    bulk_curl "$name"; pid=$(pid_of "$name")
+    [ -n "$pid" ] && before=$(cpu_of "$pid")
+    case "$way" in
+      down) out=$(curl -s -o /dev/null -w '%{speed_download} %{http_code} %{size_download}' "${CURL[@]}" "$BASE/files/big.bin" || true) ;;
+      up) out=$(curl -s -o /dev/null -T "$WORK/files/big.bin" -w '%{speed_upload} %{http_code} %{size_upload}' "${CURL[@]}" "$BASE/files/up/$name-$round" || true) ;;
+      upbody) out=$(curl -s -o /dev/null -T "$WORK/files/big.bin" -w '%{speed_upload} %{http_code} %{size_upload}' "${CURL[@]}" "$BASE/files/body/$name-$round" || true) ;;
+    esac
+    [ -n "$pid" ] && after=$(cpu_of "$pid")
+    read -r -a out <<< "${out:-0 000 0}"
+    python3 -c 'import sys; bps,code,size,b,a,mb=sys.argv[1:]; ok=code in ("200","201","204") and int(float(size))>=int(mb)*1048576; print(f"{float(bps)/1e6 if ok else 0:.1f} {((float(a)-float(b))*1e3/int(mb)) if ok and float(a)>0 else -1:.2f} {code}")' "${out[0]}" "${out[1]:-000}" "${out[2]:-0}" "$before" "$after" "$MB"
+  }
+  declare -A BULKR
+  echo "== bulk: ${MB} MB, $ROUNDS round(s), interleaved"
+  for round in $(seq 1 "$ROUNDS"); do
+    for way in down up upbody; do
+      for name in ${BENCH_CASES:-direct excalibur squid envoy}; do
+        [ "$way" = upbody ] && [ "$name" != excalibur ] && continue
+        BULKR["$way/$name/$round"]=$(bulk_one "$name" "$way" "$round")
+      done
+    done
+  done
+  python3 - "$ROUNDS" "$MB" <<PY
+import statistics, sys
+rounds, mb = int(sys.argv[1]), int(sys.argv[2])
+raw = {}
+$(for k in "${!BULKR[@]}"; do echo "raw['$k'] = '${BULKR[$k]}'"; done)
+ways = [("down", "download"), ("up", "upload"), ("upbody", "upload, substitute_body")]
+names = [("direct", "direct"), ("excalibur", "Excalibur (durable)"), ("squid", "squid 5.7 ssl-bump"), ("envoy", "Envoy reverse proxy (does less)")]
+print(f"{'case':<58}{'MB/s':>8}{'vs direct':>11}{'CPU ms/MB':>11}{'status':>8}")
+direct = {}
+for way, label in ways:
+    for name, title in names:
+        if f"{way}/{name}/1" not in raw:
+            continue
+        rows = [raw[f"{way}/{name}/{r}"].split() for r in range(1, rounds + 1)]
+        mbps = statistics.median(float(x[0]) for x in rows)
+        cpu = [float(x[1]) for x in rows if float(x[1]) >= 0]
+        if name == "direct":
+            direct[way] = mbps
+        d = direct.get(way) or direct.get("up")
+        ratio = f"{mbps / d:.2f}x" if d else "-"
+        cpu_s = f"{statistics.median(cpu):.2f}" if cpu else "-"
+        codes = ",".join(sorted({x[2] for x in rows}))
+        print(f"{title + ' ' + label:<58}{mbps:>8.0f}{ratio:>11}{cpu_s:>11}{codes:>8}")
+print(f"(medians of {rounds} interleaved round(s), one {mb} MB file; a failed transfer counts 0 MB/s; upload with substitute_body is compared with direct upload)")
+PY
   exit 0
 fi
 
