@@ -62,6 +62,9 @@ pub(crate) async fn run(
     // With several replicas, one of them (holding the cluster lock) sweeps and delivers.
     let mut leader: Option<excalibur_store::Exclusive> = None;
     let mut waited: u64 = LEADER_RETRY_TICKS;
+    // Where this leader last saw the cursor reach the head (none after a change of
+    // leader: another may have moved it).
+    let mut caught_up: Option<i64> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
@@ -71,6 +74,7 @@ pub(crate) async fn run(
             .as_ref()
             .is_some_and(excalibur_store::Exclusive::is_held)
         {
+            caught_up = None;
             waited += 1;
             if waited < LEADER_RETRY_TICKS {
                 continue;
@@ -105,7 +109,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        if let Err(e) = enqueue(store.as_ref()).await {
+        if let Err(e) = enqueue(store.as_ref(), &mut caught_up).await {
             tracing::warn!(error = %format!("{e:#}"), "webhook enqueue failed");
         }
         if let Err(e) = attempt_due(&store, &cfg).await {
@@ -128,11 +132,18 @@ fn matches(hook: &WebhookInfo, event: &AuditEvent) -> Option<String> {
     })
 }
 
-async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
-    let cursor = store.cursor_get(CURSOR.to_owned()).await?.unwrap_or(0);
+/// Moves the delivery cursor over new events, enqueuing a delivery for each receiver
+/// that subscribed. `caught_up`: the head the cursor was last seen to reach (by this
+/// leader); while the head is still there, nothing is read (an idle leader costs one
+/// query per tick).
+async fn enqueue(store: &dyn Store, caught_up: &mut Option<i64>) -> anyhow::Result<()> {
     // The head is read before the receivers: an event after a receiver's creation
     // is after this head, so skipping to it loses nothing for anyone.
     let head = i64::try_from(store.audit_head_seq().await?).unwrap_or(i64::MAX);
+    if *caught_up == Some(head) {
+        return Ok(());
+    }
+    let cursor = store.cursor_get(CURSOR.to_owned()).await?.unwrap_or(0);
     let hooks = store.webhook_list().await?;
     if hooks.is_empty() {
         // Nothing to deliver to: the cursor moves past what exists without reading it
@@ -142,6 +153,7 @@ async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
                 .delivery_enqueue(Vec::new(), (CURSOR.to_owned(), head))
                 .await?;
         }
+        *caught_up = Some(head);
         return Ok(());
     }
     let events = store
@@ -153,6 +165,7 @@ async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
         })
         .await?;
     let Some(last) = events.last().map(|e| e.seq.0) else {
+        *caught_up = Some(head);
         return Ok(());
     };
     let mut deliveries = Vec::new();
@@ -177,6 +190,9 @@ async fn enqueue(store: &dyn Store) -> anyhow::Result<()> {
     store
         .delivery_enqueue(deliveries, (CURSOR.to_owned(), last))
         .await?;
+    if last >= head {
+        *caught_up = Some(head);
+    }
     Ok(())
 }
 
