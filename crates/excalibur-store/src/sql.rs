@@ -870,6 +870,36 @@ fn head_mac(key: &HeadKey, seq: i64, hash: &str) -> String {
     hex(hmac::sign(&key.0, format!("{seq}:{hash}").as_bytes()).as_ref())
 }
 
+/// Refuses with [`StoreError::Tampered`] when configuration rows were edited in the
+/// database file: such rows never configure the request path.
+fn ensure_config_intact(inner: &Inner, tx: &mut dyn Tx) -> Result<(), StoreError> {
+    if inner.known_intact(tx)? || config_intact(tx, &inner.config_key)? {
+        Ok(())
+    } else {
+        Err(StoreError::Tampered)
+    }
+}
+
+/// The columns [`placeholder_secret`] reads.
+const PLACEHOLDER_SECRET_COLS: &str = "name, provider_id, route_family, key_id, sealed, expires_ms";
+
+/// A placeholder row with its value unsealed (bound to its name).
+fn placeholder_secret(inner: &Inner, r: &Row) -> Result<PlaceholderSecret, StoreError> {
+    let name: String = r.get(0)?;
+    let value = inner.sealer.open(
+        &r.get::<String>(3)?,
+        &r.get::<Vec<u8>>(4)?,
+        &format!("placeholder:{name}"),
+    )?;
+    Ok(PlaceholderSecret {
+        provider_id: r.get(1)?,
+        route_family: r.get(2)?,
+        expires_ms: r.get(5)?,
+        value,
+        name,
+    })
+}
+
 /// Writes one recording batch: intents (marked in flight), completions (replacing their
 /// intents) and events, in the caller's transaction.
 fn record(inner: &Inner, tx: &mut dyn Tx, batch: &crate::RecordBatch) -> Result<(), StoreError> {
@@ -2271,70 +2301,24 @@ impl Store for SqlStore {
 
     fn snapshot_placeholder(&self, name: String) -> StoreFuture<'_, Option<PlaceholderSecret>> {
         self.run(move |inner, tx| {
-            if !inner.known_intact(tx)? && !config_intact(tx, &inner.config_key)? {
-                return Err(StoreError::Tampered);
-            }
-            let row = tx.query_opt(
-                "SELECT name, provider_id, route_family, key_id, sealed, expires_ms FROM placeholders WHERE name = ?1",
+            ensure_config_intact(inner, tx)?;
+            tx.query_opt(
+                &format!("SELECT {PLACEHOLDER_SECRET_COLS} FROM placeholders WHERE name = ?1"),
                 params![name],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<String>(1)?,
-                        r.get::<String>(2)?,
-                        r.get::<String>(3)?,
-                        r.get::<Vec<u8>>(4)?,
-                        r.get::<Option<i64>>(5)?,
-                    ))
-                },
-            )?;
-            row.map(|(name, provider_id, route_family, kid, blob, expires_ms)| {
-                let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
-                Ok(PlaceholderSecret {
-                    name,
-                    provider_id,
-                    route_family,
-                    value,
-                    expires_ms,
-                })
-            })
-            .transpose()
+                |r| placeholder_secret(inner, r),
+            )
         })
     }
 
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData> {
         self.run(|inner, conn| {
             let tx = conn;
-            // Rows edited in the database file (a provider's hosts, a rule) never
-            // configure the request path.
-            if !inner.known_intact(tx)? && !config_intact(tx, &inner.config_key)? {
-                return Err(StoreError::Tampered);
-            }
-            let placeholders = {
-
-                let rows = tx.query_map("SELECT name, provider_id, route_family, key_id, sealed, expires_ms FROM placeholders ORDER BY name", params![], |r| {
-                        Ok((
-                            (r.get::<String>(0)?,
-                            r.get(1)?,
-                            r.get(2)?),
-                            r.get::<String>(3)?,
-                            r.get::<Vec<u8>>(4)?,
-                            r.get::<Option<i64>>(5)?,
-                        ))
-                    })?;
-                rows.into_iter()
-                    .map(|((name, provider_id, route_family), kid, blob, expires_ms)| {
-                        let value = inner.sealer.open(&kid, &blob, &format!("placeholder:{name}"))?;
-                        Ok(PlaceholderSecret {
-                            expires_ms,
-                            name,
-                            provider_id,
-                            route_family,
-                            value,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?
-            };
+            ensure_config_intact(inner, tx)?;
+            let placeholders = tx.query_map(
+                &format!("SELECT {PLACEHOLDER_SECRET_COLS} FROM placeholders ORDER BY name"),
+                params![],
+                |r| placeholder_secret(inner, r),
+            )?;
             let providers = {
 
                 tx.query_map("SELECT id, hosts, passthrough, dangerous_allow_plaintext FROM providers ORDER BY id", params![], provider_row)?
