@@ -1,6 +1,6 @@
 //! [`Mediator`]: the automata built once per snapshot, and the rewrites they drive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -10,19 +10,24 @@ use excalibur_core::Secret;
 use excalibur_policy::Permit;
 
 /// Placeholder names and their real values, with the automata that find them.
+///
+/// Everything a rotation does not change is shared between the mediators of
+/// successive snapshots (`Arc`), so a rotation costs the size of what rotated, not
+/// the number of placeholders.
 #[derive(Debug, Default)]
 pub struct Mediator {
-    names: Vec<String>,
-    values: Vec<Secret>,
+    names: Arc<[String]>,
+    /// The values the scrub automata were built from.
+    values: Arc<[Secret]>,
+    /// Values rotated since `values` (by index): they take precedence, and their
+    /// echoes are scrubbed by the [`Rebuilt::recent`] mediator. The old values are
+    /// still scrubbed by the scrub automata, which is harmless.
+    rotated: Arc<BTreeMap<usize, Secret>>,
     find: Option<AhoCorasick>,
     encoded: Option<AhoCorasick>,
-    encoded_owner: Vec<usize>,
+    encoded_owner: Arc<[usize]>,
     max_name: usize,
-    /// The scrub automata: built from `values`, except at the indices in `stale`
-    /// (rotated since; their new values are in the [`Rebuilt::recent`] mediator and
-    /// their old ones are still scrubbed here, which is harmless).
     scrub: Arc<ScrubAutomata>,
-    stale: Arc<BTreeSet<usize>>,
 }
 
 /// A mediator for the next snapshot ([`Mediator::rebuild`]).
@@ -160,45 +165,67 @@ impl Mediator {
         if !same_names {
             return full(entries);
         }
-        let changed: Vec<usize> = previous
-            .values
-            .iter()
-            .zip(&entries)
+        let changed: Vec<(usize, Secret)> = entries
+            .into_iter()
             .enumerate()
-            .filter(|(_, (a, (_, b)))| a.expose() != b.expose())
-            .map(|(i, _)| i)
+            .filter(|(i, (_, v))| previous.value(*i).is_none_or(|p| p.expose() != v.expose()))
+            .map(|(i, (_, v))| (i, v))
             .collect();
-        let mut stale = (*previous.stale).clone();
-        stale.extend(changed.iter().copied());
-        if stale.len() > MAX_RECENT {
-            return full(entries);
+        Self::overlay(previous, changed).unwrap_or_else(full)
+    }
+
+    /// `previous` with the values at `changed`'s indices replaced, sharing everything
+    /// else; `Err` with every pair when too many values have rotated since the scrub
+    /// automata were built ([`MAX_RECENT`]): then they are built again.
+    fn overlay(
+        previous: &Arc<Mediator>,
+        changed: Vec<(usize, Secret)>,
+    ) -> Result<Rebuilt, Vec<(String, Secret)>> {
+        let mut rotated = (*previous.rotated).clone();
+        let any = !changed.is_empty();
+        rotated.extend(changed);
+        if rotated.len() > MAX_RECENT {
+            let pairs = previous
+                .names
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let v = rotated.get(&i).or_else(|| previous.values.get(i))?;
+                    Some((n.clone(), v.clone()))
+                })
+                .collect();
+            return Err(pairs);
         }
-        let recent_pairs: Vec<(String, Secret)> = stale
+        let recent_pairs: Vec<(String, Secret)> = rotated
             .iter()
-            .filter_map(|&i| entries.get(i).cloned())
+            .filter_map(|(&i, v)| Some((previous.names.get(i)?.clone(), v.clone())))
             .collect();
         let recent = Arc::new(Self::new(recent_pairs));
-        if changed.is_empty() {
-            return Rebuilt {
+        if !any {
+            return Ok(Rebuilt {
                 main: Arc::clone(previous),
                 recent,
-            };
+            });
         }
-        let (names, values): (Vec<String>, Vec<Secret>) = entries.into_iter().unzip();
         let main = Self {
-            names,
-            values,
+            names: Arc::clone(&previous.names),
+            values: Arc::clone(&previous.values),
+            rotated: Arc::new(rotated),
             find: previous.find.clone(),
             encoded: previous.encoded.clone(),
-            encoded_owner: previous.encoded_owner.clone(),
+            encoded_owner: Arc::clone(&previous.encoded_owner),
             max_name: previous.max_name,
             scrub: Arc::clone(&previous.scrub),
-            stale: Arc::new(stale),
         };
-        Rebuilt {
+        Ok(Rebuilt {
             main: Arc::new(main),
             recent,
-        }
+        })
+    }
+
+    /// The real value of the placeholder at `i`, as rotated.
+    fn value(&self, i: usize) -> Option<&Secret> {
+        self.rotated.get(&i).or_else(|| self.values.get(i))
     }
 
     /// [`Mediator::rebuild`] over `previous`'s own pairs with `name`'s value replaced by
@@ -206,14 +233,20 @@ impl Mediator {
     /// has no placeholder `name`.
     pub fn rotate(previous: &Arc<Mediator>, name: &str, value: &Secret) -> Option<Rebuilt> {
         let at = previous.names.iter().position(|n| n == name)?;
-        let entries = previous
-            .names
-            .iter()
-            .zip(&previous.values)
-            .enumerate()
-            .map(|(i, (n, v))| (n.clone(), if i == at { value.clone() } else { v.clone() }))
-            .collect();
-        Some(Self::rebuild(previous, entries))
+        let changed = if previous
+            .value(at)
+            .is_some_and(|v| v.expose() == value.expose())
+        {
+            Vec::new()
+        } else {
+            vec![(at, value.clone())]
+        };
+        Some(
+            Self::overlay(previous, changed).unwrap_or_else(|pairs| Rebuilt {
+                main: Arc::new(Self::new(pairs)),
+                recent: Arc::new(Self::default()),
+            }),
+        )
     }
 
     fn assemble(
@@ -225,12 +258,12 @@ impl Mediator {
         Self {
             find: n.find,
             encoded: n.encoded,
-            encoded_owner: n.encoded_owner,
+            encoded_owner: n.encoded_owner.into(),
             max_name: n.max_name,
             scrub: Arc::new(v),
-            stale: Arc::default(),
-            names,
-            values,
+            rotated: Arc::default(),
+            names: names.into(),
+            values: values.into(),
         }
     }
 
@@ -281,7 +314,7 @@ impl Mediator {
         let mut last = 0;
         for m in ac.find_iter(input) {
             let i = m.pattern().as_usize();
-            let (Some(name), Some(value)) = (self.names.get(i), self.values.get(i)) else {
+            let (Some(name), Some(value)) = (self.names.get(i), self.value(i)) else {
                 continue;
             };
             if !permit.allows(name) {
@@ -305,13 +338,17 @@ impl Mediator {
         if !ac.is_match(input) {
             return None;
         }
-        let names: Vec<&[u8]> = self
-            .scrub
-            .scrub_owner
-            .iter()
-            .map(|i| self.names.get(*i).map_or(&b""[..], |n| n.as_bytes()))
-            .collect();
-        Some(ac.replace_all_bytes(input, &names))
+        // Each match's name is looked up as it is found: a table of every pattern's
+        // name would cost the number of placeholders on every response that echoes.
+        let mut out = Vec::with_capacity(input.len());
+        ac.replace_all_with_bytes(input, &mut out, |m, _, dst| {
+            let owner = self.scrub.scrub_owner.get(m.pattern().as_usize());
+            if let Some(name) = owner.and_then(|i| self.names.get(*i)) {
+                dst.extend_from_slice(name.as_bytes());
+            }
+            true
+        });
+        Some(out)
     }
 
     /// True when `input` carries a real value in any form, ignoring ASCII case (for
@@ -409,7 +446,7 @@ impl StreamRewriter {
                 let name = self.mediator.names.get(i)?;
                 permit
                     .allows(name)
-                    .then(|| self.mediator.values.get(i).map(Secret::expose))?
+                    .then(|| self.mediator.value(i).map(Secret::expose))?
             }
             Mode::Scrub => {
                 let owner = self.mediator.scrub.scrub_owner.get(i)?;

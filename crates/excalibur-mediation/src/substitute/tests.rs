@@ -299,3 +299,55 @@ fn rotations_are_scrubbed_by_the_recent_layer_until_a_full_rebuild() {
         b"XCALIBUR_P0001"
     );
 }
+
+/// `Mediator::rotate` (one placeholder's new value) shares the names, the base values
+/// and every automaton with the mediator before it, serves every value as last
+/// rotated, scrubs the new ones, and rebuilds the scrub automata only past
+/// MAX_RECENT rotated placeholders.
+#[test]
+fn a_rotation_shares_all_but_the_value_and_every_value_stays_the_latest() {
+    let n = MAX_RECENT + 20;
+    let name = |i: usize| format!("XCALIBUR_P{i:04}");
+    let value = |i: usize, v: usize| format!("value_{i:04}_version_{v:03}");
+    let mut m = Arc::new(Mediator::new(
+        (0..n)
+            .map(|i| (name(i), Secret::new(value(i, 0).into_bytes())))
+            .collect(),
+    ));
+    let base = Arc::clone(&m);
+    assert!(Mediator::rotate(&m, "XCALIBUR_NOPE", &Secret::new(b"x".to_vec())).is_none());
+    let mut latest = vec![0usize; n];
+    let mut recent = Arc::new(Mediator::default());
+    // The same placeholder many times, then one distinct placeholder after another.
+    let order = std::iter::repeat_n(7, 3 * MAX_RECENT).chain(0..n);
+    for (step, i) in order.enumerate() {
+        latest[i] = step + 1;
+        let r = Mediator::rotate(&m, &name(i), &Secret::new(value(i, step + 1).into_bytes()))
+            .expect("a known placeholder");
+        m = r.main;
+        recent = r.recent;
+        let echo = value(i, step + 1);
+        let scrubbed = recent
+            .scrub(echo.as_bytes())
+            .or_else(|| m.scrub(echo.as_bytes()));
+        assert_eq!(scrubbed.as_deref(), Some(name(i).as_bytes()), "step {step}");
+    }
+    let all: Vec<String> = (0..n).map(name).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let p = permit(&all);
+    for (i, v) in latest.iter().enumerate() {
+        let out = m.substitute(&p, name(i).as_bytes()).expect("substituted");
+        assert_eq!(out, value(i, *v).as_bytes(), "placeholder {i}");
+    }
+    // Past MAX_RECENT distinct rotations the scrub automata were built again, over
+    // the latest values; the names never changed, so neither did the name automata.
+    assert!(!Arc::ptr_eq(&m.scrub, &base.scrub));
+    assert!(recent.len() <= MAX_RECENT);
+    assert_eq!(m.len(), n);
+    // One more rotation shares the names and the scrub automata with the one before.
+    let r = Mediator::rotate(&m, &name(3), &Secret::new(b"value_0003_final_one".to_vec()))
+        .expect("a known placeholder");
+    assert!(Arc::ptr_eq(&r.main.names, &m.names));
+    assert!(Arc::ptr_eq(&r.main.values, &m.values));
+    assert!(Arc::ptr_eq(&r.main.scrub, &m.scrub));
+}
