@@ -3,8 +3,10 @@
 //!
 //! Slices are sound: a rule left out of a placeholder's slice has a placeholder glob
 //! that does not match that name, so its `when` clause could never hold; a credential's
-//! egress permit is scoped to `principal ==` that credential. Builtin and operator
-//! policies are in every slice.
+//! egress permit is scoped to `principal ==` that credential; a provider's forbids are
+//! in the slice of its placeholders. Builtin and operator policies are in the global
+//! set, which every decision evaluates beside its slices, combined as one set (a slice
+//! holds only its own policies: nothing is copied per placeholder or principal).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +84,7 @@ pub(crate) fn compile(
             hosts_condition("resource.name", domains)
         );
         let policy = parser.parse(&format!("egress:{principal}"), &src)?;
-        let mut set = connect_global.clone();
+        let mut set = PolicySet::new();
         add(&mut set, &policy)?;
         connect_by_principal.insert(principal.clone(), set);
     }
@@ -97,7 +99,7 @@ pub(crate) fn compile(
             hosts_condition("resource.name", domains)
         );
         let policy = parser.parse(&format!("namespace:{namespace}:egress"), &src)?;
-        let mut set = connect_global.clone();
+        let mut set = PolicySet::new();
         add(&mut set, &policy)?;
         connect_by_namespace.insert(namespace.clone(), set);
     }
@@ -128,7 +130,11 @@ pub(crate) fn compile(
             );
             forbids.push(parser.parse(&format!("provider:{}:tls", p.id), &src)?);
         }
-        provider_forbid.insert(p.id.clone(), forbids);
+        let mut set = PolicySet::new();
+        for forbid in &forbids {
+            add(&mut set, forbid)?;
+        }
+        provider_forbid.insert(p.id.clone(), set);
         providers.push((p.id.clone(), hosts));
     }
 
@@ -203,10 +209,7 @@ pub(crate) fn compile(
                 &[provider.as_str()],
             ),
         );
-        let mut set = redeem_global.clone();
-        for forbid in provider_forbid.get(provider).into_iter().flatten() {
-            add(&mut set, forbid)?;
-        }
+        let mut set = PolicySet::new();
         for policy in exact_rules.get(name).into_iter().flatten() {
             add(&mut set, policy)?;
         }
@@ -215,7 +218,9 @@ pub(crate) fn compile(
                 add(&mut set, policy)?;
             }
         }
-        redeem_by_placeholder.insert(name.clone(), set);
+        if !set.is_empty() {
+            redeem_by_placeholder.insert(name.clone(), set);
+        }
         placeholder_provider.insert(name.clone(), provider.clone());
     }
 
@@ -234,6 +239,7 @@ pub(crate) fn compile(
         connect_by_principal,
         connect_by_namespace,
         redeem_global,
+        redeem_by_provider: provider_forbid,
         redeem_by_placeholder,
         providers,
         placeholder_provider,

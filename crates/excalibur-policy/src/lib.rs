@@ -181,10 +181,17 @@ pub struct Policy {
     authorizer: Authorizer,
     connect: EntityUid,
     redeem: EntityUid,
+    /// The policies every decision evaluates (builtins and operator policies). The
+    /// slices below hold only their own policies, evaluated beside the global set
+    /// and combined as one set would be ([`combine`]): a slice never copies the
+    /// global policies.
     connect_global: PolicySet,
     connect_by_principal: HashMap<String, PolicySet>,
     connect_by_namespace: HashMap<String, PolicySet>,
     redeem_global: PolicySet,
+    /// A provider's forbids (hosts, cleartext), shared by its placeholders.
+    redeem_by_provider: HashMap<String, PolicySet>,
+    /// The rules that can name a placeholder.
     redeem_by_placeholder: HashMap<String, PolicySet>,
     providers: Vec<(String, Vec<HostPattern>)>,
     placeholder_provider: HashMap<String, String>,
@@ -303,15 +310,12 @@ impl Policy {
         host: &str,
         port: u16,
     ) -> Result<Vec<String>, Deny> {
-        let set = self
-            .connect_by_principal
-            .get(&principal.id)
-            .or_else(|| {
-                self.connect_by_namespace
-                    .get(&principal.namespace)
-                    .filter(|_| !principal.namespace.is_empty())
-            })
-            .unwrap_or(&self.connect_global);
+        let slice = self.connect_by_principal.get(&principal.id).or_else(|| {
+            self.connect_by_namespace
+                .get(&principal.namespace)
+                .filter(|_| !principal.namespace.is_empty())
+        });
+        let sets = [Some(&self.connect_global), slice];
         let parents: Vec<&str> = self
             .providers
             .iter()
@@ -328,7 +332,14 @@ impl Policy {
             ("sni", RestrictedExpression::new_string(host.to_owned())),
             ("time", RestrictedExpression::new_long(now())),
         ];
-        match self.authorize(principal, &self.connect, resource, context, set, &entities) {
+        match self.authorize(
+            principal,
+            &self.connect,
+            resource,
+            context,
+            &sets,
+            &entities,
+        ) {
             (Decision::Allow, policies) => Ok(policies),
             (Decision::Deny, policies) => Err(Deny {
                 reason: deny_reason(&policies, "egress_not_allowed"),
@@ -395,15 +406,16 @@ impl Policy {
         target: &RedeemTarget<'_>,
         name: &str,
     ) -> memo::Outcome {
-        let set = self
-            .redeem_by_placeholder
-            .get(name)
-            .unwrap_or(&self.redeem_global);
         let provider = self
             .placeholder_provider
             .get(name)
             .map(String::as_str)
             .unwrap_or_default();
+        let sets = [
+            Some(&self.redeem_global),
+            self.redeem_by_provider.get(provider),
+            self.redeem_by_placeholder.get(name),
+        ];
         let resource = uid("Placeholder", name);
         let entity = match self.placeholder_entities.get(name) {
             Some(e) => e.clone(),
@@ -433,7 +445,7 @@ impl Policy {
             ),
             ("time", RestrictedExpression::new_long(now())),
         ];
-        match self.authorize(principal, &self.redeem, resource, context, set, &entities) {
+        match self.authorize(principal, &self.redeem, resource, context, &sets, &entities) {
             (Decision::Allow, policies) => memo::Outcome::Allow {
                 body: policies.iter().any(|p| self.body_rules.contains(p)),
                 policies,
@@ -477,7 +489,7 @@ impl Policy {
         action: &EntityUid,
         resource: EntityUid,
         context: [(&str, RestrictedExpression); N],
-        set: &PolicySet,
+        sets: &[Option<&PolicySet>],
         entities: &Entities,
     ) -> (Decision, Vec<String>) {
         let Ok(context) = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v)))
@@ -493,15 +505,54 @@ impl Policy {
         ) else {
             return (Decision::Deny, vec!["builtin:invalid_request".to_owned()]);
         };
-        let response = self.authorizer.is_authorized(&request, set, entities);
-        let mut policies: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        policies.sort();
-        (response.decision(), policies)
+        combine(
+            sets.iter()
+                .flatten()
+                .map(|set| self.authorizer.is_authorized(&request, set, entities)),
+        )
     }
+}
+
+#[cfg(test)]
+impl Policy {
+    /// The same policies in one set, unsliced: the reference a sliced decision must
+    /// equal.
+    fn unsliced(mut self) -> Self {
+        let whole = PolicySet::from_policies(self.parsed.values().cloned()).unwrap_or_default();
+        self.connect_global = whole.clone();
+        self.redeem_global = whole;
+        self.connect_by_principal.clear();
+        self.connect_by_namespace.clear();
+        self.redeem_by_provider.clear();
+        self.redeem_by_placeholder.clear();
+        self.memoize = false;
+        self
+    }
+}
+
+/// The answer of one policy set holding the policies of every set that gave
+/// `responses`. Cedar denies when any forbid is satisfied (its reasons are those
+/// forbids); else it allows when any permit is satisfied (its reasons are those
+/// permits); else it denies with no reason. A set's own response tells which: a deny
+/// with reasons names satisfied forbids, an allow names satisfied permits.
+fn combine(responses: impl Iterator<Item = cedar_policy::Response>) -> (Decision, Vec<String>) {
+    let mut forbids = Vec::new();
+    let mut permits = Vec::new();
+    for response in responses {
+        let reasons = response.diagnostics().reason().map(ToString::to_string);
+        match response.decision() {
+            Decision::Deny => forbids.extend(reasons),
+            Decision::Allow => permits.extend(reasons),
+        }
+    }
+    let (decision, mut policies) = if forbids.is_empty() && !permits.is_empty() {
+        (Decision::Allow, permits)
+    } else {
+        (Decision::Deny, forbids)
+    };
+    policies.sort();
+    policies.dedup();
+    (decision, policies)
 }
 
 fn deny_reason(policies: &[String], default: &'static str) -> &'static str {

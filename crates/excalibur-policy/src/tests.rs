@@ -537,3 +537,80 @@ fn a_subject_asking_again_gets_the_answer_the_policy_in_force_gives() {
     }
     assert!(ask(&t, "/user", "GET").starts_with("deny forbidden_by_policy"));
 }
+
+/// Slices evaluated beside the global set answer exactly as every policy in one set
+/// would: the decision, the deny reason and the policies named, for egress and
+/// redemption, with operator forbids and permits that cut across the slices.
+#[test]
+fn sliced_decisions_equal_one_whole_set() {
+    let extra = [
+        operator(
+            "no_vault_for_humans",
+            "forbid (principal is Human, action == Action::\"redeem\", resource in Provider::\"vault\");",
+        ),
+        operator(
+            "humans_reach_the_vault",
+            "permit (principal is Human, action == Action::\"connect\", resource)\nwhen { resource.name like \"*.vault.example\" };",
+        ),
+        operator(
+            "billing_never_reaches_github",
+            "forbid (principal == Workload::\"service:billing\", action == Action::\"connect\", resource)\nwhen { resource.name == \"api.github.com\" };",
+        ),
+        operator(
+            "ci_redeems_the_vault_key",
+            "permit (principal == Workload::\"service:ci\", action == Action::\"redeem\", resource)\nwhen { resource.name == \"XCALIBUR_VAULT_KEY\" && context.host like \"*.vault.example\" };",
+        ),
+    ];
+    let sliced = policy_with(&extra);
+    let whole = policy_with(&extra).unsliced();
+    let principals = [
+        workload("service:ci"),
+        workload("service:billing"),
+        workload("service:other"),
+        principal("alice", PrincipalKind::Human),
+    ];
+    let hosts = [
+        "api.github.com",
+        "api.stripe.com",
+        "kv.vault.example",
+        "evil.example",
+        "registry.npmjs.org",
+    ];
+    let names = [
+        "XCALIBUR_GITHUB_TOKEN",
+        "XCALIBUR_STRIPE_KEY",
+        "XCALIBUR_VAULT_KEY",
+        "XCALIBUR_UNKNOWN",
+    ];
+    let mut allowed = 0;
+    let mut cases = 0;
+    for who in &principals {
+        for host in hosts {
+            for port in [443, 8443] {
+                let answer = connect(&sliced, who, host, port);
+                assert_eq!(
+                    answer,
+                    connect(&whole, who, host, port),
+                    "{} {host}:{port}",
+                    who.id
+                );
+                allowed += usize::from(answer.starts_with("allow"));
+                cases += 1;
+            }
+            for name in names {
+                for (path, method) in [("/v1/charges", "POST"), ("/user", "GET")] {
+                    let answer = redeem(&sliced, who, host, path, method, name);
+                    let reference = redeem(&whole, who, host, path, method, name);
+                    assert_eq!(answer, reference, "{} {name} {method} {host}{path}", who.id);
+                    allowed += usize::from(answer.starts_with("allow"));
+                    cases += 1;
+                }
+            }
+        }
+    }
+    // The matrix exercises both answers, not only denials.
+    assert!(
+        allowed > 5 && allowed < cases - 5,
+        "{allowed} of {cases} allowed"
+    );
+}
