@@ -128,9 +128,11 @@ impl FlowState {
     }
 }
 
-impl Drop for FlowState {
-    fn drop(&mut self) {
-        let flow = self.flow.get_mut().ok().and_then(Option::take);
+impl FlowState {
+    /// Records the flow, once: at the end of its response body, or when the last
+    /// reference goes. Updates after it change nothing.
+    pub(crate) fn complete(&self) {
+        let flow = self.flow.lock().ok().and_then(|mut f| f.take());
         if let Some(mut flow) = flow {
             if let Some((m, kind)) = &self.metrics {
                 m.request(&flow.decision, kind);
@@ -141,6 +143,12 @@ impl Drop for FlowState {
                 tracing::error!("flow dropped: the audit queue is full");
             }
         }
+    }
+}
+
+impl Drop for FlowState {
+    fn drop(&mut self) {
+        self.complete();
     }
 }
 
@@ -260,6 +268,15 @@ impl<B> Mediated<B> {
         out
     }
 
+    /// The response body has given its last byte: its flow is recorded now, before
+    /// those bytes reach the workload, so a read the workload makes once it has the
+    /// whole response lists the flow (not only when the body is dropped, later).
+    fn ended(&self) {
+        if let (Direction::Down, Some(flow)) = (self.direction, &self.flow) {
+            flow.complete();
+        }
+    }
+
     /// Keeps why a request body failed on its flow.
     fn fault(&self, fault: BodyFault) {
         if let (Direction::Up, Some(flow)) = (self.direction, &self.flow) {
@@ -310,6 +327,7 @@ where
         loop {
             if let Some(trailers) = this.pending_trailers.take() {
                 this.finished = true;
+                this.ended();
                 return Poll::Ready(Some(this.trailers(trailers).map(Frame::trailers)));
             }
             if this.finished {
@@ -327,15 +345,31 @@ where
                             this.fault(BodyFault::TooLarge);
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                         }
-                        let out = if this.rewriters.is_empty() {
+                        let mut out = if this.rewriters.is_empty() {
                             data
                         } else {
                             Bytes::from(this.push(&data))
                         };
+                        // The upstream's last bytes (no trailers follow): flushed and
+                        // recorded before they leave.
+                        let last =
+                            matches!(this.direction, Direction::Down) && this.inner.is_end_stream();
+                        if last {
+                            let rest = this.finish();
+                            if !rest.is_empty() {
+                                let mut whole = out.to_vec();
+                                whole.extend(rest);
+                                out = Bytes::from(whole);
+                            }
+                            this.finished = true;
+                        }
+                        this.count(out.len());
+                        if last {
+                            this.ended();
+                        }
                         if out.is_empty() {
                             continue;
                         }
-                        this.count(out.len());
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                     Err(frame) => {
@@ -345,6 +379,7 @@ where
                         let rest = this.finish();
                         if rest.is_empty() {
                             this.finished = true;
+                            this.ended();
                             return Poll::Ready(Some(this.trailers(trailers).map(Frame::trailers)));
                         }
                         this.pending_trailers = Some(trailers);
@@ -355,10 +390,11 @@ where
                 Poll::Ready(None) => {
                     this.finished = true;
                     let rest = this.finish();
+                    this.count(rest.len());
+                    this.ended();
                     if rest.is_empty() {
                         return Poll::Ready(None);
                     }
-                    this.count(rest.len());
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
                 }
             }
