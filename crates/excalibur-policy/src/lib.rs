@@ -1,19 +1,21 @@
-//! Excalibur's decision stage, in Cedar: may this principal `connect` to this host, and
-//! may it `redeem` this placeholder toward this host, path and method?
+//! Excalibur's decision stage: may this principal `connect` to this host, and may it
+//! `redeem` this placeholder toward this host, path and method?
 //!
-//! **Owns:** the Cedar schema, compiling operator objects (translation rules,
-//! service-credential egress lists, provider host bindings, allowed ports) to Cedar,
-//! validating operator policies, [`Policy`] with its per-principal and per-placeholder
-//! policy slices, [`Permit`] (the only capability that lets a real value onto the wire).
+//! **Owns:** the Cedar schema; operator objects (translation rules, service-credential
+//! egress lists, provider host bindings, allowed ports) as native checks, each equal to
+//! the Cedar policy it renders ([`Policy::cedar_text`]); validating operator policies,
+//! which Cedar evaluates beside them; [`Policy::apply`], a change that shares all it does
+//! not touch; [`Permit`] (the only capability that lets a real value onto the wire).
 //!
 //! **Never:** allows by default; lets anything but this crate build a [`Permit`];
-//! permits a placeholder toward a host outside its provider's hosts (a compiled
-//! `forbid` wins over any permit); parses policy text on the request path.
+//! permits a placeholder toward a host outside its provider's hosts (a `forbid` wins
+//! over any permit); parses policy text on the request path.
 //!
 //! **Start at:** [`Policy::compile`], [`Policy::decide_egress`], [`Policy::decide_redeem`].
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -25,6 +27,7 @@ use excalibur_core::principal::Principal;
 
 mod compile;
 mod memo;
+mod native;
 
 /// The Cedar schema (Cedar schema syntax).
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
@@ -87,6 +90,9 @@ impl Permit {
 pub struct Subject {
     id: String,
     namespace: String,
+    human: bool,
+    /// The providers a scoped bearer may redeem toward (empty: unscoped).
+    scopes: Arc<[String]>,
     uid: EntityUid,
     entity: Entity,
     /// Its redeem decisions, while the policy that made them is in force.
@@ -99,6 +105,8 @@ impl Subject {
         Self {
             id: principal.id.clone(),
             namespace: principal.namespace.clone(),
+            human: principal.kind.is_human(),
+            scopes: Arc::clone(&principal.scopes),
             uid: principal_uid(principal),
             entity: principal_entity(principal),
             memo: memo::Memo::default(),
@@ -175,37 +183,73 @@ pub enum PolicyError {
     Id(String),
 }
 
-/// The compiled decision set, built once per snapshot; decisions do no parsing.
-#[derive(Debug)]
+/// The compiled decision set. Translation rules, egress lists and provider bindings are
+/// plain data checked natively ([`native`]), each exactly as the Cedar policy
+/// [`Policy::cedar_text`] renders for it; operator policies are evaluated by Cedar beside
+/// them, and the answers combined as one Cedar policy set would combine them
+/// ([`combine`]). Every map is persistent: [`Policy::apply`] shares all it does not
+/// change with the policy before it.
+#[derive(Debug, Clone)]
 pub struct Policy {
-    authorizer: Authorizer,
+    authorizer: Arc<Authorizer>,
     connect: EntityUid,
     redeem: EntityUid,
-    /// The policies every decision evaluates (builtins and operator policies). The
-    /// slices below hold only their own policies, evaluated beside the global set
-    /// and combined as one set would be ([`combine`]): a slice never copies the
-    /// global policies.
-    connect_global: PolicySet,
-    connect_by_principal: HashMap<String, PolicySet>,
-    connect_by_namespace: HashMap<String, PolicySet>,
-    redeem_global: PolicySet,
-    /// A provider's forbids (hosts, cleartext), shared by its placeholders.
-    redeem_by_provider: HashMap<String, PolicySet>,
-    /// The rules that can name a placeholder.
-    redeem_by_placeholder: HashMap<String, PolicySet>,
-    providers: Vec<(String, Vec<HostPattern>)>,
-    placeholder_provider: HashMap<String, String>,
-    placeholder_entities: HashMap<String, Entity>,
-    passthrough: Vec<HostPattern>,
-    body_rules: HashSet<String>,
-    cedar_text: String,
-    /// Every policy parsed, by id and text, for [`Policy::recompile`].
-    parsed: HashMap<String, cedar_policy::Policy>,
-    problems: Vec<String>,
-    /// Unique per compile: the key under which subjects memoize this policy's answers.
+    operator: Arc<Operator>,
+    ports: Arc<[u16]>,
+    /// Service credentials' and devices' allowed domains, by principal id.
+    egress: imbl::HashMap<String, Arc<[HostPattern]>>,
+    /// Namespaces' (and SSH routes') allowed domains.
+    namespaces: imbl::HashMap<String, Arc<[HostPattern]>>,
+    providers: imbl::HashMap<String, Arc<native::Binding>>,
+    /// Provider ids by host pattern (a host's providers, in a few lookups).
+    provider_hosts: native::HostIndex,
+    /// The same, for passthrough providers only.
+    passthrough: native::HostIndex,
+    /// Placeholder names (and crypto mapping ids) to their provider ids.
+    placeholders: imbl::HashMap<String, String>,
+    rules: native::RuleIndex,
+    /// Unique per compile or change: the key under which subjects memoize answers.
     generation: u64,
-    /// False when an operator policy may read the clock: every redemption is evaluated.
+}
+
+/// Operator policies, as Cedar evaluates them.
+#[derive(Debug, Default)]
+struct Operator {
+    set: PolicySet,
+    /// `(id, text)` of each one that validated, in order.
+    texts: Vec<(String, String)>,
+    problems: Vec<String>,
+    /// False when one may read the clock: every redemption is evaluated.
     memoize: bool,
+}
+
+/// One change to a compiled [`Policy`] ([`Policy::apply`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// A placeholder (or mapping id) bound to a provider, added or re-bound.
+    Bind {
+        /// The name.
+        name: &'a str,
+        /// Its provider id.
+        provider: &'a str,
+    },
+    /// A placeholder removed.
+    Unbind(&'a str),
+    /// A translation rule added or replaced (by id).
+    Rule(&'a TranslationRule),
+    /// A translation rule removed (by id).
+    RemoveRule(&'a str),
+    /// A principal's allowed domains set (empty: removed).
+    Egress {
+        /// The principal id.
+        principal: &'a str,
+        /// Its allowed domains.
+        hosts: &'a [HostPattern],
+    },
+    /// A provider added or replaced.
+    Provider(&'a Provider),
+    /// A provider removed (by id).
+    RemoveProvider(&'a str),
 }
 
 /// The schema, parsed. Errors only if the embedded schema is broken (a test guards it).
@@ -256,17 +300,10 @@ fn render(e: &dyn std::error::Error) -> String {
 }
 
 impl Policy {
-    /// Compiles operator objects and operator policies into per-principal and
-    /// per-placeholder Cedar policy sets. An operator policy that no longer validates
-    /// is left out and reported by [`Policy::problems`].
+    /// Compiles operator objects and operator policies. An operator policy that no
+    /// longer validates is left out and reported by [`Policy::problems`].
     pub fn compile(input: PolicyInput<'_>) -> Result<Self, PolicyError> {
-        compile::compile(input, None)
-    }
-
-    /// [`Policy::compile`], reusing the parsed policies of `previous` whose id and text
-    /// are unchanged.
-    pub fn recompile(input: PolicyInput<'_>, previous: &Policy) -> Result<Self, PolicyError> {
-        compile::compile(input, Some(previous))
+        compile::compile(input)
     }
 
     /// An empty policy: everything is denied.
@@ -282,24 +319,42 @@ impl Policy {
         })
     }
 
-    /// The compiled Cedar text of every policy, in a stable order (for review and snapshots).
-    pub fn cedar_text(&self) -> &str {
-        &self.cedar_text
+    /// This policy with `changes` made, sharing everything else (a new generation:
+    /// memoized answers of the old one are not reused).
+    #[must_use]
+    pub fn apply<'a>(&self, changes: impl IntoIterator<Item = Change<'a>>) -> Self {
+        let mut next = self.clone();
+        for change in changes {
+            next.change(change);
+        }
+        next.generation = compile::next_generation();
+        next
+    }
+
+    /// The compiled Cedar text of every policy, in a stable order (for review): what
+    /// the decisions evaluate, natively or by Cedar.
+    pub fn cedar_text(&self) -> String {
+        compile::render(self)
     }
 
     /// Operator policies left out of this compilation, with why.
     pub fn problems(&self) -> &[String] {
-        &self.problems
+        &self.operator.problems
     }
 
     /// The provider a placeholder (or crypto mapping id) belongs to.
     pub fn provider_of(&self, name: &str) -> Option<&str> {
-        self.placeholder_provider.get(name).map(String::as_str)
+        self.placeholders.get(name).map(String::as_str)
+    }
+
+    /// The ids of the providers that list `host`.
+    pub fn providers_toward(&self, host: &str) -> Vec<&str> {
+        self.provider_hosts.lookup(host)
     }
 
     /// True when `host` belongs to a passthrough provider (tunnelled, never intercepted).
     pub fn is_passthrough(&self, host: &str) -> bool {
-        self.passthrough.iter().any(|p| p.matches(host))
+        !self.passthrough.lookup(host).is_empty()
     }
 
     /// May `principal` open a connection to `host:port`? Default deny. On allow,
@@ -310,36 +365,36 @@ impl Policy {
         host: &str,
         port: u16,
     ) -> Result<Vec<String>, Deny> {
-        let slice = self.connect_by_principal.get(&principal.id).or_else(|| {
-            self.connect_by_namespace
-                .get(&principal.namespace)
-                .filter(|_| !principal.namespace.is_empty())
+        let mut forbids = Vec::new();
+        let mut permits = Vec::new();
+        if !self.ports.contains(&port) {
+            forbids.push("builtin:allowed_ports".to_owned());
+        }
+        let reaches = |hosts: Option<&Arc<[HostPattern]>>| {
+            hosts.is_some_and(|list| list.iter().any(|h| h.matches(host)))
+        };
+        // `principal == Workload::"<id>"`: a human never matches a workload's list.
+        if !principal.human && reaches(self.egress.get(&principal.id)) {
+            permits.push(format!("egress:{}", principal.id));
+        }
+        if reaches(self.namespaces.get(&principal.namespace)) {
+            permits.push(format!("namespace:{}:egress", principal.namespace));
+        }
+        let operator = (!self.operator.set.is_empty()).then(|| {
+            let parents = self.provider_hosts.lookup(host);
+            let resource = uid("Host", host);
+            let entities = self.entities(
+                principal,
+                resource_entity(&resource, &[("name", host)], &parents),
+            );
+            let context = [
+                ("port", RestrictedExpression::new_long(i64::from(port))),
+                ("sni", RestrictedExpression::new_string(host.to_owned())),
+                ("time", RestrictedExpression::new_long(now())),
+            ];
+            self.authorize(principal, &self.connect, resource, context, &entities)
         });
-        let sets = [Some(&self.connect_global), slice];
-        let parents: Vec<&str> = self
-            .providers
-            .iter()
-            .filter(|(_, hosts)| hosts.iter().any(|h| h.matches(host)))
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let resource = uid("Host", host);
-        let entities = self.entities(
-            principal,
-            resource_entity(&resource, &[("name", host)], &parents),
-        );
-        let context = [
-            ("port", RestrictedExpression::new_long(i64::from(port))),
-            ("sni", RestrictedExpression::new_string(host.to_owned())),
-            ("time", RestrictedExpression::new_long(now())),
-        ];
-        match self.authorize(
-            principal,
-            &self.connect,
-            resource,
-            context,
-            &sets,
-            &entities,
-        ) {
+        match combine(forbids, permits, operator) {
             (Decision::Allow, policies) => Ok(policies),
             (Decision::Deny, policies) => Err(Deny {
                 reason: deny_reason(&policies, "egress_not_allowed"),
@@ -388,13 +443,12 @@ impl Policy {
         target: &RedeemTarget<'_>,
         name: &str,
     ) -> memo::Outcome {
-        if self.memoize
-            && let Some(known) = principal.memo.get(self.generation, name, target)
-        {
+        let memoize = self.operator.memoize;
+        if memoize && let Some(known) = principal.memo.get(self.generation, name, target) {
             return known;
         }
         let outcome = self.evaluate_redeem(principal, target, name);
-        if self.memoize {
+        if memoize {
             principal.memo.put(self.generation, name, target, &outcome);
         }
         outcome
@@ -407,47 +461,30 @@ impl Policy {
         name: &str,
     ) -> memo::Outcome {
         let provider = self
-            .placeholder_provider
+            .placeholders
             .get(name)
             .map(String::as_str)
             .unwrap_or_default();
-        let sets = [
-            Some(&self.redeem_global),
-            self.redeem_by_provider.get(provider),
-            self.redeem_by_placeholder.get(name),
-        ];
-        let resource = uid("Placeholder", name);
-        let entity = match self.placeholder_entities.get(name) {
-            Some(e) => e.clone(),
-            None => resource_entity(&resource, &[("name", name), ("provider", "")], &[]),
-        };
-        let entities = self.entities(principal, entity);
-        let context = [
-            (
-                "host",
-                RestrictedExpression::new_string(target.host.to_owned()),
-            ),
-            (
-                "path",
-                RestrictedExpression::new_string(target.path.to_owned()),
-            ),
-            (
-                "method",
-                RestrictedExpression::new_string(target.method.to_owned()),
-            ),
-            (
-                "scheme",
-                RestrictedExpression::new_string(target.scheme.to_owned()),
-            ),
-            (
-                "port",
-                RestrictedExpression::new_long(i64::from(target.port)),
-            ),
-            ("time", RestrictedExpression::new_long(now())),
-        ];
-        match self.authorize(principal, &self.redeem, resource, context, &sets, &entities) {
+        let mut forbids = Vec::new();
+        // A scoped bearer redeems only its providers' placeholders and mappings.
+        if !principal.scopes.is_empty() && !principal.scopes.iter().any(|s| s == provider) {
+            forbids.push("builtin:scopes".to_owned());
+        }
+        if let Some(binding) = self.providers.get(provider) {
+            binding.forbids(target, &mut forbids);
+        }
+        let permits: Vec<String> = self
+            .rules
+            .candidates(name)
+            .filter(|r| r.permits(&principal.id, name, target))
+            .map(|r| r.id.clone())
+            .collect();
+        let operator = (!self.operator.set.is_empty())
+            .then(|| self.authorize_redeem(principal, target, name, provider));
+        match combine(forbids, permits, operator) {
+            // Only a translation rule opts in to bodies, not an operator permit.
             (Decision::Allow, policies) => memo::Outcome::Allow {
-                body: policies.iter().any(|p| self.body_rules.contains(p)),
+                body: policies.iter().any(|p| self.rules.substitutes_body(p)),
                 policies,
             },
             (Decision::Deny, policies) => {
@@ -478,23 +515,95 @@ impl Policy {
         }
     }
 
+    /// The operator policies' answer to a redemption.
+    fn authorize_redeem(
+        &self,
+        principal: &Subject,
+        target: &RedeemTarget<'_>,
+        name: &str,
+        provider: &str,
+    ) -> cedar_policy::Response {
+        let resource = uid("Placeholder", name);
+        let parents: &[&str] = if provider.is_empty() {
+            &[]
+        } else {
+            &[provider]
+        };
+        let entity = resource_entity(
+            &resource,
+            &[("name", name), ("provider", provider)],
+            parents,
+        );
+        let entities = self.entities(principal, entity);
+        let context = [
+            (
+                "host",
+                RestrictedExpression::new_string(target.host.to_owned()),
+            ),
+            (
+                "path",
+                RestrictedExpression::new_string(target.path.to_owned()),
+            ),
+            (
+                "method",
+                RestrictedExpression::new_string(target.method.to_owned()),
+            ),
+            (
+                "scheme",
+                RestrictedExpression::new_string(target.scheme.to_owned()),
+            ),
+            (
+                "port",
+                RestrictedExpression::new_long(i64::from(target.port)),
+            ),
+            ("time", RestrictedExpression::new_long(now())),
+        ];
+        self.authorize(principal, &self.redeem, resource, context, &entities)
+    }
+
     fn entities(&self, principal: &Subject, resource: Entity) -> Entities {
         Entities::from_entities([principal.entity.clone(), resource], None)
             .unwrap_or_else(|_| Entities::empty())
     }
 
+    /// The operator policies' answer (an invalid request is denied by a builtin).
     fn authorize<const N: usize>(
         &self,
         principal: &Subject,
         action: &EntityUid,
         resource: EntityUid,
         context: [(&str, RestrictedExpression); N],
-        sets: &[Option<&PolicySet>],
         entities: &Entities,
-    ) -> (Decision, Vec<String>) {
+    ) -> cedar_policy::Response {
+        self.authorize_with(
+            &self.operator.set,
+            principal,
+            action,
+            resource,
+            context,
+            entities,
+        )
+    }
+
+    fn authorize_with<const N: usize>(
+        &self,
+        set: &PolicySet,
+        principal: &Subject,
+        action: &EntityUid,
+        resource: EntityUid,
+        context: [(&str, RestrictedExpression); N],
+        entities: &Entities,
+    ) -> cedar_policy::Response {
+        let invalid = |id: &str| {
+            cedar_policy::Response::new(
+                Decision::Deny,
+                std::iter::once(PolicyId::new(id)).collect(),
+                Vec::new(),
+            )
+        };
         let Ok(context) = Context::from_pairs(context.into_iter().map(|(k, v)| (k.to_owned(), v)))
         else {
-            return (Decision::Deny, vec!["builtin:invalid_context".to_owned()]);
+            return invalid("builtin:invalid_context");
         };
         let Ok(request) = Request::new(
             principal.uid.clone(),
@@ -503,42 +612,50 @@ impl Policy {
             context,
             None,
         ) else {
-            return (Decision::Deny, vec!["builtin:invalid_request".to_owned()]);
+            return invalid("builtin:invalid_request");
         };
-        combine(
-            sets.iter()
-                .flatten()
-                .map(|set| self.authorizer.is_authorized(&request, set, entities)),
-        )
+        self.authorizer.is_authorized(&request, set, entities)
     }
 }
 
 #[cfg(test)]
 impl Policy {
-    /// The same policies in one set, unsliced: the reference a sliced decision must
-    /// equal.
+    /// The reference a native decision must equal: every policy of
+    /// [`Policy::cedar_text`] in one Cedar set, evaluated by Cedar alone.
     fn unsliced(mut self) -> Self {
-        let whole = PolicySet::from_policies(self.parsed.values().cloned()).unwrap_or_default();
-        self.connect_global = whole.clone();
-        self.redeem_global = whole;
-        self.connect_by_principal.clear();
-        self.connect_by_namespace.clear();
-        self.redeem_by_provider.clear();
-        self.redeem_by_placeholder.clear();
-        self.memoize = false;
+        let whole =
+            PolicySet::from_policies(compile::policies(&self).into_iter().map(|(id, src)| {
+                cedar_policy::Policy::parse(Some(PolicyId::new(&id)), &src)
+                    .expect("rendered text parses")
+            }))
+            .expect("unique ids");
+        self.operator = Arc::new(Operator {
+            set: whole,
+            texts: Vec::new(),
+            problems: Vec::new(),
+            memoize: false,
+        });
+        self.ports = (0..=u16::MAX).collect();
+        self.egress = imbl::HashMap::new();
+        self.namespaces = imbl::HashMap::new();
+        self.providers = imbl::HashMap::new();
+        self.rules = self.rules.without_candidates();
         self
     }
 }
 
-/// The answer of one policy set holding the policies of every set that gave
-/// `responses`. Cedar denies when any forbid is satisfied (its reasons are those
+/// The answer of one Cedar policy set holding the natively checked policies (the
+/// satisfied `forbids` and `permits`, by id) and the operator policies that gave
+/// `operator`. Cedar denies when any forbid is satisfied (its reasons are those
 /// forbids); else it allows when any permit is satisfied (its reasons are those
-/// permits); else it denies with no reason. A set's own response tells which: a deny
-/// with reasons names satisfied forbids, an allow names satisfied permits.
-fn combine(responses: impl Iterator<Item = cedar_policy::Response>) -> (Decision, Vec<String>) {
-    let mut forbids = Vec::new();
-    let mut permits = Vec::new();
-    for response in responses {
+/// permits); else it denies with no reason. The operator set's own response tells
+/// which: a deny with reasons names satisfied forbids, an allow names satisfied permits.
+fn combine(
+    mut forbids: Vec<String>,
+    mut permits: Vec<String>,
+    operator: Option<cedar_policy::Response>,
+) -> (Decision, Vec<String>) {
+    if let Some(response) = operator {
         let reasons = response.diagnostics().reason().map(ToString::to_string);
         match response.decision() {
             Decision::Deny => forbids.extend(reasons),

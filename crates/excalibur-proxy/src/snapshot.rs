@@ -265,10 +265,7 @@ impl Snapshot {
                     operator: &input.policies,
                     allowed_ports,
                 };
-                Arc::new(match previous {
-                    Some(p) => Policy::recompile(input, &p.policy)?,
-                    None => Policy::compile(input)?,
-                })
+                Arc::new(Policy::compile(input)?)
             }
         };
         let entries: Vec<(String, Secret)> = input
