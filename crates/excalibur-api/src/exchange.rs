@@ -163,10 +163,18 @@ async fn token_inner(
         expires_ms: now.millis() + ttl_ms,
         details,
     });
-    if let Some(refused) = refused(s.store.workload_exchange(issue).await) {
+    let workload = issue.info.id.clone();
+    let admitted = s.store.workload_exchange(issue).await;
+    let reissued = matches!(admitted, Ok(excalibur_store::Exchanged::Reissued));
+    if let Some(refused) = refused(admitted) {
         return refused;
     }
-    (s.reload)().await;
+    // A reissue also revoked the bearer issued before: rebuild.
+    if reissued {
+        (s.reload)().await;
+    } else {
+        (s.changed)(crate::Changed::Workload(workload)).await;
+    }
     let mut body = json!({
         "access_token": String::from_utf8_lossy(issued.token.expose()),
         "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -628,7 +636,7 @@ fn refused(
     admitted: Result<excalibur_store::Exchanged, excalibur_store::StoreError>,
 ) -> Option<Response> {
     match admitted {
-        Ok(excalibur_store::Exchanged::Issued) => None,
+        Ok(excalibur_store::Exchanged::Issued | excalibur_store::Exchanged::Reissued) => None,
         Ok(excalibur_store::Exchanged::Replay) => Some(invalid_request(
             "the subject token was already exchanged (replay)",
         )),

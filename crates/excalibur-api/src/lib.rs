@@ -67,10 +67,26 @@ pub fn routes() -> Vec<(String, String)> {
 /// answering, so a write is in effect for every request that starts after the response.
 pub type Reloader = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// Brings the proxy's snapshot up to date after a committed write to one placeholder
-/// (a rotation patches it; anything else rebuilds it); awaited like [`Reloader`].
-pub type PlaceholderReloader =
-    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Brings the proxy's snapshot up to date after a committed write to one row: the row
+/// is read back and only what it touches changes (what cannot change alone rebuilds
+/// the snapshot); awaited like [`Reloader`].
+pub type ChangeNotifier =
+    Arc<dyn Fn(Changed) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The row one committed write changed ([`ChangeNotifier`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// A placeholder upserted, by name.
+    Placeholder(String),
+    /// A translation rule created or deleted.
+    Rule(excalibur_core::ids::RuleId),
+    /// A provider upserted, by id.
+    Provider(String),
+    /// A service credential created or revoked.
+    Credential(excalibur_core::ids::CredentialId),
+    /// A workload bearer issued, by id.
+    Workload(String),
+}
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -81,8 +97,8 @@ pub struct ApiState {
     pub ca_pem: Arc<str>,
     /// Called after every write that changes what the proxy serves.
     pub reload: Reloader,
-    /// Called instead of `reload` after a write to one placeholder.
-    pub reload_placeholder: PlaceholderReloader,
+    /// Called instead of `reload` after a write to one row.
+    pub changed: ChangeNotifier,
     /// The policy currently in force (for dry runs).
     pub policy: Arc<dyn Fn() -> Arc<excalibur_policy::Policy> + Send + Sync>,
     /// Web UI sessions.

@@ -9,7 +9,6 @@
 //!
 //! **Start at:** [`identify`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,6 +38,9 @@ pub struct CredentialEntry {
     pub source_network: IpNet,
     /// Allowed destinations.
     pub allowed_domains: Vec<HostPattern>,
+    /// When it stops identifying anyone (ms since the epoch), whatever the expiry
+    /// sweeper has done yet.
+    pub expires_ms: Option<i64>,
 }
 
 /// A live workload bearer (issued by token exchange) as the proxy sees it.
@@ -99,38 +101,57 @@ pub struct SessionEntry {
     pub source: IpAddr,
 }
 
-/// Live credentials by token hash.
+/// Live credentials by token hash. Persistent maps: a clone shares them, and a change
+/// to the clone copies only the path to what it touches.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialIndex {
-    by_hash: HashMap<String, Arc<CredentialEntry>>,
-    ids: std::collections::HashSet<CredentialId>,
-    workloads: HashMap<String, Arc<WorkloadEntry>>,
-    workload_expiry: HashMap<CredentialId, i64>,
-    workload_providers: HashMap<CredentialId, Arc<[String]>>,
-    devices: HashMap<IpAddr, Arc<DeviceEntry>>,
-    device_ids: std::collections::HashSet<CredentialId>,
-    sessions: HashMap<String, Arc<SessionEntry>>,
-    session_ids: std::collections::HashSet<CredentialId>,
+    by_hash: imbl::HashMap<String, Arc<CredentialEntry>>,
+    /// Live service credentials' ids and expiry.
+    ids: imbl::HashMap<CredentialId, Option<i64>>,
+    workloads: imbl::HashMap<String, Arc<WorkloadEntry>>,
+    workload_expiry: imbl::HashMap<CredentialId, i64>,
+    workload_providers: imbl::HashMap<CredentialId, Arc<[String]>>,
+    devices: imbl::HashMap<IpAddr, Arc<DeviceEntry>>,
+    device_ids: imbl::HashSet<CredentialId>,
+    sessions: imbl::HashMap<String, Arc<SessionEntry>>,
+    session_ids: imbl::HashSet<CredentialId>,
     /// Revoked service credentials by token hash: `(id, name)`, for attribution only.
-    revoked: HashMap<String, (CredentialId, String)>,
+    revoked: imbl::HashMap<String, (CredentialId, String)>,
+    /// The live service credential of each name (one per name).
+    named: imbl::HashMap<String, CredentialId>,
 }
 
 impl CredentialIndex {
     /// Remembers a revoked credential under its token hash: it identifies nobody, but a
     /// request that presents it is refused as `credential_revoked`, attributed to it.
+    /// A live credential under the same hash stops being live.
     pub fn insert_revoked(&mut self, hash: String, id: CredentialId, name: String) {
+        if let Some(live) = self.by_hash.remove(&hash) {
+            self.ids.remove(&live.id);
+        }
+        self.ids.remove(&id);
+        if self.named.get(&name) == Some(&id) {
+            self.named.remove(&name);
+        }
         self.revoked.insert(hash, (id, name));
+    }
+
+    /// The live service credential named `name`.
+    pub fn live_named(&self, name: &str) -> Option<&CredentialId> {
+        self.named.get(name)
     }
 
     /// Adds a credential under the hex SHA-256 of its token.
     pub fn insert(&mut self, hash: String, entry: CredentialEntry) {
-        self.ids.insert(entry.id.clone());
+        self.revoked.remove(&hash);
+        self.ids.insert(entry.id.clone(), entry.expires_ms);
+        self.named.insert(entry.name.clone(), entry.id.clone());
         self.by_hash.insert(hash, Arc::new(entry));
     }
 
     /// True when the credential with this id is live.
     pub fn contains_id(&self, id: &CredentialId) -> bool {
-        self.ids.contains(id)
+        self.ids.contains_key(id)
     }
 
     /// Adds a workload bearer under the hex SHA-256 of its token.
@@ -165,7 +186,9 @@ impl CredentialIndex {
 
     /// True when the credential or workload bearer with this id is live at `now_ms`.
     pub fn is_live(&self, id: &CredentialId, now_ms: i64) -> bool {
-        self.ids.contains(id)
+        self.ids
+            .get(id)
+            .is_some_and(|exp| exp.is_none_or(|at| at > now_ms))
             || self.device_ids.contains(id)
             || self.session_ids.contains(id)
             || self
@@ -208,6 +231,14 @@ pub enum Unidentified {
     /// A workload bearer past its expiry.
     #[error("the workload token has expired")]
     Expired,
+    /// A service credential past its `expires_at`.
+    #[error("credential `{name}` has expired")]
+    CredentialExpired {
+        /// Which.
+        credential: CredentialId,
+        /// Its name.
+        name: String,
+    },
     /// A workload bearer presented from another address than the one it was issued to.
     #[error("the workload token was issued to another address")]
     WrongSource,
@@ -232,6 +263,7 @@ impl Unidentified {
             Unidentified::Unknown => "unknown_credential",
             Unidentified::Revoked { .. } => "credential_revoked",
             Unidentified::Expired => "token_expired",
+            Unidentified::CredentialExpired { .. } => "credential_expired",
             Unidentified::WrongSource => "workload_source_mismatch",
             Unidentified::SourceMismatch { .. } => "source_network_mismatch",
         }
@@ -322,6 +354,12 @@ pub fn identify(
             None => Unidentified::Unknown,
         });
     };
+    if entry.expires_ms.is_some_and(|at| at <= now_ms) {
+        return Err(Unidentified::CredentialExpired {
+            credential: entry.id.clone(),
+            name: entry.name.clone(),
+        });
+    }
     if !entry.source_network.contains(&source) {
         return Err(Unidentified::SourceMismatch {
             credential: entry.id.clone(),
@@ -381,9 +419,39 @@ mod tests {
                 user: "ci".into(),
                 source_network: "10.0.0.0/8".parse().unwrap(),
                 allowed_domains: vec![HostPattern::parse("api.github.com").unwrap()],
+                expires_ms: Some(1_000),
             },
         );
         idx
+    }
+
+    /// A credential past its expiry identifies nobody at once, and an open tunnel's
+    /// liveness check says so too, whatever the sweeper has done; revoking it leaves
+    /// only the attribution.
+    #[test]
+    fn an_expired_or_revoked_credential_identifies_nobody() {
+        let mut idx = index();
+        let at = |idx: &CredentialIndex, now| {
+            identify(
+                idx,
+                "10.1.2.3".parse().unwrap(),
+                Some(b"Bearer xcs_secret"),
+                now,
+            )
+            .map(|p| p.id)
+            .map_err(|e| e.reason())
+        };
+        let id = CredentialId::new("svc_1");
+        assert_eq!(at(&idx, 999), Ok("service:ci-runner".to_owned()));
+        assert!(idx.is_live(&id, 999) && idx.live_named("ci-runner") == Some(&id));
+        assert_eq!(at(&idx, 1_000), Err("credential_expired"));
+        assert!(!idx.is_live(&id, 1_000));
+        let before = idx.clone();
+        idx.insert_revoked(token_hash("xcs_secret"), id.clone(), "ci-runner".into());
+        assert_eq!(at(&idx, 0), Err("credential_revoked"));
+        assert!(!idx.is_live(&id, 0) && idx.live_named("ci-runner").is_none());
+        // The index it was changed from is untouched.
+        assert_eq!(at(&before, 0), Ok("service:ci-runner".to_owned()));
     }
 
     #[test]

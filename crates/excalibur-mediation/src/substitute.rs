@@ -28,6 +28,10 @@ pub struct Mediator {
     encoded_owner: Arc<[usize]>,
     max_name: usize,
     scrub: Arc<ScrubAutomata>,
+    /// Placeholders added since the name automata were built (at most [`MAX_TAIL`]):
+    /// found and substituted beside them as if one automaton held both, scrubbed by
+    /// their own automata ([`Mediator::tail`]). Never has a tail of its own.
+    tail: Option<Arc<Mediator>>,
 }
 
 /// A mediator for the next snapshot ([`Mediator::rebuild`]).
@@ -43,6 +47,9 @@ pub struct Rebuilt {
 
 /// Rotations scrubbed by a small second automaton before the whole set is rebuilt.
 const MAX_RECENT: usize = 64;
+
+/// Placeholders added to a small tail mediator before the whole set is rebuilt.
+const MAX_TAIL: usize = 256;
 
 /// The automata over placeholder names (they change only when names do).
 struct NameAutomata {
@@ -185,7 +192,7 @@ impl Mediator {
         let any = !changed.is_empty();
         rotated.extend(changed);
         if rotated.len() > MAX_RECENT {
-            let pairs = previous
+            let mut pairs: Vec<(String, Secret)> = previous
                 .names
                 .iter()
                 .enumerate()
@@ -194,6 +201,7 @@ impl Mediator {
                     Some((n.clone(), v.clone()))
                 })
                 .collect();
+            pairs.extend(previous.tail_pairs());
             return Err(pairs);
         }
         let recent_pairs: Vec<(String, Secret)> = rotated
@@ -216,11 +224,86 @@ impl Mediator {
             encoded_owner: Arc::clone(&previous.encoded_owner),
             max_name: previous.max_name,
             scrub: Arc::clone(&previous.scrub),
+            tail: previous.tail.clone(),
         };
         Ok(Rebuilt {
             main: Arc::new(main),
             recent,
         })
+    }
+
+    /// The pairs of the tail (empty without one).
+    fn tail_pairs(&self) -> Vec<(String, Secret)> {
+        self.tail.as_ref().map(|t| t.pairs()).unwrap_or_default()
+    }
+
+    /// Every `(name, value)` of this mediator's own automata, as rotated.
+    fn pairs(&self) -> Vec<(String, Secret)> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.clone(), self.value(i)?.clone())))
+            .collect()
+    }
+
+    /// `previous` with placeholder `name` set to `value`: a rotation when it has the
+    /// name ([`Mediator::rotate`]); else the name joins the tail, sharing every
+    /// automaton over the other names, until the tail outgrows [`MAX_TAIL`] and all is
+    /// built again.
+    pub fn upsert(previous: &Arc<Mediator>, name: &str, value: &Secret) -> Rebuilt {
+        if let Some(r) = Self::rotate(previous, name, value) {
+            return r;
+        }
+        let mut tail = previous.tail_pairs();
+        match tail.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.clone(),
+            None => tail.push((name.to_owned(), value.clone())),
+        }
+        if tail.len() > MAX_TAIL {
+            let mut pairs = previous.pairs();
+            pairs.extend(tail);
+            return Rebuilt {
+                main: Arc::new(Self::new(pairs)),
+                recent: Arc::new(Self::default()),
+            };
+        }
+        let recent = previous
+            .rotated
+            .iter()
+            .filter_map(|(&i, v)| Some((previous.names.get(i)?.clone(), v.clone())))
+            .collect();
+        let main = Self {
+            names: Arc::clone(&previous.names),
+            values: Arc::clone(&previous.values),
+            rotated: Arc::clone(&previous.rotated),
+            find: previous.find.clone(),
+            encoded: previous.encoded.clone(),
+            encoded_owner: Arc::clone(&previous.encoded_owner),
+            max_name: previous.max_name,
+            scrub: Arc::clone(&previous.scrub),
+            tail: Some(Arc::new(Self::new(tail))),
+        };
+        Rebuilt {
+            main: Arc::new(main),
+            recent: Arc::new(Self::new(recent)),
+        }
+    }
+
+    /// The mediator of the placeholders added since the name automata were built: a
+    /// response is scrubbed with it too.
+    pub fn tail(&self) -> Option<&Arc<Mediator>> {
+        self.tail.as_ref()
+    }
+
+    /// The leftmost-longest placeholder names in `hay`, over the name automata and the
+    /// tail's together: `(owner, pattern index in owner, start, end)`.
+    fn name_matches<'m, 'h>(&'m self, hay: &'h [u8]) -> NameMatches<'m, 'h> {
+        NameMatches {
+            base: self,
+            automaton: |m| m.find.as_ref(),
+            hay,
+            pos: 0,
+        }
     }
 
     /// The real value of the placeholder at `i`, as rotated.
@@ -264,24 +347,24 @@ impl Mediator {
             rotated: Arc::default(),
             names: names.into(),
             values: values.into(),
+            tail: None,
         }
     }
 
-    /// Number of placeholders.
+    /// Number of placeholders (with the tail's).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.names.len() + self.tail.as_ref().map_or(0, |t| t.len())
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.len() == 0
     }
 
     /// Adds the names of placeholders appearing literally in `haystack` to `out`.
     pub fn find(&self, haystack: &[u8], out: &mut BTreeSet<String>) {
-        let Some(ac) = &self.find else { return };
-        for m in ac.find_iter(haystack) {
-            if let Some(n) = self.names.get(m.pattern().as_usize()) {
+        for (owner, i, _, _) in self.name_matches(haystack) {
+            if let Some(n) = owner.names.get(i) {
                 out.insert(n.clone());
             }
         }
@@ -294,13 +377,14 @@ impl Mediator {
         if haystack.contains(&b'%') {
             self.find(&percent_decode(haystack), out);
         }
-        let Some(ac) = &self.encoded else { return };
-        for m in ac.find_iter(haystack) {
-            if let Some(n) = self
-                .encoded_owner
-                .get(m.pattern().as_usize())
-                .and_then(|i| self.names.get(*i))
-            {
+        let encoded = NameMatches {
+            base: self,
+            automaton: |m| m.encoded.as_ref(),
+            hay: haystack,
+            pos: 0,
+        };
+        for (owner, i, _, _) in encoded {
+            if let Some(n) = owner.encoded_owner.get(i).and_then(|i| owner.names.get(*i)) {
                 out.insert(n.clone());
             }
         }
@@ -309,20 +393,18 @@ impl Mediator {
     /// Replaces every placeholder the permit allows with its real value. Returns `None`
     /// when nothing was replaced.
     pub fn substitute(&self, permit: &Permit, input: &[u8]) -> Option<Vec<u8>> {
-        let ac = self.find.as_ref()?;
         let mut out = Vec::new();
         let mut last = 0;
-        for m in ac.find_iter(input) {
-            let i = m.pattern().as_usize();
-            let (Some(name), Some(value)) = (self.names.get(i), self.value(i)) else {
+        for (owner, i, start, end) in self.name_matches(input) {
+            let (Some(name), Some(value)) = (owner.names.get(i), owner.value(i)) else {
                 continue;
             };
             if !permit.allows(name) {
                 continue;
             }
-            out.extend_from_slice(input.get(last..m.start())?);
+            out.extend_from_slice(input.get(last..start)?);
             out.extend_from_slice(value.expose());
-            last = m.end();
+            last = end;
         }
         if last == 0 && out.is_empty() {
             return None;
@@ -399,33 +481,40 @@ impl StreamRewriter {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(chunk);
-        let (ac, longest) = match &self.mode {
-            Mode::Substitute(_) => (self.mediator.find.as_ref(), self.mediator.max_name),
-            Mode::Scrub => (
-                self.mediator.scrub.scrub.as_ref(),
-                self.mediator.scrub.max_scrub,
-            ),
-        };
-        let Some(ac) = ac else { return buf };
-        let hold = longest.saturating_sub(1);
-        let mut cutoff = buf.len().saturating_sub(hold);
-        let mut out = Vec::with_capacity(buf.len());
-        let mut last = 0;
-        for m in ac.find_iter(&buf) {
-            // INVARIANT: a match starting before the cutoff lies wholly in `buf` and no
-            // longer match at the same start can exist beyond it (every pattern fits).
-            if m.start() >= cutoff {
-                break;
+        let m = &self.mediator;
+        let (out, cutoff) = match &self.mode {
+            Mode::Substitute(permit) => {
+                let longest = m
+                    .tail
+                    .as_ref()
+                    .map_or(m.max_name, |t| t.max_name.max(m.max_name));
+                let matches = m.name_matches(&buf).map(|(owner, i, start, end)| {
+                    let value = owner
+                        .names
+                        .get(i)
+                        .filter(|n| permit.allows(n))
+                        .and_then(|_| owner.value(i))
+                        .map(Secret::expose);
+                    (start, end, value)
+                });
+                rewrite(&buf, longest, matches)
             }
-            let Some(replacement) = self.replacement(m.pattern().as_usize()) else {
-                continue;
-            };
-            out.extend_from_slice(buf.get(last..m.start()).unwrap_or_default());
-            out.extend_from_slice(replacement);
-            last = m.end();
-            cutoff = cutoff.max(last);
-        }
-        out.extend_from_slice(buf.get(last..cutoff).unwrap_or_default());
+            Mode::Scrub => {
+                let Some(ac) = m.scrub.scrub.as_ref() else {
+                    return buf;
+                };
+                let matches = ac.find_iter(&buf).map(|found| {
+                    let name = m
+                        .scrub
+                        .scrub_owner
+                        .get(found.pattern().as_usize())
+                        .and_then(|owner| m.names.get(*owner))
+                        .map(String::as_bytes);
+                    (found.start(), found.end(), name)
+                });
+                rewrite(&buf, m.scrub.max_scrub, matches)
+            }
+        };
         self.carry = buf.get(cutoff..).unwrap_or_default().to_vec();
         out
     }
@@ -439,20 +528,77 @@ impl StreamRewriter {
         };
         whole.unwrap_or(rest)
     }
+}
 
-    fn replacement(&self, i: usize) -> Option<&[u8]> {
-        match &self.mode {
-            Mode::Substitute(permit) => {
-                let name = self.mediator.names.get(i)?;
-                permit
-                    .allows(name)
-                    .then(|| self.mediator.value(i).map(Secret::expose))?
-            }
-            Mode::Scrub => {
-                let owner = self.mediator.scrub.scrub_owner.get(i)?;
-                self.mediator.names.get(*owner).map(String::as_bytes)
-            }
+/// Rewrites the final part of `buf` (all but the last `longest - 1` bytes, or more when
+/// a match ends past them) with `matches` (`(start, end, replacement)`, in order, `None`
+/// kept as is); returns the bytes and where the held-back rest starts.
+fn rewrite<'a>(
+    buf: &[u8],
+    longest: usize,
+    matches: impl Iterator<Item = (usize, usize, Option<&'a [u8]>)>,
+) -> (Vec<u8>, usize) {
+    let mut cutoff = buf.len().saturating_sub(longest.saturating_sub(1));
+    let mut out = Vec::with_capacity(buf.len());
+    let mut last = 0;
+    for (start, end, replacement) in matches {
+        // INVARIANT: a match starting before the cutoff lies wholly in `buf` and no
+        // longer match at the same start can exist beyond it (every pattern fits).
+        if start >= cutoff {
+            break;
         }
+        let Some(replacement) = replacement else {
+            continue;
+        };
+        out.extend_from_slice(buf.get(last..start).unwrap_or_default());
+        out.extend_from_slice(replacement);
+        last = end;
+        cutoff = cutoff.max(last);
+    }
+    out.extend_from_slice(buf.get(last..cutoff).unwrap_or_default());
+    (out, cutoff)
+}
+
+/// [`Mediator::name_matches`]: the next match is the earliest-starting (the longest at
+/// a tie) of the name automaton's and the tail's next matches from where the last one
+/// ended, which is what one leftmost-longest automaton over both would report.
+struct NameMatches<'m, 'h> {
+    base: &'m Mediator,
+    /// The name automaton or the encoded-names automaton.
+    automaton: fn(&Mediator) -> Option<&AhoCorasick>,
+    hay: &'h [u8],
+    pos: usize,
+}
+
+impl<'m> Iterator for NameMatches<'m, '_> {
+    type Item = (&'m Mediator, usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos > self.hay.len() {
+            return None;
+        }
+        let next = |m: &'m Mediator| {
+            let found =
+                (self.automaton)(m)?.find(aho_corasick::Input::new(self.hay).range(self.pos..))?;
+            Some((m, found))
+        };
+        let base = next(self.base);
+        let tail = self.base.tail.as_deref().and_then(next);
+        let (owner, found) = match (base, tail) {
+            (Some(b), Some(t)) => {
+                let tail_first = t.1.start() < b.1.start()
+                    || (t.1.start() == b.1.start() && t.1.end() > b.1.end());
+                if tail_first { t } else { b }
+            }
+            (b, t) => b.or(t)?,
+        };
+        self.pos = found.end().max(found.start() + 1);
+        Some((
+            owner,
+            found.pattern().as_usize(),
+            found.start(),
+            found.end(),
+        ))
     }
 }
 

@@ -55,7 +55,7 @@ pub enum TlsIdentity {
     /// (`svid_uri_san_count`, `svid_trust_domain_unknown`, ...).
     Refused(&'static str),
 }
-pub use snapshot::{Snapshot, SnapshotInput};
+pub use snapshot::{Delta, Snapshot, SnapshotInput};
 
 /// Actions the proxy needs from the control plane (implemented by the binary).
 pub trait Control: Send + Sync + std::fmt::Debug {

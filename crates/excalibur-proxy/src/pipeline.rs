@@ -428,7 +428,8 @@ impl Proxy {
                     Unidentified::SourceMismatch {
                         credential, name, ..
                     }
-                    | Unidentified::Revoked { credential, name } => {
+                    | Unidentified::Revoked { credential, name }
+                    | Unidentified::CredentialExpired { credential, name } => {
                         (format!("service:{name}"), Some(credential))
                     }
                     _ => ("unidentified".to_owned(), None),

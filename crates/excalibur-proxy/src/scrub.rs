@@ -54,10 +54,14 @@ impl Scrubber {
         s
     }
 
-    /// Adds the values of `m`; `bodies` says whether bodies are rewritten for them too.
+    /// Adds the values of `m` and of its tail; `bodies` says whether bodies are
+    /// rewritten for them too.
     pub(crate) fn add(&mut self, m: &Arc<Mediator>, bodies: bool) {
         if !m.is_empty() {
             self.layers.push((Arc::clone(m), bodies));
+        }
+        if let Some(tail) = m.tail() {
+            self.layers.push((Arc::clone(tail), bodies));
         }
     }
 

@@ -11,7 +11,7 @@ use excalibur_core::api::{
 use excalibur_core::hosts::HostPattern;
 use excalibur_identity::{CredentialEntry, CredentialIndex, WorkloadEntry};
 use excalibur_mediation::Mediator;
-use excalibur_policy::{Policy, PolicyError, PolicyInput};
+use excalibur_policy::{Change, Policy, PolicyError, PolicyInput};
 
 use crate::dpop::DpopRoutes;
 use crate::jwt_bearer::JwtBearerRoutes;
@@ -79,15 +79,56 @@ pub struct Snapshot {
     pub dpop: Arc<DpopRoutes>,
     /// OAuth2 refresh mappings.
     pub oauth_refresh: Arc<OauthRefreshRoutes>,
-    /// Placeholder names by their provider's hosts (candidates for body substitution).
-    body_candidates: Arc<Vec<(Vec<HostPattern>, Vec<String>)>>,
+    /// Placeholder names by provider id (with the policy's providers by host: the
+    /// candidates for body substitution).
+    body_names: imbl::HashMap<String, imbl::OrdSet<String>>,
     /// When placeholders stop being redeemable (Unix ms). Expired ones stay in the
     /// mediator so that they are still found (and refused) and their echoes scrubbed.
-    expiry: Arc<std::collections::HashMap<String, i64>>,
+    expiry: imbl::HashMap<String, i64>,
     /// SHA-256 of everything the compiled policy was built from (as JSON, streamed into
     /// the hash, never held whole): a rebuild whose inputs are unchanged (e.g. only
-    /// workload bearers or a value changed) reuses the policy.
+    /// workload bearers or a value changed) reuses the policy. `None` after a
+    /// [`Snapshot::changed`] that changed the policy: the next build compiles.
     policy_key: Option<[u8; 32]>,
+}
+
+/// One committed row, as read back from the store ([`Snapshot::changed`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Delta<'a> {
+    /// A placeholder upserted (a rotation, a new one, another provider or expiry).
+    Placeholder {
+        /// Its name.
+        name: &'a str,
+        /// Its provider id.
+        provider: &'a str,
+        /// Its real value.
+        value: &'a Secret,
+        /// When it expires (Unix ms).
+        expires_ms: Option<i64>,
+    },
+    /// A translation rule created or replaced (`Some`) or deleted (`None`).
+    Rule {
+        /// Its id.
+        id: &'a str,
+        /// The rule as stored.
+        rule: Option<&'a TranslationRule>,
+    },
+    /// A provider upserted.
+    Provider(&'a Provider),
+    /// A service credential created or revoked (`revoked_at`).
+    Credential {
+        /// The credential as stored.
+        info: &'a ServiceCredentialInfo,
+        /// Its token hash.
+        hash: &'a str,
+    },
+    /// A live workload bearer issued.
+    Workload {
+        /// The bearer as stored.
+        info: &'a WorkloadInfo,
+        /// Its token hash.
+        hash: &'a str,
+    },
 }
 
 impl Snapshot {
@@ -107,25 +148,14 @@ impl Snapshot {
         let mut credentials = CredentialIndex::default();
         let mut egress = Vec::new();
         for (info, hash) in input.credentials {
-            let Ok(source_network) = info.source_network.parse() else {
+            let Some(entry) = credential_entry(&info) else {
                 continue;
             };
-            let allowed_domains: Vec<HostPattern> = info
-                .allowed_domains
-                .iter()
-                .filter_map(|d| HostPattern::parse(d).ok())
-                .collect();
-            egress.push((format!("service:{}", info.name), allowed_domains.clone()));
-            credentials.insert(
-                hash,
-                CredentialEntry {
-                    id: info.id,
-                    name: info.name,
-                    user: info.user,
-                    source_network,
-                    allowed_domains,
-                },
-            );
+            egress.push((
+                format!("service:{}", info.name),
+                entry.allowed_domains.clone(),
+            ));
+            credentials.insert(hash, entry);
         }
         for (info, hash) in input.revoked_credentials {
             credentials.insert_revoked(hash, info.id, info.name);
@@ -150,45 +180,9 @@ impl Snapshot {
             );
         }
         for (w, hash) in input.workloads {
-            let (Ok(source), Ok(expires)) = (
-                w.source.parse(),
-                excalibur_core::time::Timestamp::parse(&w.expires_at),
-            ) else {
-                continue;
-            };
-            credentials.insert_workload(
-                hash,
-                WorkloadEntry {
-                    id: excalibur_core::ids::CredentialId::new(w.id),
-                    principal: w.principal,
-                    namespace: w.namespace,
-                    attestation: w.attestation,
-                    source,
-                    expires_ms: expires.millis(),
-                    providers: w
-                        .details
-                        .get("scopes")
-                        .and_then(serde_json::Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s.as_str()?.strip_prefix("provider:"))
-                        .map(str::to_owned)
-                        .collect(),
-                    tags: w
-                        .details
-                        .get("tags")
-                        .and_then(serde_json::Value::as_object)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                        .collect(),
-                    actor: w
-                        .details
-                        .pointer("/act/principal")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned),
-                },
-            );
+            if let Some(entry) = workload_entry(&w) {
+                credentials.insert_workload(hash, entry);
+            }
         }
         for (s, hash) in &input.ssh_sessions {
             let Ok(source) = s.proxy_source.parse::<std::net::IpAddr>() else {
@@ -224,9 +218,14 @@ impl Snapshot {
                 )
             }))
             .collect();
-        let expiry: std::collections::HashMap<String, i64> =
-            input.placeholder_expiry.iter().cloned().collect();
-        let body_candidates = body_candidates(&input.providers, &input.placeholders, &expiry);
+        let expiry: imbl::HashMap<String, i64> = input.placeholder_expiry.iter().cloned().collect();
+        let mut body_names: imbl::HashMap<String, imbl::OrdSet<String>> = imbl::HashMap::new();
+        for (name, provider, _) in &input.placeholders {
+            body_names
+                .entry(provider.clone())
+                .or_default()
+                .insert(name.clone());
+        }
         let sigv4 = Sigv4Routes::build(&input.mappings);
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         let mtls = MtlsRoutes::build(&input.mappings);
@@ -293,46 +292,106 @@ impl Snapshot {
             mtls: Arc::new(mtls),
             dpop: Arc::new(dpop),
             oauth_refresh: Arc::new(oauth_refresh),
-            body_candidates: Arc::new(body_candidates),
-            expiry: Arc::new(expiry),
+            body_names,
+            expiry,
             policy_key,
         })
     }
 
-    /// This snapshot with one placeholder's value rotated: every index, the policy and
-    /// the automata are shared, and the new value is scrubbed by `recent` as in
-    /// [`Snapshot::build`]. `None` unless `name` is a placeholder here with the same
-    /// provider and the same expiry (anything else changes what the policy, the body
-    /// candidates or the expiry check see: build the snapshot whole).
-    pub fn rotated(
-        &self,
-        version: u64,
-        name: &str,
-        provider: &str,
-        value: &Secret,
-        expires_ms: Option<i64>,
-    ) -> Option<Self> {
-        if self.policy.provider_of(name) != Some(provider)
-            || self.expiry.get(name).copied() != expires_ms
-        {
-            return None;
+    /// This snapshot with one committed row applied, sharing everything the row does
+    /// not touch: a placeholder's value is substituted and scrubbed at once (a new
+    /// name joins the mediator's tail), a rule, provider or credential changes only
+    /// its entries in the policy's and the index's persistent maps. Equal to building
+    /// the snapshot whole from the store after the same commit. `None` when the row
+    /// cannot be applied alone (a credential with an unusable source network): build.
+    pub fn changed(&self, version: u64, delta: Delta<'_>) -> Option<Self> {
+        let mut next = self.share(version);
+        match delta {
+            Delta::Placeholder {
+                name,
+                provider,
+                value,
+                expires_ms,
+            } => {
+                let previous = self.policy.provider_of(name).map(str::to_owned);
+                if previous.as_deref() != Some(provider) {
+                    next.policy_changed(Change::Bind { name, provider });
+                    if let Some(old) = &previous
+                        && let Some(names) = next.body_names.get_mut(old)
+                    {
+                        names.remove(name);
+                    }
+                    next.body_names
+                        .entry(provider.to_owned())
+                        .or_default()
+                        .insert(name.to_owned());
+                }
+                match expires_ms {
+                    Some(at) => next.expiry.insert(name.to_owned(), at),
+                    None => next.expiry.remove(name),
+                };
+                let rebuilt = Mediator::upsert(&self.mediator, name, value);
+                next.mediator = rebuilt.main;
+                next.recent = rebuilt.recent;
+            }
+            Delta::Rule { id, rule } => next.policy_changed(match rule {
+                Some(r) => Change::Rule(r),
+                None => Change::RemoveRule(id),
+            }),
+            Delta::Provider(p) => next.policy_changed(Change::Provider(p)),
+            Delta::Credential { info, hash } => {
+                let principal = format!("service:{}", info.name);
+                let mut index = (*self.credentials).clone();
+                if info.revoked_at.is_some() {
+                    let live = index.live_named(&info.name) == Some(&info.id);
+                    index.insert_revoked(hash.to_owned(), info.id.clone(), info.name.clone());
+                    if live {
+                        next.policy_changed(Change::Egress {
+                            principal: &principal,
+                            hosts: &[],
+                        });
+                    }
+                } else {
+                    let entry = credential_entry(info)?;
+                    next.policy_changed(Change::Egress {
+                        principal: &principal,
+                        hosts: &entry.allowed_domains,
+                    });
+                    index.insert(hash.to_owned(), entry);
+                }
+                next.credentials = Arc::new(index);
+            }
+            Delta::Workload { info, hash } => {
+                let mut index = (*self.credentials).clone();
+                index.insert_workload(hash.to_owned(), workload_entry(info)?);
+                next.credentials = Arc::new(index);
+            }
         }
-        let rebuilt = Mediator::rotate(&self.mediator, name, value)?;
-        Some(Self {
+        Some(next)
+    }
+
+    /// A copy of this snapshot under `version`, sharing everything.
+    fn share(&self, version: u64) -> Self {
+        Self {
             version,
             credentials: Arc::clone(&self.credentials),
             policy: Arc::clone(&self.policy),
-            mediator: rebuilt.main,
-            recent: rebuilt.recent,
+            mediator: Arc::clone(&self.mediator),
+            recent: Arc::clone(&self.recent),
             sigv4: Arc::clone(&self.sigv4),
             jwt_bearer: Arc::clone(&self.jwt_bearer),
             mtls: Arc::clone(&self.mtls),
             dpop: Arc::clone(&self.dpop),
             oauth_refresh: Arc::clone(&self.oauth_refresh),
-            body_candidates: Arc::clone(&self.body_candidates),
-            expiry: Arc::clone(&self.expiry),
+            body_names: self.body_names.clone(),
+            expiry: self.expiry.clone(),
             policy_key: self.policy_key,
-        })
+        }
+    }
+
+    fn policy_changed(&mut self, change: Change<'_>) {
+        self.policy = Arc::new(self.policy.apply([change]));
+        self.policy_key = None;
     }
 
     /// The first of `names` past its `expires_at` at `now_ms`: it is never redeemed,
@@ -345,42 +404,75 @@ impl Snapshot {
 
     /// Placeholders whose provider lists `host`.
     pub fn body_candidates<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.body_candidates
-            .iter()
-            .filter(move |(hosts, _)| hosts.iter().any(|h| h.matches(host)))
-            .flat_map(|(_, names)| names)
+        self.policy
+            .providers_toward(host)
+            .into_iter()
+            .filter_map(|p| self.body_names.get(p))
+            .flatten()
     }
 }
 
-/// Placeholder names by their provider's hosts, grouped once (not a scan of every
-/// placeholder per provider). Expired at build time: never a body candidate again.
-fn body_candidates(
-    providers: &[Provider],
-    placeholders: &[(String, String, Secret)],
-    expiry: &std::collections::HashMap<String, i64>,
-) -> Vec<(Vec<HostPattern>, Vec<String>)> {
-    let built_at = excalibur_core::time::Timestamp::now().millis();
-    let mut by_provider: std::collections::HashMap<&str, Vec<String>> =
-        std::collections::HashMap::new();
-    for (n, provider, _) in placeholders {
-        if expiry.get(n).is_none_or(|at| *at > built_at) {
-            by_provider
-                .entry(provider.as_str())
-                .or_default()
-                .push(n.clone());
-        }
-    }
-    providers
-        .iter()
-        .map(|p| {
-            let hosts = p
-                .hosts
-                .iter()
-                .filter_map(|h| HostPattern::parse(h).ok())
-                .collect();
-            (hosts, by_provider.remove(p.id.as_str()).unwrap_or_default())
-        })
-        .collect()
+/// A service credential as the index holds it; `None` when its source network does
+/// not parse (it identifies nobody).
+fn credential_entry(info: &ServiceCredentialInfo) -> Option<CredentialEntry> {
+    Some(CredentialEntry {
+        id: info.id.clone(),
+        name: info.name.clone(),
+        user: info.user.clone(),
+        source_network: info.source_network.parse().ok()?,
+        allowed_domains: info
+            .allowed_domains
+            .iter()
+            .filter_map(|d| HostPattern::parse(d).ok())
+            .collect(),
+        expires_ms: info
+            .expires_at
+            .as_deref()
+            .map(|at| excalibur_core::time::Timestamp::parse(at).map(|t| t.millis()))
+            .transpose()
+            .ok()?,
+    })
+}
+
+/// A workload bearer as the index holds it; `None` when its source or expiry does not
+/// parse.
+fn workload_entry(w: &WorkloadInfo) -> Option<WorkloadEntry> {
+    let (Ok(source), Ok(expires)) = (
+        w.source.parse(),
+        excalibur_core::time::Timestamp::parse(&w.expires_at),
+    ) else {
+        return None;
+    };
+    Some(WorkloadEntry {
+        id: excalibur_core::ids::CredentialId::new(w.id.clone()),
+        principal: w.principal.clone(),
+        namespace: w.namespace.clone(),
+        attestation: w.attestation.clone(),
+        source,
+        expires_ms: expires.millis(),
+        providers: w
+            .details
+            .get("scopes")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str()?.strip_prefix("provider:"))
+            .map(str::to_owned)
+            .collect(),
+        tags: w
+            .details
+            .get("tags")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+        actor: w
+            .details
+            .pointer("/act/principal")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    })
 }
 
 /// SHA-256 of everything the compiled policy is built from, as JSON streamed into the
@@ -430,8 +522,6 @@ impl std::io::Write for HashWriter {
 
 #[cfg(test)]
 mod tests {
-    use excalibur_core::api::{Provider, WorkloadInfo};
-
     use super::*;
 
     fn input(workloads: usize) -> SnapshotInput {
@@ -482,84 +572,249 @@ mod tests {
         assert!(!Arc::ptr_eq(&second.policy, &fourth.policy));
     }
 
-    #[test]
-    fn a_rotation_patches_the_snapshot_and_anything_else_asks_for_a_build() {
-        use excalibur_core::api::{CreateTranslationRule, TranslationRule};
-        let secret = |v: &str| Secret::new(v.as_bytes().to_vec());
-        let placeholders = |a: &str| {
-            vec![
-                ("XCALIBUR_A".to_owned(), "github".to_owned(), secret(a)),
-                (
-                    "XCALIBUR_B".to_owned(),
-                    "github".to_owned(),
-                    secret("value-b"),
-                ),
-            ]
-        };
-        let mut base = input(0);
-        base.placeholders = placeholders("old-a");
-        base.placeholder_expiry = vec![("XCALIBUR_B".into(), 4_102_444_800_000)];
-        let rule = TranslationRule {
-            id: excalibur_core::ids::RuleId::new("r_a"),
-            rule: CreateTranslationRule {
+    fn provider(id: &str, hosts: &[&str]) -> Provider {
+        Provider {
+            id: id.into(),
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            passthrough: false,
+            dangerous_allow_plaintext: false,
+        }
+    }
+
+    fn rule(id: &str, placeholder: &str, hosts: &[&str], body: bool) -> TranslationRule {
+        TranslationRule {
+            id: excalibur_core::ids::RuleId::new(id),
+            rule: excalibur_core::api::CreateTranslationRule {
                 principal: "service:*".into(),
-                placeholder: "XCALIBUR_*".into(),
-                hosts: vec!["api.github.com".into()],
+                placeholder: placeholder.into(),
+                hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
                 path_prefix: "/".into(),
                 methods: Vec::new(),
-                substitute_body: false,
+                substitute_body: body,
             },
             created_at: String::new(),
-        };
-        base.rules = vec![rule.clone()];
-        let first = Snapshot::build(1, base, &[443], None).unwrap();
-        let ci = crate::decide::tests::subject();
-        let sent = |snap: &Snapshot| {
-            let names = ["XCALIBUR_A".to_owned(), "XCALIBUR_B".to_owned()];
-            let target = excalibur_policy::RedeemTarget::tls("api.github.com", "/", "GET");
-            let permit = snap.policy.decide_redeem(&ci, target, &names).unwrap();
-            let out = snap
-                .mediator
-                .substitute(&permit, b"XCALIBUR_A XCALIBUR_B")
-                .unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(sent(&first), "old-a value-b");
+        }
+    }
 
-        let rotated = first
-            .rotated(2, "XCALIBUR_A", "github", &secret("new-a"), None)
-            .unwrap();
-        assert_eq!(rotated.version, 2);
-        assert_eq!(sent(&rotated), "new-a value-b");
-        // Shared, not rebuilt: the policy and every index.
-        assert!(Arc::ptr_eq(&first.policy, &rotated.policy));
-        assert!(Arc::ptr_eq(&first.credentials, &rotated.credentials));
-        // The new value is scrubbed (by the recent layer), the old snapshot untouched.
-        assert!(rotated.recent.scrub(b"echo new-a").is_some());
-        assert!(first.recent.scrub(b"echo new-a").is_none());
-        assert_eq!(sent(&first), "old-a value-b");
-        // The same as building it whole.
-        let mut whole = input(0);
-        whole.placeholders = placeholders("new-a");
-        whole.placeholder_expiry = vec![("XCALIBUR_B".into(), 4_102_444_800_000)];
-        whole.rules = vec![rule];
-        let built = Snapshot::build(3, whole, &[443], Some(&first)).unwrap();
-        assert_eq!(sent(&built), sent(&rotated));
+    fn credential(id: &str, name: &str, revoked: bool) -> ServiceCredentialInfo {
+        ServiceCredentialInfo {
+            id: excalibur_core::ids::CredentialId::new(id),
+            name: name.into(),
+            user: "ci".into(),
+            source_network: "127.0.0.0/8".into(),
+            allowed_domains: vec!["api.github.com".into(), "*.gitlab.example".into()],
+            prefix: "xcs_".into(),
+            created_at: String::new(),
+            revoked_at: revoked.then(|| "2026-01-01T00:00:00Z".to_owned()),
+            revoked_reason: None,
+            expires_at: None,
+        }
+    }
 
-        // Anything but a rotation is built whole.
-        let v = secret("x");
-        assert!(first.rotated(4, "XCALIBUR_A", "gitlab", &v, None).is_none());
-        assert!(
-            first
-                .rotated(4, "XCALIBUR_A", "github", &v, Some(1))
-                .is_none()
+    /// What a request sees: identification, egress, redemption and substitution of each
+    /// name toward each host, body candidates and expiry.
+    fn observe(snap: &Snapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        let names: Vec<String> = ["XCALIBUR_A", "XCALIBUR_B", "XCALIBUR_C", "XCALIBUR_D"]
+            .map(str::to_owned)
+            .to_vec();
+        for token in ["tok-ci", "tok-old", "tok-new", "tok-wl"] {
+            let who = excalibur_identity::identify(
+                &snap.credentials,
+                "127.0.0.1".parse().unwrap(),
+                Some(format!("Bearer {token}").as_bytes()),
+                0,
+            );
+            let Ok(principal) = who else {
+                out.push(format!("{token}: {:?}", who.map(|_| ())));
+                continue;
+            };
+            let subject = excalibur_policy::Subject::new(&principal);
+            for host in ["api.github.com", "x.gitlab.example", "api.stripe.com"] {
+                let egress = snap.policy.decide_egress(&subject, host, 443);
+                out.push(format!("{token} connect {host}: {egress:?}"));
+                let target = excalibur_policy::RedeemTarget::tls(host, "/", "GET");
+                for name in &names {
+                    let one = std::slice::from_ref(name);
+                    let answer = match snap.policy.decide_redeem(&subject, target, one) {
+                        Ok(permit) => {
+                            let text = format!("{name}|XCALIBUR_AB");
+                            let sent = snap.mediator.substitute(&permit, text.as_bytes());
+                            format!(
+                                "allow {:?} body={} sent={:?}",
+                                permit.rules(),
+                                permit.substitute_body(),
+                                sent.map(String::from_utf8)
+                            )
+                        }
+                        Err(d) => format!("deny {} {:?}", d.reason, d.policies),
+                    };
+                    out.push(format!("{token} {name} {host}: {answer}"));
+                }
+                let body: Vec<&String> = snap.body_candidates(host).collect();
+                out.push(format!("body {host}: {body:?}"));
+            }
+        }
+        out.push(format!("expired: {:?}", snap.expired(&names, 1_000)));
+        out.extend(snap.policy.cedar_text().split("\n\n").map(str::to_owned));
+        out
+    }
+
+    #[test]
+    fn changes_applied_one_row_at_a_time_equal_a_whole_build() {
+        let secret = |v: &str| Secret::new(v.as_bytes().to_vec());
+        let hash = excalibur_core::ids::token_hash;
+        let mut start = input(0);
+        start
+            .providers
+            .push(provider("gitlab", &["*.gitlab.example"]));
+        start.placeholders = vec![
+            ("XCALIBUR_A".into(), "github".into(), secret("value-a-0")),
+            ("XCALIBUR_B".into(), "github".into(), secret("value-b-0")),
+        ];
+        start.rules = vec![
+            rule("r_a", "XCALIBUR_A", &["api.github.com"], false),
+            rule(
+                "r_glob",
+                "XCALIBUR_B*",
+                &["api.github.com", "x.gitlab.example"],
+                true,
+            ),
+        ];
+        start.credentials = vec![(credential("c_ci", "ci", false), hash("tok-ci"))];
+        start
+            .credentials
+            .push((credential("c_old", "old", false), hash("tok-old")));
+        let first = Snapshot::build(1, start, &[443], None).unwrap();
+
+        let wl = WorkloadInfo {
+            id: "wl_new".into(),
+            namespace: "payments".into(),
+            principal: "service:ci-wl".into(),
+            attestation: "kubernetes".into(),
+            source: "127.0.0.1".into(),
+            token_prefix: "xcw_".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2099-01-01T00:00:00Z".into(),
+            details: serde_json::Value::Null,
+        };
+        let (rule_c, rule_a2) = (
+            rule("r_c", "XCALIBUR_C", &["x.gitlab.example"], true),
+            rule(
+                "r_a",
+                "XCALIBUR_A",
+                &["api.github.com", "x.gitlab.example"],
+                false,
+            ),
         );
-        assert!(first.rotated(4, "XCALIBUR_B", "github", &v, None).is_none());
-        assert!(
-            first
-                .rotated(4, "XCALIBUR_B", "github", &v, Some(4_102_444_800_000))
-                .is_some()
+        let (value_a, value_c, value_d) = (
+            secret("value-a-1"),
+            secret("value-c-0"),
+            secret("value-d-0"),
         );
-        assert!(first.rotated(4, "XCALIBUR_C", "github", &v, None).is_none());
+        let github = provider("github", &["api.github.com", "api.stripe.com"]);
+        let (new_cred, old_revoked) = (
+            credential("c_new", "new", false),
+            credential("c_old", "old", true),
+        );
+        let deltas = [
+            Delta::Placeholder {
+                name: "XCALIBUR_A",
+                provider: "github",
+                value: &value_a,
+                expires_ms: None,
+            },
+            Delta::Placeholder {
+                name: "XCALIBUR_C",
+                provider: "gitlab",
+                value: &value_c,
+                expires_ms: None,
+            },
+            Delta::Placeholder {
+                name: "XCALIBUR_D",
+                provider: "github",
+                value: &value_d,
+                expires_ms: Some(500),
+            },
+            // Moved to another provider.
+            Delta::Placeholder {
+                name: "XCALIBUR_B",
+                provider: "gitlab",
+                value: &secret("value-b-0"),
+                expires_ms: None,
+            },
+            Delta::Rule {
+                id: "r_c",
+                rule: Some(&rule_c),
+            },
+            Delta::Rule {
+                id: "r_a",
+                rule: Some(&rule_a2),
+            },
+            Delta::Rule {
+                id: "r_glob",
+                rule: None,
+            },
+            Delta::Provider(&github),
+            Delta::Credential {
+                info: &new_cred,
+                hash: &hash("tok-new"),
+            },
+            Delta::Credential {
+                info: &old_revoked,
+                hash: &hash("tok-old"),
+            },
+            Delta::Workload {
+                info: &wl,
+                hash: &hash("tok-wl"),
+            },
+        ];
+        let before = observe(&first);
+        let mut snap = first.changed(10, deltas[0]).unwrap();
+        for (i, d) in deltas.iter().enumerate().skip(1) {
+            snap = snap.changed(10 + i as u64, *d).unwrap();
+        }
+        assert_eq!(snap.version, 20);
+        // The snapshot changed from still answers as before.
+        assert_eq!(observe(&first), before);
+
+        let mut end = input(0);
+        end.providers = vec![github.clone(), provider("gitlab", &["*.gitlab.example"])];
+        end.placeholders = vec![
+            ("XCALIBUR_A".into(), "github".into(), secret("value-a-1")),
+            ("XCALIBUR_B".into(), "gitlab".into(), secret("value-b-0")),
+            ("XCALIBUR_C".into(), "gitlab".into(), secret("value-c-0")),
+            ("XCALIBUR_D".into(), "github".into(), secret("value-d-0")),
+        ];
+        end.placeholder_expiry = vec![("XCALIBUR_D".into(), 500)];
+        end.rules = vec![rule_a2, rule_c];
+        end.credentials = vec![
+            (credential("c_ci", "ci", false), hash("tok-ci")),
+            (new_cred, hash("tok-new")),
+        ];
+        end.revoked_credentials = vec![(old_revoked, hash("tok-old"))];
+        end.workloads = vec![(wl, hash("tok-wl"))];
+        let whole = Snapshot::build(30, end, &[443], None).unwrap();
+        let (got, want) = (observe(&snap), observe(&whole));
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.len(), want.len());
+        assert_ne!(got, before);
+        assert!(
+            got.iter()
+                .any(|l| l.contains("sent=Some(Ok(\"value-c-0|XCALIBUR_AB\"))")),
+            "{got:#?}"
+        );
+        // The new value is scrubbed, through the scrubber's layers.
+        let mut scrubber = crate::scrub::Scrubber::new(&snap.mediator);
+        scrubber.add(&snap.recent, true);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-echo",
+            http::HeaderValue::from_static("value-c-0 value-a-1"),
+        );
+        scrubber.headers(&mut headers);
+        assert_eq!(headers["x-echo"], "XCALIBUR_C XCALIBUR_A");
     }
 }

@@ -280,6 +280,9 @@ pub struct Imported {
 pub enum Exchanged {
     /// The bearer was issued.
     Issued,
+    /// The bearer was issued to the address the subject token was first exchanged
+    /// from (a restart), and the bearer issued then is revoked.
+    Reissued,
     /// The subject token was exchanged before (within its life).
     Replay,
     /// The principal is revoked (the kill switch) until an admin lifts it.
@@ -582,6 +585,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the configuration rows are intact (a rotation patches the snapshot with it);
     /// `None` when there is no such placeholder.
     fn snapshot_placeholder(&self, name: String) -> StoreFuture<'_, Option<PlaceholderSecret>>;
+    /// One row as [`Store::snapshot_data`] gives it, after the same check that the
+    /// configuration rows are intact (a write patches the snapshot with it); `None`
+    /// when there is no such row (a workload bearer: none live).
+    fn snapshot_row(&self, key: SnapshotKey) -> StoreFuture<'_, Option<SnapshotRow>>;
     /// Reads everything the proxy snapshot needs, values opened, in one transaction.
     fn snapshot_data(&self) -> StoreFuture<'_, SnapshotData>;
+}
+
+/// Which row [`Store::snapshot_row`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotKey {
+    /// A translation rule.
+    Rule(RuleId),
+    /// A provider.
+    Provider(String),
+    /// A service credential, live or revoked.
+    Credential(CredentialId),
+    /// A live workload bearer, by id.
+    Workload(String),
+}
+
+/// A row for the proxy snapshot ([`Store::snapshot_row`]).
+#[derive(Debug, Clone)]
+pub enum SnapshotRow {
+    /// A translation rule.
+    Rule(TranslationRule),
+    /// A provider.
+    Provider(Provider),
+    /// A service credential (revoked when `revoked_at` is set).
+    Credential(ServiceCredentialRecord),
+    /// A live workload bearer and its token hash.
+    Workload(WorkloadInfo, String),
 }

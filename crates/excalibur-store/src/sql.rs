@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::db::{Backend, Connections, Dialect, Mode, Row, Tx, Value, params};
+use crate::{SnapshotKey, SnapshotRow};
 use aws_lc_rs::hmac;
 use excalibur_core::Secret;
 use excalibur_core::api::Revocation;
@@ -1722,9 +1723,10 @@ impl Store for SqlStore {
                     }
                 }
             }
+            let reissued = events.iter().any(|e| e.event_type == EventType::WorkloadTokenReissued);
             events.push(NewEvent::new(EventType::WorkloadAttested, w.info.principal.clone(), attested));
             events.push(NewEvent::new(EventType::WorkloadTokenIssued, w.info.principal.clone(), issued));
-            Ok((Exchanged::Issued, events))
+            Ok((if reissued { Exchanged::Reissued } else { Exchanged::Issued }, events))
         })
     }
 
@@ -2307,6 +2309,45 @@ impl Store for SqlStore {
                 params![name],
                 |r| placeholder_secret(inner, r),
             )
+        })
+    }
+
+    fn snapshot_row(&self, key: SnapshotKey) -> StoreFuture<'_, Option<SnapshotRow>> {
+        self.run(move |inner, tx| {
+            ensure_config_intact(inner, tx)?;
+            Ok(match key {
+                SnapshotKey::Rule(id) => tx
+                    .query_opt(
+                        "SELECT id, body, created_ms FROM translation_rules WHERE id = ?1",
+                        params![id.as_str()],
+                        rule_row,
+                    )?
+                    .map(parse_rule)
+                    .transpose()?
+                    .map(SnapshotRow::Rule),
+                SnapshotKey::Provider(id) => tx
+                    .query_opt(
+                        "SELECT id, hosts, passthrough, dangerous_allow_plaintext FROM providers WHERE id = ?1",
+                        params![id],
+                        provider_row,
+                    )?
+                    .map(SnapshotRow::Provider),
+                SnapshotKey::Credential(id) => tx
+                    .query_opt(
+                        &format!("SELECT {CREDENTIAL_COLS} FROM service_credentials WHERE id = ?1"),
+                        params![id.as_str()],
+                        credential_row,
+                    )?
+                    .map(|(info, hash)| SnapshotRow::Credential(ServiceCredentialRecord { info, hash })),
+                SnapshotKey::Workload(id) => tx
+                    .query_opt(
+                        "SELECT id, namespace, principal, attestation, source, prefix, created_ms, expires_ms, details, hash
+                         FROM workload_tokens WHERE id = ?1 AND revoked_ms IS NULL AND expires_ms > ?2 AND prefix <> 'jwt'",
+                        params![id, Timestamp::now().millis()],
+                        |r| Ok((workload_row(r)?.0, r.get::<String>(9)?)),
+                    )?
+                    .map(|(info, hash)| SnapshotRow::Workload(info, hash)),
+            })
         })
     }
 

@@ -277,7 +277,7 @@ async fn suite(store: &dyn Store) {
     // From the first address again (a restart): a new bearer, the earlier one revoked.
     assert_eq!(
         store.workload_exchange(issue("wl_1", "j1")).await.unwrap(),
-        Exchanged::Issued
+        Exchanged::Reissued
     );
     assert_eq!(types(store, "workload_token_reissued").await.len(), 1);
     assert_eq!(

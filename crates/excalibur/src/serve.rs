@@ -227,11 +227,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             Box::pin(async move { snapshots.rebuild_logged().await })
         })
     };
-    let reload_placeholder: excalibur_api::PlaceholderReloader = {
+    let changed: excalibur_api::ChangeNotifier = {
         let snapshots = Arc::clone(&snapshots);
-        Arc::new(move |name| {
+        Arc::new(move |what| {
             let snapshots = Arc::clone(&snapshots);
-            Box::pin(async move { snapshots.placeholder_changed_logged(name).await })
+            Box::pin(async move { snapshots.changed_logged(what).await })
         })
     };
 
@@ -375,7 +375,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         ca_pem: ca.cert_pem().into(),
         reload,
-        reload_placeholder,
+        changed,
         policy,
         sessions: Arc::default(),
         attestors: Arc::new(attestors(&config)?),

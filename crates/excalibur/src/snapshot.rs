@@ -6,8 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use excalibur_proxy::{Snapshot, SnapshotInput};
-use excalibur_store::Store;
+use excalibur_api::Changed;
+use excalibur_proxy::{Delta, Snapshot, SnapshotInput};
+use excalibur_store::{PlaceholderSecret, SnapshotKey, SnapshotRow, Store};
+
+/// A row read back after a write ([`Snapshots::changed`]).
+enum Row {
+    Placeholder(PlaceholderSecret),
+    Other(SnapshotRow),
+}
 
 /// Owns the live snapshot and rebuilds it.
 #[derive(Debug)]
@@ -138,25 +145,68 @@ impl Snapshots {
         Ok(())
     }
 
-    /// After a write to placeholder `name` alone: when it was a rotation (same provider,
-    /// same expiry), patches the live snapshot with the one row read back (every index,
-    /// the policy and the automata shared); anything else rebuilds it whole.
-    pub(crate) async fn placeholder_changed(&self, name: String) -> anyhow::Result<()> {
+    /// After a committed write to one row: reads the row back and patches the live
+    /// snapshot with it ([`Snapshot::changed`]: only what the row touches changes, the
+    /// rest is shared); a row that is gone (a deleted placeholder or provider) or
+    /// cannot be applied alone rebuilds it whole.
+    pub(crate) async fn changed(&self, what: Changed) -> anyhow::Result<()> {
         let serial = self.lock.lock().await;
-        let Some(row) = self.store.snapshot_placeholder(name).await? else {
-            drop(serial);
-            return self.rebuild().await;
+        let row = match &what {
+            Changed::Placeholder(name) => self
+                .store
+                .snapshot_placeholder(name.clone())
+                .await?
+                .map(Row::Placeholder),
+            Changed::Rule(id) => self
+                .store
+                .snapshot_row(SnapshotKey::Rule(id.clone()))
+                .await?
+                .map(Row::Other),
+            Changed::Provider(id) => self
+                .store
+                .snapshot_row(SnapshotKey::Provider(id.clone()))
+                .await?
+                .map(Row::Other),
+            Changed::Credential(id) => self
+                .store
+                .snapshot_row(SnapshotKey::Credential(id.clone()))
+                .await?
+                .map(Row::Other),
+            Changed::Workload(id) => self
+                .store
+                .snapshot_row(SnapshotKey::Workload(id.clone()))
+                .await?
+                .map(Row::Other),
         };
         let previous = self.live.load_full();
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let next = tokio::task::spawn_blocking(move || {
-            previous.rotated(
-                version,
-                &row.name,
-                &row.provider_id,
-                &row.value,
-                row.expires_ms,
-            )
+            let delta = match (&what, &row) {
+                (_, Some(Row::Placeholder(p))) => Delta::Placeholder {
+                    name: &p.name,
+                    provider: &p.provider_id,
+                    value: &p.value,
+                    expires_ms: p.expires_ms,
+                },
+                (_, Some(Row::Other(SnapshotRow::Rule(r)))) => Delta::Rule {
+                    id: r.id.as_str(),
+                    rule: Some(r),
+                },
+                (Changed::Rule(id), None) => Delta::Rule {
+                    id: id.as_str(),
+                    rule: None,
+                },
+                (_, Some(Row::Other(SnapshotRow::Provider(p)))) => Delta::Provider(p),
+                (_, Some(Row::Other(SnapshotRow::Credential(c)))) => Delta::Credential {
+                    info: &c.info,
+                    hash: &c.hash,
+                },
+                (_, Some(Row::Other(SnapshotRow::Workload(info, hash)))) => {
+                    Delta::Workload { info, hash }
+                }
+                (_, None) => return None,
+            };
+            previous.changed(version, delta)
         })
         .await?;
         let Some(next) = next else {
@@ -166,14 +216,14 @@ impl Snapshots {
         self.live.store(Arc::new(next));
         self.version_gauge
             .set(i64::try_from(version).unwrap_or(i64::MAX));
-        tracing::debug!(version, "snapshot patched for a rotation");
+        tracing::debug!(version, "snapshot patched");
         Ok(())
     }
 
-    /// [`Self::placeholder_changed`], logging (not propagating) a failure: the old
-    /// snapshot stays in force.
-    pub(crate) async fn placeholder_changed_logged(&self, name: String) {
-        if let Err(e) = self.placeholder_changed(name).await {
+    /// [`Self::changed`], logging (not propagating) a failure: the old snapshot stays
+    /// in force.
+    pub(crate) async fn changed_logged(&self, what: Changed) {
+        if let Err(e) = self.changed(what).await {
             tracing::error!(error = %format!("{e:#}"), "snapshot update failed; the previous snapshot stays in force");
         }
     }

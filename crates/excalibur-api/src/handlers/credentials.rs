@@ -82,7 +82,7 @@ pub(crate) async fn create_credential(
     s.store
         .credential_create(info.clone(), issued.hash.clone(), actor)
         .await?;
-    (s.reload)().await;
+    (s.changed)(crate::Changed::Credential(info.id.clone())).await;
     Ok(CreatedServiceCredential {
         info,
         token: exposed(&issued),
@@ -106,6 +106,6 @@ pub(crate) async fn credential_revoke(
         .store
         .credential_revoke(CredentialId::new(id), "admin".to_owned(), c.actor())
         .await?;
-    (s.reload)().await;
+    (s.changed)(crate::Changed::Credential(info.id.clone())).await;
     Ok(Json(info).into_response())
 }

@@ -49,7 +49,7 @@ pub(crate) async fn placeholder_upsert(
     validate::placeholder(&req)?;
     let name = req.placeholder.clone();
     let out = s.store.placeholder_upsert(req, c.actor()).await?;
-    (s.reload_placeholder)(name).await;
+    (s.changed)(crate::Changed::Placeholder(name)).await;
     let status = if out.created {
         StatusCode::CREATED
     } else {

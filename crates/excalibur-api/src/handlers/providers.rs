@@ -53,7 +53,7 @@ pub(crate) async fn provider_upsert(
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         .collect();
     let p = s.store.provider_upsert(p, c.actor()).await?;
-    (s.reload)().await;
+    (s.changed)(crate::Changed::Provider(p.id.clone())).await;
     Ok(Json(p).into_response())
 }
 

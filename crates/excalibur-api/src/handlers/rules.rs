@@ -54,7 +54,7 @@ pub(crate) async fn rule_create(
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         .collect();
     let rule = s.store.rule_create(req, c.actor()).await?;
-    (s.reload)().await;
+    (s.changed)(crate::Changed::Rule(rule.id.clone())).await;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
 }
 
@@ -71,7 +71,8 @@ pub(crate) async fn rule_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store.rule_delete(RuleId::new(id), c.actor()).await?;
-    (s.reload)().await;
+    let id = RuleId::new(id);
+    s.store.rule_delete(id.clone(), c.actor()).await?;
+    (s.changed)(crate::Changed::Rule(id)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

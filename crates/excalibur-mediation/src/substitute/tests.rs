@@ -351,3 +351,94 @@ fn a_rotation_shares_all_but_the_value_and_every_value_stays_the_latest() {
     assert!(Arc::ptr_eq(&r.main.values, &m.values));
     assert!(Arc::ptr_eq(&r.main.scrub, &m.scrub));
 }
+
+/// Placeholders added one by one join a tail: finding, substituting (whole and
+/// streamed, at every split) and scrubbing (base, then tail) answer as one mediator
+/// built over every pair would, with names that overlap across the two automata; the
+/// base automata are shared; past MAX_TAIL everything is built again.
+#[test]
+fn an_added_placeholder_joins_the_tail_and_answers_as_one_built_whole() {
+    let v = |s: &str| Secret::new(s.as_bytes().to_vec());
+    let base_pairs = vec![
+        ("XCALIBUR_A".to_owned(), v("value-of-a-0001")),
+        ("XCALIBUR_S".to_owned(), v("value-of-s-0002")),
+    ];
+    let base = Arc::new(Mediator::new(base_pairs.clone()));
+    let grown = Mediator::upsert(&base, "XCALIBUR_AB", &v("value-of-ab-003")).main;
+    let grown = Mediator::upsert(&grown, "XCALIBUR_B", &v("old-b-value-04")).main;
+    // A tail name rotates in the tail.
+    let grown = Mediator::upsert(&grown, "XCALIBUR_B", &v("value-of-b-0004")).main;
+    assert!(grown.find.is_some() && Arc::ptr_eq(&grown.scrub, &base.scrub));
+    assert_eq!(grown.len(), 4);
+    let mut all = base_pairs;
+    all.push(("XCALIBUR_AB".to_owned(), v("value-of-ab-003")));
+    all.push(("XCALIBUR_B".to_owned(), v("value-of-b-0004")));
+    let whole = Mediator::new(all);
+    let names = ["XCALIBUR_A", "XCALIBUR_S", "XCALIBUR_AB", "XCALIBUR_B"];
+    let p = permit(&names);
+    let only_tail = permit(&["XCALIBUR_AB"]);
+    let inputs: &[&[u8]] = &[
+        b"XCALIBUR_ABXCALIBUR_AXCALIBUR_BXCALIBUR_S",
+        b"x XCALIBUR_A XCALIBUR_AB\"XCALIBUR_B\" XCALIBUR_ABC XCALIBUR_",
+        b"only XCALIBUR_AB here",
+        b"",
+    ];
+    let layers = |m: &Arc<Mediator>, x: &[u8]| {
+        let once = m.scrub(x).unwrap_or_else(|| x.to_vec());
+        match m.tail() {
+            Some(t) => t.scrub(&once).unwrap_or(once),
+            None => once,
+        }
+    };
+    for input in inputs {
+        for permit in [&p, &only_tail] {
+            let want = whole.substitute(permit, input);
+            assert_eq!(grown.substitute(permit, input), want);
+            let want = want.unwrap_or_else(|| input.to_vec());
+            if std::ptr::eq(permit, &p) {
+                assert_eq!(&layers(&grown, &want), input, "scrubbed back");
+            }
+            for a in 0..=input.len() {
+                for b in a..=input.len() {
+                    let mut s = grown.body_substituter(permit.clone());
+                    let mut got = Vec::new();
+                    for chunk in [&input[..a], &input[a..b], &input[b..]] {
+                        got.extend(s.push(chunk));
+                    }
+                    got.extend(s.finish());
+                    assert_eq!(got, want, "split at {a},{b}");
+                }
+            }
+        }
+        let (mut x, mut y) = (BTreeSet::new(), BTreeSet::new());
+        grown.find(input, &mut x);
+        whole.find(input, &mut y);
+        assert_eq!(x, y);
+    }
+    let encoded = STANDARD_NO_PAD.encode(b"XCALIBUR_AB");
+    let (mut x, mut y) = (BTreeSet::new(), BTreeSet::new());
+    grown.find_encoded(encoded.as_bytes(), &mut x);
+    whole.find_encoded(encoded.as_bytes(), &mut y);
+    assert!(x.contains("XCALIBUR_AB"));
+    assert_eq!(x, y);
+
+    // Past MAX_TAIL additions, one mediator again, with every value.
+    let mut m = grown;
+    let mut rebuilt = false;
+    for i in 0..MAX_TAIL {
+        m = Mediator::upsert(
+            &m,
+            &format!("XCALIBUR_N{i:04}"),
+            &v(&format!("value-n-{i:08}")),
+        )
+        .main;
+        rebuilt |= m.tail().is_none();
+    }
+    assert!(rebuilt && m.tail().is_some_and(|t| t.len() < 4));
+    assert_eq!(m.len(), 4 + MAX_TAIL);
+    let out = m.substitute(
+        &permit(&["XCALIBUR_B", "XCALIBUR_N0007"]),
+        b"XCALIBUR_B XCALIBUR_N0007",
+    );
+    assert_eq!(out.unwrap(), b"value-of-b-0004 value-n-00000007");
+}

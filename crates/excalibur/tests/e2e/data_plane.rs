@@ -974,6 +974,84 @@ async fn a_revoked_credential_is_refused_and_attributed_to_itself() {
     );
 }
 
+/// A service credential past its `expires_at` is refused at the decision, the first
+/// request after the instant, as `credential_expired` and attributed to itself (the
+/// expiry sweep, about once a second, would answer `credential_revoked`). A credential
+/// created or revoked is in force for the very next request.
+#[tokio::test]
+async fn a_credential_works_until_its_expiry_and_not_one_request_after() {
+    let s = setup().await;
+    let expires_ms = excalibur_core::time::Timestamp::now().millis() + 1500;
+    let at = excalibur_core::time::Timestamp::from_millis(expires_ms).to_rfc3339();
+    let v = s
+        .gw
+        .api()
+        .post(
+            "/api/service-credentials",
+            json!({"name": "ci-job-1", "user": "ci", "source_network": "127.0.0.0/8", "allowed_domains": ["api.github.com"], "expires_at": at}),
+        )
+        .await
+        .unwrap();
+    let (id, token) = (v["id"].as_str().unwrap(), v["token"].as_str().unwrap());
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let ask = async || {
+        let (_, out, err) = curl_via(
+            &s,
+            &auth,
+            &[
+                "-v",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_connect} %{http_code}",
+                "https://api.github.com/",
+            ],
+        )
+        .await;
+        let reason = err
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| l.strip_prefix("< x-excalibur-reason: ").map(str::to_owned));
+        (out, reason, excalibur_core::time::Timestamp::now().millis())
+    };
+    let (out, _, _) = ask().await;
+    assert_eq!(out, "200 200", "the very next request after creation");
+    let refused = loop {
+        let (out, reason, at) = ask().await;
+        if out != "200 200" {
+            break (out, reason, at);
+        }
+        assert!(at < expires_ms + 5000, "still served long past its expiry");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused.0, "407 000");
+    assert_eq!(
+        refused.1.as_deref(),
+        Some("credential_expired"),
+        "{refused:?}"
+    );
+    let denied = wait_events(&s.gw, "proxy_auth_denied", 1).await;
+    assert_eq!(denied[0]["principal"], "service:ci-job-1", "{denied:?}");
+    assert_eq!(denied[0]["details"]["credential_id"], id);
+
+    // Revoked: refused by the very next request.
+    let (id, token) = credential(&s.gw, "ci-job-2", "127.0.0.0/8", &["api.github.com"]).await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let args = [
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_connect}",
+        "https://api.github.com/",
+    ];
+    assert_eq!(curl_via(&s, &auth, &args).await.1, "200");
+    s.gw.api()
+        .send("DELETE", &format!("/api/service-credentials/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(curl_via(&s, &auth, &args).await.1, "407");
+}
+
 /// The recorder batches flows off the request path, but a read of flows or audit
 /// events waits for what was queued before it: the very next read after a response
 /// shows that request's flow and its `flow_recorded` event, every time (no polling).
