@@ -100,8 +100,44 @@ pub struct ProxyConfig {
     pub via_name: String,
     /// Time the upstream has to answer with a response head.
     pub request_timeout: std::time::Duration,
+    /// The limits of every HTTP connection a workload opens, the tunnels' inner ones
+    /// too.
+    pub http: HttpLimits,
     /// Metric handles.
     pub metrics: metrics::ProxyMetrics,
+}
+
+/// Limits on a workload's HTTP connection (`[limits]`): the same on the proxy port and
+/// inside every intercepted tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time a request head has to arrive.
+    pub header_read_timeout: std::time::Duration,
+    /// Largest request head (bytes): HTTP/1 buffer, HTTP/2 header list.
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request.
+    pub max_headers: usize,
+}
+
+impl HttpLimits {
+    /// A server connection builder (HTTP/1 and HTTP/2) that enforces these limits.
+    pub fn server(&self) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+        use hyper_util::rt::{TokioExecutor, TokioTimer};
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes)
+            .max_headers(self.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(64);
+        builder
+    }
 }
 
 /// The proxy: cheap to clone, shared by every listener.
@@ -120,6 +156,7 @@ struct Inner {
     max_substitute_body: u64,
     max_decoded_response: u64,
     request_timeout: std::time::Duration,
+    http: HttpLimits,
     metrics: metrics::ProxyMetrics,
     via: http::HeaderValue,
     via_name: String,
@@ -186,6 +223,7 @@ impl Proxy {
                 max_substitute_body: config.max_substitute_body,
                 max_decoded_response: config.max_decoded_response,
                 request_timeout: config.request_timeout,
+                http: config.http,
                 metrics: config.metrics,
                 via,
                 via_name: config.via_name,

@@ -19,8 +19,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument as _;
@@ -228,7 +227,7 @@ impl Proxy {
                 )
             }
         });
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = inner.http.server();
         let conn = builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(conn);
         tokio::select! {

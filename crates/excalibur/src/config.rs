@@ -345,6 +345,17 @@ pub(crate) struct Limits {
     pub(crate) max_connections_per_source: usize,
 }
 
+impl Limits {
+    /// The limits of one HTTP connection.
+    pub(crate) fn http(&self) -> excalibur_proxy::HttpLimits {
+        excalibur_proxy::HttpLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {

@@ -22,8 +22,7 @@ use excalibur_store::Store;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -287,6 +286,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             max_substitute_body: config.max_substitute_body,
             max_decoded_response: config.max_decoded_response,
             request_timeout: config.limits.request_timeout,
+            http: config.limits.http(),
             metrics: proxy_metrics,
             via_name: format!(
                 "excalibur-{}",
@@ -1111,7 +1111,11 @@ impl Control for BinControl {
                 .credential_revoke(id.clone(), reason.to_owned(), "system".to_owned())
                 .await
             {
-                Ok(_) => snapshots.rebuild_logged().await,
+                Ok(_) => {
+                    snapshots
+                        .changed_logged(excalibur_api::Changed::Credential(id))
+                        .await;
+                }
                 Err(e) => {
                     tracing::error!(error = %excalibur_core::ErrorChain(&e), credential = %id, "automatic revocation failed")
                 }
@@ -1328,20 +1332,7 @@ async fn serve_connection<I>(
         let (dispatch, identity) = (dispatch.clone(), identity.clone());
         async move { Ok::<_, Infallible>(route(req, peer, identity.as_deref(), dispatch).await) }
     });
-    let limits = dispatch_limits.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .max_pending_accept_reset_streams(64);
+    let builder = dispatch_limits.http().server();
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
