@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/0015_config_row_macs_table.sql"),
     ),
     (16, include_str!("migrations/postgres/0016_flow_seq.sql")),
+    (
+        17,
+        include_str!("migrations/postgres/0017_live_credential_names.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

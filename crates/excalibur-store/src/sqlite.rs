@@ -7,7 +7,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::StoreError;
-use crate::db::{Backend, Dialect, Mode, Row, Tx, Value};
+use crate::db::{Backend, Connections, Dialect, Mode, Row, Tx, Value};
 use crate::seal::MasterKey;
 use crate::sql::SqlStore;
 
@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite/0015_config_row_macs_table.sql"),
     ),
     (16, include_str!("migrations/sqlite/0016_flow_seq.sql")),
+    (
+        17,
+        include_str!("migrations/sqlite/0017_live_credential_names.sql"),
+    ),
 ];
 
 impl SqlStore {
@@ -71,13 +75,71 @@ impl SqlStore {
         conn.pragma_update(None, "cache_size", -32_768)?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The WAL is copied into the database by a thread of its own, not by whichever
+        // commit crosses the threshold (a write answered after a checkpoint's copy and
+        // fsync was the tail of rotation latency); without that thread, as SQLite does.
+        let checkpointer = Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         let conn: Box<dyn Backend> = Box::new(SqliteBackend(conn));
         SqlStore::new(
-            Box::new(std::sync::Mutex::new(conn)),
+            Box::new(SqliteConnection {
+                conn: std::sync::Mutex::new(conn),
+                _checkpointer: checkpointer,
+            }),
             MIGRATIONS,
             master,
             None,
         )
+    }
+}
+
+/// The store's one connection, and the checkpoint thread that lives as long as it.
+struct SqliteConnection {
+    conn: std::sync::Mutex<Box<dyn Backend>>,
+    _checkpointer: Option<Checkpointer>,
+}
+
+impl Connections for SqliteConnection {
+    fn with_backend(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Backend) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn.with_backend(f)
+    }
+}
+
+/// Checkpoints the WAL in the background (`PASSIVE`: it never waits for, or blocks,
+/// the writer) every [`Checkpointer::EVERY`], on a connection of its own; stops when
+/// dropped.
+struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// `None` when the thread or its connection cannot be had (SQLite's automatic
+    /// checkpoints stay on).
+    fn start(path: &Path) -> Option<Self> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Self::EVERY)
+                {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self { _stop: stop })
     }
 }
 

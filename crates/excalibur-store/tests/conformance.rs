@@ -20,7 +20,9 @@ use excalibur_core::time::Timestamp;
 use excalibur_store::postgres::PgConnect;
 use excalibur_store::seal::MasterKey;
 use excalibur_store::sql::SqlStore;
-use excalibur_store::{AuditQuery, Exchanged, FlowQuery, Store, StoreError, WorkloadIssue};
+use excalibur_store::{
+    AuditQuery, Exchanged, FlowQuery, SnapshotKey, SnapshotRow, Store, StoreError, WorkloadIssue,
+};
 use excalibur_test_support::postgres::Postgres;
 use serde_json::{Value, json};
 
@@ -153,6 +155,36 @@ async fn suite(store: &dyn Store) {
         .unwrap();
     assert_eq!(r.revoked_reason.as_deref(), Some("admin"));
     assert!(store.snapshot_data().await.unwrap().credentials.is_empty());
+    // One row, as the snapshot reads it back after a write.
+    let row = |key| store.snapshot_row(key);
+    match row(SnapshotKey::Credential(CredentialId::new("svc_1")))
+        .await
+        .unwrap()
+    {
+        Some(SnapshotRow::Credential(c)) => {
+            assert_eq!(
+                (c.hash.as_str(), c.info.revoked_at.is_some()),
+                ("ch1", true)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match row(SnapshotKey::Provider("github".into())).await.unwrap() {
+        Some(SnapshotRow::Provider(p)) => assert_eq!(p.hosts, ["api.github.com"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        row(SnapshotKey::Provider("nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        row(SnapshotKey::Workload("wl_nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Rules and policies.
     let rule = store
@@ -163,8 +195,26 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.rule_list().await.unwrap()[0].rule.path_prefix, "/");
-    store.rule_delete(rule.id, "admin".into()).await.unwrap();
+    match store
+        .snapshot_row(SnapshotKey::Rule(rule.id.clone()))
+        .await
+        .unwrap()
+    {
+        Some(SnapshotRow::Rule(r)) => assert_eq!(r.rule.hosts, ["api.github.com"]),
+        other => panic!("{other:?}"),
+    }
+    store
+        .rule_delete(rule.id.clone(), "admin".into())
+        .await
+        .unwrap();
     assert!(store.rule_list().await.unwrap().is_empty());
+    assert!(
+        store
+            .snapshot_row(SnapshotKey::Rule(rule.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let p = || from(json!({"id": "p1", "policy": "permit (principal, action, resource);"}));
     store.policy_create(p(), "admin".into()).await.unwrap();
     assert!(matches!(
@@ -294,6 +344,23 @@ async fn suite(store: &dyn Store) {
         .collect();
     live.sort();
     assert_eq!(live, ["wl_1", "wl_2"], "wl_0 was revoked by the re-issue");
+    match store
+        .snapshot_row(SnapshotKey::Workload("wl_2".into()))
+        .await
+        .unwrap()
+    {
+        Some(SnapshotRow::Workload(w, hash)) => {
+            assert_eq!((w.id.as_str(), hash.as_str()), ("wl_2", "wh_wl_2"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        store
+            .snapshot_row(SnapshotKey::Workload("wl_0".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let by_jti = Revocation {
         workload_id: None,
         principal: None,
