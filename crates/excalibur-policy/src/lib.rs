@@ -371,7 +371,7 @@ impl Policy {
             forbids.push("builtin:allowed_ports".to_owned());
         }
         let reaches = |hosts: Option<&Arc<[HostPattern]>>| {
-            hosts.is_some_and(|list| list.iter().any(|h| h.matches(host)))
+            hosts.is_some_and(|list| list.iter().any(|h| native::host_matches(h, host)))
         };
         // `principal == Workload::"<id>"`: a human never matches a workload's list.
         if !principal.human && reaches(self.egress.get(&principal.id)) {

@@ -46,7 +46,7 @@ impl Rule {
             } else {
                 r.placeholder == name
             })
-            && self.hosts.iter().any(|h| h.matches(t.host))
+            && self.hosts.iter().any(|h| host_matches(h, t.host))
             && (r.path_prefix == "/" || t.path.starts_with(r.path_prefix.as_str()))
             && (r.methods.is_empty() || r.methods.iter().any(|m| m == t.method))
     }
@@ -74,12 +74,23 @@ impl Binding {
 
     /// The forbids a redemption toward `t` of one of its placeholders meets.
     pub(crate) fn forbids(&self, t: &RedeemTarget<'_>, out: &mut Vec<String>) {
-        if !self.hosts.iter().any(|h| h.matches(t.host)) {
+        if !self.hosts.iter().any(|h| host_matches(h, t.host)) {
             out.push(format!("provider:{}:hosts", self.id));
         }
         if !self.plaintext && t.scheme != "https" {
             out.push(format!("provider:{}:tls", self.id));
         }
+    }
+}
+
+/// `host` matched as the rendered Cedar condition matches it: `== "h"` is exact (no case
+/// folding, no trailing-dot trimming), `like "*.suffix"` any text ending in `.suffix`.
+/// Never looser than Cedar: a looser match would weaken a provider's host forbid.
+pub(crate) fn host_matches(pattern: &HostPattern, host: &str) -> bool {
+    let p = pattern.as_str();
+    match p.strip_prefix('*') {
+        Some(dot_suffix) => host.ends_with(dot_suffix),
+        None => host == p,
     }
 }
 

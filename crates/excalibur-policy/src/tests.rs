@@ -610,6 +610,10 @@ fn matrix(p: &Policy) -> Vec<String> {
         "registry.npmjs.org",
         "legacy.example",
         "www.bank.example",
+        // Matched as Cedar matches them: exactly, no case folding, no trailing dot.
+        "API.github.com",
+        "api.github.com.",
+        ".vault.example",
     ];
     let names = [
         "XCALIBUR_GITHUB_TOKEN",
