@@ -184,10 +184,14 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 
 /// Lowercase hex encoding.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        for nibble in [b >> 4, b & 0x0f] {
+            s.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
     }
     s
 }
@@ -245,6 +249,11 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        assert_eq!(
+            hex(&(0..=255u8).collect::<Vec<_>>()),
+            (0..=255u8).map(|b| format!("{b:02x}")).collect::<String>()
+        );
         assert_eq!(
             unhex(&hex(&[0, 1, 254, 255])).unwrap(),
             vec![0, 1, 254, 255]

@@ -93,24 +93,38 @@ pub struct Subject {
     human: bool,
     /// The providers a scoped bearer may redeem toward (empty: unscoped).
     scopes: Arc<[String]>,
-    uid: EntityUid,
-    entity: Entity,
+    /// The principal, for its Cedar entity.
+    principal: Principal,
+    /// Its Cedar uid and entity, built the first time an operator policy is evaluated
+    /// for it (the native checks do not need them).
+    cedar: std::sync::OnceLock<(EntityUid, Entity)>,
     /// Its redeem decisions, while the policy that made them is in force.
     memo: memo::Memo,
 }
 
 impl Subject {
-    /// Builds the Cedar entity (`Workload` or `Human`) for `principal`.
+    /// The subject of `principal`'s decisions (its Cedar entity, `Workload` or `Human`,
+    /// is built when first needed).
     pub fn new(principal: &Principal) -> Self {
         Self {
             id: principal.id.clone(),
             namespace: principal.namespace.clone(),
             human: principal.kind.is_human(),
             scopes: Arc::clone(&principal.scopes),
-            uid: principal_uid(principal),
-            entity: principal_entity(principal),
+            principal: principal.clone(),
+            cedar: std::sync::OnceLock::new(),
             memo: memo::Memo::default(),
         }
+    }
+
+    /// Its Cedar uid and entity.
+    fn cedar(&self) -> &(EntityUid, Entity) {
+        self.cedar.get_or_init(|| {
+            (
+                principal_uid(&self.principal),
+                principal_entity(&self.principal),
+            )
+        })
     }
 
     /// The principal id.
@@ -562,7 +576,7 @@ impl Policy {
     }
 
     fn entities(&self, principal: &Subject, resource: Entity) -> Entities {
-        Entities::from_entities([principal.entity.clone(), resource], None)
+        Entities::from_entities([principal.cedar().1.clone(), resource], None)
             .unwrap_or_else(|_| Entities::empty())
     }
 
@@ -606,7 +620,7 @@ impl Policy {
             return invalid("builtin:invalid_context");
         };
         let Ok(request) = Request::new(
-            principal.uid.clone(),
+            principal.cedar().0.clone(),
             action.clone(),
             resource,
             context,
