@@ -974,6 +974,130 @@ async fn a_revoked_credential_is_refused_and_attributed_to_itself() {
     );
 }
 
+/// Each write is in force for the very next request, through the path that patches the
+/// snapshot with the one row written: a rule deleted and created again, a provider's
+/// hosts changed, a new placeholder and its rule.
+#[tokio::test]
+async fn every_write_is_in_force_for_the_very_next_request() {
+    let s = setup().await;
+    let api = s.gw.api();
+    let (_, token) = credential(&s.gw, "ci", "127.0.0.0/8", &["api.github.com"]).await;
+    let auth = format!("Proxy-Authorization: Bearer {token}");
+    let send = async |placeholder: &str| {
+        let bearer = format!("Authorization: Bearer {placeholder}");
+        let before = s.echo.seen().len();
+        let (_, out, _) = curl_via(
+            &s,
+            &auth,
+            &[
+                "-H",
+                &bearer,
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "https://api.github.com/user",
+            ],
+        )
+        .await;
+        // The inner response's status line (the first is the CONNECT's), and what the
+        // upstream received, if this request reached it.
+        let status = out
+            .lines()
+            .rfind(|l| l.starts_with("HTTP/"))
+            .unwrap_or_default()
+            .to_owned();
+        let seen = s.echo.seen();
+        let upstream = (seen.len() > before)
+            .then(|| {
+                seen.last()
+                    .and_then(|r| r.header("authorization"))
+                    .map(str::to_owned)
+            })
+            .flatten();
+        (status, upstream, out.to_lowercase())
+    };
+    let substituted = |(status, upstream, _): &(String, Option<String>, String), value: &str| {
+        status.contains(" 200") && upstream.as_deref() == Some(&format!("Bearer {value}"))
+    };
+    let r = send("XCALIBUR_GITHUB_TOKEN").await;
+    assert!(substituted(&r, GITHUB_REAL), "{r:?}");
+
+    let rules = api.get("/api/translation-rules").await.unwrap();
+    let id = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["placeholder"] == "XCALIBUR_GITHUB_TOKEN")
+        .and_then(|r| r["id"].as_str())
+        .unwrap()
+        .to_owned();
+    api.send("DELETE", &format!("/api/translation-rules/{id}"), None)
+        .await
+        .unwrap();
+    let r = send("XCALIBUR_GITHUB_TOKEN").await;
+    assert!(
+        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
+        "{r:?}"
+    );
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    assert!(substituted(
+        &send("XCALIBUR_GITHUB_TOKEN").await,
+        GITHUB_REAL
+    ));
+
+    // The provider no longer lists the host: its placeholder is not bound there.
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["plain.example"]}),
+    )
+    .await
+    .unwrap();
+    let r = send("XCALIBUR_GITHUB_TOKEN").await;
+    assert!(
+        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
+        "{r:?}"
+    );
+    api.post(
+        "/api/providers",
+        json!({"id": "github", "hosts": ["api.github.com", "plain.example"]}),
+    )
+    .await
+    .unwrap();
+    assert!(substituted(
+        &send("XCALIBUR_GITHUB_TOKEN").await,
+        GITHUB_REAL
+    ));
+
+    // A new placeholder: found, refused without a rule, substituted once it has one.
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_NEW", "real_value": "ghp_NEWVALUE_0123456789", "provider_id": "github"}),
+    )
+    .await
+    .unwrap();
+    let r = send("XCALIBUR_GITHUB_NEW").await;
+    assert!(
+        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
+        "{r:?}"
+    );
+    api.post(
+        "/api/translation-rules",
+        json!({"placeholder": "XCALIBUR_GITHUB_NEW", "hosts": ["api.github.com"]}),
+    )
+    .await
+    .unwrap();
+    assert!(substituted(
+        &send("XCALIBUR_GITHUB_NEW").await,
+        "ghp_NEWVALUE_0123456789"
+    ));
+}
+
 /// A service credential past its `expires_at` is refused at the decision, the first
 /// request after the instant, as `credential_expired` and attributed to itself (the
 /// expiry sweep, about once a second, would answer `credential_revoked`). A credential
