@@ -163,17 +163,8 @@ async fn token_inner(
         expires_ms: now.millis() + ttl_ms,
         details,
     });
-    let workload = issue.info.id.clone();
-    let admitted = s.store.workload_exchange(issue).await;
-    let reissued = matches!(admitted, Ok(excalibur_store::Exchanged::Reissued));
-    if let Some(refused) = refused(admitted) {
+    if let Some(refused) = store_bearer(s, issue).await {
         return refused;
-    }
-    // A reissue also revoked the bearer issued before: rebuild.
-    if reissued {
-        (s.reload)().await;
-    } else {
-        (s.changed)(crate::Changed::Workload(workload)).await;
     }
     let mut body = json!({
         "access_token": String::from_utf8_lossy(issued.token.expose()),
@@ -629,6 +620,24 @@ pub(crate) async fn introspect(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Stores the bearer and brings the proxy's snapshot up to date; the answer for an
+/// exchange the store did not admit (`None`: admitted).
+async fn store_bearer(s: &ApiState, issue: excalibur_store::WorkloadIssue) -> Option<Response> {
+    let workload = issue.info.id.clone();
+    let admitted = s.store.workload_exchange(issue).await;
+    let reissued = matches!(admitted, Ok(excalibur_store::Exchanged::Reissued));
+    if let Some(refused) = refused(admitted) {
+        return Some(refused);
+    }
+    // A reissue also revoked the bearer issued before: rebuild.
+    if reissued {
+        (s.reload)().await;
+    } else {
+        (s.changed)(crate::Changed::Workload(workload)).await;
+    }
+    None
 }
 
 /// The answer for an exchange the store did not admit (`None`: admitted).

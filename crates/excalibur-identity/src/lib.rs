@@ -271,37 +271,20 @@ impl Unidentified {
 }
 
 /// Identifies a proxy caller from its TCP peer address and `Proxy-Authorization` value
-/// (`now_ms` bounds workload bearers).
+/// (`now_ms` bounds workload bearers and expiring credentials).
 pub fn identify(
     index: &CredentialIndex,
     peer: IpAddr,
     proxy_authorization: Option<&[u8]>,
     now_ms: i64,
 ) -> Result<Principal, Unidentified> {
+    let source = peer.to_canonical();
     let Some(header) = proxy_authorization else {
         // A NetBird device is identified by its overlay address (WireGuard-authenticated).
-        let source = peer.to_canonical();
         let device = index.devices.get(&source).ok_or(Unidentified::Missing)?;
-        // A device is attested by the overlay (a Cedar `Workload` with attestation
-        // `netbird`), not an interactive human session.
-        return Ok(Principal {
-            id: device.principal.clone(),
-            kind: PrincipalKind::AttestedWorkload,
-            user: device.user.clone(),
-            namespace: "netbird".to_owned(),
-            groups: device.groups.clone(),
-            attestation: "netbird".to_owned(),
-            factors: Vec::new(),
-            credential_id: Some(CredentialId::new(device.principal.clone())),
-            source,
-            tags: Default::default(),
-            actor: None,
-            scopes: Default::default(),
-        });
+        return Ok(device_principal(device, source));
     };
-    let token = bearer_token(header)?;
-    let hash = token_hash(&token);
-    let source = peer.to_canonical();
+    let hash = token_hash(&bearer_token(header)?);
     if let Some(w) = index.workloads.get(&hash) {
         if w.expires_ms <= now_ms {
             return Err(Unidentified::Expired);
@@ -309,41 +292,13 @@ pub fn identify(
         if w.source != source {
             return Err(Unidentified::WrongSource);
         }
-        return Ok(Principal {
-            id: w.principal.clone(),
-            kind: PrincipalKind::AttestedWorkload,
-            user: String::new(),
-            namespace: w.namespace.clone(),
-            groups: Vec::new(),
-            attestation: w.attestation.clone(),
-            factors: Vec::new(),
-            credential_id: Some(w.id.clone()),
-            source,
-            tags: w.tags.clone(),
-            actor: w.actor.clone(),
-            scopes: w.providers.clone(),
-        });
+        return Ok(workload_principal(w, source));
     }
     if let Some(sess) = index.sessions.get(&hash) {
         if sess.source != source {
             return Err(Unidentified::WrongSource);
         }
-        return Ok(Principal {
-            id: sess.principal.clone(),
-            kind: PrincipalKind::Human,
-            user: sess.user.clone(),
-            namespace: sess.namespace.clone(),
-            groups: Vec::new(),
-            attestation: "ssh".to_owned(),
-            factors: std::iter::once(sess.factor.clone())
-                .chain(sess.factors.iter().cloned())
-                .collect(),
-            credential_id: Some(sess.id.clone()),
-            source,
-            tags: sess.tags.clone(),
-            actor: None,
-            scopes: Default::default(),
-        });
+        return Ok(session_principal(sess, source));
     }
     let Some(entry) = index.by_hash.get(&hash) else {
         return Err(match index.revoked.get(&hash) {
@@ -381,6 +336,61 @@ pub fn identify(
         actor: None,
         scopes: Default::default(),
     })
+}
+
+/// A device is attested by the overlay (a Cedar `Workload` with attestation `netbird`),
+/// not an interactive human session.
+fn device_principal(device: &DeviceEntry, source: IpAddr) -> Principal {
+    Principal {
+        id: device.principal.clone(),
+        kind: PrincipalKind::AttestedWorkload,
+        user: device.user.clone(),
+        namespace: "netbird".to_owned(),
+        groups: device.groups.clone(),
+        attestation: "netbird".to_owned(),
+        factors: Vec::new(),
+        credential_id: Some(CredentialId::new(device.principal.clone())),
+        source,
+        tags: Default::default(),
+        actor: None,
+        scopes: Default::default(),
+    }
+}
+
+fn workload_principal(w: &WorkloadEntry, source: IpAddr) -> Principal {
+    Principal {
+        id: w.principal.clone(),
+        kind: PrincipalKind::AttestedWorkload,
+        user: String::new(),
+        namespace: w.namespace.clone(),
+        groups: Vec::new(),
+        attestation: w.attestation.clone(),
+        factors: Vec::new(),
+        credential_id: Some(w.id.clone()),
+        source,
+        tags: w.tags.clone(),
+        actor: w.actor.clone(),
+        scopes: w.providers.clone(),
+    }
+}
+
+fn session_principal(sess: &SessionEntry, source: IpAddr) -> Principal {
+    Principal {
+        id: sess.principal.clone(),
+        kind: PrincipalKind::Human,
+        user: sess.user.clone(),
+        namespace: sess.namespace.clone(),
+        groups: Vec::new(),
+        attestation: "ssh".to_owned(),
+        factors: std::iter::once(sess.factor.clone())
+            .chain(sess.factors.iter().cloned())
+            .collect(),
+        credential_id: Some(sess.id.clone()),
+        source,
+        tags: sess.tags.clone(),
+        actor: None,
+        scopes: Default::default(),
+    }
 }
 
 /// Extracts the token from `Bearer <token>` or `Basic base64(<user>:<token>)` (the

@@ -191,45 +191,47 @@ impl Mediator {
         let mut rotated = (*previous.rotated).clone();
         let any = !changed.is_empty();
         rotated.extend(changed);
-        if rotated.len() > MAX_RECENT {
-            let mut pairs: Vec<(String, Secret)> = previous
-                .names
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| {
-                    let v = rotated.get(&i).or_else(|| previous.values.get(i))?;
-                    Some((n.clone(), v.clone()))
-                })
-                .collect();
-            pairs.extend(previous.tail_pairs());
+        let main = previous.sharing(Arc::new(rotated), previous.tail.clone());
+        if main.rotated.len() > MAX_RECENT {
+            let mut pairs = main.pairs();
+            pairs.extend(main.tail_pairs());
             return Err(pairs);
         }
-        let recent_pairs: Vec<(String, Secret)> = rotated
-            .iter()
-            .filter_map(|(&i, v)| Some((previous.names.get(i)?.clone(), v.clone())))
-            .collect();
-        let recent = Arc::new(Self::new(recent_pairs));
-        if !any {
-            return Ok(Rebuilt {
-                main: Arc::clone(previous),
-                recent,
-            });
-        }
-        let main = Self {
-            names: Arc::clone(&previous.names),
-            values: Arc::clone(&previous.values),
-            rotated: Arc::new(rotated),
-            find: previous.find.clone(),
-            encoded: previous.encoded.clone(),
-            encoded_owner: Arc::clone(&previous.encoded_owner),
-            max_name: previous.max_name,
-            scrub: Arc::clone(&previous.scrub),
-            tail: previous.tail.clone(),
-        };
+        let recent = Arc::new(main.recent());
         Ok(Rebuilt {
-            main: Arc::new(main),
+            main: if any {
+                Arc::new(main)
+            } else {
+                Arc::clone(previous)
+            },
             recent,
         })
+    }
+
+    /// This mediator's names, base values and automata (shared), with `rotated` and
+    /// `tail` in place of its own.
+    fn sharing(&self, rotated: Arc<BTreeMap<usize, Secret>>, tail: Option<Arc<Mediator>>) -> Self {
+        Self {
+            names: Arc::clone(&self.names),
+            values: Arc::clone(&self.values),
+            rotated,
+            find: self.find.clone(),
+            encoded: self.encoded.clone(),
+            encoded_owner: Arc::clone(&self.encoded_owner),
+            max_name: self.max_name,
+            scrub: Arc::clone(&self.scrub),
+            tail,
+        }
+    }
+
+    /// The mediator that scrubs the values rotated since the scrub automata were built.
+    fn recent(&self) -> Mediator {
+        Self::new(
+            self.rotated
+                .iter()
+                .filter_map(|(&i, v)| Some((self.names.get(i)?.clone(), v.clone())))
+                .collect(),
+        )
     }
 
     /// The pairs of the tail (empty without one).
@@ -267,25 +269,13 @@ impl Mediator {
                 recent: Arc::new(Self::default()),
             };
         }
-        let recent = previous
-            .rotated
-            .iter()
-            .filter_map(|(&i, v)| Some((previous.names.get(i)?.clone(), v.clone())))
-            .collect();
-        let main = Self {
-            names: Arc::clone(&previous.names),
-            values: Arc::clone(&previous.values),
-            rotated: Arc::clone(&previous.rotated),
-            find: previous.find.clone(),
-            encoded: previous.encoded.clone(),
-            encoded_owner: Arc::clone(&previous.encoded_owner),
-            max_name: previous.max_name,
-            scrub: Arc::clone(&previous.scrub),
-            tail: Some(Arc::new(Self::new(tail))),
-        };
+        let main = previous.sharing(
+            Arc::clone(&previous.rotated),
+            Some(Arc::new(Self::new(tail))),
+        );
         Rebuilt {
+            recent: Arc::new(main.recent()),
             main: Arc::new(main),
-            recent: Arc::new(Self::new(recent)),
         }
     }
 

@@ -636,7 +636,7 @@ impl Policy {
 impl Policy {
     /// The reference a native decision must equal: every policy of
     /// [`Policy::cedar_text`] in one Cedar set, evaluated by Cedar alone.
-    fn unsliced(mut self) -> Self {
+    fn cedar_reference(mut self) -> Self {
         let whole =
             PolicySet::from_policies(compile::policies(&self).into_iter().map(|(id, src)| {
                 cedar_policy::Policy::parse(Some(PolicyId::new(&id)), &src)

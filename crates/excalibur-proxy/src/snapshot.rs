@@ -141,91 +141,14 @@ impl Snapshot {
     /// `previous` lends its compiled policy when the policy's inputs did not change.
     pub fn build(
         version: u64,
-        input: SnapshotInput,
+        mut input: SnapshotInput,
         allowed_ports: &[u16],
         previous: Option<&Snapshot>,
     ) -> Result<Self, PolicyError> {
-        let mut credentials = CredentialIndex::default();
-        let mut egress = Vec::new();
-        for (info, hash) in input.credentials {
-            let Some(entry) = credential_entry(&info) else {
-                continue;
-            };
-            egress.push((
-                format!("service:{}", info.name),
-                entry.allowed_domains.clone(),
-            ));
-            credentials.insert(hash, entry);
-        }
-        for (info, hash) in input.revoked_credentials {
-            credentials.insert_revoked(hash, info.id, info.name);
-        }
-        for d in &input.devices {
-            let Ok(ip) = d.ip.parse::<std::net::IpAddr>() else {
-                continue;
-            };
-            let domains: Vec<HostPattern> = d
-                .allowed_domains
-                .iter()
-                .filter_map(|h| HostPattern::parse(h).ok())
-                .collect();
-            egress.push((d.principal.clone(), domains));
-            credentials.insert_device(
-                ip,
-                excalibur_identity::DeviceEntry {
-                    principal: d.principal.clone(),
-                    user: d.user.clone(),
-                    groups: d.groups.clone(),
-                },
-            );
-        }
-        for (w, hash) in input.workloads {
-            if let Some(entry) = workload_entry(&w) {
-                credentials.insert_workload(hash, entry);
-            }
-        }
-        for (s, hash) in &input.ssh_sessions {
-            let Ok(source) = s.proxy_source.parse::<std::net::IpAddr>() else {
-                continue;
-            };
-            credentials.insert_session(
-                hash.clone(),
-                excalibur_identity::SessionEntry {
-                    id: excalibur_core::ids::CredentialId::new(s.id.clone()),
-                    principal: s.principal.clone(),
-                    user: s.user.clone(),
-                    namespace: ssh_route_namespace(&s.route_id),
-                    factor: s.auth.clone(),
-                    factors: s.factors.clone(),
-                    tags: s.tags.clone().into_iter().collect(),
-                    source: source.to_canonical(),
-                },
-            );
-        }
-        let parse_domains = |list: &[String]| -> Vec<HostPattern> {
-            list.iter()
-                .filter_map(|d| HostPattern::parse(d).ok())
-                .collect()
-        };
-        let namespaces: Vec<(String, Vec<HostPattern>)> = input
-            .namespaces
-            .iter()
-            .map(|n| (n.name.clone(), parse_domains(&n.allowed_domains)))
-            .chain(input.ssh_routes.iter().map(|r| {
-                (
-                    ssh_route_namespace(&r.id),
-                    parse_domains(&r.allowed_domains),
-                )
-            }))
-            .collect();
+        let (credentials, egress) = credential_index(&mut input);
+        let namespaces = namespace_egress(&input);
         let expiry: imbl::HashMap<String, i64> = input.placeholder_expiry.iter().cloned().collect();
-        let mut body_names: imbl::HashMap<String, imbl::OrdSet<String>> = imbl::HashMap::new();
-        for (name, provider, _) in &input.placeholders {
-            body_names
-                .entry(provider.clone())
-                .or_default()
-                .insert(name.clone());
-        }
+        let body_names = body_names(&input.placeholders);
         let sigv4 = Sigv4Routes::build(&input.mappings);
         let jwt_bearer = JwtBearerRoutes::build(&input.mappings);
         let mtls = MtlsRoutes::build(&input.mappings);
@@ -412,6 +335,102 @@ impl Snapshot {
     }
 }
 
+/// The credential index (service credentials, revoked ones, NetBird devices, workload
+/// bearers, SSH sessions), taken out of `input`, and the egress lists of the
+/// principals that have their own.
+fn credential_index(
+    input: &mut SnapshotInput,
+) -> (CredentialIndex, Vec<(String, Vec<HostPattern>)>) {
+    let mut credentials = CredentialIndex::default();
+    let mut egress = Vec::new();
+    for (info, hash) in std::mem::take(&mut input.credentials) {
+        let Some(entry) = credential_entry(&info) else {
+            continue;
+        };
+        egress.push((
+            format!("service:{}", info.name),
+            entry.allowed_domains.clone(),
+        ));
+        credentials.insert(hash, entry);
+    }
+    for (info, hash) in std::mem::take(&mut input.revoked_credentials) {
+        credentials.insert_revoked(hash, info.id, info.name);
+    }
+    for d in &input.devices {
+        let Ok(ip) = d.ip.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        egress.push((d.principal.clone(), parse_hosts(&d.allowed_domains)));
+        credentials.insert_device(
+            ip,
+            excalibur_identity::DeviceEntry {
+                principal: d.principal.clone(),
+                user: d.user.clone(),
+                groups: d.groups.clone(),
+            },
+        );
+    }
+    for (w, hash) in std::mem::take(&mut input.workloads) {
+        if let Some(entry) = workload_entry(&w) {
+            credentials.insert_workload(hash, entry);
+        }
+    }
+    for (s, hash) in &input.ssh_sessions {
+        let Ok(source) = s.proxy_source.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        credentials.insert_session(
+            hash.clone(),
+            excalibur_identity::SessionEntry {
+                id: excalibur_core::ids::CredentialId::new(s.id.clone()),
+                principal: s.principal.clone(),
+                user: s.user.clone(),
+                namespace: ssh_route_namespace(&s.route_id),
+                factor: s.auth.clone(),
+                factors: s.factors.clone(),
+                tags: s.tags.clone().into_iter().collect(),
+                source: source.to_canonical(),
+            },
+        );
+    }
+    (credentials, egress)
+}
+
+/// Placeholder names by provider id.
+fn body_names(
+    placeholders: &[(String, String, Secret)],
+) -> imbl::HashMap<String, imbl::OrdSet<String>> {
+    let mut out: imbl::HashMap<String, imbl::OrdSet<String>> = imbl::HashMap::new();
+    for (name, provider, _) in placeholders {
+        out.entry(provider.clone())
+            .or_default()
+            .insert(name.clone());
+    }
+    out
+}
+
+/// Namespaces' and SSH routes' allowed domains.
+fn namespace_egress(input: &SnapshotInput) -> Vec<(String, Vec<HostPattern>)> {
+    input
+        .namespaces
+        .iter()
+        .map(|n| (n.name.clone(), parse_hosts(&n.allowed_domains)))
+        .chain(
+            input
+                .ssh_routes
+                .iter()
+                .map(|r| (ssh_route_namespace(&r.id), parse_hosts(&r.allowed_domains))),
+        )
+        .collect()
+}
+
+/// The host patterns of `list` that parse (the API validated them when written).
+fn parse_hosts(list: &[String]) -> Vec<HostPattern> {
+    list.iter()
+        .filter_map(|d| HostPattern::parse(d).ok())
+        .collect()
+}
+
 /// A service credential as the index holds it; `None` when its source network does
 /// not parse (it identifies nobody).
 fn credential_entry(info: &ServiceCredentialInfo) -> Option<CredentialEntry> {
@@ -420,11 +439,7 @@ fn credential_entry(info: &ServiceCredentialInfo) -> Option<CredentialEntry> {
         name: info.name.clone(),
         user: info.user.clone(),
         source_network: info.source_network.parse().ok()?,
-        allowed_domains: info
-            .allowed_domains
-            .iter()
-            .filter_map(|d| HostPattern::parse(d).ok())
-            .collect(),
+        allowed_domains: parse_hosts(&info.allowed_domains),
         expires_ms: info
             .expires_at
             .as_deref()
@@ -524,28 +539,27 @@ impl std::io::Write for HashWriter {
 mod tests {
     use super::*;
 
+    fn workload(id: &str, principal: &str) -> WorkloadInfo {
+        WorkloadInfo {
+            id: id.into(),
+            namespace: "payments".into(),
+            principal: principal.into(),
+            attestation: "kubernetes".into(),
+            source: "127.0.0.1".into(),
+            token_prefix: "xcw_".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2099-01-01T00:00:00Z".into(),
+            details: serde_json::Value::Null,
+        }
+    }
+
     fn input(workloads: usize) -> SnapshotInput {
         SnapshotInput {
-            providers: vec![Provider {
-                id: "github".into(),
-                hosts: vec!["api.github.com".into()],
-                passthrough: false,
-                dangerous_allow_plaintext: false,
-            }],
+            providers: vec![provider("github", &["api.github.com"])],
             workloads: (0..workloads)
                 .map(|i| {
                     (
-                        WorkloadInfo {
-                            id: format!("wl_{i}"),
-                            namespace: "payments".into(),
-                            principal: format!("k8s:c/payments/sa{i}"),
-                            attestation: "kubernetes".into(),
-                            source: "127.0.0.1".into(),
-                            token_prefix: "xcw_".into(),
-                            created_at: "2026-01-01T00:00:00Z".into(),
-                            expires_at: "2099-01-01T00:00:00Z".into(),
-                            details: serde_json::Value::Null,
-                        },
+                        workload(&format!("wl_{i}"), &format!("k8s:c/payments/sa{i}")),
                         format!("{i:064x}"),
                     )
                 })
@@ -687,17 +701,7 @@ mod tests {
             .push((credential("c_old", "old", false), hash("tok-old")));
         let first = Snapshot::build(1, start, &[443], None).unwrap();
 
-        let wl = WorkloadInfo {
-            id: "wl_new".into(),
-            namespace: "payments".into(),
-            principal: "service:ci-wl".into(),
-            attestation: "kubernetes".into(),
-            source: "127.0.0.1".into(),
-            token_prefix: "xcw_".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            expires_at: "2099-01-01T00:00:00Z".into(),
-            details: serde_json::Value::Null,
-        };
+        let wl = workload("wl_new", "service:ci-wl");
         let (rule_c, rule_a2) = (
             rule("r_c", "XCALIBUR_C", &["x.gitlab.example"], true),
             rule(

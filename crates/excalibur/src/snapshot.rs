@@ -10,6 +10,17 @@ use excalibur_api::Changed;
 use excalibur_proxy::{Delta, Snapshot, SnapshotInput};
 use excalibur_store::{PlaceholderSecret, SnapshotKey, SnapshotRow, Store};
 
+/// The row [`Store::snapshot_row`] reads back after `what` (a placeholder has its own read).
+fn snapshot_key(what: &Changed) -> Option<SnapshotKey> {
+    match what {
+        Changed::Placeholder(_) => None,
+        Changed::Rule(id) => Some(SnapshotKey::Rule(id.clone())),
+        Changed::Provider(id) => Some(SnapshotKey::Provider(id.clone())),
+        Changed::Credential(id) => Some(SnapshotKey::Credential(id.clone())),
+        Changed::Workload(id) => Some(SnapshotKey::Workload(id.clone())),
+    }
+}
+
 /// A row read back after a write ([`Snapshots::changed`]).
 enum Row {
     Placeholder(PlaceholderSecret),
@@ -151,32 +162,14 @@ impl Snapshots {
     /// cannot be applied alone rebuilds it whole.
     pub(crate) async fn changed(&self, what: Changed) -> anyhow::Result<()> {
         let serial = self.lock.lock().await;
-        let row = match &what {
-            Changed::Placeholder(name) => self
+        let row = match (&what, snapshot_key(&what)) {
+            (Changed::Placeholder(name), _) => self
                 .store
                 .snapshot_placeholder(name.clone())
                 .await?
                 .map(Row::Placeholder),
-            Changed::Rule(id) => self
-                .store
-                .snapshot_row(SnapshotKey::Rule(id.clone()))
-                .await?
-                .map(Row::Other),
-            Changed::Provider(id) => self
-                .store
-                .snapshot_row(SnapshotKey::Provider(id.clone()))
-                .await?
-                .map(Row::Other),
-            Changed::Credential(id) => self
-                .store
-                .snapshot_row(SnapshotKey::Credential(id.clone()))
-                .await?
-                .map(Row::Other),
-            Changed::Workload(id) => self
-                .store
-                .snapshot_row(SnapshotKey::Workload(id.clone()))
-                .await?
-                .map(Row::Other),
+            (_, Some(key)) => self.store.snapshot_row(key).await?.map(Row::Other),
+            (_, None) => None,
         };
         let previous = self.live.load_full();
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;

@@ -1020,6 +1020,14 @@ async fn every_write_is_in_force_for_the_very_next_request() {
     let substituted = |(status, upstream, _): &(String, Option<String>, String), value: &str| {
         status.contains(" 200") && upstream.as_deref() == Some(&format!("Bearer {value}"))
     };
+    let refused = |r: (String, Option<String>, String)| {
+        assert!(
+            r.0.contains(" 403")
+                && r.1.is_none()
+                && r.2.contains("x-excalibur-reason: placeholder_denied"),
+            "{r:?}"
+        );
+    };
     let r = send("XCALIBUR_GITHUB_TOKEN").await;
     assert!(substituted(&r, GITHUB_REAL), "{r:?}");
 
@@ -1035,11 +1043,7 @@ async fn every_write_is_in_force_for_the_very_next_request() {
     api.send("DELETE", &format!("/api/translation-rules/{id}"), None)
         .await
         .unwrap();
-    let r = send("XCALIBUR_GITHUB_TOKEN").await;
-    assert!(
-        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
-        "{r:?}"
-    );
+    refused(send("XCALIBUR_GITHUB_TOKEN").await);
     api.post(
         "/api/translation-rules",
         json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
@@ -1058,11 +1062,7 @@ async fn every_write_is_in_force_for_the_very_next_request() {
     )
     .await
     .unwrap();
-    let r = send("XCALIBUR_GITHUB_TOKEN").await;
-    assert!(
-        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
-        "{r:?}"
-    );
+    refused(send("XCALIBUR_GITHUB_TOKEN").await);
     api.post(
         "/api/providers",
         json!({"id": "github", "hosts": ["api.github.com", "plain.example"]}),
@@ -1081,11 +1081,7 @@ async fn every_write_is_in_force_for_the_very_next_request() {
     )
     .await
     .unwrap();
-    let r = send("XCALIBUR_GITHUB_NEW").await;
-    assert!(
-        r.0.contains(" 403") && r.2.contains("x-excalibur-reason: placeholder_denied"),
-        "{r:?}"
-    );
+    refused(send("XCALIBUR_GITHUB_NEW").await);
     api.post(
         "/api/translation-rules",
         json!({"placeholder": "XCALIBUR_GITHUB_NEW", "hosts": ["api.github.com"]}),
