@@ -197,6 +197,22 @@ impl CredentialIndex {
                 .is_some_and(|exp| *exp > now_ms)
     }
 
+    /// Why the credential or bearer with this id no longer identifies anyone at
+    /// `now_ms` (`None`: it is live): `credential_expired` (a service credential past
+    /// its expiry), `token_expired` (a workload bearer past its), else
+    /// `credential_revoked`.
+    pub fn not_live(&self, id: &CredentialId, now_ms: i64) -> Option<&'static str> {
+        if self.is_live(id, now_ms) {
+            None
+        } else if self.ids.contains_key(id) {
+            Some("credential_expired")
+        } else if self.workload_expiry.contains_key(id) {
+            Some("token_expired")
+        } else {
+            Some("credential_revoked")
+        }
+    }
+
     /// Number of live credentials.
     pub fn len(&self) -> usize {
         self.by_hash.len()
@@ -456,10 +472,15 @@ mod tests {
         assert!(idx.is_live(&id, 999) && idx.live_named("ci-runner") == Some(&id));
         assert_eq!(at(&idx, 1_000), Err("credential_expired"));
         assert!(!idx.is_live(&id, 1_000));
+        assert_eq!(
+            (idx.not_live(&id, 999), idx.not_live(&id, 1_000)),
+            (None, Some("credential_expired"))
+        );
         let before = idx.clone();
         idx.insert_revoked(token_hash("xcs_secret"), id.clone(), "ci-runner".into());
         assert_eq!(at(&idx, 0), Err("credential_revoked"));
         assert!(!idx.is_live(&id, 0) && idx.live_named("ci-runner").is_none());
+        assert_eq!(idx.not_live(&id, 0), Some("credential_revoked"));
         // The index it was changed from is untouched.
         assert_eq!(at(&before, 0), Ok("service:ci-runner".to_owned()));
     }

@@ -249,16 +249,16 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
         let snap = inner.snapshot.load_full();
-        // A credential revoked while the tunnel is open stops working at once.
+        // A credential revoked or expired while the tunnel is open stops working at once.
         if let Some(id) = &principal.credential_id
-            && !snap.credentials.is_live(id, Timestamp::now().millis())
+            && let Some(reason) = snap.credentials.not_live(id, Timestamp::now().millis())
         {
             inner.event(
                 EventType::ProxyAuthDenied,
                 &principal.id,
-                json!({"reason": "credential_revoked", "host": target.host, "method": req.method().as_str()}),
+                json!({"reason": reason, "host": target.host, "method": req.method().as_str(), "credential_id": id}),
             );
-            return proxy_auth_required("credential_revoked", Presented::of_principal(principal));
+            return proxy_auth_required(reason, Presented::of_principal(principal));
         }
         // The request's authority must be the tunnel's: Host / :authority agree with CONNECT and SNI.
         let authority = req

@@ -1144,7 +1144,11 @@ async fn a_credential_works_until_its_expiry_and_not_one_request_after() {
         assert!(at < expires_ms + 5000, "still served long past its expiry");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
-    assert_eq!(refused.0, "407 000");
+    // At the CONNECT, or inside a tunnel opened just before the instant.
+    assert!(
+        ["407 000", "200 407"].contains(&refused.0.as_str()),
+        "{refused:?}"
+    );
     assert_eq!(
         refused.1.as_deref(),
         Some("credential_expired"),
