@@ -258,8 +258,12 @@ pub(crate) enum Mode {
     /// Changes configuration (other replicas must rebuild their snapshots).
     Write,
     /// Appends records (flows, audit events, deliveries): serialized like a write, but
-    /// nobody needs to hear about it.
+    /// nobody needs to hear about it. Its commit survives the process's crash (kill -9);
+    /// SQLite puts it on disk by the next WAL checkpoint (`synchronous=NORMAL`).
     Record,
+    /// Appends records that are on disk when the commit returns: a power loss loses none
+    /// (SQLite: `synchronous=FULL`, as for `Write`).
+    RecordSynced,
 }
 
 /// A database connection that opens transactions.

@@ -326,6 +326,9 @@ pub struct RecordBatch {
     pub intents: Vec<Flow>,
     /// The instance id that marks `intents` in flight.
     pub gateway: String,
+    /// On disk before the commit returns (a power loss loses none), not only committed
+    /// (a crash of this process loses none): `[audit] durability = "synced"`.
+    pub synced: bool,
 }
 
 /// The persistence seam: SQLite now, PostgreSQL later. Every write that changes

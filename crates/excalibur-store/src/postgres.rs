@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/postgres/0017_live_credential_names.sql"),
     ),
+    (
+        18,
+        include_str!("migrations/postgres/0018_flow_intents_table.sql"),
+    ),
 ];
 
 impl From<postgres::Error> for StoreError {

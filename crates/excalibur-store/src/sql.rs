@@ -491,7 +491,10 @@ fn rule_create_tx(
     Ok((stored, vec![event]))
 }
 
-fn migrate(backend: &mut dyn Backend, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
+pub(crate) fn migrate(
+    backend: &mut dyn Backend,
+    migrations: &[(i64, &str)],
+) -> Result<(), StoreError> {
     {
         let mut tx = backend.begin(Mode::Write)?;
         tx.batch(
@@ -901,20 +904,36 @@ fn placeholder_secret(inner: &Inner, r: &Row) -> Result<PlaceholderSecret, Store
     })
 }
 
-/// Writes one recording batch: intents (marked in flight), completions (replacing their
-/// intents) and events, in the caller's transaction.
+impl crate::RecordBatch {
+    fn mode(&self) -> Mode {
+        if self.synced {
+            Mode::RecordSynced
+        } else {
+            Mode::Record
+        }
+    }
+}
+
+/// Writes one recording batch: intents (in flight, in `flow_intents`), completions
+/// (each deleting its intent) and events, in the caller's transaction.
 fn record(inner: &Inner, tx: &mut dyn Tx, batch: &crate::RecordBatch) -> Result<(), StoreError> {
     let mark = Value::from(&batch.gateway);
     let rows = batch
         .intents
         .iter()
-        .map(|f| flow_values(f, mark.clone()))
-        .collect::<Result<_, _>>()?;
-    insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+        .map(|f| {
+            Ok(vec![
+                Value::from(&f.id),
+                mark.clone(),
+                Value::from(serde_json::to_string(f).map_err(StoreError::Corrupt)?),
+            ])
+        })
+        .collect::<Result<_, StoreError>>()?;
+    insert_rows(tx, INTENT_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
     let rows = batch
         .flows
         .iter()
-        .map(|f| flow_values(f, Value::Null))
+        .map(flow_values)
         .collect::<Result<_, _>>()?;
     insert_rows(
         tx,
@@ -922,9 +941,28 @@ fn record(inner: &Inner, tx: &mut dyn Tx, batch: &crate::RecordBatch) -> Result<
         rows,
         " ON CONFLICT (id) DO UPDATE SET ts_ms = excluded.ts_ms, body = excluded.body,
          principal = excluded.principal, host = excluded.host,
-         decision = excluded.decision, in_flight = NULL",
+         decision = excluded.decision",
     )?;
+    delete_intents(tx, &batch.flows)?;
     append_events(tx, &inner.head_key, &batch.events)
+}
+
+/// Deletes the intents of `flows`, whose completions this transaction writes (a flow
+/// that had none costs a lookup in a table of what is in flight).
+fn delete_intents(tx: &mut dyn Tx, flows: &[Flow]) -> Result<(), StoreError> {
+    let mut rest = flows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(chunk_len(rest.len()));
+        rest = later;
+        let mut sql = String::from("DELETE FROM flow_intents WHERE id IN (");
+        for i in 1..=now.len() {
+            let _ = write!(sql, "{}?{i}", if i == 1 { "" } else { ", " });
+        }
+        sql.push(')');
+        let ids: Vec<Value> = now.iter().map(|f| Value::from(&f.id)).collect();
+        tx.execute(&sql, &ids)?;
+    }
+    Ok(())
 }
 
 fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<(), StoreError> {
@@ -977,9 +1015,11 @@ fn append_events(tx: &mut dyn Tx, key: &HeadKey, events: &[NewEvent]) -> Result<
 }
 
 /// The columns of a flow row, as [`flow_values`] gives them.
-const FLOW_COLUMNS: &str = "flows (id, ts_ms, body, principal, host, decision, in_flight)";
+const FLOW_COLUMNS: &str = "flows (id, ts_ms, body, principal, host, decision)";
+/// The columns of a flow in flight: its id, the gateway instance sending it, the flow.
+const INTENT_COLUMNS: &str = "flow_intents (id, gateway, body)";
 
-fn flow_values(f: &Flow, in_flight: Value) -> Result<Vec<Value>, StoreError> {
+fn flow_values(f: &Flow) -> Result<Vec<Value>, StoreError> {
     let ms = Timestamp::parse(&f.ts)
         .map(Timestamp::millis)
         .unwrap_or_default();
@@ -990,7 +1030,6 @@ fn flow_values(f: &Flow, in_flight: Value) -> Result<Vec<Value>, StoreError> {
         Value::from(&f.principal),
         Value::from(&f.host),
         Value::from(&f.decision),
-        in_flight,
     ])
 }
 
@@ -1003,19 +1042,10 @@ fn insert_rows(
     rows: Vec<Vec<Value>>,
     conflict: &str,
 ) -> Result<(), StoreError> {
-    /// Most rows per statement: 8 columns x 256 stays far below both databases' limit
-    /// on parameters (SQLite 32,766; PostgreSQL 65,535).
-    const CHUNK: usize = 256;
     let mut rows = rows.into_iter().peekable();
     let mut left = rows.len();
     while rows.peek().is_some() {
-        // Chunks of a power of two rows: at most nine statement shapes per table, so
-        // the prepared statements stay cached whatever the batch size.
-        let take = if left >= CHUNK {
-            CHUNK
-        } else {
-            1 << left.ilog2()
-        };
+        let take = chunk_len(left);
         left -= take;
         let mut sql = String::with_capacity(into.len() + conflict.len() + take * 48);
         sql.push_str("INSERT INTO ");
@@ -1037,6 +1067,19 @@ fn insert_rows(
         tx.execute(&sql, &params)?;
     }
     Ok(())
+}
+
+/// How many of `left` (> 0) rows the next statement takes: 256, or the largest power of
+/// two below `left`. At most nine statement shapes per table, so the prepared statements
+/// stay cached whatever the batch size; 8 columns x 256 stays far below both databases'
+/// limit on parameters (SQLite 32,766; PostgreSQL 65,535).
+fn chunk_len(left: usize) -> usize {
+    const CHUNK: usize = 256;
+    if left >= CHUNK {
+        CHUNK
+    } else {
+        1 << left.ilog2()
+    }
 }
 
 fn ts(ms: i64) -> String {
@@ -1875,7 +1918,7 @@ impl Store for SqlStore {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                Self::tx_here(&inner, Mode::Record, |inner, tx| record(inner, tx, &batch))
+                Self::tx_here(&inner, batch.mode(), |inner, tx| record(inner, tx, &batch))
             })
             .await
             .map_err(|_| StoreError::Task)?
@@ -1883,7 +1926,7 @@ impl Store for SqlStore {
     }
 
     fn record_with_intents_here(&self, batch: &crate::RecordBatch) -> Result<(), StoreError> {
-        Self::tx_here(&self.inner, Mode::Record, |inner, tx| {
+        Self::tx_here(&self.inner, batch.mode(), |inner, tx| {
             record(inner, tx, batch)
         })
     }
@@ -2007,7 +2050,7 @@ impl Store for SqlStore {
     fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>> {
         self.run(|_, tx| {
             tx.query_map(
-                "SELECT DISTINCT in_flight FROM flows WHERE in_flight IS NOT NULL",
+                "SELECT DISTINCT gateway FROM flow_intents",
                 params![],
                 |r| r.get(0),
             )
@@ -2017,7 +2060,7 @@ impl Store for SqlStore {
     fn flows_interrupted(&self, gateway: String) -> StoreFuture<'_, usize> {
         self.append(move |_, tx| {
             let open: Vec<String> = tx.query_map(
-                "SELECT body FROM flows WHERE in_flight = ?1 ORDER BY ts_ms, rowid",
+                "SELECT body FROM flow_intents WHERE gateway = ?1 ORDER BY id",
                 params![gateway],
                 |r| r.get(0),
             )?;
@@ -2027,14 +2070,15 @@ impl Store for SqlStore {
                 let mut flow: Flow = serde_json::from_str(&body).map_err(StoreError::Corrupt)?;
                 flow.reason = Some("interrupted".to_owned());
                 events.push(excalibur_core::record::flow_event(&flow));
-                rows.push(flow_values(&flow, Value::Null)?);
+                rows.push(flow_values(&flow)?);
             }
             let n = rows.len();
-            insert_rows(
-                tx,
-                FLOW_COLUMNS,
-                rows,
-                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, in_flight = NULL",
+            // A completion deletes its intent in the same transaction: an intent left is
+            // a flow nobody completed.
+            insert_rows(tx, FLOW_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+            tx.execute(
+                "DELETE FROM flow_intents WHERE gateway = ?1",
+                params![gateway],
             )?;
             Ok((n, events))
         })
@@ -2042,8 +2086,8 @@ impl Store for SqlStore {
 
     fn flow_list(&self, q: FlowQuery) -> StoreFuture<'_, Vec<Flow>> {
         self.run(move |_, conn| {
-            // Listed and paged by the recording sequence (`rowid`, a flow's `seq`): a
-            // completion replaces its intent in place, so a flow keeps its place.
+            // Listed and paged by the recording sequence (`rowid`, a flow's `seq`): the
+            // order flows completed in (flows in flight are not listed).
             let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
             let rows = conn.query_map(
                 &format!(

@@ -1,5 +1,8 @@
-//! The SQLite backend: one connection in WAL mode (`synchronous=FULL`) behind the
-//! store's mutex; writes are `BEGIN IMMEDIATE` transactions.
+//! The SQLite backend: one connection in WAL mode behind the store's mutex; writes are
+//! `BEGIN IMMEDIATE` transactions. Configuration writes are synced before their commit
+//! returns (`synchronous=FULL`); records ([`Mode::Record`]) are committed to the OS
+//! (`synchronous=NORMAL`: a process crash loses none, a power loss the last checkpoint's
+//! worth) unless they ask for more ([`Mode::RecordSynced`]).
 
 use std::path::Path;
 
@@ -57,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/sqlite/0017_live_credential_names.sql"),
     ),
+    (
+        18,
+        include_str!("migrations/sqlite/0018_flow_intents_table.sql"),
+    ),
 ];
 
 impl SqlStore {
@@ -82,7 +89,7 @@ impl SqlStore {
         if checkpointer.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
-        let conn: Box<dyn Backend> = Box::new(SqliteBackend(conn));
+        let conn: Box<dyn Backend> = Box::new(SqliteBackend { conn, synced: true });
         SqlStore::new(
             Box::new(SqliteConnection {
                 conn: std::sync::Mutex::new(conn),
@@ -143,7 +150,11 @@ impl Checkpointer {
     }
 }
 
-struct SqliteBackend(Connection);
+struct SqliteBackend {
+    conn: Connection,
+    /// Whether the connection runs with `synchronous=FULL` (else `NORMAL`).
+    synced: bool,
+}
 
 impl Backend for SqliteBackend {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
@@ -152,8 +163,20 @@ impl Backend for SqliteBackend {
         } else {
             TransactionBehavior::Immediate
         };
+        // The level applies to the commits that follow; a synced commit also syncs the
+        // frames of the unsynced ones before it, so nothing commits out of order.
+        let synced = match mode {
+            Mode::Read => self.synced,
+            Mode::Record => false,
+            Mode::Write | Mode::RecordSynced => true,
+        };
+        if synced != self.synced {
+            self.conn
+                .pragma_update(None, "synchronous", if synced { "FULL" } else { "NORMAL" })?;
+            self.synced = synced;
+        }
         Ok(Box::new(SqliteTx(
-            self.0.transaction_with_behavior(behavior)?,
+            self.conn.transaction_with_behavior(behavior)?,
         )))
     }
 }
@@ -254,5 +277,98 @@ impl Tx for SqliteTx<'_> {
         Ok(Some(
             self.0.query_row("PRAGMA data_version", [], |r| r.get(0))?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// Configuration commits are on disk when they return; records are committed to the
+    /// OS (a crash of the process loses none) unless they ask to be synced too.
+    #[test]
+    fn configuration_commits_are_synced_and_records_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("excalibur.db")).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        let mut backend = SqliteBackend { conn, synced: true };
+        // PRAGMA synchronous: 1 is NORMAL, 2 is FULL.
+        for (mode, level) in [
+            (Mode::Record, 1),
+            (Mode::Read, 1),
+            (Mode::Write, 2),
+            (Mode::Read, 2),
+            (Mode::Record, 1),
+            (Mode::RecordSynced, 2),
+        ] {
+            drop(backend.begin(mode).unwrap());
+            let now: i64 = backend
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(now, level, "{mode:?}");
+        }
+    }
+
+    /// A flow left in flight by a gateway running the schema before migration 18 (a
+    /// marked row in `flows`) is still completed as `interrupted` after the upgrade.
+    #[tokio::test]
+    async fn a_flow_in_flight_before_the_intents_table_is_completed_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("excalibur.db");
+        let flow: excalibur_core::api::Flow = serde_json::from_value(serde_json::json!({
+            "id": "fl_old", "ts": "2026-12-01T00:00:00Z", "principal": "svc:ci",
+            "method": "GET", "host": "api.example", "path": "/", "status": 0, "bytes_up": 0,
+            "bytes_down": 0, "latency_ms": 0, "placeholders": ["XCALIBUR_X"], "decision": "allow"
+        }))
+        .unwrap();
+        {
+            let mut old = SqliteBackend {
+                conn: Connection::open(&path).unwrap(),
+                synced: true,
+            };
+            let before = MIGRATIONS.iter().position(|(v, _)| *v == 18).unwrap();
+            crate::sql::migrate(&mut old, &MIGRATIONS[..before]).unwrap();
+            old.conn
+                .execute(
+                    "INSERT INTO flows (id, ts_ms, body, principal, host, decision, in_flight)
+                     VALUES (?1, 0, ?2, 'svc:ci', 'api.example', 'allow', 'gw_old')",
+                    rusqlite::params![flow.id, serde_json::to_string(&flow).unwrap()],
+                )
+                .unwrap();
+        }
+        let store = tokio::task::spawn_blocking(move || {
+            SqlStore::open(&path, &MasterKey::generate()).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_old"]);
+        assert!(
+            store
+                .flow_list(crate::FlowQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .is_empty(),
+            "a flow in flight is not listed"
+        );
+        assert_eq!(store.flows_interrupted("gw_old".into()).await.unwrap(), 1);
+        let flows = store
+            .flow_list(crate::FlowQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(
+            (flows[0].id.as_str(), flows[0].reason.as_deref()),
+            ("fl_old", Some("interrupted"))
+        );
+        assert!(store.flow_gateways_in_flight().await.unwrap().is_empty());
     }
 }

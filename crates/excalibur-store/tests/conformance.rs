@@ -505,8 +505,8 @@ async fn suite(store: &dyn Store) {
     assert_eq!(before.len(), all.len() - 2);
     assert!(before.iter().all(|e| e.seq.0 < pivot));
 
-    // Write-ahead flows: an intent is a flow in flight until its completion replaces it;
-    // a gateway that died with some open has them completed as `interrupted`.
+    // Write-ahead flows: an intent is a flow in flight (not listed) until its completion
+    // is written; a gateway that died with some open has them completed as `interrupted`.
     let mut open = flow("f3", "svc:a", "a.example", now + 2);
     open.placeholders = vec!["XCALIBUR_X".into()];
     let other = flow("f4", "svc:a", "a.example", now + 3);
@@ -519,6 +519,14 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_1"]);
+    let listed = store
+        .flow_list(FlowQuery {
+            limit: 1000,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|f| f.id != "f3" && f.id != "f4"));
     let mut done = open.clone();
     done.status = 200;
     store.record(vec![done], Vec::new()).await.unwrap();

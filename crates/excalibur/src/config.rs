@@ -359,7 +359,7 @@ impl Limits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
-    /// `durable` (default) or `batched`.
+    /// `durable` (default), `synced` or `batched`.
     durability: Option<String>,
     checkpoint_every_events: Option<u64>,
     checkpoint_every_secs: Option<u64>,
@@ -370,9 +370,10 @@ impl RawAudit {
         use crate::record::Durability;
         match self.durability.as_deref() {
             None | Some("durable") => Ok(Durability::Durable),
+            Some("synced") => Ok(Durability::Synced),
             Some("batched") => Ok(Durability::Batched),
             Some(other) => anyhow::bail!(
-                "[audit] durability must be \"durable\" or \"batched\", not {other:?}"
+                "[audit] durability must be \"durable\", \"synced\" or \"batched\", not {other:?}"
             ),
         }
     }

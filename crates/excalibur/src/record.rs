@@ -4,7 +4,9 @@
 //! `[audit] durability = "durable"` (the default) a request about to carry a secret
 //! first queues its write-ahead flow and waits for the transaction that commits it:
 //! every intent queued meanwhile rides in the same transaction (group commit), so the
-//! cost of a commit is shared by the concurrent requests.
+//! cost of a commit is shared by the concurrent requests. That transaction carries the
+//! intents alone: flows and events nobody waits for keep to their own batches (every
+//! [`LINGER`]), so a request waits for a commit of a few hundred bytes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,18 +38,15 @@ enum Item {
     Settle(tokio::sync::oneshot::Sender<bool>),
 }
 
-impl Item {
-    /// Someone waits for this item's commit: its batch does not linger.
-    fn waited_for(&self) -> bool {
-        matches!(self, Item::Intent(..) | Item::Settle(..))
-    }
-}
-
 /// When the record of a redemption is durable (`[audit] durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Durability {
-    /// Committed before the request carrying a secret leaves (group commit).
+    /// Committed before the request carrying a secret leaves (group commit): a crash of
+    /// the process loses no record; a power loss may lose the last moments' (SQLite
+    /// syncs them to disk at its next checkpoint, within a second).
     Durable,
+    /// As `Durable`, and on disk before the request leaves: a power loss loses none.
+    Synced,
     /// Queued and written in batches after the response: a crash loses what is queued.
     Batched,
 }
@@ -138,6 +137,7 @@ pub(crate) fn start(
     let writer = Writer {
         store,
         gateway,
+        synced: durability == Durability::Synced,
         failing: Arc::clone(&failing),
         cancel,
     };
@@ -180,6 +180,8 @@ pub(crate) fn start(
 struct Writer {
     store: Arc<dyn Store>,
     gateway: String,
+    /// Every batch is on disk before its commit returns (`Durability::Synced`).
+    synced: bool,
     failing: Arc<AtomicBool>,
     cancel: CancellationToken,
 }
@@ -190,26 +192,47 @@ struct Queues {
     urgent: mpsc::Receiver<Item>,
 }
 
+/// What woke the writer.
+enum Woke {
+    /// Records to look at (or the lingering batch is due).
+    Ready,
+    /// The process stops: write what is left.
+    Cancelled,
+    /// Both queues are closed and empty, and nothing is held.
+    Closed,
+}
+
 impl Queues {
-    /// Waits for records on either queue (or `cancel`); 0 once both are closed and
-    /// empty, or when cancelled.
-    async fn recv(&mut self, buf: &mut Vec<Item>, cancel: &CancellationToken) -> usize {
-        let mut lazy = Vec::new();
+    /// Waits for an intent or a reader on the urgent queue, for the first record on
+    /// the lazy one (when `lazy` holds none), or for the held records' [`LINGER`] to
+    /// end (`since`: when `lazy` got its first). Records sent to the lazy queue
+    /// meanwhile wait there without waking the writer.
+    async fn wait(
+        &mut self,
+        urgent: &mut Vec<Item>,
+        lazy: &mut Vec<Item>,
+        since: Option<tokio::time::Instant>,
+        cancel: &CancellationToken,
+    ) -> Woke {
         loop {
             let urgent_open = !self.urgent.is_closed() || !self.urgent.is_empty();
-            let lazy_open = !self.lazy.is_closed() || !self.lazy.is_empty();
-            if !urgent_open && !lazy_open {
-                return 0;
-            }
-            let n = tokio::select! {
+            let lazy_open = since.is_none() && (!self.lazy.is_closed() || !self.lazy.is_empty());
+            let due = since.map(|at| at + LINGER);
+            tokio::select! {
                 biased;
-                () = cancel.cancelled() => return 0,
-                n = self.urgent.recv_many(buf, BATCH), if urgent_open => n,
-                n = self.lazy.recv_many(&mut lazy, BATCH), if lazy_open => n,
-            };
-            buf.append(&mut lazy);
-            if n > 0 {
-                return n;
+                () = cancel.cancelled() => return Woke::Cancelled,
+                n = self.urgent.recv_many(urgent, BATCH), if urgent_open => {
+                    if n > 0 {
+                        return Woke::Ready;
+                    }
+                }
+                n = self.lazy.recv_many(lazy, BATCH), if lazy_open => {
+                    if n > 0 {
+                        return Woke::Ready;
+                    }
+                }
+                () = sleep_until_some(due), if due.is_some() => return Woke::Ready,
+                else => return Woke::Closed,
             }
         }
     }
@@ -217,8 +240,7 @@ impl Queues {
     /// Moves what the lazy queue holds now into `buf`, without waiting: up to
     /// [`BATCH`], or all of it when a reader waits (it must see everything queued
     /// before it).
-    fn drain_lazy(&mut self, buf: &mut Vec<Item>) {
-        let settling = buf.iter().any(|i| matches!(i, Item::Settle(_)));
+    fn drain_lazy(&mut self, buf: &mut Vec<Item>, settling: bool) {
         // INVARIANT: nothing else receives from `lazy`, so its length only grows
         // while this runs; taking what it held on entry is all a reader waits for.
         let limit = if settling {
@@ -234,6 +256,16 @@ impl Queues {
         }
     }
 
+    /// Moves up to a batch of each queue into `buf`, without waiting (at shutdown).
+    fn drain(&mut self, buf: &mut Vec<Item>) {
+        while buf.len() < BATCH
+            && let Ok(item) = self.urgent.try_recv()
+        {
+            buf.push(item);
+        }
+        self.drain_lazy(buf, false);
+    }
+
     fn len(&self) -> usize {
         self.lazy.len() + self.urgent.len()
     }
@@ -244,51 +276,65 @@ impl Queues {
     }
 }
 
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 /// The writer thread's loop. It waits for records inside `rt` and commits outside it:
 /// a store client may run a runtime of its own (PostgreSQL's does), which cannot start
 /// inside another.
+///
+/// Intents (and readers' barriers) are committed as soon as they come, with whatever
+/// intents queued meanwhile; flows and events nobody waits for are held until
+/// [`LINGER`] has passed since the first of them, a batch is full, or a reader needs
+/// them written.
 fn write_loop(
     rt: &tokio::runtime::Runtime,
     w: &Writer,
     mut rx: Queues,
     depth: &prometheus_client::metrics::gauge::Gauge<i64>,
 ) {
-    let mut buf = Vec::with_capacity(BATCH);
-    let never = CancellationToken::new();
+    let mut urgent = Vec::with_capacity(BATCH);
+    let mut lazy = Vec::with_capacity(BATCH);
+    let mut since = None;
     loop {
-        let n = rt.block_on(rx.recv(&mut buf, &w.cancel));
-        if w.cancel.is_cancelled() {
-            rx.close();
-            while rt.block_on(rx.recv(&mut buf, &never)) > 0 {
-                rx.drain_lazy(&mut buf);
-                w.flush(rt, &mut buf, &mut rx);
+        match rt.block_on(rx.wait(&mut urgent, &mut lazy, since, &w.cancel)) {
+            Woke::Ready => {}
+            Woke::Closed => return,
+            Woke::Cancelled => {
+                rx.close();
+                let mut buf = std::mem::take(&mut urgent);
+                buf.append(&mut lazy);
+                loop {
+                    rx.drain(&mut buf);
+                    if buf.is_empty() {
+                        return;
+                    }
+                    w.flush(rt, &mut buf, &mut rx);
+                }
             }
-            return;
         }
-        if n == 0 {
-            return;
+        if !lazy.is_empty() {
+            since.get_or_insert_with(tokio::time::Instant::now);
         }
-        rt.block_on(linger(&mut buf, &mut rx, &w.cancel));
-        // Everything queued so far goes in this batch: all a settle barrier waits for.
-        rx.drain_lazy(&mut buf);
-        depth.set(i64::try_from(rx.len() + buf.len()).unwrap_or(i64::MAX));
-        w.flush(rt, &mut buf, &mut rx);
-        depth.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
-    }
-}
-
-/// Holds a batch nobody waits for up to [`LINGER`]; it goes at once when an intent or
-/// a reader arrives (someone waits) or the process stops. Flows and events sent
-/// meanwhile wait in their queue without waking the writer.
-async fn linger(buf: &mut Vec<Item>, rx: &mut Queues, cancel: &CancellationToken) {
-    if buf.iter().any(Item::waited_for) {
-        return;
-    }
-    let until = tokio::time::Instant::now() + LINGER;
-    tokio::select! {
-        () = tokio::time::sleep_until(until) => {}
-        () = cancel.cancelled() => {}
-        _ = rx.urgent.recv_many(buf, BATCH) => {}
+        let settling = urgent.iter().any(|i| matches!(i, Item::Settle(_)));
+        let due = settling
+            || lazy.len() >= BATCH
+            || since.is_some_and(|at| at + LINGER <= tokio::time::Instant::now());
+        if due {
+            // Everything queued so far goes in this batch: all a settle barrier waits for.
+            rx.drain_lazy(&mut lazy, settling);
+            urgent.append(&mut lazy);
+            since = None;
+        }
+        if urgent.is_empty() {
+            continue;
+        }
+        depth.set(i64::try_from(rx.len() + urgent.len() + lazy.len()).unwrap_or(i64::MAX));
+        w.flush(rt, &mut urgent, &mut rx);
+        depth.set(i64::try_from(rx.len() + lazy.len()).unwrap_or(i64::MAX));
     }
 }
 
@@ -341,6 +387,7 @@ impl Writer {
     fn flush(&self, rt: &tokio::runtime::Runtime, buf: &mut Vec<Item>, rx: &mut Queues) {
         let mut batch = RecordBatch {
             gateway: self.gateway.clone(),
+            synced: self.synced,
             ..RecordBatch::default()
         };
         let mut waiting = Vec::new();
