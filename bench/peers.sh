@@ -20,7 +20,7 @@
 # BENCH_MODES (e.g. "direct excalibur", "16:ka") run a subset while tuning.
 # --profile: instead, `perf record` Excalibur (durable) under keep-alive c16 load for
 # 15 s and print where its CPU went (PROFILE_CONC=1 for one client, PROFILE_CASE=batched
-# for batched recording).
+# for batched recording, PROFILE_MODE=new for a new connection per request).
 # --bulk: instead, download and upload one 200 MB file (BULK_MB) with curl, direct and
 # through each proxy (Excalibur's upload also with a substitute_body rule), and print
 # MB/s, the ratio to direct and the proxy's CPU per MB (medians of --rounds).
@@ -450,7 +450,7 @@ fi
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
   PCASE=${PROFILE_CASE:-excalibur}
-  case_args "$PCASE" "${PROFILE_CONC:-16}" ka
+  case_args "$PCASE" "${PROFILE_CONC:-16}" "${PROFILE_MODE:-ka}"
   ARGS=("${ARGS[@]/#-n/-z}")
   for i in "${!ARGS[@]}"; do [ "${ARGS[$i]}" = "$REQUESTS" ] && ARGS[$i]=20s; done
   oha "${ARGS[@]}" >/dev/null 2>&1 &
