@@ -4,6 +4,8 @@
 #   excalibur         oha -x excalibur:3128 (CONNECT, intercepted, placeholder substituted,
 #                     policy decided, every flow recorded with the default durability)
 #   excalibur-batched the same with [audit] durability = "batched"
+#   synced            the same with durability = "synced" (not run unless BENCH_CASES
+#                     names it)
 #   squid             oha -x squid ssl-bump (header replaced; no policy, no flow log)
 #   envoy             oha -> Envoy as a TLS reverse proxy that sets the header
 #                     (no CONNECT, no interception: it does less; labelled so)
@@ -173,7 +175,9 @@ start_excalibur excalibur '[proxy]
 max_substitute_body_bytes = 268435456'
 start_excalibur batched '[audit]
 durability = "batched"'
-cat "$WORK/excalibur/data/ca.pem" "$WORK/batched/data/ca.pem" > "$WORK/trust-excalibur.pem"
+start_excalibur synced '[audit]
+durability = "synced"'
+cat "$WORK"/{excalibur,batched,synced}/data/ca.pem > "$WORK/trust-excalibur.pem"
 
 echo "== squid ssl-bump"
 SQUID_PORT=$(free_port)
@@ -285,7 +289,7 @@ case_args() {
   case "$name" in
     direct) ARGS+=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$NGINX_PORT"
                    -H "Authorization: Bearer $REAL" "$url") ;;
-    excalibur|batched)
+    excalibur|batched|synced)
       local d=$WORK/$name
       ARGS+=(--no-pre-lookup --cacert "$WORK/trust-excalibur.pem" -x "http://127.0.0.1:$(cat "$d/proxy")"
              --proxy-header "Proxy-Authorization: Bearer $(cat "$d/token")"
@@ -298,7 +302,7 @@ case_args() {
 pid_of() {
   case "$1" in
     direct) echo "" ;;
-    excalibur|batched) cat "$WORK/$1/pid" ;;
+    excalibur|batched|synced) cat "$WORK/$1/pid" ;;
     squid) cat "$WORK/squid/pid" ;;
     envoy) cat "$WORK/envoy.pid" ;;
   esac
@@ -387,7 +391,7 @@ if [ "$BULK" = 1 ]; then
     case "$1" in
       direct) CURL=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$NGINX_PORT"
                     -H "Authorization: Bearer $REAL") ; BASE="https://$HOST" ;;
-      excalibur|batched)
+      excalibur|batched|synced)
         CURL=(--cacert "$WORK/trust-excalibur.pem" -x "http://127.0.0.1:$(cat "$WORK/$1/proxy")"
               --proxy-header "Proxy-Authorization: Bearer $(cat "$WORK/$1/token")"
               -H "Authorization: Bearer XCALIBUR_BENCH_TOKEN") ; BASE="https://$HOST" ;;
@@ -484,6 +488,7 @@ raw = {}
 $(for k in "${!RESULTS[@]}"; do echo "raw['$k'] = '${RESULTS[$k]}'"; done)
 modes = [("16:ka", "keep-alive c16"), ("1:ka", "keep-alive c1"), ("16:new", "new connection c16")]
 names = [("direct", "direct"), ("excalibur", "Excalibur (durable)"), ("batched", "Excalibur (batched)"),
+         ("synced", "Excalibur (synced)"),
          ("squid", "squid 5.7 ssl-bump"), ("envoy", "Envoy reverse proxy (does less)")]
 print(f"{'case':<46}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'vs direct':>11}{'200s':>8}")
 for mode, label in modes:
