@@ -76,11 +76,11 @@ pub type ChangeNotifier =
 /// The row one committed write changed ([`ChangeNotifier`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
-    /// A placeholder upserted, by name.
+    /// A placeholder upserted or deleted, by name.
     Placeholder(String),
     /// A translation rule created or deleted.
     Rule(excalibur_core::ids::RuleId),
-    /// A provider upserted, by id.
+    /// A provider upserted or deleted, by id.
     Provider(String),
     /// A service credential created or revoked.
     Credential(excalibur_core::ids::CredentialId),

@@ -32,6 +32,9 @@ pub struct Mediator {
     /// found and substituted beside them as if one automaton held both, scrubbed by
     /// their own automata ([`Mediator::tail`]). Never has a tail of its own.
     tail: Option<Arc<Mediator>>,
+    /// Placeholders deleted since the automata were built ([`Mediator::remove`]), in
+    /// them or in the tail: never found nor substituted; their values stay scrubbed.
+    removed: Arc<BTreeSet<String>>,
 }
 
 /// A mediator for the next snapshot ([`Mediator::rebuild`]).
@@ -163,7 +166,8 @@ impl Mediator {
             main: Arc::new(Self::new(entries)),
             recent: Arc::new(Self::default()),
         };
-        let same_names = previous.names.len() == entries.len()
+        let same_names = previous.removed.is_empty()
+            && previous.names.len() == entries.len()
             && previous
                 .names
                 .iter()
@@ -221,6 +225,7 @@ impl Mediator {
             max_name: self.max_name,
             scrub: Arc::clone(&self.scrub),
             tail,
+            removed: Arc::clone(&self.removed),
         }
     }
 
@@ -234,18 +239,33 @@ impl Mediator {
         )
     }
 
-    /// The pairs of the tail (empty without one).
+    /// The pairs of the tail (empty without one), but those removed.
     fn tail_pairs(&self) -> Vec<(String, Secret)> {
-        self.tail.as_ref().map(|t| t.pairs()).unwrap_or_default()
+        let mut pairs = self.tail.as_ref().map(|t| t.pairs()).unwrap_or_default();
+        pairs.retain(|(n, _)| !self.removed.contains(n));
+        pairs
     }
 
-    /// Every `(name, value)` of this mediator's own automata, as rotated.
+    /// Every `(name, value)` of this mediator's own automata, as rotated, but those
+    /// removed.
     fn pairs(&self) -> Vec<(String, Secret)> {
         self.names
             .iter()
             .enumerate()
+            .filter(|(_, n)| !self.removed.contains(*n))
             .filter_map(|(i, n)| Some((n.clone(), self.value(i)?.clone())))
             .collect()
+    }
+
+    /// `previous` without placeholder `name`, sharing every automaton: it is never
+    /// found nor substituted again (its value is still scrubbed, which is harmless,
+    /// until the next build leaves it out).
+    pub fn remove(previous: &Arc<Mediator>, name: &str) -> Arc<Mediator> {
+        let mut next = previous.sharing(Arc::clone(&previous.rotated), previous.tail.clone());
+        let mut removed = (*previous.removed).clone();
+        removed.insert(name.to_owned());
+        next.removed = Arc::new(removed);
+        Arc::new(next)
     }
 
     /// `previous` with placeholder `name` set to `value`: a rotation when it has the
@@ -253,6 +273,18 @@ impl Mediator {
     /// automaton over the other names, until the tail outgrows [`MAX_TAIL`] and all is
     /// built again.
     pub fn upsert(previous: &Arc<Mediator>, name: &str, value: &Secret) -> Rebuilt {
+        // A name deleted and created again is found again.
+        let restored;
+        let previous = if previous.removed.contains(name) {
+            let mut next = previous.sharing(Arc::clone(&previous.rotated), previous.tail.clone());
+            let mut removed = (*previous.removed).clone();
+            removed.remove(name);
+            next.removed = Arc::new(removed);
+            restored = Arc::new(next);
+            &restored
+        } else {
+            previous
+        };
         if let Some(r) = Self::rotate(previous, name, value) {
             return r;
         }
@@ -291,6 +323,7 @@ impl Mediator {
         NameMatches {
             base: self,
             automaton: |m| m.find.as_ref(),
+            name: |m, i| m.names.get(i),
             hay,
             pos: 0,
         }
@@ -338,12 +371,14 @@ impl Mediator {
             names: names.into(),
             values: values.into(),
             tail: None,
+            removed: Arc::default(),
         }
     }
 
     /// Number of placeholders (with the tail's).
     pub fn len(&self) -> usize {
-        self.names.len() + self.tail.as_ref().map_or(0, |t| t.len())
+        (self.names.len() + self.tail.as_ref().map_or(0, |t| t.len()))
+            .saturating_sub(self.removed.len())
     }
 
     /// True when there are none.
@@ -370,6 +405,7 @@ impl Mediator {
         let encoded = NameMatches {
             base: self,
             automaton: |m| m.encoded.as_ref(),
+            name: |m, i| m.encoded_owner.get(i).and_then(|i| m.names.get(*i)),
             hay: haystack,
             pos: 0,
         };
@@ -556,6 +592,8 @@ struct NameMatches<'m, 'h> {
     base: &'m Mediator,
     /// The name automaton or the encoded-names automaton.
     automaton: fn(&Mediator) -> Option<&AhoCorasick>,
+    /// The name of that automaton's pattern.
+    name: fn(&Mediator, usize) -> Option<&String>,
     hay: &'h [u8],
     pos: usize,
 }
@@ -564,31 +602,33 @@ impl<'m> Iterator for NameMatches<'m, '_> {
     type Item = (&'m Mediator, usize, usize, usize);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos > self.hay.len() {
-            return None;
-        }
-        let next = |m: &'m Mediator| {
-            let found =
-                (self.automaton)(m)?.find(aho_corasick::Input::new(self.hay).range(self.pos..))?;
-            Some((m, found))
-        };
-        let base = next(self.base);
-        let tail = self.base.tail.as_deref().and_then(next);
-        let (owner, found) = match (base, tail) {
-            (Some(b), Some(t)) => {
-                let tail_first = t.1.start() < b.1.start()
-                    || (t.1.start() == b.1.start() && t.1.end() > b.1.end());
-                if tail_first { t } else { b }
+        loop {
+            if self.pos > self.hay.len() {
+                return None;
             }
-            (b, t) => b.or(t)?,
-        };
-        self.pos = found.end().max(found.start() + 1);
-        Some((
-            owner,
-            found.pattern().as_usize(),
-            found.start(),
-            found.end(),
-        ))
+            let next = |m: &'m Mediator| {
+                let found = (self.automaton)(m)?
+                    .find(aho_corasick::Input::new(self.hay).range(self.pos..))?;
+                Some((m, found))
+            };
+            let base = next(self.base);
+            let tail = self.base.tail.as_deref().and_then(next);
+            let (owner, found) = match (base, tail) {
+                (Some(b), Some(t)) => {
+                    let tail_first = t.1.start() < b.1.start()
+                        || (t.1.start() == b.1.start() && t.1.end() > b.1.end());
+                    if tail_first { t } else { b }
+                }
+                (b, t) => b.or(t)?,
+            };
+            self.pos = found.end().max(found.start() + 1);
+            let i = found.pattern().as_usize();
+            let removed = &self.base.removed;
+            if !removed.is_empty() && (self.name)(owner, i).is_some_and(|n| removed.contains(n)) {
+                continue;
+            }
+            return Some((owner, i, found.start(), found.end()));
+        }
     }
 }
 

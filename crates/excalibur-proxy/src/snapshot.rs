@@ -115,6 +115,11 @@ pub enum Delta<'a> {
     },
     /// A provider upserted.
     Provider(&'a Provider),
+    /// A placeholder deleted, by name: from this delta on it is never found nor
+    /// redeemed (its value is still scrubbed until the next build).
+    PlaceholderRemoved(&'a str),
+    /// A provider deleted, by id: no host of its redeems anything from this delta on.
+    ProviderRemoved(&'a str),
     /// A service credential created or revoked (`revoked_at`).
     Credential {
         /// The credential as stored.
@@ -262,6 +267,20 @@ impl Snapshot {
                 None => Change::RemoveRule(id),
             }),
             Delta::Provider(p) => next.policy_changed(Change::Provider(p)),
+            Delta::PlaceholderRemoved(name) => {
+                if let Some(provider) = self.policy.provider_of(name)
+                    && let Some(names) = next.body_names.get_mut(provider)
+                {
+                    names.remove(name);
+                }
+                next.expiry.remove(name);
+                next.mediator = Mediator::remove(&self.mediator, name);
+                next.policy_changed(Change::Unbind(name));
+            }
+            Delta::ProviderRemoved(id) => {
+                next.body_names.remove(id);
+                next.policy_changed(Change::RemoveProvider(id));
+            }
             Delta::Credential { info, hash } => {
                 let principal = format!("service:{}", info.name);
                 let mut index = (*self.credentials).clone();
@@ -672,6 +691,74 @@ mod tests {
         out.push(format!("expired: {:?}", snap.expired(&names, 1_000)));
         out.extend(snap.policy.cedar_text().split("\n\n").map(str::to_owned));
         out
+    }
+
+    /// A deleted placeholder or provider decides, from its delta on, as a build without
+    /// it: never redeemed, no body candidate, no expiry; the rest is untouched.
+    #[test]
+    fn a_removal_decides_as_a_build_without_the_row() {
+        let secret = |v: &str| Secret::new(v.as_bytes().to_vec());
+        let placeholders = |names: &[(&str, &str)]| {
+            names
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        (*n).to_owned(),
+                        (*p).to_owned(),
+                        secret(&format!("value-{n}")),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let start = || {
+            let mut start = input(0);
+            start
+                .providers
+                .push(provider("gitlab", &["*.gitlab.example"]));
+            start.placeholders = placeholders(&[
+                ("XCALIBUR_A", "github"),
+                ("XCALIBUR_B", "github"),
+                ("XCALIBUR_C", "gitlab"),
+            ]);
+            start.placeholder_expiry = vec![("XCALIBUR_B".into(), 500)];
+            start.rules = vec![
+                rule("r_a", "XCALIBUR_A", &["api.github.com"], false),
+                rule("r_b", "XCALIBUR_B", &["api.github.com"], true),
+                rule("r_c", "XCALIBUR_C", &["x.gitlab.example"], true),
+            ];
+            start.credentials = vec![(
+                credential("c_ci", "ci", false),
+                excalibur_core::ids::token_hash("tok-ci"),
+            )];
+            start
+        };
+        let mut end = start();
+        let first = Snapshot::build(1, start(), &[443], None).unwrap();
+        let before = observe(&first);
+        let snap = first
+            .changed(2, Delta::PlaceholderRemoved("XCALIBUR_B"))
+            .unwrap()
+            .changed(3, Delta::PlaceholderRemoved("XCALIBUR_C"))
+            .unwrap()
+            .changed(4, Delta::ProviderRemoved("gitlab"))
+            .unwrap();
+        assert_eq!(observe(&first), before);
+
+        end.providers.retain(|p| p.id != "gitlab");
+        end.placeholders.retain(|(n, _, _)| n == "XCALIBUR_A");
+        end.placeholder_expiry.clear();
+        let whole = Snapshot::build(5, end, &[443], None).unwrap();
+        let (got, want) = (observe(&snap), observe(&whole));
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.len(), want.len());
+        assert_ne!(got, before);
+        assert!(
+            got.iter()
+                .any(|l| l.starts_with("tok-ci XCALIBUR_A api.github.com: allow")),
+            "{got:#?}"
+        );
     }
 
     #[test]

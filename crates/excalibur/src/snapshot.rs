@@ -158,8 +158,9 @@ impl Snapshots {
 
     /// After a committed write to one row: reads the row back and patches the live
     /// snapshot with it ([`Snapshot::changed`]: only what the row touches changes, the
-    /// rest is shared); a row that is gone (a deleted placeholder or provider) or
-    /// cannot be applied alone rebuilds it whole.
+    /// rest is shared); a row that cannot be applied alone rebuilds it whole. A deleted
+    /// placeholder or provider is taken out of the policy by a patch first, so it is
+    /// in force at once, then rebuilt (the name automata have no deletion).
     pub(crate) async fn changed(&self, what: Changed) -> anyhow::Result<()> {
         let serial = self.lock.lock().await;
         let row = match (&what, snapshot_key(&what)) {
@@ -197,12 +198,18 @@ impl Snapshots {
                 (_, Some(Row::Other(SnapshotRow::Workload(info, hash)))) => {
                     Delta::Workload { info, hash }
                 }
+                (Changed::Placeholder(name), None) => Delta::PlaceholderRemoved(name),
+                (Changed::Provider(id), None) => Delta::ProviderRemoved(id),
                 (_, None) => return None,
             };
-            previous.changed(version, delta)
+            let removed = matches!(
+                delta,
+                Delta::PlaceholderRemoved(_) | Delta::ProviderRemoved(_)
+            );
+            previous.changed(version, delta).map(|s| (s, removed))
         })
         .await?;
-        let Some(next) = next else {
+        let Some((next, removed)) = next else {
             drop(serial);
             return self.rebuild().await;
         };
@@ -210,6 +217,10 @@ impl Snapshots {
         self.version_gauge
             .set(i64::try_from(version).unwrap_or(i64::MAX));
         tracing::debug!(version, "snapshot patched");
+        if removed {
+            drop(serial);
+            return self.rebuild().await;
+        }
         Ok(())
     }
 

@@ -71,7 +71,7 @@ pub(crate) async fn placeholder_delete(
     State(s): State<ApiState>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    s.store.placeholder_delete(name, c.actor()).await?;
-    (s.reload)().await;
+    s.store.placeholder_delete(name.clone(), c.actor()).await?;
+    (s.changed)(crate::Changed::Placeholder(name)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

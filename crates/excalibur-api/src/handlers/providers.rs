@@ -70,7 +70,7 @@ pub(crate) async fn provider_delete(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    s.store.provider_delete(id, c.actor()).await?;
-    (s.reload)().await;
+    s.store.provider_delete(id.clone(), c.actor()).await?;
+    (s.changed)(crate::Changed::Provider(id)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

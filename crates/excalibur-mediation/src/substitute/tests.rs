@@ -450,3 +450,66 @@ fn past_max_tail_additions_the_mediator_is_built_whole_again() {
     );
     assert_eq!(out.unwrap(), b"value-of-b-0004 value-n-00000007");
 }
+
+/// A removed placeholder, of the base automata or the tail, is never found (literally
+/// or encoded) nor substituted, in one piece or streamed; its value is still scrubbed;
+/// the others answer as before; created again, it is found again; a later build
+/// leaves it out.
+#[test]
+fn a_removed_placeholder_is_never_found_nor_substituted() {
+    use base64::Engine as _;
+    let v = |s: &str| Secret::new(s.as_bytes().to_vec());
+    let base = Arc::new(Mediator::new(vec![
+        ("XCALIBUR_A".to_owned(), v("value-of-a-0001")),
+        ("XCALIBUR_GONE".to_owned(), v("value-of-gone-02")),
+    ]));
+    let grown = Mediator::upsert(&base, "XCALIBUR_TAIL", &v("value-of-tail-03")).main;
+    let gone = Mediator::remove(&grown, "XCALIBUR_GONE");
+    let gone = Mediator::remove(&gone, "XCALIBUR_TAIL");
+    assert_eq!(gone.len(), 1);
+    let p = permit(&["XCALIBUR_A", "XCALIBUR_GONE", "XCALIBUR_TAIL"]);
+    let input = b"a=XCALIBUR_A g=XCALIBUR_GONE t=XCALIBUR_TAIL";
+    assert_eq!(
+        gone.substitute(&p, input).as_deref(),
+        Some(&b"a=value-of-a-0001 g=XCALIBUR_GONE t=XCALIBUR_TAIL"[..])
+    );
+    let mut found = BTreeSet::new();
+    gone.find(input, &mut found);
+    let b64 = base64::engine::general_purpose::STANDARD.encode("XCALIBUR_GONE XCALIBUR_TAIL");
+    gone.find_encoded(
+        format!("{b64} XCALIBUR%5FGONE XCALIBUR%5FTAIL").as_bytes(),
+        &mut found,
+    );
+    assert_eq!(found, BTreeSet::from(["XCALIBUR_A".to_owned()]));
+    // The grown mediator it came from still finds both.
+    let mut before = BTreeSet::new();
+    grown.find(input, &mut before);
+    assert_eq!(before.len(), 3);
+    let mut stream = gone.body_substituter(p.clone());
+    let mut out = Vec::new();
+    for chunk in input.chunks(7) {
+        out.extend(stream.push(chunk));
+    }
+    out.extend(stream.finish());
+    assert_eq!(out, b"a=value-of-a-0001 g=XCALIBUR_GONE t=XCALIBUR_TAIL");
+    // Its value is still scrubbed (harmless until the next build).
+    assert_eq!(
+        gone.scrub(b"echo value-of-gone-02").as_deref(),
+        Some(&b"echo XCALIBUR_GONE"[..])
+    );
+    // Created again, it is found again, with its new value.
+    let back = Mediator::upsert(&gone, "XCALIBUR_GONE", &v("value-of-gone-04")).main;
+    assert_eq!(
+        back.substitute(&p, b"XCALIBUR_GONE").as_deref(),
+        Some(&b"value-of-gone-04"[..])
+    );
+    assert_eq!(back.len(), 2);
+    // A build over the survivors' pairs leaves the removed out.
+    let mut survivors = gone.pairs();
+    survivors.extend(gone.tail_pairs());
+    assert_eq!(survivors.len(), 1);
+    let rebuilt = Mediator::rebuild(&gone, survivors).main;
+    let mut found = BTreeSet::new();
+    rebuilt.find(input, &mut found);
+    assert_eq!(found, BTreeSet::from(["XCALIBUR_A".to_owned()]));
+}

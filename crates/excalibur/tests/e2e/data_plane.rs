@@ -1092,6 +1092,25 @@ async fn every_write_is_in_force_for_the_very_next_request() {
         &send("XCALIBUR_GITHUB_NEW").await,
         "ghp_NEWVALUE_0123456789"
     ));
+
+    // Deleted (its rule stays): never substituted again; the name goes out as it is.
+    api.send("DELETE", "/api/placeholders/XCALIBUR_GITHUB_NEW", None)
+        .await
+        .unwrap();
+    let r = send("XCALIBUR_GITHUB_NEW").await;
+    assert_eq!(r.1.as_deref(), Some("Bearer XCALIBUR_GITHUB_NEW"), "{r:?}");
+    assert!(!r.2.contains("ghp_newvalue"), "{r:?}");
+    // Created again with another value: that one, at once.
+    api.post(
+        "/api/placeholders",
+        json!({"placeholder": "XCALIBUR_GITHUB_NEW", "real_value": "ghp_AGAIN_0123456789", "provider_id": "github"}),
+    )
+    .await
+    .unwrap();
+    assert!(substituted(
+        &send("XCALIBUR_GITHUB_NEW").await,
+        "ghp_AGAIN_0123456789"
+    ));
 }
 
 /// A service credential past its `expires_at` is refused at the decision, the first
