@@ -693,6 +693,17 @@ mod tests {
         out
     }
 
+    /// Asserts that `snap` answers every [`observe`] question as `whole` does, line by
+    /// line; its answers.
+    fn answers_as(snap: &Snapshot, whole: &Snapshot) -> Vec<String> {
+        let (got, want) = (observe(snap), observe(whole));
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got.len(), want.len());
+        got
+    }
+
     /// A deleted placeholder or provider decides, from its delta on, as a build without
     /// it: never redeemed, no body candidate, no expiry; the rest is untouched.
     #[test]
@@ -747,12 +758,7 @@ mod tests {
         end.providers.retain(|p| p.id != "gitlab");
         end.placeholders.retain(|(n, _, _)| n == "XCALIBUR_A");
         end.placeholder_expiry.clear();
-        let whole = Snapshot::build(5, end, &[443], None).unwrap();
-        let (got, want) = (observe(&snap), observe(&whole));
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g, w);
-        }
-        assert_eq!(got.len(), want.len());
+        let got = answers_as(&snap, &Snapshot::build(5, end, &[443], None).unwrap());
         assert_ne!(got, before);
         assert!(
             got.iter()
@@ -885,12 +891,7 @@ mod tests {
         ];
         end.revoked_credentials = vec![(old_revoked, hash("tok-old"))];
         end.workloads = vec![(wl, hash("tok-wl"))];
-        let whole = Snapshot::build(30, end, &[443], None).unwrap();
-        let (got, want) = (observe(&snap), observe(&whole));
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g, w);
-        }
-        assert_eq!(got.len(), want.len());
+        let got = answers_as(&snap, &Snapshot::build(30, end, &[443], None).unwrap());
         assert_ne!(got, before);
         assert!(
             got.iter()
