@@ -9,6 +9,8 @@
 #   squid             oha -x squid ssl-bump (header replaced; no policy, no flow log)
 #   envoy             oha -> Envoy as a TLS reverse proxy that sets the header
 #                     (no CONNECT, no interception: it does less; labelled so)
+# Modes (BENCH_MODES): 16:ka and 1:ka keep-alive at 16 and 1 clients, 16:new a new
+# connection per request, 16:h2 HTTP/2 keep-alive (squid's ssl-bump serves no HTTP/2).
 # The nginx upstream answers 401 unless it gets the real value, so every case must
 # really inject it. Cases are interleaved and repeated; the table shows medians of
 # req/s, p50/p99 and the proxy process's own CPU per request (utime+stime from
@@ -286,6 +288,7 @@ case_args() {
   local name=$1 conc=$2 ka=$3 url="https://$HOST/bench"
   ARGS=(-n "$REQUESTS" -c "$conc" --no-tui --output-format json)
   [ "$ka" = new ] && ARGS+=(--disable-keepalive)
+  [ "$ka" = h2 ] && ARGS+=(--http2)
   case "$name" in
     direct) ARGS+=(--cacert "$WORK/ca.pem" --connect-to "$HOST:443:127.0.0.1:$NGINX_PORT"
                    -H "Authorization: Bearer $REAL" "$url") ;;
@@ -332,7 +335,8 @@ rps = r["summary"].get("requestsPerSec", 0) or 0
 lat = r.get("latencyPercentiles", {})
 p50 = (lat.get("p50") or 0) * 1000
 p99 = (lat.get("p99") or 0) * 1000
-cpu = f"{(after - before) * 1e6 / max(ok, 1):.0f}" if pid else "-"
+# No answer that injected the value (a peer that cannot do the case): no CPU per request.
+cpu = f"{(after - before) * 1e6 / ok:.0f}" if pid and ok else "-"
 print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {ok}")
 PY
 }
@@ -469,7 +473,7 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 CASES=${BENCH_CASES:-"direct excalibur batched squid envoy"}
-MODES=${BENCH_MODES:-"16:ka 1:ka 16:new"}
+MODES=${BENCH_MODES:-"16:ka 1:ka 16:new 16:h2"}
 declare -A RESULTS
 echo "== running: $REQUESTS requests per case, $ROUNDS round(s), interleaved"
 for round in $(seq 1 "$ROUNDS"); do
@@ -486,7 +490,8 @@ import statistics, sys
 rounds, n = int(sys.argv[1]), int(sys.argv[2])
 raw = {}
 $(for k in "${!RESULTS[@]}"; do echo "raw['$k'] = '${RESULTS[$k]}'"; done)
-modes = [("16:ka", "keep-alive c16"), ("1:ka", "keep-alive c1"), ("16:new", "new connection c16")]
+modes = [("16:ka", "keep-alive c16"), ("1:ka", "keep-alive c1"), ("16:new", "new connection c16"),
+         ("16:h2", "HTTP/2 keep-alive c16")]
 names = [("direct", "direct"), ("excalibur", "Excalibur (durable)"), ("batched", "Excalibur (batched)"),
          ("synced", "Excalibur (synced)"),
          ("squid", "squid 5.7 ssl-bump"), ("envoy", "Envoy reverse proxy (does less)")]
