@@ -4,6 +4,9 @@ use excalibur_core::ids::RuleId;
 use excalibur_core::principal::{Principal, PrincipalKind};
 use excalibur_policy::{Policy, PolicyInput, RedeemTarget, Subject};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
 use super::*;
 
 fn mediator() -> Arc<Mediator> {
@@ -457,7 +460,6 @@ fn past_max_tail_additions_the_mediator_is_built_whole_again() {
 /// leaves it out.
 #[test]
 fn a_removed_placeholder_is_never_found_nor_substituted() {
-    use base64::Engine as _;
     let v = |s: &str| Secret::new(s.as_bytes().to_vec());
     let base = Arc::new(Mediator::new(vec![
         ("XCALIBUR_A".to_owned(), v("value-of-a-0001")),

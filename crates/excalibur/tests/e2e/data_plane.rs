@@ -981,6 +981,9 @@ async fn a_revoked_credential_is_refused_and_attributed_to_itself() {
 async fn every_write_is_in_force_for_the_very_next_request() {
     let s = setup().await;
     let api = s.gw.api();
+    let post = async |path: &str, body: Value| {
+        api.post(path, body).await.unwrap();
+    };
     let (_, token) = credential(&s.gw, "ci", "127.0.0.0/8", &["api.github.com"]).await;
     let auth = format!("Proxy-Authorization: Bearer {token}");
     let send = async |placeholder: &str| {
@@ -1044,50 +1047,45 @@ async fn every_write_is_in_force_for_the_very_next_request() {
         .await
         .unwrap();
     refused(send("XCALIBUR_GITHUB_TOKEN").await);
-    api.post(
+    post(
         "/api/translation-rules",
         json!({"placeholder": "XCALIBUR_GITHUB_TOKEN", "hosts": ["api.github.com"]}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(substituted(
         &send("XCALIBUR_GITHUB_TOKEN").await,
         GITHUB_REAL
     ));
 
     // The provider no longer lists the host: its placeholder is not bound there.
-    api.post(
+    post(
         "/api/providers",
         json!({"id": "github", "hosts": ["plain.example"]}),
     )
-    .await
-    .unwrap();
+    .await;
     refused(send("XCALIBUR_GITHUB_TOKEN").await);
-    api.post(
+    post(
         "/api/providers",
         json!({"id": "github", "hosts": ["api.github.com", "plain.example"]}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(substituted(
         &send("XCALIBUR_GITHUB_TOKEN").await,
         GITHUB_REAL
     ));
 
     // A new placeholder: found, refused without a rule, substituted once it has one.
-    api.post(
+    post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_GITHUB_NEW", "real_value": "ghp_NEWVALUE_0123456789", "provider_id": "github"}),
     )
-    .await
-    .unwrap();
+    .await;
     refused(send("XCALIBUR_GITHUB_NEW").await);
-    api.post(
+    post(
         "/api/translation-rules",
         json!({"placeholder": "XCALIBUR_GITHUB_NEW", "hosts": ["api.github.com"]}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(substituted(
         &send("XCALIBUR_GITHUB_NEW").await,
         "ghp_NEWVALUE_0123456789"
@@ -1101,12 +1099,11 @@ async fn every_write_is_in_force_for_the_very_next_request() {
     assert_eq!(r.1.as_deref(), Some("Bearer XCALIBUR_GITHUB_NEW"), "{r:?}");
     assert!(!r.2.contains("ghp_newvalue"), "{r:?}");
     // Created again with another value: that one, at once.
-    api.post(
+    post(
         "/api/placeholders",
         json!({"placeholder": "XCALIBUR_GITHUB_NEW", "real_value": "ghp_AGAIN_0123456789", "provider_id": "github"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(substituted(
         &send("XCALIBUR_GITHUB_NEW").await,
         "ghp_AGAIN_0123456789"
