@@ -1,5 +1,6 @@
 //! [`IdleIo`]: closes a connection that makes no progress in either direction for a
-//! while (slow or stalled clients, idle keep-alives, abandoned tunnels).
+//! while (slow or stalled clients, idle keep-alives, abandoned tunnels), and holds the
+//! connection's budget slots for as long as its socket lives.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +16,9 @@ pub(crate) struct IdleIo<I> {
     inner: I,
     limit: Duration,
     timer: Pin<Box<Sleep>>,
+    /// Released when the socket is dropped, wherever it went: a CONNECT tunnel takes the
+    /// socket past the HTTP connection that admitted it.
+    lease: Option<Box<dyn std::fmt::Debug + Send>>,
 }
 
 impl<I> IdleIo<I> {
@@ -23,7 +27,13 @@ impl<I> IdleIo<I> {
             inner,
             limit,
             timer: Box::pin(tokio::time::sleep(limit)),
+            lease: None,
         }
+    }
+
+    /// Holds `lease` (the connection's budget slots) until the socket is dropped.
+    pub(crate) fn hold(&mut self, lease: impl std::fmt::Debug + Send + 'static) {
+        self.lease = Some(Box::new(lease));
     }
 
     fn progressed(&mut self) {
@@ -32,6 +42,28 @@ impl<I> IdleIo<I> {
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// A write's outcome: bytes written are progress; a write still blocked after the
+    /// limit fails.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle too long",
+            ))),
+            other => other,
+        }
     }
 
     pub(crate) fn get_ref(&self) -> &I {
@@ -68,19 +100,21 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for IdleIo<I> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            ))),
-            other => other,
-        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.wrote(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

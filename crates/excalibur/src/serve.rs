@@ -71,6 +71,7 @@ struct Pending {
 const PENDING_PER_SOURCE: usize = 64;
 
 /// A slot in [`Pending`], released on drop.
+#[derive(Debug)]
 struct PendingSlot {
     pending: Arc<Pending>,
     source: std::net::IpAddr,
@@ -1253,7 +1254,7 @@ async fn accept(
             tracing::warn!(peer = %peer, "too many silent connections from this source; closing");
             continue;
         };
-        let tcp = IdleIo::new(tcp, dispatch.limits.idle_timeout);
+        let mut tcp = IdleIo::new(tcp, dispatch.limits.idle_timeout);
         let (dispatch, acceptor, cancel, svids) = (
             dispatch.clone(),
             acceptor.clone(),
@@ -1270,11 +1271,11 @@ async fn accept(
                 _ => return,
             }
             drop(slot);
-            let Ok(_permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&dispatch.connections).try_acquire_owned() else {
                 tracing::warn!(peer = %peer, "connection limit reached; closing");
                 return;
             };
-            let _source_slot = match &dispatch.per_source {
+            let source_slot = match &dispatch.per_source {
                 Some(p) => match p.admit(peer.ip().to_canonical()) {
                     Some(s) => Some(s),
                     None => {
@@ -1284,6 +1285,8 @@ async fn accept(
                 },
                 None => None,
             };
+            // The socket holds its slots: a CONNECT tunnel outlives this task.
+            tcp.hold((permit, source_slot));
             let Some(acceptor) = acceptor else {
                 serve_connection(tcp, peer, None, dispatch, cancel).await;
                 return;

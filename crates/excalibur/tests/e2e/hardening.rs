@@ -1262,3 +1262,49 @@ async fn text_logs_carry_no_colour_codes_off_a_terminal() {
     assert!(out.contains("api listening"), "{out}");
     assert!(!out.contains('\u{1b}'), "ANSI escape in the log: {out:?}");
 }
+
+/// Opens a CONNECT tunnel to api.github.com from 127.0.0.1; `None` when the gateway
+/// closes the connection instead of answering 200.
+async fn open_tunnel(h: &Hostile) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(h.gw.proxy()).await.ok()?;
+    let connect = format!(
+        "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\nProxy-Authorization: Bearer {}\r\n\r\n",
+        h.token
+    );
+    s.write_all(connect.as_bytes()).await.ok()?;
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut head))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&head[..n])
+        .starts_with("HTTP/1.1 200")
+        .then_some(s)
+}
+
+#[tokio::test]
+async fn a_tunnel_holds_its_connection_slot_for_its_whole_life() {
+    // Before, the slot went back when the CONNECT was answered: a source held any number
+    // of tunnels, past max_connections_per_source and max_connections.
+    let h = plain_gateway("[limits]\nmax_connections_per_source = 3\n").await;
+    let mut tunnels = Vec::new();
+    for _ in 0..3 {
+        tunnels.push(open_tunnel(&h).await.expect("a tunnel within the budget"));
+    }
+    assert!(
+        open_tunnel(&h).await.is_none(),
+        "a fourth tunnel from the same source was admitted"
+    );
+    // A tunnel that ends gives its slot back.
+    drop(tunnels.pop());
+    let start = Instant::now();
+    let mut again = None;
+    while again.is_none() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        again = open_tunnel(&h).await;
+    }
+    assert!(
+        again.is_some(),
+        "the slot of a closed tunnel never came back"
+    );
+}
