@@ -343,15 +343,21 @@ PY
 
 if [ "$IDLE" -gt 0 ]; then
   idle_cost() { # name proxy-port pid proxy-token -> KiB per idle connection
-    python3 - "$1" "$2" "$3" "$4" "$IDLE" "$HOST" "$WORK" <<'PY'
-import resource, socket, ssl, sys, time
-name, port, pid, token, n, host, work = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
+    python3 - "$1" "$2" "$3" "$4" "$IDLE" "$HOST" "$WORK" "$5" <<'PY'
+import resource, socket, ssl, sys, time, urllib.request
+name, port, pid, token, n, host, work, api = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7], sys.argv[8]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 100)), hard))
 def rss():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
+def parked():
+    req = urllib.request.Request(f"http://127.0.0.1:{api}/metrics",
+                                 headers={"Authorization": "Bearer xca_bench_admin_token_0123456789"})
+    for line in urllib.request.urlopen(req).read().decode().splitlines():
+        if line.startswith("excalibur_proxy_tunnels_parked "):
+            return int(float(line.split()[1]))
 ctx = ssl.create_default_context(cafile=f"{work}/trust-excalibur.pem")
 def read_until(sock, done):
     got = b""
@@ -375,13 +381,14 @@ warm = [one() for _ in range(20)]
 time.sleep(1)
 before = rss()
 conns = [one() for _ in range(n)]
-time.sleep(2)
-after = rss()
-print(f"{name:10s} {n} idle connections: RSS {before} -> {after} KiB, {(after - before) / n:.1f} KiB per connection")
+for second in range(1, 6):
+    time.sleep(1)
+    after = rss()
+    print(f"{name:10s} {n} idle connections, {second} s: RSS {before} -> {after} KiB, {(after - before) / n:.1f} KiB per connection, {parked()} parked")
 PY
   }
   idle_cost excalibur "$(cat "$WORK/excalibur/proxy")" "$(cat "$WORK/excalibur/pid")" \
-    "$(cat "$WORK/excalibur/token")"
+    "$(cat "$WORK/excalibur/token")" "$(cat "$WORK/excalibur/api")"
   exit 0
 fi
 

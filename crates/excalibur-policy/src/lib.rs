@@ -88,8 +88,6 @@ impl Permit {
 /// every decision about it, so decisions do not rebuild its entity.
 #[derive(Debug, Clone)]
 pub struct Subject {
-    id: String,
-    namespace: String,
     human: bool,
     /// The providers a scoped bearer may redeem toward (empty: unscoped).
     scopes: Arc<[String]>,
@@ -107,8 +105,6 @@ impl Subject {
     /// is built when first needed).
     pub fn new(principal: &Principal) -> Self {
         Self {
-            id: principal.id.clone(),
-            namespace: principal.namespace.clone(),
             human: principal.kind.is_human(),
             scopes: Arc::clone(&principal.scopes),
             principal: principal.clone(),
@@ -129,7 +125,12 @@ impl Subject {
 
     /// The principal id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.principal.id
+    }
+
+    /// The principal it is the subject of.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
     }
 }
 
@@ -388,11 +389,14 @@ impl Policy {
             hosts.is_some_and(|list| list.iter().any(|h| native::host_matches(h, host)))
         };
         // `principal == Workload::"<id>"`: a human never matches a workload's list.
-        if !principal.human && reaches(self.egress.get(&principal.id)) {
-            permits.push(format!("egress:{}", principal.id));
+        if !principal.human && reaches(self.egress.get(principal.id())) {
+            permits.push(format!("egress:{}", principal.id()));
         }
-        if reaches(self.namespaces.get(&principal.namespace)) {
-            permits.push(format!("namespace:{}:egress", principal.namespace));
+        if reaches(self.namespaces.get(&principal.principal.namespace)) {
+            permits.push(format!(
+                "namespace:{}:egress",
+                principal.principal.namespace
+            ));
         }
         let operator = (!self.operator.set.is_empty()).then(|| {
             let parents = self.provider_hosts.lookup(host);
@@ -412,7 +416,7 @@ impl Policy {
             (Decision::Allow, policies) => Ok(policies),
             (Decision::Deny, policies) => Err(Deny {
                 reason: deny_reason(&policies, "egress_not_allowed"),
-                detail: format!("`{}` may not reach `{host}:{port}`", principal.id),
+                detail: format!("`{}` may not reach `{host}:{port}`", principal.id()),
                 policies,
             }),
         }
@@ -490,7 +494,7 @@ impl Policy {
         let permits: Vec<String> = self
             .rules
             .candidates(name)
-            .filter(|r| r.permits(&principal.id, name, target))
+            .filter(|r| r.permits(principal.id(), name, target))
             .map(|r| r.id.clone())
             .collect();
         let operator = (!self.operator.set.is_empty())
@@ -513,11 +517,15 @@ impl Policy {
                     }
                     "no_translation_rule" => format!(
                         "no translation rule lets `{}` redeem `{name}` for {} {}{}",
-                        principal.id, target.method, target.host, target.path
+                        principal.id(),
+                        target.method,
+                        target.host,
+                        target.path
                     ),
                     _ => format!(
                         "a policy forbids `{}` to redeem `{name}` toward `{}`",
-                        principal.id, target.host
+                        principal.id(),
+                        target.host
                     ),
                 };
                 memo::Outcome::Deny(Deny {

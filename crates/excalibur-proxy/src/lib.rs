@@ -42,6 +42,7 @@ mod send;
 pub mod sigv4;
 pub mod snapshot;
 mod token;
+mod tunnel;
 pub mod upstream;
 
 pub use body::ProxyBody;
@@ -136,6 +137,18 @@ impl HttpLimits {
             .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(256)
             .max_pending_accept_reset_streams(64);
+        builder
+    }
+
+    /// An HTTP/1 server connection builder that enforces these limits (the tunnels'
+    /// own, which can be parked).
+    pub(crate) fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes)
+            .max_headers(self.max_headers);
         builder
     }
 }

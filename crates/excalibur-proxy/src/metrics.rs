@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +23,7 @@ pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_latency: Histogram,
     substitutions: Counter,
+    parked: Gauge,
 }
 
 impl ProxyMetrics {
@@ -31,6 +33,7 @@ impl ProxyMetrics {
             requests: Family::default(),
             upstream_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             substitutions: Counter::default(),
+            parked: Gauge::default(),
         };
         registry.register(
             "excalibur_proxy_requests",
@@ -46,6 +49,11 @@ impl ProxyMetrics {
             "excalibur_proxy_substitutions",
             "Placeholders substituted into requests",
             m.substitutions.clone(),
+        );
+        registry.register(
+            "excalibur_proxy_tunnels_parked",
+            "Idle intercepted HTTP/1 tunnels holding only their TLS session",
+            m.parked.clone(),
         );
         m
     }
@@ -63,6 +71,11 @@ impl ProxyMetrics {
     /// Records an upstream latency.
     pub fn upstream(&self, seconds: f64) {
         self.upstream_latency.observe(seconds);
+    }
+
+    /// The gauge of parked tunnels.
+    pub(crate) fn parked(&self) -> &Gauge {
+        &self.parked
     }
 
     /// Counts substituted placeholders.

@@ -28,6 +28,7 @@ use crate::body::{self, FlowState, ProxyBody};
 use crate::decide;
 use crate::scrub::Scrubber;
 use crate::snapshot::Snapshot;
+use crate::tunnel::{Activity, Http1Tunnel, ReadAhead, Responding, Rewound};
 use crate::upstream::{ConnectError, connect_tcp};
 use crate::{Inner, Proxy};
 
@@ -171,7 +172,7 @@ impl Proxy {
         let proxy = self.clone();
         inner.tasks.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => proxy.intercept(upgraded, principal, subject, target).await,
+                Ok(upgraded) => proxy.intercept(upgraded, subject, target).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -183,13 +184,14 @@ impl Proxy {
     async fn intercept(
         &self,
         upgraded: hyper::upgrade::Upgraded,
-        principal: Principal,
         subject: Subject,
         target: Target,
     ) {
         let inner = &self.inner;
-        let acceptor =
-            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+        let acceptor = LazyConfigAcceptor::new(
+            rustls::server::Acceptor::default(),
+            ReadAhead::new(TokioIo::new(upgraded)),
+        );
         let Ok(Ok(start)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor).await else {
             return;
         };
@@ -202,7 +204,7 @@ impl Proxy {
                 detail: format!("SNI `{sni}` does not match CONNECT host `{}`", target.host),
                 policies: vec!["builtin:sni_matches_connect".to_owned()],
             };
-            let _ = inner.egress_denied(&principal, &target, "CONNECT", &deny);
+            let _ = inner.egress_denied(subject.principal(), &target, "CONNECT", &deny);
             return;
         }
         let config = match inner.ca.server_config(&target.host).await {
@@ -217,26 +219,67 @@ impl Proxy {
         else {
             return;
         };
-        let proxy = self.clone();
-        let who = Arc::new((principal, subject));
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (proxy, who, target) = (proxy.clone(), Arc::clone(&who), target.clone());
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    proxy.tunnelled(req, &who.0, &who.1, target).await,
-                )
-            }
-        });
-        let builder = inner.http.server();
-        let conn = builder.serve_connection(TokioIo::new(tls), service);
-        tokio::pin!(conn);
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            () = inner.cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-            }
+        // The tunnel is served by a task of its own: the handshake's state is not kept
+        // for the tunnel's life.
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let activity = Arc::new(Activity::default());
+        let service = self.tunnel_service(subject, target, &activity);
+        if h2 {
+            let (builder, cancel) = (inner.http.server(), inner.cancel.clone());
+            inner.tasks.spawn(async move {
+                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = cancel.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                    }
+                }
+            });
+            return;
         }
+        let io = Rewound::new(tls, Arc::clone(&activity));
+        let tunnel = Http1Tunnel {
+            builder: inner.http.http1(),
+            activity,
+            cancel: inner.cancel.clone(),
+            parked_limit: inner.http.header_read_timeout,
+            parked: inner.metrics.parked().clone(),
+        };
+        inner.tasks.spawn(tunnel.serve(io, service));
+    }
+
+    /// The service of an intercepted tunnel's requests, counted in `activity`.
+    fn tunnel_service(
+        &self,
+        subject: Subject,
+        target: Target,
+        activity: &Arc<Activity>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<ProxyBody>,
+        Error = std::convert::Infallible,
+        Future = Responding<Response<ProxyBody>>,
+    > + Clone
+    + Unpin
+    + Send
+    + 'static {
+        let proxy = self.clone();
+        let subject = Arc::new(subject);
+        let counts = Arc::clone(activity);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (proxy, subject, target) = (proxy.clone(), Arc::clone(&subject), target.clone());
+            let serving = counts.start();
+            let responding: Responding<Response<ProxyBody>> = Box::pin(async move {
+                let resp = proxy
+                    .tunnelled(req, subject.principal(), &subject, target)
+                    .await;
+                drop(serving);
+                Ok(resp)
+            });
+            responding
+        })
     }
 
     /// A request inside an intercepted tunnel.

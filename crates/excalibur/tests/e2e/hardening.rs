@@ -1308,3 +1308,92 @@ async fn a_tunnel_holds_its_connection_slot_for_its_whole_life() {
         "the slot of a closed tunnel never came back"
     );
 }
+
+#[tokio::test]
+async fn an_idle_tunnel_is_parked_and_serves_its_next_requests() {
+    let h = plain_gateway("[limits]\nheader_read_timeout_ms = 1500\n").await;
+    // Python's ssl over a raw CONNECT: one TLS session for every step.
+    let script = r#"
+import json, os, socket, ssl, time, urllib.request
+def parked():
+    req = urllib.request.Request("http://%s/metrics" % os.environ["API"],
+                                 headers={"Authorization": "Bearer " + os.environ["ADMIN"]})
+    for line in urllib.request.urlopen(req, timeout=5).read().decode().splitlines():
+        if line.startswith("excalibur_proxy_tunnels_parked "):
+            return int(float(line.split()[1]))
+s = socket.create_connection(tuple(os.environ["PROXY"].rsplit(":", 1)), timeout=10)
+s.sendall(("CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n"
+           "Proxy-Authorization: Bearer %s\r\n\r\n" % os.environ["TOKEN"]).encode())
+assert s.recv(4096).startswith(b"HTTP/1.1 200")
+t = ssl.create_default_context(cafile=os.environ["CA"]).wrap_socket(s, server_hostname="api.github.com")
+buf = b""
+def response():
+    global buf
+    while b"\r\n\r\n" not in buf:
+        chunk = t.recv(65536)
+        if not chunk:
+            raise SystemExit("closed: %r" % buf)
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    length = next(int(l.split(":", 1)[1]) for l in lines if l.lower().startswith("content-length:"))
+    while len(rest) < length:
+        rest += t.recv(65536)
+    buf = rest[length:]
+    return {"status": int(lines[0].split()[1]),
+            "close": any(l.lower() == "connection: close" for l in lines)}
+def get(path):
+    return ("GET %s HTTP/1.1\r\nHost: api.github.com\r\n\r\n" % path).encode()
+out = {}
+t.sendall(get("/first")); out["first"] = response()
+time.sleep(0.5)
+out["parked_while_idle"] = parked()
+t.sendall(get("/after-park")); out["after_park"] = response()
+# A head split across a park: its first half waits in the parked state.
+half = get("/split")
+t.sendall(half[:20]); time.sleep(0.5); t.sendall(half[20:]); out["split"] = response()
+# Two pipelined requests in one write.
+t.sendall(get("/pipe-1") + get("/pipe-2")); out["pipelined"] = [response(), response()]
+# Idle: a parked tunnel is closed after the header read timeout (1.5 s here).
+start = time.time()
+t.settimeout(10)
+try:
+    while t.recv(4096):
+        pass
+except (ssl.SSLError, OSError):
+    pass
+out["closed_after"] = time.time() - start
+print(json.dumps(out))
+"#;
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .env("TOKEN", &h.token)
+        .env("PROXY", h.gw.proxy().to_string())
+        .env("API", h.gw.api_addr.to_string())
+        .env("ADMIN", &h.gw.admin_token)
+        .env("CA", &h.ca)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let served = json!({"status": 200, "close": false});
+    for step in ["first", "after_park", "split"] {
+        assert_eq!(v[step], served, "{step}: {v}");
+    }
+    assert_eq!(v["pipelined"], json!([served, served]), "{v}");
+    assert_eq!(v["parked_while_idle"], 1, "{v}");
+    let closed = v["closed_after"].as_f64().unwrap();
+    assert!((1.0..5.0).contains(&closed), "closed after {closed} s");
+    // Every request reached the upstream, in order, over the one tunnel.
+    let paths: Vec<String> = h.echo.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        ["/first", "/after-park", "/split", "/pipe-1", "/pipe-2"],
+        "{paths:?}"
+    );
+}
