@@ -15,6 +15,12 @@ mod webhooks;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, with a background thread that gives freed memory back to the OS within a
+/// second (see `.cargo/config.toml`): glibc's arenas keep what a burst of connections or
+/// a snapshot rebuild let go.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Excalibur: a credential-mediating egress gateway with workload identity.
 #[derive(Debug, Parser)]
 #[command(name = "excalibur", version, about)]
