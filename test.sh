@@ -4,7 +4,7 @@
 # who manage their own tools. Extra arguments go to `cargo test`.
 #
 # Installs, when missing (Debian, as root or with sudo):
-#   apt:  curl, python3 (+ venv), nodejs + npm, chromium (web UI tests, driven by
+#   apt:  curl, make (jemalloc's build), python3 (+ venv), nodejs + npm, chromium (web UI tests, driven by
 #         playwright-core), nginx (upstream mTLS peer), openssh-server + openssh-client
 #         (SSH gateway), postgresql (store conformance, two-replica tests)
 #   cargo install s3s-fs@0.14.1 (a real S3 server that verifies SigV4; ~4 min to build)
@@ -29,6 +29,7 @@ if [ "$install" = 1 ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   need_apt=()
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+  command -v make >/dev/null 2>&1 || need_apt+=(make)
   command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
   python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
