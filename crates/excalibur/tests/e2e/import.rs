@@ -108,6 +108,56 @@ async fn thousands_of_sets_import_at_once_and_a_bad_item_writes_nothing() {
         Some("Bearer other-real-value")
     );
 
+    // A small import (here 5 objects) patches the snapshot row by row: a new set and a
+    // rotated placeholder are in force for the next request.
+    let small = json!({
+        "providers": [{"id": "small", "hosts": ["small.example"]}],
+        "placeholders": [
+            {"placeholder": "XCALIBUR_SMALL_KEY", "real_value": "small-real-value", "provider_id": "other"},
+            {"placeholder": "XCALIBUR_OTHER_KEY", "real_value": "other-rotated-value", "provider_id": "other"}
+        ],
+        "translation_rules": [{"placeholder": "XCALIBUR_SMALL_KEY", "hosts": ["other.example"]}],
+        "service_credentials": [{"name": "small-ci", "user": "ci", "source_network": "127.0.0.0/8", "allowed_domains": ["other.example"]}]
+    });
+    let (status, _, out) = api.send("POST", "/api/import", Some(small)).await.unwrap();
+    assert_eq!(status, 201, "{out}");
+    let token = out["service_credentials"][0]["token"].as_str().unwrap();
+    for (placeholder, url, real) in [
+        (
+            "XCALIBUR_SMALL_KEY",
+            "https://other.example/imported-small",
+            "small-real-value",
+        ),
+        (
+            "XCALIBUR_OTHER_KEY",
+            "https://other.example/rotated",
+            "other-rotated-value",
+        ),
+    ] {
+        let (code, body, err) = curl(&[
+            "-x",
+            &proxy_url(&s.gw),
+            "--proxy-header",
+            &format!("Proxy-Authorization: Bearer {token}"),
+            "--cacert",
+            s.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {placeholder}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .await;
+        assert_eq!((code, body.as_str()), (0, "200"), "{url}: {err}");
+        assert_eq!(
+            s.echo.seen().last().unwrap().header("authorization"),
+            Some(format!("Bearer {real}").as_str()),
+            "{url}"
+        );
+    }
+
     // Atomic: a placeholder for a provider that does not exist (the store refuses it)
     // rolls back everything before it in the same import.
     let mut bad = sets(3, "half");
