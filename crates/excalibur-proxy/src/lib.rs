@@ -144,10 +144,13 @@ impl HttpLimits {
     /// own, which can be parked).
     pub(crate) fn http1(&self) -> hyper::server::conn::http1::Builder {
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // `max_buf_size` alone is not a cap: one read may fill more than it, and a whole
+        // head that arrives in such a read is parsed. `max_header_size` checks the head.
         builder
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .max_buf_size(self.max_header_bytes)
+            .max_header_size(self.max_header_bytes)
             .max_headers(self.max_headers);
         builder
     }

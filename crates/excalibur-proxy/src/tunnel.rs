@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 /// A tunnel that has started no request for this long is parked.
 pub(crate) const PARK_AFTER: Duration = Duration::from_millis(50);
 
+/// Time a closing tunnel gives its last bytes and close_notify.
+const CLOSE: Duration = Duration::from_secs(1);
+
 /// Time a stopping gateway gives a tunnel's request in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -118,7 +121,7 @@ impl Http1Tunnel {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false) | Err(_)) => return,
                 Err(_) => {
-                    let _ = tokio::time::timeout(PARK_AFTER, io.shutdown()).await;
+                    let _ = tokio::time::timeout(CLOSE, io.shutdown()).await;
                     return;
                 }
             }
@@ -146,6 +149,10 @@ impl Http1Tunnel {
             tokio::select! {
                 r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
                     if r.is_err() {
+                        // A refused head (431, 400): its answer and close_notify still go
+                        // out before the socket closes.
+                        let mut io = conn.into_parts().io.into_inner();
+                        let _ = tokio::time::timeout(CLOSE, io.shutdown()).await;
                         return None;
                     }
                     break;
@@ -176,7 +183,7 @@ impl Http1Tunnel {
         if !parking {
             // The workload closed, or a response ended the connection: close the TLS
             // session properly (close_notify) before the socket.
-            let _ = tokio::time::timeout(PARK_AFTER, io.shutdown()).await;
+            let _ = tokio::time::timeout(CLOSE, io.shutdown()).await;
             return None;
         }
         // An empty read buffer still holds hyper's allocation: only bytes come back.
