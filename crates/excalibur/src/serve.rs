@@ -67,6 +67,17 @@ struct Pending {
     by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
+impl Dispatch {
+    /// A slot of `max_connections_per_source` for `peer` (`Ok(None)` where there is no
+    /// such budget), or `Err` when the source holds them all.
+    fn admit_source(&self, peer: SocketAddr) -> Result<Option<PendingSlot>, ()> {
+        match &self.per_source {
+            Some(p) => p.admit(peer.ip().to_canonical()).map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Silent connections one source address may hold open at once.
 const PENDING_PER_SOURCE: usize = 64;
 
@@ -1275,15 +1286,9 @@ async fn accept(
                 tracing::warn!(peer = %peer, "connection limit reached; closing");
                 return;
             };
-            let source_slot = match &dispatch.per_source {
-                Some(p) => match p.admit(peer.ip().to_canonical()) {
-                    Some(s) => Some(s),
-                    None => {
-                        tracing::warn!(peer = %peer, "too many connections from this source; closing");
-                        return;
-                    }
-                },
-                None => None,
+            let Ok(source_slot) = dispatch.admit_source(peer) else {
+                tracing::warn!(peer = %peer, "too many connections from this source; closing");
+                return;
             };
             // The socket holds its slots: a CONNECT tunnel outlives this task.
             tcp.hold((permit, source_slot));

@@ -108,23 +108,7 @@ pub(crate) async fn import(
         batch.credentials.push((info, issued.hash.clone()));
     }
     let out = s.store.import(batch, c.actor()).await?;
-    if total <= IMPORT_AS_DELTAS {
-        // Providers before the placeholders bound to them, as one would create them.
-        for p in &out.providers {
-            (s.changed)(crate::Changed::Provider(p.id.clone())).await;
-        }
-        for p in &out.placeholders {
-            (s.changed)(crate::Changed::Placeholder(p.info.placeholder.clone())).await;
-        }
-        for r in &out.rules {
-            (s.changed)(crate::Changed::Rule(r.id.clone())).await;
-        }
-        for c in &created {
-            (s.changed)(crate::Changed::Credential(c.info.id.clone())).await;
-        }
-    } else {
-        (s.reload)().await;
-    }
+    applied(&s, total, &out, &created).await;
     let body = excalibur_core::api::ImportResponse {
         providers: out.providers,
         placeholders: out.placeholders,
@@ -132,4 +116,30 @@ pub(crate) async fn import(
         service_credentials: created,
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Brings the proxy's snapshot up to date after an import: row by row (providers before
+/// the placeholders bound to them, as one would create them) up to
+/// [`IMPORT_AS_DELTAS`] objects, else one rebuild.
+async fn applied(
+    s: &ApiState,
+    total: usize,
+    out: &excalibur_store::Imported,
+    created: &[CreatedServiceCredential],
+) {
+    if total > IMPORT_AS_DELTAS {
+        return (s.reload)().await;
+    }
+    for p in &out.providers {
+        (s.changed)(crate::Changed::Provider(p.id.clone())).await;
+    }
+    for p in &out.placeholders {
+        (s.changed)(crate::Changed::Placeholder(p.info.placeholder.clone())).await;
+    }
+    for r in &out.rules {
+        (s.changed)(crate::Changed::Rule(r.id.clone())).await;
+    }
+    for c in created {
+        (s.changed)(crate::Changed::Credential(c.info.id.clone())).await;
+    }
 }

@@ -1,10 +1,37 @@
 //! Issue 20 (scale): bulk import. Many sets (provider, placeholder, rule, service
-//! credential) in one atomic request, one audit event per object, one snapshot rebuild;
+//! credential) in one atomic request, one audit event per object, one snapshot update;
 //! an invalid item names itself and writes nothing.
 
 use serde_json::{Value, json};
 
-use crate::data_plane::{curl, proxy_url, setup};
+use crate::data_plane::{Setup, curl, proxy_url, setup};
+
+/// Proxies one request with `token` and `placeholder` to `url`: 200, and the upstream got
+/// `real`.
+async fn redeems(s: &Setup, token: &str, placeholder: &str, url: &str, real: &str) {
+    let (code, body, err) = curl(&[
+        "-x",
+        &proxy_url(&s.gw),
+        "--proxy-header",
+        &format!("Proxy-Authorization: Bearer {token}"),
+        "--cacert",
+        s.ca.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {placeholder}"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ])
+    .await;
+    assert_eq!((code, body.as_str()), (0, "200"), "{url}: {err}");
+    assert_eq!(
+        s.echo.seen().last().unwrap().header("authorization"),
+        Some(format!("Bearer {real}").as_str()),
+        "{url}"
+    );
+}
 
 fn sets(n: usize, tag: &str) -> Value {
     let providers: Vec<Value> = (0..n)
@@ -86,27 +113,14 @@ async fn thousands_of_sets_import_at_once_and_a_bad_item_writes_nothing() {
     );
     // An imported credential redeems an imported placeholder at once.
     let token = out["service_credentials"][2000]["token"].as_str().unwrap();
-    let (code, body, err) = curl(&[
-        "-x",
-        &proxy_url(&s.gw),
-        "--proxy-header",
-        &format!("Proxy-Authorization: Bearer {token}"),
-        "--cacert",
-        s.ca.to_str().unwrap(),
-        "-H",
-        "Authorization: Bearer XCALIBUR_OTHER_KEY",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    redeems(
+        &s,
+        token,
+        "XCALIBUR_OTHER_KEY",
         "https://other.example/imported",
-    ])
+        "other-real-value",
+    )
     .await;
-    assert_eq!((code, body.as_str()), (0, "200"), "{err}");
-    assert_eq!(
-        s.echo.seen().last().unwrap().header("authorization"),
-        Some("Bearer other-real-value")
-    );
 
     // A small import (here 5 objects) patches the snapshot row by row: a new set and a
     // rotated placeholder are in force for the next request.
@@ -134,28 +148,7 @@ async fn thousands_of_sets_import_at_once_and_a_bad_item_writes_nothing() {
             "other-rotated-value",
         ),
     ] {
-        let (code, body, err) = curl(&[
-            "-x",
-            &proxy_url(&s.gw),
-            "--proxy-header",
-            &format!("Proxy-Authorization: Bearer {token}"),
-            "--cacert",
-            s.ca.to_str().unwrap(),
-            "-H",
-            &format!("Authorization: Bearer {placeholder}"),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ])
-        .await;
-        assert_eq!((code, body.as_str()), (0, "200"), "{url}: {err}");
-        assert_eq!(
-            s.echo.seen().last().unwrap().header("authorization"),
-            Some(format!("Bearer {real}").as_str()),
-            "{url}"
-        );
+        redeems(&s, token, placeholder, url, real).await;
     }
 
     // Atomic: a placeholder for a provider that does not exist (the store refuses it)
