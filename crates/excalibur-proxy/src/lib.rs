@@ -140,6 +140,26 @@ impl HttpLimits {
         builder
     }
 
+    /// Whether a parsed request head fits `max_header_bytes`, counted as HTTP/1 carries
+    /// it (request line, and `name: value\r\n` per field). hyper-util's auto builder
+    /// (the proxy and API port) caps only its read buffer, and one read may carry a
+    /// whole head larger than that, so every server checks the parsed head too.
+    pub fn head_fits<B>(&self, req: &hyper::Request<B>) -> bool {
+        let uri = req.uri();
+        let mut size = req.method().as_str().len()
+            + uri.scheme_str().map_or(0, str::len)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + 16;
+        for (name, value) in req.headers() {
+            size += name.as_str().len() + value.len() + 4;
+            if size > self.max_header_bytes {
+                return false;
+            }
+        }
+        size <= self.max_header_bytes
+    }
+
     /// An HTTP/1 server connection builder that enforces these limits (the tunnels'
     /// own, which can be parked).
     pub(crate) fn http1(&self) -> hyper::server::conn::http1::Builder {

@@ -76,6 +76,9 @@ impl Proxy {
         tls_identity: Option<&crate::TlsIdentity>,
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
+        if let Some(refused) = self.oversized(&req, "unidentified") {
+            return refused;
+        }
         if via_loops(req.headers(), &inner.via_name) {
             inner.event(
                 EventType::EgressDenied,
@@ -99,6 +102,23 @@ impl Proxy {
             "not_a_proxy_request",
             "send CONNECT or an absolute-form request",
         )
+    }
+
+    /// The refusal of a request head larger than `max_header_bytes` (431), recorded.
+    fn oversized<B>(&self, req: &Request<B>, principal: &str) -> Option<Response<ProxyBody>> {
+        if self.inner.http.head_fits(req) {
+            return None;
+        }
+        self.inner.event(
+            EventType::EgressDenied,
+            principal,
+            json!({"reason": "header_too_large", "method": req.method().as_str(), "host": req.uri().host()}),
+        );
+        Some(refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            "the request head is larger than the gateway accepts",
+        ))
     }
 
     async fn connect(
@@ -291,6 +311,9 @@ impl Proxy {
         target: Target,
     ) -> Response<ProxyBody> {
         let inner = &self.inner;
+        if let Some(refused) = self.oversized(&req, &principal.id) {
+            return refused;
+        }
         let snap = inner.snapshot.load_full();
         // A credential revoked or expired while the tunnel is open stops working at once.
         if let Some(id) = &principal.credential_id

@@ -1365,6 +1365,16 @@ async fn route(
     let is_proxy = req.method() == Method::CONNECT || absolute_form;
     match dispatch.api {
         Some(api) if !is_proxy => {
+            if !dispatch.limits.http().head_fits(&req) {
+                use axum::response::IntoResponse as _;
+                let refused = excalibur_api::ApiError::new(
+                    hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header_too_large",
+                    "the request head is larger than the gateway accepts",
+                );
+                let resp = refused.into_response();
+                return resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+            }
             let mut req = req;
             req.extensions_mut().insert(excalibur_api::PeerAddr(peer));
             let resp = match api.oneshot(req.map(axum::body::Body::new)).await {

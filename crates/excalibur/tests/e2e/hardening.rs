@@ -221,6 +221,70 @@ async fn oversized_heads_and_smuggling_are_refused() {
         assert_eq!(out, "431", "oversized head toward {url}");
     }
 
+    // A whole oversized head in one write, to the proxy port (proxy request and API
+    // request alike): refused on the parsed head, whatever one read carried.
+    let big = "a".repeat(100 * 1024);
+    for (addr, head) in [
+        (
+            h.gw.proxy(),
+            format!(
+                "GET http://plain.example/one-write HTTP/1.1\r\nHost: plain.example\r\n{auth}\r\nX-Big: {big}\r\n\r\n"
+            ),
+        ),
+        (
+            h.gw.api_addr,
+            format!("GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{addr}: {answer}");
+    }
+    // The same over TLS to the API port (where one TLS read may carry a whole head): an
+    // API request, and a proxy request through the TLS proxy.
+    let tls = format!("https://localhost:{}", h.gw.api_addr.port());
+    let big_header = format!("X-Big: {big}");
+    for args in [
+        vec![format!("{tls}/api/health")],
+        vec![
+            "--proxy".into(),
+            tls.clone(),
+            "--proxy-cacert".into(),
+            ca.clone(),
+            "--proxy-header".into(),
+            auth.clone(),
+            "http://plain.example/one-write".into(),
+        ],
+    ] {
+        let mut all: Vec<String> = [
+            "--cacert",
+            &ca,
+            "--http1.1",
+            "-H",
+            &big_header,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ]
+        .map(String::from)
+        .to_vec();
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (_, out, err) = curl(&refs).await;
+        assert_eq!(out, "431", "oversized head over TLS: {all:?} {err}");
+    }
+    assert!(
+        h.echo.seen().iter().all(|r| r.path != "/one-write"),
+        "an oversized head reached the upstream"
+    );
+
     // Conflicting framing (CL + TE): Transfer-Encoding wins (RFC 9112 §6.3), Content-Length
     // is dropped, and the connection is closed after the response, so bytes smuggled
     // behind the body are never read as a second request.
