@@ -289,6 +289,15 @@ pub enum Exchanged {
     PrincipalRevoked,
 }
 
+/// What an expiry sweep did ([`Store::expire_due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// Placeholders and credentials marked expired.
+    pub expired: usize,
+    /// When the next one is due (epoch ms), if any will.
+    pub next_ms: Option<i64>,
+}
+
 /// A cluster-wide lock, held until dropped (see [`Store::exclusive`]).
 pub struct Exclusive(Option<postgres::OwnedClient>);
 
@@ -439,8 +448,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A follower's position in the audit log.
     fn cursor_get(&self, name: String) -> StoreFuture<'_, Option<i64>>;
     /// Marks placeholders and credentials past `expires_at` as expired (credentials are
-    /// revoked) and emits `credential_expired`; returns how many.
-    fn expire_due(&self) -> StoreFuture<'_, usize>;
+    /// revoked) and emits `credential_expired`; returns how many, and when the next one
+    /// is due (none when nothing left will expire). The decision enforces expiry on its
+    /// own; this records it.
+    fn expire_due(&self) -> StoreFuture<'_, Expiry>;
 
     /// Creates or replaces a namespace.
     fn namespace_upsert(&self, ns: Namespace, actor: String) -> StoreFuture<'_, Namespace>;

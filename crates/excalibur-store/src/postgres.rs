@@ -207,7 +207,7 @@ impl SqlStore {
             Box::new(pool),
             MIGRATIONS,
             master,
-            Some(Arc::new(connect.clone())),
+            Some(Arc::new(PgLocks::new(connect.clone()))),
         )
     }
 }
@@ -483,31 +483,88 @@ pub fn listen(connect: PgConnect) -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-impl crate::db::ClusterLocks for PgConnect {
-    fn lock(&self, name: &str, wait: bool) -> Result<Option<crate::Exclusive>, StoreError> {
-        Ok(lock(self, name, wait)?.map(crate::Exclusive::held))
+/// Cluster locks on their own connections. A try that finds the lock taken keeps its
+/// connection for the next try: a replica waiting to take over (the delivery leader's
+/// lock, retried every two seconds) costs one round trip per try, not a new connection
+/// with its authentication and threads.
+pub(crate) struct PgLocks {
+    connect: PgConnect,
+    /// Connections that hold no lock, ready for the next try.
+    spare: std::sync::Mutex<Vec<OwnedClient>>,
+}
+
+/// Spare connections kept at most (one per lock a replica waits for, in practice).
+const SPARE_LOCK_CONNECTIONS: usize = 2;
+
+impl PgLocks {
+    pub(crate) fn new(connect: PgConnect) -> Self {
+        Self {
+            connect,
+            spare: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A spare connection that is still open, or a new one.
+    fn client(&self) -> Result<OwnedClient, StoreError> {
+        let spare = self.spare.lock().ok().and_then(|mut s| {
+            s.retain(|c| !c.is_closed());
+            s.pop()
+        });
+        match spare {
+            Some(c) => Ok(c),
+            None => Ok(OwnedClient::new(self.connect.connect()?)),
+        }
+    }
+
+    fn keep(&self, client: OwnedClient) {
+        if let Ok(mut s) = self.spare.lock()
+            && s.len() < SPARE_LOCK_CONNECTIONS
+        {
+            s.push(client);
+        }
     }
 }
 
-/// Takes the session-level advisory lock for `name` on a new connection (released when
-/// the connection closes): waiting for it (`wait`), or `None` at once when another
-/// process holds it.
-fn lock(connect: &PgConnect, name: &str, wait: bool) -> Result<Option<OwnedClient>, StoreError> {
-    // FNV-1a of the name: a stable 64-bit key.
+impl crate::db::ClusterLocks for PgLocks {
+    /// Takes the session-level advisory lock for `name` on a connection of its own
+    /// (released when the connection closes): waiting for it (`wait`), or `None` at once
+    /// when another process holds it.
+    fn lock(&self, name: &str, wait: bool) -> Result<Option<crate::Exclusive>, StoreError> {
+        let key = lock_key(name);
+        let mut client = self.client()?;
+        if wait {
+            client
+                .get()?
+                .execute("SELECT pg_advisory_lock($1)", &[&key])?;
+            return Ok(Some(crate::Exclusive::held(client)));
+        }
+        // A spare connection may have died since its last use: one retry on a new one.
+        let got = match try_lock(&mut client, key) {
+            Ok(got) => got,
+            Err(_) => {
+                client = OwnedClient::new(self.connect.connect()?);
+                try_lock(&mut client, key)?
+            }
+        };
+        if got {
+            return Ok(Some(crate::Exclusive::held(client)));
+        }
+        self.keep(client);
+        Ok(None)
+    }
+}
+
+fn try_lock(client: &mut OwnedClient, key: i64) -> Result<bool, StoreError> {
+    Ok(client
+        .get()?
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+        .try_get(0)?)
+}
+
+/// FNV-1a of the name: a stable 64-bit key.
+fn lock_key(name: &str) -> i64 {
     let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    let key = i64::from_ne_bytes(key.to_ne_bytes());
-    let mut client = OwnedClient::new(connect.connect()?);
-    if wait {
-        client
-            .get()?
-            .execute("SELECT pg_advisory_lock($1)", &[&key])?;
-        return Ok(Some(client));
-    }
-    let got: bool = client
-        .get()?
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
-        .try_get(0)?;
-    Ok(got.then_some(client))
+    i64::from_ne_bytes(key.to_ne_bytes())
 }

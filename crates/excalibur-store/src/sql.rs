@@ -24,8 +24,8 @@ use serde_json::json;
 
 use crate::seal::{MasterKey, Sealer, WrappedKey};
 use crate::{
-    AuditQuery, Exchanged, Exclusive, FlowQuery, PlaceholderSecret, ServiceCredentialRecord,
-    SnapshotData, Store, StoreError, StoreFuture, WorkloadIssue,
+    AuditQuery, Exchanged, Exclusive, Expiry, FlowQuery, PlaceholderSecret,
+    ServiceCredentialRecord, SnapshotData, Store, StoreError, StoreFuture, WorkloadIssue,
 };
 
 /// The store over SQL: every query written once, run by a [`Backend`] (SQLite or
@@ -1498,28 +1498,20 @@ impl Store for SqlStore {
         })
     }
 
-    fn expire_due(&self) -> StoreFuture<'_, usize> {
+    fn expire_due(&self) -> StoreFuture<'_, Expiry> {
         Box::pin(async move {
-            // The sweep runs every second: a read first, so an idle gateway takes no
-            // write lock (and re-authenticates no configuration) when nothing is due.
-            let due = self
-                .run(|_, tx| {
-                    Ok(tx
-                        .query_opt(
-                            "SELECT 1 FROM placeholders WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND expired_ms IS NULL
-                             UNION ALL
-                             SELECT 1 FROM service_credentials WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 AND revoked_ms IS NULL
-                             LIMIT 1",
-                            params![Timestamp::now().millis()],
-                            |_| Ok(()),
-                        )?
-                        .is_some())
-                })
-                .await?;
-            if !due {
-                return Ok(0);
+            // A read first, so a sweep with nothing due takes no write lock (and
+            // re-authenticates no configuration).
+            let next_ms = self.run(|_, tx| next_expiry(tx)).await?;
+            if next_ms.is_none_or(|at| at > Timestamp::now().millis()) {
+                return Ok(Expiry {
+                    expired: 0,
+                    next_ms,
+                });
             }
-            self.expire_now().await
+            let expired = self.expire_now().await?;
+            let next_ms = self.run(|_, tx| next_expiry(tx)).await?;
+            Ok(Expiry { expired, next_ms })
         })
     }
 
@@ -2518,6 +2510,19 @@ fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
 }
 
 const DELIVERY_COLS: &str = "id, webhook_id, event_seq, event_type, status, attempts, last_status, last_error, created_ms, updated_ms";
+
+/// When the next placeholder or credential that has not yet expired will (epoch ms).
+fn next_expiry(tx: &mut dyn Tx) -> Result<Option<i64>, StoreError> {
+    tx.query_row(
+        "SELECT MIN(at) FROM (
+             SELECT expires_ms AS at FROM placeholders WHERE expires_ms IS NOT NULL AND expired_ms IS NULL
+             UNION ALL
+             SELECT expires_ms FROM service_credentials WHERE expires_ms IS NOT NULL AND revoked_ms IS NULL
+         ) AS pending",
+        params![],
+        |r| r.get(0),
+    )
+}
 
 fn list_namespaces(conn: &mut dyn Tx) -> Result<Vec<Namespace>, StoreError> {
     let rows = conn.query_map(

@@ -21,7 +21,8 @@ use excalibur_store::postgres::PgConnect;
 use excalibur_store::seal::MasterKey;
 use excalibur_store::sql::SqlStore;
 use excalibur_store::{
-    AuditQuery, Exchanged, FlowQuery, SnapshotKey, SnapshotRow, Store, StoreError, WorkloadIssue,
+    AuditQuery, Exchanged, Expiry, FlowQuery, SnapshotKey, SnapshotRow, Store, StoreError,
+    WorkloadIssue,
 };
 use excalibur_test_support::postgres::Postgres;
 use serde_json::{Value, json};
@@ -282,9 +283,34 @@ async fn suite(store: &dyn Store) {
         )
         .await
         .unwrap();
+    let later = Timestamp::now().millis() + 3_600_000;
+    store
+        .placeholder_upsert(
+            from(
+                json!({"placeholder": "XCALIBUR_LATER", "real_value": "y", "provider_id": "github",
+                "expires_at": Timestamp::from_millis(later).to_rfc3339()}),
+            ),
+            "admin".into(),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(store.expire_due().await.unwrap(), 1);
-    assert_eq!(store.expire_due().await.unwrap(), 0);
+    // The sweep expires what is due and says when the next one is (the sweeper sleeps
+    // until then).
+    let swept = store.expire_due().await.unwrap();
+    assert_eq!(swept.expired, 1);
+    let next = swept.next_ms.expect("XCALIBUR_LATER is still to expire");
+    assert!(
+        (next - later).abs() < 1000,
+        "next expiry {next}, want {later}"
+    );
+    assert_eq!(
+        store.expire_due().await.unwrap(),
+        Expiry {
+            expired: 0,
+            next_ms: Some(next)
+        }
+    );
 
     // Namespaces and workload bearers (replay, revocation by jti and principal).
     store

@@ -84,31 +84,42 @@ pub(crate) struct Checkpointer {
     pub(crate) key: Arc<CheckpointKey>,
     pub(crate) every_events: u64,
     pub(crate) every: Duration,
+    /// The latest checkpoint's tree and time, as this leader last read or made it (only
+    /// the leader makes checkpoints; [`Checkpointer::forget`] on a change of leader).
+    pub(crate) latest: Option<(Frontier, Option<i64>)>,
 }
 
 impl Checkpointer {
-    /// Makes a checkpoint if one is due; the new one, if any.
-    pub(crate) async fn tick(&self) -> anyhow::Result<Option<Checkpoint>> {
-        let last = self.store.checkpoint_latest().await?;
-        let (mut tree, last_ms) = match last {
-            Some((cp, f)) => (f, Timestamp::parse(&cp.ts).ok().map(Timestamp::millis)),
-            None => (Frontier::default(), None),
+    /// Reads the latest checkpoint from the store at the next tick (another replica may
+    /// have made one).
+    pub(crate) fn forget(&mut self) {
+        self.latest = None;
+    }
+
+    /// Makes a checkpoint if one is due with the log's head at `head`; the new one, if
+    /// any. With nothing new since the latest checkpoint it reads nothing.
+    pub(crate) async fn tick(&mut self, head: u64) -> anyhow::Result<Option<Checkpoint>> {
+        let (mut tree, last_ms) = match self.latest.take() {
+            Some(known) => known,
+            None => match self.store.checkpoint_latest().await? {
+                Some((cp, f)) => (f, Timestamp::parse(&cp.ts).ok().map(Timestamp::millis)),
+                None => (Frontier::default(), None),
+            },
         };
         // Whether one is due is decided from the head's seq alone; the events are read
         // (and hashed) only for the checkpoint that is made.
-        let head = self.store.audit_head_seq().await?;
         // The last checkpoint's own event is not news.
         let news = head
             .saturating_sub(tree.size)
             .saturating_sub(u64::from(last_ms.is_some()));
-        if news == 0 {
-            return Ok(None);
-        }
         let elapsed = last_ms.map(|at| Timestamp::now().millis() - at);
-        let due = news >= self.every_events
-            || elapsed
-                .is_none_or(|ms| ms >= i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX));
+        let due = news > 0
+            && (news >= self.every_events
+                || elapsed.is_none_or(|ms| {
+                    ms >= i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX)
+                }));
         if !due {
+            self.latest = Some((tree, last_ms));
             return Ok(None);
         }
         let new = self.store.audit_leaves(tree.size, head).await?;
@@ -116,7 +127,10 @@ impl Checkpointer {
             tree.push(leaf);
         }
         let cp = self.key.sign(&tree);
-        self.store.checkpoint_append(cp.clone(), tree).await?;
+        self.store
+            .checkpoint_append(cp.clone(), tree.clone())
+            .await?;
+        self.latest = Some((tree, Timestamp::parse(&cp.ts).ok().map(Timestamp::millis)));
         tracing::debug!(tree_size = cp.tree_size, "audit checkpoint signed");
         Ok(Some(cp))
     }

@@ -548,6 +548,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             key: Arc::clone(&checkpoint_key),
             every_events: config.checkpoint_every_events,
             every: config.checkpoint_every,
+            latest: None,
         },
         cancel.clone(),
     ));

@@ -259,8 +259,8 @@ impl Snapshots {
     }
 }
 
-/// The one thing a background task may do to snapshots: ask for a rebuild (after a
-/// write of its own, such as the expiry sweep).
+/// What a background task may do with snapshots: ask for a rebuild (after a write of
+/// its own, such as the expiry sweep), and see whether the configuration changed.
 #[derive(Debug, Clone)]
 pub(crate) struct Rebuilder(Arc<Snapshots>);
 
@@ -272,5 +272,11 @@ impl Rebuilder {
     /// [`Snapshots::rebuild_logged`].
     pub(crate) async fn rebuild(&self) {
         self.0.rebuild_logged().await;
+    }
+
+    /// Moves with every rebuild or patch: after any configuration change, here or on
+    /// another replica (and at each periodic resync).
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::SeqCst)
     }
 }

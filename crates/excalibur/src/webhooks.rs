@@ -22,10 +22,17 @@ use crate::config::Webhooks;
 use crate::snapshot::Rebuilder;
 
 const CURSOR: &str = "webhooks";
+/// A leader's pause between looks at the log while there is work.
 const TICK: Duration = Duration::from_millis(250);
-/// How often a replica that is not the delivery leader tries to become it (each try
-/// opens a database connection): the bound on a failover's delay.
-const LEADER_RETRY_TICKS: u64 = 8;
+/// Its longest pause while idle, each look being one read of the log's head: how late an
+/// idle leader sees a new event. A retry or an expiry it knows of wakes it on time.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How often a leader reads the due deliveries even when it knows of none (one whose
+/// update was lost, say).
+const DUE_RECHECK: Duration = Duration::from_secs(10);
+/// How often a replica that is not the delivery leader tries to become it (one round trip
+/// on a kept connection): the bound on a failover's delay.
+const LEADER_RETRY: Duration = Duration::from_secs(2);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries attempted per tick.
 const BATCH: usize = 32;
@@ -55,31 +62,25 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     snapshots: Rebuilder,
     cfg: Webhooks,
-    checkpoints: crate::checkpoint::Checkpointer,
+    mut checkpoints: crate::checkpoint::Checkpointer,
     cancel: CancellationToken,
 ) {
-    let mut ticks: u64 = 0;
     // With several replicas, one of them (holding the cluster lock) sweeps and delivers.
     let mut leader: Option<excalibur_store::Exclusive> = None;
-    let mut waited: u64 = LEADER_RETRY_TICKS;
-    // Where this leader last saw the cursor reach the head (none after a change of
-    // leader: another may have moved it).
-    let mut caught_up: Option<i64> = None;
+    let mut known = Known::default();
+    let mut pause = TICK;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(pause) => {}
             () = cancel.cancelled() => return,
         }
         if !leader
             .as_ref()
             .is_some_and(excalibur_store::Exclusive::is_held)
         {
-            caught_up = None;
-            waited += 1;
-            if waited < LEADER_RETRY_TICKS {
-                continue;
-            }
-            waited = 0;
+            // Another leader may have moved everything on since.
+            known = Known::default();
+            checkpoints.forget();
             leader = match store.exclusive("webhooks".into(), false).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -88,34 +89,112 @@ pub(crate) async fn run(
                 }
             };
             if leader.is_none() {
+                pause = LEADER_RETRY;
                 continue;
             }
         }
-        ticks += 1;
-        if ticks.is_multiple_of(4)
-            && let Err(e) = checkpoints.tick().await
+        let busy = lead(&store, &snapshots, &cfg, &mut checkpoints, &mut known).await;
+        pause = if busy {
+            TICK
+        } else {
+            (pause * 2).clamp(TICK, IDLE_TICK)
+        };
+        // A retry or an expiry due sooner wakes the leader then.
+        if let Some(at) = [known.next_retry, known.next_expiry]
+            .into_iter()
+            .flatten()
+            .min()
         {
-            tracing::warn!(error = %format!("{e:#}"), "audit checkpoint failed");
-        }
-        if ticks.is_multiple_of(4) {
-            match store.expire_due().await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(expired = n, "credentials expired");
-                    snapshots.rebuild().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed")
-                }
-            }
-        }
-        if let Err(e) = enqueue(store.as_ref(), &mut caught_up).await {
-            tracing::warn!(error = %format!("{e:#}"), "webhook enqueue failed");
-        }
-        if let Err(e) = attempt_due(&store, &cfg).await {
-            tracing::warn!(error = %format!("{e:#}"), "webhook delivery round failed");
+            let wait = u64::try_from(at - Timestamp::now().millis()).unwrap_or(0);
+            pause = pause.min(Duration::from_millis(wait));
         }
     }
+}
+
+/// What a leader knows of the work ahead, so that an idle one reads only the log's head.
+/// Forgotten on a change of leader.
+#[derive(Debug, Default)]
+struct Known {
+    /// The head the delivery cursor was last seen to reach.
+    caught_up: Option<i64>,
+    /// When the earliest retry this leader scheduled falls due (epoch ms).
+    next_retry: Option<i64>,
+    /// More deliveries are due now (new ones enqueued, or a full batch attempted).
+    due_now: bool,
+    /// When the due deliveries were last read.
+    due_read: Option<std::time::Instant>,
+    /// When the next placeholder or credential expires (epoch ms)...
+    next_expiry: Option<i64>,
+    /// ...as read at this snapshot version (a configuration change may move it).
+    expiry_version: Option<u64>,
+}
+
+/// One look at the log by the leader: checkpoints, the expiry sweep, webhook enqueue and
+/// delivery, each only when it has something to do. True when something was done.
+async fn lead(
+    store: &Arc<dyn Store>,
+    snapshots: &Rebuilder,
+    cfg: &Webhooks,
+    checkpoints: &mut crate::checkpoint::Checkpointer,
+    known: &mut Known,
+) -> bool {
+    let head = match store.audit_head_seq().await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::warn!(error = %excalibur_core::ErrorChain(&e), "cannot read the audit head");
+            return false;
+        }
+    };
+    let mut busy = false;
+    match checkpoints.tick(head).await {
+        Ok(made) => busy |= made.is_some(),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "audit checkpoint failed"),
+    }
+    let now = Timestamp::now().millis();
+    let version = snapshots.version();
+    if known.expiry_version != Some(version) || known.next_expiry.is_some_and(|at| at <= now) {
+        match store.expire_due().await {
+            Ok(swept) => {
+                known.expiry_version = Some(version);
+                known.next_expiry = swept.next_ms;
+                if swept.expired > 0 {
+                    tracing::info!(expired = swept.expired, "credentials expired");
+                    snapshots.rebuild().await;
+                    busy = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %excalibur_core::ErrorChain(&e), "expiry sweep failed");
+            }
+        }
+    }
+    let head = i64::try_from(head).unwrap_or(i64::MAX);
+    match enqueue(store.as_ref(), head, &mut known.caught_up).await {
+        Ok(moved) => {
+            busy |= moved.cursor_moved;
+            known.due_now |= moved.deliveries > 0;
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "webhook enqueue failed"),
+    }
+    if known.due_now
+        || known.next_retry.is_some_and(|at| at <= now)
+        || known.due_read.is_none_or(|at| at.elapsed() >= DUE_RECHECK)
+    {
+        match attempt_due(store, cfg).await {
+            Ok(round) => {
+                known.due_read = Some(std::time::Instant::now());
+                known.due_now = round.attempted == BATCH;
+                // A retry scheduled earlier and not yet due is still pending.
+                known.next_retry = [known.next_retry.filter(|at| *at > now), round.next_retry]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                busy |= round.attempted > 0;
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "webhook delivery round failed"),
+        }
+    }
+    busy
 }
 
 /// The event type a webhook subscribed to that `event` satisfies, if any.
@@ -132,29 +211,42 @@ fn matches(hook: &WebhookInfo, event: &AuditEvent) -> Option<String> {
     })
 }
 
-/// Moves the delivery cursor over new events, enqueuing a delivery for each receiver
-/// that subscribed. `caught_up`: the head the cursor was last seen to reach (by this
-/// leader); while the head is still there, nothing is read (an idle leader costs one
-/// query per tick).
-async fn enqueue(store: &dyn Store, caught_up: &mut Option<i64>) -> anyhow::Result<()> {
+/// What [`enqueue`] did.
+#[derive(Debug, Default)]
+struct Enqueued {
+    cursor_moved: bool,
+    deliveries: usize,
+}
+
+/// Moves the delivery cursor over new events up to `head`, enqueuing a delivery for each
+/// receiver that subscribed. `caught_up`: the head the cursor was last seen to reach (by
+/// this leader); while the head is still there, nothing is read.
+async fn enqueue(
+    store: &dyn Store,
+    head: i64,
+    caught_up: &mut Option<i64>,
+) -> anyhow::Result<Enqueued> {
     // The head is read before the receivers: an event after a receiver's creation
     // is after this head, so skipping to it loses nothing for anyone.
-    let head = i64::try_from(store.audit_head_seq().await?).unwrap_or(i64::MAX);
     if *caught_up == Some(head) {
-        return Ok(());
+        return Ok(Enqueued::default());
     }
     let cursor = store.cursor_get(CURSOR.to_owned()).await?.unwrap_or(0);
     let hooks = store.webhook_list().await?;
     if hooks.is_empty() {
         // Nothing to deliver to: the cursor moves past what exists without reading it
         // (as reading it would have matched nothing).
-        if head > cursor {
+        let cursor_moved = head > cursor;
+        if cursor_moved {
             store
                 .delivery_enqueue(Vec::new(), (CURSOR.to_owned(), head))
                 .await?;
         }
         *caught_up = Some(head);
-        return Ok(());
+        return Ok(Enqueued {
+            cursor_moved,
+            deliveries: 0,
+        });
     }
     let events = store
         .audit_list(AuditQuery {
@@ -166,7 +258,7 @@ async fn enqueue(store: &dyn Store, caught_up: &mut Option<i64>) -> anyhow::Resu
         .await?;
     let Some(last) = events.last().map(|e| e.seq.0) else {
         *caught_up = Some(head);
-        return Ok(());
+        return Ok(Enqueued::default());
     };
     let mut deliveries = Vec::new();
     for event in &events {
@@ -187,20 +279,33 @@ async fn enqueue(store: &dyn Store, caught_up: &mut Option<i64>) -> anyhow::Resu
             }
         }
     }
+    let count = deliveries.len();
     store
         .delivery_enqueue(deliveries, (CURSOR.to_owned(), last))
         .await?;
     if last >= head {
         *caught_up = Some(head);
     }
-    Ok(())
+    Ok(Enqueued {
+        cursor_moved: true,
+        deliveries: count,
+    })
 }
 
-async fn attempt_due(store: &Arc<dyn Store>, cfg: &Webhooks) -> anyhow::Result<()> {
+/// What a round of [`attempt_due`] did.
+#[derive(Debug, Default)]
+struct Round {
+    attempted: usize,
+    /// The earliest retry it scheduled (epoch ms).
+    next_retry: Option<i64>,
+}
+
+async fn attempt_due(store: &Arc<dyn Store>, cfg: &Webhooks) -> anyhow::Result<Round> {
     let due = store.deliveries_due(BATCH).await?;
     if due.is_empty() {
-        return Ok(());
+        return Ok(Round::default());
     }
+    let attempted = due.len();
     let hooks: HashMap<String, (WebhookInfo, Secret)> = store
         .webhook_secrets()
         .await?
@@ -228,10 +333,19 @@ async fn attempt_due(store: &Arc<dyn Store>, cfg: &Webhooks) -> anyhow::Result<(
             if let Err(e) = store.delivery_update(d.id.clone(), status.to_owned(), code, error, next).await {
                 tracing::warn!(error = %excalibur_core::ErrorChain(&e), delivery = %d.id, "recording a delivery attempt failed");
             }
+            (status == "pending").then_some(next)
         });
     }
-    while set.join_next().await.is_some() {}
-    Ok(())
+    let mut next_retry: Option<i64> = None;
+    while let Some(joined) = set.join_next().await {
+        if let Ok(Some(at)) = joined {
+            next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok(Round {
+        attempted,
+        next_retry,
+    })
 }
 
 /// One attempt: sign and POST. `Ok(status)` on 2xx; `Err((status, error))` otherwise.
