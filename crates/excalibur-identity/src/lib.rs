@@ -115,17 +115,22 @@ pub struct CredentialIndex {
     device_ids: imbl::HashSet<CredentialId>,
     sessions: imbl::HashMap<String, Arc<SessionEntry>>,
     session_ids: imbl::HashSet<CredentialId>,
-    /// Revoked service credentials by token hash: `(id, name)`, for attribution only.
-    revoked: imbl::HashMap<String, (CredentialId, String)>,
+    /// Revoked service credentials by token hash: `(id, name, expired)`, for attribution
+    /// only; `expired` when the revocation is the expiry sweep's.
+    revoked: imbl::HashMap<String, (CredentialId, String, bool)>,
+    /// The ids of credentials the expiry sweep revoked: still refused as expired.
+    expired: imbl::HashSet<CredentialId>,
     /// The live service credential of each name (one per name).
     named: imbl::HashMap<String, CredentialId>,
 }
 
 impl CredentialIndex {
     /// Remembers a revoked credential under its token hash: it identifies nobody, but a
-    /// request that presents it is refused as `credential_revoked`, attributed to it.
-    /// A live credential under the same hash stops being live.
-    pub fn insert_revoked(&mut self, hash: String, id: CredentialId, name: String) {
+    /// request that presents it is refused, attributed to it: as `credential_expired`
+    /// when `expired` (the expiry sweep revoked it: the answer does not change when the
+    /// sweep runs), else as `credential_revoked`. A live credential under the same hash
+    /// stops being live.
+    pub fn insert_revoked(&mut self, hash: String, id: CredentialId, name: String, expired: bool) {
         if let Some(live) = self.by_hash.remove(&hash) {
             self.ids.remove(&live.id);
         }
@@ -133,7 +138,12 @@ impl CredentialIndex {
         if self.named.get(&name) == Some(&id) {
             self.named.remove(&name);
         }
-        self.revoked.insert(hash, (id, name));
+        if expired {
+            self.expired.insert(id.clone());
+        } else {
+            self.expired.remove(&id);
+        }
+        self.revoked.insert(hash, (id, name, expired));
     }
 
     /// The live service credential named `name`.
@@ -144,6 +154,7 @@ impl CredentialIndex {
     /// Adds a credential under the hex SHA-256 of its token.
     pub fn insert(&mut self, hash: String, entry: CredentialEntry) {
         self.revoked.remove(&hash);
+        self.expired.remove(&entry.id);
         self.ids.insert(entry.id.clone(), entry.expires_ms);
         self.named.insert(entry.name.clone(), entry.id.clone());
         self.by_hash.insert(hash, Arc::new(entry));
@@ -204,7 +215,7 @@ impl CredentialIndex {
     pub fn not_live(&self, id: &CredentialId, now_ms: i64) -> Option<&'static str> {
         if self.is_live(id, now_ms) {
             None
-        } else if self.ids.contains_key(id) {
+        } else if self.ids.contains_key(id) || self.expired.contains(id) {
             Some("credential_expired")
         } else if self.workload_expiry.contains_key(id) {
             Some("token_expired")
@@ -318,7 +329,11 @@ pub fn identify(
     }
     let Some(entry) = index.by_hash.get(&hash) else {
         return Err(match index.revoked.get(&hash) {
-            Some((credential, name)) => Unidentified::Revoked {
+            Some((credential, name, true)) => Unidentified::CredentialExpired {
+                credential: credential.clone(),
+                name: name.clone(),
+            },
+            Some((credential, name, false)) => Unidentified::Revoked {
                 credential: credential.clone(),
                 name: name.clone(),
             },
@@ -477,7 +492,23 @@ mod tests {
             (None, Some("credential_expired"))
         );
         let before = idx.clone();
-        idx.insert_revoked(token_hash("xcs_secret"), id.clone(), "ci-runner".into());
+        // The expiry sweep's revocation changes no answer.
+        let mut swept = idx.clone();
+        swept.insert_revoked(
+            token_hash("xcs_secret"),
+            id.clone(),
+            "ci-runner".into(),
+            true,
+        );
+        assert_eq!(at(&swept, 1_000), Err("credential_expired"));
+        assert!(!swept.is_live(&id, 1_000) && swept.live_named("ci-runner").is_none());
+        assert_eq!(swept.not_live(&id, 1_000), Some("credential_expired"));
+        idx.insert_revoked(
+            token_hash("xcs_secret"),
+            id.clone(),
+            "ci-runner".into(),
+            false,
+        );
         assert_eq!(at(&idx, 0), Err("credential_revoked"));
         assert!(!idx.is_live(&id, 0) && idx.live_named("ci-runner").is_none());
         assert_eq!(idx.not_live(&id, 0), Some("credential_revoked"));

@@ -1111,9 +1111,10 @@ async fn every_write_is_in_force_for_the_very_next_request() {
 }
 
 /// A service credential past its `expires_at` is refused at the decision, the first
-/// request after the instant, as `credential_expired` and attributed to itself (the
-/// expiry sweep, about once a second, would answer `credential_revoked`). A credential
-/// created or revoked is in force for the very next request.
+/// request after the instant, as `credential_expired` and attributed to itself; still
+/// as `credential_expired` once the expiry sweep has revoked it (the sweep wakes at the
+/// instant, so either may come first). A credential created or revoked is in force for
+/// the very next request.
 #[tokio::test]
 async fn a_credential_works_until_its_expiry_and_not_one_request_after() {
     let s = setup().await;
@@ -1173,6 +1174,24 @@ async fn a_credential_works_until_its_expiry_and_not_one_request_after() {
     let denied = wait_events(&s.gw, "proxy_auth_denied", 1).await;
     assert_eq!(denied[0]["principal"], "service:ci-job-1", "{denied:?}");
     assert_eq!(denied[0]["details"]["credential_id"], id);
+    // After the sweep (its `credential_expired` event, the credential revoked as
+    // `expired`), the answer is the same.
+    let swept = wait_events(&s.gw, "credential_expired", 1).await;
+    assert_eq!(swept[0]["details"]["id"], id, "{swept:?}");
+    let listed = s.gw.api().get("/api/service-credentials").await.unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(row["revoked_reason"], "expired", "{row}");
+    let (out, reason, _) = ask().await;
+    assert_eq!(
+        (out.as_str(), reason.as_deref()),
+        ("407 000", Some("credential_expired"))
+    );
 
     // Revoked: refused by the very next request.
     let (id, token) = credential(&s.gw, "ci-job-2", "127.0.0.0/8", &["api.github.com"]).await;
