@@ -27,7 +27,9 @@
 # for batched recording, PROFILE_MODE=new for a new connection per request).
 # --bulk: instead, download and upload one 200 MB file (BULK_MB) with curl, direct and
 # through each proxy (Excalibur's upload also with a substitute_body rule), and print
-# MB/s, the ratio to direct and the proxy's CPU per MB (medians of --rounds).
+# MB/s, the ratio to direct and the proxy's CPU per MB (medians of --rounds). With
+# --profile, `perf record` Excalibur during back-to-back transfers instead
+# (PROFILE_WAY=down, up or upbody).
 # --idle N: instead, open N intercepted keep-alive connections (CONNECT, TLS, one
 # request each), leave them idle, and print the RSS each one costs Excalibur and squid.
 set -euo pipefail
@@ -424,6 +426,20 @@ if [ "$BULK" = 1 ]; then
     read -r -a out <<< "${out:-0 000 0}"
     python3 -c 'import sys; bps,code,size,b,a,mb=sys.argv[1:]; ok=code in ("200","201","204") and int(float(size))>=int(mb)*1048576; print(f"{float(bps)/1e6 if ok else 0:.1f} {((float(a)-float(b))*1e3/int(mb)) if ok and float(a)>0 else -1:.2f} {code}")' "${out[0]}" "${out[1]:-000}" "${out[2]:-0}" "$before" "$after" "$MB"
   }
+  if [ "$PROFILE" = 1 ]; then
+    # --bulk --profile: perf record Excalibur while curl moves the file back to back.
+    command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 1; }
+    PCASE=${PROFILE_CASE:-excalibur} PWAY=${PROFILE_WAY:-down}
+    ( for i in 1 2 3 4 5 6; do bulk_one "$PCASE" "$PWAY" "p$i" >/dev/null; done ) &
+    LOAD=$!
+    sleep 1
+    perf record -F 999 --call-graph dwarf,16384 -p "$(pid_of "$PCASE")" -o "$ROOT/target/perf.data" -- sleep 6 >/dev/null 2>&1
+    kill "$LOAD" 2>/dev/null || true; wait "$LOAD" 2>/dev/null || true
+    perf report -i "$ROOT/target/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+      | grep -E '^ +[0-9]' | sed -E 's/ +$//' | cut -c1-110 | head -n 45
+    echo "(perf data kept in target/perf.data)"
+    exit 0
+  fi
   declare -A BULKR
   echo "== bulk: ${MB} MB, $ROUNDS round(s), interleaved"
   for round in $(seq 1 "$ROUNDS"); do

@@ -505,6 +505,98 @@ pub struct StreamRewriter {
 impl StreamRewriter {
     /// Feeds one chunk; returns the bytes that are final.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut pieces = Vec::new();
+        self.push_bytes(bytes::Bytes::copy_from_slice(chunk), &mut pieces);
+        pieces.concat()
+    }
+
+    /// Feeds one chunk; appends the bytes that are final to `out`, in order. Where
+    /// nothing in the stream so far could be part of a match (the common case: no
+    /// placeholder or echo), they are the held-back bytes and a slice of `chunk`, not
+    /// copies; otherwise one rewritten piece.
+    pub fn push_bytes(&mut self, chunk: bytes::Bytes, out: &mut Vec<bytes::Bytes>) {
+        let Some(window) = self.window() else {
+            // Nothing to find (no real value to scrub): every byte is final as it is.
+            if !self.carry.is_empty() {
+                out.push(bytes::Bytes::from(std::mem::take(&mut self.carry)));
+            }
+            if !chunk.is_empty() {
+                out.push(chunk);
+            }
+            return;
+        };
+        // INVARIANT: the carry is at most `window` bytes, and no pattern is longer than
+        // `window + 1`. So an occurrence in `carry ++ chunk` lies wholly in `chunk`, or
+        // starts in the carry and ends within the first `window` bytes of `chunk`.
+        if chunk.len() >= window && !self.occurs(&chunk) && !self.occurs_across(&chunk, window) {
+            // What the general path would give when nothing matches: all but the last
+            // `window` bytes, the rest held back.
+            let cut = chunk.len() - window;
+            if !self.carry.is_empty() {
+                out.push(bytes::Bytes::from(std::mem::take(&mut self.carry)));
+            }
+            if cut > 0 {
+                out.push(chunk.slice(..cut));
+            }
+            self.carry = chunk.get(cut..).unwrap_or_default().to_vec();
+            return;
+        }
+        let rewritten = self.push_joined(&chunk);
+        if !rewritten.is_empty() {
+            out.push(bytes::Bytes::from(rewritten));
+        }
+    }
+
+    /// The bytes held back between chunks: the longest pattern's length minus one.
+    /// `None` when there is no pattern at all.
+    fn window(&self) -> Option<usize> {
+        let m = &self.mediator;
+        match &self.mode {
+            Mode::Substitute(_) => {
+                let longest = m
+                    .tail
+                    .as_ref()
+                    .map_or(m.max_name, |t| t.max_name.max(m.max_name));
+                Some(longest.saturating_sub(1))
+            }
+            Mode::Scrub => m
+                .scrub
+                .scrub
+                .as_ref()
+                .map(|_| m.scrub.max_scrub.saturating_sub(1)),
+        }
+    }
+
+    /// True when any pattern occurs anywhere in `hay` (whether or not the general
+    /// path would rewrite it: a deleted name, a name the permit refuses).
+    fn occurs(&self, hay: &[u8]) -> bool {
+        let m = &self.mediator;
+        match &self.mode {
+            Mode::Substitute(_) => {
+                m.find.as_ref().is_some_and(|ac| ac.is_match(hay))
+                    || m.tail
+                        .as_ref()
+                        .and_then(|t| t.find.as_ref())
+                        .is_some_and(|ac| ac.is_match(hay))
+            }
+            Mode::Scrub => m.scrub.scrub.as_ref().is_some_and(|ac| ac.is_match(hay)),
+        }
+    }
+
+    /// True when a pattern occurs in the carry followed by `chunk`'s first `window`
+    /// bytes (those that start in the carry end there).
+    fn occurs_across(&self, chunk: &[u8], window: usize) -> bool {
+        if self.carry.is_empty() {
+            return false;
+        }
+        let mut joint = Vec::with_capacity(self.carry.len() + window);
+        joint.extend_from_slice(&self.carry);
+        joint.extend_from_slice(chunk.get(..window).unwrap_or(chunk));
+        self.occurs(&joint)
+    }
+
+    /// The general path: `carry ++ chunk` rewritten; returns the bytes that are final.
+    fn push_joined(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(chunk);
         let m = &self.mediator;

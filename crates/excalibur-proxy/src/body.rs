@@ -190,6 +190,9 @@ pub struct Mediated<B> {
     direction: Direction,
     limit: Option<u64>,
     seen: u64,
+    /// Final bytes not returned yet: a rewritten chunk may come out as several pieces
+    /// (slices of it where nothing matched).
+    queued: std::collections::VecDeque<Bytes>,
     pending_trailers: Option<http::HeaderMap>,
     finished: bool,
 }
@@ -230,6 +233,7 @@ impl<B> Mediated<B> {
             direction,
             limit,
             seen: 0,
+            queued: std::collections::VecDeque::new(),
             pending_trailers: None,
             finished: false,
         }
@@ -245,27 +249,47 @@ impl<B> Mediated<B> {
         }
     }
 
-    fn push(&mut self, data: &[u8]) -> Vec<u8> {
-        let mut rewriters = self.rewriters.iter_mut();
-        let Some(first) = rewriters.next() else {
-            return data.to_vec();
-        };
-        let mut out = first.push(data);
-        for r in rewriters {
-            out = r.push(&out);
+    /// Runs `data` through every rewriter, in order, and queues what is final; the
+    /// number of bytes queued.
+    fn push(&mut self, data: Bytes) -> usize {
+        let mut pieces = vec![data];
+        for r in &mut self.rewriters {
+            let mut next = Vec::with_capacity(pieces.len() + 1);
+            for piece in pieces {
+                r.push_bytes(piece, &mut next);
+            }
+            pieces = next;
         }
-        out
+        self.queue(pieces)
     }
 
-    /// Flushes every rewriter, each one's rest going through the ones after it.
-    fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// Flushes every rewriter, each one's rest going through the ones after it, and
+    /// queues it; the number of bytes queued.
+    fn finish(&mut self) -> usize {
+        let mut pieces: Vec<Bytes> = Vec::new();
         for r in &mut self.rewriters {
-            let mut next = r.push(&out);
-            next.extend(r.finish());
-            out = next;
+            let mut next = Vec::with_capacity(pieces.len() + 1);
+            for piece in pieces {
+                r.push_bytes(piece, &mut next);
+            }
+            let rest = r.finish();
+            if !rest.is_empty() {
+                next.push(Bytes::from(rest));
+            }
+            pieces = next;
         }
-        out
+        self.queue(pieces)
+    }
+
+    fn queue(&mut self, pieces: Vec<Bytes>) -> usize {
+        let mut n = 0;
+        for piece in pieces {
+            if !piece.is_empty() {
+                n += piece.len();
+                self.queued.push_back(piece);
+            }
+        }
+        n
     }
 
     /// The response body has given its last byte: its flow is recorded now, before
@@ -325,6 +349,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
+            if let Some(piece) = this.queued.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
             if let Some(trailers) = this.pending_trailers.take() {
                 this.finished = true;
                 this.ended();
@@ -345,64 +372,50 @@ where
                             this.fault(BodyFault::TooLarge);
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                         }
-                        let mut out = if this.rewriters.is_empty() {
-                            data
+                        let mut queued = if this.rewriters.is_empty() {
+                            this.queue(vec![data])
                         } else {
-                            Bytes::from(this.push(&data))
+                            this.push(data)
                         };
                         // The upstream's last bytes (no trailers follow): flushed and
                         // recorded before they leave.
                         let last =
                             matches!(this.direction, Direction::Down) && this.inner.is_end_stream();
                         if last {
-                            let rest = this.finish();
-                            if !rest.is_empty() {
-                                let mut whole = out.to_vec();
-                                whole.extend(rest);
-                                out = Bytes::from(whole);
-                            }
+                            queued += this.finish();
                             this.finished = true;
                         }
-                        this.count(out.len());
+                        this.count(queued);
                         if last {
                             this.ended();
                         }
-                        if out.is_empty() {
-                            continue;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                     Err(frame) => {
                         let Ok(trailers) = frame.into_trailers() else {
                             continue;
                         };
                         let rest = this.finish();
-                        if rest.is_empty() {
+                        if rest == 0 {
                             this.finished = true;
                             this.ended();
                             return Poll::Ready(Some(this.trailers(trailers).map(Frame::trailers)));
                         }
                         this.pending_trailers = Some(trailers);
-                        this.count(rest.len());
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                        this.count(rest);
                     }
                 },
                 Poll::Ready(None) => {
                     this.finished = true;
                     let rest = this.finish();
-                    this.count(rest.len());
+                    this.count(rest);
                     this.ended();
-                    if rest.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished && self.pending_trailers.is_none()
+        self.finished && self.queued.is_empty() && self.pending_trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -515,3 +515,78 @@ fn a_removed_placeholder_is_never_found_nor_substituted() {
     rebuilt.find(input, &mut found);
     assert_eq!(found, BTreeSet::from(["XCALIBUR_A".to_owned()]));
 }
+
+/// Large chunks stream through without copies where nothing can match, and with the
+/// same bytes as rewriting the whole stream at once where something does: a name or an
+/// echo inside a chunk, across a boundary, or at the very end.
+#[test]
+fn big_chunks_pass_as_slices_and_rewrite_as_the_whole() {
+    let m = mediator();
+    let p = permit(&["XCALIBUR_GITHUB_TOKEN", "XCALIBUR_STRIPE_KEY"]);
+    let filler = |n: usize| -> Vec<u8> {
+        b"abcdefghijklmnopqrstuvw"
+            .iter()
+            .copied()
+            .cycle()
+            .take(n)
+            .collect()
+    };
+    // Filler only: every piece but the held-back carry is a slice of its chunk.
+    let mut sc = m.body_scrubber();
+    let chunk = bytes::Bytes::from(filler(64 * 1024));
+    let mut out = Vec::new();
+    sc.push_bytes(chunk.clone(), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].as_ptr(),
+        chunk.as_ptr(),
+        "the chunk itself, not a copy"
+    );
+    let second = bytes::Bytes::from(filler(64 * 1024));
+    out.clear();
+    sc.push_bytes(second.clone(), &mut out);
+    assert_eq!(out.len(), 2, "the carry, then a slice of the chunk");
+    assert_eq!(out[1].as_ptr(), second.as_ptr());
+    let mut all: Vec<u8> = [chunk.to_vec(), second.to_vec()].concat();
+    let mut got = Vec::new();
+    let mut again = m.body_scrubber();
+    for c in [&chunk, &second] {
+        let mut pieces = Vec::new();
+        again.push_bytes(c.clone(), &mut pieces);
+        got.extend(pieces.concat());
+    }
+    got.extend(again.finish());
+    assert_eq!(got, all);
+
+    // A stream with names and echoes placed inside chunks, across boundaries and at
+    // the end, cut into chunks of every size from small to larger than the window.
+    let secret: &[u8] = b"ghp_realvalue_1234567890";
+    let name: &[u8] = b"XCALIBUR_GITHUB_TOKEN";
+    all = filler(5000);
+    for (at, what) in [(10, secret), (2000, name), (4070, secret), (4990, name)] {
+        all.splice(at..at, what.iter().copied());
+    }
+    all.extend_from_slice(secret);
+    let scrub_whole = m.scrub(&all).unwrap();
+    let sub_whole = m.substitute(&p, &all).unwrap();
+    for size in [1, 7, 19, 20, 23, 64, 100, 1000, 4096, 10_000] {
+        let mut sc = m.body_scrubber();
+        let mut sub = m.body_substituter(p.clone());
+        let (mut scrubbed, mut substituted) = (Vec::new(), Vec::new());
+        for c in all.chunks(size) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            sc.push_bytes(bytes::Bytes::copy_from_slice(c), &mut a);
+            sub.push_bytes(bytes::Bytes::copy_from_slice(c), &mut b);
+            scrubbed.extend(a.concat());
+            substituted.extend(b.concat());
+        }
+        scrubbed.extend(sc.finish());
+        substituted.extend(sub.finish());
+        assert_eq!(scrubbed, scrub_whole, "scrub in chunks of {size}");
+        assert_eq!(substituted, sub_whole, "substitute in chunks of {size}");
+        assert!(
+            !scrubbed.windows(secret.len()).any(|w| w == secret),
+            "no echo left in chunks of {size}"
+        );
+    }
+}
