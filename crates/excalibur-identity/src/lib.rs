@@ -115,10 +115,9 @@ pub struct CredentialIndex {
     device_ids: imbl::HashSet<CredentialId>,
     sessions: imbl::HashMap<String, Arc<SessionEntry>>,
     session_ids: imbl::HashSet<CredentialId>,
-    /// Revoked service credentials by token hash: `(id, name, expired)`, for attribution
-    /// only; `expired` when the revocation is the expiry sweep's.
-    revoked: imbl::HashMap<String, (CredentialId, String, bool)>,
-    /// The ids of credentials the expiry sweep revoked: still refused as expired.
+    /// Revoked service credentials by token hash: `(id, name)`, for attribution only.
+    revoked: imbl::HashMap<String, (CredentialId, String)>,
+    /// The ids of revoked credentials the expiry sweep revoked: still refused as expired.
     expired: imbl::HashSet<CredentialId>,
     /// The live service credential of each name (one per name).
     named: imbl::HashMap<String, CredentialId>,
@@ -143,7 +142,7 @@ impl CredentialIndex {
         } else {
             self.expired.remove(&id);
         }
-        self.revoked.insert(hash, (id, name, expired));
+        self.revoked.insert(hash, (id, name));
     }
 
     /// The live service credential named `name`.
@@ -329,11 +328,13 @@ pub fn identify(
     }
     let Some(entry) = index.by_hash.get(&hash) else {
         return Err(match index.revoked.get(&hash) {
-            Some((credential, name, true)) => Unidentified::CredentialExpired {
-                credential: credential.clone(),
-                name: name.clone(),
-            },
-            Some((credential, name, false)) => Unidentified::Revoked {
+            Some((credential, name)) if index.expired.contains(credential) => {
+                Unidentified::CredentialExpired {
+                    credential: credential.clone(),
+                    name: name.clone(),
+                }
+            }
+            Some((credential, name)) => Unidentified::Revoked {
                 credential: credential.clone(),
                 name: name.clone(),
             },
@@ -492,23 +493,22 @@ mod tests {
             (None, Some("credential_expired"))
         );
         let before = idx.clone();
+        let revoked = |idx: &CredentialIndex, by_sweep| {
+            let mut idx = idx.clone();
+            idx.insert_revoked(
+                token_hash("xcs_secret"),
+                id.clone(),
+                "ci-runner".into(),
+                by_sweep,
+            );
+            idx
+        };
         // The expiry sweep's revocation changes no answer.
-        let mut swept = idx.clone();
-        swept.insert_revoked(
-            token_hash("xcs_secret"),
-            id.clone(),
-            "ci-runner".into(),
-            true,
-        );
+        let swept = revoked(&idx, true);
         assert_eq!(at(&swept, 1_000), Err("credential_expired"));
         assert!(!swept.is_live(&id, 1_000) && swept.live_named("ci-runner").is_none());
         assert_eq!(swept.not_live(&id, 1_000), Some("credential_expired"));
-        idx.insert_revoked(
-            token_hash("xcs_secret"),
-            id.clone(),
-            "ci-runner".into(),
-            false,
-        );
+        idx = revoked(&idx, false);
         assert_eq!(at(&idx, 0), Err("credential_revoked"));
         assert!(!idx.is_live(&id, 0) && idx.live_named("ci-runner").is_none());
         assert_eq!(idx.not_live(&id, 0), Some("credential_revoked"));

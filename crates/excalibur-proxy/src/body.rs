@@ -282,12 +282,14 @@ impl<B> Mediated<B> {
     }
 
     fn queue(&mut self, pieces: Vec<Bytes>) -> usize {
-        let mut n = 0;
-        for piece in pieces {
-            if !piece.is_empty() {
-                n += piece.len();
-                self.queued.push_back(piece);
-            }
+        pieces.into_iter().map(|piece| self.queue_one(piece)).sum()
+    }
+
+    /// Queues `piece` unless it is empty; its length.
+    fn queue_one(&mut self, piece: Bytes) -> usize {
+        let n = piece.len();
+        if n > 0 {
+            self.queued.push_back(piece);
         }
         n
     }
@@ -373,7 +375,7 @@ where
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
                         }
                         let mut queued = if this.rewriters.is_empty() {
-                            this.queue(vec![data])
+                            this.queue_one(data)
                         } else {
                             this.push(data)
                         };

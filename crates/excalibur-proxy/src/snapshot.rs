@@ -286,12 +286,7 @@ impl Snapshot {
                 let mut index = (*self.credentials).clone();
                 if info.revoked_at.is_some() {
                     let live = index.live_named(&info.name) == Some(&info.id);
-                    index.insert_revoked(
-                        hash.to_owned(),
-                        info.id.clone(),
-                        info.name.clone(),
-                        expired_by_sweep(info),
-                    );
+                    insert_revoked(&mut index, hash.to_owned(), info);
                     if live {
                         next.policy_changed(Change::Egress {
                             principal: &principal,
@@ -359,14 +354,16 @@ impl Snapshot {
     }
 }
 
+/// Adds a revoked credential to `index`; one the expiry sweep revoked (reason `expired`)
+/// is still refused as expired.
+fn insert_revoked(index: &mut CredentialIndex, hash: String, info: &ServiceCredentialInfo) {
+    let by_sweep = info.revoked_reason.as_deref() == Some("expired");
+    index.insert_revoked(hash, info.id.clone(), info.name.clone(), by_sweep);
+}
+
 /// The credential index (service credentials, revoked ones, NetBird devices, workload
 /// bearers, SSH sessions), taken out of `input`, and the egress lists of the
 /// principals that have their own.
-/// The expiry sweep revoked it: requests that present it are still refused as expired.
-fn expired_by_sweep(info: &ServiceCredentialInfo) -> bool {
-    info.revoked_reason.as_deref() == Some("expired")
-}
-
 fn credential_index(
     input: &mut SnapshotInput,
 ) -> (CredentialIndex, Vec<(String, Vec<HostPattern>)>) {
@@ -383,8 +380,7 @@ fn credential_index(
         credentials.insert(hash, entry);
     }
     for (info, hash) in std::mem::take(&mut input.revoked_credentials) {
-        let expired = expired_by_sweep(&info);
-        credentials.insert_revoked(hash, info.id, info.name, expired);
+        insert_revoked(&mut credentials, hash, &info);
     }
     for d in &input.devices {
         let Ok(ip) = d.ip.parse::<std::net::IpAddr>() else {
