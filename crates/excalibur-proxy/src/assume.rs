@@ -111,7 +111,7 @@ impl crate::Inner {
         };
         let req = self.assume_request(route, role).await?;
         let (status, bytes) = match crate::token::post(
-            &self.client,
+            self.client.own(),
             req,
             self.request_timeout,
             "sigv4_credentials_unavailable",

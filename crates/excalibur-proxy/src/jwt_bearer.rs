@@ -449,7 +449,7 @@ impl crate::Inner {
         req: Request<crate::body::ProxyBody>,
     ) -> Result<(Secret, Option<Duration>), ProxyError> {
         let (status, bytes) = match crate::token::post(
-            &self.client,
+            self.client.own(),
             req,
             self.request_timeout,
             "token_exchange_failed",

@@ -18,8 +18,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use excalibur_core::ids::CredentialId;
 use excalibur_core::record::Recorder;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -185,7 +183,7 @@ pub struct Proxy {
 struct Inner {
     snapshot: Arc<ArcSwap<Snapshot>>,
     ca: Arc<ca::CertAuthority>,
-    client: Client<upstream::Connector, ProxyBody>,
+    client: upstream::Clients,
     upstream: Arc<upstream::UpstreamConfig>,
     recorder: Arc<dyn Recorder>,
     control: Arc<dyn Control>,
@@ -238,14 +236,9 @@ impl Proxy {
     ) -> Result<Self, ProxyBuildError> {
         let roots =
             Arc::new(upstream::roots(&config.upstream.extra_roots).map_err(ProxyBuildError::Tls)?);
-        let tls =
-            upstream::client_tls_with(Arc::clone(&roots), None).map_err(ProxyBuildError::Tls)?;
         let upstream = Arc::new(config.upstream);
-        let connector = upstream::Connector::new(Arc::clone(&upstream), tls);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let client =
+            upstream::Clients::new(&upstream, &roots, None, 64).map_err(ProxyBuildError::Tls)?;
         let via = http::HeaderValue::from_str(&format!("1.1 {}", config.via_name))
             .map_err(|_| ProxyBuildError::Via)?;
         Ok(Self {

@@ -34,6 +34,9 @@ pub(crate) struct Outbound {
     /// The temporary SigV4 credentials' key id and session token (an assumed role),
     /// scrubbed from the response like the mapping's static ones.
     pub(crate) sigv4_scrub: Option<Arc<excalibur_mediation::Mediator>>,
+    /// The workload sent it over HTTP/2: h2 is offered upstream too
+    /// ([`crate::upstream::Clients`]).
+    pub(crate) h2: bool,
 }
 
 /// Mediates `parts` and `incoming` under `red`. `path_and_query` is the target as the
@@ -80,6 +83,7 @@ pub(crate) async fn request(
                 "the request target is invalid",
             )
         })?;
+    let h2 = parts.version == Version::HTTP_2;
     parts.version = Version::HTTP_11;
     parts.headers.append(header::VIA, inner.via.clone());
     let injected = inject(inner, &families, principal, &mut parts).await?;
@@ -120,6 +124,7 @@ pub(crate) async fn request(
         injected,
         body_empty,
         sigv4_scrub,
+        h2,
     })
 }
 

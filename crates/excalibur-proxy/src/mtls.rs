@@ -8,12 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use excalibur_core::Secret;
 use excalibur_core::api::{CryptoFamily, MappingRecord};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::ProxyBody;
-use crate::upstream::{self, Connector};
+use crate::upstream;
 
 /// One mTLS mapping.
 #[derive(Debug)]
@@ -90,7 +87,7 @@ impl MtlsRoutes {
 /// Pooled clients by mapping version (id, key fingerprint, update time).
 #[derive(Debug, Default)]
 pub(crate) struct MtlsClients {
-    clients: Mutex<HashMap<String, Client<Connector, ProxyBody>>>,
+    clients: Mutex<HashMap<String, upstream::Clients>>,
 }
 
 impl MtlsClients {
@@ -100,7 +97,7 @@ impl MtlsClients {
         route: &MtlsRoute,
         cfg: &Arc<upstream::UpstreamConfig>,
         roots: &Arc<rustls::RootCertStore>,
-    ) -> Result<Client<Connector, ProxyBody>, rustls::Error> {
+    ) -> Result<upstream::Clients, rustls::Error> {
         let mut clients = self
             .clients
             .lock()
@@ -108,14 +105,12 @@ impl MtlsClients {
         if let Some(c) = clients.get(&route.version) {
             return Ok(c.clone());
         }
-        let tls = upstream::client_tls_with(
-            Arc::clone(roots),
+        let client = upstream::Clients::new(
+            cfg,
+            roots,
             Some((route.certs.clone(), route.key.clone_key())),
+            16,
         )?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(16)
-            .build(Connector::new(Arc::clone(cfg), tls));
         // Clients of replaced versions of this mapping are dropped with their pools.
         let prefix = format!("{}:", route.id);
         clients.retain(|k, _| !k.starts_with(&prefix));

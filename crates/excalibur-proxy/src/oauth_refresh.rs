@@ -211,7 +211,7 @@ impl crate::Inner {
             );
         };
         let (status, bytes) = match crate::token::post(
-            &self.client,
+            self.client.own(),
             req,
             self.request_timeout,
             "token_refresh_failed",

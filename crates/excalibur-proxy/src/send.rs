@@ -52,12 +52,12 @@ pub(crate) async fn upstream(
     target: &Target,
     flow: &body::FlowState,
 ) -> Result<Sent, SendFailure> {
-    let own_client;
-    let client = match red.families.mtls {
+    let own_clients;
+    let clients = match red.families.mtls {
         Some(route) => match inner.mtls_clients.get(route, &inner.upstream, &inner.roots) {
             Ok(c) => {
-                own_client = c;
-                &own_client
+                own_clients = c;
+                &own_clients
             }
             Err(e) => {
                 tracing::error!(error = %e, mapping = %route.id, "mTLS client configuration failed");
@@ -73,7 +73,7 @@ pub(crate) async fn upstream(
     };
     let leg = Leg {
         inner,
-        client,
+        client: clients.for_workload(out.h2),
         principal,
         target,
         flow,
@@ -84,6 +84,7 @@ pub(crate) async fn upstream(
         mut injected,
         body_empty,
         sigv4_scrub,
+        h2: _,
     } = out;
     let sent = match red.families.dpop {
         Some(dpop) => leg.dpop(dpop, parts, body).await?,

@@ -1,6 +1,8 @@
 //! Upstream connections: resolve (with operator overrides), check every address with
 //! the guard, connect to the checked address (no second lookup, so no DNS rebinding
-//! window), TLS with SNI = the target host, ALPN h2 and http/1.1. Pooled by hyper.
+//! window), TLS with SNI = the target host. Pooled by hyper, one pool per protocol
+//! offered ([`Clients`]): a request the workload sent over HTTP/1.1 goes upstream over
+//! HTTP/1.1, one sent over HTTP/2 is offered h2 (and HTTP/1.1) by ALPN.
 
 use std::future::Future;
 use std::io;
@@ -12,8 +14,9 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -156,7 +159,75 @@ fn is_own(cfg: &UpstreamConfig, addr: SocketAddr) -> bool {
 pub fn client_tls(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
-    client_tls_with(Arc::new(roots(extra_roots)?), None)
+    client_tls_with(Arc::new(roots(extra_roots)?), None, Offer::Http2)
+}
+
+/// The protocols an upstream connection offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `http/1.1` alone.
+    Http1,
+    /// `h2`, then `http/1.1`.
+    Http2,
+}
+
+/// The upstream clients of one TLS identity, one per [`Offer`], each with its own pool.
+///
+/// A request follows the protocol the workload chose. An HTTP/1.1 request to an h2
+/// pool would ride one multiplexed connection driven by a task of its own, and the
+/// request path would pay a hand-off to that task and back for every frame: measured
+/// with `bench/peers.sh` on loopback, that doubled the proxy's CPU per MB of a bulk
+/// transfer and added about a quarter to a keep-alive request at one client. A
+/// workload speaking HTTP/2 (gRPC needs it) is offered h2 upstream.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    http1: Client<Connector, crate::body::ProxyBody>,
+    http2: Client<Connector, crate::body::ProxyBody>,
+}
+
+impl Clients {
+    /// Both clients over `cfg`, trusting `roots`, presenting `identity` when given; each
+    /// pool keeps up to `idle_per_host` idle connections for 60 s.
+    pub fn new(
+        cfg: &Arc<UpstreamConfig>,
+        roots: &Arc<rustls::RootCertStore>,
+        identity: Option<(
+            Vec<CertificateDer<'static>>,
+            rustls_pki_types::PrivateKeyDer<'static>,
+        )>,
+        idle_per_host: usize,
+    ) -> Result<Self, rustls::Error> {
+        let second = identity
+            .as_ref()
+            .map(|(certs, key)| (certs.clone(), key.clone_key()));
+        let http1 = client_tls_with(Arc::clone(roots), identity, Offer::Http1)?;
+        let http2 = client_tls_with(Arc::clone(roots), second, Offer::Http2)?;
+        let build = |connector| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(idle_per_host)
+                .build(connector)
+        };
+        Ok(Self {
+            // An h2-only upstream refuses `http/1.1` alone: it gets h2 offered too.
+            http1: build(Connector::with_fallback(
+                Arc::clone(cfg),
+                http1,
+                Arc::clone(&http2),
+            )),
+            http2: build(Connector::new(Arc::clone(cfg), http2)),
+        })
+    }
+
+    /// The client for a request the workload sent over HTTP/2 (`h2`) or HTTP/1.x.
+    pub fn for_workload(&self, h2: bool) -> &Client<Connector, crate::body::ProxyBody> {
+        if h2 { &self.http2 } else { &self.http1 }
+    }
+
+    /// The client for the gateway's own requests (token endpoints): HTTP/1.1.
+    pub fn own(&self) -> &Client<Connector, crate::body::ProxyBody> {
+        &self.http1
+    }
 }
 
 /// The system roots plus `extra_roots`.
@@ -172,13 +243,15 @@ pub fn roots(
     Ok(roots)
 }
 
-/// Upstream TLS trusting `roots`, presenting `identity` (chain and key) when given.
+/// Upstream TLS trusting `roots`, presenting `identity` (chain and key) when given,
+/// offering `offer` by ALPN.
 pub fn client_tls_with(
     roots: Arc<rustls::RootCertStore>,
     identity: Option<(
         Vec<CertificateDer<'static>>,
         rustls_pki_types::PrivateKeyDer<'static>,
     )>,
+    offer: Offer,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let builder = ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -189,7 +262,10 @@ pub fn client_tls_with(
         Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
         None => builder.with_no_client_auth(),
     };
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = match offer {
+        Offer::Http1 => vec![b"http/1.1".to_vec()],
+        Offer::Http2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
     Ok(Arc::new(cfg))
 }
 
@@ -198,6 +274,9 @@ pub fn client_tls_with(
 pub struct Connector {
     cfg: Arc<UpstreamConfig>,
     tls: TlsConnector,
+    /// Offers h2 too, on a new connection, when an upstream refuses `tls`'s ALPN offer
+    /// (an h2-only server answers `http/1.1` alone with `no_application_protocol`).
+    fallback: Option<TlsConnector>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -214,8 +293,43 @@ impl Connector {
         Self {
             cfg,
             tls: TlsConnector::from(tls),
+            fallback: None,
         }
     }
+
+    /// As [`Self::new`], retrying with `fallback` (on a new connection) when the
+    /// upstream refuses the protocols `tls` offers.
+    fn with_fallback(
+        cfg: Arc<UpstreamConfig>,
+        tls: Arc<ClientConfig>,
+        fallback: Arc<ClientConfig>,
+    ) -> Self {
+        Self {
+            fallback: Some(TlsConnector::from(fallback)),
+            ..Self::new(cfg, tls)
+        }
+    }
+
+    /// TLS over a new checked connection to `host:port`, with `tls`.
+    async fn tls(
+        &self,
+        tls: &TlsConnector,
+        host: &str,
+        port: u16,
+        name: ServerName<'static>,
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
+        let tcp = connect_tcp(&self.cfg, host, port).await?;
+        tokio::time::timeout(self.cfg.connect_timeout, tls.connect(name, tcp))
+            .await
+            .map_err(|_| ConnectError::Timeout(host.to_owned()))?
+            .map_err(|e| ConnectError::Tls(host.to_owned(), e))
+    }
+}
+
+/// The upstream refused every protocol offered by ALPN.
+fn refused_alpn(e: &ConnectError) -> bool {
+    matches!(e, ConnectError::Tls(_, io) if io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+        == Some(&rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)))
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -233,18 +347,21 @@ impl tower_service::Service<Uri> for Connector {
             let host = uri.host().ok_or(ConnectError::NoHost)?.to_owned();
             let https = uri.scheme_str() == Some("https");
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tcp = connect_tcp(&this.cfg, &host, port).await?;
             if !https {
+                let tcp = connect_tcp(&this.cfg, &host, port).await?;
                 return Ok(UpstreamIo::Plain(TokioIo::new(tcp)));
             }
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             let name = ServerName::try_from(bare.to_owned()).map_err(|e| {
                 ConnectError::Tls(host.clone(), io::Error::new(io::ErrorKind::InvalidInput, e))
             })?;
-            let tls = tokio::time::timeout(this.cfg.connect_timeout, this.tls.connect(name, tcp))
-                .await
-                .map_err(|_| ConnectError::Timeout(host.clone()))?
-                .map_err(|e| ConnectError::Tls(host.clone(), e))?;
+            let tls = match this.tls(&this.tls, &host, port, name.clone()).await {
+                Err(e) if refused_alpn(&e) && this.fallback.is_some() => {
+                    let fallback = this.fallback.as_ref().unwrap_or(&this.tls);
+                    this.tls(fallback, &host, port, name).await?
+                }
+                other => other?,
+            };
             Ok(UpstreamIo::Tls(TokioIo::new(Box::new(tls))))
         })
     }
