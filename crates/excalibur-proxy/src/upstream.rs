@@ -176,9 +176,9 @@ pub enum Offer {
 /// A request follows the protocol the workload chose. An HTTP/1.1 request to an h2
 /// pool would ride one multiplexed connection driven by a task of its own, and the
 /// request path would pay a hand-off to that task and back for every frame: measured
-/// with `bench/peers.sh` on loopback, that doubled the proxy's CPU per MB of a bulk
-/// transfer and added about a quarter to a keep-alive request at one client. A
-/// workload speaking HTTP/2 (gRPC needs it) is offered h2 upstream.
+/// with `bench/peers.sh` on loopback, that added about 40% to the proxy's CPU for a
+/// keep-alive request at one client and about 10% per MB of a download. A workload
+/// speaking HTTP/2 (gRPC needs it) is offered h2 upstream.
 #[derive(Clone, Debug)]
 pub struct Clients {
     http1: Client<Connector, crate::body::ProxyBody>,
