@@ -9,7 +9,7 @@ use excalibur_core::audit::EventType;
 use excalibur_core::principal::Principal;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{StatusCode, Uri, Version};
+use http::{StatusCode, Uri};
 use http_body_util::BodyExt as _;
 
 use crate::Inner;
@@ -34,9 +34,6 @@ pub(crate) struct Outbound {
     /// The temporary SigV4 credentials' key id and session token (an assumed role),
     /// scrubbed from the response like the mapping's static ones.
     pub(crate) sigv4_scrub: Option<Arc<excalibur_mediation::Mediator>>,
-    /// The workload sent it over HTTP/2: h2 is offered upstream too
-    /// ([`crate::upstream::Clients`]).
-    pub(crate) h2: bool,
 }
 
 /// Mediates `parts` and `incoming` under `red`. `path_and_query` is the target as the
@@ -83,8 +80,6 @@ pub(crate) async fn request(
                 "the request target is invalid",
             )
         })?;
-    let h2 = parts.version == Version::HTTP_2;
-    parts.version = Version::HTTP_11;
     parts.headers.append(header::VIA, inner.via.clone());
     let injected = inject(inner, &families, principal, &mut parts).await?;
     let body_empty = http_body::Body::is_end_stream(&incoming);
@@ -124,7 +119,6 @@ pub(crate) async fn request(
         injected,
         body_empty,
         sigv4_scrub,
-        h2,
     })
 }
 

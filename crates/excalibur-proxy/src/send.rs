@@ -71,21 +71,24 @@ pub(crate) async fn upstream(
         },
         None => &inner.client,
     };
-    let leg = Leg {
-        inner,
-        client: clients.for_workload(out.h2),
-        principal,
-        target,
-        flow,
-    };
     let Outbound {
-        parts,
+        mut parts,
         body,
         mut injected,
         body_empty,
         sigv4_scrub,
-        h2: _,
     } = out;
+    // The pool follows the workload's protocol; the client frames the request for the
+    // connection it gets, from an HTTP/1.1 head.
+    let client = clients.for_workload(parts.version == http::Version::HTTP_2);
+    parts.version = http::Version::HTTP_11;
+    let leg = Leg {
+        inner,
+        client,
+        principal,
+        target,
+        flow,
+    };
     let sent = match red.families.dpop {
         Some(dpop) => leg.dpop(dpop, parts, body).await?,
         None => {

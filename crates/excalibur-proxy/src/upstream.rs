@@ -355,12 +355,14 @@ impl tower_service::Service<Uri> for Connector {
             let name = ServerName::try_from(bare.to_owned()).map_err(|e| {
                 ConnectError::Tls(host.clone(), io::Error::new(io::ErrorKind::InvalidInput, e))
             })?;
-            let tls = match this.tls(&this.tls, &host, port, name.clone()).await {
-                Err(e) if refused_alpn(&e) && this.fallback.is_some() => {
-                    let fallback = this.fallback.as_ref().unwrap_or(&this.tls);
+            let tls = match (
+                this.tls(&this.tls, &host, port, name.clone()).await,
+                &this.fallback,
+            ) {
+                (Err(e), Some(fallback)) if refused_alpn(&e) => {
                     this.tls(fallback, &host, port, name).await?
                 }
-                other => other?,
+                (first, _) => first?,
             };
             Ok(UpstreamIo::Tls(TokioIo::new(Box::new(tls))))
         })
