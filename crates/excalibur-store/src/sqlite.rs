@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::StoreError;
 use crate::db::{Backend, Connections, Dialect, Mode, Row, Tx, Value};
@@ -80,7 +80,7 @@ impl SqlStore {
         // the OS on every batch), and the statement cache sized for the record inserts'
         // few shapes.
         conn.pragma_update(None, "cache_size", -32_768)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(128);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // The WAL is copied into the database by a thread of its own, not by whichever
         // commit crosses the threshold (a write answered after a checkpoint's copy and
@@ -158,11 +158,6 @@ struct SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn begin(&mut self, mode: Mode) -> Result<Box<dyn Tx + '_>, StoreError> {
-        let behavior = if mode == Mode::Read {
-            TransactionBehavior::Deferred
-        } else {
-            TransactionBehavior::Immediate
-        };
         // The level applies to the commits that follow; a synced commit also syncs the
         // frames of the unsynced ones before it, so nothing commits out of order.
         let synced = match mode {
@@ -171,17 +166,46 @@ impl Backend for SqliteBackend {
             Mode::Write | Mode::RecordSynced => true,
         };
         if synced != self.synced {
-            self.conn
-                .pragma_update(None, "synchronous", if synced { "FULL" } else { "NORMAL" })?;
+            let level = if synced {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            self.conn.prepare_cached(level)?.execute([])?;
             self.synced = synced;
         }
-        Ok(Box::new(SqliteTx(
-            self.conn.transaction_with_behavior(behavior)?,
-        )))
+        if !self.conn.is_autocommit() {
+            // A rollback that failed left a transaction open: end it before the next.
+            self.conn.prepare_cached("ROLLBACK")?.execute([])?;
+        }
+        let begin = if mode == Mode::Read {
+            "BEGIN DEFERRED"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn.prepare_cached(begin)?.execute([])?;
+        Ok(Box::new(SqliteTx(&self.conn)))
     }
 }
 
-struct SqliteTx<'a>(Transaction<'a>);
+/// An open transaction on the connection: committed by [`Tx::commit`], rolled back when
+/// dropped before (or after a failed commit). `BEGIN`, `COMMIT` and `ROLLBACK` are
+/// cached prepared statements: a recording batch, one per write-ahead commit, does not
+/// parse them anew each time as `execute_batch` would.
+struct SqliteTx<'a>(&'a Connection);
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit()
+            && let Err(e) = self
+                .0
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]))
+        {
+            tracing::warn!(error = %e, "rolling back a transaction failed");
+        }
+    }
+}
 
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -239,7 +263,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit()?)
+        self.0.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
     }
 
     fn track_changes(&mut self, tables: &[(&str, &str)]) -> Result<bool, StoreError> {
@@ -310,6 +335,41 @@ mod tests {
                 .unwrap();
             assert_eq!(now, level, "{mode:?}");
         }
+    }
+
+    /// A transaction dropped before its commit, or whose commit failed, leaves nothing
+    /// behind, and the connection takes the next one.
+    #[test]
+    fn a_transaction_not_committed_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("excalibur.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE c (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        let mut backend = SqliteBackend { conn, synced: true };
+        {
+            let mut tx = backend.begin(Mode::Write).unwrap();
+            tx.execute("INSERT INTO p VALUES (?1)", &[Value::I64(1)])
+                .unwrap();
+        }
+        // The deferred key is checked at COMMIT, which fails with the transaction open.
+        let mut tx = backend.begin(Mode::Record).unwrap();
+        tx.execute("INSERT INTO c VALUES (?1)", &[Value::I64(7)])
+            .unwrap();
+        assert!(tx.commit().is_err());
+        let mut tx = backend.begin(Mode::Write).unwrap();
+        tx.execute("INSERT INTO p VALUES (?1)", &[Value::I64(2)])
+            .unwrap();
+        tx.commit().unwrap();
+        let mut tx = backend.begin(Mode::Read).unwrap();
+        let p = tx.query("SELECT id FROM p", &[]).unwrap();
+        let c = tx.query("SELECT pid FROM c", &[]).unwrap();
+        assert_eq!(p.len(), 1, "only the committed row is there");
+        assert_eq!(p[0].get::<i64>(0).unwrap(), 2);
+        assert!(c.is_empty(), "the failed commit left nothing");
     }
 
     /// A flow left in flight by a gateway running the schema before migration 18 (a
