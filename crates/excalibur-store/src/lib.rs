@@ -26,6 +26,7 @@ use excalibur_core::ids::{CredentialId, RuleId, TokenId};
 
 mod db;
 pub mod fs;
+mod journal;
 pub mod postgres;
 pub mod seal;
 pub mod sql;

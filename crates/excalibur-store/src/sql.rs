@@ -55,6 +55,8 @@ struct Inner {
     /// This connection records the configuration rows its statements change
     /// (SQLite), so a write authenticates only those.
     tracked: bool,
+    /// SQLite: flows in flight are journaled here, not in `flow_intents`.
+    journal: std::sync::OnceLock<crate::journal::IntentJournal>,
 }
 
 impl Inner {
@@ -122,6 +124,7 @@ impl SqlStore {
                 verified: std::sync::Mutex::new(None),
                 staged: std::sync::Mutex::new(None),
                 tracked,
+                journal: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -192,6 +195,52 @@ impl SqlStore {
                 .await
                 .map_err(|_| StoreError::Task)?
         })
+    }
+
+    /// Writes one recording batch on the calling thread. With a journal (SQLite) its
+    /// intents are appended there first, and a batch of intents alone needs no
+    /// transaction; the completions' intents are forgotten once their commit is done.
+    fn record_batch(inner: &Inner, batch: &crate::RecordBatch) -> Result<(), StoreError> {
+        let Some(journal) = inner.journal.get() else {
+            return Self::tx_here(inner, batch.mode(), |inner, tx| {
+                record(inner, tx, batch, false)
+            });
+        };
+        journal.append(&batch.gateway, &batch.intents, batch.synced)?;
+        if batch.flows.is_empty() && batch.events.is_empty() {
+            return Ok(());
+        }
+        Self::tx_here(inner, batch.mode(), |inner, tx| {
+            record(inner, tx, batch, true)
+        })?;
+        journal.completed(batch.flows.iter().map(|f| f.id.as_str()), batch.synced)
+    }
+
+    /// Journals flows in flight at `path` from now on, after moving what a previous
+    /// process left open there into `flow_intents` (those whose completion was not
+    /// committed), where the sweep completes them as `interrupted`. Blocking.
+    pub(crate) fn adopt_journal(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let left = crate::journal::left_open(path)?;
+        if !left.is_empty() {
+            let n = left.len();
+            Self::tx_here(&self.inner, Mode::Write, |_, tx| {
+                for f in &left {
+                    tx.execute(
+                        "INSERT INTO flow_intents (id, gateway, body) SELECT ?1, ?2, ?3
+                         WHERE NOT EXISTS (SELECT 1 FROM flows WHERE id = ?1)
+                         ON CONFLICT (id) DO NOTHING",
+                        params![f.id, f.gateway, f.body],
+                    )?;
+                }
+                Ok(())
+            })?;
+            tracing::info!(flows = n, "the flow journal of the last run is read back");
+        }
+        let journal = crate::journal::IntentJournal::create(path)?;
+        self.inner
+            .journal
+            .set(journal)
+            .map_err(|_| StoreError::Invalid("the flow journal is already open".into()))
     }
 
     /// [`Self::tx`] on the calling thread, which blocks until the commit.
@@ -1728,18 +1777,14 @@ impl Store for SqlStore {
     fn record_with_intents(&self, batch: Arc<crate::RecordBatch>) -> StoreFuture<'_, ()> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                Self::tx_here(&inner, batch.mode(), |inner, tx| record(inner, tx, &batch))
-            })
-            .await
-            .map_err(|_| StoreError::Task)?
+            tokio::task::spawn_blocking(move || Self::record_batch(&inner, &batch))
+                .await
+                .map_err(|_| StoreError::Task)?
         })
     }
 
     fn record_with_intents_here(&self, batch: &crate::RecordBatch) -> Result<(), StoreError> {
-        Self::tx_here(&self.inner, batch.mode(), |inner, tx| {
-            record(inner, tx, batch)
-        })
+        Self::record_batch(&self.inner, batch)
     }
 
     fn audit_head_seq(&self) -> StoreFuture<'_, u64> {
@@ -1859,22 +1904,35 @@ impl Store for SqlStore {
     }
 
     fn flow_gateways_in_flight(&self) -> StoreFuture<'_, Vec<String>> {
-        self.run(|_, tx| {
-            tx.query_map(
+        self.run(|inner, tx| {
+            let mut gateways: Vec<String> = tx.query_map(
                 "SELECT DISTINCT gateway FROM flow_intents",
                 params![],
                 |r| r.get(0),
-            )
+            )?;
+            if let Some(journal) = inner.journal.get() {
+                gateways.extend(journal.gateways()?);
+                gateways.sort();
+                gateways.dedup();
+            }
+            Ok(gateways)
         })
     }
 
     fn flows_interrupted(&self, gateway: String) -> StoreFuture<'_, usize> {
-        self.append(move |_, tx| {
-            let open: Vec<String> = tx.query_map(
+        let journal = self.inner.journal.get();
+        let journaled = match journal.map(|j| j.open_of(&gateway)).transpose() {
+            Ok(open) => open.unwrap_or_default(),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let ids: Vec<String> = journaled.iter().map(|f| f.id.clone()).collect();
+        let done = self.append(move |_, tx| {
+            let mut open: Vec<String> = tx.query_map(
                 "SELECT body FROM flow_intents WHERE gateway = ?1 ORDER BY id",
                 params![gateway],
                 |r| r.get(0),
             )?;
+            open.extend(journaled.into_iter().map(|f| f.body));
             let mut events = Vec::with_capacity(open.len());
             let mut rows = Vec::with_capacity(open.len());
             for body in open {
@@ -1892,6 +1950,13 @@ impl Store for SqlStore {
                 params![gateway],
             )?;
             Ok((n, events))
+        });
+        Box::pin(async move {
+            let n = done.await?;
+            if let Some(journal) = journal {
+                journal.completed(ids.iter().map(String::as_str), false)?;
+            }
+            Ok(n)
         })
     }
 

@@ -2,7 +2,8 @@
 //! `BEGIN IMMEDIATE` transactions. Configuration writes are synced before their commit
 //! returns (`synchronous=FULL`); records ([`Mode::Record`]) are committed to the OS
 //! (`synchronous=NORMAL`: a process crash loses none, a power loss the last checkpoint's
-//! worth) unless they ask for more ([`Mode::RecordSynced`]).
+//! worth) unless they ask for more ([`Mode::RecordSynced`]). Flows in flight are not
+//! rows here but lines of the journal beside the database (`crate::journal`).
 
 use std::path::Path;
 
@@ -67,8 +68,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 impl SqlStore {
-    /// Opens (creating if needed) the SQLite database at `path`, applies migrations and
-    /// loads the data keys with `master`. Blocking: call it from a blocking context.
+    /// Opens (creating if needed) the SQLite database at `path`, applies migrations,
+    /// loads the data keys with `master`, and reads back the flow journal
+    /// (`<path>-intents`) of the last run. Blocking: call it from a blocking context.
     ///
     /// Errors when the master key does not open this database's data keys.
     pub fn open(path: &Path, master: &MasterKey) -> Result<Self, StoreError> {
@@ -90,7 +92,7 @@ impl SqlStore {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
         let conn: Box<dyn Backend> = Box::new(SqliteBackend { conn, synced: true });
-        SqlStore::new(
+        let store = SqlStore::new(
             Box::new(SqliteConnection {
                 conn: std::sync::Mutex::new(conn),
                 _checkpointer: checkpointer,
@@ -98,7 +100,10 @@ impl SqlStore {
             MIGRATIONS,
             master,
             None,
-        )
+        )?;
+        // One process: its flows in flight are journaled beside the database.
+        store.adopt_journal(&crate::journal::path_for(path))?;
+        Ok(store)
     }
 }
 
@@ -118,8 +123,8 @@ impl Connections for SqliteConnection {
 }
 
 /// Checkpoints the WAL in the background (`PASSIVE`: it never waits for, or blocks,
-/// the writer) every [`Checkpointer::EVERY`], on a connection of its own; stops when
-/// dropped.
+/// the writer) every [`Checkpointer::EVERY`], on a connection of its own, and syncs the
+/// flow journal as often; stops when dropped.
 struct Checkpointer {
     _stop: std::sync::mpsc::Sender<()>,
 }
@@ -130,6 +135,7 @@ impl Checkpointer {
     /// `None` when the thread or its connection cannot be had (SQLite's automatic
     /// checkpoints stay on).
     fn start(path: &Path) -> Option<Self> {
+        let journal = crate::journal::path_for(path);
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).ok()?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -142,6 +148,13 @@ impl Checkpointer {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                    // The journal of flows in flight reaches the disk as often as the WAL
+                    // does (its appends are only committed to the OS).
+                    if let Ok(f) = std::fs::File::open(&journal)
+                        && let Err(e) = f.sync_data()
+                    {
+                        tracing::warn!(error = %e, "syncing the flow journal failed");
                     }
                 }
             })
@@ -370,6 +383,61 @@ mod tests {
         assert_eq!(p.len(), 1, "only the committed row is there");
         assert_eq!(p[0].get::<i64>(0).unwrap(), 2);
         assert!(c.is_empty(), "the failed commit left nothing");
+    }
+
+    /// Flows journaled in flight when the process stopped are in flight after a restart,
+    /// and completed as `interrupted`; one whose completion was committed is not.
+    #[tokio::test]
+    async fn flows_journaled_in_flight_are_completed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("excalibur.db");
+        let master = std::sync::Arc::new(MasterKey::generate());
+        let open = |path: std::path::PathBuf, master: std::sync::Arc<MasterKey>| {
+            tokio::task::spawn_blocking(move || SqlStore::open(&path, &master).unwrap())
+        };
+        let flow = |id: &str| -> excalibur_core::api::Flow {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "ts": "2026-12-04T00:00:00Z", "principal": "svc:ci",
+                "method": "GET", "host": "api.example", "path": "/", "status": 0,
+                "bytes_up": 0, "bytes_down": 0, "latency_ms": 0,
+                "placeholders": ["XCALIBUR_X"], "decision": "allow"
+            }))
+            .unwrap()
+        };
+        {
+            let store = open(path.clone(), master.clone()).await.unwrap();
+            store
+                .record_with_intents_here(&crate::RecordBatch {
+                    intents: vec![flow("fl_a"), flow("fl_b")],
+                    gateway: "gw_old".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_old"]);
+            let mut done = flow("fl_a");
+            done.status = 200;
+            store.record(vec![done], Vec::new()).await.unwrap();
+        }
+        let store = open(path.clone(), master.clone()).await.unwrap();
+        assert_eq!(store.flow_gateways_in_flight().await.unwrap(), ["gw_old"]);
+        assert_eq!(store.flows_interrupted("gw_old".into()).await.unwrap(), 1);
+        assert!(store.flow_gateways_in_flight().await.unwrap().is_empty());
+        let flows = store
+            .flow_list(crate::FlowQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let got: Vec<(&str, u16, Option<&str>)> = flows
+            .iter()
+            .map(|f| (f.id.as_str(), f.status, f.reason.as_deref()))
+            .collect();
+        assert_eq!(got, [("fl_b", 0, Some("interrupted")), ("fl_a", 200, None)]);
+        // The journal of this run starts empty: a third run finds nothing in flight.
+        drop(store);
+        let store = open(path, master).await.unwrap();
+        assert!(store.flow_gateways_in_flight().await.unwrap().is_empty());
     }
 
     /// A flow left in flight by a gateway running the schema before migration 18 (a

@@ -6,7 +6,8 @@
 //! every intent queued meanwhile rides in the same transaction (group commit), so the
 //! cost of a commit is shared by the concurrent requests. That transaction carries the
 //! intents alone: flows and events nobody waits for keep to their own batches (every
-//! [`LINGER`]), so a request waits for a commit of a few hundred bytes.
+//! [`LINGER`]), so a request waits for a commit of a few hundred bytes (on SQLite not
+//! even a transaction: one append to the store's journal of flows in flight).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

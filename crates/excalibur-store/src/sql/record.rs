@@ -24,25 +24,29 @@ impl crate::RecordBatch {
 }
 
 /// Writes one recording batch: intents (in flight, in `flow_intents`), completions
-/// (each deleting its intent) and events, in the caller's transaction.
+/// (each deleting its intent) and events, in the caller's transaction. `journaled`: the
+/// intents are in the SQLite journal instead, so none is inserted or deleted here.
 pub(super) fn record(
     inner: &Inner,
     tx: &mut dyn Tx,
     batch: &crate::RecordBatch,
+    journaled: bool,
 ) -> Result<(), StoreError> {
-    let mark = Value::from(&batch.gateway);
-    let rows = batch
-        .intents
-        .iter()
-        .map(|f| {
-            Ok(vec![
-                Value::from(&f.id),
-                mark.clone(),
-                Value::from(serde_json::to_string(f).map_err(StoreError::Corrupt)?),
-            ])
-        })
-        .collect::<Result<_, StoreError>>()?;
-    insert_rows(tx, INTENT_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+    if !journaled {
+        let mark = Value::from(&batch.gateway);
+        let rows = batch
+            .intents
+            .iter()
+            .map(|f| {
+                Ok(vec![
+                    Value::from(&f.id),
+                    mark.clone(),
+                    Value::from(serde_json::to_string(f).map_err(StoreError::Corrupt)?),
+                ])
+            })
+            .collect::<Result<_, StoreError>>()?;
+        insert_rows(tx, INTENT_COLUMNS, rows, " ON CONFLICT (id) DO NOTHING")?;
+    }
     let rows = batch
         .flows
         .iter()
@@ -56,7 +60,9 @@ pub(super) fn record(
          principal = excluded.principal, host = excluded.host,
          decision = excluded.decision",
     )?;
-    delete_intents(tx, &batch.flows)?;
+    if !journaled {
+        delete_intents(tx, &batch.flows)?;
+    }
     append_events(tx, &inner.head_key, &batch.events)
 }
 
