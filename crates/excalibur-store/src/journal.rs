@@ -8,7 +8,9 @@
 //! commits. When the file passes [`ROTATE_AT`], the open flows are written to a new
 //! file that replaces it (rename: a crash leaves one or the other). At open, what a
 //! previous process left becomes rows of `flow_intents` (those whose completion is not
-//! in `flows`), so the sweep completes them as `interrupted` like any gateway's.
+//! in `flows`), so the sweep completes them as `interrupted` like any gateway's. The
+//! process holds the journal's lock (`flock`) for its life, so a second one on the same
+//! database cannot take its flows in flight for a dead gateway's.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,6 +30,35 @@ pub(crate) fn path_for(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-intents");
     PathBuf::from(name)
+}
+
+/// Opens the journal at `path` (creating it) and takes its lock: one process per SQLite
+/// database. Another process holding it (one shutting down) is waited for up to `wait`,
+/// then refused. Blocking.
+pub(crate) fn lock(path: &Path, wait: std::time::Duration) -> Result<File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Conflict(format!(
+                    "another process uses this database: its flow journal {} is locked",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
 }
 
 /// An open flow: its gateway and its JSON, as the journal line holds them.
@@ -116,13 +147,10 @@ struct State {
 }
 
 impl IntentJournal {
-    /// Starts an empty journal at `path` (replacing what is there: call it once what a
-    /// previous process left is in the database).
-    pub(crate) fn create(path: &Path) -> Result<Self, StoreError> {
-        create_private(path)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        let file = appending(path)?;
+    /// Empties the journal at `path`, whose lock `file` holds ([`lock`]), and starts it
+    /// (call it once what a previous process left is in the database).
+    pub(crate) fn create(path: &Path, file: File) -> Result<Self, StoreError> {
+        file.set_len(0).and_then(|()| file.sync_all()).map_err(io)?;
         Ok(Self {
             path: path.to_owned(),
             state: Mutex::new(State {
@@ -244,6 +272,8 @@ impl IntentJournal {
             file.sync_all().map_err(io)?;
         }
         let file = appending(&next)?;
+        // The lock moves to the new file before its name does: no moment without it.
+        file.try_lock().map_err(|e| io(e.into()))?;
         std::fs::rename(&next, &self.path).map_err(io)?;
         if synced && let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -267,6 +297,8 @@ mod tests {
         .unwrap()
     }
 
+    const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
     fn ids(open: &[OpenFlow]) -> Vec<&str> {
         open.iter().map(|f| f.id.as_str()).collect()
     }
@@ -277,7 +309,7 @@ mod tests {
     fn a_restart_finds_the_flows_left_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(&dir.path().join("excalibur.db"));
-        let journal = IntentJournal::create(&path).unwrap();
+        let journal = IntentJournal::create(&path, lock(&path, WAIT).unwrap()).unwrap();
         journal
             .append("gw_1", &[flow("fl_a"), flow("fl_b")], false)
             .unwrap();
@@ -316,5 +348,26 @@ mod tests {
         file.write_all(b"gw_1\t{\"id\": \"fl_torn\", \"ts").unwrap();
         assert_eq!(ids(&left_open(&path).unwrap()), ["fl_b", "fl_c"]);
         assert!(left_open(&dir.path().join("none")).unwrap().is_empty());
+    }
+
+    /// One process per database: a second one cannot take the journal while the first
+    /// holds it, rotated or not, and can once it is gone.
+    #[test]
+    fn a_second_process_is_refused_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(&dir.path().join("excalibur.db"));
+        let journal = IntentJournal::create(&path, lock(&path, WAIT).unwrap()).unwrap();
+        let refused = lock(&path, WAIT).unwrap_err().to_string();
+        assert!(refused.contains("is locked"), "{refused}");
+        {
+            let mut state = journal.state().unwrap();
+            journal.rotate(&mut state, false).unwrap();
+        }
+        assert!(
+            lock(&path, WAIT).is_err(),
+            "the rotated journal is not locked"
+        );
+        drop(journal);
+        assert!(lock(&path, WAIT).is_ok());
     }
 }

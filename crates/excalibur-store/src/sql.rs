@@ -218,8 +218,11 @@ impl SqlStore {
 
     /// Journals flows in flight at `path` from now on, after moving what a previous
     /// process left open there into `flow_intents` (those whose completion was not
-    /// committed), where the sweep completes them as `interrupted`. Blocking.
+    /// committed), where the sweep completes them as `interrupted`. Refused while
+    /// another process holds the journal (one process per SQLite database). Blocking.
     pub(crate) fn adopt_journal(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        // A predecessor shutting down may hold the journal for a few seconds more.
+        let file = crate::journal::lock(path, std::time::Duration::from_secs(10))?;
         let left = crate::journal::left_open(path)?;
         if !left.is_empty() {
             let n = left.len();
@@ -236,7 +239,7 @@ impl SqlStore {
             })?;
             tracing::info!(flows = n, "the flow journal of the last run is read back");
         }
-        let journal = crate::journal::IntentJournal::create(path)?;
+        let journal = crate::journal::IntentJournal::create(path, file)?;
         self.inner
             .journal
             .set(journal)

@@ -1126,6 +1126,55 @@ async fn kill_9_under_load_loses_no_record_of_an_answered_redemption() {
     }
 }
 
+#[tokio::test]
+async fn a_second_gateway_on_the_same_sqlite_database_is_refused() {
+    // One process per SQLite database: a second one would read the first's flows in
+    // flight as a dead gateway's (and empty its journal). It waits for the first to let
+    // go (a predecessor shutting down), then refuses to start, and the first serves on.
+    let gw = Gateway::start(server_bin(), Options::default())
+        .await
+        .unwrap();
+    let second = Gateway::start_in(
+        server_bin(),
+        Arc::clone(&gw.dir),
+        Options {
+            data_dir: Some(gw.data_dir.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let refused = format!(
+        "{:#}",
+        second.expect_err("a second gateway started on the same database")
+    );
+    assert!(
+        refused.contains("flow journal") && refused.contains("is locked"),
+        "{refused}"
+    );
+    gw.api()
+        .post(
+            "/api/providers",
+            json!({"id": "p1", "hosts": ["p1.example"]}),
+        )
+        .await
+        .unwrap();
+    // Once the first is gone the database is the next one's, with what it wrote.
+    let (dir, data_dir) = (Arc::clone(&gw.dir), gw.data_dir.clone());
+    gw.stop().await.unwrap();
+    let gw = Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            data_dir: Some(data_dir),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let providers = gw.api().get("/api/providers").await.unwrap();
+    assert!(providers.to_string().contains("p1.example"), "{providers}");
+}
+
 /// A small tmpfs mounted for one test (needs root, as `./test.sh` runs in CI); unmounted
 /// on drop.
 struct Tmpfs(std::path::PathBuf);
