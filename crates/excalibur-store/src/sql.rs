@@ -213,7 +213,8 @@ impl SqlStore {
         Self::tx_here(inner, batch.mode(), |inner, tx| {
             record(inner, tx, batch, true)
         })?;
-        journal.completed(batch.flows.iter().map(|f| f.id.as_str()), batch.synced)
+        journal.completed(batch.flows.iter().map(|f| f.id.as_str()), batch.synced);
+        Ok(())
     }
 
     /// Journals flows in flight at `path` from now on, after moving what a previous
@@ -1957,7 +1958,7 @@ impl Store for SqlStore {
         Box::pin(async move {
             let n = done.await?;
             if let Some(journal) = journal {
-                journal.completed(ids.iter().map(String::as_str), false)?;
+                journal.completed(ids.iter().map(String::as_str), false);
             }
             Ok(n)
         })
