@@ -290,15 +290,7 @@ impl IntentJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn flow(id: &str) -> Flow {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "ts": "2026-12-04T00:00:00Z", "principal": "svc:ci",
-            "method": "GET", "host": "api.example", "path": "/", "status": 0, "bytes_up": 0,
-            "bytes_down": 0, "latency_ms": 0, "placeholders": ["XCALIBUR_X"], "decision": "allow"
-        }))
-        .unwrap()
-    }
+    use crate::testing::flow;
 
     const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 

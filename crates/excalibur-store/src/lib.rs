@@ -31,6 +31,8 @@ pub mod postgres;
 pub mod seal;
 pub mod sql;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// A boxed future returned by [`Store`] methods, so the trait stays object-safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -19,7 +19,7 @@ use excalibur_core::ids::{AuditSeq, CredentialId, Role, RuleId, TokenId};
 use excalibur_core::merkle::StoredEvent;
 use excalibur_core::secret::hex;
 use excalibur_core::time::Timestamp;
-use record::{FLOW_COLUMNS, append_events, flow_values, insert_rows, record};
+use record::{FLOW_COLUMNS, append_events, flow_values, insert_rows};
 use serde_json::json;
 
 use crate::seal::{MasterKey, Sealer, WrappedKey};
@@ -195,56 +195,6 @@ impl SqlStore {
                 .await
                 .map_err(|_| StoreError::Task)?
         })
-    }
-
-    /// Writes one recording batch on the calling thread. With a journal (SQLite) its
-    /// intents are appended there first, and a batch of intents alone needs no
-    /// transaction; the completions' intents are forgotten once their commit is done.
-    fn record_batch(inner: &Inner, batch: &crate::RecordBatch) -> Result<(), StoreError> {
-        let Some(journal) = inner.journal.get() else {
-            return Self::tx_here(inner, batch.mode(), |inner, tx| {
-                record(inner, tx, batch, false)
-            });
-        };
-        journal.append(&batch.gateway, &batch.intents, batch.synced)?;
-        if batch.flows.is_empty() && batch.events.is_empty() {
-            return Ok(());
-        }
-        Self::tx_here(inner, batch.mode(), |inner, tx| {
-            record(inner, tx, batch, true)
-        })?;
-        journal.completed(batch.flows.iter().map(|f| f.id.as_str()), batch.synced);
-        Ok(())
-    }
-
-    /// Journals flows in flight at `path` from now on, after moving what a previous
-    /// process left open there into `flow_intents` (those whose completion was not
-    /// committed), where the sweep completes them as `interrupted`. Refused while
-    /// another process holds the journal (one process per SQLite database). Blocking.
-    pub(crate) fn adopt_journal(&self, path: &std::path::Path) -> Result<(), StoreError> {
-        // A predecessor shutting down may hold the journal for a few seconds more.
-        let file = crate::journal::lock(path, std::time::Duration::from_secs(10))?;
-        let left = crate::journal::left_open(path)?;
-        if !left.is_empty() {
-            let n = left.len();
-            Self::tx_here(&self.inner, Mode::Write, |_, tx| {
-                for f in &left {
-                    tx.execute(
-                        "INSERT INTO flow_intents (id, gateway, body) SELECT ?1, ?2, ?3
-                         WHERE NOT EXISTS (SELECT 1 FROM flows WHERE id = ?1)
-                         ON CONFLICT (id) DO NOTHING",
-                        params![f.id, f.gateway, f.body],
-                    )?;
-                }
-                Ok(())
-            })?;
-            tracing::info!(flows = n, "the flow journal of the last run is read back");
-        }
-        let journal = crate::journal::IntentJournal::create(path, file)?;
-        self.inner
-            .journal
-            .set(journal)
-            .map_err(|_| StoreError::Invalid("the flow journal is already open".into()))
     }
 
     /// [`Self::tx`] on the calling thread, which blocks until the commit.

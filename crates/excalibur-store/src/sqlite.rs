@@ -189,7 +189,7 @@ impl Backend for SqliteBackend {
         }
         if !self.conn.is_autocommit() {
             // A rollback that failed left a transaction open: end it before the next.
-            self.conn.prepare_cached("ROLLBACK")?.execute([])?;
+            rollback(&self.conn)?;
         }
         let begin = if mode == Mode::Read {
             "BEGIN DEFERRED"
@@ -210,14 +210,15 @@ struct SqliteTx<'a>(&'a Connection);
 impl Drop for SqliteTx<'_> {
     fn drop(&mut self) {
         if !self.0.is_autocommit()
-            && let Err(e) = self
-                .0
-                .prepare_cached("ROLLBACK")
-                .and_then(|mut s| s.execute([]))
+            && let Err(e) = rollback(self.0)
         {
             tracing::warn!(error = %e, "rolling back a transaction failed");
         }
     }
+}
+
+fn rollback(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached("ROLLBACK")?.execute([])
 }
 
 impl rusqlite::ToSql for Value {
@@ -322,6 +323,7 @@ impl Tx for SqliteTx<'_> {
 mod tests {
     use super::*;
     use crate::Store;
+    use crate::testing::flow;
 
     /// Configuration commits are on disk when they return; records are committed to the
     /// OS (a crash of the process loses none) unless they ask to be synced too.
@@ -395,15 +397,6 @@ mod tests {
         let open = |path: std::path::PathBuf, master: std::sync::Arc<MasterKey>| {
             tokio::task::spawn_blocking(move || SqlStore::open(&path, &master).unwrap())
         };
-        let flow = |id: &str| -> excalibur_core::api::Flow {
-            serde_json::from_value(serde_json::json!({
-                "id": id, "ts": "2026-12-04T00:00:00Z", "principal": "svc:ci",
-                "method": "GET", "host": "api.example", "path": "/", "status": 0,
-                "bytes_up": 0, "bytes_down": 0, "latency_ms": 0,
-                "placeholders": ["XCALIBUR_X"], "decision": "allow"
-            }))
-            .unwrap()
-        };
         {
             let store = open(path.clone(), master.clone()).await.unwrap();
             store
@@ -446,12 +439,7 @@ mod tests {
     async fn a_flow_in_flight_before_the_intents_table_is_completed_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("excalibur.db");
-        let flow: excalibur_core::api::Flow = serde_json::from_value(serde_json::json!({
-            "id": "fl_old", "ts": "2026-12-01T00:00:00Z", "principal": "svc:ci",
-            "method": "GET", "host": "api.example", "path": "/", "status": 0, "bytes_up": 0,
-            "bytes_down": 0, "latency_ms": 0, "placeholders": ["XCALIBUR_X"], "decision": "allow"
-        }))
-        .unwrap();
+        let flow = flow("fl_old");
         {
             let mut old = SqliteBackend {
                 conn: Connection::open(&path).unwrap(),

@@ -23,6 +23,61 @@ impl crate::RecordBatch {
     }
 }
 
+impl super::SqlStore {
+    /// Writes one recording batch on the calling thread. With a journal (SQLite) its
+    /// intents are appended there first, and a batch of intents alone needs no
+    /// transaction; the completions' intents are forgotten once their commit is done.
+    pub(super) fn record_batch(
+        inner: &Inner,
+        batch: &crate::RecordBatch,
+    ) -> Result<(), StoreError> {
+        let Some(journal) = inner.journal.get() else {
+            return Self::tx_here(inner, batch.mode(), |inner, tx| {
+                record(inner, tx, batch, false)
+            });
+        };
+        journal.append(&batch.gateway, &batch.intents, batch.synced)?;
+        if batch.flows.is_empty() && batch.events.is_empty() {
+            return Ok(());
+        }
+        Self::tx_here(inner, batch.mode(), |inner, tx| {
+            record(inner, tx, batch, true)
+        })?;
+        journal.completed(batch.flows.iter().map(|f| f.id.as_str()), batch.synced);
+        Ok(())
+    }
+
+    /// Journals flows in flight at `path` from now on, after moving what a previous
+    /// process left open there into `flow_intents` (those whose completion was not
+    /// committed), where the sweep completes them as `interrupted`. Refused while
+    /// another process holds the journal (one process per SQLite database). Blocking.
+    pub(crate) fn adopt_journal(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        // A predecessor shutting down may hold the journal for a few seconds more.
+        let file = crate::journal::lock(path, std::time::Duration::from_secs(10))?;
+        let left = crate::journal::left_open(path)?;
+        if !left.is_empty() {
+            let n = left.len();
+            Self::tx_here(&self.inner, Mode::Write, |_, tx| {
+                for f in &left {
+                    tx.execute(
+                        "INSERT INTO flow_intents (id, gateway, body) SELECT ?1, ?2, ?3
+                         WHERE NOT EXISTS (SELECT 1 FROM flows WHERE id = ?1)
+                         ON CONFLICT (id) DO NOTHING",
+                        params![f.id, f.gateway, f.body],
+                    )?;
+                }
+                Ok(())
+            })?;
+            tracing::info!(flows = n, "the flow journal of the last run is read back");
+        }
+        let journal = crate::journal::IntentJournal::create(path, file)?;
+        self.inner
+            .journal
+            .set(journal)
+            .map_err(|_| StoreError::Invalid("the flow journal is already open".into()))
+    }
+}
+
 /// Writes one recording batch: intents (in flight, in `flow_intents`), completions
 /// (each deleting its intent) and events, in the caller's transaction. `journaled`: the
 /// intents are in the SQLite journal instead, so none is inserted or deleted here.

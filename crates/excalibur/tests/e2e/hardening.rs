@@ -78,6 +78,25 @@ async fn hostile() -> Hostile {
     }
 }
 
+/// Starts a gateway on `data_dir` (in `dir`) again, with `args`: a restart after a
+/// kill, a stop or an edit of its files.
+async fn restart(
+    dir: Arc<tempfile::TempDir>,
+    data_dir: std::path::PathBuf,
+    args: &[&str],
+) -> anyhow::Result<Gateway> {
+    Gateway::start_in(
+        server_bin(),
+        dir,
+        Options {
+            data_dir: Some(data_dir),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// A gateway with `config` (TOML tables other than `[upstream]`), an echo upstream for
 /// api.github.com, the github provider, and a credential for 127.0.0.1.
 async fn plain_gateway(config: &str) -> Hostile {
@@ -422,16 +441,7 @@ async fn kill_9_during_writes_loses_nothing_committed() {
         "some writes were acknowledged before the kill"
     );
 
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            data_dir: Some(data_dir),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gw = restart(dir, data_dir, &[]).await.unwrap();
     let stored: Vec<String> = gw
         .api()
         .get("/api/placeholders")
@@ -479,29 +489,14 @@ async fn a_broken_chain_stops_the_start_unless_told() {
     )
     .unwrap();
     drop(db);
-    let err = Gateway::start_in(
-        server_bin(),
-        Arc::clone(&dir),
-        Options {
-            data_dir: Some(data_dir.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = restart(Arc::clone(&dir), data_dir.clone(), &[])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("audit chain is broken at seq 2"), "{err}");
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            data_dir: Some(data_dir),
-            args: vec!["--dangerous-allow-broken-audit-chain".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gw = restart(dir, data_dir, &["--dangerous-allow-broken-audit-chain"])
+        .await
+        .unwrap();
     assert_eq!(
         gw.api().get("/api/audit/verify").await.unwrap()["first_broken_seq"],
         2
@@ -766,44 +761,25 @@ async fn configuration_rows_edited_in_the_database_file_configure_nothing() {
     .unwrap();
     drop(db);
     // The gateway refuses to start on it, naming what happened.
-    let err = Gateway::start_in(
-        server_bin(),
-        Arc::clone(&dir),
-        Options {
-            data_dir: Some(data_dir.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = restart(Arc::clone(&dir), data_dir.clone(), &[])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("modified outside Excalibur"), "{err}");
     // Even the broken-chain override does not let edited rows configure the proxy.
-    let err = Gateway::start_in(
-        server_bin(),
+    let err = restart(
         Arc::clone(&dir),
-        Options {
-            data_dir: Some(data_dir.clone()),
-            args: vec!["--dangerous-allow-broken-audit-chain".into()],
-            ..Default::default()
-        },
+        data_dir.clone(),
+        &["--dangerous-allow-broken-audit-chain"],
     )
     .await
     .unwrap_err()
     .to_string();
     assert!(err.contains("modified outside Excalibur"), "{err}");
     // An operator who investigated accepts them explicitly, and that is audited.
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            data_dir: Some(data_dir),
-            args: vec!["--dangerous-accept-config-edits".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gw = restart(dir, data_dir, &["--dangerous-accept-config-edits"])
+        .await
+        .unwrap();
     let v = gw.api().get("/api/audit/verify").await.unwrap();
     assert_eq!(v["ok"], true, "{v}");
     let events = gw
@@ -1070,16 +1046,7 @@ async fn kill_9_under_load_loses_no_record_of_an_answered_redemption() {
         }
         let answered = answered.lock().unwrap().clone();
 
-        let gw = Gateway::start_in(
-            server_bin(),
-            dir,
-            Options {
-                data_dir: Some(data_dir),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let gw = restart(dir, data_dir, &[]).await.unwrap();
         let flows = gw.api().get("/api/flows?limit=1000").await.unwrap();
         let flows = flows.as_array().unwrap();
         assert!(flows.len() < 1000, "one page holds every flow");
@@ -1134,15 +1101,7 @@ async fn a_second_gateway_on_the_same_sqlite_database_is_refused() {
     let gw = Gateway::start(server_bin(), Options::default())
         .await
         .unwrap();
-    let second = Gateway::start_in(
-        server_bin(),
-        Arc::clone(&gw.dir),
-        Options {
-            data_dir: Some(gw.data_dir.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let second = restart(Arc::clone(&gw.dir), gw.data_dir.clone(), &[]).await;
     let refused = format!(
         "{:#}",
         second.expect_err("a second gateway started on the same database")
@@ -1161,16 +1120,7 @@ async fn a_second_gateway_on_the_same_sqlite_database_is_refused() {
     // Once the first is gone the database is the next one's, with what it wrote.
     let (dir, data_dir) = (Arc::clone(&gw.dir), gw.data_dir.clone());
     gw.stop().await.unwrap();
-    let gw = Gateway::start_in(
-        server_bin(),
-        dir,
-        Options {
-            data_dir: Some(data_dir),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let gw = restart(dir, data_dir, &[]).await.unwrap();
     let providers = gw.api().get("/api/providers").await.unwrap();
     assert!(providers.to_string().contains("p1.example"), "{providers}");
 }
